@@ -1,0 +1,43 @@
+"""opreg: reverse-mode automatic differentiation for NumPy in which every operation is a plugin.
+
+The engine (:mod:`opreg.engine`) records operations by the name they were registered under; the registry
+(:mod:`opreg.registry`) fills the name -> op table from pluggy plugins (:mod:`opreg.hookspecs`); the built-in ops
+are such plugins (the ``opreg_builtins`` package); the modules and the MLP (:mod:`opreg.nn`) are assembled from
+registered ops.
+"""
+
+from opreg.engine import Autograd, GradientBuffer, Operation
+from opreg.errors import (
+    EngineStateError,
+    GradcheckError,
+    OpContractError,
+    OpregError,
+    OpUsageError,
+    RegistrationError,
+    UnknownOpError,
+)
+from opreg.hookspecs import Register, hookimpl, hookspec
+from opreg.opcheck import check_op
+from opreg.registry import OpDef, OpRegistry, get_registry, register_plugin, unregister_plugin
+
+__all__ = [
+    "Autograd",
+    "EngineStateError",
+    "GradcheckError",
+    "GradientBuffer",
+    "OpContractError",
+    "OpDef",
+    "OpRegistry",
+    "OpUsageError",
+    "Operation",
+    "OpregError",
+    "Register",
+    "RegistrationError",
+    "UnknownOpError",
+    "check_op",
+    "get_registry",
+    "hookimpl",
+    "hookspec",
+    "register_plugin",
+    "unregister_plugin",
+]

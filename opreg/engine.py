@@ -1,0 +1,291 @@
+"""The handout's tape engine: ``Autograd``, ``Operation`` and ``GradientBuffer``, driven by registered ops.
+
+``Autograd`` records a linear tape of :class:`Operation` s. Each names its op by the name it was registered
+under; the engine resolves that name once, when the operation is recorded, with one dict lookup. ``backward``
+walks the tape in reverse and calls each op's registered backward. Arrays created inside the graph get their
+gradients in the :class:`GradientBuffer`; parameters whose gradient arrays the caller owns (``dW``, ``db``) are
+updated in place, as in the handout.
+
+Differences from the handout, each for a reason:
+
+* The buffer is keyed by array identity, not by data pointer: ``x`` and ``x.T`` share a data pointer, and
+  keying by it would give them one gradient.
+* Gradient slots are filled on first arrival instead of allocated as zeros, so an array used once costs no
+  zero buffer and no addition.
+* Any number of engines may exist at once (the handout allows one), so tests and notebooks need no teardown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from opreg.broadcast import sum_to_shape
+from opreg.errors import EngineStateError, OpContractError, OpUsageError
+from opreg.registry import OpDef, op_table, unknown_op_error
+
+
+def describe_array(x: Any) -> str:
+    """``float64 (3, 4)``: how error messages show an array, or the type of something that is not one."""
+    if isinstance(x, np.ndarray | np.generic):
+        return f"{x.dtype} {x.shape}"
+    return type(x).__name__
+
+
+class Operation:
+    """One recorded op: its inputs and output, where to put each input's gradient, and the op's name.
+
+    ``gradients_to_update[i]`` is ``None`` for an array tracked in the engine's buffer, or an array the caller
+    owns (such as ``dW``) that receives input ``i``'s gradient in place.
+    """
+
+    __slots__ = ("backward_operation", "gradients_to_update", "inputs", "op", "output")
+
+    def __init__(
+        self,
+        inputs: Sequence[np.ndarray],
+        output: np.ndarray,
+        gradients_to_update: Sequence[np.ndarray | None],
+        backward_operation: str,
+        op: OpDef,
+    ) -> None:
+        self.inputs = inputs
+        self.output = output
+        self.gradients_to_update = gradients_to_update
+        self.backward_operation = backward_operation
+        self.op = op
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(describe_array(x) for x in self.inputs)
+        return f"Operation({self.backward_operation}: {shapes} -> {describe_array(self.output)})"
+
+
+class GradientBuffer:
+    """Gradients of the arrays the engine tracks itself, keyed by array identity.
+
+    ``memory`` maps a key to the gradient accumulated so far, or ``None`` before the first one arrives. Each
+    keyed array is kept alive here as long as its slot, so that its identity cannot be reused by a new array.
+    """
+
+    def __init__(self) -> None:
+        self.memory: dict[int, np.ndarray | None] = {}
+        self._arrays: dict[int, np.ndarray] = {}
+
+    @staticmethod
+    def get_memory_loc(np_array: np.ndarray) -> int:
+        """The key of ``np_array``: its identity (the handout's data pointer would make views share a slot)."""
+        return id(np_array)
+
+    def is_in_memory(self, np_array: np.ndarray) -> bool:
+        return id(np_array) in self.memory
+
+    def add_spot(self, np_array: np.ndarray) -> None:
+        """Start tracking ``np_array``; a no-op when it is tracked already."""
+        key = id(np_array)
+        if key not in self.memory:
+            self.memory[key] = None
+            self._arrays[key] = np_array
+
+    def update_param(self, np_array: np.ndarray, gradient: np.ndarray) -> None:
+        """Add ``gradient`` to ``np_array``'s slot.
+
+        The first gradient is stored as it is and later ones are added out of place, never in place: an op's
+        backward may return one array for several inputs (add does), and they must not change each other.
+        """
+        key = id(np_array)
+        try:
+            current = self.memory[key]
+        except KeyError:
+            raise KeyError(f"the {describe_array(np_array)} array is not tracked; call add_spot first") from None
+        self.memory[key] = gradient if current is None else current + gradient
+
+    def get_param(self, np_array: np.ndarray) -> np.ndarray:
+        """The gradient accumulated for ``np_array``: zeros if it is tracked but no gradient reached it."""
+        gradient = self.memory[id(np_array)] if id(np_array) in self.memory else self._untracked(np_array)
+        return np.zeros(np_array.shape, np.result_type(np_array, np.float32)) if gradient is None else gradient
+
+    @staticmethod
+    def _untracked(np_array: np.ndarray) -> None:
+        raise KeyError(f"the {describe_array(np_array)} array is not tracked by this buffer")
+
+    def clear(self) -> None:
+        self.memory.clear()
+        self._arrays.clear()
+
+
+class Autograd:
+    """Records operations on a tape and back-propagates through it with the registered ops' backwards."""
+
+    def __init__(self) -> None:
+        self.gradient_buffer = GradientBuffer()
+        self.operation_list: list[Operation] = []
+        self._ops = op_table()
+        self._backward_done = False
+
+    def apply(
+        self,
+        name: str,
+        *inputs: Any,
+        gradients_to_update: Sequence[np.ndarray | None] | None = None,
+    ) -> np.ndarray:
+        """Run op ``name``'s forward on ``inputs``, record it, and return its output.
+
+        Inputs that are not arrays (numbers, lists) are converted with ``np.asarray``.
+        ``gradients_to_update`` is as in :meth:`add_operation` (default: all ``None``).
+        """
+        op = self._lookup(name)
+        inputs = tuple(x if type(x) is np.ndarray else np.asarray(x) for x in inputs)
+        if len(inputs) != len(op.inputs):
+            raise self._arity_error(op, "inputs", len(inputs))
+        try:
+            output = op.forward(*inputs)
+        except Exception as exc:
+            shapes = ", ".join(f"{n}: {describe_array(x)}" for n, x in zip(op.inputs, inputs, strict=True))
+            raise OpUsageError(f"{op.describe()}: forward failed on {shapes}: {exc}") from exc
+        if type(output) is not np.ndarray:
+            output = np.asarray(output)
+        if any(output is x for x in inputs):  # an op may return its input; a view keeps the two gradients apart
+            output = output.view()
+        self._record(op, inputs, output, gradients_to_update)
+        return output
+
+    def add_operation(
+        self,
+        inputs: Sequence[np.ndarray],
+        output: np.ndarray,
+        gradients_to_update: Sequence[np.ndarray | None],
+        backward_operation: str,
+    ) -> None:
+        """Record that ``output`` was computed from ``inputs`` by the op registered as ``backward_operation``."""
+        self._record(self._lookup(backward_operation), inputs, output, gradients_to_update)
+
+    def _lookup(self, name: str) -> OpDef:
+        try:
+            return self._ops[name]
+        except (KeyError, TypeError):
+            if callable(name):
+                raise OpUsageError(
+                    f"backward_operation must be the name of a registered op, not {name!r}; register the function "
+                    "as an op's backward in a plugin (see CONTRIBUTING.md) and pass the op's name"
+                ) from None
+            raise unknown_op_error(name) from None
+
+    def _record(
+        self,
+        op: OpDef,
+        inputs: Sequence[np.ndarray],
+        output: np.ndarray,
+        gradients_to_update: Sequence[np.ndarray | None] | None,
+    ) -> None:
+        n = len(op.inputs)
+        if len(inputs) != n:
+            raise self._arity_error(op, "inputs", len(inputs))
+        if gradients_to_update is None:
+            gradients_to_update = (None,) * n
+        elif len(gradients_to_update) != n:
+            raise self._arity_error(op, "gradients_to_update entries", len(gradients_to_update))
+        for position, (x, target, differentiable) in enumerate(
+            zip(inputs, gradients_to_update, op.differentiable, strict=True)
+        ):
+            if x is output:
+                raise OpUsageError(
+                    f"{op.describe()}: the output is the same array object as {op.describe_input(position)}; "
+                    "record a view (output.view()) or a copy"
+                )
+            if target is None:
+                if differentiable:
+                    self.gradient_buffer.add_spot(x)
+            elif getattr(target, "shape", None) != getattr(x, "shape", None):
+                raise OpUsageError(
+                    f"{op.describe()}: gradients_to_update[{position}] is {describe_array(target)} but "
+                    f"{op.describe_input(position)} is {describe_array(x)}; they must have one shape"
+                )
+        self.operation_list.append(Operation(inputs, output, gradients_to_update, op.name, op))
+
+    @staticmethod
+    def _arity_error(op: OpDef, what: str, got: int) -> OpUsageError:
+        return OpUsageError(f"{op.describe()} takes {len(op.inputs)} {what} {op.inputs}, got {got}")
+
+    def backward(self, divergence: Any) -> None:
+        """Back-propagate ``divergence``, the gradient of the last recorded output, through the whole tape.
+
+        ``divergence`` has the last output's shape, or is a scalar that stands for that value everywhere
+        (``1.0`` for a scalar loss). Operations whose output does not reach the last output contribute nothing.
+        """
+        if not self.operation_list:
+            raise EngineStateError("backward() called before any operation was recorded")
+        if self._backward_done:
+            raise EngineStateError(
+                "backward() already ran over this tape; call zero_grad() before recording the next step"
+            )
+        last = self.operation_list[-1]
+        seed = self._seed(divergence, last)
+        self._backward_done = True
+        memory = self.gradient_buffer.memory
+        update = self.gradient_buffer.update_param
+        for record in reversed(self.operation_list):
+            if record is last:
+                grad_output = seed
+            else:
+                grad_output = memory.get(id(record.output))
+                if grad_output is None:  # the output does not reach the last output
+                    continue
+            op = record.op
+            inputs = record.inputs
+            if op.backward_uses_output:
+                grads = op.backward(grad_output, *inputs, output=record.output)
+            else:
+                grads = op.backward(grad_output, *inputs)
+            if len(grads) != len(inputs):
+                raise OpContractError(
+                    f"{op.describe()}: backward returned {len(grads)} gradients for {len(inputs)} inputs {op.inputs}"
+                )
+            for position, (x, grad, target, differentiable) in enumerate(
+                zip(inputs, grads, record.gradients_to_update, op.differentiable, strict=True)
+            ):
+                if grad is None or not differentiable:
+                    continue
+                if getattr(grad, "shape", None) != x.shape:
+                    grad = self._fit_gradient(op, position, grad, x)
+                if target is None:
+                    update(x, grad)
+                else:
+                    target += grad
+
+    @staticmethod
+    def _seed(divergence: Any, last: Operation) -> np.ndarray:
+        output = last.output
+        dtype = np.result_type(output, np.float32)
+        seed = np.asarray(divergence, dtype=dtype)
+        if seed.shape == output.shape:
+            return seed
+        if seed.ndim == 0:
+            return np.full(output.shape, seed, dtype=dtype)
+        raise OpUsageError(
+            f"divergence of shape {seed.shape} does not fit the last output ({last.op.describe()}, shape "
+            f"{output.shape}); pass an array of that shape or a scalar"
+        )
+
+    @staticmethod
+    def _fit_gradient(op: OpDef, position: int, grad: Any, x: np.ndarray) -> np.ndarray:
+        """Sum a broadcast gradient back to its input's shape, or raise naming the op, the input and both shapes."""
+        if not isinstance(grad, np.ndarray | np.generic | float | int):
+            raise OpContractError(
+                f"{op.describe()}: backward returned a {type(grad).__name__} as the gradient of "
+                f"{op.describe_input(position)}; expected an array or None"
+            )
+        fitted = sum_to_shape(np.asarray(grad), x.shape)
+        if fitted is None:
+            raise OpContractError(
+                f"{op.describe()}: backward returned a gradient of shape {np.shape(grad)} for "
+                f"{op.describe_input(position)} of shape {x.shape}, which broadcasting cannot explain"
+            )
+        return fitted
+
+    def zero_grad(self) -> None:
+        """Forget the tape and the tracked gradients, ready for the next step (``dW``/``db`` are the caller's)."""
+        self.gradient_buffer.clear()
+        self.operation_list = []
+        self._backward_done = False

@@ -1,0 +1,42 @@
+"""The exceptions opreg raises.
+
+Every message names the op and the plugin that registered it, because the person reading it is often not the
+person who wrote the op: a student calling a built-in, or a user of somebody else's op package.
+"""
+
+from __future__ import annotations
+
+
+class OpregError(Exception):
+    """Base class of every error opreg raises on purpose."""
+
+
+class RegistrationError(OpregError):
+    """A plugin tried to register an op that is invalid or whose name is taken."""
+
+
+class UnknownOpError(OpregError, KeyError):
+    """An op name that no loaded plugin registered.
+
+    A ``KeyError`` too, since the registry is a mapping; ``__str__`` is overridden so the message is not shown
+    wrapped in quotes as ``KeyError`` would do.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class OpUsageError(OpregError, ValueError):
+    """An op was called or recorded with arguments that do not fit its declaration."""
+
+
+class OpContractError(OpregError):
+    """An op's forward or backward returned something that breaks the op contract (count or shape of gradients)."""
+
+
+class EngineStateError(OpregError, RuntimeError):
+    """The engine was asked for something its current state cannot give (backward on an empty tape, twice)."""
+
+
+class GradcheckError(OpregError, AssertionError):
+    """An op's analytic gradient disagrees with finite differences (an ``AssertionError``, so pytest shows it)."""

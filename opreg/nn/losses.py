@@ -1,0 +1,21 @@
+"""Losses, called as ``criterion(y, y_hat)`` (targets first, as in the handout), each one registered op."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from opreg.nn.module import Module
+
+
+class SoftmaxCrossEntropy(Module):
+    """Mean over the batch of the cross-entropy between one-hot targets ``y`` and ``softmax(y_hat)``."""
+
+    def forward(self, y: np.ndarray, y_hat: np.ndarray) -> np.ndarray:
+        return self.autograd_engine.apply("softmax_cross_entropy", y_hat, y)
+
+
+class MSELoss(Module):
+    """Mean over all elements of ``(y_hat - y) ** 2``."""
+
+    def forward(self, y: np.ndarray, y_hat: np.ndarray) -> np.ndarray:
+        return self.autograd_engine.apply("mse", y_hat, y)

@@ -1,0 +1,235 @@
+"""The tape engine: gradient routing, aliasing, broadcasting, accumulation, and the errors of misuse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import opreg
+from opreg import EngineStateError, OpContractError, OpUsageError, UnknownOpError
+
+rng = np.random.default_rng(0)
+
+
+def test_views_sharing_a_data_pointer_get_separate_gradients(engine):
+    """The handout keys gradients by data pointer; x and x.T share one, and must not share a gradient."""
+    x = rng.standard_normal((2, 3))
+    xt = x.T
+    assert x.__array_interface__["data"][0] == xt.__array_interface__["data"][0]
+    upstream = rng.standard_normal((2, 2))
+    engine.apply("matmul", x, xt)
+    engine.backward(upstream)
+    buffer = engine.gradient_buffer
+    assert buffer.get_memory_loc(x) != buffer.get_memory_loc(xt)
+    np.testing.assert_allclose(buffer.get_param(x), upstream @ x)
+    np.testing.assert_allclose(buffer.get_param(xt), x.T @ upstream)
+
+
+@pytest.mark.parametrize("bias_shape", [(4,), (1, 4), ()])
+def test_broadcast_gradients_are_summed_to_the_input_shape(engine, bias_shape):
+    x = rng.standard_normal((3, 4))
+    b = rng.standard_normal(bias_shape)
+    engine.apply("add", x, b)
+    upstream = rng.standard_normal((3, 4))
+    engine.backward(upstream)
+    grad_b = engine.gradient_buffer.get_param(b)
+    assert grad_b.shape == bias_shape
+    np.testing.assert_allclose(grad_b, upstream.sum(axis=0).reshape(bias_shape) if bias_shape else upstream.sum())
+
+
+def test_externally_tracked_gradient_is_updated_in_place_and_accumulates(engine):
+    """A parameter used by two ops gets both contributions added to the caller's array, which stays the same."""
+    x = rng.standard_normal((3, 4))
+    w = rng.standard_normal(4)
+    dw = np.zeros(4)
+    dw_before = dw
+    h = engine.apply("mul", x, w, gradients_to_update=[None, dw])
+    engine.apply("mul", h, w, gradients_to_update=[None, dw])
+    engine.backward(1.0)
+    assert dw is dw_before
+    np.testing.assert_allclose(dw, (2 * x * w).sum(axis=0))
+    assert not engine.gradient_buffer.is_in_memory(w)
+
+
+def test_an_array_used_twice_accumulates_its_gradient(engine):
+    x = rng.standard_normal((2, 3))
+    e = engine.apply("exp", x)
+    engine.apply("mul", x, e)
+    engine.backward(1.0)
+    np.testing.assert_allclose(engine.gradient_buffer.get_param(x), np.exp(x) + x * np.exp(x))
+
+
+def test_shared_gradient_arrays_are_not_corrupted_by_accumulation(engine):
+    """add's backward returns one array for both inputs; accumulating into one must not change the other."""
+    a = rng.standard_normal(3)
+    b = rng.standard_normal(3)
+    s = engine.apply("add", a, b)
+    t = engine.apply("mul", s, a)
+    engine.backward(np.ones(3))
+    del t
+    np.testing.assert_allclose(engine.gradient_buffer.get_param(b), a)
+    np.testing.assert_allclose(engine.gradient_buffer.get_param(a), a + s)
+
+
+def test_an_op_off_the_path_to_the_last_output_contributes_nothing(engine):
+    x = rng.standard_normal(5)
+    engine.apply("exp", x)
+    engine.apply("mul", x, 3.0)
+    engine.backward(1.0)
+    np.testing.assert_allclose(engine.gradient_buffer.get_param(x), np.full(5, 3.0))
+
+
+def test_untouched_tracked_array_reads_as_zero_gradient(engine):
+    labels = np.eye(3)[[0, 2]]
+    logits = rng.standard_normal((2, 3))
+    x = rng.standard_normal(2)
+    engine.apply("exp", x)
+    engine.apply("softmax_cross_entropy", logits, labels)
+    engine.backward(1.0)
+    np.testing.assert_array_equal(engine.gradient_buffer.get_param(x), np.zeros(2))
+    assert not engine.gradient_buffer.is_in_memory(labels)
+
+
+def test_float32_graphs_get_float32_gradients(engine):
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 2)).astype(np.float32)
+    dw = np.zeros_like(w)
+    loss = engine.apply("mse", engine.apply("matmul", x, w, gradients_to_update=[None, dw]), np.zeros((4, 2), "f4"))
+    engine.backward(1.0)
+    assert loss.dtype == np.float32
+    assert engine.gradient_buffer.get_param(x).dtype == np.float32
+
+
+def test_numbers_and_lists_are_accepted_as_inputs(engine):
+    out = engine.apply("mul", [1.0, 2.0], 3.0)
+    engine.backward(1.0)
+    np.testing.assert_allclose(out, [3.0, 6.0])
+
+
+def test_handout_add_operation_records_an_op_computed_by_hand(engine):
+    x = rng.standard_normal(3)
+    y = np.exp(x)
+    engine.add_operation([x], y, [None], "exp")
+    assert [op.backward_operation for op in engine.operation_list] == ["exp"]
+    engine.backward(np.ones(3))
+    np.testing.assert_allclose(engine.gradient_buffer.get_param(x), np.exp(x))
+
+
+def test_zero_grad_starts_a_new_step(engine):
+    x = rng.standard_normal(3)
+    engine.apply("mul", x, 2.0)
+    engine.backward(1.0)
+    engine.zero_grad()
+    assert engine.operation_list == [] and engine.gradient_buffer.memory == {}
+    engine.apply("mul", x, 5.0)
+    engine.backward(1.0)
+    np.testing.assert_allclose(engine.gradient_buffer.get_param(x), np.full(3, 5.0))
+
+
+def test_an_op_returning_its_own_input_does_not_alias_gradients(engine, install_ops):
+    install_ops({"name": "passthrough", "inputs": ("x",), "forward": lambda x: x, "backward": lambda g, x: (2 * g,)})
+    x = rng.standard_normal(3)
+    y = engine.apply("passthrough", x)
+    assert y is not x
+    engine.apply("mul", y, 3.0)
+    engine.backward(1.0)
+    np.testing.assert_allclose(engine.gradient_buffer.get_param(x), np.full(3, 6.0))
+
+
+# --- errors: each names the op and the plugin that registered it --------------------------------------------------
+
+ARITHMETIC = "plugin 'opreg_builtins.arithmetic'"
+
+
+def test_unknown_op_suggests_close_names(engine):
+    with pytest.raises(UnknownOpError, match="'matmull'.*did you mean 'matmul'"):
+        engine.apply("matmull", np.ones((2, 2)), np.ones((2, 2)))
+    with pytest.raises(UnknownOpError, match="'softmax_crossentropy'.*'softmax_cross_entropy'"):
+        engine.add_operation([np.ones(2)], np.ones(2), [None], "softmax_crossentropy")
+
+
+def test_a_function_instead_of_an_op_name_is_explained(engine):
+    def mul_backward(grad, a, b):
+        return grad * b, grad * a
+
+    with pytest.raises(OpUsageError, match="must be the name of a registered op"):
+        engine.add_operation([np.ones(2), np.ones(2)], np.ones(2), [None, None], mul_backward)
+
+
+def test_wrong_number_of_inputs(engine):
+    with pytest.raises(OpUsageError, match=rf"op 'add' \({ARITHMETIC}\) takes 2 inputs \('a', 'b'\), got 1"):
+        engine.apply("add", np.ones(2))
+    with pytest.raises(OpUsageError, match="op 'neg'.*takes 1 inputs"):
+        engine.add_operation([np.ones(2), np.ones(2)], np.ones(2), [None, None], "neg")
+
+
+def test_wrong_number_of_gradients_to_update(engine):
+    with pytest.raises(OpUsageError, match="op 'mul'.*takes 2 gradients_to_update entries.*got 1"):
+        engine.apply("mul", np.ones(2), np.ones(2), gradients_to_update=[None])
+
+
+def test_gradients_to_update_of_the_wrong_shape(engine):
+    with pytest.raises(
+        OpUsageError, match=r"op 'mul'.*gradients_to_update\[1\] is float64 \(3,\).*input 1 'b'.*\(2,\)"
+    ):
+        engine.apply("mul", np.ones(2), np.ones(2), gradients_to_update=[None, np.zeros(3)])
+
+
+def test_forward_failure_names_the_op_and_the_input_shapes(engine):
+    with pytest.raises(OpUsageError, match=r"op 'matmul'.*a: float64 \(2, 3\), b: float64 \(2, 3\)"):
+        engine.apply("matmul", np.ones((2, 3)), np.ones((2, 3)))
+    with pytest.raises(OpUsageError, match=r"op 'mse'.*same shape, got \(4, 1\) and \(4,\)"):
+        engine.apply("mse", np.ones((4, 1)), np.ones(4))
+
+
+def test_recording_an_input_as_its_own_output_is_refused(engine):
+    x = np.ones(3)
+    with pytest.raises(OpUsageError, match="op 'neg'.*same array object as input 0 'x'"):
+        engine.add_operation([x], x, [None], "neg")
+
+
+def test_backward_before_any_operation(engine):
+    with pytest.raises(EngineStateError, match="before any operation"):
+        engine.backward(1.0)
+
+
+def test_backward_twice_over_one_tape(engine):
+    engine.apply("exp", np.ones(2))
+    engine.backward(1.0)
+    with pytest.raises(EngineStateError, match="already ran.*zero_grad"):
+        engine.backward(1.0)
+
+
+def test_divergence_of_the_wrong_shape(engine):
+    engine.apply("exp", np.ones((2, 3)))
+    with pytest.raises(OpUsageError, match=r"divergence of shape \(3,\).*op 'exp'.*\(2, 3\)"):
+        engine.backward(np.ones(3))
+
+
+def test_backward_returning_the_wrong_number_of_gradients(engine, install_ops):
+    install_ops({"name": "two_grads", "inputs": ("x",), "forward": lambda x: x * 1, "backward": lambda g, x: (g, g)})
+    engine.apply("two_grads", np.ones(2))
+    with pytest.raises(OpContractError, match=r"op 'two_grads' \(plugin 'test-plugin'\).*returned 2 gradients for 1"):
+        engine.backward(1.0)
+
+
+def test_backward_returning_a_gradient_of_the_wrong_shape(engine, install_ops):
+    install_ops({"name": "wrong_shape", "inputs": ("x",), "forward": lambda x: 2 * x, "backward": lambda g, x: (g.T,)})
+    engine.apply("wrong_shape", np.ones((2, 3)))
+    with pytest.raises(OpContractError, match=r"op 'wrong_shape'.*test-plugin.*shape \(3, 2\).*input 0 'x'.*\(2, 3\)"):
+        engine.backward(1.0)
+
+
+def test_backward_returning_something_that_is_not_an_array(engine, install_ops):
+    install_ops({"name": "text_grad", "inputs": ("x",), "forward": lambda x: 2 * x, "backward": lambda g, x: ("2",)})
+    engine.apply("text_grad", np.ones(2))
+    with pytest.raises(OpContractError, match="op 'text_grad'.*returned a str as the gradient of input 0 'x'"):
+        engine.backward(1.0)
+
+
+def test_gradient_buffer_refuses_untracked_arrays():
+    buffer = opreg.GradientBuffer()
+    with pytest.raises(KeyError, match="not tracked"):
+        buffer.update_param(np.ones(2), np.ones(2))
+    with pytest.raises(KeyError, match="not tracked"):
+        buffer.get_param(np.ones(2))

@@ -1,0 +1,223 @@
+"""Every built-in op against PyTorch: forward values and the gradients of every differentiable input.
+
+PyTorch is the independent reference here: each op's torch counterpart is written out in ``TORCH_OPS`` and
+computed by torch's own autograd, never from opreg's code. A built-in op missing from that table fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pytest
+
+import opreg
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+F64 = {"rtol": 1e-10, "atol": 1e-12}
+F32 = {"rtol": 2e-5, "atol": 1e-6}
+
+
+def _torch_softmax_cross_entropy(logits, labels):
+    """torch's cross_entropy with probability targets, over every leading (batch) axis."""
+    classes = logits.shape[-1]
+    return F.cross_entropy(logits.reshape(-1, classes), labels.reshape(-1, classes))
+
+
+#: op name -> the same computation in torch. Keep complete: every built-in op needs an entry.
+TORCH_OPS: dict[str, Callable] = {
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": torch.div,
+    "neg": torch.neg,
+    "log": torch.log,
+    "exp": torch.exp,
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "matmul": torch.matmul,
+    "transpose": lambda x: x.mT,
+    "softmax_cross_entropy": _torch_softmax_cross_entropy,
+    "mse": F.mse_loss,
+}
+
+REGISTRY = opreg.get_registry()
+BUILTIN_OPS = sorted(name for name, op in REGISTRY.items() if op.plugin.startswith("opreg_builtins"))
+
+
+def torch_reference(name: str) -> Callable:
+    if name not in TORCH_OPS:
+        pytest.fail(f"built-in op {name!r} has no PyTorch reference; add it to TORCH_OPS in {__name__}")
+    return TORCH_OPS[name]
+
+
+def run_opreg(name: str, inputs: Sequence[np.ndarray], g: np.ndarray) -> tuple[np.ndarray, list[np.ndarray | None]]:
+    """Forward and backward through a fresh engine: the output and each differentiable input's gradient."""
+    engine = opreg.Autograd()
+    out = engine.apply(name, *inputs)
+    engine.backward(g)
+    grads = [
+        engine.gradient_buffer.get_param(x) if differentiable else None
+        for x, differentiable in zip(inputs, REGISTRY[name].differentiable, strict=True)
+    ]
+    return out, grads
+
+
+def run_torch(
+    fn: Callable, inputs: Sequence[np.ndarray], differentiable: Sequence[bool], g: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray | None]]:
+    """The same through torch autograd (inputs copied, so torch cannot see opreg's arrays)."""
+    tensors = [torch.tensor(np.array(x), requires_grad=d) for x, d in zip(inputs, differentiable, strict=True)]
+    out = fn(*tensors)
+    out.backward(torch.tensor(np.array(g)))
+    grads = [t.grad.numpy() if d else None for t, d in zip(tensors, differentiable, strict=True)]
+    return out.detach().numpy(), grads
+
+
+def compare(name: str, inputs: Sequence[np.ndarray], tol: dict, g: np.ndarray | None = None, seed: int = 0) -> None:
+    """opreg against torch on ``inputs``: output and every differentiable gradient, shape and dtype included."""
+    differentiable = REGISTRY[name].differentiable
+    if g is None:
+        shape = np.shape(TORCH_OPS[name](*(torch.tensor(np.array(x)) for x in inputs)))
+        g = np.random.default_rng(seed + 1000).standard_normal(tuple(shape)).astype(np.result_type(*inputs))
+    out, grads = run_opreg(name, inputs, g)
+    ref_out, ref_grads = run_torch(torch_reference(name), inputs, differentiable, g)
+    np.testing.assert_allclose(out, ref_out, strict=True, err_msg=f"{name} forward", **tol)
+    for position, (grad, ref) in enumerate(zip(grads, ref_grads, strict=True)):
+        if differentiable[position]:
+            assert grad.shape == inputs[position].shape, f"{name}: gradient {position} has the wrong shape"
+            np.testing.assert_allclose(grad, ref, strict=True, err_msg=f"{name} gradient {position}", **tol)
+
+
+def test_builtin_ops_exist():
+    """The parametrization below is not vacuous: the built-in plugins registered ops."""
+    assert len(BUILTIN_OPS) >= len(TORCH_OPS) - 1
+
+
+def test_torch_table_has_no_stale_entries():
+    """Every reference in TORCH_OPS names a registered built-in op (a renamed op would leave a dead entry)."""
+    assert sorted(set(TORCH_OPS) - set(BUILTIN_OPS)) == []
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2], ids=lambda s: f"seed{s}")
+@pytest.mark.parametrize("name", BUILTIN_OPS, ids=str)
+def test_op_matches_torch_float64(name, seed):
+    """Forward and backward of each built-in op on its own sample inputs equal torch's in float64."""
+    torch_reference(name)
+    inputs = [np.asarray(x, dtype=np.float64) for x in REGISTRY[name].sample_inputs(np.random.default_rng(seed))]
+    compare(name, inputs, F64, seed=seed)
+
+
+@pytest.mark.parametrize("name", BUILTIN_OPS, ids=str)
+def test_op_matches_torch_float32(name):
+    """float32 in gives float32 out and float32 gradients, matching torch at float32 tolerances."""
+    torch_reference(name)
+    inputs = [np.asarray(x, dtype=np.float32) for x in REGISTRY[name].sample_inputs(np.random.default_rng(7))]
+    out, grads = run_opreg(name, inputs, np.float32(1.0))
+    assert out.dtype == np.float32
+    for x, grad in zip(inputs, grads, strict=True):
+        assert grad is None or (grad.dtype == np.float32 and grad.shape == x.shape)
+    compare(name, inputs, F32, seed=7)
+
+
+def _away_from_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Values in +-[0.5, 2], always an ndarray (a 0-d product would be a NumPy scalar, which apply copies)."""
+    return np.asarray(rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.5, 2.0, size=shape))
+
+
+BROADCAST_SHAPES = [
+    ((3, 4), (4,)),
+    ((3, 4), (1, 4)),
+    ((3, 4), (3, 1)),
+    ((4,), (3, 4)),
+    ((1, 4), (3, 4)),
+    ((3, 1), (3, 4)),
+    ((3, 1), (1, 4)),
+    ((2, 3, 4), (3, 1)),
+    ((3, 4), ()),
+]
+
+
+@pytest.mark.parametrize("shapes", BROADCAST_SHAPES, ids=lambda s: f"{s[0]}-{s[1]}".replace(" ", ""))
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "div"])
+def test_broadcasting_gradients(name, shapes):
+    """Broadcast operands get gradients of their own shape, summed over the broadcast axes as torch does."""
+    rng = np.random.default_rng(3)
+    inputs = [_away_from_zero(rng, shape) for shape in shapes]
+    compare(name, inputs, F64)
+
+
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "div"])
+def test_same_array_as_both_operands(name):
+    """One array used as both inputs accumulates both gradients (x * x -> 2x), as in torch."""
+    x = _away_from_zero(np.random.default_rng(4), (3, 4))
+    engine = opreg.Autograd()
+    engine.apply(name, x, x)
+    g = np.random.default_rng(5).standard_normal((3, 4))
+    engine.backward(g)
+    t = torch.tensor(x.copy(), requires_grad=True)
+    TORCH_OPS[name](t, t).backward(torch.tensor(g))
+    np.testing.assert_allclose(engine.gradient_buffer.get_param(x), t.grad.numpy(), strict=True, **F64)
+
+
+MATMUL_SHAPES = [
+    ((4,), (4,)),
+    ((4,), (4, 5)),
+    ((3, 4), (4,)),
+    ((2, 3, 4), (4, 5)),
+    ((3, 4), (2, 4, 5)),
+    ((2, 3, 4), (2, 4, 5)),
+    ((2, 1, 3, 4), (5, 4, 2)),
+    ((4,), (2, 4, 5)),
+    ((2, 3, 4), (4,)),
+]
+
+
+@pytest.mark.parametrize("shapes", MATMUL_SHAPES, ids=lambda s: f"{s[0]}@{s[1]}".replace(" ", ""))
+def test_matmul_1d_and_batched(shapes):
+    """matmul with 1-D operands and broadcast batch axes: output and both gradients as torch.matmul."""
+    rng = np.random.default_rng(6)
+    inputs = [rng.standard_normal(shape) for shape in shapes]
+    compare("matmul", inputs, F64)
+
+
+def test_transpose_batched():
+    """transpose swaps only the last two axes of a batched array, and its gradient swaps them back."""
+    compare("transpose", [np.random.default_rng(8).standard_normal((2, 3, 4))], F64)
+
+
+def test_relu_at_zero():
+    """relu's gradient at exactly 0 (and -0.0) is 0, as in torch."""
+    x = np.array([[-1.5, 0.0, -0.0, 2.0], [0.0, 3.0, -2.0, 0.0]])
+    _, (grad,) = run_opreg("relu", [x], np.ones_like(x))
+    np.testing.assert_array_equal(grad, (x > 0).astype(np.float64))
+    compare("relu", [x], F64, g=np.full_like(x, 2.5))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sigmoid_extreme_inputs(dtype):
+    """sigmoid at +-1000 (and near its float limits) is finite, with finite gradients equal to torch's."""
+    x = np.array([-1000.0, -100.0, -40.0, 0.0, 40.0, 100.0, 1000.0], dtype=dtype)
+    g = np.ones_like(x)
+    with np.errstate(invalid="raise"):
+        out, (grad,) = run_opreg("sigmoid", [x], g)
+    assert np.all(np.isfinite(out)) and np.all(np.isfinite(grad))
+    compare("sigmoid", [x], F64 if dtype == np.float64 else F32, g=g)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_softmax_cross_entropy_huge_logits(dtype):
+    """Logits of size 1e4 (ties, large gaps, negatives) give a finite loss and gradient equal to torch's."""
+    rng = np.random.default_rng(9)
+    logits = rng.standard_normal((5, 4)) * 1e4
+    logits[0] = 1e4  # all tied at a huge value
+    logits[1] = [-1e4, -1e4, 1e4, -1e4]
+    labels = np.eye(4)[rng.integers(0, 4, size=5)]
+    labels[1] = np.eye(4)[0]  # the correct class has the hugely smaller logit: loss ~ 2e4
+    logits, labels = logits.astype(dtype), labels.astype(dtype)
+    out, (grad, _) = run_opreg("softmax_cross_entropy", [logits, labels], np.asarray(1.0, dtype))
+    assert np.isfinite(out) and np.all(np.isfinite(grad))
+    compare("softmax_cross_entropy", [logits, labels], F64 if dtype == np.float64 else F32, g=np.asarray(3.0, dtype))

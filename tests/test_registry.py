@@ -1,0 +1,127 @@
+"""The pluggy registry: built-ins arrive through the public hook, declarations are validated, lookups are cheap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pluggy
+import pytest
+
+import opreg
+from opreg import RegistrationError, plugin_manager, registry
+
+BUILTIN_OPS = {
+    "add", "sub", "mul", "div", "neg", "log", "exp", "relu", "sigmoid", "tanh", "matmul", "transpose",
+    "softmax_cross_entropy", "mse",
+}  # fmt: skip
+
+
+def square(name: str = "square", **overrides):
+    """A valid declaration of x ** 2, with any keyword replaced."""
+    return {
+        "name": name,
+        "inputs": ("x",),
+        "forward": lambda x: x * x,
+        "backward": lambda g, x: (2 * g * x,),
+    } | overrides
+
+
+def test_builtin_ops_are_registered_through_the_public_hook():
+    pm = plugin_manager.get_plugin_manager()
+    hook_plugins = [impl.plugin_name for impl in pm.hook.opreg_register_ops.get_hookimpls()]
+    assert set(plugin_manager.BUILTIN_PLUGINS) <= set(hook_plugins)
+    ops = opreg.get_registry()
+    assert set(ops) >= BUILTIN_OPS
+    for name in BUILTIN_OPS:
+        assert ops[name].plugin in plugin_manager.BUILTIN_PLUGINS
+        assert ops[name].name == name
+
+
+def test_definitions_carry_inputs_differentiability_and_docs():
+    ops = opreg.get_registry()
+    assert ops["matmul"].inputs == ("a", "b")
+    assert ops["softmax_cross_entropy"].inputs == ("logits", "labels")
+    assert ops["softmax_cross_entropy"].differentiable == (True, False)
+    assert ops["exp"].backward_uses_output
+    assert ops["mse"].doc.startswith("Mean over all elements")
+    assert all(ops[name].doc for name in BUILTIN_OPS)
+    positive = ops["log"].sample_inputs(np.random.default_rng(0))[0]
+    assert (positive > 0).all()
+
+
+def test_the_registry_is_read_only():
+    ops = opreg.get_registry()
+    with pytest.raises(TypeError):
+        ops["add"] = ops["mul"]  # type: ignore[index]
+    with pytest.raises(opreg.UnknownOpError, match="did you mean 'relu'"):
+        ops["rleu"]
+
+
+def test_a_plugin_registered_later_reaches_existing_engines(install_ops):
+    engine = opreg.Autograd()
+    install_ops(square(), name="squares")
+    assert opreg.get_registry()["square"].plugin == "squares"
+    x = np.arange(3.0)
+    engine.apply("square", x)
+    engine.backward(1.0)
+    np.testing.assert_allclose(engine.gradient_buffer.get_param(x), 2 * x)
+
+
+def test_unregistering_a_plugin_removes_its_ops(op_plugin):
+    name = opreg.register_plugin(op_plugin(square()), name="temporary")
+    assert "square" in opreg.get_registry()
+    opreg.unregister_plugin(name)
+    assert "square" not in opreg.get_registry()
+
+
+def test_two_plugins_registering_one_name_is_an_error_naming_both(install_ops, op_plugin):
+    install_ops(square(), name="first")
+    before = dict(opreg.get_registry())
+    with pytest.raises(RegistrationError, match="'square' is registered by both plugin 'first' and plugin 'second'"):
+        opreg.register_plugin(op_plugin(square()), name="second")
+    assert dict(opreg.get_registry()) == before
+    assert plugin_manager.get_plugin_manager().get_plugin("second") is None
+
+
+def test_a_plugin_cannot_take_a_builtin_name(op_plugin):
+    with pytest.raises(RegistrationError, match="'add' is registered by both plugin 'opreg_builtins.arithmetic'"):
+        opreg.register_plugin(op_plugin(square("add")), name="sneaky")
+
+
+@pytest.mark.parametrize(
+    ("declaration", "message"),
+    [
+        (square("not an identifier"), "must be a Python identifier"),
+        (square(inputs="x"), r"op 'square' \(plugin 'bad'\): .*inputs"),
+        (square(inputs=("x", "x")), "distinct identifiers"),
+        (square(inputs=()), "distinct identifiers"),
+        (square(forward=lambda x, y: x), r"forward\(x, y\) cannot be called with 1 positional"),
+        (square(backward=lambda g: g), r"backward\(g\) cannot be called with 2 positional"),
+        (square(backward_uses_output=True), "cannot be called with 2 positional arguments and output="),
+        (square(differentiable=("y",)), r"differentiable names \['y'\]"),
+        (square(forward="x * x"), r"op 'square' \(plugin 'bad'\): .*forward"),
+        (square(doc=3), r"op 'square' \(plugin 'bad'\): .*doc"),
+        (square(colour="red"), "plugin 'bad': register().*colour"),
+    ],
+)
+def test_invalid_declarations_are_refused_naming_the_plugin(declaration, message, op_plugin):
+    with pytest.raises(RegistrationError, match=message):
+        opreg.register_plugin(op_plugin(declaration), name="bad")
+    assert "square" not in opreg.get_registry()
+
+
+def test_the_hot_path_calls_neither_pluggy_nor_typeguard(monkeypatch):
+    """After loading, recording and backward must not touch the plugin manager or the validated declarations."""
+    opreg.get_registry()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("called on the hot path")
+
+    monkeypatch.setattr(pluggy.PluginManager, "_hookexec", forbidden)
+    monkeypatch.setattr(pluggy.HookCaller, "get_hookimpls", forbidden)
+    monkeypatch.setattr(registry, "define_op", forbidden)
+    monkeypatch.setattr(registry, "_reload", forbidden)
+    engine = opreg.Autograd()
+    model = opreg.nn.MLP([3, 4, 2], engine)
+    loss = opreg.nn.MSELoss(engine)(np.zeros((5, 2)), model(np.ones((5, 3))))
+    engine.backward(1.0)
+    assert np.isfinite(loss)
