@@ -18,7 +18,7 @@ from opreg.errors import (
 )
 from opreg.hookspecs import Register, hookimpl, hookspec
 from opreg.opcheck import check_op
-from opreg.registry import OpDef, OpRegistry, get_registry, register_plugin, unregister_plugin
+from opreg.registry import OpDef, OpRegistry, get_registry, register_plugin, reload_plugins, unregister_plugin
 
 __all__ = [
     "Autograd",
@@ -39,5 +39,6 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "register_plugin",
+    "reload_plugins",
     "unregister_plugin",
 ]

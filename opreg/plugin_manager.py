@@ -1,16 +1,33 @@
-"""The pluggy plugin manager: the hookspecs and the built-in op plugins, registered like any other plugin."""
+"""The pluggy plugin manager: the built-in op plugins, and op packages found through entry points.
+
+Built-ins are registered by module name, so they load even with auto-loading off. Installed op packages declare
+``[project.entry-points.opreg]``; each is loaded on its own, and one that fails to import, to register, or (later,
+in the registry) to declare valid ops is skipped with a warning naming its distribution, version, entry point and
+error. pluggy's ``load_setuptools_entrypoints`` is not used because it stops at the first failing import.
+
+Environment variables, read when the plugin manager is first created:
+
+* ``OPREG_DISABLE_PLUGIN_AUTOLOAD=1``: load only the built-ins (as pytest's variable of that name).
+* ``OPREG_LOAD_PLUGINS=dist-a,dist-b``: load only these distributions (or entry point names) besides the
+  built-ins (as llm's ``LLM_LOAD_PLUGINS``).
+"""
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import os
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Literal
 
 import pluggy
 
 from opreg import hookspecs
 
 #: The built-in op plugins (the ``plugins/`` folder, installed as ``opreg_builtins``). Each is an ordinary plugin
-#: module implementing ``opreg_register_ops``; they are registered by name here so they load even when plugin
-#: auto-loading is turned off.
+#: module implementing ``opreg_register_ops``, registered exactly as an installed op package is.
 BUILTIN_PLUGINS = (
     "opreg_builtins.arithmetic",
     "opreg_builtins.elementwise",
@@ -18,16 +35,157 @@ BUILTIN_PLUGINS = (
     "opreg_builtins.losses",
 )
 
+ENTRY_POINT_GROUP = "opreg"
+DISABLE_AUTOLOAD_VAR = "OPREG_DISABLE_PLUGIN_AUTOLOAD"
+LOAD_ONLY_VAR = "OPREG_LOAD_PLUGINS"
+
+
+class PluginWarning(UserWarning):
+    """An installed op plugin was skipped; opreg goes on without it."""
+
+
+@dataclass
+class PluginInfo:
+    """What ``opreg plugins`` shows of one plugin: where it came from and whether it loaded."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    path: str | None
+    status: Literal["builtin", "loaded", "registered", "skipped", "disabled"]
+    reason: str = ""
+    entry_point: str | None = None
+
+    def describe(self) -> str:
+        """``plugin 'p' (distribution d 1.0, entry point p = mod)``: how skip warnings name a plugin."""
+        source = f"distribution {self.distribution} {self.version}" if self.distribution else "no distribution"
+        where = f", entry point {self.entry_point}" if self.entry_point else ""
+        return f"plugin {self.name!r} ({source}{where})"
+
+
 _pm: pluggy.PluginManager | None = None
+_infos: dict[str, PluginInfo] = {}
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager, created with the built-in plugins on first use."""
+    """The process-wide plugin manager, created with the built-ins and the installed op packages on first use."""
     global _pm
     if _pm is None:
         pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         pm.add_hookspecs(hookspecs)
+        _infos.clear()
         for module_name in BUILTIN_PLUGINS:
-            pm.register(importlib.import_module(module_name), name=module_name)
+            module = importlib.import_module(module_name)
+            pm.register(module, name=module_name)
+            _infos[module_name] = PluginInfo(module_name, "opreg", _version("opreg"), _source_file(module), "builtin")
+        _load_entry_points(pm)
         _pm = pm
     return _pm
+
+
+def reset_plugin_manager() -> None:
+    """Forget all plugins, so the next use loads them afresh (after installing a package or changing OPREG_*)."""
+    global _pm
+    _pm = None
+
+
+def plugin_infos() -> list[PluginInfo]:
+    """Every plugin opreg knows of: built-in, loaded, registered in-process, skipped or disabled."""
+    get_plugin_manager()
+    return list(_infos.values())
+
+
+def plugin_info(name: str) -> PluginInfo:
+    """The record of the plugin registered under ``name``."""
+    get_plugin_manager()
+    return _infos[name]
+
+
+def isolated(name: str) -> bool:
+    """Whether a failure of this plugin should skip it (installed packages) rather than raise (built-ins, ours)."""
+    info = _infos.get(name)
+    return info is not None and info.status == "loaded"
+
+
+def note_registered(name: str, plugin: object) -> None:
+    """Record a plugin registered in-process with :func:`opreg.register_plugin`."""
+    _infos[name] = PluginInfo(name, None, None, _source_file(plugin), "registered")
+
+
+def forget(name: str) -> None:
+    """Drop the record of a plugin that was unregistered."""
+    _infos.pop(name, None)
+
+
+def skip(name: str, reason: str) -> None:
+    """Unregister an installed plugin that failed, keep why, and warn; every other plugin goes on loading."""
+    if _pm is not None and _pm.get_plugin(name) is not None:
+        _pm.unregister(name=name)
+    info = _infos[name]
+    info.status, info.reason = "skipped", reason
+    warnings.warn(f"opreg skipped {info.describe()}: {reason}", PluginWarning, stacklevel=2)
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    autoload = os.environ.get(DISABLE_AUTOLOAD_VAR, "").strip().lower() in ("", "0", "false", "no")
+    only = os.environ.get(LOAD_ONLY_VAR)
+    wanted = None if only is None else {part.strip() for part in only.split(",") if part.strip()}
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = entry_point.dist
+        name = entry_point.name
+        info = PluginInfo(
+            name,
+            dist.name if dist else None,
+            dist.version if dist else None,
+            None,
+            "loaded",
+            entry_point=f"{name} = {entry_point.value}",
+        )
+        if name in _infos:
+            _warn_duplicate(info, _infos[name])
+            continue
+        _infos[name] = info
+        if not autoload:
+            info.status, info.reason = "disabled", f"{DISABLE_AUTOLOAD_VAR} is set"
+        elif wanted is not None and not {name, info.distribution} & wanted:
+            info.status, info.reason = "disabled", f"not listed in {LOAD_ONLY_VAR}"
+        else:
+            _load_one(pm, entry_point, info)
+
+
+def _load_one(pm: pluggy.PluginManager, entry_point: metadata.EntryPoint, info: PluginInfo) -> None:
+    try:
+        plugin = entry_point.load()
+    except Exception as exc:
+        skip(info.name, f"import failed: {type(exc).__name__}: {exc}")
+        return
+    info.path = _source_file(plugin)
+    try:
+        pm.register(plugin, name=info.name)
+        pm.check_pending()  # a hook implementation whose name matches no hook (a typo) is an error, not ignored
+    except Exception as exc:
+        skip(info.name, f"invalid plugin: {type(exc).__name__}: {exc}")
+
+
+def _source_file(plugin: object) -> str | None:
+    """The file a plugin (a module, a class, or an instance of one) is defined in."""
+    try:
+        return inspect.getfile(plugin if inspect.ismodule(plugin) or inspect.isclass(plugin) else type(plugin))
+    except TypeError:
+        return None
+
+
+def _warn_duplicate(info: PluginInfo, first: PluginInfo) -> None:
+    warnings.warn(
+        f"opreg ignored entry point {info.name!r} of distribution {info.distribution} {info.version}: "
+        f"{first.distribution} {first.version} uses that name already",
+        PluginWarning,
+        stacklevel=3,
+    )

@@ -174,10 +174,12 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
     registered_name = pm.register(plugin, name=name)
     if registered_name is None:
         raise RegistrationError(f"plugin {name or plugin!r} is already registered or blocked")
+    plugin_manager.note_registered(registered_name, plugin)
     try:
         _reload()
-    except Exception:
-        pm.unregister(plugin)
+    except Exception:  # the table is untouched; only the plugin manager has to forget the plugin
+        pm.unregister(name=registered_name)
+        plugin_manager.forget(registered_name)
         raise
     return registered_name
 
@@ -185,11 +187,18 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
 def unregister_plugin(name: str) -> None:
     """Remove a plugin registered with :func:`register_plugin`, and its ops."""
     plugin_manager.get_plugin_manager().unregister(name=name)
+    plugin_manager.forget(name)
+    _reload()
+
+
+def reload_plugins() -> None:
+    """Load every plugin afresh: after installing an op package, or changing ``OPREG_*`` variables."""
+    plugin_manager.reset_plugin_manager()
     _reload()
 
 
 def _reload() -> None:
-    """Collect every plugin's ops afresh; the table changes only if all of them are valid."""
+    """Collect every plugin's ops afresh; the table changes only if the collection succeeds."""
     global _LOADED
     table = _collect(plugin_manager.get_plugin_manager())
     _TABLE.clear()
@@ -203,25 +212,39 @@ def _collect(pm: pluggy.PluginManager) -> dict[str, OpDef]:
     pluggy calls all implementations of a hook in one go and does not tell a callee who its caller is, so the
     hook implementations are called one by one, in the order the plugins were registered (built-ins first); that
     is what lets every op carry the name of the plugin that registered it, and a duplicate be reported with both.
+    A plugin's ops enter the table only if all of them are valid. An installed plugin that fails is skipped
+    with a warning; a built-in or in-process one raises.
     """
     table: dict[str, OpDef] = {}
     for impl in pm.hook.opreg_register_ops.get_hookimpls():
-        plugin = impl.plugin_name
-
-        def register(_plugin: str = plugin, **declaration: Any) -> None:
-            try:
-                op = define_op(plugin=_plugin, **declaration)
-            except TypeCheckError as exc:
-                where = f"op {declaration.get('name')!r} (plugin {_plugin!r})"
-                raise RegistrationError(f"{where}: {exc}") from None
-            except TypeError as exc:  # an unknown or missing keyword
-                raise RegistrationError(f"plugin {_plugin!r}: register(): {exc}") from None
-            if op.name in table:
-                raise RegistrationError(
-                    f"op {op.name!r} is registered by both plugin {table[op.name].plugin!r} and plugin {_plugin!r}; "
-                    "disable one of them"
-                )
-            table[op.name] = op
-
-        impl.function(register=register)
+        try:
+            table |= _ops_of(impl.plugin_name, impl.function, table)
+        except Exception as exc:
+            if not plugin_manager.isolated(impl.plugin_name):
+                raise
+            plugin_manager.skip(impl.plugin_name, f"{type(exc).__name__}: {exc}")
     return table
+
+
+def _ops_of(plugin: str, hook: Callable[..., None], table: Mapping[str, OpDef]) -> dict[str, OpDef]:
+    """The ops one plugin's hook registers, checked against each other and against ``table``."""
+    ops: dict[str, OpDef] = {}
+
+    def register(**declaration: Any) -> None:
+        try:
+            op = define_op(plugin=plugin, **declaration)
+        except TypeCheckError as exc:
+            where = f"op {declaration.get('name')!r} (plugin {plugin!r})"
+            raise RegistrationError(f"{where}: {exc}") from None
+        except TypeError as exc:  # an unknown or missing keyword
+            raise RegistrationError(f"plugin {plugin!r}: register(): {exc}") from None
+        first = table.get(op.name) or ops.get(op.name)
+        if first is not None:
+            raise RegistrationError(
+                f"op {op.name!r} is registered by both plugin {first.plugin!r} and plugin {plugin!r}; "
+                "disable one of them"
+            )
+        ops[op.name] = op
+
+    hook(register=register)
+    return ops
