@@ -1,18 +1,88 @@
-"""Checking an op's backward against central finite differences, with a report precise enough to act on.
+"""Checking a registered op automatically, with a report precise enough to act on.
 
-The check runs the op through the engine, as a user would, so broadcasting reduction and gradient routing are
-checked too. Tolerances are PyTorch ``gradcheck``'s: ``|analytic - numeric| <= atol + rtol * |numeric|``.
+``check_op`` is what ``opreg check`` and ``pytest --opreg-gradcheck`` run for every op of every plugin, so a
+plugin author gets these checks without writing a test. On the op's declared sample inputs, in float64:
+
+* forward returns a finite array, the same one twice, and leaves its inputs alone;
+* backward returns one gradient per declared input, each of the input's (or the broadcast) shape and of a float
+  dtype, and leaves its inputs and ``grad_output`` alone;
+* the analytic gradient, routed through the engine as a user's would be, matches central finite differences:
+  ``|analytic - numeric| <= atol + rtol * |numeric|`` (PyTorch ``gradcheck``'s rule and defaults).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 import numpy as np
 
+from opreg.broadcast import sum_to_shape
 from opreg.engine import Autograd
 from opreg.errors import GradcheckError
-from opreg.registry import OpDef, get_registry
+from opreg.registry import CHECK_TOLERANCES, OpDef, get_registry
+
+
+def check_op(op: OpDef | str, *, seed: int = 0, **tolerances: float) -> None:
+    """Run every check on ``op``; raise :class:`GradcheckError` naming the op, its plugin and what failed.
+
+    ``tolerances`` (``eps``, ``atol``, ``rtol``) override the op's declared ones, which override the defaults.
+    """
+    if isinstance(op, str):
+        op = get_registry()[op]
+    settings = {**CHECK_TOLERANCES, **op.tolerances, **tolerances}
+    rng = np.random.default_rng(seed)
+    inputs = [np.array(x, dtype=np.float64) for x in op.sample_inputs(rng)]
+    if len(inputs) != len(op.inputs):
+        _fail(op, f"sample_inputs returned {len(inputs)} arrays for {len(op.inputs)} inputs {op.inputs}")
+    output = _checked_forward(op, inputs)
+    grad_output = rng.standard_normal(output.shape)
+    _check_backward_contract(op, inputs, output, grad_output)
+    for position, analytic in enumerate(analytic_gradients(op, inputs, grad_output)):
+        if analytic is not None:
+            numeric = numeric_gradient(op, inputs, grad_output, position, settings["eps"])
+            _compare(op, position, analytic, numeric, settings)
+
+
+def _fail(op: OpDef, problem: str) -> NoReturn:
+    raise GradcheckError(f"{op.describe()}: {problem}")
+
+
+def _unchanged(op: OpDef, call: Callable[[], Any], arrays: Sequence[np.ndarray], names: Sequence[str]) -> Any:
+    """``call()``, failing if it modified any of ``arrays`` in place."""
+    before = [x.copy() for x in arrays]
+    result = call()
+    for name, old, new in zip(names, before, arrays, strict=True):
+        if not np.array_equal(old, new, equal_nan=True):
+            _fail(op, f"{name} was modified in place")
+    return result
+
+
+def _checked_forward(op: OpDef, inputs: list[np.ndarray]) -> np.ndarray:
+    names = [f"forward: {op.describe_input(i)}" for i in range(len(inputs))]
+    output = np.asarray(_unchanged(op, lambda: op.forward(*inputs), inputs, names))
+    if not np.issubdtype(output.dtype, np.floating) or not np.all(np.isfinite(output)):
+        _fail(op, f"forward on the sample inputs returned a non-finite or non-float output ({output.dtype})")
+    if not np.array_equal(output, np.asarray(op.forward(*inputs))):
+        _fail(op, "forward is not deterministic: two calls on the same inputs differ")
+    return output
+
+
+def _check_backward_contract(op: OpDef, inputs: list[np.ndarray], output: np.ndarray, grad_output: np.ndarray) -> None:
+    extra = {"output": output.copy()} if op.backward_uses_output else {}
+    names = ["backward: grad_output", *(f"backward: {op.describe_input(i)}" for i in range(len(inputs)))]
+    arrays = [grad_output, *inputs]
+    grads = _unchanged(op, lambda: op.backward(grad_output, *inputs, **extra), arrays, names)
+    if len(grads) != len(inputs):
+        _fail(op, f"backward returned {len(grads)} gradients for {len(inputs)} inputs {op.inputs}")
+    for position, (x, grad) in enumerate(zip(inputs, grads, strict=True)):
+        if grad is None:
+            continue
+        grad = np.asarray(grad)
+        if sum_to_shape(grad, x.shape) is None:
+            _fail(op, f"backward returned shape {grad.shape} for {op.describe_input(position)} of shape {x.shape}")
+        if not np.issubdtype(grad.dtype, np.floating):
+            _fail(op, f"backward returned dtype {grad.dtype} for {op.describe_input(position)}; expected a float")
 
 
 def numeric_gradient(
@@ -44,37 +114,17 @@ def analytic_gradients(op: OpDef, inputs: Sequence[np.ndarray], grad_output: np.
     ]
 
 
-def check_op(
-    op: OpDef | str,
-    *,
-    seed: int = 0,
-    eps: float = 1e-6,
-    atol: float = 1e-5,
-    rtol: float = 1e-3,
-) -> None:
-    """Compare ``op``'s analytic gradients with finite differences on its declared sample inputs, in float64.
-
-    Raises :class:`GradcheckError` naming the op, its plugin, the input, the largest absolute and relative
-    errors, the worst element's index and both values there.
-    """
-    if isinstance(op, str):
-        op = get_registry()[op]
-    rng = np.random.default_rng(seed)
-    inputs = [np.array(x, dtype=np.float64) for x in op.sample_inputs(rng)]
-    output = np.asarray(op.forward(*inputs))
-    grad_output = rng.standard_normal(output.shape)
-    for position, analytic in enumerate(analytic_gradients(op, inputs, grad_output)):
-        if analytic is None:
-            continue
-        numeric = numeric_gradient(op, inputs, grad_output, position, eps)
-        error = np.abs(analytic - numeric)
-        excess = error - (atol + rtol * np.abs(numeric))
-        if excess.size and excess.max() > 0:
-            worst = tuple(int(i) for i in np.unravel_index(np.argmax(excess), excess.shape))
-            relative = error / np.maximum(np.abs(numeric), np.finfo(np.float64).tiny)
-            raise GradcheckError(
-                f"{op.describe()}: the gradient of {op.describe_input(position)} disagrees with finite differences: "
-                f"max abs error {error.max():.3g}, max rel error {relative.max():.3g}; worst at index "
-                f"{worst}: analytic {float(analytic[worst])!r}, numeric {float(numeric[worst])!r} "
-                f"(eps {eps}, atol {atol}, rtol {rtol})"
-            )
+def _compare(op: OpDef, position: int, analytic: np.ndarray, numeric: np.ndarray, settings: dict) -> None:
+    error = np.abs(analytic - numeric)
+    excess = error - (settings["atol"] + settings["rtol"] * np.abs(numeric))
+    if not excess.size or excess.max() <= 0:
+        return
+    worst = tuple(int(i) for i in np.unravel_index(np.argmax(excess), excess.shape))
+    relative = error / np.maximum(np.abs(numeric), np.finfo(np.float64).tiny)
+    _fail(
+        op,
+        f"the gradient of {op.describe_input(position)} disagrees with finite differences: "
+        f"max abs error {error.max():.3g}, max rel error {relative.max():.3g}; worst at index {worst}: "
+        f"analytic {float(analytic[worst])!r}, numeric {float(numeric[worst])!r} "
+        f"(eps {settings['eps']}, atol {settings['atol']}, rtol {settings['rtol']})",
+    )

@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,9 @@ from opreg import plugin_manager
 from opreg.errors import RegistrationError, UnknownOpError
 
 SampleInputs = Callable[[np.random.Generator], Sequence[np.ndarray]]
+
+#: The gradient check's defaults, PyTorch ``gradcheck``'s; an op may override any of them with ``tolerances=``.
+CHECK_TOLERANCES = MappingProxyType({"eps": 1e-6, "atol": 1e-5, "rtol": 1e-3})
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,7 @@ class OpDef:
     doc: str
     backward_uses_output: bool
     plugin: str
+    tolerances: Mapping[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
         """``op 'name' (plugin 'p')``: how every error message names this op."""
@@ -63,6 +68,7 @@ def define_op(
     sample_inputs: SampleInputs | None = None,
     doc: str | None = None,
     backward_uses_output: bool = False,
+    tolerances: dict[str, float] | None = None,
 ) -> OpDef:
     """Validate one op declaration and return its :class:`OpDef`; the keywords are those of ``register``.
 
@@ -70,6 +76,7 @@ def define_op(
     ``sample_inputs(rng)`` draws valid inputs for gradient checks (default: standard normal 3x4 arrays; declare
     it when the op needs positive inputs or particular shapes). ``doc`` defaults to ``forward.__doc__``.
     ``backward_uses_output`` makes the engine pass ``output=`` to backward, so exp or sigmoid need not recompute.
+    ``tolerances`` overrides the gradient check's ``eps``, ``atol`` or ``rtol`` for this op.
     """
     where = f"op {name!r} (plugin {plugin!r})"
     if not name.isidentifier():
@@ -81,6 +88,9 @@ def define_op(
     unknown = sorted(set(wanted) - set(inputs))
     if unknown:
         raise RegistrationError(f"{where}: differentiable names {unknown} that are not among inputs {inputs}")
+    unknown = sorted(set(tolerances or ()) - set(CHECK_TOLERANCES))
+    if unknown:
+        raise RegistrationError(f"{where}: tolerances takes {sorted(CHECK_TOLERANCES)}, not {unknown}")
     _check_arity(where, "forward", forward, len(inputs), {})
     extra = {"output": None} if backward_uses_output else {}
     _check_arity(where, "backward", backward, 1 + len(inputs), extra)
@@ -94,6 +104,7 @@ def define_op(
         doc=(inspect.getdoc(forward) or "") if doc is None else doc,
         backward_uses_output=backward_uses_output,
         plugin=plugin,
+        tolerances=MappingProxyType(dict(tolerances or {})),
     )
 
 

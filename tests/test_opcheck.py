@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import opreg
@@ -43,3 +44,54 @@ def test_non_differentiable_inputs_are_skipped(install_ops):
         }
     )
     check_op("scaled")
+
+
+def _negate_in_place(x):
+    x *= -1
+    return -x
+
+
+@pytest.mark.parametrize(
+    ("declaration", "problem"),
+    [
+        ({"forward": _negate_in_place}, r"forward: input 0 'x' was modified in place"),
+        ({"forward": lambda x: x + np.random.default_rng().random()}, "not deterministic"),
+        ({"forward": lambda x: np.where(x > 0, np.inf, 2 * x)}, "non-finite"),
+        ({"backward": lambda g, x: (g, g)}, "returned 2 gradients for 1 inputs"),
+        ({"backward": lambda g, x: (g.sum(axis=0),)}, r"shape \(4,\) for input 0 'x' of shape \(3, 4\)"),
+        ({"backward": lambda g, x: ((2 * g).astype(int),)}, "dtype int64"),
+        ({"sample_inputs": lambda rng: (np.ones(3), np.ones(3))}, "sample_inputs returned 2 arrays for 1 inputs"),
+    ],
+    ids=[
+        "mutates-input",
+        "nondeterministic",
+        "nan-output",
+        "gradient-count",
+        "gradient-shape",
+        "int-gradient",
+        "samples",
+    ],
+)
+def test_broken_op_contracts_are_reported(install_ops, declaration, problem):
+    base = {"name": "twice", "inputs": ("x",), "forward": lambda x: 2 * x, "backward": lambda g, x: (2 * g,)}
+    install_ops(base | declaration, name="broken")
+    with pytest.raises(GradcheckError, match=rf"op 'twice' \(plugin 'broken'\): .*{problem}"):
+        check_op("twice")
+
+
+def test_an_op_may_declare_looser_tolerances(install_ops):
+    """A backward that is off by 1% fails the default rtol and passes one the op declares (or the caller passes)."""
+    install_ops(
+        {"name": "rough", "inputs": ("x",), "forward": lambda x: x * x, "backward": lambda g, x: (2.02 * g * x,)},
+        {
+            "name": "rough_declared",
+            "inputs": ("x",),
+            "forward": lambda x: x * x,
+            "backward": lambda g, x: (2.02 * g * x,),
+            "tolerances": {"rtol": 0.05},
+        },
+    )
+    with pytest.raises(GradcheckError):
+        check_op("rough")
+    check_op("rough", rtol=0.05)
+    check_op("rough_declared")
