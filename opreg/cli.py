@@ -6,7 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from opreg import plugin_manager
+from opreg.errors import GradcheckError, OpUsageError
+from opreg.opcheck import check_op, select_ops
 from opreg.progress import EpochProgress
+from opreg.registry import get_registry
 from opreg.train import TrainConfig, train_digits
 
 
@@ -30,6 +34,53 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [list(headers), *([("-" if cell is None else str(cell)) for cell in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _ops(args: argparse.Namespace) -> int:
+    infos = plugin_manager.plugin_infos_by_name()
+    rows = []
+    for op in get_registry().values():
+        info = infos.get(op.plugin)
+        dist, version = (info.distribution, info.version) if info else (None, None)
+        rows.append([op.name, ", ".join(op.inputs), op.plugin, dist, version, op.doc.split("\n", 1)[0]])
+    _print_table(["op", "inputs", "plugin", "distribution", "version", "doc"], rows)
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    get_registry()  # loading the ops is what skips a plugin whose ops are invalid
+    rows = [
+        [info.name, info.status, info.distribution, info.version, info.reason or info.path]
+        for info in plugin_manager.plugin_infos()
+    ]
+    _print_table(["plugin", "status", "distribution", "version", "path or reason"], rows)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        ops = select_ops(args.selection)
+    except OpUsageError as exc:
+        print(f"opreg check: {exc}", file=sys.stderr)
+        return 2
+    failed = 0
+    for op in ops:
+        try:
+            check_op(op, seed=args.seed)
+        except GradcheckError as exc:
+            failed += 1
+            print(f"FAIL  {op.plugin}:{op.name}\n      {exc}")
+        else:
+            print(f"ok    {op.plugin}:{op.name}")
+    print(f"{len(ops) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opreg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -49,6 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=defaults.seed, help="seed for the split, weights and batches")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
+
+    commands.add_parser(
+        "ops", help="list the registered ops", description="List every registered op and the plugin it came from."
+    ).set_defaults(run=_ops)
+    commands.add_parser(
+        "plugins",
+        help="list the plugins: loaded, skipped (and why), disabled",
+        description="List opreg's plugins with their distribution, version and path, or why one was not loaded.",
+    ).set_defaults(run=_plugins)
+    check = commands.add_parser(
+        "check",
+        help="check ops' gradients against finite differences",
+        description="Run the op checks (contract and finite differences) on the ops named, or on the ops of the "
+        "plugins or distributions named; on every op when none is named. Exits 1 if any check fails.",
+    )
+    check.add_argument("selection", nargs="*", metavar="OP|PLUGIN", help="ops, plugins or distributions to check")
+    check.add_argument("--seed", type=int, default=0, help="seed for the sample inputs (default: 0)")
+    check.set_defaults(run=_check)
     return parser
 
 

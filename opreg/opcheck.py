@@ -12,14 +12,15 @@ plugin author gets these checks without writing a test. On the op's declared sam
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 import numpy as np
 
+from opreg import plugin_manager
 from opreg.broadcast import sum_to_shape
 from opreg.engine import Autograd
-from opreg.errors import GradcheckError
+from opreg.errors import GradcheckError, OpUsageError
 from opreg.registry import CHECK_TOLERANCES, OpDef, get_registry
 
 
@@ -128,3 +129,22 @@ def _compare(op: OpDef, position: int, analytic: np.ndarray, numeric: np.ndarray
         f"analytic {float(analytic[worst])!r}, numeric {float(numeric[worst])!r} "
         f"(eps {settings['eps']}, atol {settings['atol']}, rtol {settings['rtol']})",
     )
+
+
+def select_ops(selection: Iterable[str] = ()) -> list[OpDef]:
+    """The ops named in ``selection``, or registered by a plugin or distribution named there; all when empty."""
+    ops = list(get_registry().values())
+    if not selection:
+        return ops
+    chosen: dict[str, OpDef] = {}
+    for wanted in selection:
+        matches = [op for op in ops if wanted in (op.name, op.plugin, _distribution(op.plugin))]
+        if not matches:
+            raise OpUsageError(f"{wanted!r} is neither a registered op nor a loaded plugin or distribution")
+        chosen.update((op.name, op) for op in matches)
+    return list(chosen.values())
+
+
+def _distribution(plugin: str) -> str | None:
+    info = plugin_manager.plugin_infos_by_name().get(plugin)
+    return info.distribution if info else None

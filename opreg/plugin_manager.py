@@ -95,10 +95,10 @@ def plugin_infos() -> list[PluginInfo]:
     return list(_infos.values())
 
 
-def plugin_info(name: str) -> PluginInfo:
-    """The record of the plugin registered under ``name``."""
+def plugin_infos_by_name() -> dict[str, PluginInfo]:
+    """:func:`plugin_infos` by plugin name."""
     get_plugin_manager()
-    return _infos[name]
+    return dict(_infos)
 
 
 def isolated(name: str) -> bool:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+import textwrap
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import opreg
+from opreg import plugin_manager
+
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture
@@ -45,3 +51,33 @@ def install_ops() -> Iterator[Callable[..., str]]:
     yield install
     for name in names:
         opreg.unregister_plugin(name)
+
+
+class Site:
+    """A folder on ``sys.path`` to install throw-away distributions into: a module and its ``*.dist-info``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.modules: list[str] = []
+
+    def install(self, dist: str, module: str, source: str, entry_point: str | None = None, version: str = "1.0"):
+        (self.root / f"{module}.py").write_text(textwrap.dedent(source))
+        info = self.root / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[opreg]\n{entry_point or dist} = {module}\n")
+        self.modules.append(module)
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    """Installed op packages for one test; plugins are reloaded without them afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(plugin_manager.DISABLE_AUTOLOAD_VAR, raising=False)
+    monkeypatch.delenv(plugin_manager.LOAD_ONLY_VAR, raising=False)
+    site = Site(tmp_path)
+    yield site
+    monkeypatch.undo()
+    for module in site.modules:
+        sys.modules.pop(module, None)
+    opreg.reload_plugins()

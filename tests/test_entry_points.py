@@ -1,15 +1,12 @@
 """Installed op packages: discovery through the ``opreg`` entry point group, isolation of broken ones, env vars.
 
-Each test lays out real distributions (a module and its ``*.dist-info`` with ``entry_points.txt``) in a
-temporary folder on ``sys.path``, which ``importlib.metadata`` discovers exactly as it does pip-installed ones.
+Each test lays out real distributions in a temporary folder on ``sys.path`` (the ``site`` fixture), which
+``importlib.metadata`` discovers exactly as it does pip-installed ones.
 """
 
 from __future__ import annotations
 
-import sys
-import textwrap
 import warnings
-from pathlib import Path
 
 import pytest
 
@@ -27,35 +24,6 @@ def opreg_register_ops(register):
 """
 
 
-class Site:
-    """A folder on ``sys.path`` to install throw-away distributions into."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.modules: list[str] = []
-
-    def install(self, dist: str, module: str, source: str, entry_point: str | None = None, version: str = "1.0"):
-        (self.root / f"{module}.py").write_text(textwrap.dedent(source))
-        info = self.root / f"{dist.replace('-', '_')}-{version}.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-        (info / "entry_points.txt").write_text(f"[opreg]\n{entry_point or dist} = {module}\n")
-        self.modules.append(module)
-
-
-@pytest.fixture
-def site(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delenv(plugin_manager.DISABLE_AUTOLOAD_VAR, raising=False)
-    monkeypatch.delenv(plugin_manager.LOAD_ONLY_VAR, raising=False)
-    site = Site(tmp_path)
-    yield site
-    monkeypatch.undo()
-    for module in site.modules:
-        sys.modules.pop(module, None)
-    opreg.reload_plugins()
-
-
 def reload_collecting_warnings() -> list[str]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -68,7 +36,7 @@ def test_an_installed_package_is_found_through_its_entry_point(site):
     assert reload_collecting_warnings() == []
     op = opreg.get_registry()["cube"]
     assert op.plugin == "cubes"
-    info = plugin_manager.plugin_info("cubes")
+    info = plugin_manager.plugin_infos_by_name()["cubes"]
     assert (info.distribution, info.version, info.status) == ("opreg-cubes", "1.0", "loaded")
     assert info.path == str(site.root / "opreg_cubes.py")
     opreg.check_op("cube")
@@ -82,7 +50,7 @@ def test_a_package_that_fails_to_import_is_skipped_and_the_rest_load(site):
     for part in ("broken-import", "0.3", "broken-import = broken_import", "RuntimeError: no GPU here"):
         assert part in messages[0]
     assert "cube" in opreg.get_registry()
-    info = plugin_manager.plugin_info("broken-import")
+    info = plugin_manager.plugin_infos_by_name()["broken-import"]
     assert info.status == "skipped" and "no GPU here" in info.reason
 
 
@@ -107,7 +75,7 @@ def test_a_broken_plugin_is_skipped_whole_with_a_warning(site, source, reason):
     registry = opreg.get_registry()
     assert "cube" not in registry and "square" in registry
     assert registry["add"].plugin == "opreg_builtins.arithmetic"
-    assert plugin_manager.plugin_info("bad-ops").status == "skipped"
+    assert plugin_manager.plugin_infos_by_name()["bad-ops"].status == "skipped"
 
 
 def test_two_distributions_with_one_entry_point_name_warn(site):
@@ -123,7 +91,7 @@ def test_autoload_can_be_disabled(site, monkeypatch):
     monkeypatch.setenv(plugin_manager.DISABLE_AUTOLOAD_VAR, "1")
     opreg.reload_plugins()
     assert "cube" not in opreg.get_registry() and "add" in opreg.get_registry()
-    info = plugin_manager.plugin_info("opreg-cubes")
+    info = plugin_manager.plugin_infos_by_name()["opreg-cubes"]
     assert info.status == "disabled" and plugin_manager.DISABLE_AUTOLOAD_VAR in info.reason
 
 
@@ -134,4 +102,4 @@ def test_only_the_listed_distributions_load(site, monkeypatch):
     opreg.reload_plugins()
     registry = opreg.get_registry()
     assert "square" in registry and "cube" not in registry and "add" in registry
-    assert plugin_manager.plugin_info("opreg-cubes").status == "disabled"
+    assert plugin_manager.plugin_infos_by_name()["opreg-cubes"].status == "disabled"
