@@ -103,12 +103,11 @@ class GradientBuffer:
 
     def get_param(self, np_array: np.ndarray) -> np.ndarray:
         """The gradient accumulated for ``np_array``: zeros if it is tracked but no gradient reached it."""
-        gradient = self.memory[id(np_array)] if id(np_array) in self.memory else self._untracked(np_array)
+        key = id(np_array)
+        if key not in self.memory:
+            raise KeyError(f"the {describe_array(np_array)} array is not tracked by this buffer")
+        gradient = self.memory[key]
         return np.zeros(np_array.shape, np.result_type(np_array, np.float32)) if gradient is None else gradient
-
-    @staticmethod
-    def _untracked(np_array: np.ndarray) -> None:
-        raise KeyError(f"the {describe_array(np_array)} array is not tracked by this buffer")
 
     def clear(self) -> None:
         self.memory.clear()
