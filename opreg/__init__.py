@@ -6,6 +6,7 @@ are such plugins (the ``opreg_builtins`` package); the modules and the MLP (:mod
 registered ops.
 """
 
+from opreg.checkmode import checking
 from opreg.engine import Autograd, GradientBuffer, Operation
 from opreg.errors import (
     EngineStateError,
@@ -35,6 +36,7 @@ __all__ = [
     "RegistrationError",
     "UnknownOpError",
     "check_op",
+    "checking",
     "get_registry",
     "hookimpl",
     "hookspec",

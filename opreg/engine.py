@@ -140,6 +140,8 @@ class Autograd:
             raise self._arity_error(op, "inputs", len(inputs))
         try:
             output = op.forward(*inputs)
+        except OpContractError:  # checking mode found the op at fault, not the call
+            raise
         except Exception as exc:
             shapes = ", ".join(f"{n}: {describe_array(x)}" for n, x in zip(op.inputs, inputs, strict=True))
             raise OpUsageError(f"{op.describe()}: forward failed on {shapes}: {exc}") from exc

@@ -12,15 +12,15 @@ plugin author gets these checks without writing a test. On the op's declared sam
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NoReturn
+from collections.abc import Iterable, Sequence
+from typing import NoReturn
 
 import numpy as np
 
 from opreg import plugin_manager
-from opreg.broadcast import sum_to_shape
+from opreg.checkmode import check_gradients, check_unchanged
 from opreg.engine import Autograd
-from opreg.errors import GradcheckError, OpUsageError
+from opreg.errors import GradcheckError, OpContractError, OpUsageError
 from opreg.registry import CHECK_TOLERANCES, OpDef, get_registry
 
 
@@ -49,19 +49,12 @@ def _fail(op: OpDef, problem: str) -> NoReturn:
     raise GradcheckError(f"{op.describe()}: {problem}")
 
 
-def _unchanged(op: OpDef, call: Callable[[], Any], arrays: Sequence[np.ndarray], names: Sequence[str]) -> Any:
-    """``call()``, failing if it modified any of ``arrays`` in place."""
-    before = [x.copy() for x in arrays]
-    result = call()
-    for name, old, new in zip(names, before, arrays, strict=True):
-        if not np.array_equal(old, new, equal_nan=True):
-            _fail(op, f"{name} was modified in place")
-    return result
-
-
 def _checked_forward(op: OpDef, inputs: list[np.ndarray]) -> np.ndarray:
     names = [f"forward: {op.describe_input(i)}" for i in range(len(inputs))]
-    output = np.asarray(_unchanged(op, lambda: op.forward(*inputs), inputs, names))
+    try:
+        output = np.asarray(check_unchanged(op, lambda: op.forward(*inputs), inputs, names))
+    except OpContractError as exc:
+        raise GradcheckError(str(exc)) from None
     if not np.issubdtype(output.dtype, np.floating) or not np.all(np.isfinite(output)):
         _fail(op, f"forward on the sample inputs returned a non-finite or non-float output ({output.dtype})")
     if not np.array_equal(output, np.asarray(op.forward(*inputs))):
@@ -72,18 +65,11 @@ def _checked_forward(op: OpDef, inputs: list[np.ndarray]) -> np.ndarray:
 def _check_backward_contract(op: OpDef, inputs: list[np.ndarray], output: np.ndarray, grad_output: np.ndarray) -> None:
     extra = {"output": output.copy()} if op.backward_uses_output else {}
     names = ["backward: grad_output", *(f"backward: {op.describe_input(i)}" for i in range(len(inputs)))]
-    arrays = [grad_output, *inputs]
-    grads = _unchanged(op, lambda: op.backward(grad_output, *inputs, **extra), arrays, names)
-    if len(grads) != len(inputs):
-        _fail(op, f"backward returned {len(grads)} gradients for {len(inputs)} inputs {op.inputs}")
-    for position, (x, grad) in enumerate(zip(inputs, grads, strict=True)):
-        if grad is None:
-            continue
-        grad = np.asarray(grad)
-        if sum_to_shape(grad, x.shape) is None:
-            _fail(op, f"backward returned shape {grad.shape} for {op.describe_input(position)} of shape {x.shape}")
-        if not np.issubdtype(grad.dtype, np.floating):
-            _fail(op, f"backward returned dtype {grad.dtype} for {op.describe_input(position)}; expected a float")
+    try:
+        grads = check_unchanged(op, lambda: op.backward(grad_output, *inputs, **extra), [grad_output, *inputs], names)
+        check_gradients(op, inputs, grads)
+    except OpContractError as exc:
+        raise GradcheckError(str(exc)) from None
 
 
 def numeric_gradient(

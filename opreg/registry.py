@@ -212,6 +212,10 @@ def _reload() -> None:
     """Collect every plugin's ops afresh; the table changes only if the collection succeeds."""
     global _LOADED
     table = _collect(plugin_manager.get_plugin_manager())
+    from opreg import checkmode  # checkmode builds on this module; imported here, where it is needed
+
+    if checkmode.enabled_by_environment():
+        table = checkmode.checked_table(table)
     _TABLE.clear()
     _TABLE.update(table)
     _LOADED = True

@@ -1,0 +1,98 @@
+"""Checking mode: validate what every op returns, on every recorded operation.
+
+Off by default and free when off: switching it on replaces each op in the table with one whose forward and
+backward are wrapped in checks, once, so the engine's hot path never tests a flag. Switch it on for a whole run
+with ``OPREG_CHECK=1``, or for a block with ``with opreg.checking(): ...``. Operations recorded while it is on
+are checked in backward too, even if backward runs after the block.
+
+Checked: forward returns an array and leaves its inputs alone; backward returns one gradient per declared input,
+each ``None`` or an array of the input's dtype and of its (or the broadcast) shape, and leaves its inputs and
+``grad_output`` alone. A violation raises :class:`OpContractError` naming the op, its plugin and the input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from opreg.broadcast import sum_to_shape
+from opreg.errors import OpContractError
+from opreg.registry import OpDef, op_table
+
+CHECK_VAR = "OPREG_CHECK"
+
+
+def check_unchanged(op: OpDef, call: Callable[[], Any], arrays: Sequence[Any], names: Sequence[str]) -> Any:
+    """``call()``, raising if it modified any of ``arrays`` in place."""
+    before = [np.array(x, copy=True) for x in arrays]
+    result = call()
+    for name, old, new in zip(names, before, arrays, strict=True):
+        if not np.array_equal(old, new, equal_nan=True):
+            raise OpContractError(f"{op.describe()}: {name} was modified in place")
+    return result
+
+
+def check_gradients(op: OpDef, inputs: Sequence[np.ndarray], grads: Sequence[Any]) -> None:
+    """One gradient per input, each ``None`` or a float array of the input's dtype and (broadcast) shape."""
+    if len(grads) != len(inputs):
+        raise OpContractError(f"{op.describe()}: backward returned {len(grads)} gradients for {len(inputs)} inputs")
+    for position, (x, grad) in enumerate(zip(inputs, grads, strict=True)):
+        if grad is None:
+            continue
+        where = f"{op.describe()}: backward returned"
+        name = op.describe_input(position)
+        if not isinstance(grad, np.ndarray | np.generic):
+            raise OpContractError(
+                f"{where} a {type(grad).__name__} as the gradient of {name}; expected an array or None"
+            )
+        if sum_to_shape(np.asarray(grad), x.shape) is None:
+            raise OpContractError(f"{where} shape {grad.shape} for {name} of shape {x.shape}")
+        expected = np.result_type(x, np.float32)
+        if grad.dtype != expected:
+            raise OpContractError(f"{where} dtype {grad.dtype} for {name} of dtype {x.dtype}; expected {expected}")
+
+
+def _checked(op: OpDef) -> OpDef:
+    inputs_named = [f"{op.describe_input(i)}" for i in range(len(op.inputs))]
+
+    def forward(*inputs: Any) -> Any:
+        output = check_unchanged(op, lambda: op.forward(*inputs), inputs, [f"forward: {n}" for n in inputs_named])
+        if not isinstance(output, np.ndarray | np.generic):
+            raise OpContractError(f"{op.describe()}: forward returned a {type(output).__name__}, not an array")
+        return output
+
+    def backward(grad_output: Any, *inputs: Any, **output: Any) -> Any:
+        names = ["backward: grad_output", *(f"backward: {n}" for n in inputs_named)]
+        grads = check_unchanged(op, lambda: op.backward(grad_output, *inputs, **output), [grad_output, *inputs], names)
+        check_gradients(op, inputs, grads)
+        return grads
+
+    return dataclasses.replace(op, forward=forward, backward=backward)
+
+
+def checked_table(table: dict[str, OpDef]) -> dict[str, OpDef]:
+    """``table`` with every op wrapped in the checks."""
+    return {name: _checked(op) for name, op in table.items()}
+
+
+@contextmanager
+def checking() -> Iterator[None]:
+    """Check every op recorded inside the block (see the module docstring)."""
+    table = op_table()
+    originals = dict(table)
+    wrapped = checked_table(originals)
+    table.update(wrapped)
+    try:
+        yield
+    finally:  # restore only what this block wrapped: plugins registered inside it keep their ops
+        table.update((name, originals[name]) for name, op in wrapped.items() if table.get(name) is op)
+
+
+def enabled_by_environment() -> bool:
+    """Whether ``OPREG_CHECK`` asks for checking mode for the whole run."""
+    return os.environ.get(CHECK_VAR, "").strip().lower() not in ("", "0", "false", "no")

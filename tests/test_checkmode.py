@@ -1,0 +1,67 @@
+"""Checking mode: every recorded op's results validated, only while it is on, and nothing left behind after."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import opreg
+from opreg import OpContractError, checkmode
+from opreg.checkmode import CHECK_VAR
+from opreg.registry import op_table
+
+
+def upcasting(name: str = "upcast") -> dict:
+    """An op whose backward turns float32 gradients into float64: not an error, but what checking mode finds."""
+    return {
+        "name": name,
+        "inputs": ("x",),
+        "forward": lambda x: 2 * x,
+        "backward": lambda g, x: (2.0 * g.astype("f8"),),
+    }
+
+
+def run(name: str) -> None:
+    engine = opreg.Autograd()
+    engine.apply(name, np.ones(3, dtype=np.float32))
+    engine.backward(1.0)
+
+
+def test_checking_finds_a_dtype_change_that_normal_runs_let_through(install_ops):
+    if checkmode.enabled_by_environment():
+        pytest.skip(f"{CHECK_VAR} is set: there is no normal run to compare with")
+    install_ops(upcasting(), name="sloppy")
+    run("upcast")
+    with opreg.checking(), pytest.raises(OpContractError, match=r"op 'upcast' \(plugin 'sloppy'\).*dtype float64"):
+        run("upcast")
+
+
+def test_checking_finds_inputs_modified_in_place(install_ops):
+    def scale_in_place(x):
+        x *= 2
+        return x.copy()
+
+    install_ops({"name": "scale", "inputs": ("x",), "forward": scale_in_place, "backward": lambda g, x: (2 * g,)})
+    with opreg.checking(), pytest.raises(OpContractError, match="op 'scale'.*forward: input 0 'x' was modified"):
+        run("scale")
+
+
+def test_the_original_ops_are_back_after_the_block():
+    before = dict(op_table())
+    with opreg.checking():
+        assert all(op_table()[name] is not op for name, op in before.items())
+        run("exp")
+    assert all(op_table()[name] is op for name, op in before.items())
+
+
+def test_the_environment_variable_checks_a_whole_run(op_plugin, monkeypatch):
+    monkeypatch.setenv(CHECK_VAR, "1")
+    try:
+        opreg.reload_plugins()
+        opreg.register_plugin(op_plugin(upcasting()), name="sloppy")
+        with pytest.raises(OpContractError, match="op 'upcast'"):
+            run("upcast")
+    finally:
+        monkeypatch.delenv(CHECK_VAR)
+        opreg.reload_plugins()  # forgets the in-process plugin too
+    assert "upcast" not in opreg.get_registry()
