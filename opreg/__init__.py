@@ -6,6 +6,7 @@ are such plugins (the ``opreg_builtins`` package); the modules and the MLP (:mod
 registered ops.
 """
 
+from opreg import nn, optim
 from opreg.checkmode import checking
 from opreg.engine import Autograd, GradientBuffer, Operation
 from opreg.errors import (
@@ -19,7 +20,8 @@ from opreg.errors import (
 )
 from opreg.hookspecs import Register, hookimpl, hookspec
 from opreg.opcheck import check_op
-from opreg.registry import OpDef, OpRegistry, get_registry, register_plugin, reload_plugins, unregister_plugin
+from opreg.opdef import OpDef, Sample
+from opreg.registry import OpRegistry, get_registry, register_plugin, reload_plugins, unregister_plugin
 
 __all__ = [
     "Autograd",
@@ -34,12 +36,15 @@ __all__ = [
     "OpregError",
     "Register",
     "RegistrationError",
+    "Sample",
     "UnknownOpError",
     "check_op",
     "checking",
     "get_registry",
     "hookimpl",
     "hookspec",
+    "nn",
+    "optim",
     "register_plugin",
     "reload_plugins",
     "unregister_plugin",

@@ -22,7 +22,8 @@ import numpy as np
 
 from opreg.broadcast import sum_to_shape
 from opreg.errors import OpContractError
-from opreg.registry import OpDef, op_table
+from opreg.opdef import OpDef
+from opreg.registry import op_table
 
 CHECK_VAR = "OPREG_CHECK"
 
@@ -60,15 +61,17 @@ def check_gradients(op: OpDef, inputs: Sequence[np.ndarray], grads: Sequence[Any
 def _checked(op: OpDef) -> OpDef:
     inputs_named = [f"{op.describe_input(i)}" for i in range(len(op.inputs))]
 
-    def forward(*inputs: Any) -> Any:
-        output = check_unchanged(op, lambda: op.forward(*inputs), inputs, [f"forward: {n}" for n in inputs_named])
+    def forward(*inputs: Any, **attributes: Any) -> Any:
+        names = [f"forward: {n}" for n in inputs_named]
+        output = check_unchanged(op, lambda: op.forward(*inputs, **attributes), inputs, names)
         if not isinstance(output, np.ndarray | np.generic):
             raise OpContractError(f"{op.describe()}: forward returned a {type(output).__name__}, not an array")
         return output
 
-    def backward(grad_output: Any, *inputs: Any, **output: Any) -> Any:
+    def backward(grad_output: Any, *inputs: Any, **keywords: Any) -> Any:
         names = ["backward: grad_output", *(f"backward: {n}" for n in inputs_named)]
-        grads = check_unchanged(op, lambda: op.backward(grad_output, *inputs, **output), [grad_output, *inputs], names)
+        arrays = [grad_output, *inputs]
+        grads = check_unchanged(op, lambda: op.backward(grad_output, *inputs, **keywords), arrays, names)
         check_gradients(op, inputs, grads)
         return grads
 

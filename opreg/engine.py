@@ -17,14 +17,15 @@ Differences from the handout, each for a reason:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from opreg.broadcast import sum_to_shape
 from opreg.errors import EngineStateError, OpContractError, OpUsageError
-from opreg.registry import OpDef, op_table, unknown_op_error
+from opreg.opdef import OpDef
+from opreg.registry import op_table, unknown_op_error
 
 
 def describe_array(x: Any) -> str:
@@ -35,13 +36,13 @@ def describe_array(x: Any) -> str:
 
 
 class Operation:
-    """One recorded op: its inputs and output, where to put each input's gradient, and the op's name.
+    """One recorded op: its inputs and output, where to put each input's gradient, the op's name and attributes.
 
     ``gradients_to_update[i]`` is ``None`` for an array tracked in the engine's buffer, or an array the caller
     owns (such as ``dW``) that receives input ``i``'s gradient in place.
     """
 
-    __slots__ = ("backward_operation", "gradients_to_update", "inputs", "op", "output")
+    __slots__ = ("attributes", "backward_operation", "gradients_to_update", "inputs", "op", "output")
 
     def __init__(
         self,
@@ -50,12 +51,14 @@ class Operation:
         gradients_to_update: Sequence[np.ndarray | None],
         backward_operation: str,
         op: OpDef,
+        attributes: Mapping[str, Any],
     ) -> None:
         self.inputs = inputs
         self.output = output
         self.gradients_to_update = gradients_to_update
         self.backward_operation = backward_operation
         self.op = op
+        self.attributes = attributes
 
     def __repr__(self) -> str:
         shapes = ", ".join(describe_array(x) for x in self.inputs)
@@ -128,18 +131,22 @@ class Autograd:
         name: str,
         *inputs: Any,
         gradients_to_update: Sequence[np.ndarray | None] | None = None,
+        **attributes: Any,
     ) -> np.ndarray:
         """Run op ``name``'s forward on ``inputs``, record it, and return its output.
 
         Inputs that are not arrays (numbers, lists) are converted with ``np.asarray``.
-        ``gradients_to_update`` is as in :meth:`add_operation` (default: all ``None``).
+        ``gradients_to_update`` is as in :meth:`add_operation` (default: all ``None``). Keywords set the op's
+        attributes (``engine.apply("sum", x, axis=1)``); the ones not given take their declared defaults.
         """
         op = self._lookup(name)
+        if attributes or op.attributes:
+            attributes = op.bind_attributes(attributes)
         inputs = tuple(x if type(x) is np.ndarray else np.asarray(x) for x in inputs)
         if len(inputs) != len(op.inputs):
             raise self._arity_error(op, "inputs", len(inputs))
         try:
-            output = op.forward(*inputs)
+            output = op.forward(*inputs, **attributes)
         except OpContractError:  # checking mode found the op at fault, not the call
             raise
         except Exception as exc:
@@ -149,7 +156,7 @@ class Autograd:
             output = np.asarray(output)
         if any(output is x for x in inputs):  # an op may return its input; a view keeps the two gradients apart
             output = output.view()
-        self._record(op, inputs, output, gradients_to_update)
+        self._record(op, inputs, output, gradients_to_update, attributes)
         return output
 
     def add_operation(
@@ -158,9 +165,14 @@ class Autograd:
         output: np.ndarray,
         gradients_to_update: Sequence[np.ndarray | None],
         backward_operation: str,
+        **attributes: Any,
     ) -> None:
-        """Record that ``output`` was computed from ``inputs`` by the op registered as ``backward_operation``."""
-        self._record(self._lookup(backward_operation), inputs, output, gradients_to_update)
+        """Record that ``output`` was computed from ``inputs`` by the op registered as ``backward_operation``.
+
+        Keywords are the attributes the output was computed with, for ops that have them.
+        """
+        op = self._lookup(backward_operation)
+        self._record(op, inputs, output, gradients_to_update, op.bind_attributes(attributes))
 
     def _lookup(self, name: str) -> OpDef:
         try:
@@ -179,6 +191,7 @@ class Autograd:
         inputs: Sequence[np.ndarray],
         output: np.ndarray,
         gradients_to_update: Sequence[np.ndarray | None] | None,
+        attributes: Mapping[str, Any],
     ) -> None:
         n = len(op.inputs)
         if len(inputs) != n:
@@ -203,7 +216,7 @@ class Autograd:
                     f"{op.describe()}: gradients_to_update[{position}] is {describe_array(target)} but "
                     f"{op.describe_input(position)} is {describe_array(x)}; they must have one shape"
                 )
-        self.operation_list.append(Operation(inputs, output, gradients_to_update, op.name, op))
+        self.operation_list.append(Operation(inputs, output, gradients_to_update, op.name, op, attributes))
 
     @staticmethod
     def _arity_error(op: OpDef, what: str, got: int) -> OpUsageError:
@@ -236,9 +249,9 @@ class Autograd:
             op = record.op
             inputs = record.inputs
             if op.backward_uses_output:
-                grads = op.backward(grad_output, *inputs, output=record.output)
+                grads = op.backward(grad_output, *inputs, output=record.output, **record.attributes)
             else:
-                grads = op.backward(grad_output, *inputs)
+                grads = op.backward(grad_output, *inputs, **record.attributes)
             if len(grads) != len(inputs):
                 raise OpContractError(
                     f"{op.describe()}: backward returned {len(grads)} gradients for {len(inputs)} inputs {op.inputs}"

@@ -12,8 +12,8 @@ plugin author gets these checks without writing a test. On the op's declared sam
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import NoReturn
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -21,11 +21,13 @@ from opreg import plugin_manager
 from opreg.checkmode import check_gradients, check_unchanged
 from opreg.engine import Autograd
 from opreg.errors import GradcheckError, OpContractError, OpUsageError
-from opreg.registry import CHECK_TOLERANCES, OpDef, get_registry
+from opreg.opdef import CHECK_TOLERANCES, OpDef, Sample
+from opreg.registry import get_registry
 
 
 def check_op(op: OpDef | str, *, seed: int = 0, **tolerances: float) -> None:
-    """Run every check on ``op``; raise :class:`GradcheckError` naming the op, its plugin and what failed.
+    """Run every check on each of ``op``'s samples; raise :class:`GradcheckError` naming the op, its plugin,
+    what failed and, for ops with attributes, the attribute values of the sample.
 
     ``tolerances`` (``eps``, ``atol``, ``rtol``) override the op's declared ones, which override the defaults.
     """
@@ -33,15 +35,26 @@ def check_op(op: OpDef | str, *, seed: int = 0, **tolerances: float) -> None:
         op = get_registry()[op]
     settings = {**CHECK_TOLERANCES, **op.tolerances, **tolerances}
     rng = np.random.default_rng(seed)
-    inputs = [np.array(x, dtype=np.float64) for x in op.sample_inputs(rng)]
+    for sample in op.samples(rng):
+        try:
+            _check_sample(op, sample, rng, settings)
+        except (GradcheckError, OpContractError) as exc:
+            raise GradcheckError(
+                f"{exc}; on the sample{sample.describe()}" if sample.attributes else str(exc)
+            ) from None
+
+
+def _check_sample(op: OpDef, sample: Sample, rng: np.random.Generator, settings: dict) -> None:
+    inputs = [np.array(x, dtype=np.float64) for x in sample.inputs]
     if len(inputs) != len(op.inputs):
         _fail(op, f"sample_inputs returned {len(inputs)} arrays for {len(op.inputs)} inputs {op.inputs}")
-    output = _checked_forward(op, inputs)
+    attributes = sample.attributes
+    output = _checked_forward(op, inputs, attributes)
     grad_output = rng.standard_normal(output.shape)
-    _check_backward_contract(op, inputs, output, grad_output)
-    for position, analytic in enumerate(analytic_gradients(op, inputs, grad_output)):
+    _check_backward_contract(op, inputs, attributes, output, grad_output)
+    for position, analytic in enumerate(analytic_gradients(op, inputs, grad_output, **attributes)):
         if analytic is not None:
-            numeric = numeric_gradient(op, inputs, grad_output, position, settings["eps"])
+            numeric = numeric_gradient(op, inputs, grad_output, position, settings["eps"], **attributes)
             _compare(op, position, analytic, numeric, settings)
 
 
@@ -49,31 +62,28 @@ def _fail(op: OpDef, problem: str) -> NoReturn:
     raise GradcheckError(f"{op.describe()}: {problem}")
 
 
-def _checked_forward(op: OpDef, inputs: list[np.ndarray]) -> np.ndarray:
+def _checked_forward(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any]) -> np.ndarray:
     names = [f"forward: {op.describe_input(i)}" for i in range(len(inputs))]
-    try:
-        output = np.asarray(check_unchanged(op, lambda: op.forward(*inputs), inputs, names))
-    except OpContractError as exc:
-        raise GradcheckError(str(exc)) from None
+    output = np.asarray(check_unchanged(op, lambda: op.forward(*inputs, **attributes), inputs, names))
     if not np.issubdtype(output.dtype, np.floating) or not np.all(np.isfinite(output)):
         _fail(op, f"forward on the sample inputs returned a non-finite or non-float output ({output.dtype})")
-    if not np.array_equal(output, np.asarray(op.forward(*inputs))):
+    if not np.array_equal(output, np.asarray(op.forward(*inputs, **attributes))):
         _fail(op, "forward is not deterministic: two calls on the same inputs differ")
     return output
 
 
-def _check_backward_contract(op: OpDef, inputs: list[np.ndarray], output: np.ndarray, grad_output: np.ndarray) -> None:
-    extra = {"output": output.copy()} if op.backward_uses_output else {}
+def _check_backward_contract(
+    op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any], output: np.ndarray, grad_output: np.ndarray
+) -> None:
+    keywords = {**attributes, "output": output.copy()} if op.backward_uses_output else attributes
     names = ["backward: grad_output", *(f"backward: {op.describe_input(i)}" for i in range(len(inputs)))]
-    try:
-        grads = check_unchanged(op, lambda: op.backward(grad_output, *inputs, **extra), [grad_output, *inputs], names)
-        check_gradients(op, inputs, grads)
-    except OpContractError as exc:
-        raise GradcheckError(str(exc)) from None
+    arrays = [grad_output, *inputs]
+    grads = check_unchanged(op, lambda: op.backward(grad_output, *inputs, **keywords), arrays, names)
+    check_gradients(op, inputs, grads)
 
 
 def numeric_gradient(
-    op: OpDef, inputs: Sequence[np.ndarray], grad_output: np.ndarray, position: int, eps: float
+    op: OpDef, inputs: Sequence[np.ndarray], grad_output: np.ndarray, position: int, eps: float, **attributes: Any
 ) -> np.ndarray:
     """Central finite differences of ``sum(grad_output * forward(*inputs))`` with respect to input ``position``."""
     perturbed = [np.array(x, dtype=np.float64) for x in inputs]
@@ -82,18 +92,20 @@ def numeric_gradient(
     for index in np.ndindex(target.shape):
         original = target[index]
         target[index] = original + eps
-        plus = np.sum(grad_output * op.forward(*perturbed))
+        plus = np.sum(grad_output * op.forward(*perturbed, **attributes))
         target[index] = original - eps
-        minus = np.sum(grad_output * op.forward(*perturbed))
+        minus = np.sum(grad_output * op.forward(*perturbed, **attributes))
         target[index] = original
         gradient[index] = (plus - minus) / (2 * eps)
     return gradient
 
 
-def analytic_gradients(op: OpDef, inputs: Sequence[np.ndarray], grad_output: np.ndarray) -> list[np.ndarray | None]:
+def analytic_gradients(
+    op: OpDef, inputs: Sequence[np.ndarray], grad_output: np.ndarray, **attributes: Any
+) -> list[np.ndarray | None]:
     """The gradient of each input as the engine computes it from the op's backward (``None``: not differentiable)."""
     engine = Autograd()
-    engine.apply(op.name, *inputs)
+    engine.apply(op.name, *inputs, **attributes)
     engine.backward(grad_output)
     return [
         engine.gradient_buffer.get_param(x) if differentiable else None

@@ -1,130 +1,22 @@
-"""The op registry: what an op is (:class:`OpDef`), how a plugin declares one, and the name -> op table.
+"""The op registry: the name -> op table, filled from the plugins' ``opreg_register_ops`` hooks.
 
-Plugins declare ops through the ``opreg_register_ops`` hook. This module runs that hook once per plugin when the
-registry is first used, validates every declaration (types through typeguard, arities through ``inspect``), and
-fills one plain dict that the engine reads on its hot path. Neither pluggy nor typeguard runs after that.
+This module runs that hook once per plugin when the registry is first used, validates every declaration
+(:func:`opreg.opdef.define_op`), and fills one plain dict that the engine reads on its hot path. Neither pluggy
+nor typeguard runs after that.
 """
 
 from __future__ import annotations
 
 import difflib
-import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import numpy as np
 import pluggy
-from typeguard import TypeCheckError, typechecked
+from typeguard import TypeCheckError
 
 from opreg import plugin_manager
 from opreg.errors import RegistrationError, UnknownOpError
-
-SampleInputs = Callable[[np.random.Generator], Sequence[np.ndarray]]
-
-#: The gradient check's defaults, PyTorch ``gradcheck``'s; an op may override any of them with ``tolerances=``.
-CHECK_TOLERANCES = MappingProxyType({"eps": 1e-6, "atol": 1e-5, "rtol": 1e-3})
-
-
-@dataclass(frozen=True, slots=True)
-class OpDef:
-    """One registered op: a forward/backward pair with a declared input order.
-
-    ``forward(*inputs)`` returns the output array. ``backward(grad_output, *inputs)`` (plus ``output=`` when
-    ``backward_uses_output``) returns one gradient per declared input, in the declared order, ``None`` where the
-    input gets no gradient. Gradients may have the broadcast shape; the engine sums them back to the input's shape.
-    """
-
-    name: str
-    inputs: tuple[str, ...]
-    forward: Callable[..., Any]
-    backward: Callable[..., Sequence[Any]]
-    differentiable: tuple[bool, ...]
-    sample_inputs: SampleInputs
-    doc: str
-    backward_uses_output: bool
-    plugin: str
-    tolerances: Mapping[str, float] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        """``op 'name' (plugin 'p')``: how every error message names this op."""
-        return f"op {self.name!r} (plugin {self.plugin!r})"
-
-    def describe_input(self, position: int) -> str:
-        """``input 1 'b'``: how error messages name one of this op's inputs."""
-        return f"input {position} {self.inputs[position]!r}"
-
-
-@typechecked
-def define_op(
-    *,
-    plugin: str,
-    name: str,
-    inputs: tuple[str, ...] | list[str],
-    forward: Callable[..., Any],
-    backward: Callable[..., Any],
-    differentiable: tuple[str, ...] | list[str] | None = None,
-    sample_inputs: SampleInputs | None = None,
-    doc: str | None = None,
-    backward_uses_output: bool = False,
-    tolerances: dict[str, float] | None = None,
-) -> OpDef:
-    """Validate one op declaration and return its :class:`OpDef`; the keywords are those of ``register``.
-
-    ``differentiable`` names the inputs that get gradients (default: all; the labels of a loss are not).
-    ``sample_inputs(rng)`` draws valid inputs for gradient checks (default: standard normal 3x4 arrays; declare
-    it when the op needs positive inputs or particular shapes). ``doc`` defaults to ``forward.__doc__``.
-    ``backward_uses_output`` makes the engine pass ``output=`` to backward, so exp or sigmoid need not recompute.
-    ``tolerances`` overrides the gradient check's ``eps``, ``atol`` or ``rtol`` for this op.
-    """
-    where = f"op {name!r} (plugin {plugin!r})"
-    if not name.isidentifier():
-        raise RegistrationError(f"{where}: the name must be a Python identifier")
-    inputs = tuple(inputs)
-    if not inputs or not all(i.isidentifier() for i in inputs) or len(set(inputs)) != len(inputs):
-        raise RegistrationError(f"{where}: inputs must be one or more distinct identifiers, got {inputs!r}")
-    wanted = inputs if differentiable is None else tuple(differentiable)
-    unknown = sorted(set(wanted) - set(inputs))
-    if unknown:
-        raise RegistrationError(f"{where}: differentiable names {unknown} that are not among inputs {inputs}")
-    unknown = sorted(set(tolerances or ()) - set(CHECK_TOLERANCES))
-    if unknown:
-        raise RegistrationError(f"{where}: tolerances takes {sorted(CHECK_TOLERANCES)}, not {unknown}")
-    _check_arity(where, "forward", forward, len(inputs), {})
-    extra = {"output": None} if backward_uses_output else {}
-    _check_arity(where, "backward", backward, 1 + len(inputs), extra)
-    return OpDef(
-        name=name,
-        inputs=inputs,
-        forward=forward,
-        backward=backward,
-        differentiable=tuple(i in wanted for i in inputs),
-        sample_inputs=sample_inputs or _standard_normal_samples(len(inputs)),
-        doc=(inspect.getdoc(forward) or "") if doc is None else doc,
-        backward_uses_output=backward_uses_output,
-        plugin=plugin,
-        tolerances=MappingProxyType(dict(tolerances or {})),
-    )
-
-
-def _check_arity(where: str, role: str, fn: Callable[..., Any], n_positional: int, keywords: dict) -> None:
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):  # builtins and ufuncs may have no introspectable signature
-        return
-    try:
-        signature.bind(*range(n_positional), **keywords)
-    except TypeError as exc:
-        call = f"{n_positional} positional arguments" + (" and output=" if keywords else "")
-        raise RegistrationError(f"{where}: {role}{signature} cannot be called with {call}: {exc}") from None
-
-
-def _standard_normal_samples(n_inputs: int) -> SampleInputs:
-    def sample(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-        return tuple(rng.standard_normal((3, 4)) for _ in range(n_inputs))
-
-    return sample
+from opreg.opdef import OpDef, define_op
 
 
 class OpRegistry(Mapping[str, OpDef]):

@@ -233,3 +233,46 @@ def test_gradient_buffer_refuses_untracked_arrays():
         buffer.update_param(np.ones(2), np.ones(2))
     with pytest.raises(KeyError, match="not tracked"):
         buffer.get_param(np.ones(2))
+
+
+# --- attributes: static keyword parameters of an op ------------------------------------------------------------
+
+
+def _total_backward(g, x, *, axis):
+    return (np.broadcast_to(g if axis is None else np.expand_dims(g, axis), x.shape),)
+
+
+TOTAL = {
+    "name": "total",
+    "inputs": ("x",),
+    "attributes": {"axis": None},
+    "forward": lambda x, *, axis: np.sum(x, axis=axis),
+    "backward": _total_backward,
+}
+
+
+def test_attributes_reach_forward_and_backward_with_their_defaults(engine, install_ops):
+    install_ops(TOTAL)
+    x = rng.standard_normal((2, 3))
+    np.testing.assert_allclose(engine.apply("total", x, axis=1), x.sum(axis=1))
+    engine.backward(np.array([1.0, 2.0]))
+    np.testing.assert_allclose(engine.gradient_buffer.get_param(x), [[1.0] * 3, [2.0] * 3])
+    engine.zero_grad()
+    assert engine.apply("total", x).shape == ()
+    assert engine.operation_list[-1].attributes == {"axis": None}
+
+
+def test_add_operation_takes_the_attributes_the_output_was_computed_with(engine, install_ops):
+    install_ops(TOTAL)
+    x = rng.standard_normal((2, 3))
+    engine.add_operation([x], x.sum(axis=0), [None], "total", axis=0)
+    engine.backward(np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_allclose(engine.gradient_buffer.get_param(x), [[1.0, 2.0, 3.0]] * 2)
+
+
+def test_an_unknown_attribute_is_refused_naming_the_declared_ones(engine, install_ops):
+    install_ops(TOTAL)
+    with pytest.raises(OpUsageError, match=r"op 'total' \(plugin 'test-plugin'\) has no attribute axes; .*axis=None"):
+        engine.apply("total", np.ones(3), axes=0)
+    with pytest.raises(OpUsageError, match="op 'exp'.*has no attribute axis; its attributes: none"):
+        engine.apply("exp", np.ones(3), axis=0)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 import opreg
-from opreg import GradcheckError
+from opreg import GradcheckError, Sample
 from opreg.opcheck import check_op
 from opreg.plugin_manager import BUILTIN_PLUGINS
 
@@ -95,3 +97,33 @@ def test_an_op_may_declare_looser_tolerances(install_ops):
         check_op("rough")
     check_op("rough", rtol=0.05)
     check_op("rough_declared")
+
+
+def test_every_sample_of_an_op_with_attributes_is_checked(install_ops):
+    """The second sample exercises axis=1, where this backward is wrong; the report names the attribute value."""
+
+    def backward(g, x, *, axis):
+        g = g if axis is None else np.expand_dims(g, 0)  # right for axis=0 only
+        return (np.broadcast_to(g, x.shape) * 1.0,)
+
+    install_ops(
+        {
+            "name": "total",
+            "inputs": ("x",),
+            "attributes": {"axis": None},
+            "forward": lambda x, *, axis: np.sum(x, axis=axis),
+            "backward": backward,
+            "sample_inputs": lambda rng: [
+                opreg.Sample(rng.standard_normal((3, 3))),
+                opreg.Sample(np.ones((3, 3)), axis=0),
+            ],
+        },
+        name="axes",
+    )
+    check_op("total")
+    with_axis_1 = dataclasses.replace(
+        opreg.get_registry()["total"],
+        sample_inputs=lambda rng: [Sample(rng.standard_normal((3, 3))), Sample(np.ones((3, 3)), axis=1)],
+    )
+    with pytest.raises(GradcheckError, match=r"op 'total' \(plugin 'axes'\): .*; on the sample with axis=1$"):
+        check_op(with_axis_1)

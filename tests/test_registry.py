@@ -125,3 +125,21 @@ def test_the_hot_path_calls_neither_pluggy_nor_typeguard(monkeypatch):
     loss = opreg.nn.MSELoss(engine)(np.zeros((5, 2)), model(np.ones((5, 3))))
     engine.backward(1.0)
     assert np.isfinite(loss)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [
+        ({"x": 1}, r"attribute names must be identifiers other than the inputs.*\['x'\]"),
+        ({"output": 1}, r"\['output'\]"),
+        ({"gradients_to_update": 1}, r"\['gradients_to_update'\]"),
+    ],
+)
+def test_attribute_names_may_not_shadow_inputs_or_engine_keywords(attributes, message, op_plugin):
+    with pytest.raises(RegistrationError, match=message):
+        opreg.register_plugin(op_plugin(square(attributes=attributes)), name="bad")
+
+
+def test_forward_and_backward_must_accept_the_declared_attributes(op_plugin):
+    with pytest.raises(RegistrationError, match=r"forward\(x\) cannot be called with 1 positional arguments and axis="):
+        opreg.register_plugin(op_plugin(square(attributes={"axis": None})), name="bad")
