@@ -16,8 +16,8 @@ def sum_to_shape(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
     extra = grad.ndim - len(shape)
     if extra < 0:
         return None
-    if extra:
-        grad = grad.sum(axis=tuple(range(extra)))
+    if extra:  # np.asarray: summing every axis away gives a NumPy scalar, not a 0-d array
+        grad = np.asarray(grad.sum(axis=tuple(range(extra))))
     stretched = tuple(axis for axis, n in enumerate(shape) if n == 1 and grad.shape[axis] != 1)
     if stretched:
         grad = grad.sum(axis=stretched, keepdims=True)

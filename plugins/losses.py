@@ -23,7 +23,7 @@ def _softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray
     """Mean over the batch of -sum(labels * log_softmax(logits)); labels are one-hot (or any distribution)."""
     _check_same_shape("logits and labels", logits, labels)
     batch = logits.size // logits.shape[-1]
-    return -(labels * _log_softmax(logits)).sum() / batch
+    return np.asarray(-(labels * _log_softmax(logits)).sum() / batch)
 
 
 def _softmax_cross_entropy_backward(g: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> tuple:
@@ -42,7 +42,7 @@ def _mse(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Mean over all elements of (prediction - target) ** 2."""
     _check_same_shape("prediction and target", prediction, target)
     diff = prediction - target
-    return (diff * diff).mean()
+    return np.asarray((diff * diff).mean())
 
 
 def _mse_backward(g: np.ndarray, prediction: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

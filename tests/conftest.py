@@ -1,4 +1,8 @@
-"""Shared fixtures: a fresh engine, and a way to register a throw-away op plugin for one test."""
+"""Shared fixtures: a fresh engine, and ways to register throw-away op plugins for one test.
+
+This file does not import opreg at module level: conftest files load before typeguard's pytest plugin installs
+its import hook, and ``pytest --typeguard-packages=opreg`` can only instrument opreg if it is imported later.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,24 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pluggy
 import pytest
 
-import opreg
-from opreg import plugin_manager
+if TYPE_CHECKING:
+    import opreg
 
 pytest_plugins = ["pytester"]
+
+#: The same marker as ``opreg.hookimpl`` (pluggy markers are identified by project name).
+hookimpl = pluggy.HookimplMarker("opreg")
 
 
 @pytest.fixture
 def engine() -> opreg.Autograd:
+    import opreg
+
     return opreg.Autograd()
 
 
@@ -27,7 +37,7 @@ class OpPlugin:
     def __init__(self, *declarations: dict[str, Any]) -> None:
         self.declarations = declarations
 
-    @opreg.hookimpl
+    @hookimpl
     def opreg_register_ops(self, register: opreg.Register) -> None:
         for declaration in self.declarations:
             register(**declaration)
@@ -42,6 +52,8 @@ def op_plugin() -> type[OpPlugin]:
 @pytest.fixture
 def install_ops() -> Iterator[Callable[..., str]]:
     """``install_ops({...}, name="p")`` registers a plugin with those op declarations until the test ends."""
+    import opreg
+
     names: list[str] = []
 
     def install(*declarations: dict[str, Any], name: str = "test-plugin") -> str:
@@ -72,6 +84,9 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     """Installed op packages for one test; plugins are reloaded without them afterwards."""
+    import opreg
+    from opreg import plugin_manager
+
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delenv(plugin_manager.DISABLE_AUTOLOAD_VAR, raising=False)
     monkeypatch.delenv(plugin_manager.LOAD_ONLY_VAR, raising=False)
