@@ -47,8 +47,9 @@ def _ops(args: argparse.Namespace) -> int:
     for op in get_registry().values():
         info = infos.get(op.plugin)
         dist, version = (info.distribution, info.version) if info else (None, None)
-        rows.append([op.name, ", ".join(op.inputs), op.plugin, dist, version, op.doc.split("\n", 1)[0]])
-    _print_table(["op", "inputs", "plugin", "distribution", "version", "doc"], rows)
+        signature = ", ".join([*op.inputs, *(f"{k}={v!r}" for k, v in op.attributes.items())])
+        rows.append([op.name, signature, op.plugin, dist, version, op.doc.split("\n", 1)[0]])
+    _print_table(["op", "inputs, attributes", "plugin", "distribution", "version", "doc"], rows)
     return 0
 
 

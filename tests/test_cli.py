@@ -43,6 +43,21 @@ def test_ops_lists_every_op_with_its_plugin_and_distribution(packages, capsys):
     assert rows["matmul"][:4] == ["matmul", "a,", "b", "opreg_builtins.linalg"]
 
 
+def test_ops_shows_attributes_with_their_defaults(install_ops, capsys):
+    install_ops(
+        {
+            "name": "total",
+            "inputs": ("x",),
+            "attributes": {"axis": None, "keepdims": False},
+            "forward": lambda x, *, axis, keepdims: x.sum(axis=axis, keepdims=keepdims),
+            "backward": lambda g, x, *, axis, keepdims: (g,),
+        }
+    )
+    assert main(["ops"]) == 0
+    [row] = [line for line in lines_of(capsys) if line.startswith("total ")]
+    assert row.split()[1:5] == ["x,", "axis=None,", "keepdims=False", "test-plugin"]
+
+
 def test_plugins_lists_loaded_skipped_and_builtin_plugins(packages, capsys):
     assert main(["plugins"]) == 0
     rows = {line.split()[0]: line for line in lines_of(capsys)[1:]}
@@ -75,7 +90,7 @@ def test_every_command_has_help(command, capsys):
 
 def test_python_dash_m_opreg_works_like_the_command():
     result = subprocess.run([sys.executable, "-m", "opreg", "ops"], capture_output=True, text=True, check=True)
-    assert result.stdout.splitlines()[0].split()[:3] == ["op", "inputs", "plugin"]
+    assert result.stdout.splitlines()[0].split()[:4] == ["op", "inputs,", "attributes", "plugin"]
 
 
 def test_pytest_gradcheck_generates_one_test_per_op(packages, pytester, monkeypatch):
