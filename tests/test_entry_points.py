@@ -6,6 +6,9 @@ Each test lays out real distributions in a temporary folder on ``sys.path`` (the
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -103,3 +106,14 @@ def test_only_the_listed_distributions_load(site, monkeypatch):
     registry = opreg.get_registry()
     assert "square" in registry and "cube" not in registry and "add" in registry
     assert plugin_manager.plugin_infos_by_name()["opreg-cubes"].status == "disabled"
+
+
+def test_a_broken_installed_plugin_breaks_neither_import_nor_the_command(site):
+    """In a fresh process: ``import opreg`` loads no plugin, and ``opreg ops`` works, warning about the bad one."""
+    site.install("broken-import", "broken_import", "raise RuntimeError('no GPU here')")
+    env = {**os.environ, "PYTHONPATH": str(site.root)}
+    imported = subprocess.run([sys.executable, "-c", "import opreg"], env=env, capture_output=True, text=True)
+    assert imported.returncode == 0 and imported.stderr == ""
+    listed = subprocess.run([sys.executable, "-m", "opreg", "ops"], env=env, capture_output=True, text=True)
+    assert listed.returncode == 0 and "matmul" in listed.stdout
+    assert "opreg skipped plugin 'broken-import'" in listed.stderr and "no GPU here" in listed.stderr
