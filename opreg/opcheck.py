@@ -35,13 +35,18 @@ def check_op(op: OpDef | str, *, seed: int = 0, **tolerances: float) -> None:
         op = get_registry()[op]
     settings = {**CHECK_TOLERANCES, **op.tolerances, **tolerances}
     rng = np.random.default_rng(seed)
-    for sample in op.samples(rng):
+    try:
+        samples = op.samples(rng)
+    except Exception as exc:
+        raise GradcheckError(f"{op.describe()}: sample_inputs raised {type(exc).__name__}: {exc}") from exc
+    for sample in samples:
+        where = f"; on the sample{sample.describe()}" if sample.attributes else ""
         try:
             _check_sample(op, sample, rng, settings)
         except (GradcheckError, OpContractError) as exc:
-            raise GradcheckError(
-                f"{exc}; on the sample{sample.describe()}" if sample.attributes else str(exc)
-            ) from None
+            raise GradcheckError(f"{exc}{where}") from None
+        except Exception as exc:  # the op's own code failed: a failed check, not a crash of the checker
+            raise GradcheckError(f"{op.describe()}: raised {type(exc).__name__}: {exc}{where}") from exc
 
 
 def _check_sample(op: OpDef, sample: Sample, rng: np.random.Generator, settings: dict) -> None:

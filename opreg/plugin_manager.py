@@ -117,10 +117,10 @@ def forget(name: str) -> None:
     _infos.pop(name, None)
 
 
-def skip(name: str, reason: str) -> None:
+def skip(pm: pluggy.PluginManager, name: str, reason: str) -> None:
     """Unregister an installed plugin that failed, keep why, and warn; every other plugin goes on loading."""
-    if _pm is not None and _pm.get_plugin(name) is not None:
-        _pm.unregister(name=name)
+    if pm.get_plugin(name) is not None:
+        pm.unregister(name=name)
     info = _infos[name]
     info.status, info.reason = "skipped", reason
     warnings.warn(f"opreg skipped {info.describe()}: {reason}", PluginWarning, stacklevel=2)
@@ -164,14 +164,14 @@ def _load_one(pm: pluggy.PluginManager, entry_point: metadata.EntryPoint, info: 
     try:
         plugin = entry_point.load()
     except Exception as exc:
-        skip(info.name, f"import failed: {type(exc).__name__}: {exc}")
+        skip(pm, info.name, f"import failed: {type(exc).__name__}: {exc}")
         return
     info.path = _source_file(plugin)
     try:
         pm.register(plugin, name=info.name)
         pm.check_pending()  # a hook implementation whose name matches no hook (a typo) is an error, not ignored
     except Exception as exc:
-        skip(info.name, f"invalid plugin: {type(exc).__name__}: {exc}")
+        skip(pm, info.name, f"invalid plugin: {type(exc).__name__}: {exc}")
 
 
 def _source_file(plugin: object) -> str | None:

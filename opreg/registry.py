@@ -74,6 +74,8 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
     invalid or clash with registered ones, the plugin is unregistered again and the error raised.
     """
     pm = plugin_manager.get_plugin_manager()
+    # pluggy would name an instance by its id(); its class name reads better in every message
+    name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
     registered_name = pm.register(plugin, name=name)
     if registered_name is None:
         raise RegistrationError(f"plugin {name or plugin!r} is already registered or blocked")
@@ -129,7 +131,7 @@ def _collect(pm: pluggy.PluginManager) -> dict[str, OpDef]:
         except Exception as exc:
             if not plugin_manager.isolated(impl.plugin_name):
                 raise
-            plugin_manager.skip(impl.plugin_name, f"{type(exc).__name__}: {exc}")
+            plugin_manager.skip(pm, impl.plugin_name, f"{type(exc).__name__}: {exc}")
     return table
 
 

@@ -32,37 +32,42 @@ def tutorial_files() -> tuple[str, dict]:
     return tutorial_section_block("python"), tomllib.loads(tutorial_section_block("toml"))
 
 
-def test_the_tutorial_package_loads_lists_and_checks(site, capsys):
+def tutorial_names() -> tuple[str, str, str, str, str]:
+    """The tutorial's op, plugin (entry point), module, distribution and version, read from its own files."""
     module, pyproject = tutorial_files()
     project = pyproject["project"]
     [(entry_point, module_name)] = project["entry-points"]["opreg"].items()
-    site.install(project["name"], module_name, module, entry_point=entry_point, version=project["version"])
+    [op_name] = re.findall(r'name="(\w+)"', module)
+    return op_name, entry_point, module_name, project["name"], project["version"]
+
+
+def test_the_tutorial_package_loads_lists_and_checks(site, capsys):
+    op_name, plugin, module_name, dist, version = tutorial_names()
+    site.install(dist, module_name, tutorial_section_block("python"), entry_point=plugin, version=version)
     opreg.reload_plugins()
 
     assert main(["ops"]) == 0
-    [row] = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("softplus ")]
-    assert row[:5] == ["softplus", "x", "softplus", "opreg-softplus", "0.1.0"]
-    assert main(["check", "softplus"]) == 0
+    [row] = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(f"{op_name} ")]
+    assert row[:5] == [op_name, "x", plugin, dist, version]
+    assert main(["check", op_name]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "1 passed, 0 failed"
 
 
 @pytest.mark.skipif(
-    not os.environ.get("OPREG_SLOW_TESTS"),
-    reason="installs into a fresh venv (about a minute); OPREG_SLOW_TESTS=1 runs it",
+    not os.environ.get("OPREG_SLOW_TESTS"), reason="pip-installs into a fresh venv; OPREG_SLOW_TESTS=1 runs it"
 )
 def test_the_tutorial_works_literally_in_a_fresh_venv(tmp_path):
     """The tutorial's files and commands, run as a newcomer would: a new venv with opreg installed from this tree."""
-    repo = CONTRIBUTING.parent
+    op_name, plugin, module_name, dist, version = tutorial_names()
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     run_in_venv = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
     run_in_venv.pop("PYTHONPATH", None)
-    subprocess.run(["pip", "install", "-q", str(repo)], check=True, env=run_in_venv)
+    subprocess.run(["pip", "install", "-q", str(CONTRIBUTING.parent)], check=True, env=run_in_venv)
 
-    package = tmp_path / "opreg-softplus"
+    package = tmp_path / dist
     package.mkdir()
-    module, _ = tutorial_files()
-    (package / "opreg_softplus.py").write_text(module)
+    (package / f"{module_name}.py").write_text(tutorial_section_block("python"))
     (package / "pyproject.toml").write_text(tutorial_section_block("toml"))
     outputs = []
     for command in tutorial_section_block("bash").splitlines():
@@ -72,8 +77,6 @@ def test_the_tutorial_works_literally_in_a_fresh_venv(tmp_path):
             assert done.returncode == 0, f"{command!r} failed:\n{done.stdout}\n{done.stderr}"
             outputs.append(done.stdout)
     _, ops, check, gradcheck = outputs
-    assert any(
-        line.split()[:5] == ["softplus", "x", "softplus", "opreg-softplus", "0.1.0"] for line in ops.splitlines()
-    )
+    assert [op_name, "x", plugin, dist, version] in [line.split()[:5] for line in ops.splitlines()]
     assert check.splitlines()[-1] == "1 passed, 0 failed"
     assert "1 passed" in gradcheck.splitlines()[-1]

@@ -79,6 +79,7 @@ def test_a_broken_plugin_is_skipped_whole_with_a_warning(site, source, reason):
     assert "cube" not in registry and "square" in registry
     assert registry["add"].plugin == "opreg_builtins.arithmetic"
     assert plugin_manager.plugin_infos_by_name()["bad-ops"].status == "skipped"
+    assert plugin_manager.get_plugin_manager().get_plugin("bad-ops") is None
 
 
 def test_two_distributions_with_one_entry_point_name_warn(site):

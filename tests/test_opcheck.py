@@ -127,3 +127,19 @@ def test_every_sample_of_an_op_with_attributes_is_checked(install_ops):
     )
     with pytest.raises(GradcheckError, match=r"op 'total' \(plugin 'axes'\): .*; on the sample with axis=1$"):
         check_op(with_axis_1)
+
+
+@pytest.mark.parametrize(
+    ("declaration", "problem"),
+    [
+        ({"sample_inputs": lambda rng: 1 / 0}, "sample_inputs raised ZeroDivisionError"),
+        ({"forward": lambda x: x.no_such_method()}, "raised AttributeError"),
+        ({"backward": lambda g, x: (g[99],)}, "raised IndexError"),
+    ],
+    ids=["sample_inputs", "forward", "backward"],
+)
+def test_an_op_that_raises_is_a_failed_check_not_a_crash(install_ops, declaration, problem):
+    base = {"name": "twice", "inputs": ("x",), "forward": lambda x: 2 * x, "backward": lambda g, x: (2 * g,)}
+    install_ops(base | declaration, name="raising")
+    with pytest.raises(GradcheckError, match=rf"op 'twice' \(plugin 'raising'\): {problem}"):
+        check_op("twice")

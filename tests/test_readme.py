@@ -34,7 +34,7 @@ def test_readme_examples_run_as_written(capsys):
 
     try:
         assert run(plugin)["y"].shape == (5,)
-        opreg.check_op("softplus")
+        opreg.check_op("softsign")
     finally:
-        if "softplus" in opreg.get_registry():
-            opreg.unregister_plugin(opreg.get_registry()["softplus"].plugin)
+        if "softsign" in opreg.get_registry():
+            opreg.unregister_plugin(opreg.get_registry()["softsign"].plugin)

@@ -143,3 +143,11 @@ def test_attribute_names_may_not_shadow_inputs_or_engine_keywords(attributes, me
 def test_forward_and_backward_must_accept_the_declared_attributes(op_plugin):
     with pytest.raises(RegistrationError, match=r"forward\(x\) cannot be called with 1 positional arguments and axis="):
         opreg.register_plugin(op_plugin(square(attributes={"axis": None})), name="bad")
+
+
+def test_a_plugin_object_registered_without_a_name_is_named_after_its_class(op_plugin):
+    name = opreg.register_plugin(op_plugin(square()))
+    try:
+        assert name == "OpPlugin" and opreg.get_registry()["square"].plugin == "OpPlugin"
+    finally:
+        opreg.unregister_plugin(name)
