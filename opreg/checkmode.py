@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from opreg.broadcast import sum_to_shape
 from opreg.errors import OpContractError
+from opreg.fit import gradient_dtype, sum_to_shape
 from opreg.opdef import OpDef
 from opreg.registry import op_table
 
@@ -39,7 +39,13 @@ def check_unchanged(op: OpDef, call: Callable[[], Any], arrays: Sequence[Any], n
 
 
 def check_gradients(op: OpDef, inputs: Sequence[np.ndarray], grads: Sequence[Any]) -> None:
-    """One gradient per input, each ``None`` or a float array of the input's dtype and (broadcast) shape."""
+    """One gradient per input, each ``None`` or a float array of the input's (or the broadcast) shape.
+
+    When the inputs share one float dtype, each gradient must have it too: a float32 op that returns float64
+    gradients computed in float64 (a NumPy scalar such as ``np.sqrt(2.0)`` upcasts), which costs time and memory
+    even though the engine casts back. With mixed dtypes, promotion is expected and the engine casts.
+    """
+    uniform = len({x.dtype for x in inputs if x.dtype.kind == "f"}) <= 1
     if len(grads) != len(inputs):
         raise OpContractError(f"{op.describe()}: backward returned {len(grads)} gradients for {len(inputs)} inputs")
     for position, (x, grad) in enumerate(zip(inputs, grads, strict=True)):
@@ -53,8 +59,8 @@ def check_gradients(op: OpDef, inputs: Sequence[np.ndarray], grads: Sequence[Any
             )
         if sum_to_shape(np.asarray(grad), x.shape) is None:
             raise OpContractError(f"{where} shape {grad.shape} for {name} of shape {x.shape}")
-        expected = np.result_type(x, np.float32)
-        if grad.dtype != expected:
+        expected = gradient_dtype(x)
+        if grad.dtype != expected if uniform else grad.dtype.kind != "f":
             raise OpContractError(f"{where} dtype {grad.dtype} for {name} of dtype {x.dtype}; expected {expected}")
 
 

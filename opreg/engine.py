@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from opreg.broadcast import sum_to_shape
 from opreg.errors import EngineStateError, OpContractError, OpUsageError
+from opreg.fit import fit_gradient
 from opreg.opdef import OpDef
 from opreg.registry import op_table, unknown_op_error
 
@@ -33,6 +33,18 @@ def describe_array(x: Any) -> str:
     if isinstance(x, np.ndarray | np.generic):
         return f"{x.dtype} {x.shape}"
     return type(x).__name__
+
+
+def _as_arrays(inputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
+    """``inputs`` as arrays, Python numbers promoted as NumPy promotes them beside the array inputs (NEP 50).
+
+    ``np.asarray(2.0)`` alone would be a float64 array, and would turn a float32 computation into float64.
+    """
+    arrays = [x for x in inputs if isinstance(x, np.ndarray)]
+    return tuple(
+        np.asarray(x, dtype=np.result_type(*arrays, x)) if arrays and type(x) in (int, float) else np.asarray(x)
+        for x in inputs
+    )
 
 
 class Operation:
@@ -135,14 +147,18 @@ class Autograd:
     ) -> np.ndarray:
         """Run op ``name``'s forward on ``inputs``, record it, and return its output.
 
-        Inputs that are not arrays (numbers, lists) are converted with ``np.asarray``.
+        Inputs that are not arrays are converted: numbers take the dtype NumPy would give them beside the array
+        inputs (``2.0`` beside float32 arrays is float32), lists and the rest go through ``np.asarray``.
         ``gradients_to_update`` is as in :meth:`add_operation` (default: all ``None``). Keywords set the op's
         attributes (``engine.apply("sum", x, axis=1)``); the ones not given take their declared defaults.
         """
         op = self._lookup(name)
         if attributes or op.attributes:
             attributes = op.bind_attributes(attributes)
-        inputs = tuple(x if type(x) is np.ndarray else np.asarray(x) for x in inputs)
+        for x in inputs:
+            if type(x) is not np.ndarray:
+                inputs = _as_arrays(inputs)
+                break
         if len(inputs) != len(op.inputs):
             raise self._arity_error(op, "inputs", len(inputs))
         try:
@@ -261,7 +277,7 @@ class Autograd:
             ):
                 if grad is None or not differentiable:
                     continue
-                if getattr(grad, "shape", None) != x.shape:
+                if getattr(grad, "shape", None) != x.shape or grad.dtype != x.dtype:
                     grad = self._fit_gradient(op, position, grad, x)
                 if target is None:
                     update(x, grad)
@@ -284,13 +300,13 @@ class Autograd:
 
     @staticmethod
     def _fit_gradient(op: OpDef, position: int, grad: Any, x: np.ndarray) -> np.ndarray:
-        """Sum a broadcast gradient back to its input's shape, or raise naming the op, the input and both shapes."""
+        """Fit a gradient to its input (:func:`opreg.fit.fit_gradient`), or raise naming the op, input and shapes."""
         if not isinstance(grad, np.ndarray | np.generic | float | int):
             raise OpContractError(
                 f"{op.describe()}: backward returned a {type(grad).__name__} as the gradient of "
                 f"{op.describe_input(position)}; expected an array or None"
             )
-        fitted = sum_to_shape(np.asarray(grad), x.shape)
+        fitted = fit_gradient(np.asarray(grad), x)
         if fitted is None:
             raise OpContractError(
                 f"{op.describe()}: backward returned a gradient of shape {np.shape(grad)} for "

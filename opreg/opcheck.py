@@ -6,6 +6,7 @@ plugin author gets these checks without writing a test. On the op's declared sam
 * forward returns a finite array, the same one twice, and leaves its inputs alone;
 * backward returns one gradient per declared input, each of the input's (or the broadcast) shape and of a float
   dtype, and leaves its inputs and ``grad_output`` alone;
+* on the same inputs in float32, the output and the gradients are float32;
 * the analytic gradient, routed through the engine as a user's would be, matches central finite differences:
   ``|analytic - numeric| <= atol + rtol * |numeric|`` (PyTorch ``gradcheck``'s rule and defaults).
 """
@@ -61,6 +62,7 @@ def _check_sample(op: OpDef, sample: Sample, rng: np.random.Generator, settings:
         if analytic is not None:
             numeric = numeric_gradient(op, inputs, grad_output, position, settings["eps"], **attributes)
             _compare(op, position, analytic, numeric, settings)
+    _check_float32(op, [x.astype(np.float32) for x in inputs], attributes)
 
 
 def _fail(op: OpDef, problem: str) -> NoReturn:
@@ -85,6 +87,19 @@ def _check_backward_contract(
     arrays = [grad_output, *inputs]
     grads = check_unchanged(op, lambda: op.backward(grad_output, *inputs, **keywords), arrays, names)
     check_gradients(op, inputs, grads)
+
+
+def _check_float32(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any]) -> None:
+    """float32 in, float32 out, and float32 gradients: the op does not quietly compute in float64."""
+    output = np.asarray(op.forward(*inputs, **attributes))
+    if output.dtype != np.float32:
+        _fail(
+            op,
+            f"forward turned float32 inputs into a {output.dtype} output; a NumPy scalar such as np.float64(...) "
+            "or np.sqrt(2.0) in the computation upcasts (Python floats do not)",
+        )
+    keywords = {**attributes, "output": output} if op.backward_uses_output else attributes
+    check_gradients(op, inputs, op.backward(np.ones(output.shape, np.float32), *inputs, **keywords))
 
 
 def numeric_gradient(

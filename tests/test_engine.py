@@ -276,3 +276,25 @@ def test_an_unknown_attribute_is_refused_naming_the_declared_ones(engine, instal
         engine.apply("total", np.ones(3), axes=0)
     with pytest.raises(OpUsageError, match="op 'exp'.*has no attribute axis; its attributes: none"):
         engine.apply("exp", np.ones(3), axis=0)
+
+
+def test_gradients_are_cast_to_their_inputs_dtype(engine):
+    """float32 x times float64 y computes in float64; x's gradient still comes back float32, as in PyTorch."""
+    x = rng.standard_normal(3).astype(np.float32)
+    y = rng.standard_normal(3)
+    dy = np.zeros(3)
+    engine.apply("mul", x, y, gradients_to_update=[None, dy])
+    engine.backward(1.0)
+    grad_x = engine.gradient_buffer.get_param(x)
+    assert grad_x.dtype == np.float32
+    np.testing.assert_allclose(grad_x, y.astype(np.float32))
+    np.testing.assert_allclose(dy, x)
+
+
+@pytest.mark.parametrize(
+    ("array", "number", "dtype"),
+    [(np.ones(2, np.float32), 2.0, np.float32), (np.ones(2, np.float32), 2, np.float32), (np.ones(2, int), 2.5, float)],
+)
+def test_python_numbers_are_promoted_as_numpy_promotes_them(engine, array, number, dtype):
+    assert engine.apply("mul", array, number).dtype == dtype
+    assert engine.apply("add", number, array).dtype == dtype

@@ -143,3 +143,18 @@ def test_an_op_that_raises_is_a_failed_check_not_a_crash(install_ops, declaratio
     install_ops(base | declaration, name="raising")
     with pytest.raises(GradcheckError, match=rf"op 'twice' \(plugin 'raising'\): {problem}"):
         check_op("twice")
+
+
+def test_an_op_that_upcasts_float32_is_reported(install_ops):
+    """np.float64 constants are strongly typed in NumPy 2: x * np.float64(2) is float64 even for float32 x."""
+    install_ops(
+        {
+            "name": "double",
+            "inputs": ("x",),
+            "forward": lambda x: x * np.float64(2.0),
+            "backward": lambda g, x: (g * 2.0,),
+        },
+        name="upcasting",
+    )
+    with pytest.raises(GradcheckError, match=r"op 'double' \(plugin 'upcasting'\): forward turned float32 inputs"):
+        check_op("double")

@@ -1,0 +1,43 @@
+"""Making an op's gradient fit its input, done once here rather than in every op's backward.
+
+Two things can make a correct gradient differ from its input: forward broadcast the input, so the gradient has
+the broadcast shape; or forward promoted the arithmetic (a float32 input beside a float64 one), so the gradient
+has the wider dtype. The engine sums the first away and casts the second back, as PyTorch's engine does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def gradient_dtype(x: np.ndarray) -> np.dtype:
+    """The dtype of ``x``'s gradient: ``x``'s own float dtype, float64 for an integer or boolean ``x``."""
+    return x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+
+
+def sum_to_shape(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Sum ``grad`` over the axes along which an input of ``shape`` was broadcast.
+
+    Returns ``None`` when ``grad`` cannot come from broadcasting an input of ``shape``: that is a wrong gradient,
+    and the caller reports it, naming the op.
+    """
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra < 0:
+        return None
+    if extra:  # np.asarray: summing every axis away gives a NumPy scalar, not a 0-d array
+        grad = np.asarray(grad.sum(axis=tuple(range(extra))))
+    stretched = tuple(axis for axis, n in enumerate(shape) if n == 1 and grad.shape[axis] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad if grad.shape == shape else None
+
+
+def fit_gradient(grad: np.ndarray, x: np.ndarray) -> np.ndarray | None:
+    """``grad`` summed to ``x``'s shape and cast to its gradient dtype; ``None`` if no broadcast explains it."""
+    fitted = sum_to_shape(grad, x.shape)
+    if fitted is None:
+        return None
+    dtype = gradient_dtype(x)
+    return fitted if fitted.dtype == dtype else fitted.astype(dtype)
