@@ -1,0 +1,359 @@
+"""Every op of the contrib_ops plugin against PyTorch: forward values and the gradient of every differentiable
+input, on every sample the op declares (attributes included), in float64 and in float32.
+
+PyTorch is the independent reference: each op's counterpart is written out in ``TORCH_OPS`` and differentiated
+by torch's own autograd, never computed from this package's code. An op registered by the plugin but missing from
+the table fails, and so does an entry naming an op the plugin does not register.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+import opreg
+from opreg import plugin_manager
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+PLUGIN = "contrib_ops"
+F64 = {"rtol": 1e-10, "atol": 1e-12}
+F32 = {"rtol": 1e-5, "atol": 1e-6}
+TOLERANCES = {np.float64: F64, np.float32: F32}
+#: NumPy raises instead of warning on these inside the stability tests: nothing may overflow or take log(0).
+STRICT = {"over": "raise", "divide": "raise", "invalid": "raise"}
+
+
+def _dims(x: Any, axis: int | tuple[int, ...] | None) -> int | tuple[int, ...]:
+    """opreg's axis=None (all axes) as torch's explicit dim: torch.logsumexp has no "all" default."""
+    return tuple(range(x.ndim)) if axis is None else axis
+
+
+def _reduction(fn: Callable) -> Callable:
+    return lambda x, *, axis, keepdims: fn(x, dim=_dims(x, axis), keepdim=keepdims)
+
+
+def _reshape(x: Any, *, shape: int | tuple[int, ...]) -> Any:
+    return torch.reshape(x, (shape,) if isinstance(shape, int) else tuple(shape))
+
+
+def _permute(x: Any, *, axes: tuple[int, ...] | None) -> Any:
+    return x.permute(tuple(reversed(range(x.ndim))) if axes is None else tuple(axes))
+
+
+#: op name -> the same computation in torch, taking the op's attributes as keywords. Keep complete.
+TORCH_OPS: dict[str, Callable] = {
+    "softplus": F.softplus,
+    "leaky_relu": lambda x, *, negative_slope: F.leaky_relu(x, negative_slope),
+    "gelu": lambda x, *, approximate: F.gelu(x, approximate=approximate),
+    "sqrt": torch.sqrt,
+    "abs": torch.abs,
+    "pow": torch.pow,
+    "sum": _reduction(torch.sum),
+    "mean": _reduction(torch.mean),
+    "max": _reduction(torch.amax),
+    "logsumexp": _reduction(torch.logsumexp),
+    "reshape": _reshape,
+    "permute": _permute,
+    "softmax": lambda x, *, axis: F.softmax(x, dim=axis),
+    "log_softmax": lambda x, *, axis: F.log_softmax(x, dim=axis),
+    "binary_cross_entropy_with_logits": F.binary_cross_entropy_with_logits,
+    "huber": lambda prediction, target, *, delta: F.huber_loss(prediction, target, delta=delta),
+}
+
+REGISTRY = opreg.get_registry()
+CONTRIB_OPS = sorted(name for name, op in REGISTRY.items() if op.plugin == PLUGIN)
+
+
+def torch_reference(name: str) -> Callable:
+    if name not in TORCH_OPS:
+        pytest.fail(f"op {name!r} of plugin {PLUGIN!r} has no PyTorch reference; add it to TORCH_OPS in {__name__}")
+    return TORCH_OPS[name]
+
+
+def run_opreg(
+    name: str, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], g: np.ndarray | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray | None]]:
+    """Forward and backward through a fresh engine: the output, the grad_output used (random of the output's
+    shape and dtype unless given) and each differentiable input's gradient."""
+    engine = opreg.Autograd()
+    out = engine.apply(name, *inputs, **attributes)
+    if g is None:
+        g = np.random.default_rng(seed + 1000).standard_normal(out.shape).astype(out.dtype)
+    engine.backward(g)
+    grads = [
+        engine.gradient_buffer.get_param(x) if differentiable else None
+        for x, differentiable in zip(inputs, REGISTRY[name].differentiable, strict=True)
+    ]
+    return out, g, grads
+
+
+def run_torch(
+    name: str, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], g: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray | None]]:
+    """The same through torch autograd (inputs copied, so torch cannot see opreg's arrays)."""
+    differentiable = REGISTRY[name].differentiable
+    tensors = [torch.tensor(np.array(x), requires_grad=d) for x, d in zip(inputs, differentiable, strict=True)]
+    out = torch_reference(name)(*tensors, **attributes)
+    out.backward(torch.tensor(np.array(g)))
+    return out.detach().numpy(), [t.grad.numpy() if d else None for t, d in zip(tensors, differentiable, strict=True)]
+
+
+def compare(
+    name: str,
+    inputs: Sequence[np.ndarray],
+    attributes: Mapping[str, Any],
+    tol: Mapping[str, float],
+    g: np.ndarray | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, list[np.ndarray | None]]:
+    """opreg against torch: the output and every differentiable gradient, values, shapes and dtypes.
+
+    Attributes not given take the op's declared defaults, for torch as for opreg.
+    """
+    torch_reference(name)
+    attributes = dict(REGISTRY[name].bind_attributes(attributes))
+    where = f"{name}{opreg.Sample(*inputs, **attributes).describe()}"
+    out, g, grads = run_opreg(name, inputs, attributes, g, seed)
+    ref_out, ref_grads = run_torch(name, inputs, attributes, g)
+    np.testing.assert_allclose(out, ref_out, strict=True, err_msg=f"{where}: forward", **tol)
+    for position, (grad, ref) in enumerate(zip(grads, ref_grads, strict=True)):
+        if ref is not None:
+            assert grad.shape == inputs[position].shape, f"{where}: gradient {position} has the wrong shape"
+            np.testing.assert_allclose(grad, ref, strict=True, err_msg=f"{where}: gradient {position}", **tol)
+    return out, grads
+
+
+# The plugin and the table
+
+
+def test_the_plugin_is_loaded_from_its_distribution():
+    """Installed, the entry point loads as plugin contrib_ops of opreg-contrib-ops 0.1.0, and is not skipped."""
+    info = plugin_manager.plugin_infos_by_name()[PLUGIN]
+    assert (info.status, info.distribution, info.version, info.reason) == ("loaded", "opreg-contrib-ops", "0.1.0", "")
+
+
+def test_torch_table_has_no_stale_entries():
+    """Every entry of TORCH_OPS names an op the plugin registered (a renamed or lost op leaves a dead entry)."""
+    assert sorted(set(TORCH_OPS) - set(CONTRIB_OPS)) == []
+
+
+@pytest.mark.parametrize("name", CONTRIB_OPS)
+def test_every_attribute_is_exercised_by_the_samples(name):
+    """Each declared attribute takes a value other than its default in some sample, and every op has a doc."""
+    op = REGISTRY[name]
+    assert op.doc.strip(), f"{name} has no doc"
+    samples = op.samples(np.random.default_rng(0))
+    for attribute, default in op.attributes.items():
+        values = [sample.attributes[attribute] for sample in samples]
+        assert any(v != default for v in values), f"{name}: no sample sets {attribute} (default {default!r})"
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "max", "logsumexp"])
+def test_reduction_samples_cover_every_kind_of_axis(name):
+    """None, a non-negative int, a negative int and a tuple, each kept or dropped."""
+    samples = REGISTRY[name].samples(np.random.default_rng(0))
+    axes = [s.attributes["axis"] for s in samples]
+    assert None in axes
+    assert any(isinstance(a, int) and a >= 0 for a in axes)
+    assert any(isinstance(a, int) and a < 0 for a in axes)
+    assert any(isinstance(a, tuple) for a in axes)
+    assert {s.attributes["keepdims"] for s in samples} == {False, True}
+
+
+# Every op, every sample, against torch
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("seed", [0, 1], ids=lambda s: f"seed{s}")
+@pytest.mark.parametrize("name", CONTRIB_OPS)
+def test_op_matches_torch(name, seed, dtype):
+    """Forward and every gradient equal torch's on each sample; float32 stays float32 throughout."""
+    torch_reference(name)
+    for sample in REGISTRY[name].samples(np.random.default_rng(seed)):
+        inputs = [np.asarray(x, dtype=dtype) for x in sample.inputs]
+        out, grads = compare(name, inputs, sample.attributes, TOLERANCES[dtype], seed=seed)
+        assert out.dtype == dtype
+        assert all(grad is None or grad.dtype == dtype for grad in grads)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("name", CONTRIB_OPS)
+def test_check_op_passes(name, seed):
+    """opreg's own checks (contract, no mutation, finite differences) pass on every sample."""
+    opreg.check_op(name, seed=seed)
+
+
+# Stability, kinks and ties
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
+def test_softplus_at_extreme_inputs(dtype):
+    """softplus(+-1000) is finite, with no overflow on the way, and equals torch's (which is x itself above 20)."""
+    x = np.array([-1000.0, -100.0, -30.0, -1.0, 0.0, 1.0, 30.0, 100.0, 1000.0], dtype=dtype)
+    with np.errstate(**STRICT):
+        out, grads = compare("softplus", [x], {}, TOLERANCES[dtype], g=np.ones_like(x))
+    assert np.all(np.isfinite(out)) and np.all(np.isfinite(grads[0]))
+    assert out[-1] == 1000.0 and out[0] >= 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
+def test_binary_cross_entropy_with_logits_at_extreme_logits(dtype):
+    """Logits of +-1000, right and wrong: a finite loss (about 1000 per wrong one) and finite gradients."""
+    logits = np.array([[-1000.0, 1000.0, -1000.0, 1000.0], [-50.0, 0.0, 50.0, 1000.0]], dtype=dtype)
+    targets = np.array([[0.0, 1.0, 1.0, 0.0], [0.3, 0.5, 0.7, 1.0]], dtype=dtype)
+    with np.errstate(**STRICT):
+        out, grads = compare("binary_cross_entropy_with_logits", [logits, targets], {}, TOLERANCES[dtype], g=dtype(1))
+    assert np.isfinite(out) and 2000.0 / 8 < out < 2100.0 / 8
+    assert all(np.all(np.isfinite(grad)) for grad in grads)
+
+
+def _huge_logits(dtype: type) -> np.ndarray:
+    rng = np.random.default_rng(9)
+    logits = rng.standard_normal((4, 2, 4)) * 1e4
+    logits[0] = 1e4  # all tied at a huge value
+    logits[1, 0] = [-1e4, -1e4, 1e4, -1e4]
+    logits[1, 1] = -1e4
+    return logits.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
+@pytest.mark.parametrize(
+    ("name", "attributes"),
+    [
+        ("logsumexp", {}),
+        ("logsumexp", {"axis": -1}),
+        ("logsumexp", {"axis": (0, 2), "keepdims": True}),
+        ("softmax", {}),
+        ("softmax", {"axis": 0}),
+        ("log_softmax", {}),
+        ("log_softmax", {"axis": 1}),
+    ],
+    ids=str,
+)
+def test_huge_logits_stay_finite(name, attributes, dtype):
+    """Logits of size 1e4 (ties, large gaps, negatives): finite outputs and gradients, equal to torch's."""
+    x = _huge_logits(dtype)
+    with np.errstate(**STRICT):
+        out, (grad,) = compare(name, [x], attributes, TOLERANCES[dtype])
+    assert np.all(np.isfinite(out)) and np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [{}, {"axis": 1}, {"axis": 0}, {"axis": (0, 1)}, {"axis": -1, "keepdims": True}, {"keepdims": True}],
+    ids=str,
+)
+def test_max_splits_the_gradient_among_ties_as_torch_amax(attributes):
+    x = np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [5.0, -1.0, 5.0, 4.0]])
+    compare("max", [x], attributes, F64)
+
+
+def test_max_tie_shares_are_equal():
+    """A row of four equal maxima gives each a quarter of the gradient; the 3-way global tie, a third."""
+    x = np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [3.0, -1.0, 2.0, 1.0]])
+    _, _, (grad,) = run_opreg("max", [x], {"axis": 1}, g=np.array([2.0, 4.0, 1.0]))
+    np.testing.assert_array_equal(grad, [[0, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
+    _, _, (grad,) = run_opreg("max", [x], {}, g=np.array(3.0))
+    np.testing.assert_array_equal(grad, [[0, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 0]])
+
+
+def test_abs_and_leaky_relu_at_zero():
+    """At exactly 0 (and -0.0), abs's gradient is 0 and leaky_relu's is negative_slope, as in torch."""
+    x = np.array([[-1.5, 0.0, -0.0, 2.0], [0.0, 3.0, -2.0, -0.0]])
+    g = np.full_like(x, 2.5)
+    _, (grad,) = compare("abs", [x], {}, F64, g=g)
+    np.testing.assert_array_equal(grad, 2.5 * np.sign(x))
+    _, (grad,) = compare("leaky_relu", [x], {"negative_slope": 0.2}, F64, g=g)
+    np.testing.assert_array_equal(grad, np.where(x > 0, 2.5, 0.5))
+    compare("leaky_relu", [x], {"negative_slope": 0.01}, F64, g=g)
+
+
+def test_pow_at_base_zero_and_exponent_zero():
+    """torch's special cases: d/dexponent is 0 at base 0 with exponent >= 0, d/dbase is 0 at exponent 0;
+    otherwise inf and nan land where torch puts them (0 ** -1, log of a negative base)."""
+    base = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0, -2.0, 1.5])
+    exponent = np.array([0.0, 0.5, 1.0, 2.0, 3.0, -1.0, 0.0, 2.0, -0.5])
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 ** -1 = inf in forward, and log(-2), are deliberate
+        _, (grad_base, grad_exponent) = compare("pow", [base, exponent], {}, F64, g=np.ones_like(base))
+    np.testing.assert_array_equal(grad_exponent[:5], 0.0)
+    np.testing.assert_array_equal(grad_base[[0, 6]], 0.0)
+
+
+def test_huber_at_and_around_delta():
+    """Differences at and just inside +-delta take torch's branch, and the tails' gradient is +-delta / n."""
+    target = np.zeros(9)
+    prediction = np.array([-1.0, -0.5, -0.4999, -0.25, 0.0, 0.25, 0.4999, 0.5, 1.0])
+    _, (grad, _) = compare("huber", [prediction, target], {"delta": 0.5}, F64, g=np.array(1.0))
+    np.testing.assert_allclose(grad, np.clip(prediction, -0.5, 0.5) / 9, rtol=1e-15)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_in_the_tails(approximate):
+    """Large |x|, where 1 + erf(x / sqrt 2) (torch's form) cancels: values and gradients still match torch."""
+    x = np.array([-40.0, -10.0, -8.0, -5.0, -3.0, 3.0, 5.0, 8.0, 10.0, 40.0])
+    compare("gelu", [x], {"approximate": approximate}, F64, g=np.ones_like(x))
+    compare("gelu", [x.astype(np.float32)], {"approximate": approximate}, F32, g=np.ones(10, np.float32))
+
+
+def test_mixed_dtypes_give_each_input_a_gradient_of_its_own_dtype():
+    """A float32 base with a float64 exponent computes in float64, but the base's gradient is float32, as in
+    torch; so is the gradient of a float32 input whose consumer (a product with float64 weights) sends float64
+    gradients."""
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.5, 2.0, (3, 4)).astype(np.float32)
+    exponent = rng.standard_normal((3, 4))
+    out, (grad_base, grad_exponent) = compare("pow", [base, exponent], {}, F32)
+    assert (out.dtype, grad_base.dtype, grad_exponent.dtype) == (np.float64, np.float32, np.float64)
+
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    engine = opreg.Autograd()
+    engine.apply("mul", engine.apply("sum", x, axis=0), rng.standard_normal(4))  # float64 gradients reach sum
+    engine.backward(1.0)
+    assert engine.gradient_buffer.get_param(x).dtype == np.float32
+
+
+def test_reduction_gradients_are_writable_arrays():
+    """A broadcast view of grad_output would be read-only: a caller updating the gradient in place would fail."""
+    x = np.random.default_rng(4).standard_normal((3, 4))
+    for name in ("sum", "mean", "max", "logsumexp"):
+        _, _, (grad,) = run_opreg(name, [x], {"axis": 1})
+        assert grad.flags.writeable and grad.flags.owndata, name
+
+
+# Errors name the op and the plugin
+
+
+def _usage_error(name: str, *inputs: np.ndarray, **attributes: Any) -> str:
+    with pytest.raises(opreg.OpUsageError) as failure:
+        opreg.Autograd().apply(name, *inputs, **attributes)
+    message = str(failure.value)
+    assert f"op {name!r} (plugin {PLUGIN!r})" in message
+    return message
+
+
+def test_reshape_without_shape_is_an_error_naming_the_op():
+    message = _usage_error("reshape", np.ones((2, 3)))
+    assert re.search(r"reshape needs the attribute shape", message)
+
+
+@pytest.mark.parametrize(
+    ("name", "inputs", "attributes", "problem"),
+    [
+        pytest.param("reshape", [np.ones((2, 3))], {"shape": (4, -1)}, "cannot reshape", id="reshape-size"),
+        pytest.param("permute", [np.ones((2, 3, 4))], {"axes": (0, 0, 1)}, "repeated axis", id="permute-repeated"),
+        pytest.param("sum", [np.ones((2, 3))], {"axis": 2}, "axis 2 is out of bounds", id="sum-axis"),
+        pytest.param("max", [np.ones((2, 3))], {"axis": (1, -1)}, "repeated axis", id="max-repeated"),
+        pytest.param("gelu", [np.ones(3)], {"approximate": "erf"}, "must be 'none' or 'tanh'", id="gelu-mode"),
+        pytest.param("huber", [np.ones(3), np.ones(3)], {"delta": 0.0}, "must be positive", id="huber-delta"),
+        pytest.param("huber", [np.ones(3), np.ones((3, 1))], {}, "the same shape", id="huber-shape"),
+        pytest.param("binary_cross_entropy_with_logits", [np.ones(3), np.ones(4)], {}, "the same shape", id="bce"),
+    ],
+)
+def test_bad_calls_are_errors_naming_the_op(name, inputs, attributes, problem):
+    assert problem in _usage_error(name, *inputs, **attributes)
