@@ -33,6 +33,7 @@ TORCH_OPS: dict[str, Callable] = {
     "mul": torch.mul,
     "div": torch.div,
     "neg": torch.neg,
+    "pow": torch.pow,
     "log": torch.log,
     "exp": torch.exp,
     "relu": torch.relu,
@@ -92,6 +93,13 @@ def compare(name: str, inputs: Sequence[np.ndarray], tol: dict, g: np.ndarray | 
             np.testing.assert_allclose(grad, ref, strict=True, err_msg=f"{name} gradient {position}", **tol)
 
 
+def sample_inputs(name: str, seed: int, dtype: type) -> list[list[np.ndarray]]:
+    """The inputs of each of the op's declared samples, as ``dtype`` arrays (built-in ops have no attributes)."""
+    samples = REGISTRY[name].samples(np.random.default_rng(seed))
+    assert all(not s.attributes for s in samples), "pass the attributes on to opreg and torch to test this op"
+    return [[np.asarray(x, dtype=dtype) for x in sample.inputs] for sample in samples]
+
+
 def test_builtin_ops_exist():
     """The parametrization below is not vacuous: the built-in plugins registered ops."""
     assert len(BUILTIN_OPS) >= len(TORCH_OPS) - 1
@@ -107,20 +115,20 @@ def test_torch_table_has_no_stale_entries():
 def test_op_matches_torch_float64(name, seed):
     """Forward and backward of each built-in op on its own sample inputs equal torch's in float64."""
     torch_reference(name)
-    inputs = [np.asarray(x, dtype=np.float64) for x in REGISTRY[name].sample_inputs(np.random.default_rng(seed))]
-    compare(name, inputs, F64, seed=seed)
+    for inputs in sample_inputs(name, seed, np.float64):
+        compare(name, inputs, F64, seed=seed)
 
 
 @pytest.mark.parametrize("name", BUILTIN_OPS, ids=str)
 def test_op_matches_torch_float32(name):
     """float32 in gives float32 out and float32 gradients, matching torch at float32 tolerances."""
     torch_reference(name)
-    inputs = [np.asarray(x, dtype=np.float32) for x in REGISTRY[name].sample_inputs(np.random.default_rng(7))]
-    out, grads = run_opreg(name, inputs, np.float32(1.0))
-    assert out.dtype == np.float32
-    for x, grad in zip(inputs, grads, strict=True):
-        assert grad is None or (grad.dtype == np.float32 and grad.shape == x.shape)
-    compare(name, inputs, F32, seed=7)
+    for inputs in sample_inputs(name, 7, np.float32):
+        out, grads = run_opreg(name, inputs, np.ones(np.shape(TORCH_OPS[name](*map(torch.tensor, inputs))), "f4"))
+        assert out.dtype == np.float32
+        for x, grad in zip(inputs, grads, strict=True):
+            assert grad is None or (grad.dtype == np.float32 and grad.shape == x.shape)
+        compare(name, inputs, F32, seed=7)
 
 
 def _away_from_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -221,3 +229,30 @@ def test_softmax_cross_entropy_huge_logits(dtype):
     out, (grad, _) = run_opreg("softmax_cross_entropy", [logits, labels], np.asarray(1.0, dtype))
     assert np.isfinite(out) and np.all(np.isfinite(grad))
     compare("softmax_cross_entropy", [logits, labels], F64 if dtype == np.float64 else F32, g=np.asarray(3.0, dtype))
+
+
+def test_pow_at_base_zero_and_exponent_zero():
+    """torch's special cases: d/dexponent is 0 at base 0 with exponent >= 0, d/dbase is 0 at exponent 0;
+    otherwise inf and nan land where torch puts them (0 ** -1, log of a negative base)."""
+    base = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0, -2.0, 1.5])
+    exponent = np.array([0.0, 0.5, 1.0, 2.0, 3.0, -1.0, 0.0, 2.0, -0.5])
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 ** -1 = inf in forward, and log(-2), are deliberate
+        out, (grad_base, grad_exponent) = run_opreg("pow", [base, exponent], np.ones_like(base))
+    ref_out, (ref_base, ref_exponent) = run_torch(torch.pow, [base, exponent], [True, True], np.ones_like(base))
+    np.testing.assert_allclose(out, ref_out, **F64)
+    np.testing.assert_allclose(grad_base, ref_base, **F64)
+    np.testing.assert_allclose(grad_exponent, ref_exponent, **F32)  # torch takes log(base) in float32
+    np.testing.assert_array_equal(grad_exponent[:5], 0.0)
+    np.testing.assert_array_equal(grad_base[[0, 6]], 0.0)
+
+
+def test_pow_with_a_float32_base_and_a_float64_exponent():
+    """The arithmetic is float64, as in torch; each gradient comes back in its input's dtype."""
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.5, 2.0, (3, 4)).astype(np.float32)
+    exponent = rng.standard_normal((3, 4))
+    out, (grad_base, grad_exponent) = run_opreg("pow", [base, exponent], np.ones((3, 4)))
+    assert (out.dtype, grad_base.dtype, grad_exponent.dtype) == (np.float64, np.float32, np.float64)
+    _, (ref_base, ref_exponent) = run_torch(torch.pow, [base, exponent], [True, True], np.ones((3, 4)))
+    np.testing.assert_allclose(grad_base, ref_base, **F32)
+    np.testing.assert_allclose(grad_exponent, ref_exponent, **F32)  # torch takes log(base) in float32

@@ -1,4 +1,4 @@
-"""Elementwise functions: softplus, leaky_relu, gelu, sqrt, abs, and pow of two (broadcasting) inputs.
+"""Elementwise functions: softplus, leaky_relu, gelu, sqrt, abs.
 
 Each op returns the dtype it was given: constants are Python floats, which NumPy 2 does not let promote a float32
 array (``np.float64`` scalars would). Gradients at kinks are PyTorch's, so that a model ported from torch trains
@@ -99,30 +99,8 @@ def _abs_backward(g: np.ndarray, x: np.ndarray) -> tuple[np.ndarray]:
     return (g * np.sign(x),)
 
 
-def _pow_backward(g: np.ndarray, base: np.ndarray, exponent: np.ndarray, *, output: np.ndarray) -> tuple:
-    """torch's pow derivatives, special cases included.
-
-    d/dbase = exponent * base^(exponent - 1), 0 where exponent == 0 (not 0 * 0^-1 = nan at base 0);
-    d/dexponent = base^exponent * log(base), 0 where base == 0 and exponent >= 0 (the limit from base > 0).
-    The discarded branches of np.where divide by 0 or take log(0): those warnings are silenced, as torch's are.
-    """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        grad_base = np.where(exponent == 0, 0.0, g * exponent * np.power(base, exponent - 1))
-        grad_exponent = g * np.where((base == 0) & (exponent >= 0), 0.0, output * np.log(base))
-    return grad_base, grad_exponent
-
-
 def _positive(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return rng.uniform(0.5, 2.0, size=shape)
-
-
-def _pow_samples(rng: np.random.Generator) -> list[Sample]:
-    """A positive base (log(base) and base^(e - 1) are smooth there); same shapes and both broadcasting ways."""
-    return [
-        Sample(_positive(rng, (3, 4)), rng.standard_normal((3, 4))),
-        Sample(_positive(rng, (3, 4)), rng.standard_normal((4,))),
-        Sample(_positive(rng, (3, 1)), rng.standard_normal((2, 1, 4))),
-    ]
 
 
 def register_ops(register: Register) -> None:
@@ -168,13 +146,4 @@ def register_ops(register: Register) -> None:
         backward=_abs_backward,
         sample_inputs=lambda rng: (away_from_zero(rng, (3, 4)),),
         doc="|x|; the gradient at exactly 0 is 0, as in torch.",
-    )
-    register(
-        name="pow",
-        inputs=("base", "exponent"),
-        forward=np.power,
-        backward=_pow_backward,
-        backward_uses_output=True,
-        sample_inputs=_pow_samples,
-        doc="base ** exponent, broadcasting, both differentiable; torch's gradients at base 0 and exponent 0.",
     )
