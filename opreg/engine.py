@@ -22,29 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from opreg.errors import EngineStateError, OpContractError, OpUsageError
-from opreg.fit import fit_gradient
+from opreg.calls import accumulate, arity_error, as_arrays, describe_array, input_gradients, run_forward
+from opreg.errors import EngineStateError, OpUsageError
+from opreg.fit import gradient_dtype
 from opreg.opdef import OpDef
 from opreg.registry import op_table, unknown_op_error
-
-
-def describe_array(x: Any) -> str:
-    """``float64 (3, 4)``: how error messages show an array, or the type of something that is not one."""
-    if isinstance(x, np.ndarray | np.generic):
-        return f"{x.dtype} {x.shape}"
-    return type(x).__name__
-
-
-def _as_arrays(inputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
-    """``inputs`` as arrays, Python numbers promoted as NumPy promotes them beside the array inputs (NEP 50).
-
-    ``np.asarray(2.0)`` alone would be a float64 array, and would turn a float32 computation into float64.
-    """
-    arrays = [x for x in inputs if isinstance(x, np.ndarray)]
-    return tuple(
-        np.asarray(x, dtype=np.result_type(*arrays, x)) if arrays and type(x) in (int, float) else np.asarray(x)
-        for x in inputs
-    )
 
 
 class Operation:
@@ -104,17 +86,10 @@ class GradientBuffer:
             self._arrays[key] = np_array
 
     def update_param(self, np_array: np.ndarray, gradient: np.ndarray) -> None:
-        """Add ``gradient`` to ``np_array``'s slot.
-
-        The first gradient is stored as it is and later ones are added out of place, never in place: an op's
-        backward may return one array for several inputs (add does), and they must not change each other.
-        """
-        key = id(np_array)
-        try:
-            current = self.memory[key]
-        except KeyError:
-            raise KeyError(f"the {describe_array(np_array)} array is not tracked; call add_spot first") from None
-        self.memory[key] = gradient if current is None else current + gradient
+        """Add ``gradient`` to ``np_array``'s slot (see :func:`opreg.calls.accumulate`)."""
+        if id(np_array) not in self.memory:
+            raise KeyError(f"the {describe_array(np_array)} array is not tracked; call add_spot first")
+        accumulate(self.memory, id(np_array), gradient)
 
     def get_param(self, np_array: np.ndarray) -> np.ndarray:
         """The gradient accumulated for ``np_array``: zeros if it is tracked but no gradient reached it."""
@@ -122,7 +97,7 @@ class GradientBuffer:
         if key not in self.memory:
             raise KeyError(f"the {describe_array(np_array)} array is not tracked by this buffer")
         gradient = self.memory[key]
-        return np.zeros(np_array.shape, np.result_type(np_array, np.float32)) if gradient is None else gradient
+        return np.zeros(np_array.shape, gradient_dtype(np_array)) if gradient is None else gradient
 
     def clear(self) -> None:
         self.memory.clear()
@@ -157,21 +132,9 @@ class Autograd:
             attributes = op.bind_attributes(attributes)
         for x in inputs:
             if type(x) is not np.ndarray:
-                inputs = _as_arrays(inputs)
+                inputs = as_arrays(inputs)
                 break
-        if len(inputs) != len(op.inputs):
-            raise self._arity_error(op, "inputs", len(inputs))
-        try:
-            output = op.forward(*inputs, **attributes)
-        except OpContractError:  # checking mode found the op at fault, not the call
-            raise
-        except Exception as exc:
-            shapes = ", ".join(f"{n}: {describe_array(x)}" for n, x in zip(op.inputs, inputs, strict=True))
-            raise OpUsageError(f"{op.describe()}: forward failed on {shapes}: {exc}") from exc
-        if type(output) is not np.ndarray:
-            output = np.asarray(output)
-        if any(output is x for x in inputs):  # an op may return its input; a view keeps the two gradients apart
-            output = output.view()
+        output = run_forward(op, inputs, attributes)
         self._record(op, inputs, output, gradients_to_update, attributes)
         return output
 
@@ -211,11 +174,11 @@ class Autograd:
     ) -> None:
         n = len(op.inputs)
         if len(inputs) != n:
-            raise self._arity_error(op, "inputs", len(inputs))
+            raise arity_error(op, "inputs", len(inputs))
         if gradients_to_update is None:
             gradients_to_update = (None,) * n
         elif len(gradients_to_update) != n:
-            raise self._arity_error(op, "gradients_to_update entries", len(gradients_to_update))
+            raise arity_error(op, "gradients_to_update entries", len(gradients_to_update))
         for position, (x, target, differentiable) in enumerate(
             zip(inputs, gradients_to_update, op.differentiable, strict=True)
         ):
@@ -233,10 +196,6 @@ class Autograd:
                     f"{op.describe_input(position)} is {describe_array(x)}; they must have one shape"
                 )
         self.operation_list.append(Operation(inputs, output, gradients_to_update, op.name, op, attributes))
-
-    @staticmethod
-    def _arity_error(op: OpDef, what: str, got: int) -> OpUsageError:
-        return OpUsageError(f"{op.describe()} takes {len(op.inputs)} {what} {op.inputs}, got {got}")
 
     def backward(self, divergence: Any) -> None:
         """Back-propagate ``divergence``, the gradient of the last recorded output, through the whole tape.
@@ -262,23 +221,11 @@ class Autograd:
                 grad_output = memory.get(id(record.output))
                 if grad_output is None:  # the output does not reach the last output
                     continue
-            op = record.op
             inputs = record.inputs
-            if op.backward_uses_output:
-                grads = op.backward(grad_output, *inputs, output=record.output, **record.attributes)
-            else:
-                grads = op.backward(grad_output, *inputs, **record.attributes)
-            if len(grads) != len(inputs):
-                raise OpContractError(
-                    f"{op.describe()}: backward returned {len(grads)} gradients for {len(inputs)} inputs {op.inputs}"
-                )
-            for position, (x, grad, target, differentiable) in enumerate(
-                zip(inputs, grads, record.gradients_to_update, op.differentiable, strict=True)
-            ):
-                if grad is None or not differentiable:
+            grads = input_gradients(record.op, grad_output, inputs, record.output, record.attributes)
+            for x, grad, target in zip(inputs, grads, record.gradients_to_update, strict=True):
+                if grad is None:
                     continue
-                if getattr(grad, "shape", None) != x.shape or grad.dtype != x.dtype:
-                    grad = self._fit_gradient(op, position, grad, x)
                 if target is None:
                     update(x, grad)
                 else:
@@ -287,7 +234,7 @@ class Autograd:
     @staticmethod
     def _seed(divergence: Any, last: Operation) -> np.ndarray:
         output = last.output
-        dtype = np.result_type(output, np.float32)
+        dtype = gradient_dtype(output)
         seed = np.asarray(divergence, dtype=dtype)
         if seed.shape == output.shape:
             return seed
@@ -297,22 +244,6 @@ class Autograd:
             f"divergence of shape {seed.shape} does not fit the last output ({last.op.describe()}, shape "
             f"{output.shape}); pass an array of that shape or a scalar"
         )
-
-    @staticmethod
-    def _fit_gradient(op: OpDef, position: int, grad: Any, x: np.ndarray) -> np.ndarray:
-        """Fit a gradient to its input (:func:`opreg.fit.fit_gradient`), or raise naming the op, input and shapes."""
-        if not isinstance(grad, np.ndarray | np.generic | float | int):
-            raise OpContractError(
-                f"{op.describe()}: backward returned a {type(grad).__name__} as the gradient of "
-                f"{op.describe_input(position)}; expected an array or None"
-            )
-        fitted = fit_gradient(np.asarray(grad), x)
-        if fitted is None:
-            raise OpContractError(
-                f"{op.describe()}: backward returned a gradient of shape {np.shape(grad)} for "
-                f"{op.describe_input(position)} of shape {x.shape}, which broadcasting cannot explain"
-            )
-        return fitted
 
     def zero_grad(self) -> None:
         """Forget the tape and the tracked gradients, ready for the next step (``dW``/``db`` are the caller's)."""

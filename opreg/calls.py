@@ -1,0 +1,117 @@
+"""Calling a registered op: the one piece of code both front ends, the tape engine and Tensors, run per op.
+
+Converting inputs, running forward with errors that name the op, running backward and fitting each gradient to
+its input live here, so that no derivative and no gradient rule is written twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from opreg.errors import OpContractError, OpUsageError
+from opreg.fit import fit_gradient
+from opreg.opdef import OpDef
+
+
+def describe_array(x: Any) -> str:
+    """``float64 (3, 4)``: how error messages show an array, or the type of something that is not one."""
+    if isinstance(x, np.ndarray | np.generic):
+        return f"{x.dtype} {x.shape}"
+    return type(x).__name__
+
+
+def as_arrays(inputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
+    """``inputs`` as arrays, Python numbers promoted as NumPy promotes them beside the array inputs (NEP 50).
+
+    ``np.asarray(2.0)`` alone would be a float64 array, and would turn a float32 computation into float64.
+    """
+    arrays = [x for x in inputs if isinstance(x, np.ndarray)]
+    return tuple(
+        np.asarray(x, dtype=np.result_type(*arrays, x)) if arrays and type(x) in (int, float) else np.asarray(x)
+        for x in inputs
+    )
+
+
+def run_forward(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any]) -> np.ndarray:
+    """``op.forward`` on ``inputs``; an error names the op, its plugin and the inputs' dtypes and shapes.
+
+    The output is always a fresh array object: an op may return one of its inputs, and the two must not share an
+    identity (the tape engine keys gradients by it).
+    """
+    if len(inputs) != len(op.inputs):
+        raise arity_error(op, "inputs", len(inputs))
+    try:
+        output = op.forward(*inputs, **attributes)
+    except OpContractError:  # checking mode found the op at fault, not the call
+        raise
+    except Exception as exc:
+        shapes = ", ".join(f"{n}: {describe_array(x)}" for n, x in zip(op.inputs, inputs, strict=True))
+        raise OpUsageError(f"{op.describe()}: forward failed on {shapes}: {exc}") from exc
+    if type(output) is not np.ndarray:
+        output = np.asarray(output)
+    for x in inputs:
+        if output is x:
+            return output.view()
+    return output
+
+
+def arity_error(op: OpDef, what: str, got: int) -> OpUsageError:
+    return OpUsageError(f"{op.describe()} takes {len(op.inputs)} {what} {op.inputs}, got {got}")
+
+
+def input_gradients(
+    op: OpDef,
+    grad_output: np.ndarray,
+    inputs: Sequence[np.ndarray],
+    output: np.ndarray,
+    attributes: Mapping[str, Any],
+) -> list[np.ndarray | None]:
+    """Each input's gradient from ``op.backward``, fitted to the input's shape and dtype; ``None`` for none.
+
+    ``None`` stands for an input that is not differentiable or that backward gave no gradient.
+    """
+    if op.backward_uses_output:
+        grads = op.backward(grad_output, *inputs, output=output, **attributes)
+    else:
+        grads = op.backward(grad_output, *inputs, **attributes)
+    if len(grads) != len(inputs):
+        raise OpContractError(
+            f"{op.describe()}: backward returned {len(grads)} gradients for {len(inputs)} inputs {op.inputs}"
+        )
+    fitted: list[np.ndarray | None] = []
+    for position, (x, grad, differentiable) in enumerate(zip(inputs, grads, op.differentiable, strict=True)):
+        if grad is None or not differentiable:
+            grad = None
+        elif getattr(grad, "shape", None) != x.shape or grad.dtype != x.dtype:
+            grad = _fit(op, position, grad, x)
+        fitted.append(grad)
+    return fitted
+
+
+def _fit(op: OpDef, position: int, grad: Any, x: np.ndarray) -> np.ndarray:
+    """Fit a gradient to its input (:func:`opreg.fit.fit_gradient`), or raise naming the op, input and shapes."""
+    if not isinstance(grad, np.ndarray | np.generic | float | int):
+        raise OpContractError(
+            f"{op.describe()}: backward returned a {type(grad).__name__} as the gradient of "
+            f"{op.describe_input(position)}; expected an array or None"
+        )
+    fitted = fit_gradient(np.asarray(grad), x)
+    if fitted is None:
+        raise OpContractError(
+            f"{op.describe()}: backward returned a gradient of shape {np.shape(grad)} for "
+            f"{op.describe_input(position)} of shape {x.shape}, which broadcasting cannot explain"
+        )
+    return fitted
+
+
+def accumulate(memory: dict[int, Any], key: int, gradient: np.ndarray) -> None:
+    """Add ``gradient`` to ``memory[key]`` (absent or ``None``: none yet).
+
+    The first gradient is stored as it is and later ones are added out of place, never in place: an op's
+    backward may return one array for several inputs (add does), and they must not change each other.
+    """
+    current = memory.get(key)
+    memory[key] = gradient if current is None else current + gradient
