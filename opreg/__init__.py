@@ -6,7 +6,7 @@ are such plugins (the ``opreg_builtins`` package); the modules and the MLP (:mod
 registered ops.
 """
 
-from opreg import nn, optim
+from opreg import nn, ops, optim
 from opreg.checkmode import checking
 from opreg.engine import Autograd, GradientBuffer, Operation
 from opreg.errors import (
@@ -19,9 +19,10 @@ from opreg.errors import (
     UnknownOpError,
 )
 from opreg.hookspecs import Register, hookimpl, hookspec
-from opreg.opcheck import check_op
+from opreg.opcheck import check_op, gradcheck
 from opreg.opdef import OpDef, Sample
 from opreg.registry import OpRegistry, get_registry, register_plugin, reload_plugins, unregister_plugin
+from opreg.tensor import Tensor, no_grad
 
 __all__ = [
     "Autograd",
@@ -37,13 +38,17 @@ __all__ = [
     "Register",
     "RegistrationError",
     "Sample",
+    "Tensor",
     "UnknownOpError",
     "check_op",
     "checking",
     "get_registry",
+    "gradcheck",
     "hookimpl",
     "hookspec",
     "nn",
+    "no_grad",
+    "ops",
     "optim",
     "register_plugin",
     "reload_plugins",

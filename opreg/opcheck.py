@@ -13,7 +13,8 @@ plugin author gets these checks without writing a test. On the op's declared sam
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NoReturn
 
 import numpy as np
@@ -24,6 +25,7 @@ from opreg.engine import Autograd
 from opreg.errors import GradcheckError, OpContractError, OpUsageError
 from opreg.opdef import CHECK_TOLERANCES, OpDef, Sample
 from opreg.registry import get_registry
+from opreg.tensor import Tensor, no_grad
 
 
 def check_op(op: OpDef | str, *, seed: int = 0, **tolerances: float) -> None:
@@ -60,8 +62,9 @@ def _check_sample(op: OpDef, sample: Sample, rng: np.random.Generator, settings:
     _check_backward_contract(op, inputs, attributes, output, grad_output)
     for position, analytic in enumerate(analytic_gradients(op, inputs, grad_output, **attributes)):
         if analytic is not None:
-            numeric = numeric_gradient(op, inputs, grad_output, position, settings["eps"], **attributes)
-            _compare(op, position, analytic, numeric, settings)
+            forward = functools.partial(op.forward, **attributes)
+            numeric = numeric_gradient(forward, inputs, grad_output, position, settings["eps"])
+            _compare(op.describe(), op.describe_input(position), analytic, numeric, settings)
     _check_float32(op, [x.astype(np.float32) for x in inputs], attributes)
 
 
@@ -103,7 +106,11 @@ def _check_float32(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str,
 
 
 def numeric_gradient(
-    op: OpDef, inputs: Sequence[np.ndarray], grad_output: np.ndarray, position: int, eps: float, **attributes: Any
+    forward: Callable[..., np.ndarray],
+    inputs: Sequence[np.ndarray],
+    grad_output: np.ndarray,
+    position: int,
+    eps: float,
 ) -> np.ndarray:
     """Central finite differences of ``sum(grad_output * forward(*inputs))`` with respect to input ``position``."""
     perturbed = [np.array(x, dtype=np.float64) for x in inputs]
@@ -112,9 +119,9 @@ def numeric_gradient(
     for index in np.ndindex(target.shape):
         original = target[index]
         target[index] = original + eps
-        plus = np.sum(grad_output * op.forward(*perturbed, **attributes))
+        plus = np.sum(grad_output * forward(*perturbed))
         target[index] = original - eps
-        minus = np.sum(grad_output * op.forward(*perturbed, **attributes))
+        minus = np.sum(grad_output * forward(*perturbed))
         target[index] = original
         gradient[index] = (plus - minus) / (2 * eps)
     return gradient
@@ -133,20 +140,47 @@ def analytic_gradients(
     ]
 
 
-def _compare(op: OpDef, position: int, analytic: np.ndarray, numeric: np.ndarray, settings: dict) -> None:
+def _compare(where: str, what: str, analytic: np.ndarray, numeric: np.ndarray, settings: Mapping) -> None:
+    """Raise if ``analytic`` and ``numeric`` differ beyond ``atol + rtol * |numeric|`` anywhere."""
     error = np.abs(analytic - numeric)
     excess = error - (settings["atol"] + settings["rtol"] * np.abs(numeric))
     if not excess.size or excess.max() <= 0:
         return
     worst = tuple(int(i) for i in np.unravel_index(np.argmax(excess), excess.shape))
     relative = error / np.maximum(np.abs(numeric), np.finfo(np.float64).tiny)
-    _fail(
-        op,
-        f"the gradient of {op.describe_input(position)} disagrees with finite differences: "
+    raise GradcheckError(
+        f"{where}: the gradient of {what} disagrees with finite differences: "
         f"max abs error {error.max():.3g}, max rel error {relative.max():.3g}; worst at index {worst}: "
         f"analytic {float(analytic[worst])!r}, numeric {float(numeric[worst])!r} "
-        f"(eps {settings['eps']}, atol {settings['atol']}, rtol {settings['rtol']})",
+        f"(eps {settings['eps']}, atol {settings['atol']}, rtol {settings['rtol']})"
     )
+
+
+def gradcheck(fn: Callable[..., Tensor], *inputs: Any, seed: int = 0, **tolerances: float) -> bool:
+    """Check the gradients of ``fn``, any function of Tensors, against finite differences, in float64.
+
+    Every floating-point input is checked; others are passed as constants. Raises :class:`GradcheckError` with
+    the same report as :func:`check_op` (input position, largest errors, the worst element); returns ``True``.
+    """
+    settings = {**CHECK_TOLERANCES, **tolerances}
+    arrays = [np.array(x.data if isinstance(x, Tensor) else x) for x in inputs]
+    arrays = [x.astype(np.float64) if x.dtype.kind == "f" else x for x in arrays]
+    tensors = [Tensor(x, requires_grad=x.dtype.kind == "f") for x in arrays]
+    output = fn(*tensors)
+    grad_output = np.random.default_rng(seed).standard_normal(output.shape)
+    output.backward(grad_output)
+
+    def forward(*values: np.ndarray) -> np.ndarray:
+        with no_grad():
+            return fn(*(Tensor(v) for v in values)).data
+
+    where = f"function {getattr(fn, '__qualname__', fn)!r}"
+    for position, tensor in enumerate(tensors):
+        if tensor.requires_grad:
+            analytic = np.zeros_like(tensor.data) if tensor.grad is None else tensor.grad
+            numeric = numeric_gradient(forward, arrays, grad_output, position, settings["eps"])
+            _compare(where, f"input {position}", analytic, numeric, settings)
+    return True
 
 
 def select_ops(selection: Iterable[str] = ()) -> list[OpDef]:

@@ -1,0 +1,252 @@
+"""``Tensor``: the front end that records the graph itself, as the handout's last chapter describes.
+
+Every operation on Tensors is a registered op, looked up by name in the same table the tape engine uses, and
+differentiated by the same code (:mod:`opreg.calls`). Each result that needs a gradient keeps a :class:`Node`
+naming its op and its input Tensors, so the graph is a DAG held by the tensors themselves. ``loss.backward()``
+walks the part of it that reaches ``loss``, in reverse topological order, without recursion (deep graphs are
+fine), frees intermediate gradients as it goes, and releases the graph unless asked to retain it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from opreg.calls import accumulate, as_arrays, input_gradients, run_forward
+from opreg.errors import EngineStateError, OpUsageError
+from opreg.fit import gradient_dtype
+from opreg.opdef import OpDef
+from opreg.registry import op_table, unknown_op_error
+
+_grad_enabled = True
+
+
+@contextmanager
+def no_grad() -> Iterator[None]:
+    """Record nothing inside the block (or the decorated function): results do not require gradients."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+class Node:
+    """How a Tensor was made: the op, its input Tensors and the attributes it was called with."""
+
+    __slots__ = ("attributes", "inputs", "op")
+
+    def __init__(self, op: OpDef, inputs: tuple[Tensor, ...], attributes: Any) -> None:
+        self.op = op
+        self.inputs = inputs
+        self.attributes = attributes
+
+
+#: Stands in for the node of a Tensor whose graph backward has released.
+RELEASED = object()
+
+
+class Tensor:
+    """An ndarray that records the ops applied to it, so ``backward()`` can give every leaf its ``.grad``.
+
+    ``requires_grad=True`` marks a leaf whose gradient is wanted (a parameter); results of ops on such tensors
+    require gradients too. ``.grad`` accumulates over ``backward`` calls until set to ``None`` (or zeroed).
+    """
+
+    __slots__ = ("_node", "data", "grad", "requires_grad")
+    __array_priority__ = 1000  # ndarray + Tensor calls Tensor.__radd__ rather than broadcasting element-wise
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: DTypeLike | None = None) -> None:
+        self.data: np.ndarray = np.asarray(data.data if isinstance(data, Tensor) else data, dtype=dtype)
+        if requires_grad and self.data.dtype.kind != "f":
+            raise OpUsageError(f"only floating-point tensors can require gradients, not {self.data.dtype}")
+        self.requires_grad = requires_grad
+        self.grad: np.ndarray | None = None
+        self._node: Node | object | None = None
+
+    # --- what it holds -----------------------------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def is_leaf(self) -> bool:
+        """Made by the user rather than by an op that recorded it."""
+        return self._node is None
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self) -> float:
+        return self.data.item()
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph."""
+        return Tensor(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __float__(self) -> float:
+        return float(self.data)
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({np.array2string(self.data, separator=', ')}{grad})"
+
+    # --- operators, each a registered op ------------------------------------------------------------------------
+
+    def __add__(self, other: Any) -> Tensor:
+        return apply("add", self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return apply("add", other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return apply("sub", self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return apply("sub", other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return apply("mul", self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return apply("mul", other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return apply("div", self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return apply("div", other, self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return apply("matmul", self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return apply("matmul", other, self)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return apply("pow", self, other)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return apply("pow", other, self)
+
+    def __neg__(self) -> Tensor:
+        return apply("neg", self)
+
+    @property
+    def T(self) -> Tensor:
+        """The last two axes swapped (the ``transpose`` op)."""
+        return apply("transpose", self)
+
+    # --- backward -----------------------------------------------------------------------------------------------
+
+    def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf that requires it and reaches ``self``.
+
+        ``gradient`` is d(loss)/d(self): omitted only for a single-element tensor (then 1). The graph is released
+        afterwards, freeing what forward kept for backward, unless ``retain_graph``.
+        """
+        if not self.requires_grad:
+            raise EngineStateError("backward() on a tensor that does not require gradients: no input required them")
+        dtype = gradient_dtype(self.data)
+        if gradient is None:
+            if self.data.size != 1:
+                raise OpUsageError(
+                    f"backward() without a gradient needs a single-element tensor, not shape {self.shape}; "
+                    "pass gradient= of that shape"
+                )
+            seed = np.ones(self.shape, dtype)
+        else:
+            seed = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=dtype)
+            if seed.shape != self.shape:
+                raise OpUsageError(f"gradient of shape {seed.shape} for a tensor of shape {self.shape}")
+        grads: dict[int, Any] = {id(self): seed}
+        for tensor in reversed(_topological_order(self)):
+            grad_output = grads.pop(id(tensor), None)
+            node = tensor._node
+            if node is None:  # a leaf
+                if grad_output is not None:
+                    tensor.grad = grad_output.copy() if tensor.grad is None else tensor.grad + grad_output
+                continue
+            if grad_output is None:
+                continue
+            if not retain_graph:
+                tensor._node = RELEASED
+            datas = [x.data for x in node.inputs]
+            grads_in = input_gradients(node.op, grad_output, datas, tensor.data, node.attributes)
+            for x, grad in zip(node.inputs, grads_in, strict=True):
+                if grad is not None and x.requires_grad:
+                    accumulate(grads, id(x), grad)
+
+
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """The tensors that reach ``root`` and require gradients, each after all of its inputs (no recursion)."""
+    order: list[Tensor] = []
+    seen = {id(root)}
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        tensor, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(tensor)
+            continue
+        stack.append((tensor, True))
+        node = tensor._node
+        if node is RELEASED:
+            raise EngineStateError(
+                "backward() through a graph that an earlier backward() released; pass retain_graph=True to the "
+                "first backward() to go through it twice"
+            )
+        if node is not None:
+            for x in node.inputs:
+                if x.requires_grad and id(x) not in seen:
+                    seen.add(id(x))
+                    stack.append((x, False))
+    return order
+
+
+def apply(name: str, *args: Any, **attributes: Any) -> Tensor:
+    """Run op ``name`` on Tensors, arrays or numbers, and record it when an input requires gradients."""
+    try:
+        op = op_table()[name]
+    except KeyError:
+        raise unknown_op_error(name) from None
+    if attributes or op.attributes:
+        attributes = op.bind_attributes(attributes)
+    tensors = [x if isinstance(x, Tensor) else None for x in args]
+    datas = as_arrays([x.data if t is not None else x for x, t in zip(args, tensors, strict=True)])
+    result = Tensor(run_forward(op, datas, attributes))
+    if _grad_enabled and any(t is not None and t.requires_grad for t in tensors):
+        inputs = tuple(t if t is not None else Tensor(d) for t, d in zip(tensors, datas, strict=True))
+        result.requires_grad = True
+        result._node = Node(op, inputs, attributes)
+    return result
+
+
+def op_function(name: str) -> Callable[..., Tensor]:
+    """``f(*inputs, **attributes)`` calling op ``name`` on Tensors: what ``opreg.ops.<name>`` is."""
+    op = op_table().get(name)
+    if op is None:
+        raise unknown_op_error(name)
+
+    def call(*inputs: Any, **attributes: Any) -> Tensor:
+        return apply(name, *inputs, **attributes)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"{op.doc}\n\nInputs: {', '.join(op.inputs)}. Registered by plugin {op.plugin!r}."
+    return call
