@@ -250,3 +250,17 @@ def op_function(name: str) -> Callable[..., Tensor]:
     call.__name__ = call.__qualname__ = name
     call.__doc__ = f"{op.doc}\n\nInputs: {', '.join(op.inputs)}. Registered by plugin {op.plugin!r}."
     return call
+
+
+class TensorEngine:
+    """What a module built without an ``Autograd`` engine records on: the same ops, on Tensors.
+
+    A Tensor parameter keeps its own ``.grad``, so ``gradients_to_update`` (the tape engine's way of routing a
+    parameter's gradient) is accepted and not needed.
+    """
+
+    def apply(self, name: str, *inputs: Any, gradients_to_update: Any = None, **attributes: Any) -> Tensor:
+        return apply(name, *inputs, **attributes)
+
+
+tensor_engine = TensorEngine()

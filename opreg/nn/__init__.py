@@ -3,18 +3,24 @@
 from opreg.nn.activations import Identity, ReLU, Sigmoid, Tanh
 from opreg.nn.linear import Linear
 from opreg.nn.losses import MSELoss, SoftmaxCrossEntropy
-from opreg.nn.mlp import MLP
-from opreg.nn.module import Module, Parameter
+from opreg.nn.module import BoundParameter, ModelFileError, Module, Parameter
+from opreg.nn.sequential import MLP, Sequential
+from opreg.nn.serialization import load, save
 
 __all__ = [
     "MLP",
+    "BoundParameter",
     "Identity",
     "Linear",
     "MSELoss",
+    "ModelFileError",
     "Module",
     "Parameter",
     "ReLU",
+    "Sequential",
     "Sigmoid",
     "SoftmaxCrossEntropy",
     "Tanh",
+    "load",
+    "save",
 ]

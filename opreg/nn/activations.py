@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from opreg.nn.module import Module
+from opreg.nn.module import Module, Value
 
 
 class Identity(Module):
     """Returns its input unchanged, recording nothing: the gradient reaches the input as it is."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: Value) -> Value:
         return x
 
 
@@ -19,7 +17,7 @@ class _OneOp(Module):
 
     op: str
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: Value) -> Value:
         return self.autograd_engine.apply(self.op, x)
 
 

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from opreg.nn.module import Module
+from opreg.nn.module import Module, Value
 
 
 class SoftmaxCrossEntropy(Module):
     """Mean over the batch of the cross-entropy between one-hot targets ``y`` and ``softmax(y_hat)``."""
 
-    def forward(self, y: np.ndarray, y_hat: np.ndarray) -> np.ndarray:
+    def forward(self, y: Value, y_hat: Value) -> Value:
         return self.autograd_engine.apply("softmax_cross_entropy", y_hat, y)
 
 
 class MSELoss(Module):
     """Mean over all elements of ``(y_hat - y) ** 2``."""
 
-    def forward(self, y: np.ndarray, y_hat: np.ndarray) -> np.ndarray:
+    def forward(self, y: Value, y_hat: Value) -> Value:
         return self.autograd_engine.apply("mse", y_hat, y)
