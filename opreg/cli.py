@@ -7,11 +7,12 @@ import sys
 from collections.abc import Sequence
 
 from opreg import plugin_manager
-from opreg.errors import GradcheckError, OpUsageError
+from opreg.errors import GradcheckError, OpregError, OpUsageError
 from opreg.opcheck import check_op, select_ops
+from opreg.plot import plot_history
 from opreg.progress import EpochProgress
 from opreg.registry import get_registry
-from opreg.train import TrainConfig, train_digits
+from opreg.train import ACTIVATIONS, DEFAULT_LR, ENGINES, OPTIMIZERS, TrainConfig, evaluate, train
 
 
 def _layer_sizes(text: str) -> tuple[int, ...]:
@@ -25,12 +26,42 @@ def _layer_sizes(text: str) -> tuple[int, ...]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    config = TrainConfig(hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    result = train_digits(config, on_batch=None if args.quiet else EpochProgress(args.epochs))
-    print(f"trained MLP 64-{'-'.join(map(str, args.hidden))}-10 for {args.epochs} epochs in {result.seconds:.1f} s")
-    print(f"final training loss: {result.epoch_losses[-1]:.4f}")
-    print(f"train accuracy: {result.train_accuracy:.1%}")
-    print(f"test accuracy: {result.test_accuracy:.1%}")
+    config = TrainConfig(
+        hidden=args.hidden,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        optimizer=args.optimizer,
+        activation=args.activation,
+        engine=args.engine,
+        seed=args.seed,
+        data=args.data,
+    )
+    result = train(config, on_batch=None if args.quiet else EpochProgress(args.epochs))
+    sizes = "-".join(map(str, result.layer_sizes))
+    print(f"MLP {sizes} ({config.activation}), {config.optimizer}, {config.engine} engine, {config.epochs} epochs")
+    final = result.final
+    _print_table(
+        ["final loss", "train accuracy", "test accuracy", "time"],
+        [[f"{final.loss:.4f}", f"{final.train_accuracy:.1%}", f"{final.test_accuracy:.1%}", f"{result.seconds:.1f} s"]],
+    )
+    if args.save:
+        result.save(args.save)
+        print(f"saved the model to {args.save}")
+    if args.plot:
+        plot_history(result.history, args.plot)
+        print(f"saved the learning curves to {args.plot}")
+    print(f"test accuracy: {final.test_accuracy:.1%}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    result = evaluate(args.model, args.data)
+    classes = range(len(result.confusion))
+    print(f"accuracy: {result.accuracy:.1%} on {result.n_examples} examples ({result.source})")
+    print("confusion matrix (rows: true class, columns: predicted class):")
+    _print_table(["", *map(str, classes)], [[str(i), *row] for i, row in zip(classes, result.confusion, strict=True)])
     return 0
 
 
@@ -88,19 +119,42 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train an MLP on the bundled handwritten digits",
-        description="Train an MLP (ReLU, softmax cross-entropy, SGD) on the bundled UCI digits; 20% held out.",
+        description="Train an MLP classifier (softmax cross-entropy) on the bundled UCI digits or on your own "
+        "data; 20% of the rows are held out for testing.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     defaults = TrainConfig()
     train.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training set")
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size, help="rows per SGD step")
-    train.add_argument("--lr", type=float, default=defaults.lr, help="SGD learning rate")
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size, help="rows per step")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer, help="the optimizer")
+    lr_defaults = ", ".join(f"{k} {v}" for k, v in DEFAULT_LR.items())
+    train.add_argument("--lr", type=float, default=None, help=f"learning rate (by optimizer: {lr_defaults})")
+    train.add_argument("--momentum", type=float, default=defaults.momentum, help="SGD momentum")
     # A string default goes through type= too, so the help shows it as it would be typed.
     hidden = ",".join(map(str, defaults.hidden))
     train.add_argument("--hidden", type=_layer_sizes, default=hidden, help="hidden layer sizes, comma-separated")
+    train.add_argument("--activation", choices=tuple(ACTIVATIONS), default=defaults.activation, help="activation")
+    train.add_argument(
+        "--engine", choices=ENGINES, default=defaults.engine, help="the handout's tape engine, or Tensors"
+    )
     train.add_argument("--seed", type=int, default=defaults.seed, help="seed for the split, weights and batches")
+    train.add_argument(
+        "--data", metavar="FILE", help="CSV (label in the last column) or .npz (x, y) to train on; default: digits"
+    )
+    train.add_argument("--save", metavar="MODEL.npz", help="save the trained model, for opreg evaluate")
+    train.add_argument("--plot", metavar="CURVES.png", help="plot loss and accuracy per epoch (needs matplotlib)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
+
+    evaluate_ = commands.add_parser(
+        "evaluate",
+        help="accuracy and confusion matrix of a saved model",
+        description="Score a model saved by opreg train --save: on FILE, or on the held-out part of its training "
+        "data, split again as training split it.",
+    )
+    evaluate_.add_argument("model", metavar="MODEL.npz", help="a model saved by opreg train --save")
+    evaluate_.add_argument("--data", metavar="FILE", help="CSV or .npz to evaluate on (every row)")
+    evaluate_.set_defaults(run=_evaluate)
 
     commands.add_parser(
         "ops", help="list the registered ops", description="List every registered op and the plugin it came from."
@@ -124,7 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except OpregError as exc:  # bad data, a model file that does not fit, a missing extra: a message, no traceback
+        print(f"opreg {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

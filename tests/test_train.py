@@ -1,13 +1,18 @@
-"""The main job: the bundled digits, training to the promised accuracy, reproducibility, and the command."""
+"""The main job: data, training to the promised accuracy in both styles, reproducibility, saving, evaluating,
+plotting, and the commands."""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pytest
 
 from opreg.cli import main
-from opreg.datasets import load_digits
-from opreg.train import TrainConfig, train_digits
+from opreg.datasets import DataFileError, load_data, load_digits
+from opreg.train import TrainConfig, evaluate, train
+
+QUICK = TrainConfig(epochs=3)
 
 
 def test_the_bundled_digits_load():
@@ -17,25 +22,41 @@ def test_the_bundled_digits_load():
     assert np.bincount(labels).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
 
 
-def test_default_training_reaches_95_percent_on_held_out_digits():
-    result = train_digits()
-    assert result.test_accuracy >= 0.95
-    assert result.epoch_losses[-1] < result.epoch_losses[0] / 10
+def test_default_training_reaches_97_percent_on_held_out_digits():
+    result = train()
+    assert result.final.test_accuracy >= 0.97
+    assert result.final.loss < result.history[0].loss / 10
+    assert len(result.history) == TrainConfig().epochs
 
 
 def test_one_seed_gives_the_same_numbers_and_another_seed_different_ones():
-    config = TrainConfig(epochs=3)
-    first, second = train_digits(config), train_digits(config)
-    assert first.epoch_losses == second.epoch_losses
-    assert first.test_accuracy == second.test_accuracy
-    assert train_digits(TrainConfig(epochs=3, seed=1)).epoch_losses != first.epoch_losses
+    first, second = train(QUICK), train(QUICK)
+    assert first.history == second.history
+    assert train(TrainConfig(epochs=3, seed=1)).history != first.history
 
 
-def test_the_train_command_reports_the_test_accuracy(capsys):
-    assert main(["train", "--epochs", "2", "--hidden", "32,16"]) == 0
+def test_the_tape_engine_and_tensors_train_to_the_same_numbers():
+    """One model class, two front ends, one set of derivatives: the runs agree to rounding."""
+    tape = train(TrainConfig(epochs=3, optimizer="adam"))
+    tensors = train(TrainConfig(epochs=3, optimizer="adam", engine="tensor"))
+    np.testing.assert_allclose([s.loss for s in tape.history], [s.loss for s in tensors.history], rtol=1e-12)
+    assert [s.test_accuracy for s in tape.history] == [s.test_accuracy for s in tensors.history]
+
+
+def test_invalid_settings_are_refused():
+    with pytest.raises(ValueError, match="optimizer must be one of sgd, adam"):
+        TrainConfig(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="epochs and batch_size"):
+        TrainConfig(epochs=0)
+
+
+def test_the_train_command_prints_a_summary_and_ends_with_the_test_accuracy(capsys):
+    assert main(["train", "--epochs", "2", "--hidden", "32,16", "--activation", "tanh", "--optimizer", "adam"]) == 0
     out, err = capsys.readouterr()
-    assert "MLP 64-32-16-10" in out
-    assert out.splitlines()[-1].startswith("test accuracy: ")
+    lines = out.splitlines()
+    assert lines[0] == "MLP 64-32-16-10 (tanh), adam, tape engine, 2 epochs"
+    assert lines[1].split() == ["final", "loss", "train", "accuracy", "test", "accuracy", "time"]
+    assert lines[-1].startswith("test accuracy: ")
     assert "epoch 2/2" in err
 
 
@@ -43,3 +64,89 @@ def test_the_train_command_rejects_bad_layer_sizes(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--hidden", "12,x"])
     assert "comma-separated layer sizes" in capsys.readouterr().err
+
+
+def test_save_and_evaluate_round_trip(tmp_path, capsys):
+    model = tmp_path / "model.npz"
+    assert main(["train", "--quiet", "--epochs", "3", "--engine", "tensor", "--save", str(model)]) == 0
+    trained = capsys.readouterr().out.splitlines()[-1]
+    result = evaluate(model)
+    assert f"test accuracy: {result.accuracy:.1%}" == trained
+    assert result.confusion.sum() == result.n_examples == 359
+    assert np.trace(result.confusion) == round(result.accuracy * result.n_examples)
+    assert main(["evaluate", str(model)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"accuracy: {result.accuracy:.1%} on 359 examples (the held-out 20% of the bundled")
+    assert out[2].split() == [str(c) for c in range(10)]
+
+
+def test_a_model_file_of_another_architecture_is_refused(tmp_path, capsys):
+    small, large = tmp_path / "small.npz", tmp_path / "large.npz"
+    main(["train", "--quiet", "--epochs", "1", "--hidden", "16", "--save", str(small)])
+    main(["train", "--quiet", "--epochs", "1", "--hidden", "32", "--save", str(large)])
+    capsys.readouterr()
+    archive = dict(np.load(large, allow_pickle=False))
+    archive["__opreg_metadata__"] = np.load(small, allow_pickle=False)["__opreg_metadata__"]
+    mixed = tmp_path / "mixed.npz"
+    np.savez(mixed, **archive)
+    assert main(["evaluate", str(mixed)]) == 2
+    assert "parameter '0.W' is float64 (32, 64) in the state but float64 (16, 64)" in capsys.readouterr().err
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip file")
+    assert main(["evaluate", str(tmp_path / "garbage.npz")]) == 2
+    assert "is not a model file written by opreg" in capsys.readouterr().err
+
+
+def _blobs(rng: np.random.Generator, n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Three well separated Gaussian blobs in 2-D: any working classifier gets them nearly all right."""
+    labels = rng.integers(0, 3, n)
+    centres = np.array([[0.0, 3.0], [3.0, -2.0], [-3.0, -2.0]])
+    return centres[labels] + 0.5 * rng.standard_normal((n, 2)), labels
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npz"])
+def test_training_and_evaluating_on_the_users_own_data(tmp_path, capsys, suffix):
+    features, labels = _blobs(np.random.default_rng(0))
+    data = tmp_path / f"blobs{suffix}"
+    if suffix == ".csv":
+        np.savetxt(data, np.column_stack([features, labels]), delimiter=",")
+    else:
+        np.savez(data, x=features, y=labels)
+    loaded_features, loaded_labels = load_data(data)
+    np.testing.assert_array_equal(loaded_labels, labels)
+    np.testing.assert_array_equal(loaded_features, features)
+    model = tmp_path / "blobs-model.npz"
+    assert main(["train", "--quiet", "--data", str(data), "--hidden", "8", "--epochs", "20", "--save", str(model)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("MLP 2-8-3 ")
+    assert evaluate(model).accuracy >= 0.95
+    assert evaluate(model, str(data)).n_examples == 300
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("1,2,0\n3,4,x\n", "cannot read"),
+        ("1,2,0.5\n3,4,1\n", "labels must be whole numbers"),
+        ("1,2,-1\n3,4,1\n", "labels must be 0 or more"),
+        ("1,nan,0\n3,4,1\n", "NaN or infinite"),
+    ],
+)
+def test_bad_data_files_are_refused_clearly(tmp_path, capsys, content, message):
+    data = tmp_path / "bad.csv"
+    data.write_text(content)
+    with pytest.raises(DataFileError, match=message):
+        load_data(data)
+    assert main(["train", "--quiet", "--data", str(data)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_plotting_without_matplotlib_says_how_to_get_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    assert main(["train", "--quiet", "--epochs", "1", "--plot", str(tmp_path / "curves.png")]) == 2
+    assert "pip install 'opreg[plot]'" in capsys.readouterr().err
+
+
+def test_plotting_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    curves = tmp_path / "curves.png"
+    assert main(["train", "--quiet", "--epochs", "2", "--plot", str(curves)]) == 0
+    assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -5,7 +5,7 @@ from opreg.nn.linear import Linear
 from opreg.nn.losses import MSELoss, SoftmaxCrossEntropy
 from opreg.nn.module import BoundParameter, ModelFileError, Module, Parameter
 from opreg.nn.sequential import MLP, Sequential
-from opreg.nn.serialization import load, save
+from opreg.nn.serialization import load, read_metadata, save
 
 __all__ = [
     "MLP",
@@ -22,5 +22,6 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "Tanh",
     "load",
+    "read_metadata",
     "save",
 ]

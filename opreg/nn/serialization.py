@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from opreg.nn.module import ModelFileError, Module
 
+#: The archive entry holding :func:`save`'s metadata, as JSON text (a string array needs no pickle).
+METADATA_KEY = "__opreg_metadata__"
 
-def save(module: Module, path: str | os.PathLike[str]) -> None:
-    """Write ``module.state_dict()`` to ``path`` with ``np.savez`` (one array per parameter name)."""
-    np.savez(path, **module.state_dict())
+
+def save(module: Module, path: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> None:
+    """Write ``module.state_dict()`` to ``path`` with ``np.savez`` (one array per parameter name), with optional
+    JSON-serialisable ``metadata`` (what is needed to rebuild the model, say)."""
+    extra = {METADATA_KEY: np.array(json.dumps(dict(metadata)))} if metadata else {}
+    np.savez(path, **module.state_dict(), **extra)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata :func:`save` stored in ``path`` (empty if none)."""
+    archive = _read(path)
+    return json.loads(str(archive[METADATA_KEY])) if METADATA_KEY in archive else {}
 
 
 def load(module: Module, path: str | os.PathLike[str]) -> Module:
@@ -21,10 +35,15 @@ def load(module: Module, path: str | os.PathLike[str]) -> Module:
     A file that is not such an archive, or whose parameters do not fit the module (the first mismatch named),
     raises :class:`ModelFileError` and leaves the module unchanged.
     """
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            state = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ModelFileError(f"{os.fspath(path)!r} is not a model file written by opreg: {exc}") from exc
+    state = _read(path)
+    state.pop(METADATA_KEY, None)
     module.load_state_dict(state)
     return module
+
+
+def _read(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, AttributeError) as exc:
+        raise ModelFileError(f"{os.fspath(path)!r} is not a model file written by opreg: {exc}") from exc
