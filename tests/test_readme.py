@@ -23,7 +23,11 @@ def run(block: str) -> dict:
 
 
 def test_readme_examples_run_as_written(capsys):
-    walkthrough, training, plugin = python_blocks()
+    tensors, walkthrough, training, plugin = python_blocks()
+    namespace = run(tensors)
+    assert capsys.readouterr().out.startswith("(3, 2) [")
+    assert namespace["b"].grad.shape == (2,) and not namespace["prediction"].requires_grad
+
     run(walkthrough)
     assert capsys.readouterr().out.splitlines() == ["[[1. 2. 3.]] [[1. 1. 1.]]", "[[4. 5. 6.]]"]
 
