@@ -60,6 +60,8 @@ class SGD(Optimizer):
         nesterov: bool = False,
     ) -> None:
         super().__init__(parameters, lr, weight_decay)
+        if momentum < 0:
+            raise ValueError(f"momentum must be non-negative, got {momentum}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum needs momentum > 0 and dampening 0")
         self.momentum, self.dampening, self.nesterov = float(momentum), float(dampening), nesterov
@@ -95,6 +97,8 @@ class Adam(Optimizer):
         super().__init__(parameters, lr, weight_decay)
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
+        if eps < 0:
+            raise ValueError(f"eps must be non-negative, got {eps}")
         self.betas = (float(betas[0]), float(betas[1]))
         self.eps = float(eps)
 

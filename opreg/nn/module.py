@@ -125,7 +125,8 @@ class Module:
         """Copy ``state`` into the parameters, in place; any missing, extra or misshapen entry is an error naming
         the first one, and nothing is changed."""
         parameters = dict(self.named_parameters())
-        missing, unexpected = sorted(parameters.keys() - state.keys()), sorted(state.keys() - parameters.keys())
+        missing = [name for name in parameters if name not in state]  # in the model's order
+        unexpected = [name for name in state if name not in parameters]
         if missing or unexpected:
             problem = f"has no entry for parameter {missing[0]!r}" if missing else f"has an unknown {unexpected[0]!r}"
             raise ModelFileError(f"the state does not fit this {type(self).__name__}: it {problem}")

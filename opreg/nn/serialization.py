@@ -20,7 +20,8 @@ def save(module: Module, path: str | os.PathLike[str], metadata: Mapping[str, An
     """Write ``module.state_dict()`` to ``path`` with ``np.savez`` (one array per parameter name), with optional
     JSON-serialisable ``metadata`` (what is needed to rebuild the model, say)."""
     extra = {METADATA_KEY: np.array(json.dumps(dict(metadata)))} if metadata else {}
-    np.savez(path, **module.state_dict(), **extra)
+    with open(path, "wb") as file:  # np.savez given a name would append ".npz" to one that lacks it
+        np.savez(file, **module.state_dict(), **extra)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -43,7 +44,10 @@ def load(module: Module, path: str | os.PathLike[str]) -> Module:
 
 def _read(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array, not an .npz archive of named parameters")
+        with archive:
             return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, AttributeError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise ModelFileError(f"{os.fspath(path)!r} is not a model file written by opreg: {exc}") from exc
