@@ -9,8 +9,9 @@ fine), frees intermediate gradients as it goes, and releases the graph unless as
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import functools
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,18 +23,41 @@ from opreg.fit import gradient_dtype
 from opreg.opdef import OpDef
 from opreg.registry import op_table, unknown_op_error
 
-_grad_enabled = True
+
+class _GradMode(threading.local):
+    """Whether ops on Tensors are recorded: per thread, as in PyTorch, so no_grad in one thread leaves others be."""
+
+    enabled = True
 
 
-@contextmanager
-def no_grad() -> Iterator[None]:
-    """Record nothing inside the block (or the decorated function): results do not require gradients."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, False
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
+_grad_mode = _GradMode()
+
+
+class no_grad:
+    """Record nothing: ``with opreg.no_grad():``, or ``@opreg.no_grad`` / ``@opreg.no_grad()`` on a function.
+
+    Results computed inside do not require gradients. The previous mode is restored on leaving, so it nests.
+    """
+
+    def __new__(cls, function: Callable[..., Any] | None = None) -> Any:
+        if function is not None:  # used bare, as @no_grad
+            return cls()(function)
+        return super().__new__(cls)
+
+    def __enter__(self) -> None:
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = False
+
+    def __exit__(self, *exc_info: object) -> None:
+        _grad_mode.enabled = self._previous
+
+    def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def without_grad(*args: Any, **kwargs: Any) -> Any:
+            with no_grad():
+                return function(*args, **kwargs)
+
+        return without_grad
 
 
 class Node:
@@ -58,16 +82,25 @@ class Tensor:
     require gradients too. ``.grad`` accumulates over ``backward`` calls until set to ``None`` (or zeroed).
     """
 
-    __slots__ = ("_node", "data", "grad", "requires_grad")
+    __slots__ = ("_node", "_requires_grad", "data", "grad")
     __array_priority__ = 1000  # ndarray + Tensor calls Tensor.__radd__ rather than broadcasting element-wise
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: DTypeLike | None = None) -> None:
         self.data: np.ndarray = np.asarray(data.data if isinstance(data, Tensor) else data, dtype=dtype)
-        if requires_grad and self.data.dtype.kind != "f":
-            raise OpUsageError(f"only floating-point tensors can require gradients, not {self.data.dtype}")
         self.requires_grad = requires_grad
         self.grad: np.ndarray | None = None
         self._node: Node | object | None = None
+
+    @property
+    def requires_grad(self) -> bool:
+        """Whether gradients flow to this tensor; only floating-point tensors can require them."""
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if value and self.data.dtype.kind != "f":
+            raise OpUsageError(f"only floating-point tensors can require gradients, not {self.data.dtype}")
+        self._requires_grad = bool(value)
 
     # --- what it holds -----------------------------------------------------------------------------------------
 
@@ -196,15 +229,23 @@ class Tensor:
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:
-    """The tensors that reach ``root`` and require gradients, each after all of its inputs (no recursion)."""
+    """The tensors that reach ``root`` and require gradients, each after all of its inputs (no recursion).
+
+    An iterative depth-first search in post-order. A tensor counts as visited when it is expanded, not when it is
+    pushed: a tensor pushed by one consumer may be reached first through another, and must still come out after
+    all of them have pushed it (marking on push once dropped the gradient of a reused intermediate).
+    """
     order: list[Tensor] = []
-    seen = {id(root)}
+    visited: set[int] = set()
     stack: list[tuple[Tensor, bool]] = [(root, False)]
     while stack:
         tensor, inputs_done = stack.pop()
         if inputs_done:
             order.append(tensor)
             continue
+        if id(tensor) in visited:
+            continue
+        visited.add(id(tensor))
         stack.append((tensor, True))
         node = tensor._node
         if node is RELEASED:
@@ -214,8 +255,7 @@ def _topological_order(root: Tensor) -> list[Tensor]:
             )
         if node is not None:
             for x in node.inputs:
-                if x.requires_grad and id(x) not in seen:
-                    seen.add(id(x))
+                if x.requires_grad and id(x) not in visited:
                     stack.append((x, False))
     return order
 
@@ -231,9 +271,9 @@ def apply(name: str, *args: Any, **attributes: Any) -> Tensor:
     tensors = [x if isinstance(x, Tensor) else None for x in args]
     datas = as_arrays([x.data if t is not None else x for x, t in zip(args, tensors, strict=True)])
     result = Tensor(run_forward(op, datas, attributes))
-    if _grad_enabled and any(t is not None and t.requires_grad for t in tensors):
+    if _grad_mode.enabled and any(t is not None and t._requires_grad for t in tensors):
         inputs = tuple(t if t is not None else Tensor(d) for t, d in zip(tensors, datas, strict=True))
-        result.requires_grad = True
+        result._requires_grad = True
         result._node = Node(op, inputs, attributes)
     return result
 
