@@ -33,6 +33,7 @@ BUILTIN_PLUGINS = (
     "opreg_builtins.elementwise",
     "opreg_builtins.linalg",
     "opreg_builtins.losses",
+    "opreg_builtins.reductions",
 )
 
 ENTRY_POINT_GROUP = "opreg"

@@ -182,6 +182,14 @@ class Tensor:
     def __neg__(self) -> Tensor:
         return apply("neg", self)
 
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """Sum over ``axis`` (None: all), the ``sum`` op."""
+        return apply("sum", self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """Mean over ``axis`` (None: all), the ``mean`` op."""
+        return apply("mean", self, axis=axis, keepdims=keepdims)
+
     @property
     def T(self) -> Tensor:
         """The last two axes swapped (the ``transpose`` op)."""

@@ -20,6 +20,11 @@ F64 = {"rtol": 1e-10, "atol": 1e-12}
 F32 = {"rtol": 2e-5, "atol": 1e-6}
 
 
+def _dims(x, axis):
+    """opreg's axis=None (all axes) as torch's explicit dim."""
+    return tuple(range(x.ndim)) if axis is None else axis
+
+
 def _torch_softmax_cross_entropy(logits, labels):
     """torch's cross_entropy with probability targets, over every leading (batch) axis."""
     classes = logits.shape[-1]
@@ -33,6 +38,8 @@ TORCH_OPS: dict[str, Callable] = {
     "mul": torch.mul,
     "div": torch.div,
     "neg": torch.neg,
+    "sum": lambda x, *, axis, keepdims: torch.sum(x, dim=_dims(x, axis), keepdim=keepdims),
+    "mean": lambda x, *, axis, keepdims: torch.mean(x, dim=_dims(x, axis), keepdim=keepdims),
     "pow": torch.pow,
     "log": torch.log,
     "exp": torch.exp,
@@ -55,10 +62,12 @@ def torch_reference(name: str) -> Callable:
     return TORCH_OPS[name]
 
 
-def run_opreg(name: str, inputs: Sequence[np.ndarray], g: np.ndarray) -> tuple[np.ndarray, list[np.ndarray | None]]:
+def run_opreg(
+    name: str, inputs: Sequence[np.ndarray], g: np.ndarray, attributes: dict | None = None
+) -> tuple[np.ndarray, list[np.ndarray | None]]:
     """Forward and backward through a fresh engine: the output and each differentiable input's gradient."""
     engine = opreg.Autograd()
-    out = engine.apply(name, *inputs)
+    out = engine.apply(name, *inputs, **(attributes or {}))
     engine.backward(g)
     grads = [
         engine.gradient_buffer.get_param(x) if differentiable else None
@@ -68,24 +77,40 @@ def run_opreg(name: str, inputs: Sequence[np.ndarray], g: np.ndarray) -> tuple[n
 
 
 def run_torch(
-    fn: Callable, inputs: Sequence[np.ndarray], differentiable: Sequence[bool], g: np.ndarray
+    fn: Callable,
+    inputs: Sequence[np.ndarray],
+    differentiable: Sequence[bool],
+    g: np.ndarray,
+    attributes: dict | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray | None]]:
     """The same through torch autograd (inputs copied, so torch cannot see opreg's arrays)."""
     tensors = [torch.tensor(np.array(x), requires_grad=d) for x, d in zip(inputs, differentiable, strict=True)]
-    out = fn(*tensors)
+    out = fn(*tensors, **(attributes or {}))
     out.backward(torch.tensor(np.array(g)))
     grads = [t.grad.numpy() if d else None for t, d in zip(tensors, differentiable, strict=True)]
     return out.detach().numpy(), grads
 
 
-def compare(name: str, inputs: Sequence[np.ndarray], tol: dict, g: np.ndarray | None = None, seed: int = 0) -> None:
+def torch_output_shape(name: str, inputs: Sequence[np.ndarray], attributes: dict) -> tuple[int, ...]:
+    return tuple(TORCH_OPS[name](*(torch.tensor(np.array(x)) for x in inputs), **attributes).shape)
+
+
+def compare(
+    name: str,
+    inputs: Sequence[np.ndarray],
+    tol: dict,
+    g: np.ndarray | None = None,
+    seed: int = 0,
+    attributes: dict | None = None,
+) -> None:
     """opreg against torch on ``inputs``: output and every differentiable gradient, shape and dtype included."""
+    attributes = attributes or {}
     differentiable = REGISTRY[name].differentiable
     if g is None:
-        shape = np.shape(TORCH_OPS[name](*(torch.tensor(np.array(x)) for x in inputs)))
-        g = np.random.default_rng(seed + 1000).standard_normal(tuple(shape)).astype(np.result_type(*inputs))
-    out, grads = run_opreg(name, inputs, g)
-    ref_out, ref_grads = run_torch(torch_reference(name), inputs, differentiable, g)
+        shape = torch_output_shape(name, inputs, attributes)
+        g = np.random.default_rng(seed + 1000).standard_normal(shape).astype(np.result_type(*inputs))
+    out, grads = run_opreg(name, inputs, g, attributes)
+    ref_out, ref_grads = run_torch(torch_reference(name), inputs, differentiable, g, attributes)
     np.testing.assert_allclose(out, ref_out, strict=True, err_msg=f"{name} forward", **tol)
     for position, (grad, ref) in enumerate(zip(grads, ref_grads, strict=True)):
         if differentiable[position]:
@@ -93,11 +118,10 @@ def compare(name: str, inputs: Sequence[np.ndarray], tol: dict, g: np.ndarray | 
             np.testing.assert_allclose(grad, ref, strict=True, err_msg=f"{name} gradient {position}", **tol)
 
 
-def sample_inputs(name: str, seed: int, dtype: type) -> list[list[np.ndarray]]:
-    """The inputs of each of the op's declared samples, as ``dtype`` arrays (built-in ops have no attributes)."""
+def sample_inputs(name: str, seed: int, dtype: type) -> list[tuple[list[np.ndarray], dict]]:
+    """The inputs (as ``dtype`` arrays) and attributes of each of the op's declared samples."""
     samples = REGISTRY[name].samples(np.random.default_rng(seed))
-    assert all(not s.attributes for s in samples), "pass the attributes on to opreg and torch to test this op"
-    return [[np.asarray(x, dtype=dtype) for x in sample.inputs] for sample in samples]
+    return [([np.asarray(x, dtype=dtype) for x in s.inputs], dict(s.attributes)) for s in samples]
 
 
 def test_builtin_ops_exist():
@@ -115,20 +139,21 @@ def test_torch_table_has_no_stale_entries():
 def test_op_matches_torch_float64(name, seed):
     """Forward and backward of each built-in op on its own sample inputs equal torch's in float64."""
     torch_reference(name)
-    for inputs in sample_inputs(name, seed, np.float64):
-        compare(name, inputs, F64, seed=seed)
+    for inputs, attributes in sample_inputs(name, seed, np.float64):
+        compare(name, inputs, F64, seed=seed, attributes=attributes)
 
 
 @pytest.mark.parametrize("name", BUILTIN_OPS, ids=str)
 def test_op_matches_torch_float32(name):
     """float32 in gives float32 out and float32 gradients, matching torch at float32 tolerances."""
     torch_reference(name)
-    for inputs in sample_inputs(name, 7, np.float32):
-        out, grads = run_opreg(name, inputs, np.ones(np.shape(TORCH_OPS[name](*map(torch.tensor, inputs))), "f4"))
+    for inputs, attributes in sample_inputs(name, 7, np.float32):
+        g = np.ones(torch_output_shape(name, inputs, attributes), np.float32)
+        out, grads = run_opreg(name, inputs, g, attributes)
         assert out.dtype == np.float32
         for x, grad in zip(inputs, grads, strict=True):
             assert grad is None or (grad.dtype == np.float32 and grad.shape == x.shape)
-        compare(name, inputs, F32, seed=7)
+        compare(name, inputs, F32, seed=7, attributes=attributes)
 
 
 def _away_from_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -256,3 +281,19 @@ def test_pow_with_a_float32_base_and_a_float64_exponent():
     _, (ref_base, ref_exponent) = run_torch(torch.pow, [base, exponent], [True, True], np.ones((3, 4)))
     np.testing.assert_allclose(grad_base, ref_base, **F32)
     np.testing.assert_allclose(grad_exponent, ref_exponent, **F32)  # torch takes log(base) in float32
+
+
+@pytest.mark.parametrize("name", ["sum", "mean"])
+def test_reduction_gradients_are_writable_arrays_of_their_own(name):
+    """A broadcast view of grad_output would be read-only: a caller updating the gradient in place would fail."""
+    x = np.random.default_rng(4).standard_normal((3, 4))
+    _, (grad,) = run_opreg(name, [x], np.ones(3), {"axis": 1})
+    assert grad.flags.writeable and grad.flags.owndata
+
+
+@pytest.mark.parametrize("name", ["sum", "mean"])
+def test_reduction_samples_cover_every_kind_of_axis(name):
+    """None, a non-negative int, a negative int and a tuple, each kept or dropped."""
+    axes = [s.attributes["axis"] for s in REGISTRY[name].samples(np.random.default_rng(0))]
+    assert None in axes and any(isinstance(a, tuple) for a in axes)
+    assert any(isinstance(a, int) and a >= 0 for a in axes) and any(isinstance(a, int) and a < 0 for a in axes)

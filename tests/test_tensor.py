@@ -52,6 +52,8 @@ TORCH_OPS: dict[str, Callable] = {
     "transpose": lambda x: x.mT,
     "softmax_cross_entropy": _torch_softmax_cross_entropy,
     "mse": F.mse_loss,
+    "sum": lambda x, *, axis, keepdims: _sum(x, axis, keepdims),
+    "mean": lambda x, *, axis, keepdims: _mean(x, axis, keepdims),
 }
 
 REGISTRY = opreg.get_registry()
@@ -64,12 +66,17 @@ def torch_reference(name: str) -> Callable:
     return TORCH_OPS[name]
 
 
+def _dims(x, axis):
+    """opreg's axis=None (all axes) as torch's explicit dim."""
+    return tuple(range(x.ndim)) if axis is None else axis
+
+
 def _sum(x, axis=None, keepdims=False):
-    return x.sum() if axis is None else x.sum(dim=axis, keepdim=keepdims)
+    return x.sum(dim=_dims(x, axis), keepdim=keepdims)
 
 
 def _mean(x, axis=None, keepdims=False):
-    return x.mean() if axis is None else x.mean(dim=axis, keepdim=keepdims)
+    return x.mean(dim=_dims(x, axis), keepdim=keepdims)
 
 
 #: The two libraries an expression runs on: the same op names, and ``const`` for a constant array operand
@@ -174,12 +181,11 @@ def _run_builtin(name: str, seed: int, dtype: type, tol: dict) -> None:
     reference = torch_reference(name)
     op = REGISTRY[name]
     for sample in op.samples(np.random.default_rng(seed)):
-        assert not sample.attributes, "pass the attributes on to opreg and torch to test this op"
         inputs = [np.asarray(x, dtype=dtype) for x in sample.inputs]
         mine = [Tensor(x.copy(), requires_grad=d) for x, d in zip(inputs, op.differentiable, strict=True)]
         theirs = [torch.tensor(x.copy(), requires_grad=d) for x, d in zip(inputs, op.differentiable, strict=True)]
-        out = getattr(ops, name)(*mine)
-        ref = reference(*theirs)
+        out = getattr(ops, name)(*mine, **sample.attributes)
+        ref = reference(*theirs, **sample.attributes)
         assert isinstance(out, Tensor) and out.requires_grad and not out.is_leaf
         assert out.dtype == dtype, f"{name}: {np.dtype(dtype)} inputs gave a {out.dtype} output"
         np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), strict=True, err_msg=f"{name} forward", **tol)
@@ -873,3 +879,15 @@ def test_no_grad_is_per_thread():
     release.set()
     thread.join(5)
     assert recorded == {"worker": False, "main": True}
+
+
+def test_sum_and_mean_methods_are_the_registered_ops():
+    """Tensor.sum()/mean() with axis and keepdims, against torch."""
+    x = np.random.default_rng(21).standard_normal((2, 3, 4))
+
+    def expression(lib, t):
+        if lib is OPREG:
+            return (t.sum(axis=(0, 2)) * t.mean(axis=1, keepdims=True).sum()).sum()
+        return (t.sum(dim=(0, 2)) * t.mean(dim=1, keepdim=True).sum()).sum()
+
+    compare_with_torch(expression, x)

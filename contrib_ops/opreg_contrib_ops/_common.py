@@ -1,9 +1,6 @@
-"""Helpers shared by the op modules: dtypes, axes and sample inputs. Not part of the package's interface."""
+"""Helpers shared by the op modules: dtypes, shapes and sample inputs. Not part of the package's interface."""
 
 from __future__ import annotations
-
-import operator
-from typing import Any
 
 import numpy as np
 
@@ -16,23 +13,6 @@ def float_dtype(x: np.ndarray) -> np.dtype:
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-x)) as exp(-log(1 + exp(-x))): no intermediate overflows for large |x|."""
     return np.exp(-np.logaddexp(0, -x))
-
-
-def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
-    """``axis`` (None, an int or a sequence of ints, negative ones counting from the end) as sorted
-    non-negative axes; None means all. Checked here so that a bad axis fails in forward, with NumPy's wording."""
-    if axis is None:
-        return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
-    normalized = []
-    for a in axes:
-        a = operator.index(a)
-        if not -ndim <= a < ndim:
-            raise ValueError(f"axis {a} is out of bounds for an array of dimension {ndim}")
-        normalized.append(a % ndim)
-    if len(set(normalized)) != len(normalized):
-        raise ValueError(f"repeated axis in {axis!r}")
-    return tuple(sorted(normalized))
 
 
 def check_same_shape(what: str, a: np.ndarray, b: np.ndarray) -> None:

@@ -1,5 +1,5 @@
 """Reductions over ``axis`` (None for all, an int, or a tuple of ints; negative ones count from the end), each
-with ``keepdims``: sum, mean, max, logsumexp.
+with ``keepdims``: max and logsumexp (sum and mean are built in), on :mod:`opreg.axes`.
 
 Every backward first restores the reduced axes of ``grad_output`` (and of the output, where it needs it) as
 size-1 axes, then broadcasts them to the input's shape: the engine only sums broadcast gradients down, it never
@@ -14,50 +14,15 @@ from typing import Any
 import numpy as np
 
 from opreg import Register, Sample
-from opreg_contrib_ops._common import float_dtype, normalize_axes
-
-Axis = int | tuple[int, ...] | None
-
-
-def _restore(reduced: np.ndarray, x: np.ndarray, axis: Axis, keepdims: bool) -> np.ndarray:
-    """An output-shaped array with the reduced axes back as size 1, so that it broadcasts against ``x``."""
-    return reduced if keepdims else np.expand_dims(reduced, normalize_axes(axis, x.ndim))
-
-
-def _spread(g: np.ndarray, x: np.ndarray, axis: Axis, keepdims: bool) -> np.ndarray:
-    """``g`` broadcast to ``x``'s shape as a fresh, writable array of ``x``'s float dtype."""
-    return np.broadcast_to(_restore(g, x, axis, keepdims), x.shape).astype(float_dtype(x))
-
-
-def _reduce(fn: Any, x: np.ndarray, axis: Axis, keepdims: bool) -> np.ndarray:
-    """``fn(x, axis=..., keepdims=...)`` with the axes checked first, and a 0-d array rather than a NumPy scalar."""
-    return np.asarray(fn(x, axis=normalize_axes(axis, x.ndim), keepdims=keepdims))
-
-
-# sum and mean
-
-
-def _sum(x: np.ndarray, *, axis: Axis, keepdims: bool) -> np.ndarray:
-    """Sum over axis (None: all); the gradient is grad_output copied to every summed element."""
-    return _reduce(np.sum, x, axis, keepdims)
-
-
-def _mean(x: np.ndarray, *, axis: Axis, keepdims: bool) -> np.ndarray:
-    """Mean over axis (None: all); the gradient is grad_output / (number of elements averaged)."""
-    return _reduce(np.mean, x, axis, keepdims)
-
-
-def _count(x: np.ndarray, axis: Axis) -> int:
-    """How many elements each mean averages, as a Python int (an int, unlike an int64 array, keeps float32)."""
-    return math.prod(x.shape[a] for a in normalize_axes(axis, x.ndim))
-
+from opreg.axes import Axis, normalize_axes, reduce, restore_axes
+from opreg_contrib_ops._common import float_dtype
 
 # max
 
 
 def _max(x: np.ndarray, *, axis: Axis, keepdims: bool) -> np.ndarray:
     """Max over axis (None: all); tied maxima share the gradient equally, as in torch.amax."""
-    return _reduce(np.max, x, axis, keepdims)
+    return reduce(np.max, x, axis, keepdims)
 
 
 def _max_backward(g: np.ndarray, x: np.ndarray, *, axis: Axis, keepdims: bool, output: np.ndarray) -> tuple:
@@ -69,8 +34,8 @@ def _max_backward(g: np.ndarray, x: np.ndarray, *, axis: Axis, keepdims: bool, o
     """
     dtype = float_dtype(x)
     axes = normalize_axes(axis, x.ndim)
-    is_max = x == _restore(output, x, axis, keepdims)
-    share = _restore(g, x, axis, keepdims) / is_max.sum(axis=axes, keepdims=True, dtype=dtype)
+    is_max = x == restore_axes(output, x, axis, keepdims)
+    share = restore_axes(g, x, axis, keepdims) / is_max.sum(axis=axes, keepdims=True, dtype=dtype)
     return (np.where(is_max, share, 0.0).astype(dtype, copy=False),)
 
 
@@ -91,8 +56,8 @@ def _logsumexp(x: np.ndarray, *, axis: Axis, keepdims: bool) -> np.ndarray:
 
 def _logsumexp_backward(g: np.ndarray, x: np.ndarray, *, axis: Axis, keepdims: bool, output: np.ndarray) -> tuple:
     """grad_output * softmax(x) along axis, with softmax = exp(x - logsumexp(x)) from the output."""
-    softmax = np.exp(x - _restore(output, x, axis, keepdims))
-    return ((_restore(g, x, axis, keepdims) * softmax).astype(float_dtype(x), copy=False),)
+    softmax = np.exp(x - restore_axes(output, x, axis, keepdims))
+    return ((restore_axes(g, x, axis, keepdims) * softmax).astype(float_dtype(x), copy=False),)
 
 
 # samples
@@ -143,18 +108,6 @@ def _reduction(
 
 
 def register_ops(register: Register) -> None:
-    _reduction(
-        register,
-        "sum",
-        _sum,
-        lambda g, x, *, axis, keepdims: (_spread(g, x, axis, keepdims),),
-    )
-    _reduction(
-        register,
-        "mean",
-        _mean,
-        lambda g, x, *, axis, keepdims: (_spread(g, x, axis, keepdims) / _count(x, axis),),
-    )
     _reduction(
         register,
         "max",
