@@ -85,8 +85,8 @@ def input_gradients(
     for position, (x, grad, differentiable) in enumerate(zip(inputs, grads, op.differentiable, strict=True)):
         if grad is None or not differentiable:
             grad = None
-        elif getattr(grad, "shape", None) != x.shape or grad.dtype != x.dtype:
-            grad = _fit(op, position, grad, x)
+        elif type(grad) is not np.ndarray or grad.shape != x.shape or grad.dtype != x.dtype:
+            grad = _fit(op, position, grad, x)  # NumPy scalars (0-d arithmetic gives them) become 0-d arrays too
         fitted.append(grad)
     return fitted
 
@@ -114,4 +114,8 @@ def accumulate(memory: dict[int, Any], key: int, gradient: np.ndarray) -> None:
     backward may return one array for several inputs (add does), and they must not change each other.
     """
     current = memory.get(key)
-    memory[key] = gradient if current is None else current + gradient
+    if current is None:
+        memory[key] = gradient
+    else:
+        total = current + gradient
+        memory[key] = total if type(total) is np.ndarray else np.asarray(total)  # 0-d + 0-d is a NumPy scalar

@@ -82,7 +82,7 @@ class Tensor:
     require gradients too. ``.grad`` accumulates over ``backward`` calls until set to ``None`` (or zeroed).
     """
 
-    __slots__ = ("_node", "_requires_grad", "data", "grad")
+    __slots__ = ("_grad", "_node", "_requires_grad", "data")
     __array_priority__ = 1000  # ndarray + Tensor calls Tensor.__radd__ rather than broadcasting element-wise
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: DTypeLike | None = None) -> None:
@@ -90,6 +90,19 @@ class Tensor:
         self.requires_grad = requires_grad
         self.grad: np.ndarray | None = None
         self._node: Node | object | None = None
+
+    @property
+    def grad(self) -> np.ndarray | None:
+        """The accumulated gradient (``None`` until a backward reaches this leaf), of the tensor's shape."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Any) -> None:
+        if value is not None:
+            value = np.asarray(value, dtype=gradient_dtype(self.data))
+            if value.shape != self.data.shape:
+                raise OpUsageError(f"a gradient of shape {value.shape} for a tensor of shape {self.data.shape}")
+        self._grad = value
 
     @property
     def requires_grad(self) -> bool:

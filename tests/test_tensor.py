@@ -891,3 +891,20 @@ def test_sum_and_mean_methods_are_the_registered_ops():
         return (t.sum(dim=(0, 2)) * t.mean(dim=1, keepdim=True).sum()).sum()
 
     compare_with_torch(expression, x)
+
+
+def test_assigned_gradients_are_arrays_of_the_tensors_shape():
+    """.grad = value stores an array (a NumPy scalar becomes a 0-d array); a wrong shape is refused."""
+    x = Tensor(np.array(1.0), requires_grad=True)
+    x.grad = np.float64(2.0)
+    assert type(x.grad) is np.ndarray and x.grad.shape == ()
+    with pytest.raises(OpUsageError, match=r"a gradient of shape \(2,\) for a tensor of shape \(\)"):
+        x.grad = np.ones(2)
+
+
+def test_a_reused_zero_dimensional_intermediate_accumulates_to_an_array():
+    """0-d + 0-d is a NumPy scalar in NumPy; accumulated gradients stay arrays all the way to .grad."""
+    x = Tensor(np.array(1.5), requires_grad=True)
+    h = x * 2.0
+    (h + h * h).backward()
+    assert type(x.grad) is np.ndarray and x.grad == pytest.approx(14.0)

@@ -48,6 +48,10 @@ def _read(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise ValueError("it holds a single array, not an .npz archive of named parameters")
         with archive:
-            return {name: archive[name] for name in archive.files}
+            state = {name: archive[name] for name in archive.files}
+        strays = [name for name, value in state.items() if not isinstance(value, np.ndarray)]
+        if strays:
+            raise ValueError(f"its entry {strays[0]!r} is not an array")
+        return state
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise ModelFileError(f"{os.fspath(path)!r} is not a model file written by opreg: {exc}") from exc
