@@ -127,7 +127,10 @@ class Autograd:
         ``gradients_to_update`` is as in :meth:`add_operation` (default: all ``None``). Keywords set the op's
         attributes (``engine.apply("sum", x, axis=1)``); the ones not given take their declared defaults.
         """
-        op = self._lookup(name)
+        try:
+            op = self._ops[name]
+        except (KeyError, TypeError):
+            op = self._lookup(name)  # raises, saying why
         if attributes or op.attributes:
             attributes = op.bind_attributes(attributes)
         for x in inputs:
@@ -176,9 +179,10 @@ class Autograd:
         if len(inputs) != n:
             raise arity_error(op, "inputs", len(inputs))
         if gradients_to_update is None:
-            gradients_to_update = (None,) * n
+            gradients_to_update = op.no_targets
         elif len(gradients_to_update) != n:
             raise arity_error(op, "gradients_to_update entries", len(gradients_to_update))
+        memory, arrays = self.gradient_buffer.memory, self.gradient_buffer._arrays
         for position, (x, target, differentiable) in enumerate(
             zip(inputs, gradients_to_update, op.differentiable, strict=True)
         ):
@@ -188,8 +192,9 @@ class Autograd:
                     "record a view (output.view()) or a copy"
                 )
             if target is None:
-                if differentiable:
-                    self.gradient_buffer.add_spot(x)
+                if differentiable and id(x) not in memory:  # GradientBuffer.add_spot, inlined: it runs per op
+                    memory[id(x)] = None
+                    arrays[id(x)] = x
             elif getattr(target, "shape", None) != getattr(x, "shape", None):
                 raise OpUsageError(
                     f"{op.describe()}: gradients_to_update[{position}] is {describe_array(target)} but "
@@ -213,7 +218,6 @@ class Autograd:
         seed = self._seed(divergence, last)
         self._backward_done = True
         memory = self.gradient_buffer.memory
-        update = self.gradient_buffer.update_param
         for record in reversed(self.operation_list):
             if record is last:
                 grad_output = seed
@@ -226,8 +230,9 @@ class Autograd:
             for x, grad, target in zip(inputs, grads, record.gradients_to_update, strict=True):
                 if grad is None:
                     continue
-                if target is None:
-                    update(x, grad)
+                if target is None:  # opreg.calls.accumulate, inlined; x has a slot, _record gave it one
+                    current = memory[id(x)]
+                    memory[id(x)] = grad if current is None else np.asarray(current + grad)
                 else:
                     target += grad
 

@@ -66,6 +66,10 @@ class OpDef:
     plugin: str
     tolerances: Mapping[str, float]
     attributes: Mapping[str, Any]
+    no_targets: tuple[None, ...] = ()  # (None,) * len(inputs): the default gradients_to_update, built once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "no_targets", (None,) * len(self.inputs))
 
     def describe(self) -> str:
         """``op 'name' (plugin 'p')``: how every error message names this op."""

@@ -61,13 +61,18 @@ class no_grad:
 
 
 class Node:
-    """How a Tensor was made: the op, its input Tensors and the attributes it was called with."""
+    """How a Tensor was made: the op, the input arrays, and the attributes it was called with.
 
-    __slots__ = ("attributes", "inputs", "op")
+    ``inputs[i]`` is the input Tensor where it requires gradients, and ``None`` for a constant (an array, a number,
+    a tensor that requires none), which the backward pass does not follow.
+    """
 
-    def __init__(self, op: OpDef, inputs: tuple[Tensor, ...], attributes: Any) -> None:
+    __slots__ = ("attributes", "datas", "inputs", "op")
+
+    def __init__(self, op: OpDef, inputs: tuple[Tensor | None, ...], datas: Any, attributes: Any) -> None:
         self.op = op
         self.inputs = inputs
+        self.datas = datas
         self.attributes = attributes
 
 
@@ -234,18 +239,18 @@ class Tensor:
         for tensor in reversed(_topological_order(self)):
             grad_output = grads.pop(id(tensor), None)
             node = tensor._node
-            if node is None:  # a leaf
+            if node is None:  # a leaf: its own copy, since one gradient array may reach several leaves
                 if grad_output is not None:
-                    tensor.grad = grad_output.copy() if tensor.grad is None else tensor.grad + grad_output
+                    leaf_grad = tensor._grad
+                    tensor._grad = grad_output.copy() if leaf_grad is None else np.asarray(leaf_grad + grad_output)
                 continue
             if grad_output is None:
                 continue
             if not retain_graph:
                 tensor._node = RELEASED
-            datas = [x.data for x in node.inputs]
-            grads_in = input_gradients(node.op, grad_output, datas, tensor.data, node.attributes)
+            grads_in = input_gradients(node.op, grad_output, node.datas, tensor.data, node.attributes)
             for x, grad in zip(node.inputs, grads_in, strict=True):
-                if grad is not None and x.requires_grad:
+                if grad is not None and x is not None:
                     accumulate(grads, id(x), grad)
 
 
@@ -276,7 +281,7 @@ def _topological_order(root: Tensor) -> list[Tensor]:
             )
         if node is not None:
             for x in node.inputs:
-                if x.requires_grad and id(x) not in visited:
+                if x is not None and id(x) not in visited:
                     stack.append((x, False))
     return order
 
@@ -289,14 +294,31 @@ def apply(name: str, *args: Any, **attributes: Any) -> Tensor:
         raise unknown_op_error(name) from None
     if attributes or op.attributes:
         attributes = op.bind_attributes(attributes)
-    tensors = [x if isinstance(x, Tensor) else None for x in args]
-    datas = as_arrays([x.data if t is not None else x for x, t in zip(args, tensors, strict=True)])
-    result = Tensor(run_forward(op, datas, attributes))
-    if _grad_mode.enabled and any(t is not None and t._requires_grad for t in tensors):
-        inputs = tuple(t if t is not None else Tensor(d) for t, d in zip(tensors, datas, strict=True))
+    datas: list[Any] = []
+    followed: list[Tensor | None] = []  # the inputs backward goes on to: those that require gradients
+    convert = False
+    for x in args:
+        if isinstance(x, Tensor):
+            datas.append(x.data)
+            followed.append(x if x._requires_grad else None)
+        else:
+            datas.append(x)
+            followed.append(None)
+            convert = convert or type(x) is not np.ndarray
+    if convert:
+        datas = list(as_arrays(datas))
+    result = _result(run_forward(op, datas, attributes))
+    if _grad_mode.enabled and any(x is not None for x in followed):
         result._requires_grad = True
-        result._node = Node(op, inputs, attributes)
+        result._node = Node(op, tuple(followed), datas, attributes)
     return result
+
+
+def _result(data: np.ndarray) -> Tensor:
+    """A Tensor around an op's output, made without ``__init__``'s conversions and checks (the hot path)."""
+    tensor = Tensor.__new__(Tensor)
+    tensor.data, tensor._grad, tensor._requires_grad, tensor._node = data, None, False, None
+    return tensor
 
 
 def op_function(name: str) -> Callable[..., Tensor]:
