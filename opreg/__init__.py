@@ -7,6 +7,7 @@ registered ops.
 """
 
 from opreg import nn, ops, optim
+from opreg.anomaly import AnomalyError, detect_anomaly
 from opreg.checkmode import checking
 from opreg.engine import Autograd, GradientBuffer, Operation
 from opreg.errors import (
@@ -25,6 +26,7 @@ from opreg.registry import OpRegistry, get_registry, register_plugin, reload_plu
 from opreg.tensor import Tensor, no_grad
 
 __all__ = [
+    "AnomalyError",
     "Autograd",
     "EngineStateError",
     "GradcheckError",
@@ -42,6 +44,7 @@ __all__ = [
     "UnknownOpError",
     "check_op",
     "checking",
+    "detect_anomaly",
     "get_registry",
     "gradcheck",
     "hookimpl",

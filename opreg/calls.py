@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from opreg.errors import OpContractError, OpUsageError
+from opreg.errors import OpContractError, OpregError, OpUsageError
 from opreg.fit import fit_gradient
 from opreg.opdef import OpDef
 
@@ -45,7 +45,7 @@ def run_forward(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str
         raise arity_error(op, "inputs", len(inputs))
     try:
         output = op.forward(*inputs, **attributes)
-    except OpContractError:  # checking mode found the op at fault, not the call
+    except OpregError:  # checking or anomaly mode found the op at fault, not the call
         raise
     except Exception as exc:
         shapes = ", ".join(f"{n}: {describe_array(x)}" for n, x in zip(op.inputs, inputs, strict=True))
@@ -68,10 +68,12 @@ def input_gradients(
     inputs: Sequence[np.ndarray],
     output: np.ndarray,
     attributes: Mapping[str, Any],
+    needed: Sequence[Any] | None = None,
 ) -> list[np.ndarray | None]:
     """Each input's gradient from ``op.backward``, fitted to the input's shape and dtype; ``None`` for none.
 
-    ``None`` stands for an input that is not differentiable or that backward gave no gradient.
+    ``None`` stands for an input that is not differentiable or that backward gave no gradient. ``needed[i]`` is
+    falsy for an input whose gradient the caller will drop (a constant), so anomaly mode does not report it.
     """
     if op.backward_uses_output:
         grads = op.backward(grad_output, *inputs, output=output, **attributes)
@@ -81,6 +83,8 @@ def input_gradients(
         raise OpContractError(
             f"{op.describe()}: backward returned {len(grads)} gradients for {len(inputs)} inputs {op.inputs}"
         )
+    if op.after_backward is not None:
+        op.after_backward(output, grads, needed)
     fitted: list[np.ndarray | None] = []
     for position, (x, grad, differentiable) in enumerate(zip(inputs, grads, op.differentiable, strict=True)):
         if grad is None or not differentiable:

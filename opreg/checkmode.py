@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ import numpy as np
 from opreg.errors import OpContractError
 from opreg.fit import gradient_dtype, sum_to_shape
 from opreg.opdef import OpDef
-from opreg.registry import op_table
+from opreg.registry import ops_replaced
 
 CHECK_VAR = "OPREG_CHECK"
 
@@ -89,17 +89,9 @@ def checked_table(table: dict[str, OpDef]) -> dict[str, OpDef]:
     return {name: _checked(op) for name, op in table.items()}
 
 
-@contextmanager
-def checking() -> Iterator[None]:
+def checking() -> AbstractContextManager[None]:
     """Check every op recorded inside the block (see the module docstring)."""
-    table = op_table()
-    originals = dict(table)
-    wrapped = checked_table(originals)
-    table.update(wrapped)
-    try:
-        yield
-    finally:  # restore only what this block wrapped: plugins registered inside it keep their ops
-        table.update((name, originals[name]) for name, op in wrapped.items() if table.get(name) is op)
+    return ops_replaced(_checked)
 
 
 def enabled_by_environment() -> bool:

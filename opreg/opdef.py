@@ -67,6 +67,8 @@ class OpDef:
     tolerances: Mapping[str, float]
     attributes: Mapping[str, Any]
     no_targets: tuple[None, ...] = ()  # (None,) * len(inputs): the default gradients_to_update, built once
+    #: Set by anomaly mode only: called as ``after_backward(output, grads, needed)`` on every backward.
+    after_backward: Callable[[Any, Sequence[Any], Sequence[Any] | None], None] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "no_targets", (None,) * len(self.inputs))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import pluggy
@@ -60,6 +61,21 @@ def op_table() -> dict[str, OpDef]:
     if not _LOADED:
         _reload()
     return _TABLE
+
+
+@contextmanager
+def ops_replaced(wrap: Callable[[OpDef], OpDef]) -> Iterator[None]:
+    """Inside the block, every op in the table is ``wrap(op)``: how checking and anomaly modes switch on once,
+    leaving the hot path without a flag to test. On leaving, only the ops this block replaced are restored, so
+    plugins registered inside it keep theirs."""
+    table = op_table()
+    originals = dict(table)
+    wrapped = {name: wrap(op) for name, op in originals.items()}
+    table.update(wrapped)
+    try:
+        yield
+    finally:
+        table.update((name, originals[name]) for name, op in wrapped.items() if table.get(name) is op)
 
 
 def get_registry() -> OpRegistry:

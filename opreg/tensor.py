@@ -248,7 +248,7 @@ class Tensor:
                 continue
             if not retain_graph:
                 tensor._node = RELEASED
-            grads_in = input_gradients(node.op, grad_output, node.datas, tensor.data, node.attributes)
+            grads_in = input_gradients(node.op, grad_output, node.datas, tensor.data, node.attributes, node.inputs)
             for x, grad in zip(node.inputs, grads_in, strict=True):
                 if grad is not None and x is not None:
                     accumulate(grads, id(x), grad)
