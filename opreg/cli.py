@@ -79,7 +79,8 @@ def _ops(args: argparse.Namespace) -> int:
         info = infos.get(op.plugin)
         dist, version = (info.distribution, info.version) if info else (None, None)
         signature = ", ".join([*op.inputs, *(f"{k}={v!r}" for k, v in op.attributes.items())])
-        rows.append([op.name, signature, op.plugin, dist, version, op.doc.split("\n", 1)[0]])
+        plugin = op.plugin if op.overrides is None else f"{op.plugin} (overrides {op.overrides})"
+        rows.append([op.name, signature, plugin, dist, version, op.doc.split("\n", 1)[0]])
     _print_table(["op", "inputs, attributes", "plugin", "distribution", "version", "doc"], rows)
     return 0
 

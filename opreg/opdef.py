@@ -66,6 +66,8 @@ class OpDef:
     plugin: str
     tolerances: Mapping[str, float]
     attributes: Mapping[str, Any]
+    #: The plugin whose op of this name this one replaces, by its declaration ``overrides=True``; else None.
+    overrides: str | None = None
     no_targets: tuple[None, ...] = ()  # (None,) * len(inputs): the default gradients_to_update, built once
     #: Set by anomaly mode only: called as ``after_backward(output, grads, needed)`` on every backward.
     after_backward: Callable[[Any, Sequence[Any], Sequence[Any] | None], None] | None = None
@@ -110,6 +112,7 @@ def define_op(
     doc: str | None = None,
     backward_uses_output: bool = False,
     tolerances: dict[str, float] | None = None,
+    overrides: bool = False,
 ) -> OpDef:
     """Validate one op declaration and return its :class:`OpDef`; the keywords are those of ``register``.
 
@@ -119,7 +122,8 @@ def define_op(
     arrays, or a list of :class:`Sample` to cover several shapes or attribute values (default: standard normal
     3x4 arrays). ``doc`` defaults to ``forward.__doc__``. ``backward_uses_output`` makes the engine pass
     ``output=`` to backward, so exp or sigmoid need not recompute. ``tolerances`` overrides the gradient check's
-    ``eps``, ``atol`` or ``rtol`` for this op.
+    ``eps``, ``atol`` or ``rtol`` for this op. ``overrides=True`` replaces the op of that name an earlier plugin
+    (a built-in, say) registered; without it, a taken name is an error, so nothing is replaced silently.
     """
     where = f"op {name!r} (plugin {plugin!r})"
     if not name.isidentifier():
@@ -157,6 +161,7 @@ def define_op(
         plugin=plugin,
         tolerances=MappingProxyType(dict(tolerances or {})),
         attributes=MappingProxyType(attributes) if attributes else _NO_ATTRIBUTES,
+        overrides=plugin if overrides else None,  # a placeholder until the registry knows whose op it replaces
     )
 
 

@@ -7,6 +7,7 @@ nor typeguard runs after that.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -163,11 +164,18 @@ def _ops_of(plugin: str, hook: Callable[..., None], table: Mapping[str, OpDef]) 
             raise RegistrationError(f"{where}: {exc}") from None
         except TypeError as exc:  # an unknown or missing keyword
             raise RegistrationError(f"plugin {plugin!r}: register(): {exc}") from None
-        first = table.get(op.name) or ops.get(op.name)
-        if first is not None:
+        earlier, first = table.get(op.name), ops.get(op.name)
+        if op.overrides is not None:
+            if earlier is None:
+                raise RegistrationError(
+                    f"{op.describe()} declares overrides=True, but no earlier plugin registered {op.name!r}"
+                )
+            op = dataclasses.replace(op, overrides=earlier.plugin)
+        elif earlier is not None or first is not None:
+            taken_by = (earlier or first).plugin
             raise RegistrationError(
-                f"op {op.name!r} is registered by both plugin {first.plugin!r} and plugin {plugin!r}; "
-                "disable one of them"
+                f"op {op.name!r} is registered by both plugin {taken_by!r} and plugin {plugin!r}; disable one of "
+                "them, or declare overrides=True in the later one to replace the earlier op on purpose"
             )
         ops[op.name] = op
 

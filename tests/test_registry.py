@@ -8,6 +8,7 @@ import pytest
 
 import opreg
 from opreg import RegistrationError, plugin_manager, registry
+from opreg.cli import main
 
 BUILTIN_OPS = {
     "add", "sub", "mul", "div", "neg", "log", "exp", "relu", "sigmoid", "tanh", "matmul", "transpose",
@@ -151,3 +152,18 @@ def test_a_plugin_object_registered_without_a_name_is_named_after_its_class(op_p
         assert name == "OpPlugin" and opreg.get_registry()["square"].plugin == "OpPlugin"
     finally:
         opreg.unregister_plugin(name)
+
+
+def test_an_op_replaces_a_builtin_only_when_it_says_so(install_ops, capsys):
+    """overrides=True replaces the earlier op on purpose; opreg ops shows it."""
+    install_ops(square("relu", overrides=True), name="my-relu")
+    op = opreg.get_registry()["relu"]
+    assert (op.plugin, op.overrides) == ("my-relu", "opreg_builtins.elementwise")
+    assert main(["ops"]) == 0
+    [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("relu ")]
+    assert "my-relu (overrides opreg_builtins.elementwise)" in row
+
+
+def test_overrides_without_an_earlier_op_is_an_error(op_plugin):
+    with pytest.raises(RegistrationError, match=r"declares overrides=True, but no earlier plugin registered 'cube'"):
+        opreg.register_plugin(op_plugin(square("cube", overrides=True)), name="bad")
