@@ -298,3 +298,12 @@ def test_gradients_are_cast_to_their_inputs_dtype(engine):
 def test_python_numbers_are_promoted_as_numpy_promotes_them(engine, array, number, dtype):
     assert engine.apply("mul", array, number).dtype == dtype
     assert engine.apply("add", number, array).dtype == dtype
+
+
+def test_a_tape_of_100000_operations(engine):
+    """backward is a loop over the tape, not a recursion: very deep graphs are fine."""
+    y = x = np.ones(1)
+    for _ in range(100_000):
+        y = engine.apply("add", y, 1.0)
+    engine.backward(1.0)
+    assert y[0] == 100_001.0 and engine.gradient_buffer.get_param(x)[0] == 1.0

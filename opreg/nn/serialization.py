@@ -44,6 +44,9 @@ def load(module: Module, path: str | os.PathLike[str]) -> Module:
 
 def _read(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     try:
+        with open(path, "rb") as file:  # NumPy would call any other file pickled and suggest allow_pickle: never
+            if file.read(4) != b"PK\x03\x04":
+                raise ValueError("it is not an .npz (zip) archive")
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise ValueError("it holds a single array, not an .npz archive of named parameters")
