@@ -104,7 +104,7 @@ def _check(args: argparse.Namespace) -> int:
     failed = 0
     for op in ops:
         try:
-            check_op(op, seed=args.seed)
+            check_op(op, seed=args.seed, fast=args.fast)
         except GradcheckError as exc:
             failed += 1
             print(f"FAIL  {op.plugin}:{op.name}\n      {exc}")
@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("selection", nargs="*", metavar="OP|PLUGIN", help="ops, plugins or distributions to check")
     check.add_argument("--seed", type=int, default=0, help="seed for the sample inputs (default: 0)")
+    check.add_argument(
+        "--fast", action="store_true", help="one directional derivative per input instead of every element"
+    )
     check.set_defaults(run=_check)
     return parser
 

@@ -158,3 +158,18 @@ def test_an_op_that_upcasts_float32_is_reported(install_ops):
     )
     with pytest.raises(GradcheckError, match=r"op 'double' \(plugin 'upcasting'\): forward turned float32 inputs"):
         check_op("double")
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_fast_mode_passes_every_builtin(name):
+    check_op(name, fast=True)
+
+
+def test_fast_mode_catches_a_wrong_backward(install_ops):
+    """One random direction is enough to see a derivative that is off by a factor."""
+    install_ops(
+        {"name": "cube", "inputs": ("x",), "forward": lambda x: x**3, "backward": lambda g, x: (2 * g * x**2,)},
+        name="buggy-ops",
+    )
+    with pytest.raises(GradcheckError, match=r"op 'cube' \(plugin 'buggy-ops'\): .*input 0 'x' along a random"):
+        check_op("cube", fast=True)
