@@ -10,6 +10,8 @@ Environment variables, read when the plugin manager is first created:
 * ``OPREG_DISABLE_PLUGIN_AUTOLOAD=1``: load only the built-ins (as pytest's variable of that name).
 * ``OPREG_LOAD_PLUGINS=dist-a,dist-b``: load only these distributions (or entry point names) besides the
   built-ins (as llm's ``LLM_LOAD_PLUGINS``).
+* ``OPREG_PLUGIN_TIMEOUT=30``: seconds an installed plugin's import or registration may take before it is
+  skipped as hanging.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import pluggy
 
@@ -37,6 +41,9 @@ BUILTIN_PLUGINS = (
 )
 
 ENTRY_POINT_GROUP = "opreg"
+TIMEOUT_VAR = "OPREG_PLUGIN_TIMEOUT"
+DEFAULT_TIMEOUT = 30.0
+T = TypeVar("T")
 DISABLE_AUTOLOAD_VAR = "OPREG_DISABLE_PLUGIN_AUTOLOAD"
 LOAD_ONLY_VAR = "OPREG_LOAD_PLUGINS"
 
@@ -161,9 +168,33 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             _load_one(pm, entry_point, info)
 
 
+def guarded(name: str, call: Callable[[], T]) -> T:
+    """``call()`` for an installed plugin: one that hangs (an import waiting on a network, a loop) is given up on
+    after ``OPREG_PLUGIN_TIMEOUT`` seconds (default 30) with :class:`TimeoutError`, so opreg goes on without it.
+    The call runs in a daemon thread, which Python cannot stop: it is abandoned, never joined."""
+    timeout = float(os.environ.get(TIMEOUT_VAR, DEFAULT_TIMEOUT))
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name=f"opreg plugin {name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        raise TimeoutError(f"did not finish within {timeout:g} s ({TIMEOUT_VAR}); it may hang")
+    finished, value = outcome[0]
+    if not finished:
+        raise value
+    return value
+
+
 def _load_one(pm: pluggy.PluginManager, entry_point: metadata.EntryPoint, info: PluginInfo) -> None:
     try:
-        plugin = entry_point.load()
+        plugin = guarded(info.name, entry_point.load)
     except Exception as exc:
         skip(pm, info.name, f"import failed: {type(exc).__name__}: {exc}")
         return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -143,12 +144,14 @@ def _collect(pm: pluggy.PluginManager) -> dict[str, OpDef]:
     """
     table: dict[str, OpDef] = {}
     for impl in pm.hook.opreg_register_ops.get_hookimpls():
+        name = impl.plugin_name
+        if not plugin_manager.isolated(name):
+            table |= _ops_of(name, impl.function, table)
+            continue
         try:
-            table |= _ops_of(impl.plugin_name, impl.function, table)
+            table |= plugin_manager.guarded(name, functools.partial(_ops_of, name, impl.function, table))
         except Exception as exc:
-            if not plugin_manager.isolated(impl.plugin_name):
-                raise
-            plugin_manager.skip(pm, impl.plugin_name, f"{type(exc).__name__}: {exc}")
+            plugin_manager.skip(pm, name, f"{type(exc).__name__}: {exc}")
     return table
 
 

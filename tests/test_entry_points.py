@@ -118,3 +118,23 @@ def test_a_broken_installed_plugin_breaks_neither_import_nor_the_command(site):
     listed = subprocess.run([sys.executable, "-m", "opreg", "ops"], env=env, capture_output=True, text=True)
     assert listed.returncode == 0 and "matmul" in listed.stdout
     assert "opreg skipped plugin 'broken-import'" in listed.stderr and "no GPU here" in listed.stderr
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import time\ntime.sleep(30)\n" + GOOD,
+        GOOD.replace(
+            "def opreg_register_ops(register):\n",
+            "def opreg_register_ops(register):\n    import time\n    time.sleep(30)\n",
+        ),
+    ],
+    ids=["import-hangs", "hook-hangs"],
+)
+def test_a_plugin_that_hangs_is_skipped_after_the_timeout(site, monkeypatch, source):
+    monkeypatch.setenv(plugin_manager.TIMEOUT_VAR, "0.5")
+    site.install("slow-ops", "slow_ops", source)
+    site.install("opreg-squares", "opreg_squares", GOOD.replace("cube", "square"))
+    messages = reload_collecting_warnings()
+    assert len(messages) == 1 and "slow-ops" in messages[0] and "did not finish within 0.5 s" in messages[0]
+    assert "square" in opreg.get_registry() and "cube" not in opreg.get_registry()
