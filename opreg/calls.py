@@ -75,10 +75,8 @@ def input_gradients(
     ``None`` stands for an input that is not differentiable or that backward gave no gradient. ``needed[i]`` is
     falsy for an input whose gradient the caller will drop (a constant), so anomaly mode does not report it.
     """
-    if op.backward_uses_output:
-        grads = op.backward(grad_output, *inputs, output=output, **attributes)
-    else:
-        grads = op.backward(grad_output, *inputs, **attributes)
+    keywords = backward_keywords(op, attributes, output, needed) if op.extra_backward_keywords else attributes
+    grads = op.backward(grad_output, *inputs, **keywords)
     if len(grads) != len(inputs):
         raise OpContractError(
             f"{op.describe()}: backward returned {len(grads)} gradients for {len(inputs)} inputs {op.inputs}"
@@ -93,6 +91,22 @@ def input_gradients(
             grad = _fit(op, position, grad, x)  # NumPy scalars (0-d arithmetic gives them) become 0-d arrays too
         fitted.append(grad)
     return fitted
+
+
+def backward_keywords(
+    op: OpDef, attributes: Mapping[str, Any], output: np.ndarray, needed: Sequence[Any] | None = None
+) -> dict[str, Any]:
+    """The keywords backward takes besides the attributes: ``output=`` and ``needs_grad=`` where it declared them.
+
+    ``needs_grad[i]`` is False where ``needed[i]`` is ``None`` (a constant the caller drops), True everywhere when
+    ``needed`` is ``None`` (the tape engine keeps every gradient).
+    """
+    keywords = dict(attributes)
+    if op.backward_uses_output:
+        keywords["output"] = output
+    if op.backward_uses_needs_grad:
+        keywords["needs_grad"] = op.all_needed if needed is None else tuple(x is not None for x in needed)
+    return keywords
 
 
 def _fit(op: OpDef, position: int, grad: Any, x: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from opreg import plugin_manager
+from opreg.calls import backward_keywords
 from opreg.checkmode import check_gradients, check_unchanged
 from opreg.engine import Autograd
 from opreg.errors import GradcheckError, OpContractError, OpUsageError
@@ -94,7 +95,7 @@ def _checked_forward(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[st
 def _check_backward_contract(
     op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any], output: np.ndarray, grad_output: np.ndarray
 ) -> None:
-    keywords = {**attributes, "output": output.copy()} if op.backward_uses_output else attributes
+    keywords = backward_keywords(op, attributes, output.copy())
     names = ["backward: grad_output", *(f"backward: {op.describe_input(i)}" for i in range(len(inputs)))]
     arrays = [grad_output, *inputs]
     grads = check_unchanged(op, lambda: op.backward(grad_output, *inputs, **keywords), arrays, names)
@@ -110,7 +111,7 @@ def _check_float32(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str,
             f"forward turned float32 inputs into a {output.dtype} output; a NumPy scalar such as np.float64(...) "
             "or np.sqrt(2.0) in the computation upcasts (Python floats do not)",
         )
-    keywords = {**attributes, "output": output} if op.backward_uses_output else attributes
+    keywords = backward_keywords(op, attributes, output)
     check_gradients(op, inputs, op.backward(np.ones(output.shape, np.float32), *inputs, **keywords))
 
 

@@ -22,7 +22,7 @@ from opreg.errors import OpUsageError, RegistrationError
 CHECK_TOLERANCES = MappingProxyType({"eps": 1e-6, "atol": 1e-5, "rtol": 1e-3})
 
 #: Names the engine's own keywords use, so no attribute may take them.
-RESERVED_NAMES = frozenset({"gradients_to_update", "output"})
+RESERVED_NAMES = frozenset({"gradients_to_update", "output", "needs_grad"})
 
 _NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 
@@ -66,14 +66,21 @@ class OpDef:
     plugin: str
     tolerances: Mapping[str, float]
     attributes: Mapping[str, Any]
+    #: Whether backward takes ``needs_grad=`` (one bool per input) to skip gradients nobody will use.
+    backward_uses_needs_grad: bool = False
     #: The plugin whose op of this name this one replaces, by its declaration ``overrides=True``; else None.
     overrides: str | None = None
     no_targets: tuple[None, ...] = ()  # (None,) * len(inputs): the default gradients_to_update, built once
     #: Set by anomaly mode only: called as ``after_backward(output, grads, needed)`` on every backward.
     after_backward: Callable[[Any, Sequence[Any], Sequence[Any] | None], None] | None = None
 
+    extra_backward_keywords: bool = False  # backward_uses_output or backward_uses_needs_grad, computed once
+    all_needed: tuple[bool, ...] = ()  # (True,) * len(inputs), built once
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "no_targets", (None,) * len(self.inputs))
+        object.__setattr__(self, "all_needed", (True,) * len(self.inputs))
+        object.__setattr__(self, "extra_backward_keywords", self.backward_uses_output or self.backward_uses_needs_grad)
 
     def describe(self) -> str:
         """``op 'name' (plugin 'p')``: how every error message names this op."""
@@ -111,6 +118,7 @@ def define_op(
     sample_inputs: SampleInputs | None = None,
     doc: str | None = None,
     backward_uses_output: bool = False,
+    backward_uses_needs_grad: bool = False,
     tolerances: dict[str, float] | None = None,
     overrides: bool = False,
 ) -> OpDef:
@@ -121,9 +129,11 @@ def define_op(
     receive every attribute as a keyword. ``sample_inputs(rng)`` draws valid inputs for gradient checks: the
     arrays, or a list of :class:`Sample` to cover several shapes or attribute values (default: standard normal
     3x4 arrays). ``doc`` defaults to ``forward.__doc__``. ``backward_uses_output`` makes the engine pass
-    ``output=`` to backward, so exp or sigmoid need not recompute. ``tolerances`` overrides the gradient check's
-    ``eps``, ``atol`` or ``rtol`` for this op. ``overrides=True`` replaces the op of that name an earlier plugin
-    (a built-in, say) registered; without it, a taken name is an error, so nothing is replaced silently.
+    ``output=`` to backward, so exp or sigmoid need not recompute. ``backward_uses_needs_grad`` makes it pass
+    ``needs_grad=``, one bool per input, False for an input whose gradient would be dropped (a network's input),
+    so backward can skip computing it. ``tolerances`` overrides the gradient check's ``eps``, ``atol`` or ``rtol``
+    for this op. ``overrides=True`` replaces the op of that name an earlier plugin (a built-in, say) registered;
+    without it, a taken name is an error, so nothing is replaced silently.
     """
     where = f"op {name!r} (plugin {plugin!r})"
     if not name.isidentifier():
@@ -147,7 +157,13 @@ def define_op(
         raise RegistrationError(f"{where}: tolerances takes {sorted(CHECK_TOLERANCES)}, not {unknown}")
     _check_arity(where, "forward", forward, len(inputs), attributes)
     _check_arity(
-        where, "backward", backward, 1 + len(inputs), attributes | ({"output": None} if backward_uses_output else {})
+        where,
+        "backward",
+        backward,
+        1 + len(inputs),
+        attributes
+        | ({"output": None} if backward_uses_output else {})
+        | ({"needs_grad": None} if backward_uses_needs_grad else {}),
     )
     return OpDef(
         name=name,
@@ -158,6 +174,7 @@ def define_op(
         sample_inputs=sample_inputs or _standard_normal_samples(len(inputs)),
         doc=(inspect.getdoc(forward) or "") if doc is None else doc,
         backward_uses_output=backward_uses_output,
+        backward_uses_needs_grad=backward_uses_needs_grad,
         plugin=plugin,
         tolerances=MappingProxyType(dict(tolerances or {})),
         attributes=MappingProxyType(attributes) if attributes else _NO_ATTRIBUTES,

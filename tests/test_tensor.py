@@ -908,3 +908,28 @@ def test_a_reused_zero_dimensional_intermediate_accumulates_to_an_array():
     h = x * 2.0
     (h + h * h).backward()
     assert type(x.grad) is np.ndarray and x.grad == pytest.approx(14.0)
+
+
+def test_matmul_skips_the_gradient_nobody_needs(install_ops):
+    """A network's input needs no gradient: matmul's backward is told so and does not compute it."""
+    seen = []
+    original = opreg.get_registry()["matmul"].backward
+
+    def spying_backward(g, a, b, *, needs_grad):
+        seen.append(needs_grad)
+        return original(g, a, b, needs_grad=needs_grad)
+
+    install_ops(
+        {
+            "name": "matmul",
+            "inputs": ("a", "b"),
+            "forward": np.matmul,
+            "backward": spying_backward,
+            "backward_uses_needs_grad": True,
+            "overrides": True,
+        },
+        name="spy",
+    )
+    x, w = Tensor(np.ones((2, 3))), Tensor(np.ones((3, 4)), requires_grad=True)
+    (x @ w).sum().backward()
+    assert seen == [(False, True)] and x.grad is None and w.grad.shape == (3, 4)
