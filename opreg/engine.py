@@ -97,7 +97,9 @@ class GradientBuffer:
         if key not in self.memory:
             raise KeyError(f"the {describe_array(np_array)} array is not tracked by this buffer")
         gradient = self.memory[key]
-        return np.zeros(np_array.shape, gradient_dtype(np_array)) if gradient is None else gradient
+        # A copy: one gradient array may serve several slots (add gives both inputs the same), so changing what
+        # this returns must not change another array's gradient.
+        return np.zeros(np_array.shape, gradient_dtype(np_array)) if gradient is None else gradient.copy()
 
     def clear(self) -> None:
         self.memory.clear()
@@ -240,7 +242,7 @@ class Autograd:
     def _seed(divergence: Any, last: Operation) -> np.ndarray:
         output = last.output
         dtype = gradient_dtype(output)
-        seed = np.asarray(divergence, dtype=dtype)
+        seed = np.array(divergence, dtype=dtype)  # a copy: the buffer may keep it, and the caller may change theirs
         if seed.shape == output.shape:
             return seed
         if seed.ndim == 0:

@@ -61,7 +61,8 @@ def opreg_register_ops(register: Register) -> None:
         name="div",
         inputs=("a", "b"),
         forward=lambda a, b: a / b,
-        backward=lambda g, a, b: (g / b, -g * a / (b * b)),
+        backward=lambda g, a, b, *, output: (g / b, -g * output / b),  # not a / (b * b): b * b over/underflows
+        backward_uses_output=True,
         sample_inputs=lambda rng: (rng.standard_normal((3, 4)), _away_from_zero(rng, (3, 4))),
         doc="a / b elementwise, broadcasting.",
     )
