@@ -1,0 +1,122 @@
+"""Per-operation overhead: a chain of elementwise multiplications ``y = y * c`` on a tiny array.
+
+On 1 or 10 elements the arithmetic is negligible, so the time per op is what each library adds around one NumPy
+ufunc call: dispatch, recording the operation, and in backward, calling the op's derivative and routing the
+gradient. ``c`` is a constant array (it needs no gradient); ``x`` is the input whose gradient backward computes,
+seeded with ones of the output's shape.
+
+Each implementation gives a dict of modes, ``"forward"`` (recording, where the library records) and
+``"forward+backward"``; NumPy has only the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from trainers import autograd
+
+import opreg
+from opreg import Tensor
+
+Modes = dict[str, Callable[[], object]]
+
+
+def numpy_chain(x: np.ndarray, c: np.ndarray, n_ops: int) -> Modes:
+    def forward() -> np.ndarray:
+        y = x
+        for _ in range(n_ops):
+            y = y * c
+        return y
+
+    return {"forward": forward}
+
+
+def opreg_tape_chain(x: np.ndarray, c: np.ndarray, n_ops: int) -> Modes:
+    """Recorded with ``engine.apply``; ``zero_grad`` ends every call so the tape does not grow across calls.
+
+    The tape cannot tell that ``c`` needs no gradient (``gradients_to_update=None`` means "tracked"), so its
+    backward also accumulates a gradient for ``c``, as a user of this API gets.
+    """
+    engine = opreg.Autograd()
+
+    def forward() -> np.ndarray:
+        y = x
+        for _ in range(n_ops):
+            y = engine.apply("mul", y, c)
+        return y
+
+    def forward_only() -> None:
+        forward()
+        engine.zero_grad()
+
+    def forward_backward() -> None:
+        forward()
+        engine.backward(1.0)
+        engine.zero_grad()
+
+    return {"forward": forward_only, "forward+backward": forward_backward}
+
+
+def opreg_tensor_chain(x: np.ndarray, c: np.ndarray, n_ops: int) -> Modes:
+    leaf = Tensor(x.copy(), requires_grad=True)
+    seed = np.ones_like(x)
+
+    def forward() -> Tensor:
+        y = leaf
+        for _ in range(n_ops):
+            y = y * c
+        return y
+
+    def forward_backward() -> None:
+        forward().backward(seed)
+        leaf.grad = None
+
+    return {"forward": forward, "forward+backward": forward_backward}
+
+
+def torch_chain(x: np.ndarray, c: np.ndarray, n_ops: int) -> Modes:
+    leaf = torch.tensor(x, requires_grad=True)
+    constant = torch.from_numpy(c)
+    seed = torch.ones_like(leaf)
+
+    def forward() -> torch.Tensor:
+        y = leaf
+        for _ in range(n_ops):
+            y = y * constant
+        return y
+
+    def forward_backward() -> None:
+        forward().backward(seed)
+        leaf.grad = None
+
+    return {"forward": forward, "forward+backward": forward_backward}
+
+
+def autograd_chain(x: np.ndarray, c: np.ndarray, n_ops: int) -> Modes:
+    """``make_vjp`` runs the traced forward and returns the backward unrun: "forward" is just that."""
+
+    def chain(y: object) -> object:
+        for _ in range(n_ops):
+            y = y * c
+        return y
+
+    seed = np.ones_like(x)
+    traced = autograd.make_vjp(chain)
+
+    def forward_backward() -> None:
+        vjp, _ = traced(x)
+        vjp(seed)
+
+    return {"forward": lambda: traced(x), "forward+backward": forward_backward}
+
+
+def chains() -> dict[str, Callable[[np.ndarray, np.ndarray, int], Modes]]:
+    found = {
+        "numpy": numpy_chain,
+        "opreg tape": opreg_tape_chain,
+        "opreg Tensor": opreg_tensor_chain,
+        "torch": torch_chain,
+    }
+    return found | ({"autograd": autograd_chain} if autograd is not None else {})
