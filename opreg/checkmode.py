@@ -47,7 +47,9 @@ def check_gradients(op: OpDef, inputs: Sequence[np.ndarray], grads: Sequence[Any
     """
     uniform = len({x.dtype for x in inputs if x.dtype.kind == "f"}) <= 1
     if len(grads) != len(inputs):
-        raise OpContractError(f"{op.describe()}: backward returned {len(grads)} gradients for {len(inputs)} inputs")
+        raise OpContractError(
+            f"{op.describe()}: backward returned {len(grads)} gradients for {len(inputs)} inputs {op.inputs}"
+        )
     for position, (x, grad) in enumerate(zip(inputs, grads, strict=True)):
         if grad is None:
             continue
@@ -58,7 +60,10 @@ def check_gradients(op: OpDef, inputs: Sequence[np.ndarray], grads: Sequence[Any
                 f"{where} a {type(grad).__name__} as the gradient of {name}; expected an array or None"
             )
         if sum_to_shape(np.asarray(grad), x.shape) is None:
-            raise OpContractError(f"{where} shape {grad.shape} for {name} of shape {x.shape}")
+            raise OpContractError(
+                f"{where} a gradient of shape {grad.shape} for {name} of shape {x.shape}, which broadcasting cannot "
+                "explain"
+            )
         expected = gradient_dtype(x)
         if grad.dtype != expected if uniform else grad.dtype.kind != "f":
             raise OpContractError(f"{where} dtype {grad.dtype} for {name} of dtype {x.dtype}; expected {expected}")
