@@ -71,7 +71,7 @@ def _check_sample(op: OpDef, sample: Sample, rng: np.random.Generator, settings:
             direction = rng.standard_normal(inputs[position].shape)
             numeric = directional_derivative(forward, inputs, grad_output, position, direction, settings["eps"])
             what = f"{op.describe_input(position)} along a random direction"
-            _compare(op.describe(), what, np.sum(analytic * direction), numeric, settings)
+            _compare(op.describe(), what, np.asarray(np.sum(analytic * direction)), numeric, settings)
         else:
             numeric = numeric_gradient(forward, inputs, grad_output, position, settings["eps"])
             _compare(op.describe(), op.describe_input(position), analytic, numeric, settings)

@@ -22,7 +22,7 @@ def _off_kink(rng: np.random.Generator) -> tuple[np.ndarray]:
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-x)), computed as exp(-log(1 + exp(-x))) so that no intermediate overflows."""
-    return np.exp(-np.logaddexp(0, -x))
+    return np.asarray(np.exp(-np.logaddexp(0, -x)))  # asarray: a 0-d x would give a NumPy scalar
 
 
 @hookimpl

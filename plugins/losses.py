@@ -45,7 +45,7 @@ def _mse(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.asarray((diff * diff).mean())
 
 
-def _mse_backward(g: np.ndarray, prediction: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _mse_backward(g: np.ndarray, prediction: np.ndarray, target: np.ndarray) -> tuple:
     grad = g * 2 * (prediction - target) / prediction.size
     return grad, -grad
 
