@@ -30,18 +30,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import opreg
+from opreg.testing import axes
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
-
-REGISTRY = opreg.get_registry()
-BUILTIN_OPS = sorted(name for name, op in REGISTRY.items() if op.plugin.startswith("opreg_builtins"))
+from torch_reference import BUILTIN_OPS, REGISTRY, TORCH_OPS, torch
 
 #: No node's values may exceed this in magnitude.
 LIMIT = 1e4
@@ -55,46 +51,17 @@ def _tensor(x: Any) -> Any:
 
 
 def _binary(function):
+    """A program passes numbers and constant arrays as operands, which torch's functions want as tensors."""
     return lambda a, b: function(_tensor(a), _tensor(b))
 
 
-def _reduction(function):
-    """NumPy's axis semantics: None is every axis, () none (torch would read dim=() as every axis)."""
-
-    def reduce(x, axis=None, keepdims=False):
-        dims = tuple(range(x.ndim)) if axis is None else axis
-        return x.clone() if dims == () else function(x, dim=dims, keepdim=keepdims)
-
-    return reduce
-
-
-def _softmax_cross_entropy(logits, labels):
-    classes = logits.shape[-1]
-    return F.cross_entropy(logits.reshape(-1, classes), _tensor(labels).reshape(-1, classes))
-
-
-TORCH_OPS = SimpleNamespace(
-    add=_binary(torch.add),
-    sub=_binary(torch.sub),
-    mul=_binary(torch.mul),
-    div=_binary(torch.div),
-    pow=_binary(torch.pow),
-    matmul=_binary(torch.matmul),
-    mse=_binary(F.mse_loss),
-    neg=torch.neg,
-    log=torch.log,
-    exp=torch.exp,
-    relu=torch.relu,
-    sigmoid=torch.sigmoid,
-    tanh=torch.tanh,
-    transpose=lambda x: x.mT,
-    sum=_reduction(torch.sum),
-    mean=_reduction(torch.mean),
-    softmax_cross_entropy=_softmax_cross_entropy,
+#: The shared table (tests/torch_reference.py), each two-input op taking numbers and arrays as well.
+TORCH_LIB = SimpleNamespace(
+    **{name: _binary(f) if len(REGISTRY[name].inputs) == 2 else f for name, f in TORCH_OPS.items()}
 )
 
 #: The ops the fuzzer draws: every built-in one (test_fuzzer_draws_every_builtin_op keeps it so).
-FUZZ_OPS = sorted(vars(TORCH_OPS))
+FUZZ_OPS = sorted(vars(TORCH_LIB))
 
 #: How each front end's program starts and ends; ``leaf`` makes a parameter, ``const`` a constant array.
 HEADERS = {
@@ -400,20 +367,6 @@ def _normalize(axis, ndim: int) -> tuple[int, ...]:
 
 
 @st.composite
-def axes(draw, ndim: int):
-    """None, an int (either sign), or a tuple of distinct axes in any order, each either sign (maybe empty)."""
-    kind = draw(st.sampled_from(["none", "int", "tuple"] if ndim else ["none", "tuple"]))
-    if kind == "none":
-        return None
-    if kind == "int":
-        return draw(st.integers(-ndim, ndim - 1))
-    if ndim == 0:
-        return ()
-    chosen = draw(st.lists(st.integers(0, ndim - 1), unique=True, max_size=ndim))
-    return tuple(a - ndim if draw(st.booleans()) else a for a in chosen)
-
-
-@st.composite
 def programs(draw) -> Program:
     builder = Builder(draw)
     m, n, b = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(2, 3))
@@ -435,7 +388,7 @@ def programs(draw) -> Program:
 def run_torch(program: Program) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None]]:
     """Every node's value and every parameter's gradient (None where torch gives none), by torch autograd."""
     namespace: dict[str, Any] = {
-        "ops": TORCH_OPS,
+        "ops": TORCH_LIB,
         "leaf": lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True),
         "const": lambda v: torch.tensor(v, dtype=torch.float64),
     }

@@ -1,7 +1,8 @@
 """Every built-in op against PyTorch: forward values and the gradients of every differentiable input.
 
-PyTorch is the independent reference here: each op's torch counterpart is written out in ``TORCH_OPS`` and
-computed by torch's own autograd, never from opreg's code. A built-in op missing from that table fails.
+PyTorch is the independent reference here: each op's torch counterpart is written out in ``TORCH_OPS`` (in
+tests/torch_reference.py) and computed by torch's own autograd, never from opreg's code. A built-in op missing
+from that table fails.
 """
 
 from __future__ import annotations
@@ -13,53 +14,10 @@ import pytest
 
 import opreg
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+from torch_reference import BUILTIN_OPS, REGISTRY, TORCH_OPS, torch, torch_reference
 
 F64 = {"rtol": 1e-10, "atol": 1e-12}
 F32 = {"rtol": 2e-5, "atol": 1e-6}
-
-
-def _dims(x, axis):
-    """opreg's axis=None (all axes) as torch's explicit dim."""
-    return tuple(range(x.ndim)) if axis is None else axis
-
-
-def _torch_softmax_cross_entropy(logits, labels):
-    """torch's cross_entropy with probability targets, over every leading (batch) axis."""
-    classes = logits.shape[-1]
-    return F.cross_entropy(logits.reshape(-1, classes), labels.reshape(-1, classes))
-
-
-#: op name -> the same computation in torch. Keep complete: every built-in op needs an entry.
-TORCH_OPS: dict[str, Callable] = {
-    "add": torch.add,
-    "sub": torch.sub,
-    "mul": torch.mul,
-    "div": torch.div,
-    "neg": torch.neg,
-    "sum": lambda x, *, axis, keepdims: torch.sum(x, dim=_dims(x, axis), keepdim=keepdims),
-    "mean": lambda x, *, axis, keepdims: torch.mean(x, dim=_dims(x, axis), keepdim=keepdims),
-    "pow": torch.pow,
-    "log": torch.log,
-    "exp": torch.exp,
-    "relu": torch.relu,
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-    "matmul": torch.matmul,
-    "transpose": lambda x: x.mT,
-    "softmax_cross_entropy": _torch_softmax_cross_entropy,
-    "mse": F.mse_loss,
-}
-
-REGISTRY = opreg.get_registry()
-BUILTIN_OPS = sorted(name for name, op in REGISTRY.items() if op.plugin.startswith("opreg_builtins"))
-
-
-def torch_reference(name: str) -> Callable:
-    if name not in TORCH_OPS:
-        pytest.fail(f"built-in op {name!r} has no PyTorch reference; add it to TORCH_OPS in {__name__}")
-    return TORCH_OPS[name]
 
 
 def run_opreg(

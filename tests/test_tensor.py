@@ -20,8 +20,7 @@ import pytest
 import opreg
 from opreg import EngineStateError, GradcheckError, OpUsageError, Tensor
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+from torch_reference import BUILTIN_OPS, REGISTRY, TORCH_OPS, F, softmax_cross_entropy, torch, torch_reference
 
 F64 = {"rtol": 1e-10, "atol": 1e-12}
 F32 = {"rtol": 1e-5, "atol": 1e-6}
@@ -29,81 +28,18 @@ F32 = {"rtol": 1e-5, "atol": 1e-6}
 ops = opreg.ops
 
 
-def _torch_softmax_cross_entropy(logits, labels):
-    """torch's cross_entropy with probability targets, over every leading (batch) axis."""
-    classes = logits.shape[-1]
-    return F.cross_entropy(logits.reshape(-1, classes), labels.reshape(-1, classes))
-
-
-#: op name -> the same computation in torch. Keep complete: every built-in op needs an entry.
-TORCH_OPS: dict[str, Callable] = {
-    "add": torch.add,
-    "sub": torch.sub,
-    "mul": torch.mul,
-    "div": torch.div,
-    "neg": torch.neg,
-    "pow": torch.pow,
-    "log": torch.log,
-    "exp": torch.exp,
-    "relu": torch.relu,
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-    "matmul": torch.matmul,
-    "transpose": lambda x: x.mT,
-    "softmax_cross_entropy": _torch_softmax_cross_entropy,
-    "mse": F.mse_loss,
-    "sum": lambda x, *, axis, keepdims: _sum(x, axis, keepdims),
-    "mean": lambda x, *, axis, keepdims: _mean(x, axis, keepdims),
-}
-
-REGISTRY = opreg.get_registry()
-BUILTIN_OPS = sorted(name for name, op in REGISTRY.items() if op.plugin.startswith("opreg_builtins"))
-
-
-def torch_reference(name: str) -> Callable:
-    if name not in TORCH_OPS:
-        pytest.fail(f"built-in op {name!r} has no PyTorch reference; add it to TORCH_OPS in {__name__}")
-    return TORCH_OPS[name]
-
-
-def _dims(x, axis):
-    """opreg's axis=None (all axes) as torch's explicit dim."""
-    return tuple(range(x.ndim)) if axis is None else axis
-
-
-def _sum(x, axis=None, keepdims=False):
-    return x.sum(dim=_dims(x, axis), keepdim=keepdims)
-
-
-def _mean(x, axis=None, keepdims=False):
-    return x.mean(dim=_dims(x, axis), keepdim=keepdims)
-
-
 #: The two libraries an expression runs on: the same op names, and ``const`` for a constant array operand
 #: (opreg takes the ndarray itself, so ``ndarray <op> Tensor`` is exercised; torch needs a tensor).
+LIB_OPS = ("tanh", "exp", "log", "sigmoid", "relu", "mse", "sum", "mean")
 OPREG = SimpleNamespace(
     tensor=lambda a, requires_grad: Tensor(np.array(a), requires_grad=requires_grad),
     const=lambda a: a,
-    tanh=ops.tanh,
-    exp=ops.exp,
-    log=ops.log,
-    sigmoid=ops.sigmoid,
-    relu=ops.relu,
-    mse=ops.mse,
-    sum=ops.sum,
-    mean=ops.mean,
+    **{name: getattr(ops, name) for name in LIB_OPS},
 )
 TORCH = SimpleNamespace(
     tensor=lambda a, requires_grad: torch.tensor(np.array(a), requires_grad=requires_grad),
     const=lambda a: torch.tensor(np.array(a)),
-    tanh=torch.tanh,
-    exp=torch.exp,
-    log=torch.log,
-    sigmoid=torch.sigmoid,
-    relu=torch.relu,
-    mse=F.mse_loss,
-    sum=_sum,
-    mean=_mean,
+    **{name: TORCH_OPS[name] for name in LIB_OPS},
 )
 
 
@@ -224,7 +160,7 @@ def test_non_differentiable_input_gets_no_gradient_even_if_it_requires_one():
     ops.softmax_cross_entropy(logits, labels).backward()
     assert labels.grad is None
     t = torch.tensor(logits.data.copy(), requires_grad=True)
-    _torch_softmax_cross_entropy(t, torch.tensor(labels.data)).backward()
+    softmax_cross_entropy(t, torch.tensor(labels.data)).backward()
     np.testing.assert_allclose(logits.grad, t.grad.numpy(), strict=True, **F64)
 
 

@@ -1,15 +1,16 @@
 """Every op of the contrib_ops plugin against PyTorch: forward values and the gradient of every differentiable
 input, on every sample the op declares (attributes included), in float64 and in float32.
 
-PyTorch is the independent reference: each op's counterpart is written out in ``TORCH_OPS`` and differentiated
-by torch's own autograd, never computed from this package's code. An op registered by the plugin but missing from
-the table fails, and so does an entry naming an op the plugin does not register.
+PyTorch is the independent reference: each op's counterpart is written out in ``TORCH_OPS`` (in
+contrib_torch_reference.py) and differentiated by torch's own autograd, never computed from this package's code.
+An op registered by the plugin but missing from the table fails, and so does an entry naming an op the plugin does
+not register.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,59 +19,13 @@ import pytest
 import opreg
 from opreg import plugin_manager
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+from contrib_torch_reference import CONTRIB_OPS, PLUGIN, REGISTRY, TORCH_OPS, torch, torch_reference
 
-PLUGIN = "contrib_ops"
 F64 = {"rtol": 1e-10, "atol": 1e-12}
 F32 = {"rtol": 1e-5, "atol": 1e-6}
 TOLERANCES = {np.float64: F64, np.float32: F32}
 #: NumPy raises instead of warning on these inside the stability tests: nothing may overflow or take log(0).
 STRICT = {"over": "raise", "divide": "raise", "invalid": "raise"}
-
-
-def _dims(x: Any, axis: int | tuple[int, ...] | None) -> int | tuple[int, ...]:
-    """opreg's axis=None (all axes) as torch's explicit dim: torch.logsumexp has no "all" default."""
-    return tuple(range(x.ndim)) if axis is None else axis
-
-
-def _reduction(fn: Callable) -> Callable:
-    return lambda x, *, axis, keepdims: fn(x, dim=_dims(x, axis), keepdim=keepdims)
-
-
-def _reshape(x: Any, *, shape: int | tuple[int, ...]) -> Any:
-    return torch.reshape(x, (shape,) if isinstance(shape, int) else tuple(shape))
-
-
-def _permute(x: Any, *, axes: tuple[int, ...] | None) -> Any:
-    return x.permute(tuple(reversed(range(x.ndim))) if axes is None else tuple(axes))
-
-
-#: op name -> the same computation in torch, taking the op's attributes as keywords. Keep complete.
-TORCH_OPS: dict[str, Callable] = {
-    "softplus": F.softplus,
-    "leaky_relu": lambda x, *, negative_slope: F.leaky_relu(x, negative_slope),
-    "gelu": lambda x, *, approximate: F.gelu(x, approximate=approximate),
-    "sqrt": torch.sqrt,
-    "abs": torch.abs,
-    "max": _reduction(torch.amax),
-    "logsumexp": _reduction(torch.logsumexp),
-    "reshape": _reshape,
-    "permute": _permute,
-    "softmax": lambda x, *, axis: F.softmax(x, dim=axis),
-    "log_softmax": lambda x, *, axis: F.log_softmax(x, dim=axis),
-    "binary_cross_entropy_with_logits": F.binary_cross_entropy_with_logits,
-    "huber": lambda prediction, target, *, delta: F.huber_loss(prediction, target, delta=delta),
-}
-
-REGISTRY = opreg.get_registry()
-CONTRIB_OPS = sorted(name for name, op in REGISTRY.items() if op.plugin == PLUGIN)
-
-
-def torch_reference(name: str) -> Callable:
-    if name not in TORCH_OPS:
-        pytest.fail(f"op {name!r} of plugin {PLUGIN!r} has no PyTorch reference; add it to TORCH_OPS in {__name__}")
-    return TORCH_OPS[name]
 
 
 def run_opreg(
