@@ -72,8 +72,8 @@ def input_gradients(
 ) -> list[np.ndarray | None]:
     """Each input's gradient from ``op.backward``, fitted to the input's shape and dtype; ``None`` for none.
 
-    ``None`` stands for an input that is not differentiable or that backward gave no gradient. ``needed[i]`` is
-    falsy for an input whose gradient the caller will drop (a constant), so anomaly mode does not report it.
+    ``None`` stands for an input that is not differentiable, that backward gave no gradient, or whose gradient
+    nobody will read: ``needed[i] is None`` (a constant; anomaly mode does not report its gradient either).
     """
     keywords = backward_keywords(op, attributes, output, needed) if op.extra_backward_keywords else attributes
     grads = op.backward(grad_output, *inputs, **keywords)
@@ -85,7 +85,7 @@ def input_gradients(
         op.after_backward(output, grads, needed)
     fitted: list[np.ndarray | None] = []
     for position, (x, grad, differentiable) in enumerate(zip(inputs, grads, op.differentiable, strict=True)):
-        if grad is None or not differentiable:
+        if grad is None or not differentiable or (needed is not None and needed[position] is None):
             grad = None
         elif type(grad) is not np.ndarray or grad.shape != x.shape or grad.dtype != x.dtype:
             grad = _fit(op, position, grad, x)  # NumPy scalars (0-d arithmetic gives them) become 0-d arrays too
@@ -99,7 +99,7 @@ def backward_keywords(
     """The keywords backward takes besides the attributes: ``output=`` and ``needs_grad=`` where it declared them.
 
     ``needs_grad[i]`` is False where ``needed[i]`` is ``None`` (a constant the caller drops), True everywhere when
-    ``needed`` is ``None`` (the tape engine keeps every gradient).
+    ``needed`` is ``None`` (every gradient is wanted).
     """
     keywords = dict(attributes)
     if op.backward_uses_output:

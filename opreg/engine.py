@@ -13,6 +13,7 @@ Differences from the handout, each for a reason:
 * Gradient slots are filled on first arrival instead of allocated as zeros, so an array used once costs no
   zero buffer and no addition.
 * Any number of engines may exist at once (the handout allows one), so tests and notebooks need no teardown.
+* ``Autograd(keep_gradients=False)`` keeps only what training needs: see :class:`Autograd`.
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ class Operation:
     """One recorded op: its inputs and output, where to put each input's gradient, the op's name and attributes.
 
     ``gradients_to_update[i]`` is ``None`` for an array tracked in the engine's buffer, or an array the caller
-    owns (such as ``dW``) that receives input ``i``'s gradient in place.
+    owns (such as ``dW``) that receives input ``i``'s gradient in place. ``needed`` is ``None`` when every input's
+    gradient is wanted; otherwise ``needed[i]`` is ``None`` for an input whose gradient nobody will read.
     """
 
-    __slots__ = ("attributes", "backward_operation", "gradients_to_update", "inputs", "op", "output")
+    __slots__ = ("attributes", "backward_operation", "gradients_to_update", "inputs", "needed", "op", "output")
 
     def __init__(
         self,
@@ -46,6 +48,7 @@ class Operation:
         backward_operation: str,
         op: OpDef,
         attributes: Mapping[str, Any],
+        needed: Sequence[bool | None] | None = None,
     ) -> None:
         self.inputs = inputs
         self.output = output
@@ -53,6 +56,7 @@ class Operation:
         self.backward_operation = backward_operation
         self.op = op
         self.attributes = attributes
+        self.needed = needed
 
     def __repr__(self) -> str:
         shapes = ", ".join(describe_array(x) for x in self.inputs)
@@ -66,9 +70,10 @@ class GradientBuffer:
     keyed array is kept alive here as long as its slot, so that its identity cannot be reused by a new array.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, readable: bool = True) -> None:
         self.memory: dict[int, np.ndarray | None] = {}
         self._arrays: dict[int, np.ndarray] = {}
+        self.readable = readable  # False for an Autograd(keep_gradients=False), whose slots are dropped as it goes
 
     @staticmethod
     def get_memory_loc(np_array: np.ndarray) -> int:
@@ -93,6 +98,11 @@ class GradientBuffer:
 
     def get_param(self, np_array: np.ndarray) -> np.ndarray:
         """The gradient accumulated for ``np_array``: zeros if it is tracked but no gradient reached it."""
+        if not self.readable:
+            raise EngineStateError(
+                "this engine was made with Autograd(keep_gradients=False), which keeps no gradients but those the "
+                "gradients_to_update arrays receive; use Autograd() to read other arrays' gradients"
+            )
         key = id(np_array)
         if key not in self.memory:
             raise KeyError(f"the {describe_array(np_array)} array is not tracked by this buffer")
@@ -107,11 +117,20 @@ class GradientBuffer:
 
 
 class Autograd:
-    """Records operations on a tape and back-propagates through it with the registered ops' backwards."""
+    """Records operations on a tape and back-propagates through it with the registered ops' backwards.
 
-    def __init__(self) -> None:
-        self.gradient_buffer = GradientBuffer()
+    By default (``keep_gradients=True``, the handout's engine) every array that enters an op without a
+    ``gradients_to_update`` array gets a gradient in :attr:`gradient_buffer`, kept until :meth:`zero_grad`: the
+    inputs' and every intermediate's. ``keep_gradients=False`` keeps only what training needs, the gradients that
+    ``gradients_to_update`` arrays (``dW``, ``db``) receive. The gradient of an array no recorded op produced (the
+    batch) is then not computed (for an MLP that skips the first layer's input gradient, a quarter of its backward
+    FLOPs), and an intermediate's gradient is dropped as soon as backward has passed it on, so memory peaks lower.
+    """
+
+    def __init__(self, keep_gradients: bool = True) -> None:
+        self.gradient_buffer = GradientBuffer(readable=keep_gradients)
         self.operation_list: list[Operation] = []
+        self.keep_gradients = keep_gradients
         self._ops = op_table()
         self._backward_done = False
 
@@ -185,6 +204,8 @@ class Autograd:
         elif len(gradients_to_update) != n:
             raise arity_error(op, "gradients_to_update entries", len(gradients_to_update))
         memory, arrays = self.gradient_buffer.memory, self.gradient_buffer._arrays
+        keep = self.keep_gradients
+        needed: list[bool | None] | None = None
         for position, (x, target, differentiable) in enumerate(
             zip(inputs, gradients_to_update, op.differentiable, strict=True)
         ):
@@ -195,14 +216,21 @@ class Autograd:
                 )
             if target is None:
                 if differentiable and id(x) not in memory:  # GradientBuffer.add_spot, inlined: it runs per op
-                    memory[id(x)] = None
-                    arrays[id(x)] = x
+                    if keep:
+                        memory[id(x)] = None
+                        arrays[id(x)] = x
+                    else:  # no recorded op produced x (outputs have their slots), and no array receives its gradient
+                        needed = needed or list(op.all_needed)
+                        needed[position] = None
             elif getattr(target, "shape", None) != getattr(x, "shape", None):
                 raise OpUsageError(
                     f"{op.describe()}: gradients_to_update[{position}] is {describe_array(target)} but "
                     f"{op.describe_input(position)} is {describe_array(x)}; they must have one shape"
                 )
-        self.operation_list.append(Operation(inputs, output, gradients_to_update, op.name, op, attributes))
+        if not keep:  # the slot that tells later ops this array is an intermediate
+            memory[id(output)] = None
+            arrays[id(output)] = output
+        self.operation_list.append(Operation(inputs, output, gradients_to_update, op.name, op, attributes, needed))
 
     def backward(self, divergence: Any) -> None:
         """Back-propagate ``divergence``, the gradient of the last recorded output, through the whole tape.
@@ -219,7 +247,7 @@ class Autograd:
         last = self.operation_list[-1]
         seed = self._seed(divergence, last)
         self._backward_done = True
-        memory = self.gradient_buffer.memory
+        memory, keep = self.gradient_buffer.memory, self.keep_gradients
         for record in reversed(self.operation_list):
             if record is last:
                 grad_output = seed
@@ -227,8 +255,10 @@ class Autograd:
                 grad_output = memory.get(id(record.output))
                 if grad_output is None:  # the output does not reach the last output
                     continue
+                if not keep:  # every consumer of the output came later on the tape: its gradient is complete
+                    memory[id(record.output)] = None
             inputs = record.inputs
-            grads = input_gradients(record.op, grad_output, inputs, record.output, record.attributes)
+            grads = input_gradients(record.op, grad_output, inputs, record.output, record.attributes, record.needed)
             for x, grad, target in zip(inputs, grads, record.gradients_to_update, strict=True):
                 if grad is None:
                     continue

@@ -10,6 +10,7 @@ fine), frees intermediate gradients as it goes, and releases the graph unless as
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -239,10 +240,9 @@ class Tensor:
         for tensor in reversed(_topological_order(self)):
             grad_output = grads.pop(id(tensor), None)
             node = tensor._node
-            if node is None:  # a leaf: its own copy, since one gradient array may reach several leaves
+            if node is None:
                 if grad_output is not None:
-                    leaf_grad = tensor._grad
-                    tensor._grad = grad_output.copy() if leaf_grad is None else np.asarray(leaf_grad + grad_output)
+                    tensor._grad = _leaf_gradient(tensor._grad, grad_output)
                 continue
             if grad_output is None:
                 continue
@@ -252,6 +252,22 @@ class Tensor:
             for x, grad in zip(node.inputs, grads_in, strict=True):
                 if grad is not None and x is not None:
                     accumulate(grads, id(x), grad)
+            grads_in = grad = None  # so that the gradients count as the grads dict's alone (see _leaf_gradient)
+
+
+def _leaf_gradient(current: np.ndarray | None, arrived: np.ndarray) -> np.ndarray:
+    """A leaf's ``.grad`` after ``arrived`` reaches it: an array no one else can see, as the user may change it.
+
+    One gradient array may reach several leaves (add passes its gradient to both inputs), so the first arrival is
+    copied, unless nothing but this call refers to it and it is no view: PyTorch's AccumulateGrad makes the same
+    reference-count test. That spares copying every weight's gradient on every step.
+    """
+    if current is not None:
+        return np.asarray(current + arrived)
+    # References: the caller's variable, this parameter and getrefcount's argument.
+    if arrived.base is None and sys.getrefcount(arrived) <= 3:
+        return arrived
+    return arrived.copy()
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:

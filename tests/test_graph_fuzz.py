@@ -80,6 +80,7 @@ TORCH_OPS = SimpleNamespace(
     div=_binary(torch.div),
     pow=_binary(torch.pow),
     matmul=_binary(torch.matmul),
+    linear=lambda x, weight, bias: F.linear(_tensor(x), _tensor(weight)) + _tensor(bias),
     mse=_binary(F.mse_loss),
     neg=torch.neg,
     log=torch.log,
@@ -352,6 +353,8 @@ class Builder:
             shape, k = matmul_shape(a.shape, b.shape)
             lo, hi = _interval(operator.mul, (a.lo, a.hi), (b.lo, b.hi))
             self.checked("matmul", [a, b], shape, k * lo, k * hi, x)
+        elif op == "linear":
+            self.linear(x)
         elif op == "mse":
             y = self.pick(lambda n: n.shape == x.shape, constants=True)
             worst = max(x.hi - y.lo, y.hi - x.lo) ** 2
@@ -364,6 +367,21 @@ class Builder:
             self.checked("softmax_cross_entropy", [x, labels], (), 0.0, x.hi - x.lo + math.log(x.shape[-1]), x)
         else:  # pragma: no cover - FUZZ_OPS and this dispatch are kept in step by test_fuzzer_draws_every_builtin_op
             raise AssertionError(f"the fuzzer cannot draw op {op!r}")
+
+    def linear(self, x: Node) -> None:
+        """``x @ weight.T + bias`` with a 2-D weight node whose rows fit ``x``, and a bias that broadcasts to the
+        product's shape (linear refuses one that would widen it)."""
+        weight = self.pick(lambda n: len(n.shape) == 2 and x.shape[-1:] == n.shape[1:], constants=True)
+        if weight is None:
+            self.unary("tanh", x)
+            return
+        product = (*x.shape[:-1], weight.shape[0])
+        bias = self.operand(lambda n: broadcast(product, n.shape) == product)
+        bias = 1.0 if bias is None else bias  # no node fits: a number does
+        b_lo, b_hi = (bias.lo, bias.hi) if isinstance(bias, Node) else (bias, bias)
+        lo, hi = _interval(operator.mul, (x.lo, x.hi), (weight.lo, weight.hi))
+        k = x.shape[-1]
+        self.checked("linear", [x, weight, bias], product, k * lo + b_lo, k * hi + b_hi, x)
 
     def loss(self) -> None:
         """A scalar ``loss`` from the last node; maybe every dangling op result folded in with sum and add."""
