@@ -83,13 +83,17 @@ def input_gradients(
         )
     if op.after_backward is not None:
         op.after_backward(output, grads, needed)
-    fitted: list[np.ndarray | None] = []
-    for position, (x, grad, differentiable) in enumerate(zip(inputs, grads, op.differentiable, strict=True)):
-        if grad is None or not differentiable or (needed is not None and needed[position] is None):
-            grad = None
+    fitted = list(grads)
+    differentiable = op.differentiable
+    for position, x in enumerate(inputs):
+        grad = fitted[position]
+        if grad is None:
+            continue
+        if not differentiable[position] or (needed is not None and needed[position] is None):
+            fitted[position] = None
         elif type(grad) is not np.ndarray or grad.shape != x.shape or grad.dtype != x.dtype:
-            grad = _fit(op, position, grad, x)  # NumPy scalars (0-d arithmetic gives them) become 0-d arrays too
-        fitted.append(grad)
+            # NumPy scalars (0-d arithmetic gives them) become 0-d arrays too
+            fitted[position] = _fit(op, position, grad, x)
     return fitted
 
 

@@ -175,6 +175,12 @@ class Autograd:
         Keywords are the attributes the output was computed with, for ops that have them.
         """
         op = self._lookup(backward_operation)
+        for position, x in enumerate(inputs):
+            if x is output:  # apply's outputs never are: run_forward returns a fresh array object
+                raise OpUsageError(
+                    f"{op.describe()}: the output is the same array object as {op.describe_input(position)}; "
+                    "record a view (output.view()) or a copy"
+                )
         self._record(op, inputs, output, gradients_to_update, op.bind_attributes(attributes))
 
     def _lookup(self, name: str) -> OpDef:
@@ -206,16 +212,10 @@ class Autograd:
         memory, arrays = self.gradient_buffer.memory, self.gradient_buffer._arrays
         keep = self.keep_gradients
         needed: list[bool | None] | None = None
-        for position, (x, target, differentiable) in enumerate(
-            zip(inputs, gradients_to_update, op.differentiable, strict=True)
-        ):
-            if x is output:
-                raise OpUsageError(
-                    f"{op.describe()}: the output is the same array object as {op.describe_input(position)}; "
-                    "record a view (output.view()) or a copy"
-                )
+        for position, x in enumerate(inputs):
+            target = gradients_to_update[position]
             if target is None:
-                if differentiable and id(x) not in memory:  # GradientBuffer.add_spot, inlined: it runs per op
+                if id(x) not in memory and op.differentiable[position]:  # GradientBuffer.add_spot, inlined
                     if keep:
                         memory[id(x)] = None
                         arrays[id(x)] = x
@@ -259,7 +259,7 @@ class Autograd:
                     memory[id(record.output)] = None
             inputs = record.inputs
             grads = input_gradients(record.op, grad_output, inputs, record.output, record.attributes, record.needed)
-            for x, grad, target in zip(inputs, grads, record.gradients_to_update, strict=True):
+            for x, grad, target in zip(inputs, grads, record.gradients_to_update):  # one length: _record checked
                 if grad is None:
                     continue
                 if target is None:  # opreg.calls.accumulate, inlined; x has a slot, _record gave it one

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from opreg.calls import accumulate, as_arrays, input_gradients, run_forward
+from opreg.calls import as_arrays, input_gradients, run_forward
 from opreg.errors import EngineStateError, OpUsageError
 from opreg.fit import gradient_dtype
 from opreg.opdef import OpDef
-from opreg.registry import op_table, unknown_op_error
+from opreg.registry import TABLE, op_table, unknown_op_error
 
 
 class _GradMode(threading.local):
@@ -250,8 +250,9 @@ class Tensor:
                 tensor._node = RELEASED
             grads_in = input_gradients(node.op, grad_output, node.datas, tensor.data, node.attributes, node.inputs)
             for x, grad in zip(node.inputs, grads_in, strict=True):
-                if grad is not None and x is not None:
-                    accumulate(grads, id(x), grad)
+                if grad is not None:  # then x is a Tensor: input_gradients gives constants (None) no gradient
+                    current = grads.get(id(x))  # opreg.calls.accumulate, inlined: it runs per gradient
+                    grads[id(x)] = grad if current is None else np.asarray(current + grad)
             grads_in = grad = None  # so that the gradients count as the grads dict's alone (see _leaf_gradient)
 
 
@@ -305,36 +306,37 @@ def _topological_order(root: Tensor) -> list[Tensor]:
 def apply(name: str, *args: Any, **attributes: Any) -> Tensor:
     """Run op ``name`` on Tensors, arrays or numbers, and record it when an input requires gradients."""
     try:
-        op = op_table()[name]
+        op = TABLE[name]
     except KeyError:
-        raise unknown_op_error(name) from None
+        op = op_table().get(name)  # loads the plugins on first use
+        if op is None:
+            raise unknown_op_error(name) from None
     if attributes or op.attributes:
         attributes = op.bind_attributes(attributes)
     datas: list[Any] = []
     followed: list[Tensor | None] = []  # the inputs backward goes on to: those that require gradients
-    convert = False
+    convert = record = False
     for x in args:
-        if isinstance(x, Tensor):
+        if type(x) is Tensor or isinstance(x, Tensor):
             datas.append(x.data)
-            followed.append(x if x._requires_grad else None)
+            if x._requires_grad:
+                followed.append(x)
+                record = True
+            else:
+                followed.append(None)
         else:
             datas.append(x)
             followed.append(None)
             convert = convert or type(x) is not np.ndarray
     if convert:
         datas = list(as_arrays(datas))
-    result = _result(run_forward(op, datas, attributes))
-    if _grad_mode.enabled and any(x is not None for x in followed):
-        result._requires_grad = True
-        result._node = Node(op, tuple(followed), datas, attributes)
+    result = Tensor.__new__(Tensor)  # without __init__'s conversions and checks: this is the hot path
+    result.data, result._grad = run_forward(op, datas, attributes), None
+    if record and _grad_mode.enabled:
+        result._requires_grad, result._node = True, Node(op, tuple(followed), datas, attributes)
+    else:
+        result._requires_grad, result._node = False, None
     return result
-
-
-def _result(data: np.ndarray) -> Tensor:
-    """A Tensor around an op's output, made without ``__init__``'s conversions and checks (the hot path)."""
-    tensor = Tensor.__new__(Tensor)
-    tensor.data, tensor._grad, tensor._requires_grad, tensor._node = data, None, False, None
-    return tensor
 
 
 def op_function(name: str) -> Callable[..., Tensor]:

@@ -29,8 +29,12 @@ def _softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray
 def _softmax_cross_entropy_backward(g: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> tuple:
     """softmax * (row sum of labels) - labels, over the batch size: exact for label rows that do not sum to 1."""
     batch = logits.size // logits.shape[-1]
-    softmax = np.exp(_log_softmax(logits))
-    return g * (softmax * labels.sum(axis=-1, keepdims=True) - labels) / batch, None
+    softmax = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    softmax /= softmax.sum(axis=-1, keepdims=True)
+    softmax *= labels.sum(axis=-1, keepdims=True)
+    softmax -= labels
+    softmax *= g / batch  # g is 0-d: one scalar multiplication, done last, in place like the steps above
+    return softmax, None
 
 
 def _one_hot_sample(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
