@@ -18,7 +18,7 @@ Differences from the handout, each for a reason:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -238,25 +238,23 @@ class Autograd:
         ``divergence`` has the last output's shape, or is a scalar that stands for that value everywhere
         (``1.0`` for a scalar loss). Operations whose output does not reach the last output contribute nothing.
         """
-        if not self.operation_list:
-            raise EngineStateError("backward() called before any operation was recorded")
         if self._backward_done:
             raise EngineStateError(
                 "backward() already ran over this tape; call zero_grad() before recording the next step"
             )
+        if not self.operation_list:
+            raise EngineStateError("backward() called before any operation was recorded")
         last = self.operation_list[-1]
         seed = self._seed(divergence, last)
         self._backward_done = True
         memory, keep = self.gradient_buffer.memory, self.keep_gradients
-        for record in reversed(self.operation_list):
+        for record in reversed(self.operation_list) if keep else _popping(self.operation_list, self.gradient_buffer):
             if record is last:
                 grad_output = seed
             else:
                 grad_output = memory.get(id(record.output))
                 if grad_output is None:  # the output does not reach the last output
                     continue
-                if not keep:  # every consumer of the output came later on the tape: its gradient is complete
-                    memory[id(record.output)] = None
             inputs = record.inputs
             grads = input_gradients(record.op, grad_output, inputs, record.output, record.attributes, record.needed)
             for x, grad, target in zip(inputs, grads, record.gradients_to_update):  # one length: _record checked
@@ -287,3 +285,17 @@ class Autograd:
         self.gradient_buffer.clear()
         self.operation_list = []
         self._backward_done = False
+
+
+def _popping(operations: list[Operation], buffer: GradientBuffer) -> Iterator[Operation]:
+    """The tape's operations, last first, each taken off the tape with its output's buffer slot.
+
+    For ``keep_gradients=False``, so that backward frees as it goes what it no longer needs: once an operation is
+    reached, every consumer of its output has been, and the output's gradient is complete. The slot goes when the
+    caller asks for the next operation, having read the gradient.
+    """
+    while operations:
+        record = operations.pop()
+        yield record
+        buffer.memory.pop(id(record.output), None)
+        buffer._arrays.pop(id(record.output), None)
