@@ -257,7 +257,8 @@ class Autograd:
                     continue
             inputs = record.inputs
             grads = input_gradients(record.op, grad_output, inputs, record.output, record.attributes, record.needed)
-            for x, grad, target in zip(inputs, grads, record.gradients_to_update):  # one length: _record checked
+            # strict=False: input_gradients and _record checked the lengths, and strict costs on every op
+            for x, grad, target in zip(inputs, grads, record.gradients_to_update, strict=False):
                 if grad is None:
                     continue
                 if target is None:  # opreg.calls.accumulate, inlined; x has a slot, _record gave it one

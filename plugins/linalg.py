@@ -89,5 +89,5 @@ def opreg_register_ops(register: Register) -> None:
         backward=_linear_backward,
         backward_uses_needs_grad=True,
         sample_inputs=_linear_samples,
-        doc="x @ weight.T + bias: a fully connected layer, weight (out_features, in_features); x may be 1-D or batched.",
+        doc="x @ weight.T + bias: a fully connected layer; weight is (out_features, in_features), x 1-D or batched.",
     )

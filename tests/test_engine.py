@@ -339,8 +339,15 @@ def test_keep_gradients_false_skips_the_gradient_of_an_array_no_op_produced(inst
         asked.append(needs_grad)
         return (g * b if needs_grad[0] else None), (g * a if needs_grad[1] else None)
 
-    install_ops({"name": "spy_mul", "inputs": ("a", "b"), "forward": np.multiply, "backward": backward,
-                 "backward_uses_needs_grad": True})
+    install_ops(
+        {
+            "name": "spy_mul",
+            "inputs": ("a", "b"),
+            "forward": np.multiply,
+            "backward": backward,
+            "backward_uses_needs_grad": True,
+        }
+    )
     engine = opreg.Autograd(keep_gradients=False)
     x, w, dw = rng.standard_normal(3), rng.standard_normal(3), np.zeros(3)
     h = engine.apply("spy_mul", x, w, gradients_to_update=[None, dw])  # x: a leaf; w: its gradient goes to dw
