@@ -36,9 +36,19 @@ class Operation:
     ``gradients_to_update[i]`` is ``None`` for an array tracked in the engine's buffer, or an array the caller
     owns (such as ``dW``) that receives input ``i``'s gradient in place. ``needed`` is ``None`` when every input's
     gradient is wanted; otherwise ``needed[i]`` is ``None`` for an input whose gradient nobody will read.
+    ``saved`` is what the op's forward saved for its backward (``saves_for_backward`` ops only).
     """
 
-    __slots__ = ("attributes", "backward_operation", "gradients_to_update", "inputs", "needed", "op", "output")
+    __slots__ = (
+        "attributes",
+        "backward_operation",
+        "gradients_to_update",
+        "inputs",
+        "needed",
+        "op",
+        "output",
+        "saved",
+    )
 
     def __init__(
         self,
@@ -49,6 +59,7 @@ class Operation:
         op: OpDef,
         attributes: Mapping[str, Any],
         needed: Sequence[bool | None] | None = None,
+        saved: Any = None,
     ) -> None:
         self.inputs = inputs
         self.output = output
@@ -57,6 +68,7 @@ class Operation:
         self.op = op
         self.attributes = attributes
         self.needed = needed
+        self.saved = saved
 
     def __repr__(self) -> str:
         shapes = ", ".join(describe_array(x) for x in self.inputs)
@@ -158,8 +170,8 @@ class Autograd:
             if type(x) is not np.ndarray:
                 inputs = as_arrays(inputs)
                 break
-        output = run_forward(op, inputs, attributes)
-        self._record(op, inputs, output, gradients_to_update, attributes)
+        output, saved = run_forward(op, inputs, attributes)
+        self._record(op, inputs, output, gradients_to_update, attributes, saved)
         return output
 
     def add_operation(
@@ -172,7 +184,8 @@ class Autograd:
     ) -> None:
         """Record that ``output`` was computed from ``inputs`` by the op registered as ``backward_operation``.
 
-        Keywords are the attributes the output was computed with, for ops that have them.
+        Keywords are the attributes the output was computed with, for ops that have them. For an op that saves
+        values for its backward (``saves_for_backward``), forward runs once more here to compute them.
         """
         op = self._lookup(backward_operation)
         for position, x in enumerate(inputs):
@@ -181,7 +194,9 @@ class Autograd:
                     f"{op.describe()}: the output is the same array object as {op.describe_input(position)}; "
                     "record a view (output.view()) or a copy"
                 )
-        self._record(op, inputs, output, gradients_to_update, op.bind_attributes(attributes))
+        attributes = op.bind_attributes(attributes)
+        saved = run_forward(op, inputs, attributes)[1] if op.saves_for_backward else None
+        self._record(op, inputs, output, gradients_to_update, attributes, saved)
 
     def _lookup(self, name: str) -> OpDef:
         try:
@@ -201,6 +216,7 @@ class Autograd:
         output: np.ndarray,
         gradients_to_update: Sequence[np.ndarray | None] | None,
         attributes: Mapping[str, Any],
+        saved: Any,
     ) -> None:
         n = len(op.inputs)
         if len(inputs) != n:
@@ -230,7 +246,9 @@ class Autograd:
         if not keep:  # the slot that tells later ops this array is an intermediate
             memory[id(output)] = None
             arrays[id(output)] = output
-        self.operation_list.append(Operation(inputs, output, gradients_to_update, op.name, op, attributes, needed))
+        self.operation_list.append(
+            Operation(inputs, output, gradients_to_update, op.name, op, attributes, needed, saved)
+        )
 
     def backward(self, divergence: Any) -> None:
         """Back-propagate ``divergence``, the gradient of the last recorded output, through the whole tape.
@@ -256,7 +274,9 @@ class Autograd:
                 if grad_output is None:  # the output does not reach the last output
                     continue
             inputs = record.inputs
-            grads = input_gradients(record.op, grad_output, inputs, record.output, record.attributes, record.needed)
+            grads = input_gradients(
+                record.op, grad_output, inputs, record.output, record.attributes, record.needed, record.saved
+            )
             # strict=False: input_gradients and _record checked the lengths, and strict costs on every op
             for x, grad, target in zip(inputs, grads, record.gradients_to_update, strict=False):
                 if grad is None:

@@ -62,19 +62,21 @@ class no_grad:
 
 
 class Node:
-    """How a Tensor was made: the op, the input arrays, and the attributes it was called with.
+    """How a Tensor was made: the op, the input arrays, the attributes it was called with, and what its forward
+    saved for backward (``saves_for_backward`` ops only).
 
     ``inputs[i]`` is the input Tensor where it requires gradients, and ``None`` for a constant (an array, a number,
     a tensor that requires none), which the backward pass does not follow.
     """
 
-    __slots__ = ("attributes", "datas", "inputs", "op")
+    __slots__ = ("attributes", "datas", "inputs", "op", "saved")
 
-    def __init__(self, op: OpDef, inputs: tuple[Tensor | None, ...], datas: Any, attributes: Any) -> None:
+    def __init__(self, op: OpDef, inputs: tuple[Tensor | None, ...], datas: Any, attributes: Any, saved: Any) -> None:
         self.op = op
         self.inputs = inputs
         self.datas = datas
         self.attributes = attributes
+        self.saved = saved
 
 
 #: Stands in for the node of a Tensor whose graph backward has released.
@@ -248,7 +250,9 @@ class Tensor:
                 continue
             if not retain_graph:
                 tensor._node = RELEASED
-            grads_in = input_gradients(node.op, grad_output, node.datas, tensor.data, node.attributes, node.inputs)
+            grads_in = input_gradients(
+                node.op, grad_output, node.datas, tensor.data, node.attributes, node.inputs, node.saved
+            )
             for x, grad in zip(node.inputs, grads_in, strict=True):
                 if grad is not None:  # then x is a Tensor: input_gradients gives constants (None) no gradient
                     current = grads.get(id(x))  # opreg.calls.accumulate, inlined: it runs per gradient
@@ -331,9 +335,10 @@ def apply(name: str, *args: Any, **attributes: Any) -> Tensor:
     if convert:
         datas = list(as_arrays(datas))
     result = Tensor.__new__(Tensor)  # without __init__'s conversions and checks: this is the hot path
-    result.data, result._grad = run_forward(op, datas, attributes), None
+    result.data, saved = run_forward(op, datas, attributes)
+    result._grad = None
     if record and _grad_mode.enabled:
-        result._requires_grad, result._node = True, Node(op, tuple(followed), datas, attributes)
+        result._requires_grad, result._node = True, Node(op, tuple(followed), datas, attributes, saved)
     else:
         result._requires_grad, result._node = False, None
     return result

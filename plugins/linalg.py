@@ -43,17 +43,17 @@ def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
 def _linear_backward(
     g: np.ndarray, x: np.ndarray, weight: np.ndarray, bias: np.ndarray, *, needs_grad: tuple[bool, bool, bool]
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
-    """d(x @ W.T + b): g @ W, g.T @ x summed over every leading axis of x, and g (summed to b's shape by the engine).
+    """d(x @ W.T + b): g @ W, g.T @ x summed over every leading axis of x, and g summed to b's shape.
 
     One op rather than transpose, matmul and add, for speed: W's gradient comes out of one matmul already in W's
     (out, in) layout, where the three-op version computes x.T @ g and copies it into that layout, and x's gradient
     is skipped when x needs none (a network's input: a quarter of an MLP's backward FLOPs).
     """
     grad_x = g @ weight if needs_grad[0] else None
-    grad_weight = None
-    if needs_grad[1]:
-        grad_weight = g.reshape(-1, g.shape[-1]).T @ x.reshape(-1, x.shape[-1])
-    return grad_x, grad_weight, g
+    rows = g.reshape(-1, g.shape[-1])
+    grad_weight = rows.T @ x.reshape(-1, x.shape[-1]) if needs_grad[1] else None
+    grad_bias = rows.sum(axis=0) if bias.ndim == 1 else g  # the usual (out,) bias summed here: one call, no fitting
+    return grad_x, grad_weight, grad_bias
 
 
 def _linear_samples(rng: np.random.Generator) -> list[Sample]:
