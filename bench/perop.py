@@ -36,14 +36,16 @@ def numpy_chain(x: np.ndarray, c: np.ndarray, n_ops: int) -> Modes:
 def opreg_tape_chain(x: np.ndarray, c: np.ndarray, n_ops: int) -> Modes:
     """Recorded with ``engine.apply``; ``zero_grad`` ends every call so the tape does not grow across calls.
 
-    The tape cannot tell that ``c`` needs no gradient (``gradients_to_update=None`` means "tracked"), so its
-    backward also accumulates a gradient for ``c``, as a user of this API gets.
+    ``keep_gradients=False`` and ``dx`` as the first op's ``gradients_to_update`` entry for ``x``: the tape then
+    knows that ``x``'s gradient is wanted (in ``dx``) and ``c``'s is not, as the Tensor style knows from
+    ``requires_grad``.
     """
-    engine = opreg.Autograd()
+    engine = opreg.Autograd(keep_gradients=False)
+    dx = np.zeros_like(x)
 
     def forward() -> np.ndarray:
-        y = x
-        for _ in range(n_ops):
+        y = engine.apply("mul", x, c, gradients_to_update=[dx, None])
+        for _ in range(n_ops - 1):
             y = engine.apply("mul", y, c)
         return y
 
@@ -55,6 +57,7 @@ def opreg_tape_chain(x: np.ndarray, c: np.ndarray, n_ops: int) -> Modes:
         forward()
         engine.backward(1.0)
         engine.zero_grad()
+        dx.fill(0)
 
     return {"forward": forward_only, "forward+backward": forward_backward}
 

@@ -52,8 +52,11 @@ def _opreg_mlp(params: list[np.ndarray], engine: opreg.Autograd | None) -> MLP:
 
 
 def opreg_tape_trainer(params: list[np.ndarray], x: np.ndarray, y: np.ndarray, lr: float) -> Trainer:
-    """The handout's style: arrays on an ``opreg.Autograd`` tape, gradients landing in each layer's dW/db."""
-    engine = opreg.Autograd()
+    """The handout's style: arrays on an ``opreg.Autograd`` tape, gradients landing in each layer's dW/db.
+
+    ``keep_gradients=False``, as ``opreg train`` does it: only dW and db are wanted.
+    """
+    engine = opreg.Autograd(keep_gradients=False)
     model = _opreg_mlp(params, engine)
     criterion = SoftmaxCrossEntropy(engine)
     optimizer = SGD(model.parameters(), lr=lr)

@@ -63,9 +63,9 @@ class _Recorder:
 
 def _watched(op: OpDef, recorder: _Recorder) -> OpDef:
     def forward(*inputs: Any, **attributes: Any) -> Any:
-        output = op.forward(*inputs, **attributes)
-        recorder.forward(op, output)
-        return output
+        result = op.forward(*inputs, **attributes)
+        recorder.forward(op, result[0] if op.saves_for_backward else result)
+        return result
 
     def after_backward(output: Any, grads: Any, needed: Any) -> None:
         recorder.backward(op, output, grads, needed)

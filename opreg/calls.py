@@ -35,16 +35,20 @@ def as_arrays(inputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
     )
 
 
-def run_forward(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any]) -> np.ndarray:
-    """``op.forward`` on ``inputs``; an error names the op, its plugin and the inputs' dtypes and shapes.
+def run_forward(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any]) -> tuple[np.ndarray, Any]:
+    """``op.forward`` on ``inputs``: ``(output, saved)``, ``saved`` being ``None`` unless the op saves for backward.
 
-    The output is always a fresh array object: an op may return one of its inputs, and the two must not share an
-    identity (the tape engine keys gradients by it).
+    An error names the op, its plugin and the inputs' dtypes and shapes. The output is always a fresh array object:
+    an op may return one of its inputs, and the two must not share an identity (the tape engine keys gradients by
+    it).
     """
     if len(inputs) != len(op.inputs):
         raise arity_error(op, "inputs", len(inputs))
     try:
         output = op.forward(*inputs, **attributes)
+        saved = None
+        if op.saves_for_backward:
+            output, saved = output
     except OpregError:  # checking or anomaly mode found the op at fault, not the call
         raise
     except Exception as exc:
@@ -54,8 +58,8 @@ def run_forward(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str
         output = np.asarray(output)
     for x in inputs:
         if output is x:
-            return output.view()
-    return output
+            return output.view(), saved
+    return output, saved
 
 
 def arity_error(op: OpDef, what: str, got: int) -> OpUsageError:
@@ -69,13 +73,15 @@ def input_gradients(
     output: np.ndarray,
     attributes: Mapping[str, Any],
     needed: Sequence[Any] | None = None,
+    saved: Any = None,
 ) -> list[np.ndarray | None]:
     """Each input's gradient from ``op.backward``, fitted to the input's shape and dtype; ``None`` for none.
 
-    ``None`` stands for an input that is not differentiable or that backward gave no gradient. ``needed[i]`` is
-    falsy for an input whose gradient the caller will drop (a constant), so anomaly mode does not report it.
+    ``None`` stands for an input that is not differentiable, that backward gave no gradient, or whose gradient
+    nobody will read: ``needed[i] is None`` (a constant; anomaly mode does not report its gradient either).
+    ``saved`` is what forward saved for backward, if the op saves.
     """
-    keywords = backward_keywords(op, attributes, output, needed) if op.extra_backward_keywords else attributes
+    keywords = backward_keywords(op, attributes, output, needed, saved) if op.extra_backward_keywords else attributes
     grads = op.backward(grad_output, *inputs, **keywords)
     if len(grads) != len(inputs):
         raise OpContractError(
@@ -83,29 +89,35 @@ def input_gradients(
         )
     if op.after_backward is not None:
         op.after_backward(output, grads, needed)
-    fitted: list[np.ndarray | None] = []
-    for position, (x, grad, differentiable) in enumerate(zip(inputs, grads, op.differentiable, strict=True)):
-        if grad is None or not differentiable:
-            grad = None
+    fitted = list(grads)
+    differentiable = op.differentiable
+    for position, x in enumerate(inputs):
+        grad = fitted[position]
+        if grad is None:
+            continue
+        if not differentiable[position] or (needed is not None and needed[position] is None):
+            fitted[position] = None
         elif type(grad) is not np.ndarray or grad.shape != x.shape or grad.dtype != x.dtype:
-            grad = _fit(op, position, grad, x)  # NumPy scalars (0-d arithmetic gives them) become 0-d arrays too
-        fitted.append(grad)
+            # NumPy scalars (0-d arithmetic gives them) become 0-d arrays too
+            fitted[position] = _fit(op, position, grad, x)
     return fitted
 
 
 def backward_keywords(
-    op: OpDef, attributes: Mapping[str, Any], output: np.ndarray, needed: Sequence[Any] | None = None
+    op: OpDef, attributes: Mapping[str, Any], output: np.ndarray, needed: Sequence[Any] | None = None, saved: Any = None
 ) -> dict[str, Any]:
-    """The keywords backward takes besides the attributes: ``output=`` and ``needs_grad=`` where it declared them.
+    """The keywords backward takes besides the attributes: ``output=``, ``needs_grad=``, ``saved=`` as declared.
 
     ``needs_grad[i]`` is False where ``needed[i]`` is ``None`` (a constant the caller drops), True everywhere when
-    ``needed`` is ``None`` (the tape engine keeps every gradient).
+    ``needed`` is ``None`` (every gradient is wanted).
     """
     keywords = dict(attributes)
     if op.backward_uses_output:
         keywords["output"] = output
     if op.backward_uses_needs_grad:
         keywords["needs_grad"] = op.all_needed if needed is None else tuple(x is not None for x in needed)
+    if op.saves_for_backward:
+        keywords["saved"] = saved
     return keywords
 
 

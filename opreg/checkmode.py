@@ -74,10 +74,11 @@ def _checked(op: OpDef) -> OpDef:
 
     def forward(*inputs: Any, **attributes: Any) -> Any:
         names = [f"forward: {n}" for n in inputs_named]
-        output = check_unchanged(op, lambda: op.forward(*inputs, **attributes), inputs, names)
+        result = check_unchanged(op, lambda: op.forward(*inputs, **attributes), inputs, names)
+        output = result[0] if op.saves_for_backward else result
         if not isinstance(output, np.ndarray | np.generic):
             raise OpContractError(f"{op.describe()}: forward returned a {type(output).__name__}, not an array")
-        return output
+        return result
 
     def backward(grad_output: Any, *inputs: Any, **keywords: Any) -> Any:
         names = ["backward: grad_output", *(f"backward: {n}" for n in inputs_named)]

@@ -13,11 +13,12 @@ Differences from the handout, each for a reason:
 * Gradient slots are filled on first arrival instead of allocated as zeros, so an array used once costs no
   zero buffer and no addition.
 * Any number of engines may exist at once (the handout allows one), so tests and notebooks need no teardown.
+* ``Autograd(keep_gradients=False)`` keeps only what training needs: see :class:`Autograd`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,10 +34,21 @@ class Operation:
     """One recorded op: its inputs and output, where to put each input's gradient, the op's name and attributes.
 
     ``gradients_to_update[i]`` is ``None`` for an array tracked in the engine's buffer, or an array the caller
-    owns (such as ``dW``) that receives input ``i``'s gradient in place.
+    owns (such as ``dW``) that receives input ``i``'s gradient in place. ``needed`` is ``None`` when every input's
+    gradient is wanted; otherwise ``needed[i]`` is ``None`` for an input whose gradient nobody will read.
+    ``saved`` is what the op's forward saved for its backward (``saves_for_backward`` ops only).
     """
 
-    __slots__ = ("attributes", "backward_operation", "gradients_to_update", "inputs", "op", "output")
+    __slots__ = (
+        "attributes",
+        "backward_operation",
+        "gradients_to_update",
+        "inputs",
+        "needed",
+        "op",
+        "output",
+        "saved",
+    )
 
     def __init__(
         self,
@@ -46,6 +58,8 @@ class Operation:
         backward_operation: str,
         op: OpDef,
         attributes: Mapping[str, Any],
+        needed: Sequence[bool | None] | None = None,
+        saved: Any = None,
     ) -> None:
         self.inputs = inputs
         self.output = output
@@ -53,6 +67,8 @@ class Operation:
         self.backward_operation = backward_operation
         self.op = op
         self.attributes = attributes
+        self.needed = needed
+        self.saved = saved
 
     def __repr__(self) -> str:
         shapes = ", ".join(describe_array(x) for x in self.inputs)
@@ -66,9 +82,10 @@ class GradientBuffer:
     keyed array is kept alive here as long as its slot, so that its identity cannot be reused by a new array.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, readable: bool = True) -> None:
         self.memory: dict[int, np.ndarray | None] = {}
         self._arrays: dict[int, np.ndarray] = {}
+        self.readable = readable  # False for an Autograd(keep_gradients=False), whose slots are dropped as it goes
 
     @staticmethod
     def get_memory_loc(np_array: np.ndarray) -> int:
@@ -93,6 +110,11 @@ class GradientBuffer:
 
     def get_param(self, np_array: np.ndarray) -> np.ndarray:
         """The gradient accumulated for ``np_array``: zeros if it is tracked but no gradient reached it."""
+        if not self.readable:
+            raise EngineStateError(
+                "this engine was made with Autograd(keep_gradients=False), which keeps no gradients but those the "
+                "gradients_to_update arrays receive; use Autograd() to read other arrays' gradients"
+            )
         key = id(np_array)
         if key not in self.memory:
             raise KeyError(f"the {describe_array(np_array)} array is not tracked by this buffer")
@@ -107,11 +129,20 @@ class GradientBuffer:
 
 
 class Autograd:
-    """Records operations on a tape and back-propagates through it with the registered ops' backwards."""
+    """Records operations on a tape and back-propagates through it with the registered ops' backwards.
 
-    def __init__(self) -> None:
-        self.gradient_buffer = GradientBuffer()
+    By default (``keep_gradients=True``, the handout's engine) every array that enters an op without a
+    ``gradients_to_update`` array gets a gradient in :attr:`gradient_buffer`, kept until :meth:`zero_grad`: the
+    inputs' and every intermediate's. ``keep_gradients=False`` keeps only what training needs, the gradients that
+    ``gradients_to_update`` arrays (``dW``, ``db``) receive. The gradient of an array no recorded op produced (the
+    batch) is then not computed (for an MLP that skips the first layer's input gradient, a quarter of its backward
+    FLOPs), and an intermediate's gradient is dropped as soon as backward has passed it on, so memory peaks lower.
+    """
+
+    def __init__(self, keep_gradients: bool = True) -> None:
+        self.gradient_buffer = GradientBuffer(readable=keep_gradients)
         self.operation_list: list[Operation] = []
+        self.keep_gradients = keep_gradients
         self._ops = op_table()
         self._backward_done = False
 
@@ -139,8 +170,8 @@ class Autograd:
             if type(x) is not np.ndarray:
                 inputs = as_arrays(inputs)
                 break
-        output = run_forward(op, inputs, attributes)
-        self._record(op, inputs, output, gradients_to_update, attributes)
+        output, saved = run_forward(op, inputs, attributes)
+        self._record(op, inputs, output, gradients_to_update, attributes, saved)
         return output
 
     def add_operation(
@@ -153,10 +184,19 @@ class Autograd:
     ) -> None:
         """Record that ``output`` was computed from ``inputs`` by the op registered as ``backward_operation``.
 
-        Keywords are the attributes the output was computed with, for ops that have them.
+        Keywords are the attributes the output was computed with, for ops that have them. For an op that saves
+        values for its backward (``saves_for_backward``), forward runs once more here to compute them.
         """
         op = self._lookup(backward_operation)
-        self._record(op, inputs, output, gradients_to_update, op.bind_attributes(attributes))
+        for position, x in enumerate(inputs):
+            if x is output:  # apply's outputs never are: run_forward returns a fresh array object
+                raise OpUsageError(
+                    f"{op.describe()}: the output is the same array object as {op.describe_input(position)}; "
+                    "record a view (output.view()) or a copy"
+                )
+        attributes = op.bind_attributes(attributes)
+        saved = run_forward(op, inputs, attributes)[1] if op.saves_for_backward else None
+        self._record(op, inputs, output, gradients_to_update, attributes, saved)
 
     def _lookup(self, name: str) -> OpDef:
         try:
@@ -176,6 +216,7 @@ class Autograd:
         output: np.ndarray,
         gradients_to_update: Sequence[np.ndarray | None] | None,
         attributes: Mapping[str, Any],
+        saved: Any,
     ) -> None:
         n = len(op.inputs)
         if len(inputs) != n:
@@ -185,24 +226,29 @@ class Autograd:
         elif len(gradients_to_update) != n:
             raise arity_error(op, "gradients_to_update entries", len(gradients_to_update))
         memory, arrays = self.gradient_buffer.memory, self.gradient_buffer._arrays
-        for position, (x, target, differentiable) in enumerate(
-            zip(inputs, gradients_to_update, op.differentiable, strict=True)
-        ):
-            if x is output:
-                raise OpUsageError(
-                    f"{op.describe()}: the output is the same array object as {op.describe_input(position)}; "
-                    "record a view (output.view()) or a copy"
-                )
+        keep = self.keep_gradients
+        needed: list[bool | None] | None = None
+        for position, x in enumerate(inputs):
+            target = gradients_to_update[position]
             if target is None:
-                if differentiable and id(x) not in memory:  # GradientBuffer.add_spot, inlined: it runs per op
-                    memory[id(x)] = None
-                    arrays[id(x)] = x
+                if id(x) not in memory and op.differentiable[position]:  # GradientBuffer.add_spot, inlined
+                    if keep:
+                        memory[id(x)] = None
+                        arrays[id(x)] = x
+                    else:  # no recorded op produced x (outputs have their slots), and no array receives its gradient
+                        needed = needed or list(op.all_needed)
+                        needed[position] = None
             elif getattr(target, "shape", None) != getattr(x, "shape", None):
                 raise OpUsageError(
                     f"{op.describe()}: gradients_to_update[{position}] is {describe_array(target)} but "
                     f"{op.describe_input(position)} is {describe_array(x)}; they must have one shape"
                 )
-        self.operation_list.append(Operation(inputs, output, gradients_to_update, op.name, op, attributes))
+        if not keep:  # the slot that tells later ops this array is an intermediate
+            memory[id(output)] = None
+            arrays[id(output)] = output
+        self.operation_list.append(
+            Operation(inputs, output, gradients_to_update, op.name, op, attributes, needed, saved)
+        )
 
     def backward(self, divergence: Any) -> None:
         """Back-propagate ``divergence``, the gradient of the last recorded output, through the whole tape.
@@ -210,17 +256,17 @@ class Autograd:
         ``divergence`` has the last output's shape, or is a scalar that stands for that value everywhere
         (``1.0`` for a scalar loss). Operations whose output does not reach the last output contribute nothing.
         """
-        if not self.operation_list:
-            raise EngineStateError("backward() called before any operation was recorded")
         if self._backward_done:
             raise EngineStateError(
                 "backward() already ran over this tape; call zero_grad() before recording the next step"
             )
+        if not self.operation_list:
+            raise EngineStateError("backward() called before any operation was recorded")
         last = self.operation_list[-1]
         seed = self._seed(divergence, last)
         self._backward_done = True
-        memory = self.gradient_buffer.memory
-        for record in reversed(self.operation_list):
+        memory, keep = self.gradient_buffer.memory, self.keep_gradients
+        for record in reversed(self.operation_list) if keep else _popping(self.operation_list, self.gradient_buffer):
             if record is last:
                 grad_output = seed
             else:
@@ -228,8 +274,11 @@ class Autograd:
                 if grad_output is None:  # the output does not reach the last output
                     continue
             inputs = record.inputs
-            grads = input_gradients(record.op, grad_output, inputs, record.output, record.attributes)
-            for x, grad, target in zip(inputs, grads, record.gradients_to_update, strict=True):
+            grads = input_gradients(
+                record.op, grad_output, inputs, record.output, record.attributes, record.needed, record.saved
+            )
+            # strict=False: input_gradients and _record checked the lengths, and strict costs on every op
+            for x, grad, target in zip(inputs, grads, record.gradients_to_update, strict=False):
                 if grad is None:
                     continue
                 if target is None:  # opreg.calls.accumulate, inlined; x has a slot, _record gave it one
@@ -257,3 +306,17 @@ class Autograd:
         self.gradient_buffer.clear()
         self.operation_list = []
         self._backward_done = False
+
+
+def _popping(operations: list[Operation], buffer: GradientBuffer) -> Iterator[Operation]:
+    """The tape's operations, last first, each taken off the tape with its output's buffer slot.
+
+    For ``keep_gradients=False``, so that backward frees as it goes what it no longer needs: once an operation is
+    reached, every consumer of its output has been, and the output's gradient is complete. The slot goes when the
+    caller asks for the next operation, having read the gradient.
+    """
+    while operations:
+        record = operations.pop()
+        yield record
+        buffer.memory.pop(id(record.output), None)
+        buffer._arrays.pop(id(record.output), None)

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from opreg import plugin_manager
-from opreg.calls import backward_keywords
+from opreg.calls import backward_keywords, run_forward
 from opreg.checkmode import check_gradients, check_unchanged
 from opreg.engine import Autograd
 from opreg.errors import GradcheckError, OpContractError, OpUsageError
@@ -63,7 +63,7 @@ def _check_sample(op: OpDef, sample: Sample, rng: np.random.Generator, settings:
     output = _checked_forward(op, inputs, attributes)
     grad_output = rng.standard_normal(output.shape)
     _check_backward_contract(op, inputs, attributes, output, grad_output)
-    forward = functools.partial(op.forward, **attributes)
+    forward = functools.partial(op.output_of, **attributes)
     for position, analytic in enumerate(analytic_gradients(op, inputs, grad_output, **attributes)):
         if analytic is None:
             continue
@@ -84,10 +84,10 @@ def _fail(op: OpDef, problem: str) -> NoReturn:
 
 def _checked_forward(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any]) -> np.ndarray:
     names = [f"forward: {op.describe_input(i)}" for i in range(len(inputs))]
-    output = np.asarray(check_unchanged(op, lambda: op.forward(*inputs, **attributes), inputs, names))
+    output = np.asarray(check_unchanged(op, lambda: op.output_of(*inputs, **attributes), inputs, names))
     if not np.issubdtype(output.dtype, np.floating) or not np.all(np.isfinite(output)):
         _fail(op, f"forward on the sample inputs returned a non-finite or non-float output ({output.dtype})")
-    if not np.array_equal(output, np.asarray(op.forward(*inputs, **attributes))):
+    if not np.array_equal(output, np.asarray(op.output_of(*inputs, **attributes))):
         _fail(op, "forward is not deterministic: two calls on the same inputs differ")
     return output
 
@@ -95,7 +95,8 @@ def _checked_forward(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[st
 def _check_backward_contract(
     op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any], output: np.ndarray, grad_output: np.ndarray
 ) -> None:
-    keywords = backward_keywords(op, attributes, output.copy())
+    saved = run_forward(op, inputs, attributes)[1]
+    keywords = backward_keywords(op, attributes, output.copy(), saved=saved)
     names = ["backward: grad_output", *(f"backward: {op.describe_input(i)}" for i in range(len(inputs)))]
     arrays = [grad_output, *inputs]
     grads = check_unchanged(op, lambda: op.backward(grad_output, *inputs, **keywords), arrays, names)
@@ -104,14 +105,14 @@ def _check_backward_contract(
 
 def _check_float32(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any]) -> None:
     """float32 in, float32 out, and float32 gradients: the op does not quietly compute in float64."""
-    output = np.asarray(op.forward(*inputs, **attributes))
+    output, saved = run_forward(op, inputs, attributes)
     if output.dtype != np.float32:
         _fail(
             op,
             f"forward turned float32 inputs into a {output.dtype} output; a NumPy scalar such as np.float64(...) "
             "or np.sqrt(2.0) in the computation upcasts (Python floats do not)",
         )
-    keywords = backward_keywords(op, attributes, output)
+    keywords = backward_keywords(op, attributes, output, saved=saved)
     check_gradients(op, inputs, op.backward(np.ones(output.shape, np.float32), *inputs, **keywords))
 
 

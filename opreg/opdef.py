@@ -22,7 +22,7 @@ from opreg.errors import OpUsageError, RegistrationError
 CHECK_TOLERANCES = MappingProxyType({"eps": 1e-6, "atol": 1e-5, "rtol": 1e-3})
 
 #: Names the engine's own keywords use, so no attribute may take them.
-RESERVED_NAMES = frozenset({"gradients_to_update", "output", "needs_grad"})
+RESERVED_NAMES = frozenset({"gradients_to_update", "output", "needs_grad", "saved"})
 
 _NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 
@@ -49,9 +49,10 @@ SampleInputs = Callable[[np.random.Generator], "Sequence[np.ndarray] | Sequence[
 class OpDef:
     """One registered op: a forward/backward pair with a declared input order, and optional attributes.
 
-    ``forward(*inputs, **attributes)`` returns the output array. ``backward(grad_output, *inputs, **attributes)``
-    (plus ``output=`` when ``backward_uses_output``) returns one gradient per declared input, in the declared
-    order, ``None`` where the input gets no gradient. Gradients may have the broadcast shape; the engine sums them
+    ``forward(*inputs, **attributes)`` returns the output array (``(output, saved)`` when ``saves_for_backward``).
+    ``backward(grad_output, *inputs, **attributes)`` (plus ``output=``, ``needs_grad=`` and ``saved=`` where
+    declared) returns one gradient per declared input, in the declared order, ``None`` where the input gets no
+    gradient. Gradients may have the broadcast shape; the engine sums them
     back to the input's shape. Attributes are static keyword parameters (an axis, a slope), never differentiated.
     """
 
@@ -68,19 +69,23 @@ class OpDef:
     attributes: Mapping[str, Any]
     #: Whether backward takes ``needs_grad=`` (one bool per input) to skip gradients nobody will use.
     backward_uses_needs_grad: bool = False
+    #: Whether forward returns ``(output, saved)`` and backward takes ``saved=``: what forward computed anyway
+    #: and backward needs (softmax's exponentials), kept with the recorded op rather than computed twice.
+    saves_for_backward: bool = False
     #: The plugin whose op of this name this one replaces, by its declaration ``overrides=True``; else None.
     overrides: str | None = None
     no_targets: tuple[None, ...] = ()  # (None,) * len(inputs): the default gradients_to_update, built once
     #: Set by anomaly mode only: called as ``after_backward(output, grads, needed)`` on every backward.
     after_backward: Callable[[Any, Sequence[Any], Sequence[Any] | None], None] | None = None
 
-    extra_backward_keywords: bool = False  # backward_uses_output or backward_uses_needs_grad, computed once
+    extra_backward_keywords: bool = False  # any of backward_uses_output, _needs_grad, saves_for_backward: set once
     all_needed: tuple[bool, ...] = ()  # (True,) * len(inputs), built once
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "no_targets", (None,) * len(self.inputs))
         object.__setattr__(self, "all_needed", (True,) * len(self.inputs))
-        object.__setattr__(self, "extra_backward_keywords", self.backward_uses_output or self.backward_uses_needs_grad)
+        extra = self.backward_uses_output or self.backward_uses_needs_grad or self.saves_for_backward
+        object.__setattr__(self, "extra_backward_keywords", extra)
 
     def describe(self) -> str:
         """``op 'name' (plugin 'p')``: how every error message names this op."""
@@ -89,6 +94,11 @@ class OpDef:
     def describe_input(self, position: int) -> str:
         """``input 1 'b'``: how error messages name one of this op's inputs."""
         return f"input {position} {self.inputs[position]!r}"
+
+    def output_of(self, *inputs: Any, **attributes: Any) -> Any:
+        """Forward's output alone, without what a ``saves_for_backward`` op saves: what gradient checks vary."""
+        result = self.forward(*inputs, **attributes)
+        return result[0] if self.saves_for_backward else result
 
     def bind_attributes(self, given: Mapping[str, Any]) -> Mapping[str, Any]:
         """The declared attribute defaults updated with ``given``; an attribute the op lacks is an error."""
@@ -119,6 +129,7 @@ def define_op(
     doc: str | None = None,
     backward_uses_output: bool = False,
     backward_uses_needs_grad: bool = False,
+    saves_for_backward: bool = False,
     tolerances: dict[str, float] | None = None,
     overrides: bool = False,
 ) -> OpDef:
@@ -131,9 +142,11 @@ def define_op(
     3x4 arrays). ``doc`` defaults to ``forward.__doc__``. ``backward_uses_output`` makes the engine pass
     ``output=`` to backward, so exp or sigmoid need not recompute. ``backward_uses_needs_grad`` makes it pass
     ``needs_grad=``, one bool per input, False for an input whose gradient would be dropped (a network's input),
-    so backward can skip computing it. ``tolerances`` overrides the gradient check's ``eps``, ``atol`` or ``rtol``
-    for this op. ``overrides=True`` replaces the op of that name an earlier plugin (a built-in, say) registered;
-    without it, a taken name is an error, so nothing is replaced silently.
+    so backward can skip computing it. ``saves_for_backward`` makes forward return ``(output, saved)`` and the
+    engine pass ``saved=`` to backward, so a loss need not recompute its softmax; backward must not change
+    ``saved`` (a second backward with ``retain_graph`` reads it again). ``tolerances`` overrides the gradient
+    check's ``eps``, ``atol`` or ``rtol`` for this op. ``overrides=True`` replaces the op of that name an earlier
+    plugin (a built-in, say) registered; without it, a taken name is an error, so nothing is replaced silently.
     """
     where = f"op {name!r} (plugin {plugin!r})"
     if not name.isidentifier():
@@ -163,7 +176,8 @@ def define_op(
         1 + len(inputs),
         attributes
         | ({"output": None} if backward_uses_output else {})
-        | ({"needs_grad": None} if backward_uses_needs_grad else {}),
+        | ({"needs_grad": None} if backward_uses_needs_grad else {})
+        | ({"saved": None} if saves_for_backward else {}),
     )
     return OpDef(
         name=name,
@@ -175,6 +189,7 @@ def define_op(
         doc=(inspect.getdoc(forward) or "") if doc is None else doc,
         backward_uses_output=backward_uses_output,
         backward_uses_needs_grad=backward_uses_needs_grad,
+        saves_for_backward=saves_for_backward,
         plugin=plugin,
         tolerances=MappingProxyType(dict(tolerances or {})),
         attributes=MappingProxyType(attributes) if attributes else _NO_ATTRIBUTES,

@@ -207,10 +207,13 @@ def _load_one(pm: pluggy.PluginManager, entry_point: metadata.EntryPoint, info: 
 
 
 def _source_file(plugin: object) -> str | None:
-    """The file a plugin (a module, a class, or an instance of one) is defined in."""
+    """The file a plugin (a module, a class, or an instance of one) is defined in; ``None`` if it has none.
+
+    A built-in module has none (TypeError), nor has a class defined by ``python -c`` or typed at a prompt (OSError).
+    """
     try:
         return inspect.getfile(plugin if inspect.ismodule(plugin) or inspect.isclass(plugin) else type(plugin))
-    except TypeError:
+    except (TypeError, OSError):
         return None
 
 

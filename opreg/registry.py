@@ -46,15 +46,16 @@ class OpRegistry(Mapping[str, OpDef]):
         return f"OpRegistry({sorted(self._table)})"
 
 
-# The one table behind the registry. It is filled in place, so the engines that hold it see plugins added later.
-_TABLE: dict[str, OpDef] = {}
+#: The one table behind the registry. It is filled in place, so the engines that hold it see plugins added later.
+#: Empty until the plugins are first loaded: read it through :func:`op_table`, or fall back to that on a miss.
+TABLE: dict[str, OpDef] = {}
 _LOADED = False
 
 
 def unknown_op_error(name: object) -> UnknownOpError:
     """The error for an op name nobody registered, suggesting the closest registered names."""
-    close = difflib.get_close_matches(str(name), list(_TABLE), n=3)
-    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else f"; registered ops: {sorted(_TABLE)}"
+    close = difflib.get_close_matches(str(name), list(TABLE), n=3)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else f"; registered ops: {sorted(TABLE)}"
     return UnknownOpError(f"no op named {name!r} is registered{hint}")
 
 
@@ -62,7 +63,7 @@ def op_table() -> dict[str, OpDef]:
     """The live dict behind the registry, for the engine's hot path (one plain dict lookup). Do not mutate it."""
     if not _LOADED:
         _reload()
-    return _TABLE
+    return TABLE
 
 
 @contextmanager
@@ -128,8 +129,8 @@ def _reload() -> None:
 
     if checkmode.enabled_by_environment():
         table = checkmode.checked_table(table)
-    _TABLE.clear()
-    _TABLE.update(table)
+    TABLE.clear()
+    TABLE.update(table)
     _LOADED = True
 
 

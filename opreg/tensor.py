@@ -10,6 +10,7 @@ fine), frees intermediate gradients as it goes, and releases the graph unless as
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -17,11 +18,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from opreg.calls import accumulate, as_arrays, input_gradients, run_forward
+from opreg.calls import as_arrays, input_gradients, run_forward
 from opreg.errors import EngineStateError, OpUsageError
 from opreg.fit import gradient_dtype
 from opreg.opdef import OpDef
-from opreg.registry import op_table, unknown_op_error
+from opreg.registry import TABLE, op_table, unknown_op_error
 
 
 class _GradMode(threading.local):
@@ -61,19 +62,21 @@ class no_grad:
 
 
 class Node:
-    """How a Tensor was made: the op, the input arrays, and the attributes it was called with.
+    """How a Tensor was made: the op, the input arrays, the attributes it was called with, and what its forward
+    saved for backward (``saves_for_backward`` ops only).
 
     ``inputs[i]`` is the input Tensor where it requires gradients, and ``None`` for a constant (an array, a number,
     a tensor that requires none), which the backward pass does not follow.
     """
 
-    __slots__ = ("attributes", "datas", "inputs", "op")
+    __slots__ = ("attributes", "datas", "inputs", "op", "saved")
 
-    def __init__(self, op: OpDef, inputs: tuple[Tensor | None, ...], datas: Any, attributes: Any) -> None:
+    def __init__(self, op: OpDef, inputs: tuple[Tensor | None, ...], datas: Any, attributes: Any, saved: Any) -> None:
         self.op = op
         self.inputs = inputs
         self.datas = datas
         self.attributes = attributes
+        self.saved = saved
 
 
 #: Stands in for the node of a Tensor whose graph backward has released.
@@ -239,19 +242,37 @@ class Tensor:
         for tensor in reversed(_topological_order(self)):
             grad_output = grads.pop(id(tensor), None)
             node = tensor._node
-            if node is None:  # a leaf: its own copy, since one gradient array may reach several leaves
+            if node is None:
                 if grad_output is not None:
-                    leaf_grad = tensor._grad
-                    tensor._grad = grad_output.copy() if leaf_grad is None else np.asarray(leaf_grad + grad_output)
+                    tensor._grad = _leaf_gradient(tensor._grad, grad_output)
                 continue
             if grad_output is None:
                 continue
             if not retain_graph:
                 tensor._node = RELEASED
-            grads_in = input_gradients(node.op, grad_output, node.datas, tensor.data, node.attributes, node.inputs)
+            grads_in = input_gradients(
+                node.op, grad_output, node.datas, tensor.data, node.attributes, node.inputs, node.saved
+            )
             for x, grad in zip(node.inputs, grads_in, strict=True):
-                if grad is not None and x is not None:
-                    accumulate(grads, id(x), grad)
+                if grad is not None:  # then x is a Tensor: input_gradients gives constants (None) no gradient
+                    current = grads.get(id(x))  # opreg.calls.accumulate, inlined: it runs per gradient
+                    grads[id(x)] = grad if current is None else np.asarray(current + grad)
+            grads_in = grad = None  # so that the gradients count as the grads dict's alone (see _leaf_gradient)
+
+
+def _leaf_gradient(current: np.ndarray | None, arrived: np.ndarray) -> np.ndarray:
+    """A leaf's ``.grad`` after ``arrived`` reaches it: an array no one else can see, as the user may change it.
+
+    One gradient array may reach several leaves (add passes its gradient to both inputs), so the first arrival is
+    copied, unless nothing but this call refers to it and it is no view: PyTorch's AccumulateGrad makes the same
+    reference-count test. That spares copying every weight's gradient on every step.
+    """
+    if current is not None:
+        return np.asarray(current + arrived)
+    # References: the caller's variable, this parameter and getrefcount's argument.
+    if arrived.base is None and sys.getrefcount(arrived) <= 3:
+        return arrived
+    return arrived.copy()
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:
@@ -289,36 +310,38 @@ def _topological_order(root: Tensor) -> list[Tensor]:
 def apply(name: str, *args: Any, **attributes: Any) -> Tensor:
     """Run op ``name`` on Tensors, arrays or numbers, and record it when an input requires gradients."""
     try:
-        op = op_table()[name]
+        op = TABLE[name]
     except KeyError:
-        raise unknown_op_error(name) from None
+        op = op_table().get(name)  # loads the plugins on first use
+        if op is None:
+            raise unknown_op_error(name) from None
     if attributes or op.attributes:
         attributes = op.bind_attributes(attributes)
     datas: list[Any] = []
     followed: list[Tensor | None] = []  # the inputs backward goes on to: those that require gradients
-    convert = False
+    convert = record = False
     for x in args:
-        if isinstance(x, Tensor):
+        if type(x) is Tensor or isinstance(x, Tensor):
             datas.append(x.data)
-            followed.append(x if x._requires_grad else None)
+            if x._requires_grad:
+                followed.append(x)
+                record = True
+            else:
+                followed.append(None)
         else:
             datas.append(x)
             followed.append(None)
             convert = convert or type(x) is not np.ndarray
     if convert:
         datas = list(as_arrays(datas))
-    result = _result(run_forward(op, datas, attributes))
-    if _grad_mode.enabled and any(x is not None for x in followed):
-        result._requires_grad = True
-        result._node = Node(op, tuple(followed), datas, attributes)
+    result = Tensor.__new__(Tensor)  # without __init__'s conversions and checks: this is the hot path
+    result.data, saved = run_forward(op, datas, attributes)
+    result._grad = None
+    if record and _grad_mode.enabled:
+        result._requires_grad, result._node = True, Node(op, tuple(followed), datas, attributes, saved)
+    else:
+        result._requires_grad, result._node = False, None
     return result
-
-
-def _result(data: np.ndarray) -> Tensor:
-    """A Tensor around an op's output, made without ``__init__``'s conversions and checks (the hot path)."""
-    tensor = Tensor.__new__(Tensor)
-    tensor.data, tensor._grad, tensor._requires_grad, tensor._node = data, None, False, None
-    return tensor
 
 
 def op_function(name: str) -> Callable[..., Tensor]:

@@ -96,7 +96,7 @@ def load_split(config: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 
 def build_model(layer_sizes: list[int], config: TrainConfig, rng: np.random.Generator | None = None) -> MLP:
-    engine = Autograd() if config.engine == "tape" else None
+    engine = Autograd(keep_gradients=False) if config.engine == "tape" else None
     activation = ACTIVATIONS[config.activation]
     return MLP(layer_sizes, engine, activation=activation, output_activation=Identity, rng=rng)
 

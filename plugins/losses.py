@@ -7,30 +7,36 @@ import numpy as np
 from opreg import Register, hookimpl
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    """log(softmax(logits)) along the last axis via log-sum-exp: no overflow, no log(0)."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
 def _check_same_shape(what: str, a: np.ndarray, b: np.ndarray) -> None:
     """Refuse to broadcast a loss's operands: (N, 1) against (N,) would silently give a wrong loss."""
     if a.shape != b.shape:
         raise ValueError(f"{what} must have the same shape, got {a.shape} and {b.shape}")
 
 
-def _softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Mean over the batch of -sum(labels * log_softmax(logits)); labels are one-hot (or any distribution)."""
+def _softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """Mean over the batch of -sum(labels * log_softmax(logits)); labels are one-hot (or any distribution).
+
+    Saves the exponentials and their row sums, from which backward gets the softmax with one division.
+    """
     _check_same_shape("logits and labels", logits, labels)
     batch = logits.size // logits.shape[-1]
-    return np.asarray(-(labels * _log_softmax(logits)).sum() / batch)
+    shifted = logits - logits.max(axis=-1, keepdims=True)  # log-sum-exp: no overflow, no log(0)
+    exp = np.exp(shifted)
+    total = exp.sum(axis=-1, keepdims=True)
+    return np.asarray(-(labels * (shifted - np.log(total))).sum() / batch), (exp, total)
 
 
-def _softmax_cross_entropy_backward(g: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> tuple:
+def _softmax_cross_entropy_backward(
+    g: np.ndarray, logits: np.ndarray, labels: np.ndarray, *, saved: tuple[np.ndarray, np.ndarray]
+) -> tuple:
     """softmax * (row sum of labels) - labels, over the batch size: exact for label rows that do not sum to 1."""
+    exp, total = saved
     batch = logits.size // logits.shape[-1]
-    softmax = np.exp(_log_softmax(logits))
-    return g * (softmax * labels.sum(axis=-1, keepdims=True) - labels) / batch, None
+    grad = exp / total  # a new array: saved values stay as they are, for a second backward with retain_graph
+    grad *= labels.sum(axis=-1, keepdims=True)
+    grad -= labels
+    grad *= g / batch  # g is 0-d: one scalar multiplication, in place like the steps above
+    return grad, None
 
 
 def _one_hot_sample(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -57,6 +63,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("logits", "labels"),
         forward=_softmax_cross_entropy,
         backward=_softmax_cross_entropy_backward,
+        saves_for_backward=True,
         differentiable=("logits",),
         sample_inputs=_one_hot_sample,
     )

@@ -307,3 +307,125 @@ def test_a_tape_of_100000_operations(engine):
         y = engine.apply("add", y, 1.0)
     engine.backward(1.0)
     assert y[0] == 100_001.0 and engine.gradient_buffer.get_param(x)[0] == 1.0
+
+
+# --- Autograd(keep_gradients=False): only what training needs --------------------------------------------------------
+
+
+def _mlp_step(engine: opreg.Autograd, x: np.ndarray, labels: np.ndarray, seed: int) -> list[np.ndarray]:
+    """One forward and backward of a two-layer MLP on ``engine``; the gradients its dW/db arrays receive."""
+    from opreg.nn import MLP, SoftmaxCrossEntropy
+
+    model = MLP([x.shape[1], 7, labels.shape[1]], engine, rng=np.random.default_rng(seed))
+    SoftmaxCrossEntropy(engine)(labels, model(x))
+    engine.backward(1.0)
+    return [p.grad.copy() for p in model.parameters()]
+
+
+def test_keep_gradients_false_gives_the_parameters_the_same_gradients():
+    x = rng.standard_normal((6, 5))
+    labels = np.eye(3)[rng.integers(0, 3, 6)]
+    kept = _mlp_step(opreg.Autograd(), x, labels, seed=1)
+    lean = _mlp_step(opreg.Autograd(keep_gradients=False), x, labels, seed=1)
+    for a, b in zip(kept, lean, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_keep_gradients_false_skips_the_gradient_of_an_array_no_op_produced(install_ops):
+    """The batch needs no gradient: an op that declares needs_grad is told so, and the rest still get theirs."""
+    asked = []
+
+    def backward(g, a, b, *, needs_grad):
+        asked.append(needs_grad)
+        return (g * b if needs_grad[0] else None), (g * a if needs_grad[1] else None)
+
+    install_ops(
+        {
+            "name": "spy_mul",
+            "inputs": ("a", "b"),
+            "forward": np.multiply,
+            "backward": backward,
+            "backward_uses_needs_grad": True,
+        }
+    )
+    engine = opreg.Autograd(keep_gradients=False)
+    x, w, dw = rng.standard_normal(3), rng.standard_normal(3), np.zeros(3)
+    h = engine.apply("spy_mul", x, w, gradients_to_update=[None, dw])  # x: a leaf; w: its gradient goes to dw
+    engine.apply("spy_mul", h, x)  # h: an intermediate, so it needs its gradient
+    engine.backward(1.0)
+    assert asked == [(True, False), (False, True)]
+    np.testing.assert_allclose(dw, x * x)
+
+
+def test_keep_gradients_false_refuses_to_read_the_buffer():
+    engine = opreg.Autograd(keep_gradients=False)
+    x = rng.standard_normal(3)
+    engine.apply("exp", engine.apply("exp", x))
+    engine.backward(1.0)
+    with pytest.raises(EngineStateError, match=r"keep_gradients=False.*use Autograd\(\)"):
+        engine.gradient_buffer.get_param(x)
+
+
+def test_keep_gradients_false_lets_backward_free_the_tape_as_it_goes():
+    """Each operation and its output's gradient slot are dropped once backward has passed them."""
+    engine = opreg.Autograd(keep_gradients=False)
+    x, dx = rng.standard_normal(3), np.zeros(3)
+    engine.apply("sum", engine.apply("exp", engine.apply("mul", x, 2.0, gradients_to_update=[dx, None])))
+    engine.backward(1.0)
+    assert engine.operation_list == []
+    assert engine.gradient_buffer.memory == {}
+    np.testing.assert_allclose(dx, 2 * np.exp(2 * x))
+    with pytest.raises(EngineStateError, match="already ran"):
+        engine.backward(1.0)
+
+
+# --- saves_for_backward: values forward computed, handed to backward ----------------------------------------------
+
+#: log(sum(exp(x))) over everything, saving exp(x) and its sum; backward counts how often it ran on saved values.
+SAVING_LOGSUMEXP = {
+    "name": "saving_logsumexp",
+    "inputs": ("x",),
+    "forward": lambda x: (np.log(np.exp(x).sum()), (np.exp(x), np.exp(x).sum())),
+    "backward": lambda g, x, *, saved: (g * saved[0] / saved[1],),
+    "saves_for_backward": True,
+}
+
+
+def test_an_op_saving_for_backward_works_in_both_front_ends_and_add_operation(install_ops):
+    install_ops(SAVING_LOGSUMEXP)
+    x = rng.standard_normal((2, 3))
+    softmax = np.exp(x) / np.exp(x).sum()
+    engine = opreg.Autograd()
+    output = engine.apply("saving_logsumexp", x)
+    np.testing.assert_allclose(output, np.log(np.exp(x).sum()))
+    engine.backward(1.0)
+    np.testing.assert_allclose(engine.gradient_buffer.get_param(x), softmax)
+
+    by_hand = opreg.Autograd()  # the handout's way: the output computed by the caller, then recorded
+    by_hand.add_operation([x], np.asarray(np.log(np.exp(x).sum())), [None], "saving_logsumexp")
+    by_hand.backward(2.0)
+    np.testing.assert_allclose(by_hand.gradient_buffer.get_param(x), 2 * softmax)
+
+    leaf = opreg.Tensor(x, requires_grad=True)
+    loss = opreg.ops.saving_logsumexp(leaf)
+    loss.backward(retain_graph=True)
+    loss.backward()  # the saved values serve a second backward too
+    np.testing.assert_allclose(leaf.grad, 2 * softmax)
+
+
+def test_an_op_saving_for_backward_passes_every_check(install_ops):
+    from opreg.opcheck import check_op
+
+    install_ops(SAVING_LOGSUMEXP)
+    check_op("saving_logsumexp")
+    check_op("saving_logsumexp", fast=True)
+    x = opreg.Tensor(rng.standard_normal(4), requires_grad=True)
+    with opreg.checking(), opreg.detect_anomaly():
+        opreg.ops.saving_logsumexp(x).backward()
+    np.testing.assert_allclose(x.grad, np.exp(x.data) / np.exp(x.data).sum())
+
+
+def test_a_saving_op_whose_backward_does_not_take_saved_is_refused(op_plugin):
+    declaration = {**SAVING_LOGSUMEXP, "backward": lambda g, x: (g,)}
+    with pytest.raises(opreg.RegistrationError, match=r"saving_logsumexp.*backward.*saved"):
+        opreg.register_plugin(op_plugin(declaration), name="saving-plugin")

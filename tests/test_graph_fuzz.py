@@ -50,14 +50,14 @@ def _tensor(x: Any) -> Any:
     return x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=torch.float64)
 
 
-def _binary(function):
+def _operands(function):
     """A program passes numbers and constant arrays as operands, which torch's functions want as tensors."""
-    return lambda a, b: function(_tensor(a), _tensor(b))
+    return lambda *operands: function(*map(_tensor, operands))
 
 
-#: The shared table (tests/torch_reference.py), each two-input op taking numbers and arrays as well.
+#: The shared table (tests/torch_reference.py), each op of several inputs taking numbers and arrays as well.
 TORCH_LIB = SimpleNamespace(
-    **{name: _binary(f) if len(REGISTRY[name].inputs) == 2 else f for name, f in TORCH_OPS.items()}
+    **{name: _operands(f) if len(REGISTRY[name].inputs) > 1 else f for name, f in TORCH_OPS.items()}
 )
 
 #: The ops the fuzzer draws: every built-in one (test_fuzzer_draws_every_builtin_op keeps it so).
@@ -319,6 +319,8 @@ class Builder:
             shape, k = matmul_shape(a.shape, b.shape)
             lo, hi = _interval(operator.mul, (a.lo, a.hi), (b.lo, b.hi))
             self.checked("matmul", [a, b], shape, k * lo, k * hi, x)
+        elif op == "linear":
+            self.linear(x)
         elif op == "mse":
             y = self.pick(lambda n: n.shape == x.shape, constants=True)
             worst = max(x.hi - y.lo, y.hi - x.lo) ** 2
@@ -331,6 +333,21 @@ class Builder:
             self.checked("softmax_cross_entropy", [x, labels], (), 0.0, x.hi - x.lo + math.log(x.shape[-1]), x)
         else:  # pragma: no cover - FUZZ_OPS and this dispatch are kept in step by test_fuzzer_draws_every_builtin_op
             raise AssertionError(f"the fuzzer cannot draw op {op!r}")
+
+    def linear(self, x: Node) -> None:
+        """``x @ weight.T + bias`` with a 2-D weight node whose rows fit ``x``, and a bias that broadcasts to the
+        product's shape (linear refuses one that would widen it)."""
+        weight = self.pick(lambda n: len(n.shape) == 2 and x.shape[-1:] == n.shape[1:], constants=True)
+        if weight is None:
+            self.unary("tanh", x)
+            return
+        product = (*x.shape[:-1], weight.shape[0])
+        bias = self.operand(lambda n: broadcast(product, n.shape) == product)
+        bias = 1.0 if bias is None else bias  # no node fits: a number does
+        b_lo, b_hi = (bias.lo, bias.hi) if isinstance(bias, Node) else (bias, bias)
+        lo, hi = _interval(operator.mul, (x.lo, x.hi), (weight.lo, weight.hi))
+        k = x.shape[-1]
+        self.checked("linear", [x, weight, bias], product, k * lo + b_lo, k * hi + b_hi, x)
 
     def loss(self) -> None:
         """A scalar ``loss`` from the last node; maybe every dangling op result folded in with sum and add."""

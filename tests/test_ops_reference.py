@@ -255,3 +255,20 @@ def test_reduction_samples_cover_every_kind_of_axis(name):
     axes = [s.attributes["axis"] for s in REGISTRY[name].samples(np.random.default_rng(0))]
     assert None in axes and any(isinstance(a, tuple) for a in axes)
     assert any(isinstance(a, int) and a >= 0 for a in axes) and any(isinstance(a, int) and a < 0 for a in axes)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "weight_shape", "bias_shape", "problem"),
+    [
+        ((2, 3), (4, 3, 1), (4,), r"weight must be 2-D \(out_features, in_features\), got shape \(4, 3, 1\)"),
+        ((2, 3), (4, 3), (5, 1, 4), r"bias of shape \(5, 1, 4\) does not broadcast to x @ weight.T's shape \(2, 4\)"),
+        ((2, 3), (4, 5), (4,), r"Input operand 1 has a mismatch"),
+    ],
+)
+def test_linear_refuses_shapes_it_cannot_differentiate(x_shape, weight_shape, bias_shape, problem):
+    """A bias that widened the output would make x's and W's gradients meaningless: refused, naming the shapes."""
+    inputs = [np.ones(x_shape), np.ones(weight_shape), np.ones(bias_shape)]
+    with pytest.raises(
+        opreg.OpUsageError, match=r"op 'linear' \(plugin 'opreg_builtins.linalg'\): forward failed.*" + problem
+    ):
+        opreg.ops.linear(*inputs)

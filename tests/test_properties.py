@@ -3,7 +3,8 @@
 For each built-in op (each op whose plugin is ``opreg_builtins.*``) and for float32 and float64, hypothesis draws
 inputs from the op's entry in ``CASES``: shapes from 0-d to 4-D, every broadcasting pattern the op allows (binary
 elementwise ops draw a mutually broadcastable pair of shapes, sometimes with empty axes), matmul's shape families
-(1-D @ 1-D, 1-D @ N-D, N-D @ 1-D, 2-D @ 2-D, batched with broadcast batch axes), ``sum``/``mean`` with every
+(1-D @ 1-D, 1-D @ N-D, N-D @ 1-D, 2-D @ 2-D, batched with broadcast batch axes), ``linear`` on 1-D to 3-D
+inputs with a bias of any shape that broadcasts to the product, ``sum``/``mean`` with every
 kind of axis (None, an int, a negative int, a tuple in any order, the empty tuple) and ``keepdims``, and values
 near the edge of each op's domain: ``log`` down to the smallest normal float, ``div`` by divisors down to 2**-20
 in magnitude, ``pow`` of a positive base, ``exp`` up to where it overflows, ``sigmoid``/``tanh`` at +-1e4, ``relu``
@@ -86,6 +87,20 @@ def matmul_case(draw, dtype: type) -> Case:
 
 
 @st.composite
+def linear_case(draw, dtype: type) -> Case:
+    """x 1-D to 3-D (*batch, in), weight (out, in), and a bias of any shape broadcasting to (*batch, out)."""
+    batch = draw(testing.shapes(max_dims=2))
+    low = draw(testing.min_sides())
+    n_in, n_out = draw(st.integers(low, 4)), draw(st.integers(low, 4))
+    product = (*batch, n_out)
+    kept = draw(st.integers(0, len(product)))  # the bias has the product's last `kept` axes, each maybe 1
+    bias_shape = tuple(n if draw(st.booleans()) else 1 for n in product[len(product) - kept :])
+    x = draw(arrays(dtype, (*batch, n_in), floats(-10.0, 10.0)))
+    weight = draw(arrays(dtype, (n_out, n_in), floats(-10.0, 10.0)))
+    return [x, weight, draw(arrays(dtype, bias_shape, REAL))], {}
+
+
+@st.composite
 def softmax_cross_entropy_case(draw, dtype: type) -> Case:
     """Logits (*batch, classes), 1-D to 4-D; labels one-hot, or any non-negative rows (not summing to 1)."""
     batch = draw(testing.shapes(max_dims=3))
@@ -113,6 +128,7 @@ CASES: dict[str, CaseStrategy] = {
     "sigmoid": unary(LARGE),
     "tanh": unary(LARGE),
     "matmul": matmul_case,
+    "linear": linear_case,
     "transpose": unary(REAL, min_dims=2),
     "sum": testing.reduction(REAL),
     "mean": testing.reduction(REAL),

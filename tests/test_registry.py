@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pluggy
 import pytest
@@ -167,3 +171,23 @@ def test_an_op_replaces_a_builtin_only_when_it_says_so(install_ops, capsys):
 def test_overrides_without_an_earlier_op_is_an_error(op_plugin):
     with pytest.raises(RegistrationError, match=r"declares overrides=True, but no earlier plugin registered 'cube'"):
         opreg.register_plugin(op_plugin(square("cube", overrides=True)), name="bad")
+
+
+def test_a_plugin_typed_at_a_prompt_registers():
+    """Classes from ``python -c`` or an interactive prompt have no source file; inspect raises OSError for them."""
+    code = textwrap.dedent(
+        """
+        import opreg
+
+        class Cube:
+            @opreg.hookimpl
+            def opreg_register_ops(self, register):
+                register(name="cube", inputs=("x",), forward=lambda x: x**3, backward=lambda g, x: (3 * g * x * x,))
+
+        opreg.register_plugin(Cube())
+        print(opreg.ops.cube(2.0).item())
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "8.0"

@@ -869,3 +869,18 @@ def test_matmul_skips_the_gradient_nobody_needs(install_ops):
     x, w = Tensor(np.ones((2, 3))), Tensor(np.ones((3, 4)), requires_grad=True)
     (x @ w).sum().backward()
     assert seen == [(False, True)] and x.grad is None and w.grad.shape == (3, 4)
+
+
+def test_a_leaf_gradient_is_never_an_array_someone_else_holds():
+    """The first gradient reaching a leaf is kept without a copy only when nothing else refers to it."""
+    seed = np.ones(3)
+    x = Tensor(np.arange(3.0), requires_grad=True)
+    x.backward(seed)  # the caller's seed itself arrives at the leaf
+    (x * 1.0).backward(seed)
+    seed[0] = 5.0
+    np.testing.assert_array_equal(x.grad, [2.0, 2.0, 2.0])
+    a, b = Tensor(np.zeros(2), requires_grad=True), Tensor(np.zeros(2), requires_grad=True)
+    (a + b).backward(np.ones(2))  # add passes one array to both leaves
+    assert not np.shares_memory(a.grad, b.grad)
+    a.grad *= 3.0
+    np.testing.assert_array_equal(b.grad, [1.0, 1.0])

@@ -63,6 +63,7 @@ TORCH_OPS: dict[str, Callable[..., Any]] = {
     "sigmoid": torch.sigmoid,
     "tanh": torch.tanh,
     "matmul": torch.matmul,
+    "linear": lambda x, weight, bias: F.linear(x, weight) + bias,  # opreg's bias may be any shape that broadcasts
     "transpose": lambda x: x.mT,
     "softmax_cross_entropy": softmax_cross_entropy,
     "mse": F.mse_loss,
