@@ -212,6 +212,15 @@ def environment_report(env: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def page_faults_report(rows: list[Row]) -> str:
+    """Minor page faults per training step, per implementation: how often freed memory had to be faulted in."""
+    lines = ["Minor page faults per train step:"]
+    for row in rows:
+        if row.benchmark == "train step" and "page_faults_per_call" in row.details:
+            lines.append(f"  {row.size} {row.dtype} {row.implementation}: {row.details['page_faults_per_call']:.0f}")
+    return "\n".join(lines)
+
+
 def gemm_report(rates: dict[str, dict[str, float]]) -> str:
     cells = [f"{dtype} {n}x{n}: {rate:.1f}" for dtype, by_size in rates.items() for n, rate in by_size.items()]
     return "NumPy GEMM GFLOP/s: " + ", ".join(cells)
@@ -303,6 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     print(table(rows))
     print()
     print(flatness_report(extra["memory_flatness"]))
+    print(page_faults_report(rows))
     notes = NOTES + ([trainers.AUTOGRAD_MISSING] if trainers.autograd is None else [])
     print("\n".join(f"Note: {note}" for note in notes))
     print(load_report(load))

@@ -11,6 +11,7 @@ out of those collections, which would otherwise take a tenth of a second each.
 from __future__ import annotations
 
 import gc
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -26,20 +27,26 @@ class Timing:
     q3: float
     repetitions: int
     calls_per_repetition: int
+    #: Minor page faults per call, over all repetitions: memory the allocator returned to the system and fetched
+    #: again. Each costs about a microsecond, and they can decide a large step's time (see bench/README.md).
+    page_faults_per_call: float
 
     def as_dict(self) -> dict[str, float | int]:
         return dict(vars(self))
 
 
-def time_batch(fn: Callable[[], object], number: int) -> float:
-    """Seconds per call of ``fn`` over ``number`` calls, with the cyclic collector off."""
+def time_batch(fn: Callable[[], object], number: int) -> tuple[float, int]:
+    """Seconds per call of ``fn`` over ``number`` calls, with the cyclic collector off, and the minor page faults
+    the batch took."""
     gc.collect()
     gc.disable()
     try:
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         for _ in range(number):
             fn()
-        return (time.perf_counter() - start) / number
+        seconds = (time.perf_counter() - start) / number
+        return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     finally:
         gc.enable()
 
@@ -83,16 +90,20 @@ def _take_turns(
 ) -> dict[str, Timing]:
     numbers = {name: calibrate(fn, batch_seconds, warmup_seconds) for name, fn in candidates.items()}
     samples: dict[str, list[float]] = {name: [] for name in candidates}
+    faults = dict.fromkeys(candidates, 0)
     gc.collect()
     gc.freeze()
     try:
         for _ in range(repetitions):
             for name, fn in candidates.items():
-                samples[name].append(time_batch(fn, numbers[name]))
+                seconds, batch_faults = time_batch(fn, numbers[name])
+                samples[name].append(seconds)
+                faults[name] += batch_faults
     finally:
         gc.unfreeze()
     timings = {}
     for name, times in samples.items():
         q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
-        timings[name] = Timing(statistics.median(times), q1, q3, repetitions, numbers[name])
+        per_call = faults[name] / (repetitions * numbers[name])
+        timings[name] = Timing(statistics.median(times), q1, q3, repetitions, numbers[name], per_call)
     return timings
