@@ -23,7 +23,7 @@ from opreg.hookspecs import Register, hookimpl, hookspec
 from opreg.opcheck import check_op, gradcheck
 from opreg.opdef import OpDef, Sample
 from opreg.registry import OpRegistry, get_registry, register_plugin, reload_plugins, unregister_plugin
-from opreg.tensor import Tensor, no_grad
+from opreg.tensor import Tensor, grad, no_grad
 
 __all__ = [
     "AnomalyError",
@@ -46,6 +46,7 @@ __all__ = [
     "checking",
     "detect_anomaly",
     "get_registry",
+    "grad",
     "gradcheck",
     "hookimpl",
     "hookspec",

@@ -7,6 +7,8 @@ has the wider dtype. The engine sums the first away and casts the second back, a
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 
 
@@ -15,7 +17,12 @@ def gradient_dtype(x: np.ndarray) -> np.dtype:
     return x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
 
 
-def sum_to_shape(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+#: An ndarray, or a Tensor when backward is itself recorded (``opreg.grad(..., create_graph=True)``): anything
+#: with ``shape``, ``ndim`` and ``sum(axis=, keepdims=)``.
+Summable = TypeVar("Summable")
+
+
+def sum_to_shape(grad: Summable, shape: tuple[int, ...]) -> Summable | None:
     """Sum ``grad`` over the axes along which an input of ``shape`` was broadcast.
 
     Returns ``None`` when ``grad`` cannot come from broadcasting an input of ``shape``: that is a wrong gradient,
@@ -26,8 +33,10 @@ def sum_to_shape(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
     extra = grad.ndim - len(shape)
     if extra < 0:
         return None
-    if extra:  # np.asarray: summing every axis away gives a NumPy scalar, not a 0-d array
-        grad = np.asarray(grad.sum(axis=tuple(range(extra))))
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+        if isinstance(grad, np.generic):  # summing every axis of an array away gives a NumPy scalar
+            grad = np.asarray(grad)
     stretched = tuple(axis for axis, n in enumerate(shape) if n == 1 and grad.shape[axis] != 1)
     if stretched:
         grad = grad.sum(axis=stretched, keepdims=True)

@@ -26,7 +26,7 @@ from opreg.engine import Autograd
 from opreg.errors import GradcheckError, OpContractError, OpUsageError
 from opreg.opdef import CHECK_TOLERANCES, OpDef, Sample
 from opreg.registry import get_registry
-from opreg.tensor import Tensor, no_grad
+from opreg.tensor import Tensor, apply, grad, no_grad
 
 
 def check_op(op: OpDef | str, *, seed: int = 0, fast: bool = False, **tolerances: float) -> None:
@@ -65,17 +65,75 @@ def _check_sample(op: OpDef, sample: Sample, rng: np.random.Generator, settings:
     _check_backward_contract(op, inputs, attributes, output, grad_output)
     forward = functools.partial(op.output_of, **attributes)
     for position, analytic in enumerate(analytic_gradients(op, inputs, grad_output, **attributes)):
-        if analytic is None:
-            continue
-        if fast:
-            direction = rng.standard_normal(inputs[position].shape)
-            numeric = directional_derivative(forward, inputs, grad_output, position, direction, settings["eps"])
-            what = f"{op.describe_input(position)} along a random direction"
-            _compare(op.describe(), what, np.asarray(np.sum(analytic * direction)), numeric, settings)
-        else:
-            numeric = numeric_gradient(forward, inputs, grad_output, position, settings["eps"])
-            _compare(op.describe(), op.describe_input(position), analytic, numeric, settings)
+        if analytic is not None:
+            what = op.describe_input(position)
+            _check_against_numeric(op, what, analytic, forward, inputs, grad_output, position, settings, rng, fast)
+    if op.differentiable_backward:
+        _check_second_order(op, inputs, attributes, grad_output, settings, rng, fast)
     _check_float32(op, [x.astype(np.float32) for x in inputs], attributes)
+
+
+def _check_against_numeric(
+    op: OpDef,
+    what: str,
+    analytic: np.ndarray,
+    forward: Callable[..., np.ndarray],
+    inputs: Sequence[np.ndarray],
+    grad_output: np.ndarray,
+    position: int,
+    settings: dict,
+    rng: np.random.Generator,
+    fast: bool,
+) -> None:
+    """``analytic``, the gradient of ``sum(grad_output * forward(*inputs))`` in input ``position``, against central
+    differences: every element, or (``fast``) one directional derivative along a random direction."""
+    if fast:
+        direction = rng.standard_normal(inputs[position].shape)
+        numeric = directional_derivative(forward, inputs, grad_output, position, direction, settings["eps"])
+        analytic = np.asarray(np.sum(analytic * direction))
+        what = f"{what} along a random direction"
+    else:
+        numeric = numeric_gradient(forward, inputs, grad_output, position, settings["eps"])
+    _compare(op.describe(), what, analytic, numeric, settings)
+
+
+def _check_second_order(
+    op: OpDef,
+    inputs: list[np.ndarray],
+    attributes: Mapping[str, Any],
+    grad_output: np.ndarray,
+    settings: dict,
+    rng: np.random.Generator,
+    fast: bool,
+) -> None:
+    """PyTorch's gradgradcheck, for an op whose backward is built from registered ops: the derivatives of
+    ``F = sum_i <v_i, gradient of input i>`` (random ``v_i``), got by recording backward on Tensors and going back
+    through it, against central differences of F computed from first-order gradients, in every differentiable
+    input and in ``grad_output``."""
+    positions = [i for i, differentiable in enumerate(op.differentiable) if differentiable]
+    directions = [rng.standard_normal(inputs[i].shape) for i in positions]
+
+    def first_order(*values: np.ndarray) -> np.ndarray:
+        *xs, g = values
+        grads = analytic_gradients(op, xs, g, **attributes)
+        return np.asarray(sum(np.sum(v * grads[i]) for i, v in zip(positions, directions, strict=True)))
+
+    values = [*inputs, grad_output]
+    tensors = [Tensor(x, requires_grad=i in positions or i == len(inputs)) for i, x in enumerate(values)]
+    *xs, g = tensors
+    grads = grad(apply(op.name, *xs, **attributes), [xs[i] for i in positions], g, create_graph=True)
+    total = sum(
+        (apply("sum", apply("mul", gr, v)) for gr, v in zip(grads, directions, strict=True) if gr is not None),
+        start=Tensor(np.zeros(())),
+    )
+    if total.requires_grad:  # else F does not depend on anything: its derivatives are 0, as the numbers must be
+        total.backward()
+    for position, tensor in enumerate(tensors):
+        if tensor.requires_grad:
+            analytic = np.zeros_like(tensor.data) if tensor.grad is None else tensor.grad
+            name = "grad_output" if position == len(inputs) else op.describe_input(position)
+            what = f"the second derivative of {name} (its backward, differentiated)"
+            _check_against_numeric(op, what, analytic, first_order, values, np.ones(()), position, settings, rng, fast)
 
 
 def _fail(op: OpDef, problem: str) -> NoReturn:

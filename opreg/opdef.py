@@ -72,6 +72,9 @@ class OpDef:
     #: Whether forward returns ``(output, saved)`` and backward takes ``saved=``: what forward computed anyway
     #: and backward needs (softmax's exponentials), kept with the recorded op rather than computed twice.
     saves_for_backward: bool = False
+    #: Whether backward is built from registered ops only (Tensor operators, opreg.ops), so that it also runs on
+    #: Tensors, recording itself, and can be differentiated again (``opreg.grad(..., create_graph=True)``).
+    differentiable_backward: bool = False
     #: The plugin whose op of this name this one replaces, by its declaration ``overrides=True``; else None.
     overrides: str | None = None
     no_targets: tuple[None, ...] = ()  # (None,) * len(inputs): the default gradients_to_update, built once
@@ -130,6 +133,7 @@ def define_op(
     backward_uses_output: bool = False,
     backward_uses_needs_grad: bool = False,
     saves_for_backward: bool = False,
+    differentiable_backward: bool = False,
     tolerances: dict[str, float] | None = None,
     overrides: bool = False,
 ) -> OpDef:
@@ -144,9 +148,12 @@ def define_op(
     ``needs_grad=``, one bool per input, False for an input whose gradient would be dropped (a network's input),
     so backward can skip computing it. ``saves_for_backward`` makes forward return ``(output, saved)`` and the
     engine pass ``saved=`` to backward, so a loss need not recompute its softmax; backward must not change
-    ``saved`` (a second backward with ``retain_graph`` reads it again). ``tolerances`` overrides the gradient
-    check's ``eps``, ``atol`` or ``rtol`` for this op. ``overrides=True`` replaces the op of that name an earlier
-    plugin (a built-in, say) registered; without it, a taken name is an error, so nothing is replaced silently.
+    ``saved`` (a second backward with ``retain_graph`` reads it again). ``differentiable_backward`` declares a
+    backward built from registered ops only (Tensor operators, ``opreg.ops``), which therefore also runs on Tensors
+    and can be differentiated again; ``check_op`` then checks second derivatives too. ``tolerances`` overrides
+    the gradient check's ``eps``, ``atol`` or ``rtol`` for this op. ``overrides=True`` replaces the op of that name
+    an earlier plugin (a built-in, say) registered; without it, a taken name is an error, so nothing is replaced
+    silently.
     """
     where = f"op {name!r} (plugin {plugin!r})"
     if not name.isidentifier():
@@ -190,6 +197,7 @@ def define_op(
         backward_uses_output=backward_uses_output,
         backward_uses_needs_grad=backward_uses_needs_grad,
         saves_for_backward=saves_for_backward,
+        differentiable_backward=differentiable_backward,
         plugin=plugin,
         tolerances=MappingProxyType(dict(tolerances or {})),
         attributes=MappingProxyType(attributes) if attributes else _NO_ATTRIBUTES,

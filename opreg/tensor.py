@@ -12,15 +12,15 @@ from __future__ import annotations
 import functools
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike
 
-from opreg.calls import as_arrays, input_gradients, run_forward
-from opreg.errors import EngineStateError, OpUsageError
-from opreg.fit import gradient_dtype
+from opreg.calls import as_arrays, backward_keywords, input_gradients, run_forward
+from opreg.errors import EngineStateError, OpContractError, OpUsageError
+from opreg.fit import gradient_dtype, sum_to_shape
 from opreg.opdef import OpDef
 from opreg.registry import TABLE, op_table, unknown_op_error
 
@@ -138,6 +138,10 @@ class Tensor:
         return self.data.ndim
 
     @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
     def is_leaf(self) -> bool:
         """Made by the user rather than by an op that recorded it."""
         return self._node is None
@@ -224,40 +228,130 @@ class Tensor:
         ``gradient`` is d(loss)/d(self): omitted only for a single-element tensor (then 1). The graph is released
         afterwards, freeing what forward kept for backward, unless ``retain_graph``.
         """
-        if not self.requires_grad:
-            raise EngineStateError("backward() on a tensor that does not require gradients: no input required them")
-        dtype = gradient_dtype(self.data)
-        if gradient is None:
-            if self.data.size != 1:
-                raise OpUsageError(
-                    f"backward() without a gradient needs a single-element tensor, not shape {self.shape}; "
-                    "pass gradient= of that shape"
-                )
-            seed = np.ones(self.shape, dtype)
+        _backpropagate(self, _seed(self, gradient, "backward()"), retain_graph)
+
+
+def _seed(root: Tensor, gradient: Any, caller: str) -> np.ndarray:
+    """d(loss)/d(root) as an array of root's shape and gradient dtype: ``gradient``, or 1 for a single element."""
+    if not root.requires_grad:
+        raise EngineStateError(f"{caller} on a tensor that does not require gradients: no input required them")
+    dtype = gradient_dtype(root.data)
+    if gradient is None:
+        if root.data.size != 1:
+            raise OpUsageError(
+                f"{caller} without a gradient needs a single-element tensor, not shape {root.shape}; "
+                "pass gradient= of that shape"
+            )
+        return np.ones(root.shape, dtype)
+    seed = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=dtype)
+    if seed.shape != root.shape:
+        raise OpUsageError(f"gradient of shape {seed.shape} for a tensor of shape {root.shape}")
+    return seed
+
+
+def grad(
+    output: Tensor,
+    inputs: Sequence[Tensor],
+    gradient: Any = None,
+    *,
+    create_graph: bool = False,
+    retain_graph: bool | None = None,
+) -> tuple[Tensor | None, ...]:
+    """d(output)/d(x) for each Tensor ``x`` of ``inputs`` (``None`` where output does not depend on it), as
+    ``torch.autograd.grad``: every ``.grad`` is left alone.
+
+    ``gradient`` is d(loss)/d(output), as in :meth:`Tensor.backward`. With ``create_graph`` the backward pass is
+    itself recorded, so the gradients returned require gradients and can be differentiated again: Hessian-vector
+    products, gradient penalties, second-order checks. Every op on the way must then have a backward built from
+    registered ops (declared ``differentiable_backward``), since a NumPy backward records nothing. The graph is kept
+    when ``create_graph`` (the new graph reaches into it), released otherwise, unless ``retain_graph`` says.
+    """
+    seed = _seed(output, gradient, "grad()")
+    if create_graph:  # a Tensor gradient stays one: what grad returns may depend on it, and be differentiated
+        seed = gradient if isinstance(gradient, Tensor) and gradient.dtype == seed.dtype else Tensor(seed)
+    retain = create_graph if retain_graph is None else retain_graph
+    found = _backpropagate(output, seed, retain, create_graph, {id(x) for x in inputs})
+    return tuple(None if id(x) not in found else _as_tensor(found[id(x)]) for x in inputs)
+
+
+def _as_tensor(value: Tensor | np.ndarray) -> Tensor:
+    return value if isinstance(value, Tensor) else Tensor(value)
+
+
+def _backpropagate(
+    root: Tensor, seed: Any, retain_graph: bool, create_graph: bool = False, wanted: set[int] | None = None
+) -> dict[int, Any]:
+    """Walk the graph from ``root`` back, in reverse topological order, starting from the gradient ``seed``.
+
+    Without ``wanted``, each leaf's gradient accumulates into its ``.grad``; with it, the complete gradients of
+    the tensors whose ids it holds are returned by id instead. With ``create_graph``, gradients are Tensors and
+    each op's backward runs on Tensors, recording what it does.
+    """
+    grads: dict[int, Any] = {id(root): seed}
+    found: dict[int, Any] = {}
+    for tensor in reversed(_topological_order(root)):
+        grad_output = grads.pop(id(tensor), None)
+        if grad_output is None:
+            continue
+        if wanted is not None and id(tensor) in wanted:
+            found[id(tensor)] = grad_output
+        node = tensor._node
+        if node is None:
+            if wanted is None:
+                tensor._grad = _leaf_gradient(tensor._grad, grad_output)
+            continue
+        if not retain_graph:
+            tensor._node = RELEASED
+        if create_graph:
+            grads_in = _recorded_gradients(node, tensor, grad_output)
         else:
-            seed = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=dtype)
-            if seed.shape != self.shape:
-                raise OpUsageError(f"gradient of shape {seed.shape} for a tensor of shape {self.shape}")
-        grads: dict[int, Any] = {id(self): seed}
-        for tensor in reversed(_topological_order(self)):
-            grad_output = grads.pop(id(tensor), None)
-            node = tensor._node
-            if node is None:
-                if grad_output is not None:
-                    tensor._grad = _leaf_gradient(tensor._grad, grad_output)
-                continue
-            if grad_output is None:
-                continue
-            if not retain_graph:
-                tensor._node = RELEASED
             grads_in = input_gradients(
                 node.op, grad_output, node.datas, tensor.data, node.attributes, node.inputs, node.saved
             )
-            for x, grad in zip(node.inputs, grads_in, strict=True):
-                if grad is not None:  # then x is a Tensor: input_gradients gives constants (None) no gradient
-                    current = grads.get(id(x))  # opreg.calls.accumulate, inlined: it runs per gradient
-                    grads[id(x)] = grad if current is None else np.asarray(current + grad)
-            grads_in = grad = None  # so that the gradients count as the grads dict's alone (see _leaf_gradient)
+        for x, grad in zip(node.inputs, grads_in, strict=True):
+            if grad is not None:  # then x is a Tensor: input_gradients gives constants (None) no gradient
+                current = grads.get(id(x))  # opreg.calls.accumulate, inlined: it runs per gradient
+                grads[id(x)] = grad if current is None else _total(current, grad)
+        grads_in = grad = None  # so that the gradients count as the grads dict's alone (see _leaf_gradient)
+    return found
+
+
+def _total(current: Any, grad: Any) -> Any:
+    """Two gradients of one tensor added: out of place (one array may be several tensors' gradient), and an array
+    or a Tensor (0-d + 0-d arrays give a NumPy scalar)."""
+    total = current + grad
+    return np.asarray(total) if isinstance(total, np.generic) else total
+
+
+def _recorded_gradients(node: Node, output: Tensor, grad_output: Tensor) -> list[Tensor | None]:
+    """``node``'s op's backward run on Tensors, so that what it computes is recorded: for ``create_graph``."""
+    op = node.op
+    if not op.differentiable_backward:
+        raise OpUsageError(
+            f"{op.describe()}: create_graph=True records backward as ops, and this op's backward is not built from "
+            "registered ops; an op whose backward uses only Tensor operators and opreg.ops declares "
+            "differentiable_backward=True"
+        )
+    inputs = [Tensor(data) if x is None else x for x, data in zip(node.inputs, node.datas, strict=True)]
+    keywords = backward_keywords(op, node.attributes, output, node.inputs, node.saved)
+    grads = op.backward(grad_output, *inputs, **keywords)
+    if len(grads) != len(inputs):
+        raise OpContractError(
+            f"{op.describe()}: backward returned {len(grads)} gradients for {len(inputs)} inputs {op.inputs}"
+        )
+    fitted: list[Tensor | None] = []
+    for position, (x, grad) in enumerate(zip(node.inputs, grads, strict=True)):
+        if grad is None or x is None or not op.differentiable[position]:
+            fitted.append(None)
+            continue
+        grad = sum_to_shape(_as_tensor(grad), x.shape)
+        if grad is None:
+            raise OpContractError(
+                f"{op.describe()}: backward returned a gradient for {op.describe_input(position)} of shape "
+                f"{x.shape} which broadcasting cannot explain"
+            )
+        fitted.append(grad)
+    return fitted
 
 
 def _leaf_gradient(current: np.ndarray | None, arrived: np.ndarray) -> np.ndarray:

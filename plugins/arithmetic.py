@@ -1,4 +1,8 @@
-"""Elementwise arithmetic: add, sub, mul, div, neg, pow. Inputs broadcast; the engine sums gradients back."""
+"""Elementwise arithmetic: add, sub, mul, div, neg, pow. Inputs broadcast; the engine sums gradients back.
+
+All but pow's backwards are expressions in operators alone, so they run on Tensors too and declare
+``differentiable_backward``: second derivatives go through them. pow's needs NumPy's where and log.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ def opreg_register_ops(register: Register) -> None:
         forward=lambda a, b: a + b,
         backward=lambda g, a, b: (g, g),
         doc="a + b, broadcasting.",
+        differentiable_backward=True,
     )
     register(
         name="sub",
@@ -49,6 +54,7 @@ def opreg_register_ops(register: Register) -> None:
         forward=lambda a, b: a - b,
         backward=lambda g, a, b: (g, -g),
         doc="a - b, broadcasting.",
+        differentiable_backward=True,
     )
     register(
         name="mul",
@@ -56,6 +62,7 @@ def opreg_register_ops(register: Register) -> None:
         forward=lambda a, b: a * b,
         backward=lambda g, a, b: (g * b, g * a),
         doc="a * b elementwise, broadcasting.",
+        differentiable_backward=True,
     )
     register(
         name="div",
@@ -65,6 +72,7 @@ def opreg_register_ops(register: Register) -> None:
         backward_uses_output=True,
         sample_inputs=lambda rng: (rng.standard_normal((3, 4)), _away_from_zero(rng, (3, 4))),
         doc="a / b elementwise, broadcasting.",
+        differentiable_backward=True,
     )
     register(
         name="neg",
@@ -72,6 +80,7 @@ def opreg_register_ops(register: Register) -> None:
         forward=lambda x: -x,
         backward=lambda g, x: (-g,),
         doc="-x.",
+        differentiable_backward=True,
     )
     register(
         name="pow",

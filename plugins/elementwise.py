@@ -1,7 +1,8 @@
 """Elementwise functions: log, exp, relu, sigmoid, tanh.
 
 exp, sigmoid and tanh declare ``backward_uses_output``: their derivatives are cheapest in terms of the output,
-which the engine passes to backward instead of having it recomputed.
+which the engine passes to backward instead of having it recomputed. All but relu's backwards are expressions in
+operators alone and declare ``differentiable_backward`` (relu's compares, which Tensors do not record).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def opreg_register_ops(register: Register) -> None:
         backward=lambda g, x: (g / x,),
         sample_inputs=_positive,
         doc="Natural logarithm; defined for x > 0.",
+        differentiable_backward=True,
     )
     register(
         name="exp",
@@ -42,6 +44,7 @@ def opreg_register_ops(register: Register) -> None:
         backward=lambda g, x, *, output: (g * output,),
         backward_uses_output=True,
         doc="e ** x.",
+        differentiable_backward=True,
     )
     register(
         name="relu",
@@ -58,6 +61,7 @@ def opreg_register_ops(register: Register) -> None:
         backward=lambda g, x, *, output: (g * output * (1 - output),),
         backward_uses_output=True,
         doc="1 / (1 + exp(-x)), without overflow for large |x|.",
+        differentiable_backward=True,
     )
     register(
         name="tanh",
@@ -66,4 +70,5 @@ def opreg_register_ops(register: Register) -> None:
         backward=lambda g, x, *, output: (g * (1 - output * output),),
         backward_uses_output=True,
         doc="Hyperbolic tangent.",
+        differentiable_backward=True,
     )

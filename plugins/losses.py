@@ -72,4 +72,5 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("prediction", "target"),
         forward=_mse,
         backward=_mse_backward,
+        differentiable_backward=True,
     )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import opreg
-from opreg import GradcheckError, Sample
+from opreg import GradcheckError, Sample, Tensor
 from opreg.opcheck import check_op
 from opreg.plugin_manager import BUILTIN_PLUGINS
 
@@ -173,3 +173,22 @@ def test_fast_mode_catches_a_wrong_backward(install_ops):
     )
     with pytest.raises(GradcheckError, match=r"op 'cube' \(plugin 'buggy-ops'\): .*input 0 'x' along a random"):
         check_op("cube", fast=True)
+
+
+def _detached(x):
+    """``x``'s values cut from any recorded graph: the slip that makes a backward right once and wrong twice."""
+    return Tensor(x.data) if isinstance(x, Tensor) else x
+
+
+def test_second_derivatives_of_a_differentiable_backward_are_checked(install_ops):
+    """An op declaring differentiable_backward has its backward differentiated and compared too: a backward
+    whose first derivative is right but which detaches x fails, naming the input, where a correct one passes."""
+    cube = {"name": "cube", "inputs": ("x",), "forward": lambda x: x * x * x, "differentiable_backward": True}
+    install_ops(
+        {**cube, "backward": lambda g, x: (3.0 * g * x * x,)},
+        {**cube, "name": "cube_detached", "backward": lambda g, x: (3.0 * g * _detached(x) * _detached(x),)},
+    )
+    check_op("cube")
+    check_op("cube", fast=True)
+    with pytest.raises(GradcheckError, match=r"op 'cube_detached'.*second derivative of input 0 'x'"):
+        check_op("cube_detached")

@@ -884,3 +884,45 @@ def test_a_leaf_gradient_is_never_an_array_someone_else_holds():
     assert not np.shares_memory(a.grad, b.grad)
     a.grad *= 3.0
     np.testing.assert_array_equal(b.grad, [1.0, 1.0])
+
+
+# --- opreg.grad and create_graph: gradients as Tensors, differentiable again --------------------------------------
+
+
+def test_grad_returns_gradients_and_leaves_dot_grad_alone():
+    x, unused = Tensor(np.arange(3.0), requires_grad=True), Tensor(np.ones(3), requires_grad=True)
+    h = x * x
+    gx, gh, gu = opreg.grad(ops.sum(h * 3.0), [x, h, unused])
+    np.testing.assert_array_equal(gx.data, 6 * x.data)
+    np.testing.assert_array_equal(gh.data, [3.0, 3.0, 3.0])  # an intermediate's gradient too
+    assert gu is None and x.grad is None and not gx.requires_grad
+
+
+def test_hessian_vector_products_match_torch():
+    """Second derivatives through every op that declares a differentiable backward, against torch's."""
+    rng = np.random.default_rng(3)
+    x0, v, c = rng.standard_normal((3, 4)), rng.standard_normal((3, 4)), rng.standard_normal(4)
+    y0 = rng.standard_normal((3, 4))
+
+    def f(x, lib):
+        if lib is torch:
+            y = torch.tanh(x) * x * x / (torch.exp(x) + 2.0) - torch.sigmoid(x * torch.tensor(c))
+            return F.mse_loss(-torch.log(y * y + 1.0) + x, torch.tensor(y0))
+        y = ops.tanh(x) * x * x / (ops.exp(x) + 2.0) - ops.sigmoid(x * c)
+        return ops.mse(-ops.log(y * y + 1.0) + x, y0)
+
+    x = Tensor(x0, requires_grad=True)
+    (g,) = opreg.grad(f(x, opreg), [x], create_graph=True)
+    assert g.requires_grad
+    ops.sum(g * v).backward()
+    xt = torch.tensor(x0, requires_grad=True)
+    (gt,) = torch.autograd.grad(f(xt, torch), [xt], create_graph=True)
+    (gt * torch.tensor(v)).sum().backward()
+    np.testing.assert_allclose(g.data, gt.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(x.grad, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_create_graph_through_a_numpy_backward_is_refused_naming_the_op():
+    x = Tensor(np.ones((2, 2)), requires_grad=True)
+    with pytest.raises(OpUsageError, match=r"op 'matmul' \(plugin 'opreg_builtins.linalg'\): create_graph=True"):
+        opreg.grad(x @ x, [x], np.ones((2, 2)), create_graph=True)
