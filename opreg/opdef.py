@@ -77,6 +77,9 @@ class OpDef:
     differentiable_backward: bool = False
     #: The plugin whose op of this name this one replaces, by its declaration ``overrides=True``; else None.
     overrides: str | None = None
+    #: ``"name version"`` of the installed package whose entry point registered the op; None for opreg's own
+    #: built-ins and for plugins registered in-process. Errors name it, so a user knows what to upgrade or report.
+    distribution: str | None = None
     no_targets: tuple[None, ...] = ()  # (None,) * len(inputs): the default gradients_to_update, built once
     #: Set by anomaly mode only: called as ``after_backward(output, grads, needed)`` on every backward.
     after_backward: Callable[[Any, Sequence[Any], Sequence[Any] | None], None] | None = None
@@ -91,8 +94,10 @@ class OpDef:
         object.__setattr__(self, "extra_backward_keywords", extra)
 
     def describe(self) -> str:
-        """``op 'name' (plugin 'p')``: how every error message names this op."""
-        return f"op {self.name!r} (plugin {self.plugin!r})"
+        """``op 'name' (plugin 'p')``, or ``op 'name' (plugin 'p' of package-name 1.0)`` for an op an installed
+        package registered: how every error message names this op."""
+        source = f" of {self.distribution}" if self.distribution else ""
+        return f"op {self.name!r} (plugin {self.plugin!r}{source})"
 
     def describe_input(self, position: int) -> str:
         """``input 1 'b'``: how error messages name one of this op's inputs."""

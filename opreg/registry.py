@@ -159,6 +159,8 @@ def _collect(pm: pluggy.PluginManager) -> dict[str, OpDef]:
 def _ops_of(plugin: str, hook: Callable[..., None], table: Mapping[str, OpDef]) -> dict[str, OpDef]:
     """The ops one plugin's hook registers, checked against each other and against ``table``."""
     ops: dict[str, OpDef] = {}
+    info = plugin_manager.plugin_infos_by_name().get(plugin)
+    distribution = f"{info.distribution} {info.version}" if info and info.status == "loaded" else None
 
     def register(**declaration: Any) -> None:
         try:
@@ -168,6 +170,8 @@ def _ops_of(plugin: str, hook: Callable[..., None], table: Mapping[str, OpDef]) 
             raise RegistrationError(f"{where}: {exc}") from None
         except TypeError as exc:  # an unknown or missing keyword
             raise RegistrationError(f"plugin {plugin!r}: register(): {exc}") from None
+        if distribution:
+            op = dataclasses.replace(op, distribution=distribution)
         earlier, first = table.get(op.name), ops.get(op.name)
         if op.overrides is not None:
             if earlier is None:

@@ -99,7 +99,9 @@ def test_pytest_gradcheck_generates_one_test_per_op(packages, pytester, monkeypa
     result = pytester.runpytest_subprocess("--opreg-gradcheck=good-ops,bad-ops", "-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*gradcheck?good-ops:cube? PASSED*", "*gradcheck?bad-ops:bad_cube? FAILED*"])
-    result.stdout.fnmatch_lines(["*op 'bad_cube' (plugin 'bad-ops'): the gradient of input 0 'x'*worst at index*"])
+    result.stdout.fnmatch_lines(
+        ["*op 'bad_cube' (plugin 'bad-ops' of bad-ops 0.1): the gradient of input 0 'x'*worst at index*"]
+    )
 
     everything = pytester.runpytest_subprocess("--opreg-gradcheck", "-p", "no:cacheprovider")
     everything.assert_outcomes(passed=len(opreg.get_registry()) - 1, failed=1)

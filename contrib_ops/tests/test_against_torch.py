@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from importlib.metadata import version
 from typing import Any
 
 import numpy as np
@@ -260,14 +261,14 @@ def test_reduction_gradients_are_writable_arrays():
         assert grad.flags.writeable and grad.flags.owndata, name
 
 
-# Errors name the op and the plugin
+# Errors name the op, the plugin and the installed package
 
 
 def _usage_error(name: str, *inputs: np.ndarray, **attributes: Any) -> str:
     with pytest.raises(opreg.OpUsageError) as failure:
         opreg.Autograd().apply(name, *inputs, **attributes)
     message = str(failure.value)
-    assert f"op {name!r} (plugin {PLUGIN!r})" in message
+    assert f"op {name!r} (plugin {PLUGIN!r} of opreg-contrib-ops {version('opreg-contrib-ops')})" in message
     return message
 
 
