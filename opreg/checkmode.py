@@ -8,6 +8,10 @@ are checked in backward too, even if backward runs after the block.
 Checked: forward returns an array and leaves its inputs alone; backward returns one gradient per declared input,
 each ``None`` or an array of the input's dtype and of its (or the broadcast) shape, and leaves its inputs and
 ``grad_output`` alone. A violation raises :class:`OpContractError` naming the op, its plugin and the input.
+
+With ``OPREG_OP_TIMEOUT=seconds`` (or ``checking(timeout=...)``) each forward and backward also runs in a thread
+of its own and is given up on after that long: an op that hangs becomes an error naming it and the line it was
+stuck on, rather than a process that never returns. Python cannot stop the thread; it is abandoned.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from opreg import plugin_manager
 from opreg.errors import OpContractError
 from opreg.fit import gradient_dtype, sum_to_shape
 from opreg.opdef import OpDef
 from opreg.registry import ops_replaced
 
 CHECK_VAR = "OPREG_CHECK"
+TIMEOUT_VAR = "OPREG_OP_TIMEOUT"
 
 
 def check_unchanged(op: OpDef, call: Callable[[], Any], arrays: Sequence[Any], names: Sequence[str]) -> Any:
@@ -69,12 +75,22 @@ def check_gradients(op: OpDef, inputs: Sequence[np.ndarray], grads: Sequence[Any
             raise OpContractError(f"{where} dtype {grad.dtype} for {name} of dtype {x.dtype}; expected {expected}")
 
 
-def _checked(op: OpDef) -> OpDef:
+def _checked(op: OpDef, timeout: float | None = None) -> OpDef:
     inputs_named = [f"{op.describe_input(i)}" for i in range(len(op.inputs))]
+
+    def within_timeout(what: str, call: Callable[[], Any]) -> Any:
+        if timeout is None:
+            return call()
+        try:
+            return plugin_manager.guarded(f"{op.name} {what}", call, timeout, TIMEOUT_VAR)
+        except TimeoutError as exc:
+            raise OpContractError(f"{op.describe()}: {what} {exc}") from None
 
     def forward(*inputs: Any, **attributes: Any) -> Any:
         names = [f"forward: {n}" for n in inputs_named]
-        result = check_unchanged(op, lambda: op.forward(*inputs, **attributes), inputs, names)
+        result = within_timeout(
+            "forward", lambda: check_unchanged(op, lambda: op.forward(*inputs, **attributes), inputs, names)
+        )
         output = result[0] if op.saves_for_backward else result
         if not isinstance(output, np.ndarray | np.generic):
             raise OpContractError(f"{op.describe()}: forward returned a {type(output).__name__}, not an array")
@@ -83,7 +99,11 @@ def _checked(op: OpDef) -> OpDef:
     def backward(grad_output: Any, *inputs: Any, **keywords: Any) -> Any:
         names = ["backward: grad_output", *(f"backward: {n}" for n in inputs_named)]
         arrays = [grad_output, *inputs]
-        grads = check_unchanged(op, lambda: op.backward(grad_output, *inputs, **keywords), arrays, names)
+
+        def run() -> Any:
+            return check_unchanged(op, lambda: op.backward(grad_output, *inputs, **keywords), arrays, names)
+
+        grads = within_timeout("backward", run)
         check_gradients(op, inputs, grads)
         return grads
 
@@ -91,13 +111,21 @@ def _checked(op: OpDef) -> OpDef:
 
 
 def checked_table(table: dict[str, OpDef]) -> dict[str, OpDef]:
-    """``table`` with every op wrapped in the checks."""
-    return {name: _checked(op) for name, op in table.items()}
+    """``table`` with every op wrapped in the checks, with the timeout ``OPREG_OP_TIMEOUT`` sets, if any."""
+    timeout = _timeout_from_environment()
+    return {name: _checked(op, timeout) for name, op in table.items()}
 
 
-def checking() -> AbstractContextManager[None]:
-    """Check every op recorded inside the block (see the module docstring)."""
-    return ops_replaced(_checked)
+def checking(timeout: float | None = None) -> AbstractContextManager[None]:
+    """Check every op recorded inside the block (see the module docstring); ``timeout`` (seconds; default
+    ``OPREG_OP_TIMEOUT``, else none) also gives up on a forward or backward that takes longer, naming the op."""
+    timeout = _timeout_from_environment() if timeout is None else timeout
+    return ops_replaced(lambda op: _checked(op, timeout))
+
+
+def _timeout_from_environment() -> float | None:
+    value = os.environ.get(TIMEOUT_VAR, "").strip()
+    return float(value) if value else None
 
 
 def enabled_by_environment() -> bool:

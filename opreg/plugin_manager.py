@@ -19,7 +19,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import sys
 import threading
+import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -168,11 +170,12 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             _load_one(pm, entry_point, info)
 
 
-def guarded(name: str, call: Callable[[], T]) -> T:
+def guarded(name: str, call: Callable[[], T], timeout: float | None = None, setting: str = TIMEOUT_VAR) -> T:
     """``call()`` for an installed plugin: one that hangs (an import waiting on a network, a loop) is given up on
-    after ``OPREG_PLUGIN_TIMEOUT`` seconds (default 30) with :class:`TimeoutError`, so opreg goes on without it.
+    after ``timeout`` seconds (default: ``OPREG_PLUGIN_TIMEOUT``, or 30) with :class:`TimeoutError`, so opreg goes
+    on without it; ``setting`` names what sets the timeout, for the message, which also shows where the call was.
     The call runs in a daemon thread, which Python cannot stop: it is abandoned, never joined."""
-    timeout = float(os.environ.get(TIMEOUT_VAR, DEFAULT_TIMEOUT))
+    timeout = float(os.environ.get(TIMEOUT_VAR, DEFAULT_TIMEOUT)) if timeout is None else timeout
     outcome: list[Any] = []
 
     def run() -> None:
@@ -185,7 +188,9 @@ def guarded(name: str, call: Callable[[], T]) -> T:
     thread.start()
     thread.join(timeout)
     if not outcome:
-        raise TimeoutError(f"did not finish within {timeout:g} s ({TIMEOUT_VAR}); it may hang")
+        frame = sys._current_frames().get(thread.ident or 0)
+        where = f" It was at:\n{''.join(traceback.format_stack(frame)[-3:])}" if frame is not None else ""
+        raise TimeoutError(f"did not finish within {timeout:g} s ({setting}); it may hang.{where}")
     finished, value = outcome[0]
     if not finished:
         raise value

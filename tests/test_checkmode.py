@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -65,3 +67,23 @@ def test_the_environment_variable_checks_a_whole_run(op_plugin, monkeypatch):
         monkeypatch.delenv(CHECK_VAR)
         opreg.reload_plugins()  # forgets the in-process plugin too
     assert "upcast" not in opreg.get_registry()
+
+
+def test_an_op_that_hangs_is_an_error_naming_it_and_where_it_was(install_ops, monkeypatch):
+    """With a timeout, a forward that never returns becomes an error, and opreg goes on working."""
+
+    def stuck(x):
+        while True:
+            time.sleep(0.01)
+
+    install_ops({"name": "stuck", "inputs": ("x",), "forward": stuck, "backward": lambda g, x: (g,)}, name="stuck-ops")
+    hung = (
+        r"(?s)op 'stuck' \(plugin 'stuck-ops'\): forward did not finish within 0.2 s \(OPREG_OP_TIMEOUT\); it may "
+        r"hang\. It was at:.*in stuck\n.*time\.sleep"
+    )
+    with pytest.raises(OpContractError, match=hung), opreg.checking(timeout=0.2):
+        opreg.ops.stuck(np.ones(2))
+    monkeypatch.setenv("OPREG_OP_TIMEOUT", "0.2")
+    with opreg.checking(), pytest.raises(OpContractError, match="did not finish within 0.2 s"):
+        opreg.Autograd().apply("stuck", np.ones(2))
+    assert opreg.ops.exp(np.zeros(1)).item() == 1.0
