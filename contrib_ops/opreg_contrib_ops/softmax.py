@@ -12,8 +12,9 @@ from opreg import Register, Sample
 
 
 def _shifted(x: np.ndarray, axis: int) -> np.ndarray:
-    """x minus its max along axis; an infinite max is not subtracted (inf - inf is nan), as in torch."""
-    shift = np.max(x, axis=axis, keepdims=True)
+    """x minus its max along axis; an infinite max is not subtracted (inf - inf is nan), as in torch. An empty
+    axis has no max (``initial`` makes it -inf, so nothing is subtracted), and gives an empty result, as in torch."""
+    shift = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     return x - np.where(np.isfinite(shift), shift, 0.0)
 
 
@@ -31,6 +32,8 @@ def _softmax_backward(g: np.ndarray, x: np.ndarray, *, axis: int, output: np.nda
 def _log_softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
     """x - logsumexp(x) along axis: finite where log(softmax(x)) would give log(0) = -inf."""
     shifted = _shifted(x, axis)
+    if not x.shape[axis]:  # nothing to normalise: the empty result, without log(0)'s warning
+        return shifted
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
