@@ -29,19 +29,25 @@ from opreg.errors import OpContractError
 from opreg.fit import gradient_dtype, sum_to_shape
 from opreg.opdef import OpDef
 from opreg.registry import ops_replaced
+from opreg.tensor import Tensor
 
 CHECK_VAR = "OPREG_CHECK"
 TIMEOUT_VAR = "OPREG_OP_TIMEOUT"
 
 
 def check_unchanged(op: OpDef, call: Callable[[], Any], arrays: Sequence[Any], names: Sequence[str]) -> Any:
-    """``call()``, raising if it modified any of ``arrays`` in place."""
-    before = [np.array(x, copy=True) for x in arrays]
+    """``call()``, raising if it modified any of ``arrays`` (or Tensors' arrays) in place."""
+    before = [np.array(_values(x), copy=True) for x in arrays]
     result = call()
     for name, old, new in zip(names, before, arrays, strict=True):
-        if not np.array_equal(old, new, equal_nan=True):
+        if not np.array_equal(old, _values(new), equal_nan=True):
             raise OpContractError(f"{op.describe()}: {name} was modified in place")
     return result
+
+
+def _values(x: Any) -> Any:
+    """The array behind ``x``: a recorded backward (``opreg.grad(..., create_graph=True)``) runs on Tensors."""
+    return x.data if isinstance(x, Tensor) else x
 
 
 def check_gradients(op: OpDef, inputs: Sequence[np.ndarray], grads: Sequence[Any]) -> None:
@@ -104,7 +110,7 @@ def _checked(op: OpDef, timeout: float | None = None) -> OpDef:
             return check_unchanged(op, lambda: op.backward(grad_output, *inputs, **keywords), arrays, names)
 
         grads = within_timeout("backward", run)
-        check_gradients(op, inputs, grads)
+        check_gradients(op, [_values(x) for x in inputs], [_values(grad) for grad in grads])
         return grads
 
     return dataclasses.replace(op, forward=forward, backward=backward)

@@ -926,3 +926,15 @@ def test_create_graph_through_a_numpy_backward_is_refused_naming_the_op():
     x = Tensor(np.ones((2, 2)), requires_grad=True)
     with pytest.raises(OpUsageError, match=r"op 'matmul' \(plugin 'opreg_builtins.linalg'\): create_graph=True"):
         opreg.grad(x @ x, [x], np.ones((2, 2)), create_graph=True)
+
+
+def test_create_graph_works_in_checking_and_anomaly_modes():
+    """Both modes wrap every op; a backward recorded on Tensors goes through the wrappers as well."""
+    x = Tensor(np.array([0.3, -1.2, 2.0]), requires_grad=True)
+    with opreg.checking(), opreg.detect_anomaly():
+        (g,) = opreg.grad(ops.mse(ops.tanh(x * x), np.zeros(3)), [x], create_graph=True)
+        ops.mse(g, np.zeros(3)).backward()
+    reference = Tensor(x.data, requires_grad=True)
+    (g_plain,) = opreg.grad(ops.mse(ops.tanh(reference * reference), np.zeros(3)), [reference], create_graph=True)
+    ops.mse(g_plain, np.zeros(3)).backward()
+    np.testing.assert_array_equal(x.grad, reference.grad)
