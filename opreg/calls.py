@@ -105,9 +105,11 @@ def input_gradients(
 
 
 def backward_keywords(
-    op: OpDef, attributes: Mapping[str, Any], output: np.ndarray, needed: Sequence[Any] | None = None, saved: Any = None
+    op: OpDef, attributes: Mapping[str, Any], output: Any, needed: Sequence[Any] | None = None, saved: Any = None
 ) -> dict[str, Any]:
     """The keywords backward takes besides the attributes: ``output=``, ``needs_grad=``, ``saved=`` as declared.
+
+    ``output`` is the op's output: an array, or its Tensor when backward is recorded (``create_graph``).
 
     ``needs_grad[i]`` is False where ``needed[i]`` is ``None`` (a constant the caller drops), True everywhere when
     ``needed`` is ``None`` (every gradient is wanted).

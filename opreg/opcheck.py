@@ -207,9 +207,9 @@ def directional_derivative(
     """The central difference of ``sum(grad_output * forward(...))`` along ``direction`` in input ``position``:
     what ``sum(gradient * direction)`` must equal."""
     shifted = [np.array(x, dtype=np.float64) for x in inputs]
-    shifted[position] = inputs[position] + eps * direction
+    shifted[position] = np.asarray(inputs[position] + eps * direction)  # 0-d + 0-d would be a NumPy scalar
     plus = np.sum(grad_output * forward(*shifted))
-    shifted[position] = inputs[position] - eps * direction
+    shifted[position] = np.asarray(inputs[position] - eps * direction)
     minus = np.sum(grad_output * forward(*shifted))
     return np.asarray((plus - minus) / (2 * eps))
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from opreg import Register, hookimpl
+from opreg import Register, Tensor, hookimpl
+
+#: What a differentiable backward computes on: arrays, or Tensors when it is recorded.
+Value = np.ndarray | Tensor
 
 
 def _check_same_shape(what: str, a: np.ndarray, b: np.ndarray) -> None:
@@ -51,7 +54,8 @@ def _mse(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.asarray((diff * diff).mean())
 
 
-def _mse_backward(g: np.ndarray, prediction: np.ndarray, target: np.ndarray) -> tuple:
+def _mse_backward(g: Value, prediction: Value, target: Value) -> tuple:
+    """Arrays, or Tensors when backward is recorded: operators alone, so both work (``differentiable_backward``)."""
     grad = g * 2 * (prediction - target) / prediction.size
     return grad, -grad
 
