@@ -10,6 +10,7 @@ fine), frees intermediate gradients as it goes, and releases the graph unless as
 from __future__ import annotations
 
 import functools
+import itertools
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -69,7 +70,7 @@ class Node:
     a tensor that requires none), which the backward pass does not follow.
     """
 
-    __slots__ = ("attributes", "datas", "inputs", "op", "saved")
+    __slots__ = ("attributes", "datas", "inputs", "number", "op", "saved")
 
     def __init__(self, op: OpDef, inputs: tuple[Tensor | None, ...], datas: Any, attributes: Any, saved: Any) -> None:
         self.op = op
@@ -77,6 +78,11 @@ class Node:
         self.datas = datas
         self.attributes = attributes
         self.saved = saved
+        self.number = next(_node_numbers)  # later than every input's: the backward pass orders nodes by it
+
+
+#: Numbers the Nodes in the order they are made (itertools.count is atomic under the GIL, so threads may share it).
+_node_numbers = itertools.count()
 
 
 #: Stands in for the node of a Tensor whose graph backward has released.
@@ -372,33 +378,32 @@ def _leaf_gradient(current: np.ndarray | None, arrived: np.ndarray) -> np.ndarra
 def _topological_order(root: Tensor) -> list[Tensor]:
     """The tensors that reach ``root`` and require gradients, each after all of its inputs (no recursion).
 
-    An iterative depth-first search in post-order. A tensor counts as visited when it is expanded, not when it is
-    pushed: a tensor pushed by one consumer may be reached first through another, and must still come out after
-    all of them have pushed it (marking on push once dropped the gradient of a reused intermediate).
+    Every Node is numbered when it is made, and its inputs existed before it, so ordering the results of ops by
+    that number is a topological order; the leaves come first. Finding the tensors is a plain search, each tensor
+    visited once, and the ordering is one sort in C: cheaper per tensor than a post-order depth-first search.
     """
-    order: list[Tensor] = []
-    visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    made: list[tuple[int, Tensor]] = []  # (the node's number, the tensor): numbers are unique, tensors never compared
+    leaves: list[Tensor] = []
+    visited = {id(root)}
+    stack = [root]
     while stack:
-        tensor, inputs_done = stack.pop()
-        if inputs_done:
-            order.append(tensor)
-            continue
-        if id(tensor) in visited:
-            continue
-        visited.add(id(tensor))
-        stack.append((tensor, True))
+        tensor = stack.pop()
         node = tensor._node
+        if node is None:
+            leaves.append(tensor)
+            continue
         if node is RELEASED:
             raise EngineStateError(
                 "backward() through a graph that an earlier backward() released; pass retain_graph=True to the "
                 "first backward() to go through it twice"
             )
-        if node is not None:
-            for x in node.inputs:
-                if x is not None and id(x) not in visited:
-                    stack.append((x, False))
-    return order
+        made.append((node.number, tensor))
+        for x in node.inputs:
+            if x is not None and id(x) not in visited:
+                visited.add(id(x))
+                stack.append(x)
+    made.sort()
+    return leaves + [tensor for _, tensor in made]
 
 
 def apply(name: str, *args: Any, **attributes: Any) -> Tensor:
