@@ -277,11 +277,15 @@ def grad(
         seed = gradient if isinstance(gradient, Tensor) and gradient.dtype == seed.dtype else Tensor(seed)
     retain = create_graph if retain_graph is None else retain_graph
     found = _backpropagate(output, seed, retain, create_graph, {id(x) for x in inputs})
-    return tuple(None if id(x) not in found else _as_tensor(found[id(x)]) for x in inputs)
+    return tuple(None if id(x) not in found else _as_tensor(found[id(x)], copy=True) for x in inputs)
 
 
-def _as_tensor(value: Tensor | np.ndarray) -> Tensor:
-    return value if isinstance(value, Tensor) else Tensor(value)
+def _as_tensor(value: Tensor | np.ndarray, copy: bool = False) -> Tensor:
+    """``value`` as a Tensor; ``copy`` gives an array its own copy (one gradient array may reach several inputs,
+    and the caller may hold the seed)."""
+    if isinstance(value, Tensor):
+        return value
+    return Tensor(value.copy() if copy else value)
 
 
 def _backpropagate(

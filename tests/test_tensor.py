@@ -896,6 +896,9 @@ def test_grad_returns_gradients_and_leaves_dot_grad_alone():
     np.testing.assert_array_equal(gx.data, 6 * x.data)
     np.testing.assert_array_equal(gh.data, [3.0, 3.0, 3.0])  # an intermediate's gradient too
     assert gu is None and x.grad is None and not gx.requires_grad
+    a, b, seed = Tensor(np.zeros(2), requires_grad=True), Tensor(np.zeros(2), requires_grad=True), np.ones(2)
+    ga, gb = opreg.grad(a + b, [a, b], seed)  # add hands one array to both
+    assert not np.shares_memory(ga.data, gb.data) and not np.shares_memory(ga.data, seed)
 
 
 def test_hessian_vector_products_match_torch():
