@@ -85,9 +85,7 @@ def input_gradients(
     keywords = backward_keywords(op, attributes, output, needed, saved) if op.extra_backward_keywords else attributes
     grads = op.backward(grad_output, *inputs, **keywords) if keywords else op.backward(grad_output, *inputs)
     if len(grads) != len(inputs):
-        raise OpContractError(
-            f"{op.describe()}: backward returned {len(grads)} gradients for {len(inputs)} inputs {op.inputs}"
-        )
+        raise gradient_count_error(op, len(grads))
     if op.after_backward is not None:
         op.after_backward(output, grads, needed)
     fitted = list(grads)
@@ -133,11 +131,25 @@ def _fit(op: OpDef, position: int, grad: Any, x: np.ndarray) -> np.ndarray:
         )
     fitted = fit_gradient(np.asarray(grad), x)
     if fitted is None:
-        raise OpContractError(
-            f"{op.describe()}: backward returned a gradient of shape {np.shape(grad)} for "
-            f"{op.describe_input(position)} of shape {x.shape}, which broadcasting cannot explain"
-        )
+        raise gradient_shape_error(op, position, np.shape(grad), x.shape)
     return fitted
+
+
+def gradient_count_error(op: OpDef, got: int) -> OpContractError:
+    """A backward that returned ``got`` gradients, not one per input: the words every checker uses."""
+    return OpContractError(
+        f"{op.describe()}: backward returned {got} gradients for {len(op.inputs)} inputs {op.inputs}"
+    )
+
+
+def gradient_shape_error(
+    op: OpDef, position: int, shape: tuple[int, ...], input_shape: tuple[int, ...]
+) -> OpContractError:
+    """A gradient of ``shape`` for input ``position`` of ``input_shape`` that no broadcast explains."""
+    return OpContractError(
+        f"{op.describe()}: backward returned a gradient of shape {shape} for {op.describe_input(position)} of shape "
+        f"{input_shape}, which broadcasting cannot explain"
+    )
 
 
 def accumulate(memory: dict[int, Any], key: int, gradient: np.ndarray) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from opreg import plugin_manager
+from opreg.calls import gradient_count_error, gradient_shape_error
 from opreg.errors import OpContractError
 from opreg.fit import gradient_dtype, sum_to_shape
 from opreg.opdef import OpDef
@@ -59,9 +60,7 @@ def check_gradients(op: OpDef, inputs: Sequence[np.ndarray], grads: Sequence[Any
     """
     uniform = len({x.dtype for x in inputs if x.dtype.kind == "f"}) <= 1
     if len(grads) != len(inputs):
-        raise OpContractError(
-            f"{op.describe()}: backward returned {len(grads)} gradients for {len(inputs)} inputs {op.inputs}"
-        )
+        raise gradient_count_error(op, len(grads))
     for position, (x, grad) in enumerate(zip(inputs, grads, strict=True)):
         if grad is None:
             continue
@@ -72,10 +71,7 @@ def check_gradients(op: OpDef, inputs: Sequence[np.ndarray], grads: Sequence[Any
                 f"{where} a {type(grad).__name__} as the gradient of {name}; expected an array or None"
             )
         if sum_to_shape(np.asarray(grad), x.shape) is None:
-            raise OpContractError(
-                f"{where} a gradient of shape {grad.shape} for {name} of shape {x.shape}, which broadcasting cannot "
-                "explain"
-            )
+            raise gradient_shape_error(op, position, grad.shape, x.shape)
         expected = gradient_dtype(x)
         if grad.dtype != expected if uniform else grad.dtype.kind != "f":
             raise OpContractError(f"{where} dtype {grad.dtype} for {name} of dtype {x.dtype}; expected {expected}")

@@ -19,8 +19,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from opreg.calls import as_arrays, backward_keywords, input_gradients, run_forward
-from opreg.errors import EngineStateError, OpContractError, OpUsageError
+from opreg.calls import (
+    as_arrays,
+    backward_keywords,
+    gradient_count_error,
+    gradient_shape_error,
+    input_gradients,
+    run_forward,
+)
+from opreg.errors import EngineStateError, OpUsageError
 from opreg.fit import gradient_dtype, sum_to_shape
 from opreg.opdef import OpDef
 from opreg.registry import TABLE, op_table, unknown_op_error
@@ -346,21 +353,17 @@ def _recorded_gradients(node: Node, output: Tensor, grad_output: Tensor) -> list
     keywords = backward_keywords(op, node.attributes, output, node.inputs, node.saved)
     grads = op.backward(grad_output, *inputs, **keywords)
     if len(grads) != len(inputs):
-        raise OpContractError(
-            f"{op.describe()}: backward returned {len(grads)} gradients for {len(inputs)} inputs {op.inputs}"
-        )
+        raise gradient_count_error(op, len(grads))
     fitted: list[Tensor | None] = []
     for position, (x, grad) in enumerate(zip(node.inputs, grads, strict=True)):
         if grad is None or x is None or not op.differentiable[position]:
             fitted.append(None)
             continue
-        grad = sum_to_shape(_as_tensor(grad), x.shape)
-        if grad is None:
-            raise OpContractError(
-                f"{op.describe()}: backward returned a gradient for {op.describe_input(position)} of shape "
-                f"{x.shape} which broadcasting cannot explain"
-            )
-        fitted.append(grad)
+        grad = _as_tensor(grad)
+        summed = sum_to_shape(grad, x.shape)
+        if summed is None:
+            raise gradient_shape_error(op, position, grad.shape, x.shape)
+        fitted.append(summed)
     return fitted
 
 
