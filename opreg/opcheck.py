@@ -8,7 +8,9 @@ plugin author gets these checks without writing a test. On the op's declared sam
   dtype, and leaves its inputs and ``grad_output`` alone;
 * on the same inputs in float32, the output and the gradients are float32;
 * the analytic gradient, routed through the engine as a user's would be, matches central finite differences:
-  ``|analytic - numeric| <= atol + rtol * |numeric|`` (PyTorch ``gradcheck``'s rule and defaults).
+  ``|analytic - numeric| <= atol + rtol * |numeric|`` (PyTorch ``gradcheck``'s rule and defaults);
+* for an op whose backward is built from registered ops (``differentiable_backward``), so are the derivatives of
+  that backward, recorded on Tensors (PyTorch's ``gradgradcheck``).
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ differentiated by the same code (:mod:`opreg.calls`). Each result that needs a g
 naming its op and its input Tensors, so the graph is a DAG held by the tensors themselves. ``loss.backward()``
 walks the part of it that reaches ``loss``, in reverse topological order, without recursion (deep graphs are
 fine), frees intermediate gradients as it goes, and releases the graph unless asked to retain it.
+``opreg.grad(loss, inputs)`` returns gradients instead, and with ``create_graph=True`` records the backward pass
+itself, on Tensors, for ops whose backward is built from registered ops: second derivatives.
 """
 
 from __future__ import annotations
