@@ -138,7 +138,7 @@ def train(config: TrainConfig = TrainConfig(), on_batch: BatchCallback | None = 
         total = 0.0
         for batch, first in enumerate(range(0, len(x_train), config.batch_size), start=1):
             rows = order[first : first + config.batch_size]
-            loss = _step(model, criterion, optimizer, x_train[rows], targets[rows])
+            loss = train_step(model, criterion, optimizer, x_train[rows], targets[rows])
             total += loss * len(rows)
             if on_batch is not None:
                 on_batch(epoch, batch, n_batches, loss)
@@ -151,8 +151,9 @@ def train(config: TrainConfig = TrainConfig(), on_batch: BatchCallback | None = 
     return result
 
 
-def _step(model: MLP, criterion: SoftmaxCrossEntropy, optimizer: Optimizer, x: np.ndarray, y: np.ndarray) -> float:
-    """One SGD step on a batch, in the model's style; returns the batch loss."""
+def train_step(model: MLP, criterion: SoftmaxCrossEntropy, optimizer: Optimizer, x: np.ndarray, y: np.ndarray) -> float:
+    """One optimizer step on a batch ``(x, y)`` (one-hot ``y``), in the model's style (tape or Tensors); returns
+    the batch loss. What :func:`train` runs per batch, for a loop of one's own."""
     optimizer.zero_grad()
     engine = model.autograd_engine
     if isinstance(engine, Autograd):

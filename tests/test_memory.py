@@ -12,6 +12,7 @@ import pytest
 import opreg
 from opreg.nn import MLP, Identity, SoftmaxCrossEntropy
 from opreg.optim import SGD
+from opreg.train import train_step
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((8, 4))
@@ -22,20 +23,7 @@ def make_step(style: str):
     engine = opreg.Autograd() if style == "tape" else None
     model = MLP([4, 16, 3], engine, output_activation=Identity, rng=np.random.default_rng(1))
     criterion, optimizer = SoftmaxCrossEntropy(engine), SGD(model.parameters(), lr=0.05)
-
-    def step() -> object:
-        optimizer.zero_grad()
-        if engine is not None:
-            engine.zero_grad()
-            loss = criterion(Y, model(X))
-            engine.backward(1.0)
-        else:
-            loss = criterion(Y, model(X))
-            loss.backward()
-        optimizer.step()
-        return loss
-
-    return step, engine
+    return (lambda: train_step(model, criterion, optimizer, X, Y)), engine  # the step opreg train takes
 
 
 @pytest.mark.parametrize("style", ["tape", "tensor"])
