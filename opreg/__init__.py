@@ -8,10 +8,12 @@ registered ops.
 
 from opreg import nn, ops, optim
 from opreg.anomaly import AnomalyError, detect_anomaly
+from opreg.checkmode import apply_environment as _apply_check_environment
 from opreg.checkmode import checking
 from opreg.engine import Autograd, GradientBuffer, Operation
 from opreg.errors import (
     EngineStateError,
+    NotComposableError,
     GradcheckError,
     OpContractError,
     OpregError,
@@ -25,6 +27,8 @@ from opreg.opdef import OpDef, Sample
 from opreg.registry import OpRegistry, get_registry, register_plugin, reload_plugins, unregister_plugin
 from opreg.tensor import Tensor, grad, no_grad
 
+_apply_check_environment()  # OPREG_CHECK=1: checking mode for the whole run
+
 __all__ = [
     "AnomalyError",
     "Autograd",
@@ -34,6 +38,7 @@ __all__ = [
     "OpContractError",
     "OpDef",
     "OpRegistry",
+    "NotComposableError",
     "OpUsageError",
     "Operation",
     "OpregError",

@@ -1,7 +1,7 @@
 """Calling a registered op: the one piece of code both front ends, the tape engine and Tensors, run per op.
 
-Converting inputs, running forward with errors that name the op, running backward and fitting each gradient to
-its input live here, so that no derivative and no gradient rule is written twice.
+Converting inputs, running forward with errors that name the op, running backward with what it asks for, and
+fitting each gradient to its input live here, so that no derivative and no gradient rule is written twice.
 """
 
 from __future__ import annotations
@@ -11,16 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from opreg.errors import OpContractError, OpregError, OpUsageError
-from opreg.fit import fit_gradient
+from opreg import observe
+from opreg.contract import describe_array, gradient_count_error, gradient_shape_error, gradient_type_error
+from opreg.errors import NotComposableError, OpContractError, OpregError, OpUsageError
+from opreg.fit import fit_gradient, sum_to_shape
 from opreg.opdef import OpDef
 
-
-def describe_array(x: Any) -> str:
-    """``float64 (3, 4)``: how error messages show an array, or the type of something that is not one."""
-    if isinstance(x, np.ndarray | np.generic):
-        return f"{x.dtype} {x.shape}"
-    return type(x).__name__
+__all__ = ["arity_error", "as_arrays", "backward_keywords", "describe_array", "input_gradients", "run_forward"]
 
 
 def as_arrays(inputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
@@ -35,20 +32,24 @@ def as_arrays(inputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
     )
 
 
-def run_forward(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any]) -> tuple[np.ndarray, Any]:
-    """``op.forward`` on ``inputs``: ``(output, saved)``, ``saved`` being ``None`` unless the op saves for backward.
+def run_forward(
+    op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], observers: Sequence[Any] = ()
+) -> tuple[np.ndarray, Any]:
+    """``op.forward`` on ``inputs``: ``(output, saved)``, ``saved`` being ``None`` unless backward asks for it.
 
     An error names the op, its plugin and the inputs' dtypes and shapes. The output is always a fresh array object:
     an op may return one of its inputs, and the two must not share an identity (the tape engine keys gradients by
-    it).
+    it). ``observers`` (checking and anomaly modes) watch the call.
     """
     if len(inputs) != len(op.inputs):
         raise arity_error(op, "inputs", len(inputs))
     try:
-        # No ** for no attributes: spreading the empty read-only mapping costs more than the rest of the call
-        output = op.forward(*inputs, **attributes) if attributes else op.forward(*inputs)
+        if observers:
+            output = observe.forward(observers, op, inputs, attributes)
+        else:  # no ** for no attributes: spreading the empty read-only mapping costs more than the rest of the call
+            output = op.forward(*inputs, **attributes) if attributes else op.forward(*inputs)
         saved = None
-        if op.saves_for_backward:
+        if op.saves:
             output, saved = output
     except OpregError:  # checking or anomaly mode found the op at fault, not the call
         raise
@@ -69,25 +70,29 @@ def arity_error(op: OpDef, what: str, got: int) -> OpUsageError:
 
 def input_gradients(
     op: OpDef,
-    grad_output: np.ndarray,
-    inputs: Sequence[np.ndarray],
-    output: np.ndarray,
+    grad_output: Any,
+    inputs: Sequence[Any],
+    output: Any,
     attributes: Mapping[str, Any],
     needed: Sequence[Any] | None = None,
     saved: Any = None,
-) -> list[np.ndarray | None]:
+    observers: Sequence[Any] = (),
+    recorded: bool = False,
+) -> list[Any]:
     """Each input's gradient from ``op.backward``, fitted to the input's shape and dtype; ``None`` for none.
 
     ``None`` stands for an input that is not differentiable, that backward gave no gradient, or whose gradient
-    nobody will read: ``needed[i] is None`` (a constant; anomaly mode does not report its gradient either).
-    ``saved`` is what forward saved for backward, if the op saves.
+    nobody will read: ``needed[i] is None``. ``recorded`` means backward runs on Tensors and its result will be
+    differentiated again (``create_graph``): it must then be built from registered ops, or this raises
+    :class:`NotComposableError` naming the op; ``saved`` is then ``None`` (a saved array is a constant, and the
+    derivative through it would be lost), so that a backward asking for it recomputes from the inputs.
     """
-    keywords = backward_keywords(op, attributes, output, needed, saved) if op.extra_backward_keywords else attributes
-    grads = op.backward(grad_output, *inputs, **keywords) if keywords else op.backward(grad_output, *inputs)
+    if op.simple_backward and not observers and not recorded:
+        grads = op.backward(grad_output, *inputs)
+    else:
+        grads = _call_backward(op, grad_output, inputs, output, attributes, needed, saved, observers, recorded)
     if len(grads) != len(inputs):
         raise gradient_count_error(op, len(grads))
-    if op.after_backward is not None:
-        op.after_backward(output, grads, needed)
     fitted = list(grads)
     differentiable = op.differentiable
     for position, x in enumerate(inputs):
@@ -96,71 +101,84 @@ def input_gradients(
             continue
         if not differentiable[position] or (needed is not None and needed[position] is None):
             fitted[position] = None
+        elif recorded:
+            fitted[position] = _fit_recorded(op, position, grad, x)
         elif type(grad) is not np.ndarray or grad.shape != x.shape or grad.dtype != x.dtype:
             # NumPy scalars (0-d arithmetic gives them) become 0-d arrays too
             fitted[position] = _fit(op, position, grad, x)
     return fitted
 
 
+def _call_backward(
+    op: OpDef,
+    grad_output: Any,
+    inputs: Sequence[Any],
+    output: Any,
+    attributes: Mapping[str, Any],
+    needed: Sequence[Any] | None,
+    saved: Any,
+    observers: Sequence[Any],
+    recorded: bool,
+) -> Sequence[Any]:
+    keywords = backward_keywords(op, attributes, output, needed, None if recorded else saved)
+
+    def call() -> Sequence[Any]:
+        return op.backward(grad_output, *inputs, **keywords)
+
+    try:
+        if observers:
+            return observe.backward(observers, op, call, grad_output, inputs, output, needed)
+        return call()
+    except (OpContractError, NotComposableError):  # checking mode's findings, or a backward further down
+        raise
+    except Exception as exc:
+        if not recorded or isinstance(exc, OpregError) and not isinstance(exc, OpUsageError):
+            raise
+        raise not_composable(op, f"on Tensors it raised {type(exc).__name__}: {exc}") from exc
+
+
 def backward_keywords(
     op: OpDef, attributes: Mapping[str, Any], output: Any, needed: Sequence[Any] | None = None, saved: Any = None
 ) -> dict[str, Any]:
-    """The keywords backward takes besides the attributes: ``output=``, ``needs_grad=``, ``saved=`` as declared.
-
-    ``output`` is the op's output: an array, or its Tensor when backward is recorded (``create_graph``).
+    """What backward asks for: the attributes it names, and ``output=``, ``needs_grad=``, ``saved=`` if it names
+    them. ``output`` is the op's output: an array, or its Tensor when backward is recorded (``create_graph``).
 
     ``needs_grad[i]`` is False where ``needed[i]`` is ``None`` (a constant the caller drops), True everywhere when
     ``needed`` is ``None`` (every gradient is wanted).
     """
-    keywords = dict(attributes)
-    if op.backward_uses_output:
+    keywords = {name: attributes[name] for name in op.backward_attributes}
+    wants = op.wants
+    if "output" in wants:
         keywords["output"] = output
-    if op.backward_uses_needs_grad:
+    if "needs_grad" in wants:
         keywords["needs_grad"] = op.all_needed if needed is None else tuple(x is not None for x in needed)
-    if op.saves_for_backward:
+    if "saved" in wants:
         keywords["saved"] = saved
     return keywords
+
+
+def not_composable(op: OpDef, why: str) -> NotComposableError:
+    return NotComposableError(
+        f"{op.describe()}: create_graph=True differentiates this op's backward, and it is not built from registered "
+        f"ops ({why}); write it with opreg.numpy functions and operators, as the built-in ops do (CONTRIBUTING.md)"
+    )
 
 
 def _fit(op: OpDef, position: int, grad: Any, x: np.ndarray) -> np.ndarray:
     """Fit a gradient to its input (:func:`opreg.fit.fit_gradient`), or raise naming the op, input and shapes."""
     if not isinstance(grad, np.ndarray | np.generic | float | int):
-        raise OpContractError(
-            f"{op.describe()}: backward returned a {type(grad).__name__} as the gradient of "
-            f"{op.describe_input(position)}; expected an array or None"
-        )
+        raise gradient_type_error(op, position, grad)
     fitted = fit_gradient(np.asarray(grad), x)
     if fitted is None:
         raise gradient_shape_error(op, position, np.shape(grad), x.shape)
     return fitted
 
 
-def gradient_count_error(op: OpDef, got: int) -> OpContractError:
-    """A backward that returned ``got`` gradients, not one per input: the words every checker uses."""
-    return OpContractError(
-        f"{op.describe()}: backward returned {got} gradients for {len(op.inputs)} inputs {op.inputs}"
-    )
-
-
-def gradient_shape_error(
-    op: OpDef, position: int, shape: tuple[int, ...], input_shape: tuple[int, ...]
-) -> OpContractError:
-    """A gradient of ``shape`` for input ``position`` of ``input_shape`` that no broadcast explains."""
-    return OpContractError(
-        f"{op.describe()}: backward returned a gradient of shape {shape} for {op.describe_input(position)} of shape "
-        f"{input_shape}, which broadcasting cannot explain"
-    )
-
-
-def accumulate(memory: dict[int, Any], key: int, gradient: np.ndarray) -> None:
-    """Add ``gradient`` to ``memory[key]`` (absent or ``None``: none yet).
-
-    The first gradient is stored as it is and later ones are added out of place, never in place: an op's
-    backward may return one array for several inputs (add does), and they must not change each other.
-    """
-    current = memory.get(key)
-    if current is None:
-        memory[key] = gradient
-    else:
-        total = current + gradient
-        memory[key] = total if type(total) is np.ndarray else np.asarray(total)  # 0-d + 0-d is a NumPy scalar
+def _fit_recorded(op: OpDef, position: int, grad: Any, x: Any) -> Any:
+    """A recorded gradient summed to its input's shape, on Tensors; a plain array means backward left the graph."""
+    if isinstance(grad, np.ndarray | np.generic | float | int):
+        raise not_composable(op, f"it returned a plain {type(grad).__name__} for {op.describe_input(position)}")
+    summed = sum_to_shape(grad, x.shape)
+    if summed is None:
+        raise gradient_shape_error(op, position, grad.shape, x.shape)
+    return summed

@@ -23,7 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from opreg.calls import accumulate, arity_error, as_arrays, describe_array, input_gradients, run_forward
+from opreg import observe
+from opreg.backprop import backpropagate, total
+from opreg.calls import arity_error, as_arrays, run_forward
+from opreg.contract import describe_array
 from opreg.errors import EngineStateError, OpUsageError
 from opreg.fit import gradient_dtype
 from opreg.opdef import OpDef
@@ -34,9 +37,9 @@ class Operation:
     """One recorded op: its inputs and output, where to put each input's gradient, the op's name and attributes.
 
     ``gradients_to_update[i]`` is ``None`` for an array tracked in the engine's buffer, or an array the caller
-    owns (such as ``dW``) that receives input ``i``'s gradient in place. ``needed`` is ``None`` when every input's
-    gradient is wanted; otherwise ``needed[i]`` is ``None`` for an input whose gradient nobody will read.
-    ``saved`` is what the op's forward saved for its backward (``saves_for_backward`` ops only).
+    owns (such as ``dW``) that receives input ``i``'s gradient in place. ``sources[i]`` is input ``i``, or
+    ``None`` when nobody will read its gradient. ``saved`` is what the op's forward saved for its backward, and
+    ``observers`` the checking or anomaly modes that were on when it was recorded.
     """
 
     __slots__ = (
@@ -44,10 +47,12 @@ class Operation:
         "backward_operation",
         "gradients_to_update",
         "inputs",
-        "needed",
+        "observers",
         "op",
         "output",
         "saved",
+        "sources",
+        "targets",
     )
 
     def __init__(
@@ -58,8 +63,9 @@ class Operation:
         backward_operation: str,
         op: OpDef,
         attributes: Mapping[str, Any],
-        needed: Sequence[bool | None] | None = None,
+        sources: Sequence[np.ndarray | None] | None = None,
         saved: Any = None,
+        observers: tuple[Any, ...] = (),
     ) -> None:
         self.inputs = inputs
         self.output = output
@@ -67,8 +73,19 @@ class Operation:
         self.backward_operation = backward_operation
         self.op = op
         self.attributes = attributes
-        self.needed = needed
+        self.sources = inputs if sources is None else sources
+        self.targets = None if gradients_to_update is op.no_targets else gradients_to_update
         self.saved = saved
+        self.observers = observers
+
+    @property
+    def datas(self) -> Sequence[np.ndarray]:
+        """The input arrays (what :mod:`opreg.backprop` reads of every record)."""
+        return self.inputs
+
+    @property
+    def output_data(self) -> np.ndarray:
+        return self.output
 
     def __repr__(self) -> str:
         shapes = ", ".join(describe_array(x) for x in self.inputs)
@@ -104,9 +121,11 @@ class GradientBuffer:
 
     def update_param(self, np_array: np.ndarray, gradient: np.ndarray) -> None:
         """Add ``gradient`` to ``np_array``'s slot (see :func:`opreg.calls.accumulate`)."""
-        if id(np_array) not in self.memory:
+        key = id(np_array)
+        if key not in self.memory:
             raise KeyError(f"the {describe_array(np_array)} array is not tracked; call add_spot first")
-        accumulate(self.memory, id(np_array), gradient)
+        current = self.memory[key]
+        self.memory[key] = gradient if current is None else total(current, gradient)
 
     def get_param(self, np_array: np.ndarray) -> np.ndarray:
         """The gradient accumulated for ``np_array``: zeros if it is tracked but no gradient reached it."""
@@ -170,8 +189,9 @@ class Autograd:
             if type(x) is not np.ndarray:
                 inputs = as_arrays(inputs)
                 break
-        output, saved = run_forward(op, inputs, attributes)
-        self._record(op, inputs, output, gradients_to_update, attributes, saved)
+        observers = observe.current() if observe.active else ()
+        output, saved = run_forward(op, inputs, attributes, observers)
+        self._record(op, inputs, output, gradients_to_update, attributes, saved, observers)
         return output
 
     def add_operation(
@@ -195,8 +215,9 @@ class Autograd:
                     "record a view (output.view()) or a copy"
                 )
         attributes = op.bind_attributes(attributes)
-        saved = run_forward(op, inputs, attributes)[1] if op.saves_for_backward else None
-        self._record(op, inputs, output, gradients_to_update, attributes, saved)
+        observers = observe.current() if observe.active else ()
+        saved = run_forward(op, inputs, attributes, observers)[1] if op.saves else None
+        self._record(op, inputs, output, gradients_to_update, attributes, saved, observers)
 
     def _lookup(self, name: str) -> OpDef:
         try:
@@ -217,6 +238,7 @@ class Autograd:
         gradients_to_update: Sequence[np.ndarray | None] | None,
         attributes: Mapping[str, Any],
         saved: Any,
+        observers: tuple[Any, ...],
     ) -> None:
         n = len(op.inputs)
         if len(inputs) != n:
@@ -227,17 +249,20 @@ class Autograd:
             raise arity_error(op, "gradients_to_update entries", len(gradients_to_update))
         memory, arrays = self.gradient_buffer.memory, self.gradient_buffer._arrays
         keep = self.keep_gradients
-        needed: list[bool | None] | None = None
+        sources: list[np.ndarray | None] | None = None  # None: every input, the common case, with no list built
         for position, x in enumerate(inputs):
             target = gradients_to_update[position]
             if target is None:
-                if id(x) not in memory and op.differentiable[position]:  # GradientBuffer.add_spot, inlined
+                if not op.differentiable[position]:
+                    sources = sources or list(inputs)
+                    sources[position] = None
+                elif id(x) not in memory:  # GradientBuffer.add_spot, inlined
                     if keep:
                         memory[id(x)] = None
                         arrays[id(x)] = x
                     else:  # no recorded op produced x (outputs have their slots), and no array receives its gradient
-                        needed = needed or list(op.all_needed)
-                        needed[position] = None
+                        sources = sources or list(inputs)
+                        sources[position] = None
             elif getattr(target, "shape", None) != getattr(x, "shape", None):
                 raise OpUsageError(
                     f"{op.describe()}: gradients_to_update[{position}] is {describe_array(target)} but "
@@ -247,7 +272,7 @@ class Autograd:
             memory[id(output)] = None
             arrays[id(output)] = output
         self.operation_list.append(
-            Operation(inputs, output, gradients_to_update, op.name, op, attributes, needed, saved)
+            Operation(inputs, output, gradients_to_update, op.name, op, attributes, sources, saved, observers)
         )
 
     def backward(self, divergence: Any) -> None:
@@ -263,29 +288,14 @@ class Autograd:
         if not self.operation_list:
             raise EngineStateError("backward() called before any operation was recorded")
         last = self.operation_list[-1]
-        seed = self._seed(divergence, last)
+        memory = self.gradient_buffer.memory
+        memory[id(last.output)] = self._seed(divergence, last)
         self._backward_done = True
-        memory, keep = self.gradient_buffer.memory, self.keep_gradients
-        for record in reversed(self.operation_list) if keep else _popping(self.operation_list, self.gradient_buffer):
-            if record is last:
-                grad_output = seed
-            else:
-                grad_output = memory.get(id(record.output))
-                if grad_output is None:  # the output does not reach the last output
-                    continue
-            inputs = record.inputs
-            grads = input_gradients(
-                record.op, grad_output, inputs, record.output, record.attributes, record.needed, record.saved
-            )
-            # strict=False: input_gradients and _record checked the lengths, and strict costs on every op
-            for x, grad, target in zip(inputs, grads, record.gradients_to_update, strict=False):
-                if grad is None:
-                    continue
-                if target is None:  # opreg.calls.accumulate, inlined; x has a slot, _record gave it one
-                    current = memory[id(x)]
-                    memory[id(x)] = grad if current is None else np.asarray(current + grad)
-                else:
-                    target += grad
+        if self.keep_gradients:
+            records = ((record.output, record) for record in reversed(self.operation_list))
+            backpropagate(records, memory, keep=True)
+        else:
+            backpropagate(_popping(self.operation_list, self.gradient_buffer), memory)
 
     @staticmethod
     def _seed(divergence: Any, last: Operation) -> np.ndarray:
@@ -308,15 +318,14 @@ class Autograd:
         self._backward_done = False
 
 
-def _popping(operations: list[Operation], buffer: GradientBuffer) -> Iterator[Operation]:
+def _popping(operations: list[Operation], buffer: GradientBuffer) -> Iterator[tuple[np.ndarray, Operation]]:
     """The tape's operations, last first, each taken off the tape with its output's buffer slot.
 
     For ``keep_gradients=False``, so that backward frees as it goes what it no longer needs: once an operation is
-    reached, every consumer of its output has been, and the output's gradient is complete. The slot goes when the
-    caller asks for the next operation, having read the gradient.
+    reached, every consumer of its output has been, and the output's gradient is complete. The pass drops the
+    gradient once it has read it; this drops the output array the buffer kept alive for its key.
     """
     while operations:
         record = operations.pop()
-        yield record
-        buffer.memory.pop(id(record.output), None)
+        yield record.output, record
         buffer._arrays.pop(id(record.output), None)

@@ -40,3 +40,8 @@ class EngineStateError(OpregError, RuntimeError):
 
 class GradcheckError(OpregError, AssertionError):
     """An op's analytic gradient disagrees with finite differences (an ``AssertionError``, so pytest shows it)."""
+
+
+class NotComposableError(OpUsageError):
+    """``create_graph=True`` reached an op whose backward is not built from registered ops, so it cannot be
+    differentiated again; the message names the op."""

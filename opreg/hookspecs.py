@@ -5,9 +5,12 @@ Built-in ops and third-party op packages implement exactly these hooks; nothing 
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import pluggy
+
+from opreg.opdef import Domain, Reference, SampleInputs
 
 PROJECT_NAME = "opreg"
 
@@ -16,9 +19,46 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 class Register(Protocol):
-    """The ``register`` callable handed to :func:`opreg_register_ops`; see :func:`opreg.registry.define_op`."""
+    """The ``register`` callable handed to :func:`opreg_register_ops`: one call declares one op.
 
-    def __call__(self, **op_declaration: object) -> None: ...
+    Typed, so that mypy and an editor check a plugin's declarations; at load time an unknown keyword is an error
+    naming the op and the keyword meant.
+    """
+
+    def __call__(
+        self,
+        *,
+        name: str,
+        inputs: tuple[str, ...] | list[str],
+        forward: Callable[..., Any],
+        backward: Callable[..., Any],
+        differentiable: tuple[str, ...] | list[str] | None = None,
+        sample_inputs: SampleInputs | None = None,
+        doc: str | None = None,
+        numpy: str | tuple[str, ...] | None = None,
+        reference: Reference | None = None,
+        domain: Domain | None = None,
+        tolerances: dict[str, float] | None = None,
+        overrides: bool = False,
+    ) -> None:
+        """Declare op ``name``.
+
+        - ``inputs``: the input names, in the order forward takes them.
+        - ``forward(*inputs, *, attribute=default, ...)``: the output array. Its keyword-only parameters with
+          defaults are the op's attributes (``axis=None``), set by users as ``apply("sum", x, axis=1)``.
+        - ``backward(grad_output, *inputs, *, ...)``: one gradient per input (``None`` for none), in the broadcast
+          or the input's shape. It names as keyword-only parameters what it needs besides: ``output``, ``saved``
+          (forward then returns ``(output, saved)``), ``needs_grad`` (one bool per input), any attribute.
+          Written with ``opreg.numpy`` and operators, it can be differentiated again, to any order.
+        - ``differentiable``: the inputs that get gradients (default: all; a loss's labels do not).
+        - ``sample_inputs(rng)``: valid inputs for gradient checks, or a list of :class:`opreg.plugin.Sample`.
+        - ``doc``: one line for listings (default: forward's docstring).
+        - ``numpy``: the NumPy function(s) this op implements, for ``opreg.numpy`` and ``np.f(tensor)``.
+        - ``reference``: the PyTorch function the tests compare with (``"torch.add"``), resolved only in tests.
+        - ``domain``: ``(low, high)`` the inputs' values lie in (or per input name), for property tests.
+        - ``tolerances``: ``eps``, ``atol``, ``rtol`` for the gradient check where the defaults cannot hold.
+        - ``overrides``: replace, on purpose, the op of this name an earlier plugin registered.
+        """
 
 
 @hookspec

@@ -9,8 +9,8 @@ plugin author gets these checks without writing a test. On the op's declared sam
 * on the same inputs in float32, the output and the gradients are float32;
 * the analytic gradient, routed through the engine as a user's would be, matches central finite differences:
   ``|analytic - numeric| <= atol + rtol * |numeric|`` (PyTorch ``gradcheck``'s rule and defaults);
-* for an op whose backward is built from registered ops (``differentiable_backward``), so are the derivatives of
-  that backward, recorded on Tensors (PyTorch's ``gradgradcheck``).
+* for an op whose backward is built from registered ops (found out by running it on Tensors), so are the
+  derivatives of that backward, recorded on Tensors (PyTorch's ``gradgradcheck``).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import numpy as np
 
 from opreg import plugin_manager
 from opreg.calls import backward_keywords, run_forward
-from opreg.checkmode import check_gradients, check_unchanged
+from opreg.contract import check_gradients, check_unchanged
 from opreg.engine import Autograd
-from opreg.errors import GradcheckError, OpContractError, OpUsageError
+from opreg.errors import GradcheckError, NotComposableError, OpContractError, OpUsageError
 from opreg.opdef import CHECK_TOLERANCES, OpDef, Sample
 from opreg.registry import get_registry
 from opreg.tensor import Tensor, apply, grad, no_grad
@@ -70,7 +70,7 @@ def _check_sample(op: OpDef, sample: Sample, rng: np.random.Generator, settings:
         if analytic is not None:
             what = op.describe_input(position)
             _check_against_numeric(op, what, analytic, forward, inputs, grad_output, position, settings, rng, fast)
-    if op.differentiable_backward:
+    if composes(op, inputs, attributes, grad_output):
         _check_second_order(op, inputs, attributes, grad_output, settings, rng, fast)
     _check_float32(op, [x.astype(np.float32) for x in inputs], attributes)
 
@@ -99,6 +99,16 @@ def _check_against_numeric(
     _compare(op.describe(), what, analytic, numeric, settings)
 
 
+def composes(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], grad_output: np.ndarray) -> bool:
+    """Whether ``op``'s backward can be differentiated: it runs on Tensors, recording itself, on these inputs."""
+    tensors = [Tensor(x, requires_grad=d) for x, d in zip(inputs, op.differentiable, strict=True)]
+    try:
+        grad(apply(op.name, *tensors, **attributes), [t for t in tensors if t.requires_grad], grad_output, create_graph=True)
+    except NotComposableError:
+        return False
+    return True
+
+
 def _check_second_order(
     op: OpDef,
     inputs: list[np.ndarray],
@@ -108,7 +118,7 @@ def _check_second_order(
     rng: np.random.Generator,
     fast: bool,
 ) -> None:
-    """PyTorch's gradgradcheck, for an op whose backward is built from registered ops: the derivatives of
+    """PyTorch's gradgradcheck, for an op whose backward composes: the derivatives of
     ``F = sum_i <v_i, gradient of input i>`` (random ``v_i``), got by recording backward on Tensors and going back
     through it, against central differences of F computed from first-order gradients, in every differentiable
     input and in ``grad_output``."""

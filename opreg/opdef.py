@@ -1,28 +1,33 @@
 """What an op is (:class:`OpDef`) and how a plugin declares one (:func:`define_op`, the keywords of ``register``).
 
-Declarations are validated here, once, when the registry loads: types through typeguard, arities through
-``inspect``. Nothing here runs per recorded operation except :meth:`OpDef.bind_attributes`, and that only for
-ops that have attributes.
+An op is declared once. Its attributes are its forward's keyword-only parameters with defaults
+(``def forward(x, *, axis=None, keepdims=False)``). What its backward needs besides ``(grad_output, *inputs)`` it
+asks for by naming keyword-only parameters: ``output`` (forward's result), ``saved`` (forward then returns
+``(output, saved)``), ``needs_grad`` (one bool per input) and any attribute by its name. No flag changes how a
+function is called. Declarations are validated here, once, when the registry loads; nothing here runs per
+recorded operation except :meth:`OpDef.bind_attributes`, and that only for ops that have attributes.
 """
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from types import MappingProxyType
+from dataclasses import dataclass, field
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 import numpy as np
-from typeguard import typechecked
 
 from opreg.errors import OpUsageError, RegistrationError
 
 #: The gradient check's defaults, PyTorch ``gradcheck``'s; an op may override any of them with ``tolerances=``.
 CHECK_TOLERANCES = MappingProxyType({"eps": 1e-6, "atol": 1e-5, "rtol": 1e-3})
 
-#: Names the engine's own keywords use, so no attribute may take them.
-RESERVED_NAMES = frozenset({"gradients_to_update", "output", "needs_grad", "saved"})
+#: What a backward may ask for by name, besides the attributes; no attribute may take these names.
+BACKWARD_KEYWORDS = frozenset({"output", "saved", "needs_grad"})
+RESERVED_NAMES = BACKWARD_KEYWORDS | {"gradients_to_update"}
 
 _NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 
@@ -44,15 +49,24 @@ class Sample:
 #: ``sample_inputs(rng)`` returns the arrays of one sample, or a list of :class:`Sample` for several.
 SampleInputs = Callable[[np.random.Generator], "Sequence[np.ndarray] | Sequence[Sample]"]
 
+#: ``reference``: where the tests find the same function in PyTorch. A dotted name (``"torch.add"``,
+#: ``"torch.nn.functional.mse_loss"``), or a function that is given the ``torch`` module and returns the function
+#: (for an adapter: ``lambda torch: lambda x: x.mT``). Resolved only when tests run; opreg never imports torch.
+Reference = str | Callable[[ModuleType], Callable[..., Any]]
+
+#: ``domain``: the values each input may take, as a closed interval ``(low, high)`` for every input or a mapping
+#: from input name to one; property tests draw from it. ``None``: any finite value.
+Domain = tuple[float, float] | Mapping[str, tuple[float, float]]
+
 
 @dataclass(frozen=True, slots=True)
 class OpDef:
     """One registered op: a forward/backward pair with a declared input order, and optional attributes.
 
-    ``forward(*inputs, **attributes)`` returns the output array (``(output, saved)`` when ``saves_for_backward``).
-    ``backward(grad_output, *inputs, **attributes)`` (plus ``output=``, ``needs_grad=`` and ``saved=`` where
-    declared) returns one gradient per declared input, in the declared order, ``None`` where the input gets no
-    gradient. Gradients may have the broadcast shape; the engine sums them
+    ``forward(*inputs, **attributes)`` returns the output array, or ``(output, saved)`` when backward asks for
+    ``saved``. ``backward(grad_output, *inputs, **asked)`` returns one gradient per declared input, in the declared
+    order, ``None`` where the input gets no gradient; ``asked`` holds what backward names among ``output``,
+    ``saved``, ``needs_grad`` and the attributes. Gradients may have the broadcast shape; the engine sums them
     back to the input's shape. Attributes are static keyword parameters (an axis, a slope), never differentiated.
     """
 
@@ -63,35 +77,40 @@ class OpDef:
     differentiable: tuple[bool, ...]
     sample_inputs: SampleInputs
     doc: str
-    backward_uses_output: bool
     plugin: str
     tolerances: Mapping[str, float]
+    #: Each attribute and its default: forward's keyword-only parameters with defaults.
     attributes: Mapping[str, Any]
-    #: Whether backward takes ``needs_grad=`` (one bool per input) to skip gradients nobody will use.
-    backward_uses_needs_grad: bool = False
-    #: Whether forward returns ``(output, saved)`` and backward takes ``saved=``: what forward computed anyway
-    #: and backward needs (softmax's exponentials), kept with the recorded op rather than computed twice.
-    saves_for_backward: bool = False
-    #: Whether backward is built from registered ops only (Tensor operators, opreg.ops), so that it also runs on
-    #: Tensors, recording itself, and can be differentiated again (``opreg.grad(..., create_graph=True)``).
-    differentiable_backward: bool = False
+    #: Which of ``output``, ``saved``, ``needs_grad`` backward names (the keywords the engine passes it).
+    wants: frozenset[str] = frozenset()
+    #: The attributes backward is given: those it names (all, if it takes ``**keywords``).
+    backward_attributes: tuple[str, ...] = ()
+    #: The NumPy functions this op implements (``np.subtract`` for ``sub``): how ``opreg.numpy`` and NumPy's own
+    #: dispatch (``np.exp(tensor)``) find it.
+    numpy: tuple[str, ...] = ()
+    reference: Reference | None = None
+    domain: Domain | None = None
     #: The plugin whose op of this name this one replaces, by its declaration ``overrides=True``; else None.
     overrides: str | None = None
     #: ``"name version"`` of the installed package whose entry point registered the op; None for opreg's own
     #: built-ins and for plugins registered in-process. Errors name it, so a user knows what to upgrade or report.
     distribution: str | None = None
-    no_targets: tuple[None, ...] = ()  # (None,) * len(inputs): the default gradients_to_update, built once
-    #: Set by anomaly mode only: called as ``after_backward(output, grads, needed)`` on every backward.
-    after_backward: Callable[[Any, Sequence[Any], Sequence[Any] | None], None] | None = None
-
-    extra_backward_keywords: bool = False  # any of backward_uses_output, _needs_grad, saves_for_backward: set once
-    all_needed: tuple[bool, ...] = ()  # (True,) * len(inputs), built once
+    no_targets: tuple[None, ...] = field(default=(), compare=False)  # (None,) * len(inputs), built once
+    all_needed: tuple[bool, ...] = field(default=(), compare=False)  # (True,) * len(inputs), built once
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "no_targets", (None,) * len(self.inputs))
         object.__setattr__(self, "all_needed", (True,) * len(self.inputs))
-        extra = self.backward_uses_output or self.backward_uses_needs_grad or self.saves_for_backward
-        object.__setattr__(self, "extra_backward_keywords", extra)
+
+    @property
+    def saves(self) -> bool:
+        """Whether forward returns ``(output, saved)``: its backward asks for ``saved``."""
+        return "saved" in self.wants
+
+    @property
+    def simple_backward(self) -> bool:
+        """Whether backward takes ``(grad_output, *inputs)`` and nothing else: the hot path's common case."""
+        return not self.wants and not self.backward_attributes
 
     def describe(self) -> str:
         """``op 'name' (plugin 'p')``, or ``op 'name' (plugin 'p' of package-name 1.0)`` for an op an installed
@@ -104,9 +123,9 @@ class OpDef:
         return f"input {position} {self.inputs[position]!r}"
 
     def output_of(self, *inputs: Any, **attributes: Any) -> Any:
-        """Forward's output alone, without what a ``saves_for_backward`` op saves: what gradient checks vary."""
+        """Forward's output alone, without what it saves for backward: what gradient checks vary."""
         result = self.forward(*inputs, **attributes)
-        return result[0] if self.saves_for_backward else result
+        return result[0] if self.saves else result
 
     def bind_attributes(self, given: Mapping[str, Any]) -> Mapping[str, Any]:
         """The declared attribute defaults updated with ``given``; an attribute the op lacks is an error."""
@@ -123,7 +142,44 @@ class OpDef:
         return [Sample(*case.inputs, **self.bind_attributes(case.attributes)) for case in cases]
 
 
-@typechecked
+#: The keywords of the contract before this one, each with what to write instead. They still work, with a
+#: DeprecationWarning that names the op.
+LEGACY_KEYWORDS = MappingProxyType(
+    {
+        "attributes": "declare each attribute as a keyword-only parameter of forward with its default, "
+        "e.g. def forward(x, *, axis=None)",
+        "backward_uses_output": "name `output` as a keyword-only parameter of backward",
+        "backward_uses_needs_grad": "name `needs_grad` as a keyword-only parameter of backward",
+        "saves_for_backward": "name `saved` as a keyword-only parameter of backward",
+        "differentiable_backward": "drop it: opreg finds out by itself whether a backward composes",
+    }
+)
+
+#: Every keyword ``register`` takes, for suggestions when a plugin misspells one.
+REGISTER_KEYWORDS = (
+    "name",
+    "inputs",
+    "forward",
+    "backward",
+    "differentiable",
+    "sample_inputs",
+    "doc",
+    "numpy",
+    "reference",
+    "domain",
+    "tolerances",
+    "overrides",
+    *LEGACY_KEYWORDS,
+)
+
+
+def unknown_keyword_error(where: str, keyword: str) -> RegistrationError:
+    """``register(colour=...)``: the error, with the closest keyword ``register`` takes."""
+    close = difflib.get_close_matches(keyword, REGISTER_KEYWORDS, n=1)
+    hint = f"; did you mean {close[0]}=?" if close else f"; it takes {', '.join(REGISTER_KEYWORDS[:12])}"
+    return RegistrationError(f"{where}: register() got an unexpected keyword {keyword}={hint}")
+
+
 def define_op(
     *,
     plugin: str,
@@ -132,65 +188,45 @@ def define_op(
     forward: Callable[..., Any],
     backward: Callable[..., Any],
     differentiable: tuple[str, ...] | list[str] | None = None,
-    attributes: dict[str, Any] | None = None,
     sample_inputs: SampleInputs | None = None,
     doc: str | None = None,
-    backward_uses_output: bool = False,
-    backward_uses_needs_grad: bool = False,
-    saves_for_backward: bool = False,
-    differentiable_backward: bool = False,
+    numpy: str | tuple[str, ...] | None = None,
+    reference: Reference | None = None,
+    domain: Domain | None = None,
     tolerances: dict[str, float] | None = None,
     overrides: bool = False,
+    **legacy: Any,
 ) -> OpDef:
-    """Validate one op declaration and return its :class:`OpDef`; the keywords are those of ``register``.
-
-    ``differentiable`` names the inputs that get gradients (default: all; the labels of a loss are not).
-    ``attributes`` maps each static keyword parameter to its default (``{"axis": None}``); forward and backward
-    receive every attribute as a keyword. ``sample_inputs(rng)`` draws valid inputs for gradient checks: the
-    arrays, or a list of :class:`Sample` to cover several shapes or attribute values (default: standard normal
-    3x4 arrays). ``doc`` defaults to ``forward.__doc__``. ``backward_uses_output`` makes the engine pass
-    ``output=`` to backward, so exp or sigmoid need not recompute. ``backward_uses_needs_grad`` makes it pass
-    ``needs_grad=``, one bool per input, False for an input whose gradient would be dropped (a network's input),
-    so backward can skip computing it. ``saves_for_backward`` makes forward return ``(output, saved)`` and the
-    engine pass ``saved=`` to backward, so a loss need not recompute its softmax; backward must not change
-    ``saved`` (a second backward with ``retain_graph`` reads it again). ``differentiable_backward`` declares a
-    backward built from registered ops only (Tensor operators, ``opreg.ops``), which therefore also runs on Tensors
-    and can be differentiated again; ``check_op`` then checks second derivatives too. ``tolerances`` overrides
-    the gradient check's ``eps``, ``atol`` or ``rtol`` for this op. ``overrides=True`` replaces the op of that name
-    an earlier plugin (a built-in, say) registered; without it, a taken name is an error, so nothing is replaced
-    silently.
-    """
+    """Validate one op declaration and return its :class:`OpDef`; the keywords are those of ``register``
+    (:class:`opreg.plugin.Register` documents each)."""
     where = f"op {name!r} (plugin {plugin!r})"
+    _check_types(where, name=name, inputs=inputs, forward=forward, backward=backward, doc=doc)
     if not name.isidentifier():
         raise RegistrationError(f"{where}: the name must be a Python identifier")
     inputs = tuple(inputs)
-    if not inputs or not all(i.isidentifier() for i in inputs) or len(set(inputs)) != len(inputs):
+    if not inputs or not all(isinstance(i, str) and i.isidentifier() for i in inputs) or len(set(inputs)) != len(
+        inputs
+    ):
         raise RegistrationError(f"{where}: inputs must be one or more distinct identifiers, got {inputs!r}")
     wanted = inputs if differentiable is None else tuple(differentiable)
     unknown = sorted(set(wanted) - set(inputs))
     if unknown:
         raise RegistrationError(f"{where}: differentiable names {unknown} that are not among inputs {inputs}")
-    attributes = dict(attributes or {})
+    unknown = sorted(set(tolerances or ()) - set(CHECK_TOLERANCES))
+    if unknown:
+        raise RegistrationError(f"{where}: tolerances takes {sorted(CHECK_TOLERANCES)}, not {unknown}")
+    forward_parameters = _parameters(forward)
+    declared = _legacy_attributes(where, legacy)
+    attributes = dict(declared) if declared is not None else _attributes_of(where, forward_parameters)
     clashes = sorted(a for a in attributes if not a.isidentifier() or a in RESERVED_NAMES or a in inputs)
     if clashes:
         raise RegistrationError(
             f"{where}: attribute names must be identifiers other than the inputs and {sorted(RESERVED_NAMES)}, "
             f"got {clashes}"
         )
-    unknown = sorted(set(tolerances or ()) - set(CHECK_TOLERANCES))
-    if unknown:
-        raise RegistrationError(f"{where}: tolerances takes {sorted(CHECK_TOLERANCES)}, not {unknown}")
+    wants, backward_attributes = _asked_by(where, backward, attributes, legacy)
     _check_arity(where, "forward", forward, len(inputs), attributes)
-    _check_arity(
-        where,
-        "backward",
-        backward,
-        1 + len(inputs),
-        attributes
-        | ({"output": None} if backward_uses_output else {})
-        | ({"needs_grad": None} if backward_uses_needs_grad else {})
-        | ({"saved": None} if saves_for_backward else {}),
-    )
+    _check_arity(where, "backward", backward, 1 + len(inputs), dict.fromkeys([*wants, *backward_attributes]))
     return OpDef(
         name=name,
         inputs=inputs,
@@ -199,18 +235,103 @@ def define_op(
         differentiable=tuple(i in wanted for i in inputs),
         sample_inputs=sample_inputs or _standard_normal_samples(len(inputs)),
         doc=(inspect.getdoc(forward) or "") if doc is None else doc,
-        backward_uses_output=backward_uses_output,
-        backward_uses_needs_grad=backward_uses_needs_grad,
-        saves_for_backward=saves_for_backward,
-        differentiable_backward=differentiable_backward,
         plugin=plugin,
         tolerances=MappingProxyType(dict(tolerances or {})),
         attributes=MappingProxyType(attributes) if attributes else _NO_ATTRIBUTES,
+        wants=wants,
+        backward_attributes=backward_attributes,
+        numpy=(numpy,) if isinstance(numpy, str) else tuple(numpy or ()),
+        reference=reference,
+        domain=domain,
         overrides=plugin if overrides else None,  # a placeholder until the registry knows whose op it replaces
     )
 
 
-def _check_arity(where: str, role: str, fn: Callable[..., Any], n_positional: int, keywords: Mapping) -> None:
+def _check_types(where: str, **values: Any) -> None:
+    """The checks typeguard made of the declaration, with messages that name the keyword."""
+    if not isinstance(values["name"], str):
+        raise RegistrationError(f"{where}: name must be a str, not {type(values['name']).__name__}")
+    if not isinstance(values["inputs"], tuple | list):
+        raise RegistrationError(f"{where}: inputs must be a tuple of names, not {values['inputs']!r}")
+    for role in ("forward", "backward"):
+        if not callable(values[role]):
+            raise RegistrationError(f"{where}: {role} must be callable, not {type(values[role]).__name__}")
+    if values["doc"] is not None and not isinstance(values["doc"], str):
+        raise RegistrationError(f"{where}: doc must be a str, not {type(values['doc']).__name__}")
+
+
+def _parameters(fn: Callable[..., Any]) -> Mapping[str, inspect.Parameter] | None:
+    """``fn``'s parameters, or None where it has no introspectable signature, or is NumPy's or a builtin
+    (a ufunc's ``dtype=``, ``out=`` are NumPy's keywords, not the op's attributes)."""
+    if isinstance(fn, np.ufunc) or inspect.isbuiltin(fn):
+        return None
+    try:
+        return inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return None
+
+
+def _attributes_of(where: str, parameters: Mapping[str, inspect.Parameter] | None) -> dict[str, Any]:
+    """forward's keyword-only parameters and their defaults: the op's attributes, declared once."""
+    attributes: dict[str, Any] = {}
+    for parameter in (parameters or {}).values():
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+            if parameter.default is inspect.Parameter.empty:
+                raise RegistrationError(
+                    f"{where}: forward's keyword-only parameter {parameter.name!r} is an attribute and needs a "
+                    f"default, e.g. {parameter.name}=None"
+                )
+            attributes[parameter.name] = parameter.default
+    return attributes
+
+
+def _legacy_attributes(where: str, legacy: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``attributes=`` dict of the earlier contract (with a warning), or None; an unknown keyword raises."""
+    for keyword in legacy:
+        if keyword not in LEGACY_KEYWORDS:
+            raise unknown_keyword_error(where, keyword)
+        warnings.warn(
+            f"{where}: register({keyword}=...) is deprecated; {LEGACY_KEYWORDS[keyword]}",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+    attributes = legacy.get("attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        raise RegistrationError(f"{where}: attributes must be a dict, not {type(attributes).__name__}")
+    return attributes
+
+
+def _asked_by(
+    where: str, backward: Callable[..., Any], attributes: Mapping[str, Any], legacy: Mapping[str, Any]
+) -> tuple[frozenset[str], tuple[str, ...]]:
+    """What backward asks for by naming keyword parameters: which engine keywords, which attributes.
+
+    A backward taking ``**keywords`` is given ``output``, ``needs_grad`` and every attribute (``saved`` only when
+    named, since asking for it changes what forward returns). The flags of the earlier contract add theirs.
+    """
+    parameters = _parameters(backward)
+    takes_any = parameters is not None and any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    wants = {k for k in BACKWARD_KEYWORDS if _keyword_only(parameters, k)}
+    if takes_any:
+        wants |= {"output", "needs_grad"}
+    for flag, keyword in (
+        ("backward_uses_output", "output"),
+        ("backward_uses_needs_grad", "needs_grad"),
+        ("saves_for_backward", "saved"),
+    ):
+        if legacy.get(flag):
+            wants.add(keyword)
+    if "attributes" in legacy:  # the earlier contract passed every attribute to backward
+        return frozenset(wants), tuple(attributes)
+    asked = tuple(a for a in attributes if takes_any or _keyword_only(parameters, a))
+    return frozenset(wants), asked
+
+
+def _keyword_only(parameters: Mapping[str, inspect.Parameter] | None, name: str) -> bool:
+    return parameters is not None and name in parameters and parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def _check_arity(where: str, role: str, fn: Callable[..., Any], n_positional: int, keywords: Mapping[str, Any]) -> None:
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):  # builtins and ufuncs may have no introspectable signature

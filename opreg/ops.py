@@ -1,7 +1,9 @@
-"""``opreg.ops.<name>``: every registered op as a function on Tensors (and arrays, and numbers).
+"""``opreg.ops.<name>``: every registered op as a function of arrays, numbers and Tensors.
 
-Looked up in the registry when asked for, never listed by hand, so ops from third-party plugins are here too:
-``opreg.ops.matmul(x, w)``, ``opreg.ops.sum(x, axis=1)`` with contrib_ops installed.
+Given only arrays and numbers, a function runs the op's forward and returns an array, recording nothing; given a
+Tensor anywhere among its inputs, it records and returns a Tensor. So one function written with them (a backward,
+say) serves plain arrays and Tensors, and can be differentiated again. Looked up in the registry when asked for,
+never listed by hand, so ops from third-party plugins are here too: ``opreg.ops.softplus(x)`` with contrib_ops.
 """
 
 from __future__ import annotations
@@ -9,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from opreg.dispatch import op_function
 from opreg.errors import UnknownOpError
 from opreg.registry import op_table
-from opreg.tensor import op_function
 
 
 def __getattr__(name: str) -> Callable[..., Any]:

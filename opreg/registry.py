@@ -11,11 +11,9 @@ import dataclasses
 import difflib
 import functools
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from typing import Any
 
 import pluggy
-from typeguard import TypeCheckError
 
 from opreg import plugin_manager
 from opreg.errors import RegistrationError, UnknownOpError
@@ -50,6 +48,12 @@ class OpRegistry(Mapping[str, OpDef]):
 #: Empty until the plugins are first loaded: read it through :func:`op_table`, or fall back to that on a miss.
 TABLE: dict[str, OpDef] = {}
 _LOADED = False
+_GENERATION = 0  # counts reloads, so that what is derived from the table knows when to derive it again
+
+
+def generation() -> int:
+    """How many times the table was filled: what caches of derived lookups (NumPy names) compare against."""
+    return _GENERATION
 
 
 def unknown_op_error(name: object) -> UnknownOpError:
@@ -64,21 +68,6 @@ def op_table() -> dict[str, OpDef]:
     if not _LOADED:
         _reload()
     return TABLE
-
-
-@contextmanager
-def ops_replaced(wrap: Callable[[OpDef], OpDef]) -> Iterator[None]:
-    """Inside the block, every op in the table is ``wrap(op)``: how checking and anomaly modes switch on once,
-    leaving the hot path without a flag to test. On leaving, only the ops this block replaced are restored, so
-    plugins registered inside it keep theirs."""
-    table = op_table()
-    originals = dict(table)
-    wrapped = {name: wrap(op) for name, op in originals.items()}
-    table.update(wrapped)
-    try:
-        yield
-    finally:
-        table.update((name, originals[name]) for name, op in wrapped.items() if table.get(name) is op)
 
 
 def get_registry() -> OpRegistry:
@@ -123,15 +112,12 @@ def reload_plugins() -> None:
 
 def _reload() -> None:
     """Collect every plugin's ops afresh; the table changes only if the collection succeeds."""
-    global _LOADED
+    global _LOADED, _GENERATION
     table = _collect(plugin_manager.get_plugin_manager())
-    from opreg import checkmode  # checkmode builds on this module; imported here, where it is needed
-
-    if checkmode.enabled_by_environment():
-        table = checkmode.checked_table(table)
     TABLE.clear()
     TABLE.update(table)
     _LOADED = True
+    _GENERATION += 1
 
 
 def _collect(pm: pluggy.PluginManager) -> dict[str, OpDef]:
@@ -165,11 +151,8 @@ def _ops_of(plugin: str, hook: Callable[..., None], table: Mapping[str, OpDef]) 
     def register(**declaration: Any) -> None:
         try:
             op = define_op(plugin=plugin, **declaration)
-        except TypeCheckError as exc:
-            where = f"op {declaration.get('name')!r} (plugin {plugin!r})"
-            raise RegistrationError(f"{where}: {exc}") from None
-        except TypeError as exc:  # an unknown or missing keyword
-            raise RegistrationError(f"plugin {plugin!r}: register(): {exc}") from None
+        except TypeError as exc:  # a missing keyword
+            raise RegistrationError(f"op {declaration.get('name')!r} (plugin {plugin!r}): register(): {exc}") from None
         if distribution:
             op = dataclasses.replace(op, distribution=distribution)
         earlier, first = table.get(op.name), ops.get(op.name)

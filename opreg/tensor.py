@@ -15,22 +15,17 @@ import functools
 import itertools
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike
 
-from opreg.calls import (
-    as_arrays,
-    backward_keywords,
-    gradient_count_error,
-    gradient_shape_error,
-    input_gradients,
-    run_forward,
-)
+from opreg import observe
+from opreg.backprop import backpropagate
+from opreg.calls import as_arrays, run_forward
 from opreg.errors import EngineStateError, OpUsageError
-from opreg.fit import gradient_dtype, sum_to_shape
+from opreg.fit import gradient_dtype
 from opreg.opdef import OpDef
 from opreg.registry import TABLE, op_table, unknown_op_error
 
@@ -72,22 +67,39 @@ class no_grad:
 
 
 class Node:
-    """How a Tensor was made: the op, the input arrays, the attributes it was called with, and what its forward
-    saved for backward (``saves_for_backward`` ops only).
+    """How a Tensor was made: the op, the input arrays, the attributes it was called with, what its forward
+    saved for backward, and the observers (checking, anomaly) that were on.
 
     ``inputs[i]`` is the input Tensor where it requires gradients, and ``None`` for a constant (an array, a number,
-    a tensor that requires none), which the backward pass does not follow.
+    a tensor that requires none), which the backward pass does not follow. A Node is a record of
+    :mod:`opreg.backprop`: ``sources`` is ``inputs``, and it has no ``targets``.
     """
 
-    __slots__ = ("attributes", "datas", "inputs", "number", "op", "saved")
+    __slots__ = ("attributes", "datas", "inputs", "number", "observers", "op", "output_data", "saved", "sources")
+    targets = None
 
-    def __init__(self, op: OpDef, inputs: tuple[Tensor | None, ...], datas: Any, attributes: Any, saved: Any) -> None:
+    def __init__(
+        self,
+        op: OpDef,
+        inputs: tuple[Tensor | None, ...],
+        datas: Any,
+        output_data: np.ndarray,
+        attributes: Any,
+        saved: Any,
+        observers: tuple[Any, ...],
+    ) -> None:
         self.op = op
-        self.inputs = inputs
+        self.inputs = self.sources = inputs
         self.datas = datas
+        self.output_data = output_data
         self.attributes = attributes
         self.saved = saved
+        self.observers = observers
         self.number = next(_node_numbers)  # later than every input's: the backward pass orders nodes by it
+
+    def graph_inputs(self) -> list[Tensor]:
+        """The inputs as Tensors, constants too: what a recorded backward (``create_graph``) runs on."""
+        return [Tensor(data) if x is None else x for x, data in zip(self.inputs, self.datas, strict=True)]
 
 
 #: Numbers the Nodes in the order they are made (itertools.count is atomic under the GIL, so threads may share it).
@@ -106,7 +118,8 @@ class Tensor:
     """
 
     __slots__ = ("_grad", "_node", "_requires_grad", "data")
-    __array_priority__ = 1000  # ndarray + Tensor calls Tensor.__radd__ rather than broadcasting element-wise
+    __array_priority__ = 1000
+    __hash__ = object.__hash__  # by identity, as before comparisons were defined: Tensors key dicts and sets
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: DTypeLike | None = None) -> None:
         self.data: np.ndarray = np.asarray(data.data if isinstance(data, Tensor) else data, dtype=dtype)
@@ -219,6 +232,38 @@ class Tensor:
     def __rpow__(self, other: Any) -> Tensor:
         return apply("pow", other, self)
 
+    # --- comparisons: boolean Tensors that require no gradient (a mask is a constant) -----------------------------
+
+    def __lt__(self, other: Any) -> Tensor:
+        return _compare(np.less, self, other)
+
+    def __le__(self, other: Any) -> Tensor:
+        return _compare(np.less_equal, self, other)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return _compare(np.greater, self, other)
+
+    def __ge__(self, other: Any) -> Tensor:
+        return _compare(np.greater_equal, self, other)
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return _compare(np.equal, self, other)
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return _compare(np.not_equal, self, other)
+
+    # --- NumPy's protocols (NEP 13 and 18): a NumPy function on a Tensor runs the op that implements it ----------
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        from opreg.dispatch import numpy_call
+
+        return numpy_call(ufunc, ufunc.__name__, method, inputs, kwargs)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        from opreg.dispatch import numpy_call
+
+        return numpy_call(func, func.__name__, "__call__", args, kwargs)
+
     def __neg__(self) -> Tensor:
         return apply("neg", self)
 
@@ -244,6 +289,11 @@ class Tensor:
         afterwards, freeing what forward kept for backward, unless ``retain_graph``.
         """
         _backpropagate(self, _seed(self, gradient, "backward()"), retain_graph)
+
+
+def _compare(ufunc: np.ufunc, a: Any, b: Any) -> Tensor:
+    """A comparison of Tensors' values: a boolean Tensor outside the graph, as a mask carries no gradient."""
+    return Tensor(ufunc(a.data if isinstance(a, Tensor) else a, b.data if isinstance(b, Tensor) else b))
 
 
 def _seed(root: Tensor, gradient: Any, caller: str) -> np.ndarray:
@@ -300,73 +350,38 @@ def _as_tensor(value: Tensor | np.ndarray, copy: bool = False) -> Tensor:
 def _backpropagate(
     root: Tensor, seed: Any, retain_graph: bool, create_graph: bool = False, wanted: set[int] | None = None
 ) -> dict[int, Any]:
-    """Walk the graph from ``root`` back, in reverse topological order, starting from the gradient ``seed``.
+    """Walk the graph from ``root`` back (:func:`opreg.backprop.backpropagate`), starting from the gradient
+    ``seed``.
 
     Without ``wanted``, each leaf's gradient accumulates into its ``.grad``; with it, the complete gradients of
     the tensors whose ids it holds are returned by id instead. With ``create_graph``, gradients are Tensors and
     each op's backward runs on Tensors, recording what it does.
     """
-    grads: dict[int, Any] = {id(root): seed}
-    found: dict[int, Any] = {}
-    for tensor in reversed(_topological_order(root)):
-        grad_output = grads.pop(id(tensor), None)
-        if grad_output is None:
-            continue
-        if wanted is not None and id(tensor) in wanted:
-            found[id(tensor)] = grad_output
+    leaves, made = _topological_order(root)
+    grads = backpropagate(
+        _releasing(made, retain_graph),
+        {id(root): seed},
+        keep=wanted or False,
+        graph_inputs=Node.graph_inputs if create_graph else None,
+    )
+    if wanted is not None:
+        return {key: grads[key] for key in wanted if key in grads}
+    for leaf in leaves:
+        arrived = grads.pop(id(leaf), None)
+        if arrived is not None:
+            leaf._grad = _leaf_gradient(leaf._grad, arrived)
+            arrived = None
+    return {}
+
+
+def _releasing(made: list[Tensor], retain_graph: bool) -> Iterator[tuple[Tensor, Node]]:
+    """``(tensor, node)`` for the tensors ops made, last first; each node released (unless ``retain_graph``) as
+    the pass reaches it, so that what forward kept for backward is freed as it goes."""
+    for tensor in reversed(made):
         node = tensor._node
-        if node is None:
-            if wanted is None:
-                tensor._grad = _leaf_gradient(tensor._grad, grad_output)
-            continue
         if not retain_graph:
             tensor._node = RELEASED
-        if create_graph:
-            grads_in = _recorded_gradients(node, tensor, grad_output)
-        else:
-            grads_in = input_gradients(
-                node.op, grad_output, node.datas, tensor.data, node.attributes, node.inputs, node.saved
-            )
-        for x, grad in zip(node.inputs, grads_in, strict=True):
-            if grad is not None:  # then x is a Tensor: input_gradients gives constants (None) no gradient
-                current = grads.get(id(x))  # opreg.calls.accumulate, inlined: it runs per gradient
-                grads[id(x)] = grad if current is None else _total(current, grad)
-        grads_in = grad = None  # so that the gradients count as the grads dict's alone (see _leaf_gradient)
-    return found
-
-
-def _total(current: Any, grad: Any) -> Any:
-    """Two gradients of one tensor added: out of place (one array may be several tensors' gradient), and an array
-    or a Tensor (0-d + 0-d arrays give a NumPy scalar)."""
-    total = current + grad
-    return np.asarray(total) if isinstance(total, np.generic) else total
-
-
-def _recorded_gradients(node: Node, output: Tensor, grad_output: Tensor) -> list[Tensor | None]:
-    """``node``'s op's backward run on Tensors, so that what it computes is recorded: for ``create_graph``."""
-    op = node.op
-    if not op.differentiable_backward:
-        raise OpUsageError(
-            f"{op.describe()}: create_graph=True records backward as ops, and this op's backward is not built from "
-            "registered ops; an op whose backward uses only Tensor operators and opreg.ops declares "
-            "differentiable_backward=True"
-        )
-    inputs = [Tensor(data) if x is None else x for x, data in zip(node.inputs, node.datas, strict=True)]
-    keywords = backward_keywords(op, node.attributes, output, node.inputs, node.saved)
-    grads = op.backward(grad_output, *inputs, **keywords)
-    if len(grads) != len(inputs):
-        raise gradient_count_error(op, len(grads))
-    fitted: list[Tensor | None] = []
-    for position, (x, grad) in enumerate(zip(node.inputs, grads, strict=True)):
-        if grad is None or x is None or not op.differentiable[position]:
-            fitted.append(None)
-            continue
-        grad = _as_tensor(grad)
-        summed = sum_to_shape(grad, x.shape)
-        if summed is None:
-            raise gradient_shape_error(op, position, grad.shape, x.shape)
-        fitted.append(summed)
-    return fitted
+        yield tensor, node  # type: ignore[misc]
 
 
 def _leaf_gradient(current: np.ndarray | None, arrived: np.ndarray) -> np.ndarray:
@@ -379,13 +394,14 @@ def _leaf_gradient(current: np.ndarray | None, arrived: np.ndarray) -> np.ndarra
     if current is not None:
         return np.asarray(current + arrived)
     # References: the caller's variable, this parameter and getrefcount's argument.
-    if arrived.base is None and sys.getrefcount(arrived) <= 3:
+    if isinstance(arrived, np.ndarray) and arrived.base is None and sys.getrefcount(arrived) <= 3:
         return arrived
     return arrived.copy()
 
 
-def _topological_order(root: Tensor) -> list[Tensor]:
-    """The tensors that reach ``root`` and require gradients, each after all of its inputs (no recursion).
+def _topological_order(root: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    """The tensors that reach ``root`` and require gradients: the leaves, and the tensors ops made, each after
+    all of its inputs (no recursion).
 
     Every Node is numbered when it is made, and its inputs existed before it, so ordering the results of ops by
     that number is a topological order; the leaves come first. Finding the tensors is a plain search, each tensor
@@ -412,7 +428,7 @@ def _topological_order(root: Tensor) -> list[Tensor]:
                 visited.add(id(x))
                 stack.append(x)
     made.sort()
-    return leaves + [tensor for _, tensor in made]
+    return leaves, [tensor for _, tensor in made]
 
 
 def apply(name: str, *args: Any, **attributes: Any) -> Tensor:
@@ -423,6 +439,11 @@ def apply(name: str, *args: Any, **attributes: Any) -> Tensor:
         op = op_table().get(name)  # loads the plugins on first use
         if op is None:
             raise unknown_op_error(name) from None
+    return apply_op(op, args, attributes)
+
+
+def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> Tensor:
+    """:func:`apply` for an op already looked up: a Tensor always, recording when an input requires gradients."""
     if attributes or op.attributes:
         attributes = op.bind_attributes(attributes)
     datas: list[Any] = []
@@ -442,28 +463,17 @@ def apply(name: str, *args: Any, **attributes: Any) -> Tensor:
             convert = convert or type(x) is not np.ndarray
     if convert:
         datas = list(as_arrays(datas))
+    observers = observe.current() if observe.active else ()
     result = Tensor.__new__(Tensor)  # without __init__'s conversions and checks: this is the hot path
-    result.data, saved = run_forward(op, datas, attributes)
+    data, saved = run_forward(op, datas, attributes, observers)
+    result.data = data
     result._grad = None
     if record and _grad_mode.enabled:
-        result._requires_grad, result._node = True, Node(op, tuple(followed), datas, attributes, saved)
+        result._requires_grad = True
+        result._node = Node(op, tuple(followed), datas, data, attributes, saved, observers)
     else:
         result._requires_grad, result._node = False, None
     return result
-
-
-def op_function(name: str) -> Callable[..., Tensor]:
-    """``f(*inputs, **attributes)`` calling op ``name`` on Tensors: what ``opreg.ops.<name>`` is."""
-    op = op_table().get(name)
-    if op is None:
-        raise unknown_op_error(name)
-
-    def call(*inputs: Any, **attributes: Any) -> Tensor:
-        return apply(name, *inputs, **attributes)
-
-    call.__name__ = call.__qualname__ = name
-    call.__doc__ = f"{op.doc}\n\nInputs: {', '.join(op.inputs)}. Registered by plugin {op.plugin!r}."
-    return call
 
 
 class TensorEngine:

@@ -1,40 +1,47 @@
-"""Elementwise arithmetic: add, sub, mul, div, neg, pow. Inputs broadcast; the engine sums gradients back.
+"""Elementwise arithmetic: add, sub, mul, div, neg, pow, and where. Inputs broadcast; the engine sums gradients
+back to each input's shape.
 
-All but pow's backwards are expressions in operators alone, so they run on Tensors too and declare
-``differentiable_backward``: second derivatives go through them. pow's needs NumPy's where and log.
+Every backward is written with operators and :mod:`opreg.numpy`, so it runs on Tensors too and can be
+differentiated again, to any order.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from opreg import Register, Sample, hookimpl
+import opreg.numpy as onp
+from opreg.plugin import Register, Sample, away_from_zero, hookimpl, positive
 
 
-def _away_from_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Values in +-[0.5, 2]: a divisor far enough from 0 that finite differences stay accurate."""
-    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.5, 2.0, size=shape)
-
-
-def _pow_backward(g: np.ndarray, base: np.ndarray, exponent: np.ndarray, *, output: np.ndarray) -> tuple:
+def _pow_backward(g: Any, base: Any, exponent: Any, *, output: Any) -> tuple[Any, Any]:
     """torch's pow derivatives, special cases included.
 
     d/dbase = exponent * base^(exponent - 1), 0 where exponent == 0 (not 0 * 0^-1 = nan at base 0);
     d/dexponent = base^exponent * log(base), 0 where base == 0 and exponent >= 0 (the limit from base > 0).
-    The discarded branches of np.where divide by 0 or take log(0): those warnings are silenced, as torch's are.
+    The discarded branches of where divide by 0 or take log(0): those warnings are silenced, as torch's are.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        grad_base = np.where(exponent == 0, 0.0, g * exponent * np.power(base, exponent - 1))
-        grad_exponent = g * np.where((base == 0) & (exponent >= 0), 0.0, output * np.log(base))
+        grad_base = onp.where(exponent == 0, 0.0, g * exponent * onp.power(base, exponent - 1))
+        grad_exponent = g * onp.where((base == 0) & (exponent >= 0), 0.0, output * onp.log(base))
     return grad_base, grad_exponent
 
 
 def _pow_samples(rng: np.random.Generator) -> list[Sample]:
     """A positive base (log(base) and base^(e - 1) are smooth there); same shapes and both broadcasting ways."""
     return [
-        Sample(rng.uniform(0.5, 2.0, size=(3, 4)), rng.standard_normal((3, 4))),
-        Sample(rng.uniform(0.5, 2.0, size=(3, 4)), rng.standard_normal((4,))),
-        Sample(rng.uniform(0.5, 2.0, size=(3, 1)), rng.standard_normal((2, 1, 4))),
+        Sample(positive(rng, (3, 4)), rng.standard_normal((3, 4))),
+        Sample(positive(rng, (3, 4)), rng.standard_normal((4,))),
+        Sample(positive(rng, (3, 1)), rng.standard_normal((2, 1, 4))),
+    ]
+
+
+def _where_samples(rng: np.random.Generator) -> list[Sample]:
+    """A mask of either kind beside same-shaped and broadcast operands."""
+    return [
+        Sample(rng.random((3, 4)) > 0.5, rng.standard_normal((3, 4)), rng.standard_normal((3, 4))),
+        Sample(rng.random((3, 1)) > 0.5, rng.standard_normal((4,)), rng.standard_normal((3, 4))),
     ]
 
 
@@ -46,7 +53,8 @@ def opreg_register_ops(register: Register) -> None:
         forward=lambda a, b: a + b,
         backward=lambda g, a, b: (g, g),
         doc="a + b, broadcasting.",
-        differentiable_backward=True,
+        numpy="add",
+        reference="torch.add",
     )
     register(
         name="sub",
@@ -54,7 +62,8 @@ def opreg_register_ops(register: Register) -> None:
         forward=lambda a, b: a - b,
         backward=lambda g, a, b: (g, -g),
         doc="a - b, broadcasting.",
-        differentiable_backward=True,
+        numpy="subtract",
+        reference="torch.sub",
     )
     register(
         name="mul",
@@ -62,17 +71,19 @@ def opreg_register_ops(register: Register) -> None:
         forward=lambda a, b: a * b,
         backward=lambda g, a, b: (g * b, g * a),
         doc="a * b elementwise, broadcasting.",
-        differentiable_backward=True,
+        numpy="multiply",
+        reference="torch.mul",
     )
     register(
         name="div",
         inputs=("a", "b"),
         forward=lambda a, b: a / b,
         backward=lambda g, a, b, *, output: (g / b, -g * output / b),  # not a / (b * b): b * b over/underflows
-        backward_uses_output=True,
-        sample_inputs=lambda rng: (rng.standard_normal((3, 4)), _away_from_zero(rng, (3, 4))),
+        sample_inputs=lambda rng: (rng.standard_normal((3, 4)), away_from_zero(rng, (3, 4), low=0.5)),
         doc="a / b elementwise, broadcasting.",
-        differentiable_backward=True,
+        numpy=("divide", "true_divide"),
+        reference="torch.div",
+        domain={"b": (0.5, 2.0)},
     )
     register(
         name="neg",
@@ -80,14 +91,28 @@ def opreg_register_ops(register: Register) -> None:
         forward=lambda x: -x,
         backward=lambda g, x: (-g,),
         doc="-x.",
-        differentiable_backward=True,
+        numpy="negative",
+        reference="torch.neg",
     )
     register(
         name="pow",
         inputs=("base", "exponent"),
         forward=np.power,
         backward=_pow_backward,
-        backward_uses_output=True,
         sample_inputs=_pow_samples,
         doc="base ** exponent, broadcasting, both differentiable; torch's gradients at base 0 and exponent 0.",
+        numpy="power",
+        reference="torch.pow",
+        domain={"base": (0.5, 2.0)},
+    )
+    register(
+        name="where",
+        inputs=("condition", "x", "y"),
+        forward=np.where,
+        backward=lambda g, condition, x, y: (None, onp.where(condition, g, 0.0), onp.where(condition, 0.0, g)),
+        differentiable=("x", "y"),
+        sample_inputs=_where_samples,
+        doc="x where condition holds, else y, broadcasting all three; condition gets no gradient.",
+        numpy="where",
+        reference=lambda torch: lambda condition, x, y: torch.where(condition != 0, x, y),
     )

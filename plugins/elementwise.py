@@ -1,29 +1,26 @@
 """Elementwise functions: log, exp, relu, sigmoid, tanh.
 
-exp, sigmoid and tanh declare ``backward_uses_output``: their derivatives are cheapest in terms of the output,
-which the engine passes to backward instead of having it recomputed. All but relu's backwards are expressions in
-operators alone and declare ``differentiable_backward`` (relu's compares, which Tensors do not record).
+exp, sigmoid and tanh take ``output`` in backward: their derivatives are cheapest in terms of the output, which
+the engine passes instead of having it recomputed. Every backward is written with operators alone (relu's mask
+is a comparison, a constant), so each can be differentiated again.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from opreg import Register, hookimpl
-
-
-def _positive(rng: np.random.Generator) -> tuple[np.ndarray]:
-    return (rng.uniform(0.5, 2.0, size=(3, 4)),)
-
-
-def _off_kink(rng: np.random.Generator) -> tuple[np.ndarray]:
-    """Values in +-[0.1, 2]: finite differences straddling relu's kink at 0 would be meaningless."""
-    return (rng.choice([-1.0, 1.0], size=(3, 4)) * rng.uniform(0.1, 2.0, size=(3, 4)),)
+from opreg.plugin import Register, away_from_zero, hookimpl, positive
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-x)), computed as exp(-log(1 + exp(-x))) so that no intermediate overflows."""
     return np.asarray(np.exp(-np.logaddexp(0, -x)))  # asarray: a 0-d x would give a NumPy scalar
+
+
+def _exp_backward(g: Any, x: Any, *, output: Any) -> tuple[Any]:
+    return (g * output,)
 
 
 @hookimpl
@@ -33,42 +30,45 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=np.log,
         backward=lambda g, x: (g / x,),
-        sample_inputs=_positive,
+        sample_inputs=lambda rng: (positive(rng),),
         doc="Natural logarithm; defined for x > 0.",
-        differentiable_backward=True,
+        numpy="log",
+        reference="torch.log",
+        domain=(0.5, 2.0),
     )
     register(
         name="exp",
         inputs=("x",),
         forward=np.exp,
-        backward=lambda g, x, *, output: (g * output,),
-        backward_uses_output=True,
+        backward=_exp_backward,
         doc="e ** x.",
-        differentiable_backward=True,
+        numpy="exp",
+        reference="torch.exp",
+        domain=(-5.0, 5.0),
     )
     register(
         name="relu",
         inputs=("x",),
         forward=lambda x: np.maximum(x, 0),
         backward=lambda g, x: (g * (x > 0),),
-        sample_inputs=_off_kink,
+        sample_inputs=lambda rng: (away_from_zero(rng),),
         doc="max(x, 0); the gradient at exactly 0 is 0, as in PyTorch.",
+        reference="torch.relu",
     )
     register(
         name="sigmoid",
         inputs=("x",),
         forward=_sigmoid,
         backward=lambda g, x, *, output: (g * output * (1 - output),),
-        backward_uses_output=True,
         doc="1 / (1 + exp(-x)), without overflow for large |x|.",
-        differentiable_backward=True,
+        reference="torch.sigmoid",
     )
     register(
         name="tanh",
         inputs=("x",),
         forward=np.tanh,
         backward=lambda g, x, *, output: (g * (1 - output * output),),
-        backward_uses_output=True,
         doc="Hyperbolic tangent.",
-        differentiable_backward=True,
+        numpy="tanh",
+        reference="torch.tanh",
     )

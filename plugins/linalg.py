@@ -1,34 +1,34 @@
-"""Linear algebra: matmul (NumPy's @, batched and 1-D cases included), transpose of the last two axes, and linear
-(x @ W.T + b, a fully connected layer in one op)."""
+"""Linear algebra and shapes: matmul (NumPy's @, batched and 1-D cases included), transpose of the last two axes,
+linear (x @ W.T + b, a fully connected layer in one op), and the shape changes their backwards are written with:
+expand_dims, squeeze, broadcast_to."""
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 import numpy as np
 
-from opreg import Register, Sample, hookimpl
+import opreg.numpy as onp
+from opreg.plugin import Axis, Register, Sample, contiguous, hookimpl, normalize_axes
 
 
-def _matmul_backward(
-    g: np.ndarray, a: np.ndarray, b: np.ndarray, *, needs_grad: tuple[bool, bool]
-) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _matmul_backward(g: Any, a: Any, b: Any, *, needs_grad: tuple[bool, bool]) -> tuple[Any, Any]:
     """d(a @ b): g @ b^T and a^T @ g, after promoting 1-D operands to matrices as ``@`` itself does.
 
     Each is computed only if needed: a network's input needs no gradient, and skipping it saves the first layer's
     largest matmul. Batch dimensions that ``@`` broadcast are summed back by the engine.
     """
-    a2 = a[np.newaxis, :] if a.ndim == 1 else a
-    b2 = b[:, np.newaxis] if b.ndim == 1 else b
-    g2 = np.expand_dims(g, -1) if b.ndim == 1 else g
-    g2 = np.expand_dims(g2, -2) if a.ndim == 1 else g2
+    a2 = onp.expand_dims(a, 0) if a.ndim == 1 else a
+    b2 = onp.expand_dims(b, -1) if b.ndim == 1 else b
+    g2 = onp.expand_dims(g, -1) if b.ndim == 1 else g
+    g2 = onp.expand_dims(g2, -2) if a.ndim == 1 else g2
     grad_a = grad_b = None
     if needs_grad[0]:
-        grad_a = g2 @ np.swapaxes(b2, -1, -2)
-        grad_a = grad_a[..., 0, :] if a.ndim == 1 else grad_a
+        grad_a = g2 @ onp.matrix_transpose(b2)
+        grad_a = onp.squeeze(grad_a, -2) if a.ndim == 1 else grad_a
     if needs_grad[1]:
-        grad_b = np.swapaxes(a2, -1, -2) @ g2
-        grad_b = grad_b[..., 0] if b.ndim == 1 else grad_b
+        grad_b = onp.matrix_transpose(a2) @ g2
+        grad_b = onp.squeeze(grad_b, -1) if b.ndim == 1 else grad_b
     return grad_a, grad_b
 
 
@@ -42,24 +42,20 @@ def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return output
 
 
-def _rows(a: np.ndarray) -> np.ndarray:
-    """``a`` as a matrix of its last axis, every leading axis one batch (reshape(-1, n) fails on empty arrays)."""
-    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
-
-
 def _linear_backward(
-    g: np.ndarray, x: np.ndarray, weight: np.ndarray, bias: np.ndarray, *, needs_grad: tuple[bool, bool, bool]
-) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
-    """d(x @ W.T + b): g @ W, g.T @ x summed over every leading axis of x, and g summed to b's shape.
+    g: Any, x: Any, weight: Any, bias: Any, *, needs_grad: tuple[bool, bool, bool]
+) -> tuple[Any, Any, Any]:
+    """d(x @ W.T + b): g @ W, g^T @ x (the engine sums it over x's batch axes), and g summed to b's shape.
 
     One op rather than transpose, matmul and add, for speed: W's gradient comes out of one matmul already in W's
     (out, in) layout, where the three-op version computes x.T @ g and copies it into that layout, and x's gradient
     is skipped when x needs none (a network's input: a quarter of an MLP's backward FLOPs).
     """
     grad_x = g @ weight if needs_grad[0] else None
-    rows = _rows(g)
-    grad_weight = rows.T @ _rows(x) if needs_grad[1] else None
-    grad_bias = rows.sum(axis=0) if bias.ndim == 1 else g  # the usual (out,) bias summed here: one call, no fitting
+    grad_weight = None
+    if needs_grad[1]:
+        grad_weight = onp.expand_dims(g, -1) * x if x.ndim == 1 else onp.matrix_transpose(g) @ x
+    grad_bias = g.sum(axis=tuple(range(g.ndim - 1))) if bias.ndim == 1 else g  # the usual (out,) bias, summed here
     return grad_x, grad_weight, grad_bias
 
 
@@ -69,6 +65,26 @@ def _linear_samples(rng: np.random.Generator) -> list[Sample]:
     return [Sample(rng.standard_normal(shape), weight, bias) for shape in [(5, 3), (3,), (2, 5, 3)]]
 
 
+def _expand_dims(x: np.ndarray, *, axis: Axis = 0) -> np.ndarray:
+    """x with new size-1 axes at ``axis`` (positions in the result), as np.expand_dims."""
+    return np.expand_dims(x, axis)  # type: ignore[arg-type]
+
+
+def _squeeze(x: np.ndarray, *, axis: Axis = None) -> np.ndarray:
+    """x without the size-1 axes ``axis`` (None: all of them), as np.squeeze."""
+    return np.squeeze(x, axis)
+
+
+def _squeeze_backward(g: Any, x: Any, *, axis: Axis) -> tuple[Any]:
+    squeezed = tuple(i for i, n in enumerate(x.shape) if n == 1) if axis is None else normalize_axes(axis, x.ndim)
+    return (onp.expand_dims(g, squeezed),)
+
+
+def _broadcast_to(x: np.ndarray, *, shape: tuple[int, ...] = ()) -> np.ndarray:
+    """x broadcast to ``shape``, as np.broadcast_to: a read-only view."""
+    return np.broadcast_to(x, shape)
+
+
 @hookimpl
 def opreg_register_ops(register: Register) -> None:
     register(
@@ -76,9 +92,14 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("a", "b"),
         forward=np.matmul,
         backward=_matmul_backward,
-        backward_uses_needs_grad=True,
-        sample_inputs=lambda rng: (rng.standard_normal((3, 4)), rng.standard_normal((4, 5))),
+        sample_inputs=lambda rng: [
+            Sample(rng.standard_normal((3, 4)), rng.standard_normal((4, 5))),
+            Sample(rng.standard_normal(4), rng.standard_normal((2, 4, 5))),
+            Sample(rng.standard_normal((2, 3, 4)), rng.standard_normal(4)),
+        ],
         doc="a @ b, with NumPy's rules for 1-D and batched operands.",
+        numpy="matmul",
+        reference="torch.matmul",
     )
     register(
         name="transpose",
@@ -86,15 +107,47 @@ def opreg_register_ops(register: Register) -> None:
         forward=lambda x: np.swapaxes(x, -1, -2),
         # Contiguous: a transposed view would make adding it into dW (or W.grad) walk memory against its layout,
         # which bench/ measured at 20x the cost of this copy for a 784x512 weight.
-        backward=lambda g, x: (np.ascontiguousarray(np.swapaxes(g, -1, -2)),),
+        backward=lambda g, x: (contiguous(onp.matrix_transpose(g)),),
         doc="Swap the last two axes (x.T for a matrix); needs at least 2 dimensions.",
+        numpy="matrix_transpose",
+        reference=lambda torch: lambda x: x.mT,
     )
     register(
         name="linear",
         inputs=("x", "weight", "bias"),
         forward=_linear,
         backward=_linear_backward,
-        backward_uses_needs_grad=True,
         sample_inputs=_linear_samples,
         doc="x @ weight.T + bias: a fully connected layer; weight is (out_features, in_features), x 1-D or batched.",
+        reference=lambda torch: lambda x, weight, bias: torch.nn.functional.linear(x, weight) + bias,
+    )
+    register(
+        name="expand_dims",
+        inputs=("x",),
+        forward=_expand_dims,
+        backward=lambda g, x, *, axis: (onp.squeeze(g, axis),),
+        sample_inputs=lambda rng: [Sample(rng.standard_normal((3, 4)), axis=a) for a in (0, -1, (0, 2))],
+        numpy="expand_dims",
+        reference=lambda torch: lambda x, axis=0: x.reshape(np.expand_dims(np.empty(x.shape), axis).shape),
+    )
+    register(
+        name="squeeze",
+        inputs=("x",),
+        forward=_squeeze,
+        backward=_squeeze_backward,
+        sample_inputs=lambda rng: [Sample(rng.standard_normal((3, 1, 4, 1)), axis=a) for a in (None, 1, (-1, 1))],
+        numpy="squeeze",
+        reference=lambda torch: lambda x, axis=None: x.reshape(np.squeeze(np.empty(x.shape), axis).shape),
+    )
+    register(
+        name="broadcast_to",
+        inputs=("x",),
+        forward=_broadcast_to,
+        backward=lambda g, x: (g,),  # the engine sums the broadcast axes back to x's shape
+        sample_inputs=lambda rng: [
+            Sample(rng.standard_normal((3, 1)), shape=(2, 3, 4)),
+            Sample(rng.standard_normal(4), shape=(3, 4)),
+        ],
+        numpy="broadcast_to",
+        reference=lambda torch: lambda x, shape=(): x.broadcast_to(shape),
     )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Any
+
 import numpy as np
 
-from opreg import Register, Tensor, hookimpl
-
-#: What a differentiable backward computes on: arrays, or Tensors when it is recorded.
-Value = np.ndarray | Tensor
+import opreg.numpy as onp
+from opreg.plugin import Register, constant, hookimpl
 
 
 def _check_same_shape(what: str, a: np.ndarray, b: np.ndarray) -> None:
@@ -16,7 +17,7 @@ def _check_same_shape(what: str, a: np.ndarray, b: np.ndarray) -> None:
         raise ValueError(f"{what} must have the same shape, got {a.shape} and {b.shape}")
 
 
-def _softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, tuple]:
+def _softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, tuple[Any, Any]]:
     """Mean over the batch of -sum(labels * log_softmax(logits)); labels are one-hot (or any distribution).
 
     Saves the exponentials and their row sums, from which backward gets the softmax with one division.
@@ -29,12 +30,18 @@ def _softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[np.n
     return np.asarray(-(labels * (shifted - np.log(total))).sum() / batch), (exp, total)
 
 
-def _softmax_cross_entropy_backward(
-    g: np.ndarray, logits: np.ndarray, labels: np.ndarray, *, saved: tuple[np.ndarray, np.ndarray]
-) -> tuple:
-    """softmax * (row sum of labels) - labels, over the batch size: exact for label rows that do not sum to 1."""
-    exp, total = saved
+def _softmax_cross_entropy_backward(g: Any, logits: Any, labels: Any, *, saved: tuple[Any, Any] | None) -> tuple:
+    """softmax * (row sum of labels) - labels, over the batch size: exact for label rows that do not sum to 1.
+
+    ``saved`` is None when this backward is itself differentiated: the softmax is then computed again from the
+    logits with registered ops (the shift by the row max is a constant, whose derivative cancels).
+    """
     batch = logits.size // logits.shape[-1]
+    if saved is None:
+        exp = onp.exp(logits - constant(logits).max(axis=-1, keepdims=True))
+        softmax = exp / onp.sum(exp, axis=-1, keepdims=True)
+        return (softmax * onp.sum(labels, axis=-1, keepdims=True) - labels) * (g / batch), None
+    exp, total = saved
     grad = exp / total  # a new array: saved values stay as they are, for a second backward with retain_graph
     grad *= labels.sum(axis=-1, keepdims=True)
     grad -= labels
@@ -47,6 +54,16 @@ def _one_hot_sample(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return logits, np.eye(5)[rng.integers(0, 5, size=4)]
 
 
+def _torch_softmax_cross_entropy(torch: ModuleType) -> Any:
+    """torch's cross_entropy with probability targets (the mean over the batch), over every leading axis."""
+
+    def loss(logits: Any, labels: Any) -> Any:
+        classes = logits.shape[-1]
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, classes), labels.reshape(-1, classes))
+
+    return loss
+
+
 def _mse(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Mean over all elements of (prediction - target) ** 2."""
     _check_same_shape("prediction and target", prediction, target)
@@ -54,8 +71,7 @@ def _mse(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.asarray((diff * diff).mean())
 
 
-def _mse_backward(g: Value, prediction: Value, target: Value) -> tuple:
-    """Arrays, or Tensors when backward is recorded: operators alone, so both work (``differentiable_backward``)."""
+def _mse_backward(g: Any, prediction: Any, target: Any) -> tuple[Any, Any]:
     grad = g * 2 * (prediction - target) / prediction.size
     return grad, -grad
 
@@ -67,14 +83,14 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("logits", "labels"),
         forward=_softmax_cross_entropy,
         backward=_softmax_cross_entropy_backward,
-        saves_for_backward=True,
         differentiable=("logits",),
         sample_inputs=_one_hot_sample,
+        reference=_torch_softmax_cross_entropy,
     )
     register(
         name="mse",
         inputs=("prediction", "target"),
         forward=_mse,
         backward=_mse_backward,
-        differentiable_backward=True,
+        reference="torch.nn.functional.mse_loss",
     )

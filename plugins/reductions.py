@@ -1,34 +1,53 @@
 """Reductions: sum and mean over ``axis`` (None for all, an int or a tuple of ints) with ``keepdims``.
 
 Built in because every scalar loss ends in one, and ``Tensor.sum()`` / ``Tensor.mean()`` need them. The backward
-of each restores the reduced axes of ``grad_output`` as size 1 and broadcasts them to the input's shape.
+of each restores the reduced axes of ``grad_output`` as size 1 and broadcasts them to the input's shape, with
+registered ops, so it can be differentiated again.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-from opreg import Register, Sample, hookimpl
-from opreg.axes import Axis, normalize_axes, reduce, restore_axes
+import opreg.numpy as onp
+from opreg.plugin import Axis, Register, Sample, hookimpl, normalize_axes, numpy_reduction, reduce, restore_axes
 
 
-def _spread(g: np.ndarray, x: np.ndarray, axis: Axis, keepdims: bool) -> np.ndarray:
-    """``g`` repeated for every element it was reduced from: a read-only view, which the ops copy (a gradient the
-    user may update in place must be an array of its own)."""
-    return np.broadcast_to(restore_axes(g, x, axis, keepdims), x.shape)
+def _spread(g: Any, x: Any, axis: Axis, keepdims: bool) -> Any:
+    """``g`` repeated for every element it was reduced from (for an array, a read-only view)."""
+    return onp.broadcast_to(restore_axes(g, x, axis, keepdims), shape=x.shape)
 
 
-def _count(x: np.ndarray, axis: Axis) -> int:
+def _count(x: Any, axis: Axis) -> int:
     """How many elements each mean averages, as a Python int (an int64 array would promote float32)."""
     return math.prod(x.shape[a] for a in normalize_axes(axis, x.ndim))
 
 
 def axis_samples(rng: np.random.Generator) -> list[Sample]:
     """A 3-D input over every kind of axis: all, an int, a negative int, tuples, and with keepdims."""
-    settings = [{}, {"axis": 1}, {"axis": -1}, {"axis": (0, 2)}, {"axis": (-1, 0)}, {"axis": 1, "keepdims": True}]
-    return [Sample(rng.standard_normal((2, 3, 4)), **s) for s in [*settings, {"axis": None, "keepdims": True}]]
+    settings: list[dict[str, Any]] = [
+        {},
+        {"axis": 1},
+        {"axis": -1},
+        {"axis": (0, 2)},
+        {"axis": (-1, 0)},
+        {"axis": 1, "keepdims": True},
+        {"axis": None, "keepdims": True},
+    ]
+    return [Sample(rng.standard_normal((2, 3, 4)), **s) for s in settings]
+
+
+def _sum(x: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> np.ndarray:
+    """Sum over axis (None: all)."""
+    return reduce(np.sum, x, axis, keepdims)
+
+
+def _mean(x: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> np.ndarray:
+    """Mean over axis (None: all)."""
+    return reduce(np.mean, x, axis, keepdims)
 
 
 @hookimpl
@@ -36,18 +55,18 @@ def opreg_register_ops(register: Register) -> None:
     register(
         name="sum",
         inputs=("x",),
-        attributes={"axis": None, "keepdims": False},
-        forward=lambda x, *, axis, keepdims: reduce(np.sum, x, axis, keepdims),
-        backward=lambda g, x, *, axis, keepdims: (_spread(g, x, axis, keepdims).copy(),),
+        forward=_sum,
+        backward=lambda g, x, *, axis, keepdims: (_spread(g, x, axis, keepdims),),
         sample_inputs=axis_samples,
-        doc="Sum over axis (None: all).",
+        numpy="sum",
+        reference=numpy_reduction("sum"),
     )
     register(
         name="mean",
         inputs=("x",),
-        attributes={"axis": None, "keepdims": False},
-        forward=lambda x, *, axis, keepdims: reduce(np.mean, x, axis, keepdims),
+        forward=_mean,
         backward=lambda g, x, *, axis, keepdims: (_spread(g, x, axis, keepdims) / _count(x, axis),),
         sample_inputs=axis_samples,
-        doc="Mean over axis (None: all).",
+        numpy="mean",
+        reference=numpy_reduction("mean"),
     )

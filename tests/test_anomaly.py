@@ -38,10 +38,10 @@ def test_backward_anomaly_points_at_the_forward_line():
     assert "root = opreg.ops.pow(x, 0.5)" in message
 
 
-def test_without_the_block_nothing_is_checked_and_the_table_is_restored():
+def test_without_the_block_nothing_is_checked_and_the_table_is_never_touched():
     before = dict(op_table())
     with opreg.detect_anomaly():
-        assert all(op_table()[name] is not op for name, op in before.items())
+        assert all(op_table()[name] is op for name, op in before.items())
     assert all(op_table()[name] is op for name, op in before.items())
     with np.errstate(divide="ignore"):
         x = Tensor(np.array([0.0]), requires_grad=True)

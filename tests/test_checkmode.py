@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+import threading
 import time
 
 import numpy as np
@@ -48,25 +53,58 @@ def test_checking_finds_inputs_modified_in_place(install_ops):
         run("scale")
 
 
-def test_the_original_ops_are_back_after_the_block():
+def test_checking_leaves_the_op_table_alone_and_other_threads_unchecked(install_ops):
+    """Checking mode observes op calls in its own thread; the registry's table is never rewritten."""
+    install_ops(upcasting(), name="sloppy")
     before = dict(op_table())
+    outcome: list[BaseException | None] = []
+
+    def other_thread() -> None:
+        try:
+            run("upcast")
+            outcome.append(None)
+        except BaseException as exc:  # reported below
+            outcome.append(exc)
+
     with opreg.checking():
-        assert all(op_table()[name] is not op for name, op in before.items())
-        run("exp")
-    assert all(op_table()[name] is op for name, op in before.items())
-
-
-def test_the_environment_variable_checks_a_whole_run(op_plugin, monkeypatch):
-    monkeypatch.setenv(CHECK_VAR, "1")
-    try:
-        opreg.reload_plugins()
-        opreg.register_plugin(op_plugin(upcasting()), name="sloppy")
+        assert all(op_table()[name] is op for name, op in before.items())
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
         with pytest.raises(OpContractError, match="op 'upcast'"):
             run("upcast")
-    finally:
-        monkeypatch.delenv(CHECK_VAR)
-        opreg.reload_plugins()  # forgets the in-process plugin too
-    assert "upcast" not in opreg.get_registry()
+    assert outcome == [None] or checkmode.enabled_by_environment()
+    run("exp")
+
+
+def test_the_environment_variable_checks_a_whole_run(tmp_path):
+    """OPREG_CHECK=1 checks every op of the process, in-process plugins too, from the first import on."""
+    script = tmp_path / "sloppy.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+            import opreg
+
+            class Sloppy:
+                @opreg.hookimpl
+                def opreg_register_ops(self, register):
+                    register(name="upcast", inputs=("x",), forward=lambda x: 2 * x,
+                             backward=lambda g, x: (2.0 * g.astype("f8"),))
+
+            opreg.register_plugin(Sloppy())
+            engine = opreg.Autograd()
+            engine.apply("upcast", np.ones(3, dtype=np.float32))
+            engine.backward(1.0)
+            """
+        )
+    )
+    environment = {**os.environ, CHECK_VAR: "1"}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=environment, check=False)
+    assert result.returncode != 0 and "OpContractError: op 'upcast'" in result.stderr
+    environment[CHECK_VAR] = "0"
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=environment, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def test_an_op_that_hangs_is_an_error_naming_it_and_where_it_was(install_ops, monkeypatch):

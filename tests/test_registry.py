@@ -46,7 +46,8 @@ def test_definitions_carry_inputs_differentiability_and_docs():
     assert ops["matmul"].inputs == ("a", "b")
     assert ops["softmax_cross_entropy"].inputs == ("logits", "labels")
     assert ops["softmax_cross_entropy"].differentiable == (True, False)
-    assert ops["exp"].backward_uses_output
+    assert ops["exp"].wants == {"output"} and ops["sum"].backward_attributes == ("axis", "keepdims")
+    assert ops["sum"].attributes == {"axis": None, "keepdims": False}
     assert ops["mse"].doc.startswith("Mean over all elements")
     assert all(ops[name].doc for name in BUILTIN_OPS)
     positive = ops["log"].sample_inputs(np.random.default_rng(0))[0]
@@ -102,10 +103,12 @@ def test_a_plugin_cannot_take_a_builtin_name(op_plugin):
         (square(forward=lambda x, y: x), r"forward\(x, y\) cannot be called with 1 positional"),
         (square(backward=lambda g: g), r"backward\(g\) cannot be called with 2 positional"),
         (square(backward_uses_output=True), "cannot be called with 2 positional arguments and output="),
+        (square(forward=lambda x, *, axis: x), "keyword-only parameter 'axis' is an attribute and needs a default"),
         (square(differentiable=("y",)), r"differentiable names \['y'\]"),
         (square(forward="x * x"), r"op 'square' \(plugin 'bad'\): .*forward"),
         (square(doc=3), r"op 'square' \(plugin 'bad'\): .*doc"),
-        (square(colour="red"), "plugin 'bad': register().*colour"),
+        (square(colour="red"), r"op 'square' \(plugin 'bad'\): register\(\) got an unexpected keyword colour="),
+        (square(sample=None), "unexpected keyword sample=; did you mean sample_inputs="),
     ],
 )
 def test_invalid_declarations_are_refused_naming_the_plugin(declaration, message, op_plugin):

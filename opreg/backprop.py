@@ -1,0 +1,93 @@
+"""The one backward pass: both front ends, the tape and the Tensor graph, walk their gradients back through this.
+
+A front end hands over its records last first (the tape's list is already a topological order; the Tensor graph
+orders its nodes), each paired with the object its gradient is keyed by, and a dict seeded with the gradient of
+the root. The pass calls each op's backward (:func:`opreg.calls.input_gradients`), and sends every input gradient
+where it lands: into the caller's array where the record names one (the tape's ``dW``), else into the dict,
+accumulated by the input's key. What is left in the dict afterwards, the front end hands out: the
+``GradientBuffer``, a leaf's ``.grad``, what ``opreg.grad`` returns.
+
+A record is anything with ``op``, ``datas`` (the input arrays), ``output_data``, ``attributes``, ``saved``,
+``observers``, ``sources`` (per input, the object its gradient is keyed by, ``None`` for one nobody reads) and
+``targets`` (``None``, or per input an array that receives its gradient in place).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Iterable
+from typing import Any, Protocol
+
+import numpy as np
+
+from opreg.calls import input_gradients
+from opreg.opdef import OpDef
+
+
+class Record(Protocol):
+    op: OpDef
+    datas: Any
+    output_data: Any
+    attributes: Any
+    saved: Any
+    observers: Any
+    sources: Any
+    targets: Any
+
+
+def backpropagate(
+    records: Iterable[tuple[Any, Record]],
+    grads: dict[int, Any],
+    *,
+    keep: bool | Container[int] = False,
+    graph_inputs: Callable[[Record], list[Any]] | None = None,
+) -> dict[int, Any]:
+    """Walk ``records`` (``(output, record)`` pairs, last recorded first), starting from the gradients in
+    ``grads`` (keyed by ``id`` of the object), and return ``grads`` holding what reached the inputs.
+
+    ``keep`` keeps every output's gradient in ``grads`` after use (``True``) or those whose keys it holds;
+    others are dropped once passed on, so memory peaks lower. With ``graph_inputs`` (``create_graph``), each
+    backward runs on the Tensors it returns for a record and on ``output`` itself, so it is recorded.
+    """
+    keep_all = keep is True
+    kept: Container[int] = () if isinstance(keep, bool) else keep
+    for output, record in records:
+        key = id(output)
+        grad_output = grads.get(key) if keep_all or key in kept else grads.pop(key, None)
+        if grad_output is None:  # the output does not reach the root
+            continue
+        sources = record.sources
+        if graph_inputs is None:
+            grads_in = input_gradients(
+                record.op,
+                grad_output,
+                record.datas,
+                record.output_data,
+                record.attributes,
+                sources,
+                record.saved,
+                record.observers,
+            )
+        else:
+            grads_in = input_gradients(
+                record.op, grad_output, graph_inputs(record), output, record.attributes, sources, None,
+                record.observers, recorded=True,
+            )  # fmt: skip
+        targets = record.targets
+        # strict=False: input_gradients checked the count, and strict costs on every op
+        for source, grad, target in zip(sources, grads_in, targets or record.op.no_targets, strict=False):
+            if grad is None:
+                continue
+            if target is not None:  # the caller's array (dW): the gradient lands in place
+                target += grad
+                continue
+            current = grads.get(id(source))
+            grads[id(source)] = grad if current is None else total(current, grad)
+        grads_in = grad = None  # so that the gradients count as the dict's alone (a leaf's .grad may take them)
+    return grads
+
+
+def total(current: Any, grad: Any) -> Any:
+    """Two gradients of one value added: out of place (one array may be several values' gradient), and an array
+    or a Tensor (0-d + 0-d arrays give a NumPy scalar)."""
+    result = current + grad
+    return np.asarray(result) if isinstance(result, np.generic) else result

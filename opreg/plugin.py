@@ -1,0 +1,90 @@
+"""Everything an op plugin imports, in one small module: ``from opreg.plugin import hookimpl, Register, Sample``.
+
+The built-in plugins import from here and from :mod:`opreg.numpy` only, exactly as a third-party package does.
+
+- :data:`hookimpl` marks the ``opreg_register_ops(register)`` hook; :class:`Register` types ``register``.
+- :class:`Sample` is one set of inputs (and attribute values) for the gradient checks; :func:`standard_normal`,
+  :func:`positive` and :func:`away_from_zero` draw the usual ones.
+- :func:`normalize_axes`, :func:`restore_axes` and :func:`reduce` hold NumPy's ``axis``/``keepdims``
+  conventions for reductions; :func:`gradient_dtype` is the dtype a gradient must have.
+- :func:`constant` is a value with the graph cut off (a softmax's shift), :func:`contiguous` a memory layout
+  for speed: neither changes a value, so neither changes a derivative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from opreg.axes import Axis, normalize_axes, reduce, restore_axes
+from opreg.fit import gradient_dtype
+from opreg.hookspecs import Register, hookimpl
+from opreg.opdef import Domain, Reference, Sample, SampleInputs
+
+__all__ = [
+    "Axis",
+    "Domain",
+    "Reference",
+    "Register",
+    "Sample",
+    "SampleInputs",
+    "away_from_zero",
+    "constant",
+    "contiguous",
+    "gradient_dtype",
+    "hookimpl",
+    "normalize_axes",
+    "numpy_reduction",
+    "positive",
+    "reduce",
+    "restore_axes",
+    "standard_normal",
+]
+
+
+def standard_normal(rng: np.random.Generator, shape: tuple[int, ...] = (3, 4)) -> np.ndarray:
+    """Standard normal values: the default sample of an op defined everywhere."""
+    return rng.standard_normal(shape)
+
+
+def positive(rng: np.random.Generator, shape: tuple[int, ...] = (3, 4), low: float = 0.5) -> np.ndarray:
+    """Values in [low, 2]: inside a logarithm's or a square root's domain, far enough from 0 for finite
+    differences to stay accurate."""
+    return rng.uniform(low, 2.0, size=shape)
+
+
+def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...] = (3, 4), low: float = 0.1) -> np.ndarray:
+    """Values in +-[low, 2]: a divisor, or finite differences (eps 1e-6) that never straddle a kink at 0."""
+    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(low, 2.0, size=shape)
+
+
+def constant(x: Any) -> np.ndarray:
+    """``x``'s values, with no derivative: a Tensor's array, an array itself. For quantities whose derivative is
+    zero or cancels, such as the shift that keeps a softmax from overflowing."""
+    data = getattr(x, "data", x)
+    return data if isinstance(data, np.ndarray) and not isinstance(x, np.ndarray) else np.asarray(x)
+
+
+def contiguous(x: Any) -> Any:
+    """``x`` in C order if it is an array (adding a transposed view into a parameter's gradient walks memory
+    against its layout); a Tensor as it is."""
+    return np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x
+
+
+def numpy_reduction(name: str) -> Callable[[ModuleType], Callable[..., Any]]:
+    """A ``reference=`` for a reduction: torch's ``name(x, dim=..., keepdim=...)`` with NumPy's ``axis``
+    semantics (None reduces every axis; the empty tuple reduces none, where torch reads ``dim=()`` as all)."""
+
+    def resolve(torch: ModuleType) -> Callable[..., Any]:
+        function = getattr(torch, name)
+
+        def reduce_like_numpy(x: Any, axis: Axis = None, keepdims: bool = False) -> Any:
+            dims = tuple(range(x.ndim)) if axis is None else axis
+            return x.clone() if dims == () else function(x, dim=dims, keepdim=keepdims)
+
+        return reduce_like_numpy
+
+    return resolve
