@@ -9,15 +9,13 @@ are, and leaves its inputs and ``grad_output`` alone. A gradient handed to a use
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from opreg.errors import OpContractError
 from opreg.fit import gradient_dtype, sum_to_shape
-
-if TYPE_CHECKING:
-    from opreg.opdef import OpDef
+from opreg.opdef import OpDef
 
 
 def describe_array(x: Any) -> str:

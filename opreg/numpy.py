@@ -1,9 +1,10 @@
 """``import opreg.numpy as onp``: differentiable NumPy.
 
 ``onp.<name>`` is the registered op that declares it implements NumPy's ``<name>`` (``onp.subtract`` is the op
-``sub``); ``opreg.ops.<name>`` is every op by its own name. Given only arrays and numbers it returns what NumPy would, recording nothing;
-given a Tensor anywhere among its inputs it records and returns a Tensor. Backwards written with these functions
-and Python operators run on Tensors too, so they can be differentiated again, to any order.
+``sub``); ``opreg.ops.<name>`` is every op by its own name. Given only arrays and numbers it returns what NumPy
+would, recording nothing; given a Tensor anywhere among its inputs it records and returns a Tensor. Backwards
+written with these functions and Python operators run on Tensors too, so they can be differentiated again, to any
+order.
 
 A name no op implements is an error that says so: opreg never hands a Tensor to a NumPy function that would
 compute it without its derivative.
@@ -14,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from opreg.dispatch import numpy_op, op_function
+from opreg.dispatch import op_function
+from opreg.registry import numpy_op, op_table
 
 
 def __getattr__(name: str) -> Callable[..., Any]:
@@ -34,6 +36,4 @@ def __getattr__(name: str) -> Callable[..., Any]:
 
 
 def __dir__() -> list[str]:
-    from opreg.registry import op_table
-
     return sorted({alias for op in op_table().values() for alias in op.numpy})

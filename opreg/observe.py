@@ -12,10 +12,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from opreg.opdef import OpDef
+from opreg.opdef import OpDef
 
 
 class Observer(Protocol):

@@ -172,3 +172,24 @@ def _ops_of(plugin: str, hook: Callable[..., None], table: Mapping[str, OpDef]) 
 
     hook(register=register)
     return ops
+
+
+def numpy_op(numpy_name: str) -> OpDef | None:
+    """The op that declares it implements NumPy's ``numpy_name`` (``numpy="subtract"``), else None.
+
+    Only a declaration counts, never a name that happens to match: the built-in ``transpose`` swaps the last two
+    axes, where ``np.transpose`` reverses them all."""
+    table = op_table()
+    op_name = _numpy_index(table).get(numpy_name)
+    return None if op_name is None else table.get(op_name)
+
+
+_index: tuple[int, dict[str, str]] = (-1, {})
+
+
+def _numpy_index(table: Mapping[str, OpDef]) -> dict[str, str]:
+    """NumPy name -> op name, rebuilt when the registry reloads."""
+    global _index
+    if _index[0] != _GENERATION:
+        _index = (_GENERATION, {alias: op.name for op in table.values() for alias in op.numpy})
+    return _index[1]

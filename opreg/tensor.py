@@ -27,7 +27,7 @@ from opreg.calls import as_arrays, run_forward
 from opreg.errors import EngineStateError, OpUsageError
 from opreg.fit import gradient_dtype
 from opreg.opdef import OpDef
-from opreg.registry import TABLE, op_table, unknown_op_error
+from opreg.registry import TABLE, numpy_op, op_table, unknown_op_error
 
 
 class _GradMode(threading.local):
@@ -255,13 +255,9 @@ class Tensor:
     # --- NumPy's protocols (NEP 13 and 18): a NumPy function on a Tensor runs the op that implements it ----------
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        from opreg.dispatch import numpy_call
-
         return numpy_call(ufunc, ufunc.__name__, method, inputs, kwargs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        from opreg.dispatch import numpy_call
-
         return numpy_call(func, func.__name__, "__call__", args, kwargs)
 
     def __neg__(self) -> Tensor:
@@ -474,6 +470,73 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
     else:
         result._requires_grad, result._node = False, None
     return result
+
+
+def call_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> Any:
+    """Op ``op`` on ``args``: its output array, or a Tensor (recorded as needed) when any input is a Tensor."""
+    if len(args) > len(op.inputs):
+        args, attributes = _positional_attributes(op, args, attributes)
+    convert = False
+    for x in args:
+        if type(x) is not np.ndarray:
+            if isinstance(x, Tensor):
+                return apply_op(op, args, attributes)
+            convert = True
+    if attributes or op.attributes:
+        attributes = op.bind_attributes(attributes)
+    elif not convert and not op.saves and not observe.active and len(args) == len(op.inputs):
+        try:  # the common case, arrays and nothing else, in as few steps as possible: this runs inside backwards
+            output = op.forward(*args)
+        except Exception:
+            pass  # run_forward below raises again, with the op named
+        else:
+            return output if type(output) is np.ndarray else np.asarray(output)
+    if convert:
+        args = as_arrays(args)
+    return run_forward(op, args, attributes, observe.current() if observe.active else ())[0]
+
+
+def _positional_attributes(
+    op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]
+) -> tuple[Sequence[Any], Mapping[str, Any]]:
+    """Arguments past the inputs, as the attributes they stand for, in declared order."""
+    n = len(op.inputs)
+    names = list(op.attributes)
+    extra = args[n:]
+    if len(extra) > len(names):
+        raise OpUsageError(
+            f"{op.describe()} takes {n} inputs {op.inputs} and the attributes {tuple(names)}, got {len(args)} "
+            "positional arguments"
+        )
+    given = dict(zip(names, extra, strict=False))
+    twice = sorted(given.keys() & attributes.keys())
+    if twice:
+        raise OpUsageError(f"{op.describe()}: attribute {', '.join(twice)} given by position and by keyword")
+    return args[:n], {**given, **attributes}
+
+
+def numpy_call(function: Any, name: str, method: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """NumPy's ``function`` called with a Tensor among ``args``: the op that implements it, recorded.
+
+    A ufunc whose every result is boolean (a comparison, ``isfinite``) has no derivative and runs on the values.
+    Anything else no op implements raises, naming the function: computing it without its derivative would give a
+    wrong gradient with no error.
+    """
+    op = numpy_op(name) if method == "__call__" and not kwargs.get("out") else None
+    if op is not None:
+        return call_op(op, args, {k: v for k, v in kwargs.items() if k != "out"})
+    if (
+        isinstance(function, np.ufunc)
+        and method == "__call__"
+        and all(t[-function.nout :] == "?" * function.nout for t in function.types)
+    ):
+        return Tensor(function(*(x.data if isinstance(x, Tensor) else x for x in args), **kwargs))
+    where = f"numpy.{name}" + ("" if method == "__call__" else f".{method}")
+    raise OpUsageError(
+        f"{where} was called on a Tensor, and no registered op implements it, so its derivative is unknown; use "
+        f"opreg.numpy functions, call it on tensor.data (leaving the graph), or register an op declaring "
+        f'numpy="{name}"'
+    )
 
 
 class TensorEngine:
