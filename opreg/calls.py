@@ -25,7 +25,7 @@ def as_arrays(inputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
 
     ``np.asarray(2.0)`` alone would be a float64 array, and would turn a float32 computation into float64.
     """
-    arrays = [x for x in inputs if isinstance(x, np.ndarray)]
+    arrays = [x for x in inputs if isinstance(x, np.ndarray | np.generic)]
     return tuple(
         np.asarray(x, dtype=np.result_type(*arrays, x)) if arrays and type(x) in (int, float) else np.asarray(x)
         for x in inputs

@@ -13,14 +13,20 @@ from collections.abc import Callable
 from typing import Any
 
 from opreg.opdef import OpDef
-from opreg.registry import TABLE, op_table, unknown_op_error
+from opreg.registry import TABLE, generation, op_table, unknown_op_error
 from opreg.tensor import call_op
 
+#: The functions made so far, and the registry generation they were made from (their names and docs are the op's).
 _functions: dict[str, Callable[..., Any]] = {}
+_made_from = -1
 
 
 def op_function(name: str) -> Callable[..., Any]:
     """``f(*inputs, **attributes)`` calling op ``name``: arrays in, array out; a Tensor in, a Tensor out."""
+    global _made_from
+    if _made_from != generation():
+        _functions.clear()
+        _made_from = generation()
     function = _functions.get(name)
     if function is None:
         op = op_table().get(name)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pluggy
+from typeguard import TypeCheckError
 
 from opreg import plugin_manager
 from opreg.errors import RegistrationError, UnknownOpError
@@ -151,6 +152,8 @@ def _ops_of(plugin: str, hook: Callable[..., None], table: Mapping[str, OpDef]) 
     def register(**declaration: Any) -> None:
         try:
             op = define_op(plugin=plugin, **declaration)
+        except TypeCheckError as exc:  # under typeguard's import hook, its check of define_op's hints comes first
+            raise RegistrationError(f"op {declaration.get('name')!r} (plugin {plugin!r}): {exc}") from None
         except TypeError as exc:  # a missing keyword
             raise RegistrationError(f"op {declaration.get('name')!r} (plugin {plugin!r}): register(): {exc}") from None
         if distribution:
