@@ -1,0 +1,74 @@
+"""How opreg's modules depend on each other: no import cycle, and the built-in plugins import only the plugin API.
+
+Read from the source with ``ast``, so the test sees imports that a running process would hide (a module imported
+inside a function to break a cycle is still a cycle).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import opreg
+
+PACKAGE = Path(opreg.__file__).parent
+PLUGINS = PACKAGE.parent / "plugins"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(part for part in parts if part != "__init__")
+
+
+def _imports(path: Path) -> set[str]:
+    """Every opreg module ``path`` imports, wherever the import statement stands (except under TYPE_CHECKING)."""
+    found: set[str] = set()
+    tree = ast.parse(path.read_text())
+    type_checking = {
+        id(node)
+        for branch in ast.walk(tree)
+        if isinstance(branch, ast.If) and ast.unparse(branch.test) == "TYPE_CHECKING"
+        for node in ast.walk(branch)
+    }
+    for node in ast.walk(tree):
+        if id(node) in type_checking:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "opreg":
+            for alias in node.names:
+                candidate = f"{node.module}.{alias.name}"
+                found.add(
+                    candidate
+                    if (PACKAGE.parent / candidate.replace(".", "/")).with_suffix(".py").exists()
+                    or (PACKAGE.parent / candidate.replace(".", "/")).is_dir()
+                    else node.module
+                )
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "opreg")
+    return found
+
+
+def test_no_import_cycle_among_opregs_modules():
+    graph = {
+        _module_name(path): _imports(path) - {"opreg"}
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "__init__.py" or path.parent != PACKAGE
+    }
+    state: dict[str, str] = {}
+
+    def visit(module: str, trail: list[str]) -> None:
+        if state.get(module) == "done":
+            return
+        assert state.get(module) != "open", "import cycle: " + " -> ".join([*trail, module])
+        state[module] = "open"
+        for imported in sorted(graph.get(module, ())):
+            visit(imported, [*trail, module])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        visit(module, [])
+
+
+def test_built_in_plugins_import_only_the_plugin_api():
+    """The built-ins are written as a third-party op package is: against opreg.plugin and opreg.numpy alone."""
+    for path in PLUGINS.glob("*.py"):
+        assert _imports(path) <= {"opreg.plugin", "opreg.numpy"}, f"{path.name} imports {sorted(_imports(path))}"
