@@ -45,11 +45,13 @@ class Operation:
     __slots__ = (
         "attributes",
         "backward_operation",
+        "datas",
         "gradients_to_update",
         "inputs",
         "observers",
         "op",
         "output",
+        "output_data",
         "saved",
         "sources",
         "targets",
@@ -67,8 +69,8 @@ class Operation:
         saved: Any = None,
         observers: tuple[Any, ...] = (),
     ) -> None:
-        self.inputs = inputs
-        self.output = output
+        self.inputs = self.datas = inputs  # datas and output_data: the names opreg.backprop reads of any record
+        self.output = self.output_data = output
         self.gradients_to_update = gradients_to_update
         self.backward_operation = backward_operation
         self.op = op
@@ -77,15 +79,6 @@ class Operation:
         self.targets = None if gradients_to_update is op.no_targets else gradients_to_update
         self.saved = saved
         self.observers = observers
-
-    @property
-    def datas(self) -> Sequence[np.ndarray]:
-        """The input arrays (what :mod:`opreg.backprop` reads of every record)."""
-        return self.inputs
-
-    @property
-    def output_data(self) -> np.ndarray:
-        return self.output
 
     def __repr__(self) -> str:
         shapes = ", ".join(describe_array(x) for x in self.inputs)

@@ -95,22 +95,19 @@ class OpDef:
     #: ``"name version"`` of the installed package whose entry point registered the op; None for opreg's own
     #: built-ins and for plugins registered in-process. Errors name it, so a user knows what to upgrade or report.
     distribution: str | None = None
-    no_targets: tuple[None, ...] = field(default=(), compare=False)  # (None,) * len(inputs), built once
-    all_needed: tuple[bool, ...] = field(default=(), compare=False)  # (True,) * len(inputs), built once
+    # Derived once, in __post_init__, as plain fields: the hot path reads them on every op.
+    no_targets: tuple[None, ...] = field(default=(), compare=False)  # (None,) * len(inputs)
+    all_needed: tuple[bool, ...] = field(default=(), compare=False)  # (True,) * len(inputs)
+    #: Whether forward returns ``(output, saved)``: its backward asks for ``saved``.
+    saves: bool = field(default=False, compare=False)
+    #: Whether backward takes ``(grad_output, *inputs)`` and nothing else: the common case.
+    simple_backward: bool = field(default=True, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "no_targets", (None,) * len(self.inputs))
         object.__setattr__(self, "all_needed", (True,) * len(self.inputs))
-
-    @property
-    def saves(self) -> bool:
-        """Whether forward returns ``(output, saved)``: its backward asks for ``saved``."""
-        return "saved" in self.wants
-
-    @property
-    def simple_backward(self) -> bool:
-        """Whether backward takes ``(grad_output, *inputs)`` and nothing else: the hot path's common case."""
-        return not self.wants and not self.backward_attributes
+        object.__setattr__(self, "saves", "saved" in self.wants)
+        object.__setattr__(self, "simple_backward", not self.wants and not self.backward_attributes)
 
     def describe(self) -> str:
         """``op 'name' (plugin 'p')``, or ``op 'name' (plugin 'p' of package-name 1.0)`` for an op an installed
