@@ -54,7 +54,7 @@ def test_readme_examples_run_as_written(capsys):
         assert type(getattr(opreg.ops, name)(x, alpha=0.5)) is np.ndarray  # arrays in, an array out
         opreg.check_op(name)  # second derivatives included: the README says its backward composes
         t = Tensor(x, requires_grad=True)
-        opreg.grad(getattr(opreg.ops, name)(t).sum(), [t], create_graph=True)
+        opreg.grad(getattr(opreg.ops, name)(t), [t], np.ones(5), create_graph=True)
     finally:
         if name in opreg.get_registry():
             opreg.unregister_plugin(opreg.get_registry()[name].plugin)
@@ -112,7 +112,8 @@ def test_what_changed_before_and_after_declare_the_same_ops():
             if side == "after":  # both backwards compose: create_graph goes through them, saved=None for lse
                 for name, attributes in CASES:
                     t = Tensor(np.random.default_rng(2).standard_normal((3, 4)), requires_grad=True)
-                    (g,) = opreg.grad(getattr(opreg.ops, name)(t, **attributes).sum(), [t], create_graph=True)
+                    out = getattr(opreg.ops, name)(t, **attributes)
+                    (g,) = opreg.grad(out, [t], np.ones(out.shape), create_graph=True)
                     (g * g).sum().backward()
                     assert t.grad is not None and np.all(np.isfinite(t.grad))
         finally:
