@@ -31,7 +31,12 @@ def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(normalized))
 
 
-def restore_axes(reduced: np.ndarray, x: np.ndarray, axis: Axis, keepdims: bool) -> np.ndarray:
+#: An array, or a Tensor when a backward runs recorded (``create_graph``): anything ``np.expand_dims`` takes, by
+#: NumPy's own dispatch (NEP 18) for a Tensor.
+Values = Any
+
+
+def restore_axes(reduced: Values, x: Values, axis: Axis, keepdims: bool) -> Values:
     """A reduction's output (or its gradient) with the reduced axes back as size 1, so it broadcasts against
     ``x``. A reduction's backward starts here: the engine sums broadcast gradients down, never stretches up."""
     return reduced if keepdims else np.expand_dims(reduced, normalize_axes(axis, x.ndim))

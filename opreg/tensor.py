@@ -232,7 +232,7 @@ class Tensor:
     def __rpow__(self, other: Any) -> Tensor:
         return apply("pow", other, self)
 
-    # --- comparisons: boolean Tensors that require no gradient (a mask is a constant) -----------------------------
+    # --- comparisons and masks: boolean Tensors that require no gradient (a mask is a constant) -------------------
 
     def __lt__(self, other: Any) -> Tensor:
         return _compare(np.less, self, other)
@@ -251,6 +251,21 @@ class Tensor:
 
     def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
         return _compare(np.not_equal, self, other)
+
+    def __and__(self, other: Any) -> Tensor:
+        return _compare(np.logical_and, self, other)
+
+    def __rand__(self, other: Any) -> Tensor:
+        return _compare(np.logical_and, other, self)
+
+    def __or__(self, other: Any) -> Tensor:
+        return _compare(np.logical_or, self, other)
+
+    def __ror__(self, other: Any) -> Tensor:
+        return _compare(np.logical_or, other, self)
+
+    def __invert__(self) -> Tensor:
+        return Tensor(np.logical_not(self.data))
 
     # --- NumPy's protocols (NEP 13 and 18): a NumPy function on a Tensor runs the op that implements it ----------
 
@@ -288,7 +303,8 @@ class Tensor:
 
 
 def _compare(ufunc: np.ufunc, a: Any, b: Any) -> Tensor:
-    """A comparison of Tensors' values: a boolean Tensor outside the graph, as a mask carries no gradient."""
+    """A comparison (or a logical and, or) of Tensors' values: a boolean Tensor outside the graph, as a mask
+    carries no gradient."""
     return Tensor(ufunc(a.data if isinstance(a, Tensor) else a, b.data if isinstance(b, Tensor) else b))
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import opreg
 from opreg import GradcheckError, Sample, Tensor
-from opreg.opcheck import check_op
+from opreg.opcheck import check_op, composes
 from opreg.plugin_manager import BUILTIN_PLUGINS
 
 BUILTINS = sorted(name for name, op in opreg.get_registry().items() if op.plugin in BUILTIN_PLUGINS)
@@ -192,3 +192,16 @@ def test_second_derivatives_of_a_differentiable_backward_are_checked(install_ops
     check_op("cube", fast=True)
     with pytest.raises(GradcheckError, match=r"op 'cube_detached'.*second derivative of input 0 'x'"):
         check_op("cube_detached")
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, op in opreg.get_registry().items() if op.plugin.startswith("opreg_builtins"))
+)
+def test_every_builtin_backward_composes(name):
+    """check_op skips the second-order check of an op whose backward does not compose; no built-in may be one, or
+    its second derivatives would go unchecked (and create_graph through it would raise)."""
+    op = opreg.get_registry()[name]
+    for sample in op.samples(np.random.default_rng(0)):
+        inputs = [np.asarray(x, dtype=np.float64) if np.asarray(x).dtype.kind == "f" else x for x in sample.inputs]
+        grad_output = np.ones(np.shape(op.output_of(*inputs, **sample.attributes)))
+        assert composes(op, inputs, sample.attributes, grad_output), f"{name}{sample.describe()}"
