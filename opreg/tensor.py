@@ -187,6 +187,11 @@ class Tensor:
     def __len__(self) -> int:
         return len(self.data)
 
+    def __bool__(self) -> bool:
+        """As an array's: a single element's truth; more than one is ambiguous and raises (``x in [t1, t2]``
+        compares elementwise, and must not quietly be true)."""
+        return bool(self.data)
+
     def __float__(self) -> float:
         return float(self.data)
 

@@ -954,3 +954,17 @@ def test_create_graph_works_in_checking_and_anomaly_modes():
     (g_plain,) = opreg.grad(ops.mse(ops.tanh(reference * reference), np.zeros(3)), [reference], create_graph=True)
     ops.mse(g_plain, np.zeros(3)).backward()
     np.testing.assert_array_equal(x.grad, reference.grad)
+
+
+def test_comparisons_give_constant_masks_and_are_never_quietly_true():
+    """t < 0 is a boolean Tensor outside the graph (a mask has no gradient); a mask of several elements has no
+    truth value, so ``t in [other]`` raises instead of answering True for a different tensor."""
+    x = Tensor(np.array([-1.0, 2.0]), requires_grad=True)
+    mask = (x > 0) & ~(x == 5.0) | (x < -3.0)
+    assert mask.dtype == np.bool_ and not mask.requires_grad and mask.is_leaf
+    np.testing.assert_array_equal(mask.data, [False, True])
+    assert x in [x]
+    with pytest.raises(ValueError, match="ambiguous"):
+        _ = x in [Tensor(np.zeros(2))]
+    (ops.mul(x, x > 0)).sum().backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 1.0])
