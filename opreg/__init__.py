@@ -13,8 +13,8 @@ from opreg.checkmode import checking
 from opreg.engine import Autograd, GradientBuffer, Operation
 from opreg.errors import (
     EngineStateError,
-    NotComposableError,
     GradcheckError,
+    NotComposableError,
     OpContractError,
     OpregError,
     OpUsageError,
@@ -35,10 +35,10 @@ __all__ = [
     "EngineStateError",
     "GradcheckError",
     "GradientBuffer",
+    "NotComposableError",
     "OpContractError",
     "OpDef",
     "OpRegistry",
-    "NotComposableError",
     "OpUsageError",
     "Operation",
     "OpregError",

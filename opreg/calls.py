@@ -132,7 +132,7 @@ def _call_backward(
     except (OpContractError, NotComposableError):  # checking mode's findings, or a backward further down
         raise
     except Exception as exc:
-        if not recorded or isinstance(exc, OpregError) and not isinstance(exc, OpUsageError):
+        if not recorded or (isinstance(exc, OpregError) and not isinstance(exc, OpUsageError)):
             raise
         raise not_composable(op, f"on Tensors it raised {type(exc).__name__}: {exc}") from exc
 

@@ -1,9 +1,10 @@
 """``import opreg.numpy as onp``: differentiable NumPy.
 
 ``onp.<name>`` is the registered op that declares it implements NumPy's ``<name>`` (``onp.subtract`` is the op
-``sub``); ``opreg.ops.<name>`` is every op by its own name. Given only arrays and numbers it returns what NumPy would, recording nothing;
-given a Tensor anywhere among its inputs it records and returns a Tensor. Backwards written with these functions
-and Python operators run on Tensors too, so they can be differentiated again, to any order.
+``sub``); ``opreg.ops.<name>`` is every op by its own name. Given only arrays and numbers it returns what NumPy
+would, recording nothing; given a Tensor anywhere among its inputs it records and returns a Tensor. Backwards
+written with these functions and Python operators run on Tensors too, so they can be differentiated again, to any
+order.
 
 A name no op implements is an error that says so: opreg never hands a Tensor to a NumPy function that would
 compute it without its derivative.

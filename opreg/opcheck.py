@@ -103,7 +103,12 @@ def composes(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, A
     """Whether ``op``'s backward can be differentiated: it runs on Tensors, recording itself, on these inputs."""
     tensors = [Tensor(x, requires_grad=d) for x, d in zip(inputs, op.differentiable, strict=True)]
     try:
-        grad(apply(op.name, *tensors, **attributes), [t for t in tensors if t.requires_grad], grad_output, create_graph=True)
+        grad(
+            apply(op.name, *tensors, **attributes),
+            [t for t in tensors if t.requires_grad],
+            grad_output,
+            create_graph=True,
+        )
     except NotComposableError:
         return False
     return True

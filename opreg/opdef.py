@@ -204,8 +204,10 @@ def define_op(
     if not name.isidentifier():
         raise RegistrationError(f"{where}: the name must be a Python identifier")
     inputs = tuple(inputs)
-    if not inputs or not all(isinstance(i, str) and i.isidentifier() for i in inputs) or len(set(inputs)) != len(
-        inputs
+    if (
+        not inputs
+        or not all(isinstance(i, str) and i.isidentifier() for i in inputs)
+        or len(set(inputs)) != len(inputs)
     ):
         raise RegistrationError(f"{where}: inputs must be one or more distinct identifiers, got {inputs!r}")
     wanted = inputs if differentiable is None else tuple(differentiable)

@@ -939,7 +939,9 @@ def test_create_graph_through_a_numpy_backward_is_refused_naming_the_op(install_
     x = Tensor(np.ones((2, 2)), requires_grad=True)
     (first,) = opreg.grad(ops.softsign(x), [x], np.ones((2, 2)))  # first order: NumPy code is fine
     np.testing.assert_allclose(first.data, 0.25)
-    with pytest.raises(opreg.NotComposableError, match=r"op 'softsign' \(plugin 'numpy-ops'\): create_graph=True.*absolute"):
+    with pytest.raises(
+        opreg.NotComposableError, match=r"op 'softsign' \(plugin 'numpy-ops'\): create_graph=True.*absolute"
+    ):
         opreg.grad(ops.softsign(x), [x], np.ones((2, 2)), create_graph=True)
 
 
