@@ -232,8 +232,9 @@ def run_engine(name: str, inputs: Sequence[np.ndarray], attributes: Mapping[str,
 
 
 def run_tensors(name: str, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], g: np.ndarray) -> Result:
-    """The same through Tensors, every input requiring grad: a non-differentiable one (labels) must get none."""
-    tensors = [Tensor(x, requires_grad=True) for x in inputs]
+    """The same through Tensors, every floating-point input requiring grad: a non-differentiable one (labels) must
+    get none. An input of another dtype (a boolean mask) cannot require grad, and is a constant."""
+    tensors = [Tensor(x, requires_grad=x.dtype.kind == "f") for x in inputs]
     out = getattr(opreg.ops, name)(*tensors, **attributes)
     assert isinstance(out, Tensor) and out.requires_grad and not out.is_leaf
     out.backward(g)
@@ -337,7 +338,7 @@ def check_case(
     originals = [x.copy() for x in inputs]
     scales = error_scales(inputs, g) if scales is None else scales
     terms = max(1, g.size, *(x.size for x in inputs)) if terms is None else terms
-    precision = min((x.dtype for x in inputs), key=lambda d: d.itemsize)
+    precision = min((x.dtype for x in inputs if x.dtype.kind == "f"), key=lambda d: d.itemsize)
     results = {}
     for front_end, run in [("tape engine", run_engine), ("Tensors", run_tensors)]:
         with warnings.catch_warnings(), np.errstate(all="ignore"):  # a mean of nothing is nan, as torch's

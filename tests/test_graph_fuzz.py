@@ -14,17 +14,26 @@ and it is executed, exactly as printed, once with ``ops`` calling the tape engin
 every leaf's gradient must match torch's. A failure prints the failing front end's program, a short runnable Python
 file, after hypothesis has shrunk it.
 
-Values stay in safe domains by construction: each node carries an interval that bounds its values; ``log``, a
-divisor and ``pow``'s base are first made positive (``x * x + 1``, ``sigmoid(x) + 0.5``, ``exp(tanh(x))``) unless
-their interval already is, and an op whose result could exceed 1e4 in magnitude is replaced by ``tanh``. relu's
-kink is the one place where torch's and NumPy's last-bit rounding could take different branches: a case where the
-two disagree on the sign of a relu input is rejected (exact zeros, where both take the subgradient 0, are kept).
+Each op is drawn from its declaration when it is elementwise (``torch_reference.ELEMENTWISE``): an operand that
+broadcasts for each input besides the node it is applied to, each first brought into the op's declared ``domain``
+(``low + (high - low) * sigmoid(x)``), so a new elementwise op is fuzzed with no code here. The others, and exp,
+log, div and pow, whose operands are kept closer to the edges than their domains, have a rule in ``RULES``:
+matmul's and linear's fitting shapes, reductions' axes, ``where(s > 0.0, x, y)`` on a node ``s`` that broadcasts,
+``expand_dims``/``squeeze``/``broadcast_to`` with attributes drawn for the node's shape.
+
+Values stay in safe domains by construction: each node carries an interval that bounds its values (an elementwise
+op's, from its forward on a grid through its operands' intervals); ``log``, a divisor and ``pow``'s base are first
+made positive (``x * x + 1``, ``sigmoid(x) + 0.5``, ``exp(tanh(x))``) unless their interval already is, and an op
+whose result could exceed 1e4 in magnitude is replaced by ``tanh``. relu's kink and where's condition are the
+places where torch's and NumPy's last-bit rounding could take different branches: a case where the two disagree on
+the sign of a relu input or of a condition's node is rejected (exact zeros, on which both agree, are kept).
 """
 
 from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -37,7 +46,8 @@ from hypothesis.extra import numpy as hnp
 import opreg
 from opreg.testing import axes
 
-from torch_reference import BUILTIN_OPS, REGISTRY, TORCH_OPS, torch
+from shape_attributes import broadcast_target, expand_dims_axis, squeeze_axis
+from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, torch
 
 #: No node's values may exceed this in magnitude.
 LIMIT = 1e4
@@ -120,12 +130,13 @@ class Node:
 
 
 class Program:
-    """The lines of a drawn program, its parameters, the nodes fed to relu, and every node's name, in order."""
+    """The lines of a drawn program, its parameters, the nodes whose sign picks a branch (relu's input, where's
+    condition), and every node's name, in order."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.params: list[str] = []
-        self.relu_inputs: list[str] = []
+        self.kinks: list[str] = []
         self.values: list[str] = []
         self.ops = 0
 
@@ -149,8 +160,30 @@ def _product(corners):
     return result
 
 
-def _sigmoid(x: float) -> float:
-    return 0.5 * (1.0 + math.tanh(0.5 * x))
+#: Points per axis of the grid on which an elementwise op's range is taken, by its number of inputs.
+GRID = {1: 65, 2: 17, 3: 9}
+
+
+def op_interval(op: str, *boxes: tuple[float, float], **attributes: Any) -> tuple[float, float]:
+    """The range of elementwise op ``op`` over a box of its inputs' intervals, from its own forward: its values on
+    a grid through the box, corners (and 0) included. Exact for a function monotonic in each argument, as every
+    built-in one is over the boxes the fuzzer gives it (mul is bilinear: its extremes are corners too); for
+    another, close to the range, since the grid is fine and the inputs' values are few. Unbounded when forward
+    overflows anywhere on the box."""
+    n = GRID.get(len(boxes), 5)
+    axes_ = [np.unique(np.r_[np.linspace(lo, hi, n), [0.0] if lo < 0 < hi else []]) for lo, hi in boxes]
+    with np.errstate(all="ignore"):
+        values = np.asarray(REGISTRY[op].output_of(*np.meshgrid(*axes_, indexing="ij"), **attributes), np.float64)
+    if not np.isfinite(values).all():
+        return -math.inf, math.inf
+    return float(values.min()), float(values.max())
+
+
+@dataclass
+class Raw:
+    """An operand written out as an expression, not a node: where's condition ``n3 > 0.0``."""
+
+    text: str
 
 
 def broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -175,8 +208,9 @@ def matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[tuple[int, ...
 class Builder:
     """Draws a program op by op, keeping every node's interval inside [-LIMIT, LIMIT]."""
 
-    def __init__(self, draw) -> None:
+    def __init__(self, draw, generic: bool = False) -> None:
         self.draw = draw
+        self.generic = generic  # every elementwise op by the generic rule, even those RULES has
         self.program = Program()
         self.nodes: list[Node] = []  # every value, constants included
         self.consumed: set[str] = set()
@@ -206,17 +240,17 @@ class Builder:
         self.program.lines.append(f"{node.name} = const({labels.tolist()!r})")
         return node
 
-    def emit(self, op: str, args: list[Node | float], shape, lo: float, hi: float, **attributes: Any) -> Node:
+    def emit(self, op: str, args: list, shape, lo: float, hi: float, /, **attributes: Any) -> Node:
         const = all(a.const for a in args if isinstance(a, Node))  # made from constants only
         node = Node(self._name("n"), tuple(shape), lo, hi, const)
-        rendered = [a.name if isinstance(a, Node) else repr(a) for a in args]
+        rendered = [a.name if isinstance(a, Node) else a.text if isinstance(a, Raw) else repr(a) for a in args]
         rendered += [f"{k}={v!r}" for k, v in attributes.items()]
         self.program.lines.append(f"{node.name} = ops.{op}({', '.join(rendered)})")
         self.program.values.append(node.name)
         self.program.ops += 1
         self.consumed.update(a.name for a in args if isinstance(a, Node))
         if op == "relu":
-            self.program.relu_inputs.append(args[0].name)
+            self.program.kinks.append(args[0].name)
         self.nodes.append(node)
         return node
 
@@ -235,16 +269,7 @@ class Builder:
     # -- ops -------------------------------------------------------------------------------------------------------
 
     def unary(self, op: str, x: Node) -> Node:
-        function = {
-            "neg": lambda v: -v,
-            "relu": lambda v: max(v, 0.0),
-            "sigmoid": _sigmoid,
-            "tanh": math.tanh,
-            "exp": math.exp,
-            "log": math.log,
-        }[op]
-        lo, hi = _interval(function, (x.lo, x.hi))
-        return self.emit(op, [x], x.shape, lo, hi)
+        return self.emit(op, [x], x.shape, *op_interval(op, (x.lo, x.hi)))
 
     def positive(self, x: Node, smallest: float) -> Node:
         """``x`` itself if all its values are at least ``smallest``; else a function of it that is at least 0.3."""
@@ -259,6 +284,7 @@ class Builder:
         return self.emit("add", [self.unary("sigmoid", x), 0.5], x.shape, 0.5, 1.5)
 
     def binary(self, op: str, x: Node) -> Node:
+        """div by a divisor kept away from 0 (either sign), pow of a base at least 0.3 to a bounded exponent."""
         y = self.operand(lambda n: broadcast(x.shape, n.shape) is not None)
         if op == "div":
             if isinstance(y, Node) and y.lo < 0.1 and y.hi > -0.1:
@@ -269,13 +295,11 @@ class Builder:
             x = self.positive(x, 0.3)
             if isinstance(y, Node) and y.bound > 3:
                 y = self.unary("tanh", y)
-        a, b = (y, x) if op in ("add", "sub", "mul") and self.draw(st.booleans()) else (x, y)
-        box = [(v.lo, v.hi) if isinstance(v, Node) else (v, v) for v in (a, b)]
-        lo, hi = _interval(ARITHMETIC[op], *box)
-        shape = broadcast(*(v.shape if isinstance(v, Node) else () for v in (a, b)))
-        return self.checked(op, [a, b], shape, lo, hi, x)
+        lo, hi = op_interval(op, _box(x), _box(y))
+        shape = broadcast(x.shape, y.shape if isinstance(y, Node) else ())
+        return self.checked(op, [x, y], shape, lo, hi, x)
 
-    def checked(self, op: str, args, shape, lo: float, hi: float, x: Node, **attributes: Any) -> Node:
+    def checked(self, op: str, args, shape, lo: float, hi: float, x: Node, /, **attributes: Any) -> Node:
         """The op, unless its values could exceed LIMIT: then tanh of ``x`` instead."""
         if max(abs(lo), abs(hi)) > LIMIT:
             return self.unary("tanh", x)
@@ -284,57 +308,128 @@ class Builder:
     def step(self) -> None:
         op = self.draw(st.sampled_from(FUZZ_OPS))
         x = self.pick()
-        if op in ("neg", "relu", "sigmoid", "tanh"):
-            self.unary(op, x)
-        elif op == "exp":
-            self.unary("exp", x if x.hi <= 8 else self.unary("tanh", x))
-        elif op == "log":
-            self.unary("log", self.positive(x, 1e-3))
-        elif op in ("add", "sub", "mul", "div", "pow"):
-            self.binary(op, x)
-        elif op == "transpose":
-            if len(x.shape) >= 2:
-                self.emit("transpose", [x], (*x.shape[:-2], x.shape[-1], x.shape[-2]), x.lo, x.hi)
-            else:
-                self.unary("neg", x)
-        elif op in ("sum", "mean"):
-            axis, keepdims = self.draw(axes(len(x.shape))), self.draw(st.booleans())
-            reduced = _normalize(axis, len(x.shape))
-            n = math.prod(x.shape[a] for a in reduced)
-            shape = tuple(1 if a in reduced else d for a, d in enumerate(x.shape) if keepdims or a not in reduced)
-            lo, hi = (x.lo * n, x.hi * n) if op == "sum" else (x.lo, x.hi)
-            attributes = {"axis": axis} if axis is not None else {}
-            attributes |= {"keepdims": True} if keepdims else {}
-            self.checked(op, [x], shape, lo, hi, x, **attributes)
-        elif op == "matmul":
-            y = self.pick(lambda n: matmul_shape(x.shape, n.shape) is not None, constants=True)
-            if y is None and len(x.shape) >= 2:
-                y = self.emit("transpose", [x], (*x.shape[:-2], x.shape[-1], x.shape[-2]), x.lo, x.hi)
-            elif y is None and len(x.shape) == 1:
-                y = x
-            if y is None:
-                self.unary("tanh", x)
-                return
-            a, b = (y, x) if matmul_shape(y.shape, x.shape) and self.draw(st.booleans()) else (x, y)
-            shape, k = matmul_shape(a.shape, b.shape)
-            lo, hi = _interval(operator.mul, (a.lo, a.hi), (b.lo, b.hi))
-            self.checked("matmul", [a, b], shape, k * lo, k * hi, x)
-        elif op == "linear":
-            self.linear(x)
-        elif op == "mse":
-            y = self.pick(lambda n: n.shape == x.shape, constants=True)
-            worst = max(x.hi - y.lo, y.hi - x.lo) ** 2
-            self.checked("mse", [x, y], (), 0.0, worst, x)
-        elif op == "softmax_cross_entropy":
-            if not x.shape:
-                self.unary("sigmoid", x)
-                return
-            labels = self.one_hot(x.shape)
-            self.checked("softmax_cross_entropy", [x, labels], (), 0.0, x.hi - x.lo + math.log(x.shape[-1]), x)
-        else:  # pragma: no cover - FUZZ_OPS and this dispatch are kept in step by test_fuzzer_draws_every_builtin_op
+        rule = None if self.generic and op in ELEMENTWISE else RULES.get(op)
+        if rule is not None:
+            rule(self, op, x)
+        elif op in ELEMENTWISE:
+            self.elementwise(op, x)
+        else:  # pragma: no cover - test_fuzzer_draws_every_builtin_op keeps every op drawable
             raise AssertionError(f"the fuzzer cannot draw op {op!r}")
 
-    def linear(self, x: Node) -> None:
+    # -- elementwise ops, from their declaration ---------------------------------------------------------------------
+
+    def elementwise(self, op: str, x: Node) -> Node:
+        """Any elementwise op, knowing only its declaration: ``x`` as one of its differentiable inputs, an operand
+        that broadcasts for each other one, every input first brought into the op's declared ``domain``, and the
+        result's interval from the op's forward (:func:`op_interval`)."""
+        spec = REGISTRY[op]
+        position = self.draw(st.sampled_from([i for i, d in enumerate(spec.differentiable) if d]))
+        shape = x.shape
+        args: list[Node | float] = []
+        for i, input_name in enumerate(spec.inputs):
+            arg = x if i == position else self.operand(lambda n, shape=shape: broadcast(shape, n.shape) is not None)
+            arg = self.into_domain(arg, declared_domain(op, input_name))
+            if isinstance(arg, Node):
+                shape = broadcast(shape, arg.shape)
+            args.append(arg)
+        lo, hi = op_interval(op, *map(_box, args))
+        return self.checked(op, args, shape, lo, hi, x)
+
+    def into_domain(self, value: Node | float, domain: tuple[float, float] | None) -> Node | float:
+        """``value`` itself if its interval lies in ``domain`` (or there is none); else a number at the domain's
+        middle, or ``low + (high - low) * sigmoid(value)`` for a node."""
+        if domain is None:
+            return value
+        low, high = domain
+        if not isinstance(value, Node):
+            return value if low <= value <= high else (low + high) / 2
+        if low <= value.lo and value.hi <= high:
+            return value
+        squashed = self.unary("sigmoid", value)
+        width = high - low
+        scaled = self.emit("mul", [squashed, width], value.shape, squashed.lo * width, squashed.hi * width)
+        return self.emit("add", [scaled, low], value.shape, scaled.lo + low, scaled.hi + low)
+
+    # -- the ops whose operands are constrained by more than their values ----------------------------------------
+
+    def exp(self, op: str, x: Node) -> None:
+        self.unary("exp", x if x.hi <= 8 else self.unary("tanh", x))
+
+    def log(self, op: str, x: Node) -> None:
+        self.unary("log", self.positive(x, 1e-3))
+
+    def transpose(self, op: str, x: Node) -> None:
+        if len(x.shape) >= 2:
+            self.emit("transpose", [x], (*x.shape[:-2], x.shape[-1], x.shape[-2]), x.lo, x.hi)
+        else:
+            self.unary("neg", x)
+
+    def reduction(self, op: str, x: Node) -> None:
+        axis, keepdims = self.draw(axes(len(x.shape))), self.draw(st.booleans())
+        reduced = _normalize(axis, len(x.shape))
+        n = math.prod(x.shape[a] for a in reduced)
+        shape = tuple(1 if a in reduced else d for a, d in enumerate(x.shape) if keepdims or a not in reduced)
+        lo, hi = (x.lo * n, x.hi * n) if op == "sum" else (x.lo, x.hi)
+        attributes = {"axis": axis} if axis is not None else {}
+        attributes |= {"keepdims": True} if keepdims else {}
+        self.checked(op, [x], shape, lo, hi, x, **attributes)
+
+    def matmul(self, op: str, x: Node) -> None:
+        y = self.pick(lambda n: matmul_shape(x.shape, n.shape) is not None, constants=True)
+        if y is None and len(x.shape) >= 2:
+            y = self.emit("transpose", [x], (*x.shape[:-2], x.shape[-1], x.shape[-2]), x.lo, x.hi)
+        elif y is None and len(x.shape) == 1:
+            y = x
+        if y is None:
+            self.unary("tanh", x)
+            return
+        a, b = (y, x) if matmul_shape(y.shape, x.shape) and self.draw(st.booleans()) else (x, y)
+        shape, k = matmul_shape(a.shape, b.shape)
+        lo, hi = _interval(operator.mul, (a.lo, a.hi), (b.lo, b.hi))
+        self.checked("matmul", [a, b], shape, k * lo, k * hi, x)
+
+    def mse(self, op: str, x: Node) -> None:
+        y = self.pick(lambda n: n.shape == x.shape, constants=True)
+        worst = max(x.hi - y.lo, y.hi - x.lo) ** 2
+        self.checked("mse", [x, y], (), 0.0, worst, x)
+
+    def softmax_cross_entropy(self, op: str, x: Node) -> None:
+        if not x.shape:
+            self.unary("sigmoid", x)
+            return
+        labels = self.one_hot(x.shape)
+        self.checked("softmax_cross_entropy", [x, labels], (), 0.0, x.hi - x.lo + math.log(x.shape[-1]), x)
+
+    def where(self, op: str, x: Node) -> None:
+        """``where(s > 0.0, x, y)`` (or ``y, x``) for a node ``s`` that broadcasts, whose sign picks the branch
+        (a kink, as relu's input); for a constant ``s``, sometimes ``s`` itself: nonzero numbers are true."""
+        source = self.pick(lambda n: broadcast(x.shape, n.shape) is not None, constants=True)
+        if source.const and self.draw(st.booleans()):
+            condition = Raw(source.name)
+        else:
+            condition = Raw(f"{source.name} > 0.0")
+            self.program.kinks.append(source.name)
+        shape = broadcast(x.shape, source.shape)
+        y = self.operand(lambda n: broadcast(shape, n.shape) is not None)
+        shape = broadcast(shape, y.shape) if isinstance(y, Node) else shape
+        branches = [x, y] if self.draw(st.booleans()) else [y, x]
+        lo, hi = min(_box(x)[0], _box(y)[0]), max(_box(x)[1], _box(y)[1])
+        self.emit("where", [condition, *branches], shape, lo, hi)
+
+    def expand_dims(self, op: str, x: Node) -> None:
+        axis = self.draw(expand_dims_axis(len(x.shape)))
+        self.emit("expand_dims", [x], np.expand_dims(np.empty(x.shape), axis).shape, x.lo, x.hi, axis=axis)
+
+    def squeeze(self, op: str, x: Node) -> None:
+        axis = self.draw(squeeze_axis(x.shape))
+        attributes = {} if axis is None else {"axis": axis}  # the default, None, as often as the rest
+        self.emit("squeeze", [x], np.squeeze(np.empty(x.shape), axis).shape, x.lo, x.hi, **attributes)
+
+    def broadcast_to(self, op: str, x: Node) -> None:
+        shape = self.draw(broadcast_target(x.shape, allow_empty=False))
+        self.emit("broadcast_to", [x], shape, x.lo, x.hi, shape=shape)
+
+    def linear(self, op: str, x: Node) -> None:
         """``x @ weight.T + bias`` with a 2-D weight node whose rows fit ``x``, and a bias that broadcasts to the
         product's shape (linear refuses one that would widen it)."""
         weight = self.pick(lambda n: len(n.shape) == 2 and x.shape[-1:] == n.shape[1:], constants=True)
@@ -368,13 +463,35 @@ class Builder:
         self.program.values[-1] = "loss"
 
 
-ARITHMETIC = {
-    "add": operator.add,
-    "sub": operator.sub,
-    "mul": operator.mul,
-    "div": operator.truediv,
-    "pow": operator.pow,
+#: How the fuzzer draws each op that is not elementwise, or whose operands it brings into range itself (exp, log,
+#: div, pow: closer to the edges than the declared domain); every other op is drawn by ``Builder.elementwise``.
+RULES = {
+    "exp": Builder.exp,
+    "log": Builder.log,
+    "div": Builder.binary,
+    "pow": Builder.binary,
+    "transpose": Builder.transpose,
+    "sum": Builder.reduction,
+    "mean": Builder.reduction,
+    "matmul": Builder.matmul,
+    "linear": Builder.linear,
+    "mse": Builder.mse,
+    "softmax_cross_entropy": Builder.softmax_cross_entropy,
+    "where": Builder.where,
+    "expand_dims": Builder.expand_dims,
+    "squeeze": Builder.squeeze,
+    "broadcast_to": Builder.broadcast_to,
 }
+
+
+def _box(value: Node | float) -> tuple[float, float]:
+    """The interval of an operand: a node's, or a number's single point."""
+    return (value.lo, value.hi) if isinstance(value, Node) else (value, value)
+
+
+def declared_domain(op: str, input_name: str) -> tuple[float, float] | None:
+    domain = REGISTRY[op].domain
+    return domain.get(input_name) if isinstance(domain, Mapping) else domain
 
 
 def _normalize(axis, ndim: int) -> tuple[int, ...]:
@@ -384,8 +501,8 @@ def _normalize(axis, ndim: int) -> tuple[int, ...]:
 
 
 @st.composite
-def programs(draw) -> Program:
-    builder = Builder(draw)
+def programs(draw, generic: bool = False) -> Program:
+    builder = Builder(draw, generic)
     m, n, b = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(2, 3))
     family = [(m, n), (n, m), (n,), (m,), (m, 1), (1, n), (), (b, m, n)]
     for _ in range(draw(st.integers(1, 3))):
@@ -480,22 +597,51 @@ def check(program: Program, front_end: str, expected_values, expected_grads) -> 
 
 
 def test_fuzzer_draws_every_builtin_op():
-    """A new built-in op fails here until the fuzzer can draw it (and no entry names a missing op)."""
+    """Every built-in op is drawn: an elementwise one from its declaration alone, any other by its entry in RULES.
+    A new op that is neither fails here until the fuzzer can draw it; an entry in RULES for a missing op fails too."""
     assert FUZZ_OPS == BUILTIN_OPS
+    assert sorted(set(RULES) - set(BUILTIN_OPS)) == []
+    assert [op for op in FUZZ_OPS if op not in RULES and op not in ELEMENTWISE] == []
+    assert {"add", "mul", "neg", "relu"} <= set(FUZZ_OPS) - set(RULES)  # the generic rule draws some ops
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(program=programs())
-def test_random_graph_gradients_match_torch(program):
-    """Each random program, run by the tape engine and by Tensors, gives every node torch's value and every leaf
-    torch's gradient."""
+def test_op_interval_is_the_range_of_monotonic_ops():
+    """The intervals the fuzzer keeps every value inside come from each op's forward: exact at the corners."""
+    assert op_interval("neg", (-1.0, 2.0)) == (-2.0, 1.0)
+    assert op_interval("mul", (-2.0, 3.0), (-1.0, 4.0)) == (-8.0, 12.0)
+    assert op_interval("relu", (-3.0, -1.0)) == (0.0, 0.0)
+    assert op_interval("exp", (0.0, 1000.0)) == (-math.inf, math.inf)
+
+
+def check_program(program: Program) -> None:
+    """The program, run by the tape engine and by Tensors, gives every node torch's value and every leaf torch's
+    gradient."""
     expected_values, expected_grads = run_torch(program)
     tensor_values, _ = run_opreg(program, "Tensors")
-    # relu's branch must not hang on a last-bit difference from torch
-    kinks = [n for n in program.relu_inputs if not np.array_equal(tensor_values[n] > 0, expected_values[n] > 0)]
+    # a branch (relu's, where's) must not hang on a last-bit difference from torch
+    kinks = [n for n in program.kinks if not np.array_equal(tensor_values[n] > 0, expected_values[n] > 0)]
     if kinks:
-        event("rejected: a relu input's sign differs from torch's in the last bit")
+        event("rejected: the sign of a relu input or where condition differs from torch's in the last bit")
     assume(not kinks)
     event(f"ops: {min(program.ops // 10 * 10, 50)}-{min(program.ops // 10 * 10, 50) + 9}")
     for front_end in ("tape engine", "Tensors"):
         check(program, front_end, expected_values, expected_grads)
+
+
+FUZZ_SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+
+
+@settings(max_examples=300, **FUZZ_SETTINGS)
+@given(program=programs())
+def test_random_graph_gradients_match_torch(program):
+    """Each random program, run by the tape engine and by Tensors, gives every node torch's value and every leaf
+    torch's gradient."""
+    check_program(program)
+
+
+@settings(max_examples=60, **FUZZ_SETTINGS)
+@given(program=programs(generic=True))
+def test_elementwise_ops_drawn_from_their_declaration_match_torch(program):
+    """The rule a new elementwise op gets, used for every one of them (log, div, pow and exp too, whose operands
+    are then brought into their declared domain by a scaled sigmoid): programs still match torch."""
+    check_program(program)

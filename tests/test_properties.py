@@ -1,21 +1,29 @@
 """Property-based tests: every built-in op, forward and backward, through both front ends, against PyTorch.
 
 For each built-in op (each op whose plugin is ``opreg_builtins.*``) and for float32 and float64, hypothesis draws
-inputs from the op's entry in ``CASES``: shapes from 0-d to 4-D, every broadcasting pattern the op allows (binary
-elementwise ops draw a mutually broadcastable pair of shapes, sometimes with empty axes), matmul's shape families
-(1-D @ 1-D, 1-D @ N-D, N-D @ 1-D, 2-D @ 2-D, batched with broadcast batch axes), ``linear`` on 1-D to 3-D
-inputs with a bias of any shape that broadcasts to the product, ``sum``/``mean`` with every
-kind of axis (None, an int, a negative int, a tuple in any order, the empty tuple) and ``keepdims``, and values
-near the edge of each op's domain: ``log`` down to the smallest normal float, ``div`` by divisors down to 2**-20
-in magnitude, ``pow`` of a positive base, ``exp`` up to where it overflows, ``sigmoid``/``tanh`` at +-1e4, ``relu``
-at exactly 0.0 and -0.0. The same case then runs through the tape engine (``Autograd().apply`` + ``backward(g)``
-+ ``gradient_buffer.get_param``) and through Tensors (``opreg.ops.<name>`` + ``.backward(g)`` + ``.grad``), and
+inputs for it. An elementwise op (``torch_reference.ELEMENTWISE``: judged on the op's own samples, its output
+has the inputs' broadcast shape and follows a permutation of their elements) is drawn from its declaration alone:
+one array per input, of mutually broadcastable shapes from 0-d to 4-D (sometimes with empty axes), values from the
+op's ``domain`` (any finite value up to 1e4 in magnitude, 0.0 and -0.0 included, where it declares none), and
+the attributes of one of its samples. Adding such an op costs its ``register()`` call and nothing here. ``EDGES``
+adds values beyond the declared domain where an op must still match torch: ``log`` down to the smallest normal
+float, ``div`` by divisors down to 2**-20 in magnitude, ``pow`` of a base down to 2**-10, ``exp`` up to where it
+overflows. Any other op needs an entry in ``STRUCTURED``, for inputs constrained by more than their values:
+matmul's shape families (1-D @ 1-D, 1-D @ N-D, N-D @ 1-D, 2-D @ 2-D, batched with broadcast batch axes),
+``linear`` on 1-D to 3-D inputs with a bias of any shape that broadcasts to the product, ``sum``/``mean`` with
+every kind of axis (None, an int, a negative int, a tuple in any order, the empty tuple) and ``keepdims``,
+``where`` with a boolean or numeric mask among three broadcast shapes, ``expand_dims``/``squeeze`` with every
+spelling of ``axis`` (one int, tuples in any order, either sign, the empty tuple; None for squeeze), and
+``broadcast_to`` a shape with new leading axes and stretched size-1 axes (to 0 too).
+
+The same case then runs through the tape engine (``Autograd().apply`` + ``backward(g)`` +
+``gradient_buffer.get_param``) and through Tensors (``opreg.ops.<name>`` + ``.backward(g)`` + ``.grad``), and
 both must equal torch's forward and autograd gradients: values, shapes and dtypes; both must leave the inputs
 unchanged and agree bit for bit, and each Tensor ``.grad`` must be an array of its own. That driver, and the
 generic strategies, are ``opreg.testing``'s (contrib_ops's property tests use them too); the torch references
-are tests/torch_reference.py's. Binary ops also run with
-one float32 and one float64 operand. A built-in op without an entry in ``CASES`` fails, as does an entry for an op
-that is not a built-in.
+are tests/torch_reference.py's, the shape ops' attribute strategies tests/shape_attributes.py's (the graph fuzzer
+draws them too). Binary ops also run with one float32 and one float64 operand. A built-in op that is neither
+elementwise nor in ``STRUCTURED`` fails, as does an entry for an op that is not a built-in.
 
 relu's subgradient at 0: opreg's relu has gradient 0 at x == 0, for 0.0 and -0.0 alike, the choice PyTorch makes;
 ``test_relu_subgradient_at_zero_is_zero`` checks it exactly.
@@ -32,7 +40,7 @@ gradient over- or underflowing in ``b * b``) are fixed, and the tests at the end
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,13 +51,14 @@ from hypothesis.extra import numpy as hnp
 
 import opreg
 from opreg import testing
-from opreg.testing import Case, CaseStrategy, arrays, away_from_zero, binary, floats, same_shape, unary, with_zeros
+from opreg.testing import Case, CaseStrategy, Elements, arrays, away_from_zero, floats, same_shape, unary, with_zeros
 
-from torch_reference import BUILTIN_OPS, REGISTRY, TORCH_OPS
+from shape_attributes import broadcast_target, expand_dims_axis, squeeze_axis, unit_axes
+from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS
 
 DTYPES = [np.float32, np.float64]
 
-#: Examples per hypothesis test (42 of them: 17 ops x 2 dtypes, 6 mixed-dtype, 2 relu): about 20 s in all.
+#: Examples per hypothesis test (50 of them: 21 ops x 2 dtypes, 6 mixed-dtype, 2 relu): about 20 s in all.
 EXAMPLES = 100
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -114,19 +123,44 @@ def softmax_cross_entropy_case(draw, dtype: type) -> Case:
     return [logits, labels], {}
 
 
-#: op name -> its case strategy. Keep complete: a built-in op without an entry fails.
-CASES: dict[str, CaseStrategy] = {
-    "add": binary(REAL, REAL),
-    "sub": binary(REAL, REAL),
-    "mul": binary(REAL, REAL),
-    "div": binary(REAL, DIVISOR),
-    "pow": binary(POSITIVE_BASE, EXPONENT),
-    "neg": unary(LARGE),
-    "log": unary(log_domain),
-    "exp": unary(exp_domain),
-    "relu": unary(with_zeros(REAL)),
-    "sigmoid": unary(LARGE),
-    "tanh": unary(LARGE),
+@st.composite
+def where_case(draw, dtype: type) -> Case:
+    """condition, x and y of any three mutually broadcastable shapes; the condition a boolean mask, or numbers of
+    the dtype (nonzero is true; 0.0 and -0.0 are false), which must get no gradient."""
+    low = draw(testing.min_sides())
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=3, max_dims=4, min_side=low, max_side=4)).input_shapes
+    if draw(st.booleans(), label="boolean condition"):
+        condition = draw(hnp.arrays(np.bool_, shapes[0]), label="condition")
+    else:
+        condition = draw(arrays(dtype, shapes[0], with_zeros(floats(-1.0, 1.0))), label="condition")
+    return [condition, draw(arrays(dtype, shapes[1], LARGE)), draw(arrays(dtype, shapes[2], LARGE))], {}
+
+
+@st.composite
+def expand_dims_case(draw, dtype: type) -> Case:
+    """x 0-d to 3-D; ``axis`` an int or a tuple of new positions, either sign, any order, maybe none."""
+    x = draw(arrays(dtype, draw(testing.shapes(max_dims=3)), REAL))
+    return [x], {"axis": draw(expand_dims_axis(x.ndim), label="axis")}
+
+
+@st.composite
+def squeeze_case(draw, dtype: type) -> Case:
+    """x 0-d to 4-D with some size-1 axes; ``axis`` None, one of them, or a tuple of them (maybe empty)."""
+    x = draw(arrays(dtype, draw(unit_axes(draw(testing.shapes()))), REAL))
+    return [x], {"axis": draw(squeeze_axis(x.shape), label="axis")}
+
+
+@st.composite
+def broadcast_to_case(draw, dtype: type) -> Case:
+    """x 0-d to 3-D, broadcast to new leading axes and its size-1 axes stretched (to 0 now and then)."""
+    x = draw(arrays(dtype, draw(testing.shapes(max_dims=3)), REAL))
+    return [x], {"shape": draw(broadcast_target(x.shape), label="shape")}
+
+
+#: op name -> its case strategy, for each op whose inputs are constrained by more than their values: matched
+#: shapes, axes, a mask. Any other built-in op must be elementwise (``torch_reference.ELEMENTWISE``, judged on the
+#: op's samples), and its cases are drawn from its declaration alone (:func:`elementwise_case`).
+STRUCTURED: dict[str, CaseStrategy] = {
     "matmul": matmul_case,
     "linear": linear_case,
     "transpose": unary(REAL, min_dims=2),
@@ -134,13 +168,78 @@ CASES: dict[str, CaseStrategy] = {
     "mean": testing.reduction(REAL),
     "mse": same_shape(REAL, REAL),
     "softmax_cross_entropy": softmax_cross_entropy_case,
+    "where": where_case,
+    "expand_dims": expand_dims_case,
+    "squeeze": squeeze_case,
+    "broadcast_to": broadcast_to_case,
+}
+
+#: An elementwise op's input with neither a declared ``domain`` nor ``EDGES`` takes any finite value: these, 0.0
+#: and -0.0 included.
+ANY_VALUE = with_zeros(LARGE)
+
+#: Values where an elementwise op must match torch besides its declared ``domain`` (what the op is sure to be
+#: accurate on, and what its samples use): the edges of where it is defined. Optional: an input is drawn from its
+#: domain and these edges, from either alone if it has only one, else from ``ANY_VALUE``.
+EDGES: dict[str, dict[str, Elements]] = {
+    "log": {"x": log_domain},
+    "exp": {"x": exp_domain},
+    "div": {"b": DIVISOR},
+    "pow": {"base": POSITIVE_BASE, "exponent": EXPONENT},
 }
 
 
+def declared_domain(name: str, input_name: str) -> tuple[float, float] | None:
+    """The ``(low, high)`` op ``name`` declares for ``input_name``, or None (any finite value)."""
+    domain = REGISTRY[name].domain
+    return domain.get(input_name) if isinstance(domain, Mapping) else domain
+
+
+def elements_for(name: str, input_name: str) -> Elements:
+    """The values an elementwise op's input is drawn from: its declared domain and its ``EDGES``."""
+    domain = declared_domain(name, input_name)
+    edges = EDGES.get(name, {}).get(input_name)
+    if domain is None:
+        return ANY_VALUE if edges is None else edges
+    inside = floats(*domain)
+    if edges is None:
+        return inside
+    return lambda dtype: st.one_of(inside(dtype), edges(dtype))
+
+
+def elementwise_case(name: str) -> CaseStrategy:
+    """An elementwise op's case, from its declaration: one array per input, of mutually broadcastable shapes (0-d
+    to 4-D, either broadcast against the other, sometimes with empty axes), values from :func:`elements_for`,
+    and the attribute values of one of the op's own samples."""
+    op = REGISTRY[name]
+    settings = [dict(sample.attributes) for sample in op.samples(np.random.default_rng(0))]
+
+    @st.composite
+    def case(draw, dtype: type) -> Case:
+        low = draw(testing.min_sides())
+        shapes = draw(
+            hnp.mutually_broadcastable_shapes(num_shapes=len(op.inputs), max_dims=4, min_side=low, max_side=4)
+        ).input_shapes
+        inputs = [
+            draw(arrays(dtype, shape, elements_for(name, input_name)), label=input_name)
+            for shape, input_name in zip(shapes, op.inputs, strict=True)
+        ]
+        return inputs, draw(st.sampled_from(settings), label="attributes")
+
+    return case
+
+
 def case_strategy(name: str, dtype: type) -> st.SearchStrategy[Case]:
-    if name not in CASES or name not in TORCH_OPS:
-        pytest.fail(f"built-in op {name!r} has no property test; add it to CASES and TORCH_OPS in {__name__}")
-    return CASES[name](dtype)
+    if name not in TORCH_OPS:
+        pytest.fail(f"built-in op {name!r} has no PyTorch reference; declare reference= in its register() call")
+    if name in STRUCTURED:
+        return STRUCTURED[name](dtype)
+    if name in ELEMENTWISE:
+        return elementwise_case(name)(dtype)
+    pytest.fail(
+        f"built-in op {name!r} is not elementwise on its samples, so its inputs cannot be drawn from its declaration "
+        f"alone; add a case strategy for it to STRUCTURED in {__name__}"
+    )
 
 
 # --- running one case three ways (the tape engine and Tensors by opreg.testing) ------------------------------------
@@ -209,8 +308,37 @@ def test_builtin_ops_are_found():
 
 
 def test_no_stale_entries():
-    """Every entry of CASES and TORCH_OPS names a registered built-in op (a renamed op leaves a dead entry)."""
-    assert sorted((set(CASES) | set(TORCH_OPS)) - set(BUILTIN_OPS)) == []
+    """Every entry of STRUCTURED, EDGES and TORCH_OPS names a registered built-in op (a renamed op leaves a dead
+    entry); EDGES only elementwise ops drawn from their declaration (STRUCTURED ones never read it), and only
+    their inputs."""
+    assert sorted((set(STRUCTURED) | set(EDGES) | set(TORCH_OPS)) - set(BUILTIN_OPS)) == []
+    for name, edges in EDGES.items():
+        assert name in ELEMENTWISE and name not in STRUCTURED, f"EDGES[{name!r}] is never used"
+        assert set(edges) <= set(REGISTRY[name].inputs), f"EDGES[{name!r}] names inputs op {name!r} lacks"
+
+
+def test_every_builtin_op_has_a_case():
+    """Each built-in op is drawn by a hand-written strategy or, being elementwise, from its declaration: a new op
+    that is neither fails here, not only inside hypothesis. Where is in STRUCTURED although elementwise: its
+    condition is a mask, not values of a domain."""
+    missing = [name for name in BUILTIN_OPS if name not in STRUCTURED and name not in ELEMENTWISE]
+    assert missing == [], f"not elementwise and no case strategy in STRUCTURED: {missing}"
+    assert {"add", "exp", "relu", "pow"} <= ELEMENTWISE and not {"sum", "squeeze", "matmul"} & ELEMENTWISE
+
+
+def test_declared_domains_name_inputs():
+    """A ``domain`` is an interval ``(low, high)`` with low < high, or a mapping from some of the op's input names
+    to one: a misspelt input name would leave that input drawn from every finite value."""
+    for name in BUILTIN_OPS:
+        domain = REGISTRY[name].domain
+        if domain is None:
+            continue
+        intervals = (
+            domain if isinstance(domain, Mapping) else {input_name: domain for input_name in REGISTRY[name].inputs}
+        )
+        assert set(intervals) <= set(REGISTRY[name].inputs), f"{name}: domain names {sorted(intervals)}"
+        for low, high in intervals.values():
+            assert low < high, f"{name}: empty domain {domain}"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

@@ -5,15 +5,20 @@ torch's documentation, never from opreg's code, and differentiated by torch's ow
 torch an independent reference. A built-in op without one fails every test that asks for it through
 :func:`torch_reference`.
 
+Besides, what the registry tells about each op for the tests that draw inputs for it: ``ELEMENTWISE``, the ops
+whose inputs may be any broadcastable arrays of values from their ``domain``.
+
 The test modules import this as ``torch_reference``: tests/ has no ``__init__.py``, so pytest (in its default
 "prepend" import mode) puts tests/ on ``sys.path`` before importing them, from the repository root or anywhere else.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 
 import opreg
@@ -53,3 +58,36 @@ def torch_reference(name: str) -> Callable[..., Any]:
     if name not in TORCH_OPS:
         pytest.fail(f"built-in op {name!r} has no PyTorch reference; declare reference= in its register() call")
     return TORCH_OPS[name]
+
+
+# --- what the registry tells about each op, for the tests that draw inputs for it ------------------------------------
+
+
+def is_elementwise(op: opreg.OpDef) -> bool:
+    """Whether ``op`` computes each output element from the same element of its inputs, judged on its declared
+    samples: the output has the inputs' broadcast shape, and permuting the elements of every (broadcast) input
+    alike permutes the output's the same way. A reduction, a shape change, matmul or a softmax is not elementwise.
+
+    Elementwise ops need nothing but their ``register()`` call in the property tests and the graph fuzzer: their
+    inputs are any mutually broadcastable arrays, drawn from the op's ``domain``.
+    """
+    rng = np.random.default_rng(0)
+    for sample in op.samples(rng):
+        inputs = [np.asarray(x) for x in sample.inputs]
+        try:
+            shape = np.broadcast_shapes(*(x.shape for x in inputs))
+        except ValueError:
+            return False
+        output = op.output_of(*inputs, **sample.attributes)
+        if output.shape != shape:
+            return False
+        permutation = rng.permutation(math.prod(shape))
+        permuted = [np.broadcast_to(x, shape).reshape(-1)[permutation].reshape(shape) for x in inputs]
+        expected = np.asarray(output).reshape(-1)[permutation].reshape(shape)
+        if not np.allclose(op.output_of(*permuted, **sample.attributes), expected, rtol=1e-12, atol=0, equal_nan=True):
+            return False
+    return True
+
+
+#: The built-in ops that are elementwise on their samples (see :func:`is_elementwise`).
+ELEMENTWISE = frozenset(name for name in BUILTIN_OPS if is_elementwise(REGISTRY[name]))
