@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from opreg.calls import input_gradients
+from opreg.errors import OpUsageError
+from opreg.fit import gradient_dtype
 from opreg.opdef import OpDef
 
 
@@ -84,6 +86,20 @@ def backpropagate(
             grads[id(source)] = grad if current is None else total(current, grad)
         grads_in = grad = None  # so that the gradients count as the dict's alone (a leaf's .grad may take them)
     return grads
+
+
+def seed(output: np.ndarray, gradient: Any, *, name: str, misfit: str, scalar_fills: bool) -> np.ndarray:
+    """The gradient a backward pass starts from, d(root)/d(output): ``gradient`` as an array of its own (the
+    caller may change theirs; a leaf may keep this one), of the output's gradient dtype and shape. With
+    ``scalar_fills`` a scalar stands for that value everywhere (the handout's ``backward(1)``); otherwise, and
+    for any other shape, ``"{name} of shape (...) {misfit}"`` is raised."""
+    dtype = gradient_dtype(output)
+    value = np.array(gradient, dtype=dtype)
+    if value.shape == output.shape:
+        return value
+    if scalar_fills and value.ndim == 0:
+        return np.full(output.shape, value, dtype=dtype)
+    raise OpUsageError(f"{name} of shape {value.shape} {misfit}")
 
 
 def total(current: Any, grad: Any) -> Any:

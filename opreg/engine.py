@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from opreg import observe
-from opreg.backprop import backpropagate, total
+from opreg.backprop import backpropagate, seed, total
 from opreg.calls import arity_error, as_arrays, run_forward
 from opreg.contract import describe_array
 from opreg.errors import EngineStateError, OpUsageError
@@ -282,27 +282,20 @@ class Autograd:
             raise EngineStateError("backward() called before any operation was recorded")
         last = self.operation_list[-1]
         memory = self.gradient_buffer.memory
-        memory[id(last.output)] = self._seed(divergence, last)
+        memory[id(last.output)] = seed(
+            last.output,
+            divergence,
+            name="divergence",
+            misfit=f"does not fit the last output ({last.op.describe()}, shape {last.output.shape}); pass an array of "
+            "that shape or a scalar",
+            scalar_fills=True,
+        )
         self._backward_done = True
         if self.keep_gradients:
             records = ((record.output, record) for record in reversed(self.operation_list))
             backpropagate(records, memory, keep=True)
         else:
             backpropagate(_popping(self.operation_list, self.gradient_buffer), memory)
-
-    @staticmethod
-    def _seed(divergence: Any, last: Operation) -> np.ndarray:
-        output = last.output
-        dtype = gradient_dtype(output)
-        seed = np.array(divergence, dtype=dtype)  # a copy: the buffer may keep it, and the caller may change theirs
-        if seed.shape == output.shape:
-            return seed
-        if seed.ndim == 0:
-            return np.full(output.shape, seed, dtype=dtype)
-        raise OpUsageError(
-            f"divergence of shape {seed.shape} does not fit the last output ({last.op.describe()}, shape "
-            f"{output.shape}); pass an array of that shape or a scalar"
-        )
 
     def zero_grad(self) -> None:
         """Forget the tape and the tracked gradients, ready for the next step (``dW``/``db`` are the caller's)."""

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from opreg import observe
-from opreg.backprop import backpropagate
+from opreg import backprop, observe
+from opreg.backprop import backpropagate, total
 from opreg.calls import as_arrays, run_forward
 from opreg.errors import EngineStateError, OpUsageError
 from opreg.fit import gradient_dtype
@@ -317,18 +317,17 @@ def _seed(root: Tensor, gradient: Any, caller: str) -> np.ndarray:
     """d(loss)/d(root) as an array of root's shape and gradient dtype: ``gradient``, or 1 for a single element."""
     if not root.requires_grad:
         raise EngineStateError(f"{caller} on a tensor that does not require gradients: no input required them")
-    dtype = gradient_dtype(root.data)
-    if gradient is None:
+    implicit = gradient is None
+    if implicit:
         if root.data.size != 1:
             raise OpUsageError(
                 f"{caller} without a gradient needs a single-element tensor, not shape {root.shape}; "
                 "pass gradient= of that shape"
             )
-        return np.ones(root.shape, dtype)
-    seed = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=dtype)
-    if seed.shape != root.shape:
-        raise OpUsageError(f"gradient of shape {seed.shape} for a tensor of shape {root.shape}")
-    return seed
+        gradient = 1.0
+    value = gradient.data if isinstance(gradient, Tensor) else gradient
+    misfit = f"for a tensor of shape {root.shape}"
+    return backprop.seed(root.data, value, name="gradient", misfit=misfit, scalar_fills=implicit)
 
 
 def grad(
@@ -345,7 +344,7 @@ def grad(
     ``gradient`` is d(loss)/d(output), as in :meth:`Tensor.backward`. With ``create_graph`` the backward pass is
     itself recorded, so the gradients returned require gradients and can be differentiated again: Hessian-vector
     products, gradient penalties, second-order checks. Every op on the way must then have a backward built from
-    registered ops (declared ``differentiable_backward``), since a NumPy backward records nothing. The graph is kept
+    registered ops (:class:`opreg.NotComposableError` names one that is not). The graph is kept
     when ``create_graph`` (the new graph reaches into it), released otherwise, unless ``retain_graph`` says.
     """
     seed = _seed(output, gradient, "grad()")
@@ -409,7 +408,7 @@ def _leaf_gradient(current: np.ndarray | None, arrived: np.ndarray) -> np.ndarra
     reference-count test. That spares copying every weight's gradient on every step.
     """
     if current is not None:
-        return np.asarray(current + arrived)
+        return total(current, arrived)
     # References: the caller's variable, this parameter and getrefcount's argument.
     if isinstance(arrived, np.ndarray) and arrived.base is None and sys.getrefcount(arrived) <= 3:
         return arrived
