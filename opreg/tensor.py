@@ -11,12 +11,13 @@ itself, on Tensors, for ops whose backward is built from registered ops: second 
 
 from __future__ import annotations
 
+import enum
 import functools
 import itertools
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Final, Literal
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -106,8 +107,14 @@ class Node:
 _node_numbers = itertools.count()
 
 
+class _Released(enum.Enum):
+    """The type of :data:`RELEASED`: a one-member enum, so that type checkers tell it apart from a Node."""
+
+    RELEASED = "released"
+
+
 #: Stands in for the node of a Tensor whose graph backward has released.
-RELEASED = object()
+RELEASED: Final = _Released.RELEASED
 
 
 class Tensor:
@@ -125,7 +132,7 @@ class Tensor:
         self.data: np.ndarray = np.asarray(data.data if isinstance(data, Tensor) else data, dtype=dtype)
         self.requires_grad = requires_grad
         self.grad: np.ndarray | None = None
-        self._node: Node | object | None = None
+        self._node: Node | Literal[_Released.RELEASED] | None = None
 
     @property
     def grad(self) -> np.ndarray | None:
@@ -381,6 +388,7 @@ def _releasing(made: list[Tensor], retain_graph: bool) -> Iterator[tuple[Tensor,
         node = tensor._node
         if not retain_graph:
             tensor._node = RELEASED
+        # A Node, as _topological_order made sure, which the checker cannot follow; a check here would run per node.
         yield tensor, node  # type: ignore[misc]
 
 
