@@ -17,7 +17,7 @@ import itertools
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -125,6 +125,7 @@ class Tensor:
     """
 
     __slots__ = ("_grad", "_node", "_requires_grad", "data")
+    _grad: np.ndarray | None
     __array_priority__ = 1000
     __hash__ = object.__hash__  # by identity, as before comparisons were defined: Tensors key dicts and sets
 
@@ -185,7 +186,7 @@ class Tensor:
         return self.data
 
     def item(self) -> float:
-        return self.data.item()
+        return cast(float, self.data.item())
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph."""
@@ -338,7 +339,7 @@ def grad(
     registered ops (declared ``differentiable_backward``), since a NumPy backward records nothing. The graph is kept
     when ``create_graph`` (the new graph reaches into it), released otherwise, unless ``retain_graph`` says.
     """
-    seed = _seed(output, gradient, "grad()")
+    seed: np.ndarray | Tensor = _seed(output, gradient, "grad()")
     if create_graph:  # a Tensor gradient stays one: what grad returns may depend on it, and be differentiated
         seed = gradient if isinstance(gradient, Tensor) and gradient.dtype == seed.dtype else Tensor(seed)
     retain = create_graph if retain_graph is None else retain_graph
@@ -444,9 +445,10 @@ def apply(name: str, *args: Any, **attributes: Any) -> Tensor:
     try:
         op = TABLE[name]
     except KeyError:
-        op = op_table().get(name)  # loads the plugins on first use
-        if op is None:
+        found = op_table().get(name)  # loads the plugins on first use
+        if found is None:
             raise unknown_op_error(name) from None
+        op = found
     return apply_op(op, args, attributes)
 
 
