@@ -9,7 +9,7 @@ are, and leaves its inputs and ``grad_output`` alone. A gradient handed to a use
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -18,6 +18,8 @@ from opreg.fit import gradient_dtype, sum_to_shape
 
 if TYPE_CHECKING:
     from opreg.opdef import OpDef
+
+T = TypeVar("T")
 
 
 def describe_array(x: Any) -> str:
@@ -83,7 +85,7 @@ def check_output(op: OpDef, output: Any) -> None:
         raise OpContractError(f"{op.describe()}: forward returned a {type(output).__name__}, not an array")
 
 
-def check_unchanged(op: OpDef, call: Callable[[], Any], arrays: Sequence[Any], names: Sequence[str]) -> Any:
+def check_unchanged(op: OpDef, call: Callable[[], T], arrays: Sequence[Any], names: Sequence[str]) -> T:
     """``call()``, raising if it modified any of ``arrays`` in place."""
     before = [np.array(x, copy=True) for x in arrays]
     result = call()
