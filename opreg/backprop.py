@@ -15,7 +15,7 @@ A record is anything with ``op``, ``datas`` (the input arrays), ``output_data``,
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -26,22 +26,35 @@ from opreg.opdef import OpDef
 
 
 class Record(Protocol):
-    op: OpDef
-    datas: Any
-    output_data: Any
-    attributes: Any
-    saved: Any
-    observers: Any
-    sources: Any
-    targets: Any
+    # Read-only: a plain attribute (Node) and a property (Operation.datas) both provide one.
+    @property
+    def op(self) -> OpDef: ...
+    @property
+    def datas(self) -> Any: ...
+    @property
+    def output_data(self) -> Any: ...
+    @property
+    def attributes(self) -> Any: ...
+    @property
+    def saved(self) -> Any: ...
+    @property
+    def observers(self) -> Any: ...
+    @property
+    def sources(self) -> Any: ...
+    @property
+    def targets(self) -> Any: ...
+
+
+#: The front end's kind of record: ``graph_inputs`` is given the records ``records`` holds.
+R = TypeVar("R", bound=Record)
 
 
 def backpropagate(
-    records: Iterable[tuple[Any, Record]],
+    records: Iterable[tuple[Any, R]],
     grads: dict[int, Any],
     *,
     keep: bool | Container[int] = False,
-    graph_inputs: Callable[[Record], list[Any]] | None = None,
+    graph_inputs: Callable[[R], list[Any]] | None = None,
 ) -> dict[int, Any]:
     """Walk ``records`` (``(output, record)`` pairs, last recorded first), starting from the gradients in
     ``grads`` (keyed by ``id`` of the object), and return ``grads`` holding what reached the inputs.
@@ -52,6 +65,7 @@ def backpropagate(
     """
     keep_all = keep is True
     kept: Container[int] = () if isinstance(keep, bool) else keep
+    grads_in: list[Any] | None  # None between records (see the end of the loop)
     for output, record in records:
         key = id(output)
         grad_output = grads.get(key) if keep_all or key in kept else grads.pop(key, None)

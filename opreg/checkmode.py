@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,8 @@ from opreg import observe, plugin_manager
 from opreg.contract import check_gradients, check_output, check_unchanged
 from opreg.errors import OpContractError
 from opreg.opdef import OpDef
+
+T = TypeVar("T")
 
 CHECK_VAR = "OPREG_CHECK"
 TIMEOUT_VAR = "OPREG_OP_TIMEOUT"
@@ -44,7 +46,7 @@ class CheckingObserver:
     def __init__(self, timeout: float | None = None) -> None:
         self.timeout = timeout
 
-    def _within_timeout(self, op: OpDef, what: str, call: Callable[[], Any]) -> Any:
+    def _within_timeout(self, op: OpDef, what: str, call: Callable[[], T]) -> T:
         if self.timeout is None:
             return call()
         try:

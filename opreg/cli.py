@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import cast
 
 from opreg import plugin_manager
 from opreg.errors import GradcheckError, OpregError, OpUsageError
@@ -183,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        return cast(int, args.run(args))  # each command's function, set_defaults(run=...)
     except OpregError as exc:  # bad data, a model file that does not fit, a missing extra: a message, no traceback
         print(f"opreg {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -9,13 +9,15 @@ are, and leaves its inputs and ``grad_output`` alone. A gradient handed to a use
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from opreg.errors import OpContractError
 from opreg.fit import gradient_dtype, sum_to_shape
 from opreg.opdef import OpDef
+
+T = TypeVar("T")
 
 
 def describe_array(x: Any) -> str:
@@ -81,7 +83,7 @@ def check_output(op: OpDef, output: Any) -> None:
         raise OpContractError(f"{op.describe()}: forward returned a {type(output).__name__}, not an array")
 
 
-def check_unchanged(op: OpDef, call: Callable[[], Any], arrays: Sequence[Any], names: Sequence[str]) -> Any:
+def check_unchanged(op: OpDef, call: Callable[[], T], arrays: Sequence[Any], names: Sequence[str]) -> T:
     """``call()``, raising if it modified any of ``arrays`` in place."""
     before = [np.array(x, copy=True) for x in arrays]
     result = call()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 from importlib import resources
+from typing import cast
 
 import numpy as np
 
@@ -78,4 +79,4 @@ def train_test_split(
 
 def one_hot(labels: np.ndarray, n_classes: int, dtype: np.dtype | type = np.float64) -> np.ndarray:
     """Integer labels as one-hot rows, the form ``softmax_cross_entropy`` takes."""
-    return np.eye(n_classes, dtype=dtype)[labels]
+    return cast(np.ndarray, np.eye(n_classes, dtype=dtype)[labels])

@@ -177,7 +177,8 @@ class Autograd:
         except (KeyError, TypeError):
             op = self._lookup(name)  # raises, saying why
         if attributes or op.attributes:
-            attributes = op.bind_attributes(attributes)
+            # **attributes is a dict to the checker, and cannot be declared wider; bound, it is a read-only Mapping
+            attributes = op.bind_attributes(attributes)  # type: ignore[assignment]
         for x in inputs:
             if type(x) is not np.ndarray:
                 inputs = as_arrays(inputs)
@@ -207,7 +208,7 @@ class Autograd:
                     f"{op.describe()}: the output is the same array object as {op.describe_input(position)}; "
                     "record a view (output.view()) or a copy"
                 )
-        attributes = op.bind_attributes(attributes)
+        attributes = op.bind_attributes(attributes)  # type: ignore[assignment]  # as in apply
         observers = observe.current() if observe.active else ()
         saved = run_forward(op, inputs, attributes, observers)[1] if op.saves else None
         self._record(op, inputs, output, gradients_to_update, attributes, saved, observers)

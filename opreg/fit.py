@@ -7,7 +7,8 @@ has the wider dtype. The engine sums the first away and casts the second back, a
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -17,9 +18,19 @@ def gradient_dtype(x: np.ndarray) -> np.dtype:
     return x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
 
 
+class _SupportsSum(Protocol):
+    # Members read-only; sum is any callable, as ndarray.sum and Tensor.sum take axis and keepdims differently.
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def ndim(self) -> int: ...
+    @property
+    def sum(self) -> Callable[..., Any]: ...
+
+
 #: An ndarray, or a Tensor when backward is itself recorded (``opreg.grad(..., create_graph=True)``): anything
 #: with ``shape``, ``ndim`` and ``sum(axis=, keepdims=)``.
-Summable = TypeVar("Summable")
+Summable = TypeVar("Summable", bound=_SupportsSum)
 
 
 def sum_to_shape(grad: Summable, shape: tuple[int, ...]) -> Summable | None:
@@ -36,7 +47,8 @@ def sum_to_shape(grad: Summable, shape: tuple[int, ...]) -> Summable | None:
     if extra:
         grad = grad.sum(axis=tuple(range(extra)))
         if isinstance(grad, np.generic):  # summing every axis of an array away gives a NumPy scalar
-            grad = np.asarray(grad)
+            # Summable is ndarray here, which the checker cannot tell from grad being a NumPy scalar
+            grad = np.asarray(grad)  # type: ignore[assignment]
     stretched = tuple(axis for axis, n in enumerate(shape) if n == 1 and grad.shape[axis] != 1)
     if stretched:
         grad = grad.sum(axis=stretched, keepdims=True)

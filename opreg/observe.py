@@ -12,9 +12,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from opreg.opdef import OpDef
+
+T = TypeVar("T")
 
 
 class Observer(Protocol):
@@ -106,7 +108,7 @@ def backward(
     return _unobserved(call)
 
 
-def _unobserved(call: Callable[[], Any]) -> Any:
+def _unobserved(call: Callable[[], T]) -> T:
     """``call()`` with observing suspended in this thread: an op's backward written with registered ops calls
     them, and those calls are part of the op that is observed, not ops of the user's."""
     _thread.inside += 1

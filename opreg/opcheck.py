@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import numpy as np
 
@@ -57,7 +57,7 @@ def check_op(op: OpDef | str, *, seed: int = 0, fast: bool = False, **tolerances
             raise GradcheckError(f"{op.describe()}: raised {type(exc).__name__}: {exc}{where}") from exc
 
 
-def _check_sample(op: OpDef, sample: Sample, rng: np.random.Generator, settings: dict, fast: bool) -> None:
+def _check_sample(op: OpDef, sample: Sample, rng: np.random.Generator, settings: dict[str, float], fast: bool) -> None:
     inputs = [np.array(x, dtype=np.float64) for x in sample.inputs]
     if len(inputs) != len(op.inputs):
         _fail(op, f"sample_inputs returned {len(inputs)} arrays for {len(op.inputs)} inputs {op.inputs}")
@@ -83,7 +83,7 @@ def _check_against_numeric(
     inputs: Sequence[np.ndarray],
     grad_output: np.ndarray,
     position: int,
-    settings: dict,
+    settings: dict[str, float],
     rng: np.random.Generator,
     fast: bool,
 ) -> None:
@@ -119,7 +119,7 @@ def _check_second_order(
     inputs: list[np.ndarray],
     attributes: Mapping[str, Any],
     grad_output: np.ndarray,
-    settings: dict,
+    settings: dict[str, float],
     rng: np.random.Generator,
     fast: bool,
 ) -> None:
@@ -133,7 +133,10 @@ def _check_second_order(
     def first_order(*values: np.ndarray) -> np.ndarray:
         *xs, g = values
         grads = analytic_gradients(op, xs, g, **attributes)
-        return np.asarray(sum(np.sum(v * grads[i]) for i, v in zip(positions, directions, strict=True)))
+        # positions are the differentiable inputs, whose gradients are arrays, not None
+        return np.asarray(
+            sum(np.sum(v * cast(np.ndarray, grads[i])) for i, v in zip(positions, directions, strict=True))
+        )
 
     values = [*inputs, grad_output]
     tensors = [Tensor(x, requires_grad=i in positions or i == len(inputs)) for i, x in enumerate(values)]
@@ -244,7 +247,7 @@ def analytic_gradients(
     ]
 
 
-def _compare(where: str, what: str, analytic: np.ndarray, numeric: np.ndarray, settings: Mapping) -> None:
+def _compare(where: str, what: str, analytic: np.ndarray, numeric: np.ndarray, settings: Mapping[str, float]) -> None:
     """Raise if ``analytic`` and ``numeric`` differ beyond ``atol + rtol * |numeric|`` anywhere."""
     error = np.abs(analytic - numeric)
     excess = error - (settings["atol"] + settings["rtol"] * np.abs(numeric))

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -135,7 +135,8 @@ class OpDef:
     def samples(self, rng: np.random.Generator) -> list[Sample]:
         """The declared sample inputs as a list of :class:`Sample`, attributes completed with their defaults."""
         drawn = list(self.sample_inputs(rng))
-        cases = drawn if drawn and all(isinstance(s, Sample) for s in drawn) else [Sample(*drawn)]
+        # all() saw that every one is a Sample, which does not narrow drawn's type for the checker
+        cases = cast("list[Sample]", drawn) if drawn and all(isinstance(s, Sample) for s in drawn) else [Sample(*drawn)]
         return [Sample(*case.inputs, **self.bind_attributes(case.attributes)) for case in cases]
 
 

@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 import functools
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 from typeguard import TypeCheckError
@@ -143,7 +143,7 @@ def _collect(pm: pluggy.PluginManager) -> dict[str, OpDef]:
     return table
 
 
-def _ops_of(plugin: str, hook: Callable[..., None], table: Mapping[str, OpDef]) -> dict[str, OpDef]:
+def _ops_of(plugin: str, hook: Callable[..., object], table: Mapping[str, OpDef]) -> dict[str, OpDef]:
     """The ops one plugin's hook registers, checked against each other and against ``table``."""
     ops: dict[str, OpDef] = {}
     info = plugin_manager.plugin_infos_by_name().get(plugin)
@@ -166,7 +166,7 @@ def _ops_of(plugin: str, hook: Callable[..., None], table: Mapping[str, OpDef]) 
                 )
             op = dataclasses.replace(op, overrides=earlier.plugin)
         elif earlier is not None or first is not None:
-            taken_by = (earlier or first).plugin
+            taken_by = cast(OpDef, earlier or first).plugin  # one of them is not None, as just tested
             raise RegistrationError(
                 f"op {op.name!r} is registered by both plugin {taken_by!r} and plugin {plugin!r}; disable one of "
                 "them, or declare overrides=True in the later one to replace the earlier op on purpose"

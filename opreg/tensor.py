@@ -11,12 +11,13 @@ itself, on Tensors, for ops whose backward is built from registered ops: second 
 
 from __future__ import annotations
 
+import enum
 import functools
 import itertools
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Final, Literal, cast
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -106,8 +107,14 @@ class Node:
 _node_numbers = itertools.count()
 
 
+class _Released(enum.Enum):
+    """The type of :data:`RELEASED`: a one-member enum, so that type checkers tell it apart from a Node."""
+
+    RELEASED = "released"
+
+
 #: Stands in for the node of a Tensor whose graph backward has released.
-RELEASED = object()
+RELEASED: Final = _Released.RELEASED
 
 
 class Tensor:
@@ -118,6 +125,7 @@ class Tensor:
     """
 
     __slots__ = ("_grad", "_node", "_requires_grad", "data")
+    _grad: np.ndarray | None
     __array_priority__ = 1000
     __hash__ = object.__hash__  # by identity, as before comparisons were defined: Tensors key dicts and sets
 
@@ -125,7 +133,7 @@ class Tensor:
         self.data: np.ndarray = np.asarray(data.data if isinstance(data, Tensor) else data, dtype=dtype)
         self.requires_grad = requires_grad
         self.grad: np.ndarray | None = None
-        self._node: Node | object | None = None
+        self._node: Node | Literal[_Released.RELEASED] | None = None
 
     @property
     def grad(self) -> np.ndarray | None:
@@ -178,7 +186,7 @@ class Tensor:
         return self.data
 
     def item(self) -> float:
-        return self.data.item()
+        return cast(float, self.data.item())
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph."""
@@ -347,7 +355,7 @@ def grad(
     registered ops (:class:`opreg.NotComposableError` names one that is not). The graph is kept
     when ``create_graph`` (the new graph reaches into it), released otherwise, unless ``retain_graph`` says.
     """
-    seed = _seed(output, gradient, "grad()")
+    seed: np.ndarray | Tensor = _seed(output, gradient, "grad()")
     if create_graph:  # a Tensor gradient stays one: what grad returns may depend on it, and be differentiated
         seed = gradient if isinstance(gradient, Tensor) and gradient.dtype == seed.dtype else Tensor(seed)
     retain = create_graph if retain_graph is None else retain_graph
@@ -397,6 +405,7 @@ def _releasing(made: list[Tensor], retain_graph: bool) -> Iterator[tuple[Tensor,
         node = tensor._node
         if not retain_graph:
             tensor._node = RELEASED
+        # A Node, as _topological_order made sure, which the checker cannot follow; a check here would run per node.
         yield tensor, node  # type: ignore[misc]
 
 
@@ -408,7 +417,8 @@ def _leaf_gradient(current: np.ndarray | None, arrived: np.ndarray) -> np.ndarra
     reference-count test. That spares copying every weight's gradient on every step.
     """
     if current is not None:
-        return total(current, arrived)
+        summed: np.ndarray = total(current, arrived)
+        return summed
     # References: the caller's variable, this parameter and getrefcount's argument.
     if isinstance(arrived, np.ndarray) and arrived.base is None and sys.getrefcount(arrived) <= 3:
         return arrived
@@ -452,9 +462,10 @@ def apply(name: str, *args: Any, **attributes: Any) -> Tensor:
     try:
         op = TABLE[name]
     except KeyError:
-        op = op_table().get(name)  # loads the plugins on first use
-        if op is None:
+        found = op_table().get(name)  # loads the plugins on first use
+        if found is None:
             raise unknown_op_error(name) from None
+        op = found
     return apply_op(op, args, attributes)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -35,6 +35,9 @@ try:
     from hypothesis.extra import numpy as hnp
 except ImportError as error:  # pragma: no cover - the test extra is missing
     raise ImportError("opreg.testing needs hypothesis: pip install 'opreg[test]'") from error
+
+if TYPE_CHECKING:  # for the type checker alone: typeguard would find a draw function lacks DrawFn's __signature__
+    from hypothesis.strategies import DrawFn
 
 __all__ = [
     "ATOL",
@@ -80,7 +83,7 @@ ATOL: dict[np.dtype, float] = {np.dtype(np.float32): 1e-6, np.dtype(np.float64):
 # --- elements --------------------------------------------------------------------------------------------------------
 
 
-def _bound(value: float, dtype: type[np.generic], inward: float) -> float:
+def _bound(value: float, dtype: type[np.floating[Any]], inward: float) -> float:
     """``value`` as the nearest float of ``dtype`` on the side of ``inward``: hypothesis wants bounds that are exact
     in the width it draws, and 0.1 is not a float32."""
     rounded = dtype(value)
@@ -93,8 +96,9 @@ def floats(lo: float, hi: float) -> Elements:
     """Finite floats of the dtype in [lo, hi]; hypothesis favours the ends, which is where domains break."""
 
     def elements(dtype: type[np.generic]) -> st.SearchStrategy[float]:
-        width = np.finfo(dtype).bits
-        return st.floats(_bound(lo, dtype, hi), _bound(hi, dtype, lo), width=width)
+        floating = cast("type[np.floating[Any]]", dtype)  # Elements take any scalar type; these, float ones only
+        width = cast("Literal[16, 32, 64]", np.finfo(floating).bits)  # the widths of NumPy's float types
+        return st.floats(_bound(lo, floating, hi), _bound(hi, floating, lo), width=width)
 
     return elements
 
@@ -120,27 +124,27 @@ def arrays(dtype: type[np.generic], shape: tuple[int, ...], elements: Elements) 
 
 
 @st.composite
-def min_sides(draw: Callable[..., Any], allow_empty: bool = True) -> int:
+def min_sides(draw: DrawFn, allow_empty: bool = True) -> int:
     """1 mostly; 0 (empty axes allowed) about one time in six, since most bugs do not need an empty array."""
     return 0 if allow_empty and draw(st.integers(0, 5)) == 5 else 1
 
 
 @st.composite
-def shapes(draw: Callable[..., Any], min_dims: int = 0, max_dims: int = 4, allow_empty: bool = True) -> tuple[int, ...]:
+def shapes(draw: DrawFn, min_dims: int = 0, max_dims: int = 4, allow_empty: bool = True) -> tuple[int, ...]:
     """Shapes of ``min_dims`` to ``max_dims`` axes (0-d to 4-D by default), each axis at most 4 long."""
     low = draw(min_sides(allow_empty))
     return draw(hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=low, max_side=4))
 
 
 @st.composite
-def broadcastable_shapes(draw: Callable[..., Any], allow_empty: bool = True) -> tuple[tuple[int, ...], ...]:
+def broadcastable_shapes(draw: DrawFn, allow_empty: bool = True) -> tuple[tuple[int, ...], ...]:
     """Two mutually broadcastable shapes, 0-d to 4-D: either one broadcast against the other, or both."""
     low = draw(min_sides(allow_empty))
     return draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=4, min_side=low, max_side=4)).input_shapes
 
 
 @st.composite
-def axes(draw: Callable[..., Any], ndim: int) -> int | tuple[int, ...] | None:
+def axes(draw: DrawFn, ndim: int) -> int | tuple[int, ...] | None:
     """An ``axis`` attribute for an ``ndim``-D input in every spelling NumPy accepts: None, an int of either sign,
     or a tuple of distinct axes in any order, each of either sign (maybe empty: reduce nothing)."""
     kind = draw(st.sampled_from(["none", "tuple", "int"] if ndim else ["none", "tuple"]))
@@ -157,7 +161,7 @@ def axes(draw: Callable[..., Any], ndim: int) -> int | tuple[int, ...] | None:
 # --- cases: an op's inputs and attributes ----------------------------------------------------------------------------
 
 
-def _attributes(draw: Callable[..., Any], strategies: Mapping[str, st.SearchStrategy[Any]]) -> dict[str, Any]:
+def _attributes(draw: DrawFn, strategies: Mapping[str, st.SearchStrategy[Any]]) -> dict[str, Any]:
     return {name: draw(strategy, label=name) for name, strategy in strategies.items()}
 
 
@@ -167,7 +171,7 @@ def unary(
     """One input of any shape (at least ``min_dims`` axes); each keyword is an attribute and its strategy."""
 
     @st.composite
-    def case(draw: Callable[..., Any], dtype: type[np.generic]) -> Case:
+    def case(draw: DrawFn, dtype: type[np.generic]) -> Case:
         shape = draw(shapes(min_dims=min_dims, allow_empty=allow_empty))
         return [draw(arrays(dtype, shape, elements))], _attributes(draw, attributes)
 
@@ -178,7 +182,7 @@ def binary(first: Elements, second: Elements, **attributes: st.SearchStrategy[An
     """Two inputs of any mutually broadcastable shapes (0-d to 4-D, either one broadcast, or both)."""
 
     @st.composite
-    def case(draw: Callable[..., Any], dtype: type[np.generic]) -> Case:
+    def case(draw: DrawFn, dtype: type[np.generic]) -> Case:
         a_shape, b_shape = draw(broadcastable_shapes())
         a, b = draw(arrays(dtype, a_shape, first)), draw(arrays(dtype, b_shape, second))
         return [a, b], _attributes(draw, attributes)
@@ -190,7 +194,7 @@ def same_shape(first: Elements, second: Elements, **attributes: st.SearchStrateg
     """Two inputs of one shape: what losses accept (they refuse to broadcast, as torch's do)."""
 
     @st.composite
-    def case(draw: Callable[..., Any], dtype: type[np.generic]) -> Case:
+    def case(draw: DrawFn, dtype: type[np.generic]) -> Case:
         shape = draw(shapes())
         a, b = draw(arrays(dtype, shape, first)), draw(arrays(dtype, shape, second))
         return [a, b], _attributes(draw, attributes)
@@ -204,7 +208,7 @@ def reduction(elements: Elements, allow_empty: bool = True) -> CaseStrategy:
     ``allow_empty=False`` for a reduction without an identity (max): over an empty axis it has no value."""
 
     @st.composite
-    def case(draw: Callable[..., Any], dtype: type[np.generic]) -> Case:
+    def case(draw: DrawFn, dtype: type[np.generic]) -> Case:
         x = draw(arrays(dtype, draw(shapes(allow_empty=allow_empty)), elements))
         return [x], {"axis": draw(axes(x.ndim), label="axis"), "keepdims": draw(st.booleans(), label="keepdims")}
 

@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -107,7 +108,7 @@ def predict(model: MLP, features: np.ndarray) -> np.ndarray:
         outputs = model(features)
     if isinstance(model.autograd_engine, Autograd):
         model.autograd_engine.zero_grad()
-    return np.asarray(outputs.data if isinstance(outputs, Tensor) else outputs).argmax(axis=1)
+    return cast(np.ndarray, np.asarray(outputs.data if isinstance(outputs, Tensor) else outputs).argmax(axis=1))
 
 
 def accuracy(model: MLP, features: np.ndarray, labels: np.ndarray) -> float:

@@ -36,7 +36,7 @@ def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     if weight.ndim != 2:
         raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {weight.shape}")
     product = x @ weight.T
-    output = product + bias
+    output: np.ndarray = product + bias
     if output.shape != product.shape:  # a bias that widened the output would leave backward's g @ W meaningless
         raise ValueError(f"bias of shape {bias.shape} does not broadcast to x @ weight.T's shape {product.shape}")
     return output

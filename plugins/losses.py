@@ -30,7 +30,9 @@ def _softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[np.n
     return np.asarray(-(labels * (shifted - np.log(total))).sum() / batch), (exp, total)
 
 
-def _softmax_cross_entropy_backward(g: Any, logits: Any, labels: Any, *, saved: tuple[Any, Any] | None) -> tuple:
+def _softmax_cross_entropy_backward(
+    g: Any, logits: Any, labels: Any, *, saved: tuple[Any, Any] | None
+) -> tuple[Any, None]:
     """softmax * (row sum of labels) - labels, over the batch size: exact for label rows that do not sum to 1.
 
     ``saved`` is None when this backward is itself differentiated: the softmax is then computed again from the

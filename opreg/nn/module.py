@@ -9,7 +9,7 @@ and :meth:`Module.parameters` hides that from optimizers.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -29,11 +29,11 @@ class BoundParameter:
 
     @property
     def data(self) -> np.ndarray:
-        return getattr(self.module, self.name)
+        return cast(np.ndarray, getattr(self.module, self.name))
 
     @property
     def grad(self) -> np.ndarray:
-        return getattr(self.module, self.grad_name)
+        return cast(np.ndarray, getattr(self.module, self.grad_name))
 
     def __repr__(self) -> str:
         return f"BoundParameter({type(self.module).__name__}.{self.name}, {self.data.dtype} {self.data.shape})"

@@ -6,11 +6,13 @@ import json
 import os
 import zipfile
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from opreg.nn.module import ModelFileError, Module
+
+M = TypeVar("M", bound=Module)
 
 #: The archive entry holding :func:`save`'s metadata, as JSON text (a string array needs no pickle).
 METADATA_KEY = "__opreg_metadata__"
@@ -21,7 +23,8 @@ def save(module: Module, path: str | os.PathLike[str], metadata: Mapping[str, An
     JSON-serialisable ``metadata`` (what is needed to rebuild the model, say)."""
     extra = {METADATA_KEY: np.array(json.dumps(dict(metadata)))} if metadata else {}
     with open(path, "wb") as file:  # np.savez given a name would append ".npz" to one that lacks it
-        np.savez(file, **module.state_dict(), **extra)
+        # The checker would match the arrays with savez's allow_pickle: bool too; no parameter has that name
+        np.savez(file, **module.state_dict(), **extra)  # type: ignore[arg-type]
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -30,7 +33,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return json.loads(str(archive[METADATA_KEY])) if METADATA_KEY in archive else {}
 
 
-def load(module: Module, path: str | os.PathLike[str]) -> Module:
+def load(module: M, path: str | os.PathLike[str]) -> M:
     """Read a file written by :func:`save` into ``module`` in place (``allow_pickle=False``); returns it.
 
     A file that is not such an archive, or whose parameters do not fit the module (the first mismatch named),
