@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, Sample, away_from_zero, hookimpl, positive
+from opreg.plugin import Register, Sample, away_from_zero, constant, hookimpl, positive
 
 
 def _pow_backward(g: Any, base: Any, exponent: Any, *, output: Any) -> tuple[Any, Any]:
@@ -21,10 +21,13 @@ def _pow_backward(g: Any, base: Any, exponent: Any, *, output: Any) -> tuple[Any
     d/dbase = exponent * base^(exponent - 1), 0 where exponent == 0 (not 0 * 0^-1 = nan at base 0);
     d/dexponent = base^exponent * log(base), 0 where base == 0 and exponent >= 0 (the limit from base > 0).
     The discarded branches of where divide by 0 or take log(0): those warnings are silenced, as torch's are.
+    The masks are constants (a derivative never flows through a comparison), combined as arrays: Tensors have
+    no ``&``.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         grad_base = onp.where(exponent == 0, 0.0, g * exponent * onp.power(base, exponent - 1))
-        grad_exponent = g * onp.where((base == 0) & (exponent >= 0), 0.0, output * onp.log(base))
+        zero_base = (constant(base) == 0) & (constant(exponent) >= 0)
+        grad_exponent = g * onp.where(zero_base, 0.0, output * onp.log(base))
     return grad_base, grad_exponent
 
 
