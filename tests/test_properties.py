@@ -54,7 +54,7 @@ from opreg import testing
 from opreg.testing import Case, CaseStrategy, Elements, arrays, away_from_zero, floats, same_shape, unary, with_zeros
 
 from shape_attributes import broadcast_target, expand_dims_axis, squeeze_axis, unit_axes
-from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS
+from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain
 
 DTYPES = [np.float32, np.float64]
 
@@ -187,12 +187,6 @@ EDGES: dict[str, dict[str, Elements]] = {
     "div": {"b": DIVISOR},
     "pow": {"base": POSITIVE_BASE, "exponent": EXPONENT},
 }
-
-
-def declared_domain(name: str, input_name: str) -> tuple[float, float] | None:
-    """The ``(low, high)`` op ``name`` declares for ``input_name``, or None (any finite value)."""
-    domain = REGISTRY[name].domain
-    return domain.get(input_name) if isinstance(domain, Mapping) else domain
 
 
 def elements_for(name: str, input_name: str) -> Elements:
