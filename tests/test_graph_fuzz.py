@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -47,7 +46,7 @@ import opreg
 from opreg.testing import axes
 
 from shape_attributes import broadcast_target, expand_dims_axis, squeeze_axis
-from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, torch
+from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, torch
 
 #: No node's values may exceed this in magnitude.
 LIMIT = 1e4
@@ -487,11 +486,6 @@ RULES = {
 def _box(value: Node | float) -> tuple[float, float]:
     """The interval of an operand: a node's, or a number's single point."""
     return (value.lo, value.hi) if isinstance(value, Node) else (value, value)
-
-
-def declared_domain(op: str, input_name: str) -> tuple[float, float] | None:
-    domain = REGISTRY[op].domain
-    return domain.get(input_name) if isinstance(domain, Mapping) else domain
 
 
 def _normalize(axis, ndim: int) -> tuple[int, ...]:

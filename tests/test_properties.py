@@ -54,7 +54,7 @@ from opreg import testing
 from opreg.testing import Case, CaseStrategy, Elements, arrays, away_from_zero, floats, same_shape, unary, with_zeros
 
 from shape_attributes import broadcast_target, expand_dims_axis, squeeze_axis, unit_axes
-from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS
+from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain
 
 DTYPES = [np.float32, np.float64]
 
@@ -187,12 +187,6 @@ EDGES: dict[str, dict[str, Elements]] = {
     "div": {"b": DIVISOR},
     "pow": {"base": POSITIVE_BASE, "exponent": EXPONENT},
 }
-
-
-def declared_domain(name: str, input_name: str) -> tuple[float, float] | None:
-    """The ``(low, high)`` op ``name`` declares for ``input_name``, or None (any finite value)."""
-    domain = REGISTRY[name].domain
-    return domain.get(input_name) if isinstance(domain, Mapping) else domain
 
 
 def elements_for(name: str, input_name: str) -> Elements:
@@ -430,3 +424,25 @@ def test_div_gradient_of_the_divisor_does_not_overflow(dtype, a, b):
     _, (_, ref) = run_torch("div", inputs, {}, g)
     assert np.isfinite(ref).all()
     testing.assert_close(grad_b, ref, 0.0, 1, "div gradient of b")
+
+
+def test_pow_gradient_of_0d_float32_inputs_is_float32_in_checking_mode():
+    """Open core bug (found by ``test_op_matches_torch[pow-float32]`` under ``OPREG_CHECK=1``, which fails on it
+    every run): pow's backward returns a float64 gradient for a 0-d float32 base.
+
+    On 0-d arrays NumPy arithmetic returns NumPy scalars: ``exponent == 0`` is an ``np.bool_`` and
+    ``g * exponent * ...`` an ``np.float32``. ``onp.where(exponent == 0, 0.0, <np.float32>)`` then reaches
+    ``opreg.calls.as_arrays``, which promotes the Python ``0.0`` only against ``np.ndarray`` inputs, and finding
+    none makes it a float64 array; ``np.where`` then widens the result to float64. Checking mode reports it;
+    without checking mode the engine casts the gradient back to float32, so other tests do not see it.
+
+    Repro: as_arrays([np.float32(1.0), 0.0]) -> dtypes [float32, float64] (NumPy itself keeps float32).
+    """
+    base, exponent = np.array(1.0, np.float32), np.array(0.0, np.float32)
+    engine = opreg.Autograd()
+    with opreg.checking():
+        engine.apply("pow", base, exponent)
+        engine.backward(np.array(1.0, np.float32))
+    grads = [engine.gradient_buffer.get_param(x) for x in (base, exponent)]
+    assert [g.dtype for g in grads] == [np.float32, np.float32]
+    np.testing.assert_array_equal(grads, [0.0, 0.0])  # d/dbase 0 at exponent 0; d/dexponent = 1 * log(1)

@@ -15,7 +15,7 @@ The test modules import this as ``torch_reference``: tests/ has no ``__init__.py
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -91,3 +91,10 @@ def is_elementwise(op: opreg.OpDef) -> bool:
 
 #: The built-in ops that are elementwise on their samples (see :func:`is_elementwise`).
 ELEMENTWISE = frozenset(name for name in BUILTIN_OPS if is_elementwise(REGISTRY[name]))
+
+
+def declared_domain(name: str, input_name: str) -> tuple[float, float] | None:
+    """The ``(low, high)`` op ``name`` declares for its input ``input_name`` (``domain=``), or None: any finite
+    value."""
+    domain = REGISTRY[name].domain
+    return domain.get(input_name) if isinstance(domain, Mapping) else domain
