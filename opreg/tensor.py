@@ -556,11 +556,10 @@ def numpy_call(function: Any, name: str, method: str, args: Sequence[Any], kwarg
     op = numpy_op(name) if method == "__call__" and not kwargs.get("out") else None
     if op is not None:
         return call_op(op, args, {k: v for k, v in kwargs.items() if k != "out"})
-    if (
-        isinstance(function, np.ufunc)
-        and method == "__call__"
-        and all(t[-function.nout :] == "?" * function.nout for t in function.types)
-    ):
+    boolean = isinstance(function, np.ufunc) and all(  # its object loop aside, every loop gives booleans
+        t.endswith("?" * function.nout) for t in function.types if "O" not in t
+    )
+    if boolean and method == "__call__":
         return Tensor(function(*(x.data if isinstance(x, Tensor) else x for x in args), **kwargs))
     where = f"numpy.{name}" + ("" if method == "__call__" else f".{method}")
     raise OpUsageError(

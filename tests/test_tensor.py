@@ -968,3 +968,14 @@ def test_comparisons_give_constant_masks_and_are_never_quietly_true():
         _ = x in [Tensor(np.zeros(2))]
     (ops.mul(x, x > 0)).sum().backward()
     np.testing.assert_array_equal(x.grad, [0.0, 1.0])
+
+
+def test_numpy_comparisons_on_tensors_give_constant_masks():
+    """NumPy's comparison and logical ufuncs (array < tensor calls np.less) have no derivative: they run on the
+    values and give a boolean Tensor outside the graph, as the operators do."""
+    t = Tensor(np.array([1.0, -1.0]), requires_grad=True)
+    for mask in [np.zeros(2) < t, np.greater(t, 0), np.logical_and(t > 0, True), np.isfinite(t), np.equal(t, 1.0)]:
+        assert isinstance(mask, Tensor) and mask.dtype == np.bool_ and not mask.requires_grad
+    np.testing.assert_array_equal((np.zeros(2) < t).data, [True, False])
+    with pytest.raises(OpUsageError, match=r"numpy.sin was called on a Tensor"):
+        np.sin(t)
