@@ -126,11 +126,13 @@ class OpDef:
 
     def bind_attributes(self, given: Mapping[str, Any]) -> Mapping[str, Any]:
         """The declared attribute defaults updated with ``given``; an attribute the op lacks is an error."""
-        unknown = sorted(given.keys() - self.attributes.keys())
-        if unknown:
+        if not given:
+            return self.attributes
+        if not given.keys() <= self.attributes.keys():
+            unknown = sorted(given.keys() - self.attributes.keys())
             declared = ", ".join(f"{k}={v!r}" for k, v in self.attributes.items()) or "none"
             raise OpUsageError(f"{self.describe()} has no attribute {', '.join(unknown)}; its attributes: {declared}")
-        return {**self.attributes, **given} if given else self.attributes
+        return {**self.attributes, **given}
 
     def samples(self, rng: np.random.Generator) -> list[Sample]:
         """The declared sample inputs as a list of :class:`Sample`, attributes completed with their defaults."""

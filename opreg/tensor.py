@@ -515,9 +515,9 @@ def call_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> An
             convert = True
     if attributes or op.attributes:
         attributes = op.bind_attributes(attributes)
-    elif not convert and not op.saves and not observe.active and len(args) == len(op.inputs):
+    if not convert and not op.saves and not observe.active and len(args) == len(op.inputs):
         try:  # the common case, arrays and nothing else, in as few steps as possible: this runs inside backwards
-            output = op.forward(*args)
+            output = op.forward(*args, **attributes) if attributes else op.forward(*args)
         except Exception:
             pass  # run_forward below raises again, with the op named
         else:

@@ -50,7 +50,7 @@ def opreg_register_ops(register: Register) -> None:
     register(
         name="add",
         inputs=("a", "b"),
-        forward=lambda a, b: a + b,
+        forward=np.add,
         backward=lambda g, a, b: (g, g),
         doc="a + b, broadcasting.",
         numpy="add",
@@ -59,7 +59,7 @@ def opreg_register_ops(register: Register) -> None:
     register(
         name="sub",
         inputs=("a", "b"),
-        forward=lambda a, b: a - b,
+        forward=np.subtract,
         backward=lambda g, a, b: (g, -g),
         doc="a - b, broadcasting.",
         numpy="subtract",
@@ -68,7 +68,7 @@ def opreg_register_ops(register: Register) -> None:
     register(
         name="mul",
         inputs=("a", "b"),
-        forward=lambda a, b: a * b,
+        forward=np.multiply,
         backward=lambda g, a, b: (g * b, g * a),
         doc="a * b elementwise, broadcasting.",
         numpy="multiply",
@@ -77,7 +77,7 @@ def opreg_register_ops(register: Register) -> None:
     register(
         name="div",
         inputs=("a", "b"),
-        forward=lambda a, b: a / b,
+        forward=np.divide,
         backward=lambda g, a, b, *, output: (g / b, -g * output / b),  # not a / (b * b): b * b over/underflows
         sample_inputs=lambda rng: (rng.standard_normal((3, 4)), away_from_zero(rng, (3, 4), low=0.5)),
         doc="a / b elementwise, broadcasting.",
@@ -88,7 +88,7 @@ def opreg_register_ops(register: Register) -> None:
     register(
         name="neg",
         inputs=("x",),
-        forward=lambda x: -x,
+        forward=np.negative,
         backward=lambda g, x: (-g,),
         doc="-x.",
         numpy="negative",
