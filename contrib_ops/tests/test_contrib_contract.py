@@ -6,6 +6,7 @@ something else)."""
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -96,3 +97,18 @@ def test_a_declared_numpy_name_is_that_numpy_function(alias, name):
         assert isinstance(recorded, Tensor) and recorded.requires_grad
         np.testing.assert_array_equal(recorded.data, expected, strict=True)
         np.testing.assert_array_equal(getattr(opreg.numpy, alias)(*sample.inputs, **sample.attributes), expected)
+
+
+README = PACKAGE.parent / "README.md"
+
+
+def test_the_readme_examples_run_without_deprecation_warnings():
+    """The package README's code, as written: engine, Tensors, create_graph through its ops, NumPy's names."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    assert blocks
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        for block in blocks:
+            namespace: dict[str, Any] = {}
+            exec(compile(block, str(README), "exec"), namespace)
+    assert namespace["w"].grad.shape == (4, 3)
