@@ -926,22 +926,18 @@ def test_hessian_vector_products_match_torch():
 
 def test_create_graph_through_a_numpy_backward_is_refused_naming_the_op(install_ops):
     """A backward that calls a NumPy function no op implements cannot be differentiated: an error names the op and
-    the function, rather than a second derivative that silently misses a term."""
+    the function, rather than a second derivative that silently misses a term. (np.cos: no op implements it, with
+    or without contrib_ops, which implements numpy.absolute and numpy.sqrt.)"""
     install_ops(
-        {
-            "name": "softsign",
-            "inputs": ("x",),
-            "forward": lambda x: x / (1 + np.abs(x)),
-            "backward": lambda g, x: (g / (1 + np.abs(x)) ** 2,),
-        },
+        {"name": "sine", "inputs": ("x",), "forward": np.sin, "backward": lambda g, x: (g * np.cos(x),)},
         name="numpy-ops",
     )
     x = Tensor(np.ones((2, 2)), requires_grad=True)
-    (first,) = opreg.grad(ops.softsign(x), [x], np.ones((2, 2)))  # first order: NumPy code is fine
-    np.testing.assert_allclose(first.data, 0.25)
-    refused = r"op 'softsign' \(plugin 'numpy-ops'\): create_graph=True.*numpy.absolute"
+    (first,) = opreg.grad(ops.sine(x), [x], np.ones((2, 2)))  # first order: NumPy code is fine
+    np.testing.assert_allclose(first.data, np.cos(1.0))
+    refused = r"op 'sine' \(plugin 'numpy-ops'\): create_graph=True.*numpy.cos"
     with pytest.raises(opreg.NotComposableError, match=refused):
-        opreg.grad(ops.softsign(x), [x], np.ones((2, 2)), create_graph=True)
+        opreg.grad(ops.sine(x), [x], np.ones((2, 2)), create_graph=True)
 
 
 def test_create_graph_works_in_checking_and_anomaly_modes():
@@ -979,3 +975,34 @@ def test_numpy_comparisons_on_tensors_give_constant_masks():
     np.testing.assert_array_equal((np.zeros(2) < t).data, [True, False])
     with pytest.raises(OpUsageError, match=r"numpy.sin was called on a Tensor"):
         np.sin(t)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: positional arguments past an op's inputs become its attributes in declared order "
+    "(dispatch.py, tensor._positional_attributes), not by NumPy's signature: np.sum(t, 0, None) sets keepdims=None",
+)
+@pytest.mark.parametrize("function", [np.sum, np.mean], ids=lambda f: f.__name__)
+def test_numpy_positional_arguments_are_read_by_numpys_signature(function):
+    """np.sum(a, axis, dtype, out, keepdims): the third positional argument is dtype, not keepdims. A valid NumPy
+    call with dtype=None gives NumPy's result on a Tensor too; today it fails in forward with "'NoneType' object
+    cannot be interpreted as an integer" (keepdims=None), and np.sum(t, 0, np.float64) with "'type' object ..."."""
+    x = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(function(Tensor(x, requires_grad=True), 0, None).data, function(x, 0, None))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: opreg.plugin.gradient_dtype is hinted x: np.ndarray, so under typeguard (CI's third run) a "
+    "backward calling it on its input fails once it runs on Tensors (create_graph); restore_axes was retyped for this",
+)
+def test_gradient_dtype_takes_a_tensor_under_typeguard():
+    """A backward may call gradient_dtype(x) on its input, which is a Tensor when the backward is differentiated:
+    it works (Tensor has dtype), and its hint must say so, as restore_axes's does."""
+    from typeguard import typechecked
+
+    import opreg.plugin
+
+    x = Tensor(np.ones(3, np.float32), requires_grad=True)
+    assert typechecked(opreg.plugin.restore_axes)(x, x, 0, True) is x
+    assert typechecked(opreg.plugin.gradient_dtype)(x) == np.float32

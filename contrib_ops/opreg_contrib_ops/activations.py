@@ -3,16 +3,22 @@
 Each op returns the dtype it was given: constants are Python floats, which NumPy 2 does not let promote a float32
 array (``np.float64`` scalars would). Gradients at kinks are PyTorch's, so that a model ported from torch trains
 the same.
+
+Every backward is written with registered ops (``opreg.ops.sigmoid``, :mod:`opreg.numpy`), operators and
+comparisons (masks, which are constants), so it runs on Tensors too and can be differentiated again, except
+gelu's exact one: it evaluates the normal CDF with ``math.erfc``, element by element, and no op computes erfc.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-from opreg import Register, Sample
-from opreg_contrib_ops._common import away_from_zero, float_dtype, sigmoid
+import opreg.numpy as onp
+import opreg.ops
+from opreg.plugin import Register, Sample, away_from_zero, gradient_dtype, positive
 
 # softplus
 
@@ -22,20 +28,20 @@ def _softplus(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(0, x)
 
 
-def _softplus_backward(g: np.ndarray, x: np.ndarray) -> tuple[np.ndarray]:
-    return (g * sigmoid(x),)
+def _softplus_backward(g: Any, x: Any) -> tuple[Any]:
+    return (g * opreg.ops.sigmoid(x),)
 
 
 # leaky_relu
 
 
-def _leaky_relu(x: np.ndarray, *, negative_slope: float) -> np.ndarray:
+def _leaky_relu(x: np.ndarray, *, negative_slope: float = 0.01) -> np.ndarray:
     """x where x > 0, else negative_slope * x; the gradient at exactly 0 is negative_slope, as in torch."""
     return np.where(x > 0, x, x * float(negative_slope))
 
 
-def _leaky_relu_backward(g: np.ndarray, x: np.ndarray, *, negative_slope: float) -> tuple[np.ndarray]:
-    return (np.where(x > 0, g, g * float(negative_slope)),)
+def _leaky_relu_backward(g: Any, x: Any, *, negative_slope: float) -> tuple[Any]:
+    return (onp.where(x > 0, g, g * float(negative_slope)),)
 
 
 # gelu
@@ -56,51 +62,49 @@ def _normal_cdf(x: np.ndarray) -> np.ndarray:
     """Phi(x) = erfc(-x / sqrt 2) / 2, via math.erfc element by element (a Python loop: exact, not fast).
 
     erfc rather than torch's 1 + erf(x / sqrt 2): the latter cancels to 0 for x below about -8, erfc does not.
+    Arrays only: no registered op computes erfc, so on a Tensor (gelu's backward differentiated again) this raises,
+    and opreg reports gelu's exact backward as not composable.
     """
-    return (0.5 * _erfc(np.asarray(x, dtype=np.float64) * -_SQRT_HALF)).astype(float_dtype(x), copy=False)
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"the normal CDF is computed with math.erfc on arrays, not on a {type(x).__name__}")
+    return (0.5 * _erfc(x.astype(np.float64, copy=False) * -_SQRT_HALF)).astype(gradient_dtype(x), copy=False)
 
 
-def _tanh_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _tanh_sigmoid(x: Any) -> Any:
     """s = sigmoid(2u) with u = sqrt(2/pi) (x + 0.044715 x^3), so that 1 + tanh(u) = 2s without cancellation."""
-    u = _TANH_SCALE * (x + _TANH_CUBIC * x * x * x)
-    return u, sigmoid(2.0 * u)
+    return opreg.ops.sigmoid(2.0 * _TANH_SCALE * (x + _TANH_CUBIC * x * x * x))
 
 
-def _gelu(x: np.ndarray, *, approximate: str) -> np.ndarray:
+def _gelu(x: np.ndarray, *, approximate: str = "none") -> np.ndarray:
     """x * Phi(x); approximate="tanh": x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2, as torch's gelu."""
     _check_approximate(approximate)
-    if approximate == "tanh":
-        _, s = _tanh_parts(x)
-        return x * s
-    return x * _normal_cdf(x)
+    return x * (_tanh_sigmoid(x) if approximate == "tanh" else _normal_cdf(x))
 
 
-def _gelu_backward(g: np.ndarray, x: np.ndarray, *, approximate: str) -> tuple[np.ndarray]:
-    """Phi(x) + x phi(x), or for tanh: (1 + t) / 2 + x (1 - t^2) / 2 * du/dx, with 1 - t^2 = 4 s (1 - s)."""
+def _gelu_backward(g: Any, x: Any, *, approximate: str) -> tuple[Any]:
+    """Phi(x) + x phi(x), or for tanh: (1 + t) / 2 + x (1 - t^2) / 2 * du/dx, with 1 - t^2 = 4 s (1 - s).
+
+    The tanh form is built from registered ops and composes; the exact form needs Phi, which only math.erfc
+    computes, so it serves first derivatives only.
+    """
     _check_approximate(approximate)
     if approximate == "tanh":
-        _, s = _tanh_parts(x)
+        s = _tanh_sigmoid(x)
         du_dx = _TANH_SCALE * (1.0 + 3.0 * _TANH_CUBIC * x * x)
-        derivative = s + 2.0 * x * s * (1.0 - s) * du_dx
-    else:
-        derivative = _normal_cdf(x) + x * (_INV_SQRT_2PI * np.exp(-0.5 * x * x))
-    return (g * derivative,)
+        return (g * (s + 2.0 * x * s * (1.0 - s) * du_dx),)
+    return (g * (_normal_cdf(x) + x * (_INV_SQRT_2PI * onp.exp(-0.5 * x * x))),)
 
 
 def _gelu_samples(rng: np.random.Generator) -> list[Sample]:
     return [Sample(rng.standard_normal((3, 4)) * 2.0), Sample(rng.standard_normal((3, 4)) * 2.0, approximate="tanh")]
 
 
-# sqrt, abs, pow
+# abs
 
 
-def _abs_backward(g: np.ndarray, x: np.ndarray) -> tuple[np.ndarray]:
-    """g * sign(x): 0 at exactly 0, as torch (any value in [-1, 1] is a subgradient there)."""
-    return (g * np.sign(x),)
-
-
-def _positive(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    return rng.uniform(0.5, 2.0, size=shape)
+def _abs_backward(g: Any, x: Any) -> tuple[Any]:
+    """g * sign(x), from two masks: 0 at exactly 0, as torch (any value in [-1, 1] is a subgradient there)."""
+    return (g * (x > 0) - g * (x < 0),)
 
 
 def register_ops(register: Register) -> None:
@@ -109,41 +113,43 @@ def register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_softplus,
         backward=_softplus_backward,
+        reference="torch.nn.functional.softplus",
     )
     register(
         name="leaky_relu",
         inputs=("x",),
-        attributes={"negative_slope": 0.01},
         forward=_leaky_relu,
         backward=_leaky_relu_backward,
-        sample_inputs=lambda rng: [
-            Sample(away_from_zero(rng, (3, 4))),
-            Sample(away_from_zero(rng, (3, 4)), negative_slope=0.2),
-        ],
+        sample_inputs=lambda rng: [Sample(away_from_zero(rng)), Sample(away_from_zero(rng), negative_slope=0.2)],
+        reference="torch.nn.functional.leaky_relu",
     )
     register(
         name="gelu",
         inputs=("x",),
-        attributes={"approximate": "none"},
         forward=_gelu,
         backward=_gelu_backward,
         sample_inputs=_gelu_samples,
         doc='x * Phi(x), exact through math.erfc (a Python loop, slow), or approximate="tanh" as torch.',
+        reference="torch.nn.functional.gelu",
     )
     register(
         name="sqrt",
         inputs=("x",),
         forward=np.sqrt,
         backward=lambda g, x, *, output: (g / (2 * output),),
-        backward_uses_output=True,
-        sample_inputs=lambda rng: (_positive(rng, (3, 4)),),
+        sample_inputs=lambda rng: (positive(rng),),
         doc="Square root; the gradient 1 / (2 sqrt(x)) is taken from the output, and is inf at 0 as in torch.",
+        numpy="sqrt",
+        reference="torch.sqrt",
+        domain=(0.0, 1e30),
     )
     register(
         name="abs",
         inputs=("x",),
         forward=np.abs,
         backward=_abs_backward,
-        sample_inputs=lambda rng: (away_from_zero(rng, (3, 4)),),
+        sample_inputs=lambda rng: (away_from_zero(rng),),
         doc="|x|; the gradient at exactly 0 is 0, as in torch.",
+        numpy=("absolute", "abs"),
+        reference="torch.abs",
     )

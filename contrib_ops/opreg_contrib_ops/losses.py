@@ -1,14 +1,19 @@
 """Losses averaged over all elements, as torch's default reduction="mean": binary cross-entropy from logits, and
 the Huber loss. Both return a 0-d array, and refuse operands of different shapes (as torch does) rather than
-broadcast them into a silently wrong loss.
+broadcast them into a silently wrong loss. Both backwards are written with registered ops (``opreg.ops.sigmoid``,
+:mod:`opreg.numpy`'s ``where``), operators and comparisons, so they can be differentiated again.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from opreg import Register, Sample
-from opreg_contrib_ops._common import check_same_shape, sigmoid
+import opreg.numpy as onp
+import opreg.ops
+from opreg.plugin import Register, Sample
+from opreg_contrib_ops._common import check_same_shape
 
 # binary cross-entropy with logits
 
@@ -23,13 +28,10 @@ def _bce_with_logits(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.asarray(np.mean(np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))))
 
 
-def _bce_with_logits_backward(g: np.ndarray, logits: np.ndarray, targets: np.ndarray) -> tuple:
+def _bce_with_logits_backward(g: Any, logits: Any, targets: Any) -> tuple[Any, Any]:
     """(sigmoid(x) - t) / n for the logits; -x / n for the targets (soft labels can be learned, as in torch)."""
     n = logits.size
-    return (
-        g * (sigmoid(logits) - targets) / n,
-        g * -logits / n,
-    )
+    return g * (opreg.ops.sigmoid(logits) - targets) / n, g * -logits / n
 
 
 def _bce_samples(rng: np.random.Generator) -> list[Sample]:
@@ -50,7 +52,7 @@ def _check_delta(delta: float) -> float:
     return delta
 
 
-def _huber(prediction: np.ndarray, target: np.ndarray, *, delta: float) -> np.ndarray:
+def _huber(prediction: np.ndarray, target: np.ndarray, *, delta: float = 1.0) -> np.ndarray:
     """Mean of d^2 / 2 where |d| < delta, else delta (|d| - delta / 2), d = prediction - target (torch's huber_loss).
 
     Quadratic near 0, linear in the tails: one outlier's gradient is at most delta / n.
@@ -62,10 +64,16 @@ def _huber(prediction: np.ndarray, target: np.ndarray, *, delta: float) -> np.nd
     return np.asarray(np.mean(np.where(size < delta, 0.5 * diff * diff, delta * (size - 0.5 * delta))))
 
 
-def _huber_backward(g: np.ndarray, prediction: np.ndarray, target: np.ndarray, *, delta: float) -> tuple:
-    """clip(d, -delta, delta) / n for the prediction, its negative for the target."""
+def _huber_backward(g: Any, prediction: Any, target: Any, *, delta: float) -> tuple[Any, Any]:
+    """clip(d, -delta, delta) / n for the prediction, its negative for the target.
+
+    The clip is two masks: d itself strictly inside (-delta, delta), +-delta from there on. At |d| = delta both
+    give delta, and the second derivative is then torch's, 0: the quadratic part is |d| < delta, as in forward.
+    """
     delta = _check_delta(delta)
-    grad = g * np.clip(prediction - target, -delta, delta) / prediction.size
+    diff = prediction - target
+    clipped = onp.where(diff >= delta, delta, onp.where(diff <= -delta, -delta, diff))
+    grad = g * clipped / prediction.size
     return grad, -grad
 
 
@@ -87,12 +95,13 @@ def register_ops(register: Register) -> None:
         forward=_bce_with_logits,
         backward=_bce_with_logits_backward,
         sample_inputs=_bce_samples,
+        reference="torch.nn.functional.binary_cross_entropy_with_logits",
     )
     register(
         name="huber",
         inputs=("prediction", "target"),
-        attributes={"delta": 1.0},
         forward=_huber,
         backward=_huber_backward,
         sample_inputs=_huber_samples,
+        reference="torch.nn.functional.huber_loss",
     )

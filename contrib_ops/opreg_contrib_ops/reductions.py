@@ -1,48 +1,58 @@
 """Reductions over ``axis`` (None for all, an int, or a tuple of ints; negative ones count from the end), each
-with ``keepdims``: max and logsumexp (sum and mean are built in), on :mod:`opreg.axes`.
+with ``keepdims``: max and logsumexp (sum and mean are built in), with :mod:`opreg.plugin`'s axis helpers.
 
 Every backward first restores the reduced axes of ``grad_output`` (and of the output, where it needs it) as
-size-1 axes, then broadcasts them to the input's shape: the engine only sums broadcast gradients down, it never
-stretches them up.
+size-1 axes, then lets them broadcast against the input: the engine only sums broadcast gradients down, it never
+stretches them up. Both backwards are written with :mod:`opreg.numpy`, operators and comparisons, so they can be
+differentiated again.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from opreg import Register, Sample
-from opreg.axes import Axis, normalize_axes, reduce, restore_axes
-from opreg_contrib_ops._common import float_dtype
+import opreg.numpy as onp
+from opreg.plugin import (
+    Axis,
+    Register,
+    Sample,
+    constant,
+    gradient_dtype,
+    normalize_axes,
+    numpy_reduction,
+    reduce,
+    restore_axes,
+)
 
 # max
 
 
-def _max(x: np.ndarray, *, axis: Axis, keepdims: bool) -> np.ndarray:
+def _max(x: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> np.ndarray:
     """Max over axis (None: all); tied maxima share the gradient equally, as in torch.amax."""
     return reduce(np.max, x, axis, keepdims)
 
 
-def _max_backward(g: np.ndarray, x: np.ndarray, *, axis: Axis, keepdims: bool, output: np.ndarray) -> tuple:
+def _max_backward(g: Any, x: Any, *, axis: Axis, keepdims: bool, output: Any) -> tuple[Any]:
     """grad_output / (number of maxima) at each maximum, 0 elsewhere.
 
     Splitting evenly (not all to the first maximum, as argmax-based max would) keeps the gradient a symmetric
-    function of the input, and is what torch.amax does. The count is taken in the gradient's dtype: an int64
-    count would promote a float32 gradient to float64.
+    function of the input, and is what torch.amax does. Which elements are maxima is a comparison, a constant
+    mask; the count is a constant too, taken in the gradient's dtype: an int64 count would promote a float32
+    gradient to float64.
     """
-    dtype = float_dtype(x)
-    axes = normalize_axes(axis, x.ndim)
     is_max = x == restore_axes(output, x, axis, keepdims)
-    share = restore_axes(g, x, axis, keepdims) / is_max.sum(axis=axes, keepdims=True, dtype=dtype)
-    return (np.where(is_max, share, 0.0).astype(dtype, copy=False),)
+    count = constant(is_max).sum(axis=normalize_axes(axis, x.ndim), keepdims=True, dtype=gradient_dtype(constant(x)))
+    return (onp.where(is_max, restore_axes(g, x, axis, keepdims) / count, 0.0),)
 
 
 # logsumexp
 
 
-def _logsumexp(x: np.ndarray, *, axis: Axis, keepdims: bool) -> np.ndarray:
+def _logsumexp(x: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> np.ndarray:
     """log(sum(exp(x))) over axis (None: all), shifted by the max so that nothing overflows.
 
     An infinite max is not subtracted (torch does the same): inf - inf would turn a row of -inf into nan.
@@ -54,16 +64,15 @@ def _logsumexp(x: np.ndarray, *, axis: Axis, keepdims: bool) -> np.ndarray:
     return np.asarray(out if keepdims else np.squeeze(out, axis=axes))
 
 
-def _logsumexp_backward(g: np.ndarray, x: np.ndarray, *, axis: Axis, keepdims: bool, output: np.ndarray) -> tuple:
+def _logsumexp_backward(g: Any, x: Any, *, axis: Axis, keepdims: bool, output: Any) -> tuple[Any]:
     """grad_output * softmax(x) along axis, with softmax = exp(x - logsumexp(x)) from the output."""
-    softmax = np.exp(x - restore_axes(output, x, axis, keepdims))
-    return ((restore_axes(g, x, axis, keepdims) * softmax).astype(float_dtype(x), copy=False),)
+    return (restore_axes(g, x, axis, keepdims) * onp.exp(x - restore_axes(output, x, axis, keepdims)),)
 
 
 # samples
 
 
-def _axis_samples(x: Any) -> list[Sample]:
+def _axis_samples(x: Callable[[], np.ndarray]) -> list[Sample]:
     """Sample ``x`` (3-D) over every kind of axis: all, an int, a negative int, a tuple, and with keepdims."""
     return [
         Sample(x()),
@@ -86,40 +95,21 @@ def _distinct(rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(24).reshape(2, 3, 4) * 0.25 - 3.0 + rng.uniform(0.0, 0.05, size=(2, 3, 4))
 
 
-def _reduction(
-    register: Register,
-    name: str,
-    forward: Any,
-    backward: Any,
-    *,
-    sample_inputs: Any = _normal_samples,
-    backward_uses_output: bool = False,
-) -> None:
-    """Register one reduction: input x, attributes axis=None and keepdims=False."""
-    register(
-        name=name,
-        inputs=("x",),
-        attributes={"axis": None, "keepdims": False},
-        forward=forward,
-        backward=backward,
-        sample_inputs=sample_inputs,
-        backward_uses_output=backward_uses_output,
-    )
-
-
 def register_ops(register: Register) -> None:
-    _reduction(
-        register,
-        "max",
-        _max,
-        _max_backward,
-        backward_uses_output=True,
+    register(
+        name="max",
+        inputs=("x",),
+        forward=_max,
+        backward=_max_backward,
         sample_inputs=lambda rng: _axis_samples(lambda: _distinct(rng)),
+        numpy=("max", "amax"),
+        reference=numpy_reduction("amax"),
     )
-    _reduction(
-        register,
-        "logsumexp",
-        _logsumexp,
-        _logsumexp_backward,
-        backward_uses_output=True,
+    register(
+        name="logsumexp",
+        inputs=("x",),
+        forward=_logsumexp,
+        backward=_logsumexp_backward,
+        sample_inputs=_normal_samples,
+        reference=numpy_reduction("logsumexp"),
     )

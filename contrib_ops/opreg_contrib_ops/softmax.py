@@ -1,14 +1,18 @@
 """softmax and log_softmax along one axis (attribute ``axis``, default -1, the class axis).
 
 Both subtract the max along the axis first: exp never overflows, and the largest term is exp(0) = 1, so the sum
-is never 0 and its log never -inf. Both backwards work from the output (``backward_uses_output``).
+is never 0 and its log never -inf. Both backwards work from the output (backward names ``output``), with
+:mod:`opreg.numpy` and operators, so they can be differentiated again: on Tensors the output is recorded too.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from opreg import Register, Sample
+import opreg.numpy as onp
+from opreg.plugin import Register, Sample
 
 
 def _shifted(x: np.ndarray, axis: int) -> np.ndarray:
@@ -18,18 +22,18 @@ def _shifted(x: np.ndarray, axis: int) -> np.ndarray:
     return x - np.where(np.isfinite(shift), shift, 0.0)
 
 
-def _softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
+def _softmax(x: np.ndarray, *, axis: int = -1) -> np.ndarray:
     """exp(x) / sum(exp(x)) along axis, shifted by the max so that large logits do not overflow."""
     e = np.exp(_shifted(x, axis))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
-def _softmax_backward(g: np.ndarray, x: np.ndarray, *, axis: int, output: np.ndarray) -> tuple[np.ndarray]:
+def _softmax_backward(g: Any, x: Any, *, axis: int, output: Any) -> tuple[Any]:
     """y * (g - sum(g * y)) along axis: the Jacobian diag(y) - y y^T applied without forming it."""
-    return (output * (g - np.sum(g * output, axis=axis, keepdims=True)),)
+    return (output * (g - onp.sum(g * output, axis=axis, keepdims=True)),)
 
 
-def _log_softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
+def _log_softmax(x: np.ndarray, *, axis: int = -1) -> np.ndarray:
     """x - logsumexp(x) along axis: finite where log(softmax(x)) would give log(0) = -inf."""
     shifted = _shifted(x, axis)
     if not x.shape[axis]:  # nothing to normalise: the empty result, without log(0)'s warning
@@ -37,9 +41,9 @@ def _log_softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
-def _log_softmax_backward(g: np.ndarray, x: np.ndarray, *, axis: int, output: np.ndarray) -> tuple[np.ndarray]:
+def _log_softmax_backward(g: Any, x: Any, *, axis: int, output: Any) -> tuple[Any]:
     """g - softmax * sum(g) along axis, with softmax = exp(output)."""
-    return (g - np.exp(output) * np.sum(g, axis=axis, keepdims=True),)
+    return (g - onp.exp(output) * onp.sum(g, axis=axis, keepdims=True),)
 
 
 def _samples(rng: np.random.Generator) -> list[Sample]:
@@ -57,18 +61,16 @@ def register_ops(register: Register) -> None:
     register(
         name="softmax",
         inputs=("x",),
-        attributes={"axis": -1},
         forward=_softmax,
         backward=_softmax_backward,
-        backward_uses_output=True,
         sample_inputs=_samples,
+        reference=lambda torch: lambda x, axis=-1: torch.softmax(x, dim=axis),
     )
     register(
         name="log_softmax",
         inputs=("x",),
-        attributes={"axis": -1},
         forward=_log_softmax,
         backward=_log_softmax_backward,
-        backward_uses_output=True,
         sample_inputs=_samples,
+        reference=lambda torch: lambda x, axis=-1: torch.log_softmax(x, dim=axis),
     )

@@ -166,7 +166,9 @@ REFERENCES = {**TORCH_OPS, "softplus": lambda x: torch.logaddexp(x, torch.zeros_
 
 def case_strategy(name: str, dtype: type) -> st.SearchStrategy[Case]:
     if name not in CASES or name not in TORCH_OPS:
-        pytest.fail(f"op {name!r} of contrib_ops has no property test; add it to CASES and TORCH_OPS ({__name__})")
+        pytest.fail(
+            f"op {name!r} of contrib_ops has no property test; add it to CASES ({__name__}) and declare its reference="
+        )
     return CASES[name](dtype)
 
 
