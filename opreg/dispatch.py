@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
+from opreg.numpy_arguments import numpy_arguments
 from opreg.opdef import OpDef
 from opreg.registry import TABLE, generation, op_table, unknown_op_error
 from opreg.tensor import call_op
@@ -54,3 +57,22 @@ def _lookup(name: str) -> OpDef:
     if op is None:
         raise unknown_op_error(name)
     return op
+
+
+def numpy_function(numpy_name: str, name: str) -> Callable[..., Any]:
+    """``opreg.numpy.<numpy_name>``: op ``name`` called as NumPy's function is, its arguments read by NumPy's
+    signature (:mod:`opreg.numpy_arguments`): ``onp.sum(x, 0)`` sums over axis 0 as ``np.sum(x, 0)`` does."""
+    numpy_function = getattr(np, numpy_name, None)  # a name this NumPy lacks: the op's own argument order
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            op = TABLE[name]
+        except KeyError:
+            op = _lookup(name)
+        if numpy_function is not None and (len(args) > len(op.inputs) or kwargs):
+            return call_op(op, *numpy_arguments(numpy_function, op, args, kwargs))
+        return call_op(op, args, kwargs)
+
+    call.__name__ = call.__qualname__ = numpy_name
+    call.__doc__ = f"numpy.{numpy_name} on arrays and Tensors: op {name!r}.\n\n{op_function(name).__doc__}"
+    return call

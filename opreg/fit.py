@@ -13,8 +13,14 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 
-def gradient_dtype(x: np.ndarray) -> np.dtype:
-    """The dtype of ``x``'s gradient: ``x``'s own float dtype, float64 for an integer or boolean ``x``."""
+class _HasDtype(Protocol):
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+
+
+def gradient_dtype(x: _HasDtype) -> np.dtype[Any]:
+    """The dtype of ``x``'s gradient: ``x``'s own float dtype, float64 for an integer or boolean ``x``. ``x`` is an
+    array, or a Tensor when a backward that asks runs recorded (``create_graph``)."""
     return x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from opreg.dispatch import op_function
+from opreg.dispatch import numpy_function
 from opreg.registry import numpy_op, op_table
 
 
@@ -28,7 +28,7 @@ def __getattr__(name: str) -> Callable[..., Any]:
             f"opreg.numpy has no {name!r}: no registered op implements numpy.{name}; an op plugin declares it with "
             f'register(..., numpy="{name}")'
         )
-    function = op_function(op.name)
+    function = numpy_function(name, op.name)
     # Kept as a module attribute, so the next access is a plain one: the function looks its op up by name on every
     # call, so a plugin reloaded or replaced later is still the one called.
     globals()[name] = function

@@ -171,10 +171,25 @@ def _ops_of(plugin: str, hook: Callable[..., object], table: Mapping[str, OpDef]
                 f"op {op.name!r} is registered by both plugin {taken_by!r} and plugin {plugin!r}; disable one of "
                 "them, or declare overrides=True in the later one to replace the earlier op on purpose"
             )
+        _check_numpy_names(op, table, ops)
         ops[op.name] = op
 
     hook(register=register)
     return ops
+
+
+def _check_numpy_names(op: OpDef, table: Mapping[str, OpDef], ops: Mapping[str, OpDef]) -> None:
+    """A NumPy name is one op's: ``np.exp(tensor)`` quietly running another plugin's op would be a wrong answer with
+    no error. An op that overrides one of the same name may take over that op's NumPy names."""
+    for other in (*table.values(), *ops.values()):
+        if other.name == op.name and op.overrides is not None:
+            continue
+        taken = sorted(set(op.numpy) & set(other.numpy))
+        if taken:
+            raise RegistrationError(
+                f"{op.describe()} declares numpy={taken[0]!r}, which {other.describe()} declares already; NumPy "
+                "functions on Tensors would run only one of them. Leave it out of one, or override that op by name"
+            )
 
 
 def numpy_op(numpy_name: str) -> OpDef | None:

@@ -27,6 +27,7 @@ from opreg.backprop import backpropagate, total
 from opreg.calls import as_arrays, run_forward
 from opreg.errors import EngineStateError, OpUsageError
 from opreg.fit import gradient_dtype
+from opreg.numpy_arguments import numpy_arguments
 from opreg.opdef import OpDef
 from opreg.registry import TABLE, numpy_op, op_table, unknown_op_error
 
@@ -553,9 +554,9 @@ def numpy_call(function: Any, name: str, method: str, args: Sequence[Any], kwarg
     Anything else no op implements raises, naming the function: computing it without its derivative would give a
     wrong gradient with no error.
     """
-    op = numpy_op(name) if method == "__call__" and not kwargs.get("out") else None
+    op = numpy_op(name) if method == "__call__" else None
     if op is not None:
-        return call_op(op, args, {k: v for k, v in kwargs.items() if k != "out"})
+        return call_op(op, *numpy_arguments(function, op, args, kwargs))
     boolean = isinstance(function, np.ufunc) and all(  # its object loop aside, every loop gives booleans
         t.endswith("?" * function.nout) for t in function.types if "O" not in t
     )

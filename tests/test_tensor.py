@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import opreg
+import opreg.numpy as onp
 from opreg import EngineStateError, GradcheckError, OpUsageError, Tensor
 
 from torch_reference import BUILTIN_OPS, REGISTRY, TORCH_OPS, F, torch, torch_reference
@@ -977,25 +978,22 @@ def test_numpy_comparisons_on_tensors_give_constant_masks():
         np.sin(t)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: positional arguments past an op's inputs become its attributes in declared order "
-    "(dispatch.py, tensor._positional_attributes), not by NumPy's signature: np.sum(t, 0, None) sets keepdims=None",
-)
 @pytest.mark.parametrize("function", [np.sum, np.mean], ids=lambda f: f.__name__)
 def test_numpy_positional_arguments_are_read_by_numpys_signature(function):
     """np.sum(a, axis, dtype, out, keepdims): the third positional argument is dtype, not keepdims. A valid NumPy
-    call with dtype=None gives NumPy's result on a Tensor too; today it fails in forward with "'NoneType' object
-    cannot be interpreted as an integer" (keepdims=None), and np.sum(t, 0, np.float64) with "'type' object ..."."""
+    call with dtype=None gives NumPy's result on a Tensor too (it failed with keepdims=None), as does
+    opreg.numpy's function of that name; an argument the op cannot honour (dtype=float32) is refused by name."""
     x = np.arange(6.0).reshape(2, 3)
     np.testing.assert_array_equal(function(Tensor(x, requires_grad=True), 0, None).data, function(x, 0, None))
+    np.testing.assert_array_equal(
+        getattr(onp, function.__name__)(x, 0, None, keepdims=True), function(x, 0, None, keepdims=True)
+    )
+    with pytest.raises(
+        OpUsageError, match=rf"numpy.{function.__name__}'s dtype=<class 'numpy.float32'> is not supported"
+    ):
+        function(Tensor(x), 0, np.float32)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: opreg.plugin.gradient_dtype is hinted x: np.ndarray, so under typeguard (CI's third run) a "
-    "backward calling it on its input fails once it runs on Tensors (create_graph); restore_axes was retyped for this",
-)
 def test_gradient_dtype_takes_a_tensor_under_typeguard():
     """A backward may call gradient_dtype(x) on its input, which is a Tensor when the backward is differentiated:
     it works (Tensor has dtype), and its hint must say so, as restore_axes's does."""
