@@ -121,6 +121,9 @@ def _call_backward(
     recorded: bool,
 ) -> Sequence[Any]:
     keywords = backward_keywords(op, attributes, output, needed, None if recorded else saved)
+    if not observers and not recorded:  # the hot case (matmul's needs_grad, a loss's saved): a plain call
+        grads: Sequence[Any] = op.backward(grad_output, *inputs, **keywords)
+        return grads
 
     def call() -> Sequence[Any]:
         return op.backward(grad_output, *inputs, **keywords)

@@ -54,8 +54,14 @@ def _linear_backward(
     grad_x = g @ weight if needs_grad[0] else None
     grad_weight = None
     if needs_grad[1]:
-        grad_weight = onp.expand_dims(g, -1) * x if x.ndim == 1 else onp.matrix_transpose(g) @ x
-    grad_bias = g.sum(axis=tuple(range(g.ndim - 1))) if bias.ndim == 1 else g  # the usual (out,) bias, summed here
+        if g.ndim == 2:  # a batch, the hot case: .T is a view of an array, the transpose op on a Tensor
+            grad_weight = g.T @ x
+        elif x.ndim == 1:
+            grad_weight = onp.expand_dims(g, -1) * x
+        else:
+            grad_weight = onp.matrix_transpose(g) @ x
+    batch_axes = 0 if g.ndim == 2 else tuple(range(g.ndim - 1))
+    grad_bias = g.sum(axis=batch_axes) if bias.ndim == 1 else g  # the usual (out,) bias, summed here
     return grad_x, grad_weight, grad_bias
 
 

@@ -9,7 +9,7 @@ and :meth:`Module.parameters` hides that from optimizers.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -27,13 +27,16 @@ class BoundParameter:
     def __init__(self, module: Module, name: str, grad_name: str) -> None:
         self.module, self.name, self.grad_name = module, name, grad_name
 
+    # Annotated locals, not typing.cast: these run for every parameter on every optimizer step.
     @property
     def data(self) -> np.ndarray:
-        return cast(np.ndarray, getattr(self.module, self.name))
+        array: np.ndarray = getattr(self.module, self.name)
+        return array
 
     @property
     def grad(self) -> np.ndarray:
-        return cast(np.ndarray, getattr(self.module, self.grad_name))
+        array: np.ndarray = getattr(self.module, self.grad_name)
+        return array
 
     def __repr__(self) -> str:
         return f"BoundParameter({type(self.module).__name__}.{self.name}, {self.data.dtype} {self.data.shape})"
