@@ -87,10 +87,12 @@ def input_gradients(
     :class:`NotComposableError` naming the op; ``saved`` is then ``None`` (a saved array is a constant, and the
     derivative through it would be lost), so that a backward asking for it recomputes from the inputs.
     """
-    if op.simple_backward and not observers and not recorded:
-        grads = op.backward(grad_output, *inputs)
-    else:
+    if observers or recorded:
         grads = _call_backward(op, grad_output, inputs, output, attributes, needed, saved, observers, recorded)
+    elif op.simple_backward:
+        grads = op.backward(grad_output, *inputs)
+    else:  # matmul's needs_grad, a loss's saved: what the backward asks for
+        grads = op.backward(grad_output, *inputs, **backward_keywords(op, attributes, output, needed, saved))
     if len(grads) != len(inputs):
         raise gradient_count_error(op, len(grads))
     fitted = list(grads)
@@ -121,9 +123,6 @@ def _call_backward(
     recorded: bool,
 ) -> Sequence[Any]:
     keywords = backward_keywords(op, attributes, output, needed, None if recorded else saved)
-    if not observers and not recorded:  # the hot case (matmul's needs_grad, a loss's saved): a plain call
-        grads: Sequence[Any] = op.backward(grad_output, *inputs, **keywords)
-        return grads
 
     def call() -> Sequence[Any]:
         return op.backward(grad_output, *inputs, **keywords)
