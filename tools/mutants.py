@@ -1,0 +1,223 @@
+"""The hand-written mutants that ``tools/mutation.py`` runs: one plausible bug each, in the core and the built-ins.
+
+``before`` must occur exactly once in ``path``; ``tests`` are run first (the ones most likely to fail), then the
+whole suite. ``equivalent`` says why a mutant cannot change any result, for the few that cannot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str
+    before: str
+    after: str
+    why: str  # the bug it stands for
+    tests: tuple[str, ...] = ()
+    equivalent: str = ""
+
+
+MUTANTS = [
+    # The backward pass
+    Mutant(
+        "accumulate-overwrites",
+        "opreg/backprop.py",
+        "grads[id(source)] = grad if current is None else total(current, grad)",
+        "grads[id(source)] = grad",
+        "a second gradient reaching one value replaces the first instead of adding to it",
+        ("tests/test_engine.py", "tests/test_tensor.py"),
+    ),
+    Mutant(
+        "target-overwrites",
+        "opreg/backprop.py",
+        "                target += grad\n",
+        "                target[...] = grad\n",
+        "a gradient landing in the caller's dW replaces what was there",
+        ("tests/test_engine.py",),
+    ),
+    Mutant(
+        "keep-nothing",
+        "opreg/backprop.py",
+        "grad_output = grads.get(key) if keep_all or key in kept else grads.pop(key, None)",
+        "grad_output = grads.pop(key, None)",
+        "kept gradients (GradientBuffer, opreg.grad's inputs) dropped after use",
+        ("tests/test_engine.py", "tests/test_tensor.py"),
+    ),
+    Mutant(
+        "seed-ignores-scalar",
+        "opreg/backprop.py",
+        "        return np.full(output.shape, value, dtype=dtype)",
+        "        return np.ones(output.shape, dtype=dtype)",
+        "backward(2.0) treated as backward(1.0)",
+        ("tests/test_engine.py",),
+    ),
+    Mutant(
+        "seed-no-copy",
+        "opreg/backprop.py",
+        "    value = np.array(gradient, dtype=dtype)",
+        "    value = np.asarray(gradient, dtype=dtype)",
+        "the caller's seed array becomes a leaf's .grad, shared with the caller",
+        ("tests/test_tensor.py",),
+    ),
+    Mutant(
+        "total-in-place",
+        "opreg/backprop.py",
+        "    result = current + grad\n",
+        "    current += grad\n    result = current\n",
+        "accumulation in place, into an array another value's gradient may share",
+        ("tests/test_tensor.py", "tests/test_engine.py"),
+    ),
+    # Fitting a gradient to its input
+    Mutant(
+        "fit-no-broadcast-sum",
+        "opreg/fit.py",
+        "        grad = grad.sum(axis=stretched, keepdims=True)",
+        "        grad = grad[tuple(slice(0, 1) if a in stretched else slice(None) for a in range(grad.ndim))]",
+        "a broadcast input's gradient takes one slice instead of the sum",
+        ("tests/test_engine.py", "tests/test_tensor.py"),
+    ),
+    Mutant(
+        "fit-no-cast",
+        "opreg/fit.py",
+        "    return fitted if fitted.dtype == dtype else fitted.astype(dtype)",
+        "    return fitted",
+        "a float32 input's gradient left in float64",
+        ("tests/test_engine.py", "tests/test_tensor.py"),
+    ),
+    Mutant(
+        "gradient-dtype-int",
+        "opreg/fit.py",
+        'return x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)',
+        "return x.dtype",
+        "an integer input's gradient truncated to integers",
+        ("tests/test_engine.py", "tests/test_tensor.py"),
+    ),
+    # Calling backward
+    Mutant(
+        "nondifferentiable-kept",
+        "opreg/calls.py",
+        "        if not differentiable[position] or (needed is not None and needed[position] is None):",
+        "        if needed is not None and needed[position] is None:",
+        "a gradient a backward returns for an input declared non-differentiable is used",
+        ("tests/test_engine.py", "tests/test_tensor.py", "tests/test_checkmode.py"),
+    ),
+    # Leaves and the tape
+    Mutant(
+        "leaf-never-copies",
+        "opreg/tensor.py",
+        "    if isinstance(arrived, np.ndarray) and arrived.base is None and sys.getrefcount(arrived) <= 3:",
+        "    if isinstance(arrived, np.ndarray):",
+        "two leaves' .grad share one array when one gradient reaches both",
+        ("tests/test_tensor.py",),
+    ),
+    Mutant(
+        "zero-grad-keeps-tape",
+        "opreg/engine.py",
+        "        self.operation_list = []\n        self._backward_done = False",
+        "        self._backward_done = False",
+        "zero_grad forgets the gradients but keeps the last step's tape",
+        ("tests/test_engine.py",),
+    ),
+    # The built-ins' derivatives
+    Mutant(
+        "mean-no-scale",
+        "plugins/reductions.py",
+        "(_spread(g, x, axis, keepdims) / _count(x, axis),)",
+        "(_spread(g, x, axis, keepdims),)",
+        "mean's gradient not divided by the count",
+        ("tests/test_ops_reference.py",),
+    ),
+    Mutant(
+        "mse-no-two",
+        "plugins/losses.py",
+        "    grad = g * 2 * (prediction - target) / prediction.size",
+        "    grad = g * (prediction - target) / prediction.size",
+        "mse's gradient missing the factor 2",
+        ("tests/test_ops_reference.py",),
+    ),
+    Mutant(
+        "sce-ignores-g",
+        "plugins/losses.py",
+        "    grad *= g / batch",
+        "    grad /= batch",
+        "softmax cross-entropy's gradient ignores the incoming gradient",
+        ("tests/test_ops_reference.py", "tests/test_engine.py"),
+    ),
+    Mutant(
+        "relu-at-zero",
+        "plugins/elementwise.py",
+        "backward=lambda g, x: (g * (x > 0),),",
+        "backward=lambda g, x: (g * (x >= 0),),",
+        "relu's gradient at exactly 0 is 1, where PyTorch's is 0",
+        ("tests/test_ops_reference.py", "tests/test_properties.py"),
+    ),
+    Mutant(
+        "sigmoid-derivative",
+        "plugins/elementwise.py",
+        "(g * output * (1 - output),)",
+        "(g * output,)",
+        "sigmoid's derivative taken as exp's",
+        ("tests/test_ops_reference.py",),
+    ),
+    Mutant(
+        "matmul-swapped",
+        "plugins/linalg.py",
+        "        grad_b = onp.matrix_transpose(a2) @ g2",
+        "        grad_b = onp.matrix_transpose(g2 @ onp.matrix_transpose(a2))[..., : b2.shape[-2], :]",
+        "matmul's second gradient from the wrong product",
+        ("tests/test_ops_reference.py",),
+    ),
+    Mutant(
+        "linear-bias-mean",
+        "plugins/linalg.py",
+        "    grad_bias = g.sum(axis=batch_axes) if bias.ndim == 1 else g",
+        "    grad_bias = g.mean(axis=batch_axes) if bias.ndim == 1 else g",
+        "linear's bias gradient averaged over the batch instead of summed",
+        ("tests/test_ops_reference.py", "tests/test_modules_reference.py"),
+    ),
+    # Optimizers
+    Mutant(
+        "sgd-ascends",
+        "opreg/optim.py",
+        "            data -= self.lr * grad",
+        "            data += self.lr * grad",
+        "SGD steps uphill",
+        ("tests/test_optim.py",),
+    ),
+    Mutant(
+        "sgd-dampening-ignored",
+        "opreg/optim.py",
+        "                    buffer += (1 - self.dampening) * grad",
+        "                    buffer += grad",
+        "SGD's momentum ignores dampening",
+        ("tests/test_optim.py",),
+    ),
+    Mutant(
+        "adam-no-bias-correction",
+        "opreg/optim.py",
+        "            denominator = np.sqrt(exp_avg_sq) / math.sqrt(bias_correction2) + self.eps",
+        "            denominator = np.sqrt(exp_avg_sq) + self.eps",
+        "Adam without the second moment's bias correction",
+        ("tests/test_optim.py",),
+    ),
+    # The gradient checker
+    Mutant(
+        "numeric-one-sided",
+        "opreg/opcheck.py",
+        "        gradient[index] = (plus - minus) / (2 * eps)",
+        "        gradient[index] = (plus - minus) / eps",
+        "finite differences off by a factor 2: the checker would accept wrong gradients and refuse right ones",
+        ("tests/test_opcheck.py",),
+    ),
+    Mutant(
+        "compare-never-fails",
+        "opreg/opcheck.py",
+        "    if not excess.size or excess.max() <= 0:\n        return",
+        "    if True:\n        return",
+        "the checker compares nothing",
+        ("tests/test_opcheck.py",),
+    ),
+]
