@@ -9,11 +9,13 @@ from typing import cast
 
 from opreg import plugin_manager
 from opreg.errors import GradcheckError, OpregError, OpUsageError
+from opreg.evaluation import evaluate
+from opreg.files import check_writable
 from opreg.opcheck import check_op, select_ops
-from opreg.plot import plot_history
-from opreg.progress import EpochProgress
+from opreg.plot import check_can_plot, plot_history
+from opreg.progress import EpochProgress, format_loss
 from opreg.registry import get_registry
-from opreg.train import ACTIVATIONS, DEFAULT_LR, ENGINES, OPTIMIZERS, TrainConfig, evaluate, train
+from opreg.train import ACTIVATIONS, DEFAULT_LR, ENGINES, OPTIMIZERS, TrainConfig, train
 
 
 def _layer_sizes(text: str) -> tuple[int, ...]:
@@ -38,14 +40,31 @@ def _train(args: argparse.Namespace) -> int:
         engine=args.engine,
         seed=args.seed,
         data=args.data,
+        allow_nonfinite=args.allow_nonfinite,
     )
-    result = train(config, on_batch=None if args.quiet else EpochProgress(args.epochs))
+    if args.save:  # before training, not after it: a run must not end in a write that cannot happen
+        check_writable(args.save)
+    if args.plot:
+        check_can_plot(args.plot)
+    progress = None if args.quiet else EpochProgress(args.epochs)
+    try:
+        result = train(config, on_batch=progress)
+    finally:
+        if progress is not None:
+            progress.close()
     sizes = "-".join(map(str, result.layer_sizes))
     print(f"MLP {sizes} ({config.activation}), {config.optimizer}, {config.engine} engine, {config.epochs} epochs")
     final = result.final
     _print_table(
         ["final loss", "train accuracy", "test accuracy", "time"],
-        [[f"{final.loss:.4f}", f"{final.train_accuracy:.1%}", f"{final.test_accuracy:.1%}", f"{result.seconds:.1f} s"]],
+        [
+            [
+                format_loss(final.loss),
+                f"{final.train_accuracy:.1%}",
+                f"{final.test_accuracy:.1%}",
+                f"{result.seconds:.1f} s",
+            ]
+        ],
     )
     if args.save:
         result.save(args.save)
@@ -58,7 +77,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    result = evaluate(args.model, args.data)
+    result = evaluate(args.model, args.data, held_out=args.held_out)
     classes = range(len(result.confusion))
     print(f"accuracy: {result.accuracy:.1%} on {result.n_examples} examples ({result.source})")
     print("confusion matrix (rows: true class, columns: predicted class):")
@@ -146,16 +165,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--save", metavar="MODEL.npz", help="save the trained model, for opreg evaluate")
     train.add_argument("--plot", metavar="CURVES.png", help="plot loss and accuracy per epoch (needs matplotlib)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--allow-nonfinite",
+        action="store_true",
+        help="train on past a NaN or infinite loss instead of stopping there",
+    )
     train.set_defaults(run=_train)
 
     evaluate_ = commands.add_parser(
         "evaluate",
         help="accuracy and confusion matrix of a saved model",
-        description="Score a model saved by opreg train --save: on FILE, or on the held-out part of its training "
-        "data, split again as training split it.",
+        description="Score a model saved by opreg train --save: on every row of FILE, or with --held-out on the "
+        "rows training held out of FILE, split again as training split it; without --data, a model trained on the "
+        "bundled digits on its held-out digits.",
     )
     evaluate_.add_argument("model", metavar="MODEL.npz", help="a model saved by opreg train --save")
     evaluate_.add_argument("--data", metavar="FILE", help="CSV or .npz to evaluate on (every row)")
+    evaluate_.add_argument(
+        "--held-out",
+        action="store_true",
+        help="only the rows training held out of FILE, split as training split it: FILE must be the training data",
+    )
     evaluate_.set_defaults(run=_evaluate)
 
     commands.add_parser(
@@ -187,6 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cast(int, args.run(args))  # each command's function, set_defaults(run=...)
     except OpregError as exc:  # bad data, a model file that does not fit, a missing extra: a message, no traceback
         print(f"opreg {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError as exc:  # beyond what require_memory estimated, or where the memory available is unknown
+        print(f"opreg {args.command}: out of memory: {exc}", file=sys.stderr)
         return 2
 
 

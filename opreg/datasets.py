@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 from importlib import resources
 from typing import cast
@@ -10,6 +11,12 @@ from typing import cast
 import numpy as np
 
 from opreg.errors import OpregError
+from opreg.files import NPY_MAGIC, ZIP_MAGIC, read_npz
+
+#: How labels are written: what a message about labels reminds.
+CLASSES = "0, 1, 2, ..."
+#: The dtype kinds that are real numbers (bool, integers, floats): what features and labels may be.
+REAL = "biuf"
 
 
 class DataFileError(OpregError, ValueError):
@@ -31,16 +38,15 @@ def load_data(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
 
     A ``.npz`` holds two arrays named ``x`` and ``y`` (or ``features`` and ``labels``); a CSV (optionally gzipped,
     no header) holds one row per example with the label in the last column, as the bundled digits do. Features
-    are used as they are: scale them first if their ranges differ widely.
+    are used as they are: scale them first if their ranges differ widely. Anything else, or anything that is not
+    real numbers and whole labels, raises :class:`DataFileError` saying what to write instead.
     """
     name = os.fspath(path)
     try:
-        if name.endswith(".npz"):
-            with np.load(name, allow_pickle=False) as archive:
-                keys = next((k for k in (("x", "y"), ("features", "labels")) if set(k) <= set(archive.files)), None)
-                if keys is None:
-                    raise DataFileError(f"{name!r} must hold arrays 'x' and 'y' (or 'features' and 'labels')")
-                features, labels = archive[keys[0]], archive[keys[1]]
+        with open(name, "rb") as file:
+            binary = file.read(len(NPY_MAGIC)).startswith((NPY_MAGIC, ZIP_MAGIC))
+        if binary or name.endswith(".npz"):
+            features, labels = _from_npz(name, read_npz(name))
         else:
             table = np.loadtxt(name, delimiter=",", ndmin=2)
             features, labels = table[:, :-1], table[:, -1]
@@ -48,7 +54,35 @@ def load_data(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(exc, DataFileError):
             raise
         raise DataFileError(f"cannot read {name!r} as features and labels: {exc}") from exc
-    return _checked(name, np.asarray(features, dtype=np.float64), np.asarray(labels))
+    return _checked(name, features, labels)
+
+
+def _from_npz(name: str, archive: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    keys = next((k for k in (("x", "y"), ("features", "labels")) if set(k) <= set(archive)), None)
+    if keys is None:
+        raise DataFileError(
+            f"{name!r} must hold arrays 'x' and 'y' (or 'features' and 'labels'): np.savez(file, x=..., y=...)"
+        )
+    features, labels = (archive[key] for key in keys)
+    if features.dtype.kind not in REAL:
+        advice = ": give the real and imaginary parts separate columns (np.real, np.imag)" if _complex(features) else ""
+        raise DataFileError(
+            f"{name!r}: {keys[0]!r} holds {features.dtype} {_kind(features)}; opreg trains on real numbers{advice}"
+        )
+    if labels.dtype.kind not in REAL:
+        raise DataFileError(
+            f"{name!r}: {keys[1]!r} holds {labels.dtype} {_kind(labels)}; labels are the class numbers {CLASSES}, "
+            "as np.unique(y, return_inverse=True)[1] numbers any labels"
+        )
+    return features.astype(np.float64), labels
+
+
+def _kind(array: np.ndarray) -> str:
+    return "numbers" if _complex(array) else "values, not numbers"
+
+
+def _complex(array: np.ndarray) -> bool:
+    return array.dtype.kind == "c"
 
 
 def _checked(name: str, features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,22 +91,32 @@ def _checked(name: str, features: np.ndarray, labels: np.ndarray) -> tuple[np.nd
             f"{name!r}: expected features of shape (rows, columns) and one label per row, got {features.shape} "
             f"and {labels.shape}"
         )
+    if features.shape[1] == 0:
+        raise DataFileError(f"{name!r} has no feature columns, only labels: give each row its features, then its label")
     if not np.all(np.isfinite(features)):
         raise DataFileError(f"{name!r}: the features contain NaN or infinite values")
-    if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
-        raise DataFileError(f"{name!r}: labels must be whole numbers 0, 1, 2, ...")
-    labels = labels.astype(np.int64)
+    if labels.dtype.kind == "f" and not np.all(np.isfinite(labels) & (labels == np.round(labels))):
+        raise DataFileError(f"{name!r}: labels must be whole numbers {CLASSES}")
     if labels.min() < 0:
         raise DataFileError(f"{name!r}: labels must be 0 or more, found {labels.min()}")
-    return features, labels
+    if labels.max() > np.iinfo(np.int64).max:
+        raise DataFileError(f"{name!r}: labels are the class numbers {CLASSES}, found {labels.max()}")
+    return features, labels.astype(np.int64)
 
 
 def train_test_split(
     features: np.ndarray, labels: np.ndarray, *, test_fraction: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Shuffle with ``rng`` and hold out ``test_fraction`` of the rows: (x_train, y_train, x_test, y_test)."""
-    order = rng.permutation(len(features))
+    """Shuffle with ``rng`` and hold out ``test_fraction`` of the rows: (x_train, y_train, x_test, y_test); each
+    part has a row at least, or :class:`DataFileError` says how many rows are needed."""
     n_test = round(len(features) * test_fraction)
+    if not 0 < n_test < len(features):
+        needed = next(n for n in itertools.count(2) if 0 < round(n * test_fraction) < n)
+        raise DataFileError(
+            f"{len(features)} rows are too few to hold out {test_fraction:.0%} for testing and train on the rest: "
+            f"give at least {needed}"
+        )
+    order = rng.permutation(len(features))
     test, train = order[:n_test], order[n_test:]
     return features[train], labels[train], features[test], labels[test]
 

@@ -1,4 +1,5 @@
-"""Training and evaluating an MLP classifier: the loops behind ``opreg train`` and ``opreg evaluate``.
+"""Training an MLP classifier: the settings and the loop behind ``opreg train`` (``opreg evaluate`` is in
+:mod:`opreg.evaluation`).
 
 Both front ends are supported with one model class: ``engine="tape"`` records on the handout's ``Autograd``
 engine, ``engine="tensor"`` on Tensors. The same seed gives the same split, weights, batches and numbers.
@@ -6,17 +7,22 @@ engine, ``engine="tensor"`` on Tensors. The same seed gives the same split, weig
 
 from __future__ import annotations
 
+import math
 import os
+import reprlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from typing import cast
 
 import numpy as np
 
-from opreg.datasets import load_data, load_digits, one_hot, train_test_split
+from opreg.datasets import CLASSES, load_data, load_digits, one_hot, train_test_split
 from opreg.engine import Autograd
-from opreg.nn import MLP, Identity, ReLU, Sigmoid, SoftmaxCrossEntropy, Tanh, load, read_metadata, save
+from opreg.errors import OpregError
+from opreg.memory import require_memory
+from opreg.nn import MLP, Identity, ReLU, Sigmoid, SoftmaxCrossEntropy, Tanh, save
 from opreg.optim import SGD, Adam, Optimizer
 from opreg.tensor import Tensor, no_grad
 
@@ -29,12 +35,24 @@ ENGINES = ("tape", "tensor")
 DEFAULT_LR = {"sgd": 0.2, "adam": 0.001}
 
 
+class ConfigError(OpregError, ValueError):
+    """A training setting out of range or of the wrong type, from an option, a caller or a model file."""
+
+
+class DivergedError(OpregError, FloatingPointError):
+    """Training produced a NaN or infinite loss or weights: continuing would only save a model that predicts
+    nothing."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The settings of a training run; the defaults are those of ``opreg train``.
 
     ``data`` is a CSV or ``.npz`` file of features and integer labels (see :func:`opreg.datasets.load_data`),
     or ``None`` for the bundled digits. ``lr=None`` takes the optimizer's default (:data:`DEFAULT_LR`).
+    ``allow_nonfinite`` trains on past a NaN or infinite loss instead of raising :class:`DivergedError`.
+    Every setting is checked here, whether it comes from an option, a caller or a model file's metadata: a
+    :class:`ConfigError` names the first one out of range or of the wrong type.
     """
 
     hidden: tuple[int, ...] = (128,)
@@ -48,17 +66,45 @@ class TrainConfig:
     seed: int = 0
     test_fraction: float = 0.2
     data: str | None = None
+    allow_nonfinite: bool = False
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (
-            ("optimizer", self.optimizer, OPTIMIZERS),
-            ("activation", self.activation, tuple(ACTIVATIONS)),
-            ("engine", self.engine, ENGINES),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-        if self.epochs < 1 or self.batch_size < 1 or not 0 < self.test_fraction < 1:
-            raise ValueError("epochs and batch_size must be at least 1, and test_fraction between 0 and 1")
+        if isinstance(self.hidden, list):  # as JSON and callers spell a sequence
+            object.__setattr__(self, "hidden", tuple(self.hidden))
+        rules: list[tuple[str, bool, str]] = [
+            ("hidden", isinstance(self.hidden, tuple) and all(_whole(n, 1) for n in self.hidden), SIZES),
+            ("epochs", _whole(self.epochs, 1), "a whole number of at least 1"),
+            ("batch_size", _whole(self.batch_size, 1), "a whole number of at least 1"),
+            ("lr", self.lr is None or (_finite(self.lr) and self.lr > 0), "a finite number above 0"),
+            ("momentum", _finite(self.momentum) and 0 <= self.momentum < 1, "at least 0 and below 1"),
+            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+            ("activation", self.activation in tuple(ACTIVATIONS), f"one of {', '.join(ACTIVATIONS)}"),
+            ("engine", self.engine in ENGINES, f"one of {', '.join(ENGINES)}"),
+            ("seed", _whole(self.seed, 0), "a whole number of at least 0"),
+            ("test_fraction", _finite(self.test_fraction) and 0 < self.test_fraction < 1, "above 0 and below 1"),
+            ("data", self.data is None or isinstance(self.data, str), "a file name or None"),
+            ("allow_nonfinite", isinstance(self.allow_nonfinite, bool), "True or False"),
+        ]
+        for name, valid, rule in rules:
+            if not valid:
+                raise ConfigError(f"{name} must be {rule}, got {reprlib.repr(getattr(self, name))}")
+
+    @property
+    def learning_rate(self) -> float:
+        """``lr``, or the optimizer's default when it is ``None``."""
+        return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
+
+
+#: What ``hidden`` and a model file's ``layer_sizes`` must be.
+SIZES = "a list of whole numbers of at least 1"
+
+
+def _whole(value: object, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -116,40 +162,88 @@ def accuracy(model: MLP, features: np.ndarray, labels: np.ndarray) -> float:
 
 
 def make_optimizer(model: MLP, config: TrainConfig) -> Optimizer:
-    lr = DEFAULT_LR[config.optimizer] if config.lr is None else config.lr
     if config.optimizer == "adam":
-        return Adam(model.parameters(), lr=lr)
-    return SGD(model.parameters(), lr=lr, momentum=config.momentum)
+        return Adam(model.parameters(), lr=config.learning_rate)
+    return SGD(model.parameters(), lr=config.learning_rate, momentum=config.momentum)
 
 
 def train(config: TrainConfig = TrainConfig(), on_batch: BatchCallback | None = None) -> TrainResult:
-    """Train ``MLP([features, *hidden, classes])`` with softmax cross-entropy; see :class:`TrainConfig`."""
+    """Train ``MLP([features, *hidden, classes])`` with softmax cross-entropy; see :class:`TrainConfig`.
+
+    Raises :class:`opreg.memory.TooLargeError` before allocating a model this machine cannot hold, and
+    :class:`DivergedError` at the first NaN or infinite loss (or weights, after an epoch) unless
+    ``config.allow_nonfinite``.
+    """
     start = time.perf_counter()
     x_train, y_train, x_test, y_test = load_split(config)
     rng = np.random.default_rng([config.seed, 1])  # weights and batch order; the split has its own stream
     layer_sizes = [x_train.shape[1], *config.hidden, int(max(y_train.max(), y_test.max())) + 1]
+    _require_training_memory(layer_sizes, config, rows=len(x_train))
     model = build_model(layer_sizes, config, rng)
     criterion = SoftmaxCrossEntropy(model.autograd_engine if config.engine == "tape" else None)
     optimizer = make_optimizer(model, config)
     targets = one_hot(y_train, layer_sizes[-1])
     result = TrainResult(model, config, layer_sizes)
     n_batches = -(-len(x_train) // config.batch_size)
-    for epoch in range(1, config.epochs + 1):
-        order = rng.permutation(len(x_train))
-        total = 0.0
-        for batch, first in enumerate(range(0, len(x_train), config.batch_size), start=1):
-            rows = order[first : first + config.batch_size]
-            loss = train_step(model, criterion, optimizer, x_train[rows], targets[rows])
-            total += loss * len(rows)
-            if on_batch is not None:
-                on_batch(epoch, batch, n_batches, loss)
-        model.eval()
-        result.history.append(
-            EpochStats(total / len(x_train), accuracy(model, x_train, y_train), accuracy(model, x_test, y_test))
-        )
-        model.train()
+    # The loop finds NaN and infinity itself and says where: NumPy's warnings would only say it first, less well.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for epoch in range(1, config.epochs + 1):
+            order = rng.permutation(len(x_train))
+            total = 0.0
+            for batch, first in enumerate(range(0, len(x_train), config.batch_size), start=1):
+                rows = order[first : first + config.batch_size]
+                loss = train_step(model, criterion, optimizer, x_train[rows], targets[rows])
+                if not (math.isfinite(loss) or config.allow_nonfinite):
+                    raise _diverged(f"the training loss is {loss} at epoch {epoch}, batch {batch}", config, x_train)
+                total += loss * len(rows)
+                if on_batch is not None:
+                    on_batch(epoch, batch, n_batches, loss)
+            if not (config.allow_nonfinite or all(np.isfinite(p.data).all() for p in model.parameters())):
+                raise _diverged(f"the weights are NaN or infinite after epoch {epoch}", config, x_train)
+            model.eval()
+            result.history.append(
+                EpochStats(total / len(x_train), accuracy(model, x_train, y_train), accuracy(model, x_test, y_test))
+            )
+            model.train()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _require_training_memory(layer_sizes: list[int], config: TrainConfig, rows: int) -> None:
+    """Training holds each weight, its gradient and the optimizer's state for it (Adam's two moments, SGD's
+    momentum buffer), and the outputs of every layer for the training rows, when it scores them."""
+    state = {"adam": 2, "sgd": 1 if config.momentum else 0}[config.optimizer]
+    advice = (
+        f": its sizes are the {layer_sizes[0]} feature columns, the hidden layers and the number of classes, the "
+        f"largest label + 1; use smaller hidden layers, or give labels as the class numbers {CLASSES}"
+    )
+    require_model_memory(layer_sizes, rows=rows, copies=2 + state, advice=advice)
+
+
+def _diverged(what: str, config: TrainConfig, features: np.ndarray) -> DivergedError:
+    return DivergedError(
+        f"{what}: training diverged (learning rate {config.learning_rate:g}, largest feature "
+        f"{np.abs(features).max():.3g}); lower --lr or scale the features, or pass --allow-nonfinite "
+        "(allow_nonfinite=True) to train on regardless"
+    )
+
+
+def require_model_memory(layer_sizes: Sequence[int], *, rows: int, copies: int, advice: str) -> None:
+    """Refuse, before anything is allocated, an MLP this machine cannot hold: ``copies`` of its weights (values,
+    gradients, optimizer state) and every layer's outputs for ``rows`` rows at once, as accuracy over a whole split
+    computes them. An estimate, there to stop sizes from a typo or a stray label, and to say where they came from.
+    """
+    weights = sum((n_in + 1) * n_out for n_in, n_out in pairwise(layer_sizes))
+    outputs = rows * sum(layer_sizes[1:])
+    nbytes = np.dtype(np.float64).itemsize * (copies * weights + outputs)
+    require_memory(nbytes, f"MLP {'-'.join(map(str, layer_sizes))}", advice, estimate=True)
+
+
+def check_layer_sizes(sizes: object) -> list[int]:
+    """``sizes`` if it is an MLP's layer sizes (inputs, hidden layers, classes), else :class:`ConfigError`."""
+    if not (isinstance(sizes, list) and len(sizes) >= 2 and all(_whole(n, 1) for n in sizes)):
+        raise ConfigError(f"layer_sizes must be {SIZES}, two at least, got {reprlib.repr(sizes)}")
+    return sizes
 
 
 def train_step(model: MLP, criterion: SoftmaxCrossEntropy, optimizer: Optimizer, x: np.ndarray, y: np.ndarray) -> float:
@@ -166,34 +260,3 @@ def train_step(model: MLP, criterion: SoftmaxCrossEntropy, optimizer: Optimizer,
         loss.backward()
     optimizer.step()
     return float(loss)
-
-
-@dataclass
-class Evaluation:
-    """A saved model's accuracy on some data, and its confusion matrix (rows: true class, columns: predicted)."""
-
-    accuracy: float
-    confusion: np.ndarray
-    n_examples: int
-    source: str
-
-
-def evaluate(path: str | os.PathLike[str], data: str | None = None) -> Evaluation:
-    """Load a model saved by ``opreg train --save`` and score it: on ``data`` (every row), or else on the
-    held-out part of the data it was trained on, split again exactly as training split it."""
-    metadata = read_metadata(path)
-    fields = {name: metadata[name] for name in TrainConfig.__dataclass_fields__ if name in metadata}
-    config = TrainConfig(**{**fields, "hidden": tuple(fields.get("hidden", ())), "engine": "tensor"})
-    layer_sizes = list(metadata["layer_sizes"])
-    model = load(build_model(layer_sizes, config), path)
-    if data is None:
-        _, _, features, labels = load_split(config)
-        source = f"the held-out {config.test_fraction:.0%} of {config.data or 'the bundled digits'}"
-    else:
-        features, labels = load_data(data)
-        source = data
-    n_classes = max(int(labels.max()) + 1, layer_sizes[-1])
-    predictions = predict(model, features)
-    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(confusion, (labels, predictions), 1)
-    return Evaluation(float((predictions == labels).mean()), confusion, len(labels), source)

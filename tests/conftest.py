@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh engine, and ways to register throw-away op plugins for one test.
+"""Shared fixtures: a fresh engine, ways to register throw-away op plugins for one test, small data files.
 
 This file does not import opreg at module level: conftest files load before typeguard's pytest plugin installs
 its import hook, and ``pytest --typeguard-packages=opreg`` can only instrument opreg if it is imported later.
@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 import pytest
+
+from blobs import blobs
 
 if TYPE_CHECKING:
     import opreg
@@ -96,3 +98,34 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     for module in site.modules:
         sys.modules.pop(module, None)
     opreg.reload_plugins()
+
+
+@pytest.fixture
+def data_file(tmp_path: Path) -> Callable[..., str]:
+    """``data_file(name, features=None, labels=None)`` writes a file ``opreg train --data`` reads (``.csv``: the
+    label in the last column; ``.npz``: arrays ``x`` and ``y``) and returns its path; 30 rows of blobs by default,
+    so that a training run on it takes milliseconds."""
+    import numpy as np
+
+    def write(name: str = "blobs.csv", features: Any = None, labels: Any = None) -> str:
+        default_features, default_labels = blobs(30)
+        features = default_features if features is None else features
+        labels = default_labels if labels is None else labels
+        path = tmp_path / name
+        if name.endswith(".npz"):
+            np.savez(path, x=features, y=labels)
+        else:
+            np.savetxt(path, np.column_stack([features, labels]), delimiter=",")
+        return str(path)
+
+    return write
+
+
+@pytest.fixture
+def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any training step fails the test: for refusals that must come before training."""
+
+    def fail(*args: object) -> None:
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr("opreg.train.train_step", fail)
