@@ -12,6 +12,7 @@ from opreg.checkmode import apply_environment as _apply_check_environment
 from opreg.checkmode import checking
 from opreg.engine import Autograd, GradientBuffer, Operation
 from opreg.errors import (
+    BackwardError,
     EngineStateError,
     GradcheckError,
     NotComposableError,
@@ -32,6 +33,7 @@ _apply_check_environment()  # OPREG_CHECK=1: checking mode for the whole run
 __all__ = [
     "AnomalyError",
     "Autograd",
+    "BackwardError",
     "EngineStateError",
     "GradcheckError",
     "GradientBuffer",

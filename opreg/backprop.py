@@ -7,6 +7,10 @@ where it lands: into the caller's array where the record names one (the tape's `
 accumulated by the input's key. What is left in the dict afterwards, the front end hands out: the
 ``GradientBuffer``, a leaf's ``.grad``, what ``opreg.grad`` returns.
 
+Nothing lands in a caller's array until every backward has returned, so a backward that raises leaves each ``dW``
+as it was, never one updated and the next not (:class:`opreg.BackwardError` says so); the front ends hand out the
+dict only after the pass, too. Landing takes the array's lock (:mod:`opreg.landing`): threads may share a ``dW``.
+
 A record is anything with ``op``, ``datas`` (the input arrays), ``output_data``, ``attributes``, ``saved``,
 ``observers``, ``sources`` (per input, the object its gradient is keyed by, ``None`` for one nobody reads) and
 ``targets`` (``None``, or per input an array that receives its gradient in place).
@@ -22,6 +26,7 @@ import numpy as np
 from opreg.calls import input_gradients
 from opreg.errors import OpUsageError
 from opreg.fit import gradient_dtype
+from opreg.landing import lock_for
 from opreg.opdef import OpDef
 
 
@@ -65,6 +70,7 @@ def backpropagate(
     """
     keep_all = keep is True
     kept: Container[int] = () if isinstance(keep, bool) else keep
+    landings: list[tuple[Any, Any]] = []  # (target, gradient): applied once every backward has returned
     grads_in: list[Any] | None  # None between records (see the end of the loop)
     for output, record in records:
         key = id(output)
@@ -93,12 +99,15 @@ def backpropagate(
         for source, grad, target in zip(sources, grads_in, targets or record.op.no_targets, strict=False):
             if grad is None:
                 continue
-            if target is not None:  # the caller's array (dW): the gradient lands in place
-                target += grad
+            if target is not None:  # the caller's array (dW), which receives the gradient in place, at the end
+                landings.append((target, grad))
                 continue
             current = grads.get(id(source))
             grads[id(source)] = grad if current is None else total(current, grad)
         grads_in = grad = None  # so that the gradients count as the dict's alone (a leaf's .grad may take them)
+    for target, grad in landings:
+        with lock_for(target):  # another thread's backward may land in the same dW
+            target += grad
     return grads
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from opreg import observe
 from opreg.contract import describe_array, gradient_count_error, gradient_shape_error, gradient_type_error
-from opreg.errors import NotComposableError, OpContractError, OpregError, OpUsageError
+from opreg.errors import BackwardError, NotComposableError, OpContractError, OpregError, OpUsageError
 from opreg.fit import fit_gradient, sum_to_shape
 from opreg.opdef import OpDef
 
@@ -87,12 +87,19 @@ def input_gradients(
     :class:`NotComposableError` naming the op; ``saved`` is then ``None`` (a saved array is a constant, and the
     derivative through it would be lost), so that a backward asking for it recomputes from the inputs.
     """
-    if observers or recorded:
-        grads = _call_backward(op, grad_output, inputs, output, attributes, needed, saved, observers, recorded)
-    elif op.simple_backward:
-        grads = op.backward(grad_output, *inputs)
-    else:  # matmul's needs_grad, a loss's saved: what the backward asks for
-        grads = op.backward(grad_output, *inputs, **backward_keywords(op, attributes, output, needed, saved))
+    try:  # costs nothing until something raises (Python 3.11's exception tables)
+        if observers or recorded:
+            grads = _call_backward(op, grad_output, inputs, output, attributes, needed, saved, observers, recorded)
+        elif op.simple_backward:
+            grads = op.backward(grad_output, *inputs)
+        else:  # matmul's needs_grad, a loss's saved: what the backward asks for
+            grads = op.backward(grad_output, *inputs, **backward_keywords(op, attributes, output, needed, saved))
+    except OpregError as exc:
+        if not isinstance(exc, OpUsageError) or isinstance(exc, NotComposableError):
+            raise  # checking and anomaly modes' findings, NotComposableError: each names this op already
+        raise backward_error(op, exc, grad_output, inputs) from exc  # a registered op it misused names only itself
+    except Exception as exc:
+        raise backward_error(op, exc, grad_output, inputs) from exc
     if len(grads) != len(inputs):
         raise gradient_count_error(op, len(grads))
     fitted = list(grads)
@@ -137,6 +144,19 @@ def _call_backward(
         if not recorded or (isinstance(exc, OpregError) and not isinstance(exc, OpUsageError)):
             raise
         raise not_composable(op, f"on Tensors it raised {type(exc).__name__}: {exc}") from exc
+
+
+def backward_error(op: OpDef, exc: Exception, grad_output: Any, inputs: Sequence[Any]) -> BackwardError:
+    """The error for a backward that raised ``exc``: the op, what it was given, and the state backward left (the
+    backward pass applies gradients only once every op's backward has returned, :mod:`opreg.backprop`)."""
+    given = ", ".join(
+        f"{name}: {describe_array(x)}" for name, x in zip(("g", *op.inputs), (grad_output, *inputs), strict=False)
+    )
+    return BackwardError(
+        f"{op.describe()}: backward raised {type(exc).__name__}: {exc}, given {given}. No gradient was applied: the "
+        "gradients_to_update arrays and every .grad are as they were before backward(). Once the op is fixed, "
+        "call zero_grad() and record the step again (Tensors: run the forward again)"
+    )
 
 
 def backward_keywords(

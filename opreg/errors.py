@@ -38,6 +38,12 @@ class EngineStateError(OpregError, RuntimeError):
     """The engine was asked for something its current state cannot give (backward on an empty tape, twice)."""
 
 
+class BackwardError(OpregError, RuntimeError):
+    """An op's backward raised. The message names the op, its plugin and what backward was given, and says that no
+    gradient was applied; the exception backward raised is the ``__cause__``. A ``RuntimeError`` too, as PyTorch's
+    errors in backward are."""
+
+
 class GradcheckError(OpregError, AssertionError):
     """An op's analytic gradient disagrees with finite differences (an ``AssertionError``, so pytest shows it)."""
 

@@ -75,22 +75,31 @@ class PluginInfo:
 
 _pm: pluggy.PluginManager | None = None
 _infos: dict[str, PluginInfo] = {}
+#: Held while the plugin manager is built, so that threads using opreg for the first time at once build one (two
+#: would load every entry point twice, the second time warning that each is a duplicate).
+_building = threading.RLock()
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager, created with the built-ins and the installed op packages on first use."""
     global _pm
-    if _pm is None:
-        pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-        pm.add_hookspecs(hookspecs)
-        _infos.clear()
-        for module_name in BUILTIN_PLUGINS:
-            module = importlib.import_module(module_name)
-            pm.register(module, name=module_name)
-            _infos[module_name] = PluginInfo(module_name, "opreg", _version("opreg"), _source_file(module), "builtin")
-        _load_entry_points(pm)
-        _pm = pm
-    return _pm
+    pm = _pm
+    if pm is not None:
+        return pm
+    with _building:
+        if _pm is None:  # no other thread built it while this one waited
+            pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+            pm.add_hookspecs(hookspecs)
+            _infos.clear()
+            for module_name in BUILTIN_PLUGINS:
+                module = importlib.import_module(module_name)
+                pm.register(module, name=module_name)
+                _infos[module_name] = PluginInfo(
+                    module_name, "opreg", _version("opreg"), _source_file(module), "builtin"
+                )
+            _load_entry_points(pm)
+            _pm = pm
+        return _pm
 
 
 def reset_plugin_manager() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
@@ -45,11 +46,16 @@ class OpRegistry(Mapping[str, OpDef]):
         return f"OpRegistry({sorted(self._table)})"
 
 
-#: The one table behind the registry. It is filled in place, so the engines that hold it see plugins added later.
+#: The one table behind the registry. It is updated in place, so the engines that hold it see plugins added later,
+#: and in one step (:func:`_install`), so that threads running ops never find it half filled.
 #: Empty until the plugins are first loaded: read it through :func:`op_table`, or fall back to that on a miss.
 TABLE: dict[str, OpDef] = {}
 _LOADED = False
 _GENERATION = 0  # counts reloads, so that what is derived from the table knows when to derive it again
+#: Held while the plugins change and the table is rebuilt: two threads registering plugins at once must not each
+#: install a table without the other's ops, nor two threads using opreg first each load the plugins. Re-entrant,
+#: as registering reloads. Reading the table takes no lock.
+_LOCK = threading.RLock()
 
 
 def generation() -> int:
@@ -58,16 +64,23 @@ def generation() -> int:
 
 
 def unknown_op_error(name: object) -> UnknownOpError:
-    """The error for an op name nobody registered, suggesting the closest registered names."""
+    """The error for an op name nobody registered: the closest registered names, or, when none is close, how to
+    list them all (never the names themselves, which may be thousands)."""
     close = difflib.get_close_matches(str(name), list(TABLE), n=3)
-    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else f"; registered ops: {sorted(TABLE)}"
-    return UnknownOpError(f"no op named {name!r} is registered{hint}")
+    if close:
+        return UnknownOpError(f"no op named {name!r} is registered; did you mean {' or '.join(map(repr, close))}?")
+    return UnknownOpError(
+        f"no op named {name!r} is registered, nor one with a similar name; `opreg ops` lists every registered op, as "
+        "does sorted(opreg.get_registry())"
+    )
 
 
 def op_table() -> dict[str, OpDef]:
     """The live dict behind the registry, for the engine's hot path (one plain dict lookup). Do not mutate it."""
     if not _LOADED:
-        _reload()
+        with _LOCK:
+            if not _LOADED:  # another thread may have loaded the plugins while this one waited
+                _reload()
     return TABLE
 
 
@@ -82,43 +95,54 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
     For notebooks and tests; installed packages are found by their entry points instead. If the plugin's ops are
     invalid or clash with registered ones, the plugin is unregistered again and the error raised.
     """
-    pm = plugin_manager.get_plugin_manager()
     # pluggy would name an instance by its id(); its class name reads better in every message
     name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
-    registered_name = pm.register(plugin, name=name)
-    if registered_name is None:
-        raise RegistrationError(f"plugin {name or plugin!r} is already registered or blocked")
-    plugin_manager.note_registered(registered_name, plugin)
-    try:
-        _reload()
-    except Exception:  # the table is untouched; only the plugin manager has to forget the plugin
-        pm.unregister(name=registered_name)
-        plugin_manager.forget(registered_name)
-        raise
+    with _LOCK:
+        pm = plugin_manager.get_plugin_manager()
+        registered_name = pm.register(plugin, name=name)
+        if registered_name is None:
+            raise RegistrationError(f"plugin {name or plugin!r} is already registered or blocked")
+        plugin_manager.note_registered(registered_name, plugin)
+        try:
+            _reload()
+        except Exception:  # the table is untouched; only the plugin manager has to forget the plugin
+            pm.unregister(name=registered_name)
+            plugin_manager.forget(registered_name)
+            raise
     return registered_name
 
 
 def unregister_plugin(name: str) -> None:
     """Remove a plugin registered with :func:`register_plugin`, and its ops."""
-    plugin_manager.get_plugin_manager().unregister(name=name)
-    plugin_manager.forget(name)
-    _reload()
+    with _LOCK:
+        plugin_manager.get_plugin_manager().unregister(name=name)
+        plugin_manager.forget(name)
+        _reload()
 
 
 def reload_plugins() -> None:
     """Load every plugin afresh: after installing an op package, or changing ``OPREG_*`` variables."""
-    plugin_manager.reset_plugin_manager()
-    _reload()
+    with _LOCK:
+        plugin_manager.reset_plugin_manager()
+        _reload()
 
 
 def _reload() -> None:
     """Collect every plugin's ops afresh; the table changes only if the collection succeeds."""
     global _LOADED, _GENERATION
-    table = _collect(plugin_manager.get_plugin_manager())
-    TABLE.clear()
+    with _LOCK:
+        _install(_collect(plugin_manager.get_plugin_manager()))
+        _LOADED = True
+        _GENERATION += 1
+
+
+def _install(table: dict[str, OpDef]) -> None:
+    """Make :data:`TABLE` hold ``table`` without a moment in which an op of both is missing: ``update`` replaces
+    each op in place (emptying the table first would let another thread's ``mul`` find nothing), then the ops no
+    plugin registers any more are removed, one by one. A lookup in another thread sees each op old or new."""
     TABLE.update(table)
-    _LOADED = True
-    _GENERATION += 1
+    for name in TABLE.keys() - table.keys():
+        del TABLE[name]
 
 
 def _collect(pm: pluggy.PluginManager) -> dict[str, OpDef]:
@@ -209,5 +233,6 @@ def _numpy_index(table: Mapping[str, OpDef]) -> dict[str, str]:
     """NumPy name -> op name, rebuilt when the registry reloads."""
     global _index
     if _index[0] != _GENERATION:
-        _index = (_GENERATION, {alias: op.name for op in table.values() for alias in op.numpy})
+        # A copy of the ops, taken in one step: another thread registering a plugin may change the table meanwhile
+        _index = (_GENERATION, {alias: op.name for op in list(table.values()) for alias in op.numpy})
     return _index[1]

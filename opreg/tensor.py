@@ -27,6 +27,7 @@ from opreg.backprop import backpropagate, total
 from opreg.calls import as_arrays, run_forward
 from opreg.errors import EngineStateError, OpUsageError
 from opreg.fit import gradient_dtype
+from opreg.landing import lock_for
 from opreg.numpy_arguments import numpy_arguments
 from opreg.opdef import OpDef
 from opreg.registry import TABLE, numpy_op, op_table, unknown_op_error
@@ -394,7 +395,8 @@ def _backpropagate(
     for leaf in leaves:
         arrived = grads.pop(id(leaf), None)
         if arrived is not None:
-            leaf._grad = _leaf_gradient(leaf._grad, arrived)
+            with lock_for(leaf):  # another thread's backward may reach the same leaf
+                leaf._grad = _leaf_gradient(leaf._grad, arrived)
             arrived = None
     return {}
 

@@ -227,6 +227,50 @@ def test_backward_returning_something_that_is_not_an_array(engine, install_ops):
         engine.backward(1.0)
 
 
+def _index_error_backward(g, x):
+    return (g[[0, 1, 2, 3, 4, 5]],)  # an IndexError for fewer than six elements, as a plugin's bug might raise
+
+
+def test_a_backward_that_raises_names_its_op_and_applies_no_gradient(engine, install_ops):
+    """The error names the op, its plugin and what it was given, chains the original, and leaves every dW as it was:
+    the op nearer the loss had its gradient computed, but none lands until the whole backward has succeeded."""
+    install_ops({"name": "broken", "inputs": ("x",), "forward": lambda x: 2 * x, "backward": _index_error_backward})
+    x, W, b = np.ones((2, 3)), np.ones((3, 3)), np.ones(3)
+    dW, db = np.zeros_like(W), np.zeros_like(b)
+    h = engine.apply("matmul", engine.apply("broken", x), W, gradients_to_update=[None, dW])
+    engine.apply("add", h, b, gradients_to_update=[None, db])
+    with pytest.raises(opreg.OpregError) as raised:
+        engine.backward(1.0)
+    assert type(raised.value).__name__ == "BackwardError"
+    message = str(raised.value)
+    assert message.startswith("op 'broken' (plugin 'test-plugin'): backward raised IndexError: index 2 is out of")
+    assert "g: float64 (2, 3), x: float64 (2, 3)" in message and "zero_grad()" in message
+    assert isinstance(raised.value.__cause__, IndexError)
+    assert not dW.any() and not db.any()
+    engine.zero_grad()  # what the message says to do; then the engine works again
+    engine.apply("mul", x, b, gradients_to_update=[None, db])
+    engine.backward(1.0)
+    assert np.array_equal(db, [2.0, 2.0, 2.0])
+
+
+def test_a_backward_failing_in_an_op_it_calls_names_both(engine, install_ops):
+    """A registered op the backward calls fails on what the backward gave it: the error names the op whose
+    backward it was, and chains the inner op's error, which names that one."""
+    install_ops(
+        {
+            "name": "bad_call",
+            "inputs": ("x",),
+            "forward": lambda x: 2 * x,
+            "backward": lambda g, x: (opreg.ops.matmul(g, x),),
+        }
+    )
+    engine.apply("bad_call", np.ones((2, 3)))
+    with pytest.raises(
+        opreg.OpregError, match=r"^op 'bad_call' \(plugin 'test-plugin'\): backward raised OpUsageError: op 'matmul'"
+    ):
+        engine.backward(1.0)
+
+
 def test_gradient_buffer_refuses_untracked_arrays():
     buffer = opreg.GradientBuffer()
     with pytest.raises(KeyError, match="not tracked"):

@@ -210,3 +210,20 @@ def test_two_ops_declaring_one_numpy_name_is_an_error_naming_both(op_plugin):
         if plugin_manager.get_plugin_manager().get_plugin("doubling") is not None:
             opreg.unregister_plugin("doubling")
     np.testing.assert_array_equal(hijacked, [1.0])
+
+
+def test_an_unknown_name_among_ten_thousand_ops_is_answered_in_one_line(monkeypatch):
+    """Not every registered name: the close matches if there are any, else how to list them all."""
+    mul = opreg.get_registry()["mul"]
+    for i in range(10_000):
+        monkeypatch.setitem(registry.TABLE, f"generated_{i:05d}", mul)
+    engine = opreg.Autograd()
+    with pytest.raises(opreg.UnknownOpError) as raised:
+        engine.apply("convolve", np.ones(3))
+    assert str(raised.value) == (
+        "no op named 'convolve' is registered, nor one with a similar name; `opreg ops` lists every registered op, "
+        "as does sorted(opreg.get_registry())"
+    )
+    with pytest.raises(AttributeError) as raised:  # opreg.ops.<name>: an AttributeError, so that hasattr works
+        opreg.ops.generated_100000  # noqa: B018  # the attribute access is what raises
+    assert len(str(raised.value)) < 200 and "did you mean 'generated_" in str(raised.value)

@@ -514,6 +514,18 @@ def test_grad_accumulates_over_backward_calls_with_retain_graph():
     np.testing.assert_allclose(w.grad, tw.grad.numpy(), **F64)
 
 
+def test_a_backward_that_raises_names_its_op_and_leaves_every_grad_as_it_was(install_ops):
+    install_ops({"name": "broken", "inputs": ("x",), "forward": lambda x: 2 * x, "backward": lambda g, x: (g[[0, 5]],)})
+    w, v = Tensor(np.ones(2), requires_grad=True), Tensor(np.ones(2), requires_grad=True)
+    loss = (opreg.ops.broken(w) * v).sum()
+    with pytest.raises(opreg.OpregError) as raised:
+        loss.backward()
+    assert type(raised.value).__name__ == "BackwardError"
+    assert str(raised.value).startswith("op 'broken' (plugin 'test-plugin'): backward raised IndexError")
+    assert isinstance(raised.value.__cause__, IndexError)
+    assert w.grad is None and v.grad is None  # v's gradient was computed, and not applied
+
+
 def test_second_backward_through_a_released_graph_raises():
     """Without retain_graph the graph is released: a second backward raises EngineStateError saying to pass
     retain_graph, and leaves .grad as the first backward made it."""
