@@ -14,6 +14,7 @@ from opreg.engine import Autograd, GradientBuffer, Operation
 from opreg.errors import (
     EngineStateError,
     GradcheckError,
+    ModifiedInPlaceError,
     NotComposableError,
     OpContractError,
     OpregError,
@@ -35,6 +36,7 @@ __all__ = [
     "EngineStateError",
     "GradcheckError",
     "GradientBuffer",
+    "ModifiedInPlaceError",
     "NotComposableError",
     "OpContractError",
     "OpDef",
