@@ -486,3 +486,11 @@ def test_add_operation_refuses_tensors_as_inputs_output_or_gradient_arrays(engin
         engine.add_operation([x], opreg.Tensor(np.exp(x)), [None], "exp")
     with pytest.raises(OpUsageError, match=r"gradients_to_update\[1\] is a Tensor"):
         engine.apply("mul", x, x, gradients_to_update=[None, opreg.Tensor(np.zeros(3))])
+
+
+def test_add_operation_compares_shape_and_dtype_with_the_forward_a_saving_op_runs_anyway(engine):
+    logits, labels = rng.standard_normal((4, 3)), np.eye(3)[[0, 1, 2, 0]]
+    loss = opreg.get_registry()["softmax_cross_entropy"].output_of(logits, labels)
+    with pytest.raises(OpUsageError, match=r"the output is float64 \(1,\), but forward gives float64 \(\)"):
+        engine.add_operation([logits, labels], loss.reshape(1), [None, None], "softmax_cross_entropy")
+    engine.add_operation([logits, labels], loss, [None, None], "softmax_cross_entropy")
