@@ -37,13 +37,17 @@ class Optimizer:
             zero_grad_of(parameter)
 
     def _with_gradients(self) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
-        """``(data, gradient, state)`` for each parameter that has a gradient, which the caller updates in place
-        before asking for the next: its version is raised then."""
-        for parameter, state in zip(self.parameters, self.state, strict=True):
-            if parameter.grad is not None:
-                data = parameter.data
-                yield data, parameter.grad, state
-                edited(data)
+        """``(data, gradient, state)`` for each parameter that has a gradient, which the caller updates in place;
+        the versions of those it was given are raised at the end, or when the step stops early."""
+        updated = []
+        try:
+            for parameter, state in zip(self.parameters, self.state, strict=True):
+                if parameter.grad is not None:
+                    data = parameter.data
+                    updated.append(data)
+                    yield data, parameter.grad, state
+        finally:
+            edited(*updated)
 
     def step(self) -> None:
         raise NotImplementedError

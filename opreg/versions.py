@@ -72,17 +72,19 @@ def owner(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def edited(array: np.ndarray) -> None:
-    """Note that ``array`` (or the memory it views) was just changed in place: its version goes up by one."""
+def edited(*arrays: np.ndarray) -> None:
+    """Note that ``arrays`` (or the memory each views) were just changed in place: their versions go up by one.
+    An optimizer's step passes all its parameters in one call (one number for the step, one call's overhead)."""
     global last_edit
-    memory = array if array.base is None else owner(array)  # an optimizer edits its parameters' owners
-    key = id(memory)
-    history = _histories.get(key)
-    if history is None:
-        history = _histories[key] = _History(memory, key)
-    history.count += 1
     last_edit = number = next(numbers)
-    history.latest.append(number)
+    for array in arrays:
+        memory = array if array.base is None else owner(array)
+        key = id(memory)
+        history = _histories.get(key)
+        if history is None:
+            history = _histories[key] = _History(memory, key)
+        history.count += 1
+        history.latest.append(number)
 
 
 def version(array: np.ndarray) -> int:
