@@ -32,6 +32,7 @@ from opreg.fit import gradient_dtype
 from opreg.opdef import OpDef
 from opreg.registry import op_table, unknown_op_error
 from opreg.tensor import Tensor
+from opreg.versions import numbers
 
 
 class Operation:
@@ -84,7 +85,7 @@ class Operation:
         self.saved = saved
         self.observers = observers
         self.fingerprints = versions.fingerprints(op, inputs, output, observers) if observers else None
-        self.number = next(versions.numbers)
+        self.number = next(numbers)
 
     def __repr__(self) -> str:
         shapes = ", ".join(describe_array(x) for x in self.inputs)

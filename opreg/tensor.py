@@ -29,6 +29,7 @@ from opreg.fit import gradient_dtype
 from opreg.numpy_arguments import numpy_arguments
 from opreg.opdef import OpDef
 from opreg.registry import TABLE, numpy_op, op_table, unknown_op_error
+from opreg.versions import numbers
 
 
 class _GradMode(threading.local):
@@ -109,7 +110,7 @@ class Node:
         self.saved = saved
         self.observers = observers
         self.fingerprints = versions.fingerprints(op, datas, output_data, observers) if observers else None
-        self.number = next(versions.numbers)  # later than every input's: the backward pass orders nodes by it
+        self.number = next(numbers)  # later than every input's: the backward pass orders nodes by it
 
     def graph_inputs(self) -> list[Tensor]:
         """The inputs as Tensors, constants too: what a recorded backward (``create_graph``) runs on."""

@@ -10,9 +10,11 @@ array and what to do instead.
 array's version. A version belongs to the memory, not to the Tensor or view: the array owning the memory keys it,
 so ``w.T``, ``w.detach()`` and ``w`` share one, as PyTorch's views share a version counter. Every record (a
 Tensor's node, a tape operation) and every edit takes a number from one counter, :data:`numbers`; an array a record
-holds was edited after it iff one of its edits has a larger number. So recording costs nothing (a node already had
-a number), and backward compares one number, :data:`last_edit`, with its first record's before looking further:
-in training, the step comes after backward and the next graph is recorded after the step.
+holds was edited after it iff one of its edits has a larger number. So recording costs one number per op (a
+Tensor's node drew one already), nothing per array, and backward compares one number, :data:`last_edit`, with its
+first record's before looking further: in training the step comes after backward, and the next graph is recorded
+after the step. PyTorch's way, each record saving its arrays' versions, would cost a read per array on every op
+and a comparison per array in every backward.
 
 **Values**, in checking mode: a raw NumPy write (``x /= 2`` on a tape input, ``t.data[0] = 5``) calls nothing,
 and marking recorded arrays read-only would need bookkeeping on every op (restoring the flag when the graph is
