@@ -13,7 +13,8 @@ dict only after the pass, too. Landing takes the array's lock (:mod:`opreg.landi
 
 A record is anything with ``op``, ``datas`` (the input arrays), ``output_data``, ``attributes``, ``saved``,
 ``observers``, ``sources`` (per input, the object its gradient is keyed by, ``None`` for one nobody reads) and
-``targets`` (``None``, or per input an array that receives its gradient in place).
+``targets`` (``None``, or per input an array that receives its gradient in place); ``number`` and ``fingerprints``
+are what :mod:`opreg.versions` checks before the pass.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class Record(Protocol):
     def sources(self) -> Any: ...
     @property
     def targets(self) -> Any: ...
+    @property
+    def number(self) -> int: ...
+    @property
+    def fingerprints(self) -> tuple[int, ...] | None: ...
 
 
 #: The front end's kind of record: ``graph_inputs`` is given the records ``records`` holds.

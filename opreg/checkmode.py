@@ -43,6 +43,9 @@ def _values(x: Any) -> Any:
 class CheckingObserver:
     """The op contract checked around every call; with ``timeout``, each call given up on after that long."""
 
+    #: Records made while it is on keep checksums of what their backward reads (:mod:`opreg.versions`).
+    checks_values = True
+
     def __init__(self, timeout: float | None = None) -> None:
         self.timeout = timeout
 

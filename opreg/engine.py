@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from opreg import observe
+from opreg import observe, recording, versions
 from opreg.backprop import backpropagate, seed, total
 from opreg.calls import arity_error, as_arrays, run_forward
 from opreg.contract import describe_array
@@ -31,6 +31,8 @@ from opreg.errors import EngineStateError, OpUsageError
 from opreg.fit import gradient_dtype
 from opreg.opdef import OpDef
 from opreg.registry import op_table, unknown_op_error
+from opreg.tensor import Tensor
+from opreg.versions import numbers
 
 
 class Operation:
@@ -39,15 +41,18 @@ class Operation:
     ``gradients_to_update[i]`` is ``None`` for an array tracked in the engine's buffer, or an array the caller
     owns (such as ``dW``) that receives input ``i``'s gradient in place. ``sources[i]`` is input ``i``, or
     ``None`` when nobody will read its gradient. ``saved`` is what the op's forward saved for its backward, and
-    ``observers`` the checking or anomaly modes that were on when it was recorded.
+    ``observers`` the checking or anomaly modes that were on when it was recorded. ``number`` orders it among
+    records and in-place edits, and ``fingerprints`` are what checking mode recorded (:mod:`opreg.versions`).
     """
 
     __slots__ = (
         "attributes",
         "backward_operation",
         "datas",
+        "fingerprints",
         "gradients_to_update",
         "inputs",
+        "number",
         "observers",
         "op",
         "output",
@@ -79,6 +84,8 @@ class Operation:
         self.targets = None if gradients_to_update is op.no_targets else gradients_to_update
         self.saved = saved
         self.observers = observers
+        self.fingerprints = versions.fingerprints(op, inputs, output, observers) if observers else None
+        self.number = next(numbers)
 
     def __repr__(self) -> str:
         shapes = ", ".join(describe_array(x) for x in self.inputs)
@@ -157,6 +164,7 @@ class Autograd:
         self.keep_gradients = keep_gradients
         self._ops = op_table()
         self._backward_done = False
+        self._added: dict[int, Any] = {}  # add_operation's outputs by id: an output recorded twice is refused
 
     def apply(
         self,
@@ -181,6 +189,7 @@ class Autograd:
             attributes = op.bind_attributes(attributes)  # type: ignore[assignment]
         for x in inputs:
             if type(x) is not np.ndarray:
+                recording.refuse_tensors(op, inputs)
                 inputs = as_arrays(inputs)
                 break
         observers = observe.current() if observe.active else ()
@@ -199,18 +208,19 @@ class Autograd:
         """Record that ``output`` was computed from ``inputs`` by the op registered as ``backward_operation``.
 
         Keywords are the attributes the output was computed with, for ops that have them. For an op that saves
-        values for its backward (``saves_for_backward``), forward runs once more here to compute them.
+        values for its backward, forward runs once more here to compute them. ``output`` is checked as far as
+        that costs nothing (:func:`opreg.recording.check_added`); in checking mode forward runs again and the
+        values are compared.
         """
         op = self._lookup(backward_operation)
-        for position, x in enumerate(inputs):
-            if x is output:  # apply's outputs never are: run_forward returns a fresh array object
-                raise OpUsageError(
-                    f"{op.describe()}: the output is the same array object as {op.describe_input(position)}; "
-                    "record a view (output.view()) or a copy"
-                )
+        recording.check_added(op, inputs, output, (self._added, self.gradient_buffer.memory))
         attributes = op.bind_attributes(attributes)  # type: ignore[assignment]  # as in apply
         observers = observe.current() if observe.active else ()
-        saved = run_forward(op, inputs, attributes, observers)[1] if op.saves else None
+        saved = None
+        if op.saves or observers:
+            recomputed, saved = run_forward(op, inputs, attributes, observers)
+            recording.check_recomputed(op, output, recomputed, values=bool(observers))
+        self._added[id(output)] = output
         self._record(op, inputs, output, gradients_to_update, attributes, saved, observers)
 
     def _lookup(self, name: str) -> OpDef:
@@ -257,7 +267,9 @@ class Autograd:
                     else:  # no recorded op produced x (outputs have their slots), and no array receives its gradient
                         sources = sources or list(inputs)
                         sources[position] = None
-            elif getattr(target, "shape", None) != getattr(x, "shape", None):
+            elif type(target) is not np.ndarray or target.shape != getattr(x, "shape", None):
+                if isinstance(target, Tensor):
+                    raise recording.tensor_error(op, f"gradients_to_update[{position}]")
                 raise OpUsageError(
                     f"{op.describe()}: gradients_to_update[{position}] is {describe_array(target)} but "
                     f"{op.describe_input(position)} is {describe_array(x)}; they must have one shape"
@@ -281,6 +293,8 @@ class Autograd:
             )
         if not self.operation_list:
             raise EngineStateError("backward() called before any operation was recorded")
+        if versions.last_edit > self.operation_list[0].number or versions.fingerprinted:
+            versions.check(self.operation_list)
         last = self.operation_list[-1]
         memory = self.gradient_buffer.memory
         memory[id(last.output)] = seed(
@@ -302,6 +316,7 @@ class Autograd:
         """Forget the tape and the tracked gradients, ready for the next step (``dW``/``db`` are the caller's)."""
         self.gradient_buffer.clear()
         self.operation_list = []
+        self._added = {}
         self._backward_done = False
 
 

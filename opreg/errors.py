@@ -44,6 +44,11 @@ class BackwardError(OpregError, RuntimeError):
     errors in backward are."""
 
 
+class ModifiedInPlaceError(EngineStateError):
+    """An array that an op's backward reads was changed in place after the op was recorded, so its gradient
+    would be wrong (PyTorch's "modified by an inplace operation"); the message names the op and the array."""
+
+
 class GradcheckError(OpregError, AssertionError):
     """An op's analytic gradient disagrees with finite differences (an ``AssertionError``, so pytest shows it)."""
 

@@ -1,7 +1,9 @@
 """Optimizers with PyTorch's arguments and update rules: SGD (momentum, Nesterov, weight decay), Adam, AdamW.
 
 They update ``parameter.data`` in place from ``parameter.grad``, for Tensors and for tape-style parameters alike
-(see :meth:`opreg.nn.Module.parameters`). A parameter whose gradient is ``None`` is skipped, as in PyTorch.
+(see :meth:`opreg.nn.Module.parameters`), and raise each parameter's version (:mod:`opreg.versions`): a graph
+recorded before the step then refuses to backpropagate with the changed weights. A parameter whose gradient is
+``None`` is skipped, as in PyTorch.
 Hyperparameters are Python floats, so a float32 model is updated in float32.
 """
 
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from opreg.nn.module import Parameter, zero_grad_of
+from opreg.versions import edited
 
 
 class Optimizer:
@@ -34,10 +37,17 @@ class Optimizer:
             zero_grad_of(parameter)
 
     def _with_gradients(self) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
-        """``(data, gradient, state)`` for each parameter that has a gradient."""
-        for parameter, state in zip(self.parameters, self.state, strict=True):
-            if parameter.grad is not None:
-                yield parameter.data, parameter.grad, state
+        """``(data, gradient, state)`` for each parameter that has a gradient, which the caller updates in place;
+        the versions of those it was given are raised at the end, or when the step stops early."""
+        updated = []
+        try:
+            for parameter, state in zip(self.parameters, self.state, strict=True):
+                if parameter.grad is not None:
+                    data = parameter.data
+                    updated.append(data)
+                    yield data, parameter.grad, state
+        finally:
+            edited(*updated)
 
     def step(self) -> None:
         raise NotImplementedError

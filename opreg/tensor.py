@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import itertools
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,7 +21,7 @@ from typing import Any, Final, Literal, cast
 import numpy as np
 from numpy.typing import DTypeLike
 
-from opreg import backprop, observe
+from opreg import backprop, observe, versions
 from opreg.backprop import backpropagate, total
 from opreg.calls import as_arrays, run_forward
 from opreg.errors import EngineStateError, OpUsageError
@@ -31,6 +30,7 @@ from opreg.landing import lock_for
 from opreg.numpy_arguments import numpy_arguments
 from opreg.opdef import OpDef
 from opreg.registry import TABLE, numpy_op, op_table, unknown_op_error
+from opreg.versions import numbers
 
 
 class _GradMode(threading.local):
@@ -71,14 +71,26 @@ class no_grad:
 
 class Node:
     """How a Tensor was made: the op, the input arrays, the attributes it was called with, what its forward
-    saved for backward, and the observers (checking, anomaly) that were on.
+    saved for backward, and the observers (checking, anomaly) that were on. ``number`` orders it among records
+    and in-place edits, and ``fingerprints`` are what checking mode recorded (:mod:`opreg.versions`).
 
     ``inputs[i]`` is the input Tensor where it requires gradients, and ``None`` for a constant (an array, a number,
     a tensor that requires none), which the backward pass does not follow. A Node is a record of
     :mod:`opreg.backprop`: ``sources`` is ``inputs``, and it has no ``targets``.
     """
 
-    __slots__ = ("attributes", "datas", "inputs", "number", "observers", "op", "output_data", "saved", "sources")
+    __slots__ = (
+        "attributes",
+        "datas",
+        "fingerprints",
+        "inputs",
+        "number",
+        "observers",
+        "op",
+        "output_data",
+        "saved",
+        "sources",
+    )
     targets = None
 
     def __init__(
@@ -98,15 +110,12 @@ class Node:
         self.attributes = attributes
         self.saved = saved
         self.observers = observers
-        self.number = next(_node_numbers)  # later than every input's: the backward pass orders nodes by it
+        self.fingerprints = versions.fingerprints(op, datas, output_data, observers) if observers else None
+        self.number = next(numbers)  # later than every input's: the backward pass orders nodes by it
 
     def graph_inputs(self) -> list[Tensor]:
         """The inputs as Tensors, constants too: what a recorded backward (``create_graph``) runs on."""
         return [Tensor(data) if x is None else x for x, data in zip(self.inputs, self.datas, strict=True)]
-
-
-#: Numbers the Nodes in the order they are made (itertools.count is atomic under the GIL, so threads may share it).
-_node_numbers = itertools.count()
 
 
 class _Released(enum.Enum):
@@ -126,16 +135,36 @@ class Tensor:
     require gradients too. ``.grad`` accumulates over ``backward`` calls until set to ``None`` (or zeroed).
     """
 
-    __slots__ = ("_grad", "_node", "_requires_grad", "data")
+    __slots__ = ("_data", "_grad", "_node", "_requires_grad")
     _grad: np.ndarray | None
     __array_priority__ = 1000
     __hash__ = object.__hash__  # by identity, as before comparisons were defined: Tensors key dicts and sets
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: DTypeLike | None = None) -> None:
-        self.data: np.ndarray = np.asarray(data.data if isinstance(data, Tensor) else data, dtype=dtype)
+        self._data: np.ndarray = np.asarray(data._data if isinstance(data, Tensor) else data, dtype=dtype)
         self.requires_grad = requires_grad
         self.grad: np.ndarray | None = None
         self._node: Node | Literal[_Released.RELEASED] | None = None
+
+    @property
+    def data(self) -> np.ndarray:
+        """The values. Changing them in place while a graph that read them waits for backward makes that backward
+        raise (:mod:`opreg.versions`): ``t.data += 1`` raises the version, a raw write such as ``t.data[0] = 1``
+        is caught in checking mode. ``t.data = array`` gives the tensor another array and leaves graphs alone."""
+        return self._data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        if value is self._data:  # t.data += 1: NumPy changed the array in place, then Python assigns it back
+            versions.edited(value)
+        else:
+            self._data = np.asarray(value)
+
+    @property
+    def version(self) -> int:
+        """How many times the tensor's memory was changed in place through opreg (``t.data += 1``, an optimizer's
+        step), as PyTorch's ``_version``; shared by tensors viewing the same memory."""
+        return versions.version(self._data)
 
     @property
     def grad(self) -> np.ndarray | None:
@@ -145,9 +174,9 @@ class Tensor:
     @grad.setter
     def grad(self, value: Any) -> None:
         if value is not None:
-            value = np.asarray(value, dtype=gradient_dtype(self.data))
-            if value.shape != self.data.shape:
-                raise OpUsageError(f"a gradient of shape {value.shape} for a tensor of shape {self.data.shape}")
+            value = np.asarray(value, dtype=gradient_dtype(self._data))
+            if value.shape != self._data.shape:
+                raise OpUsageError(f"a gradient of shape {value.shape} for a tensor of shape {self._data.shape}")
         self._grad = value
 
     @property
@@ -157,27 +186,27 @@ class Tensor:
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
-        if value and self.data.dtype.kind != "f":
-            raise OpUsageError(f"only floating-point tensors can require gradients, not {self.data.dtype}")
+        if value and self._data.dtype.kind != "f":
+            raise OpUsageError(f"only floating-point tensors can require gradients, not {self._data.dtype}")
         self._requires_grad = bool(value)
 
     # --- what it holds -----------------------------------------------------------------------------------------
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.data.shape
+        return self._data.shape
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def size(self) -> int:
-        return self.data.size
+        return self._data.size
 
     @property
     def is_leaf(self) -> bool:
@@ -185,29 +214,29 @@ class Tensor:
         return self._node is None
 
     def numpy(self) -> np.ndarray:
-        return self.data
+        return self._data
 
     def item(self) -> float:
-        return cast(float, self.data.item())
+        return cast(float, self._data.item())
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph."""
-        return Tensor(self.data)
+        return Tensor(self._data)
 
     def __len__(self) -> int:
-        return len(self.data)
+        return len(self._data)
 
     def __bool__(self) -> bool:
         """As an array's: a single element's truth; more than one is ambiguous and raises (``x in [t1, t2]``
         compares elementwise, and must not quietly be true)."""
-        return bool(self.data)
+        return bool(self._data)
 
     def __float__(self) -> float:
-        return float(self.data)
+        return float(self._data)
 
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
-        return f"Tensor({np.array2string(self.data, separator=', ')}{grad})"
+        return f"Tensor({np.array2string(self._data, separator=', ')}{grad})"
 
     # --- operators, each a registered op ------------------------------------------------------------------------
 
@@ -329,7 +358,7 @@ def _seed(root: Tensor, gradient: Any, caller: str) -> np.ndarray:
         raise EngineStateError(f"{caller} on a tensor that does not require gradients: no input required them")
     implicit = gradient is None
     if implicit:
-        if root.data.size != 1:
+        if root._data.size != 1:
             raise OpUsageError(
                 f"{caller} without a gradient needs a single-element tensor, not shape {root.shape}; "
                 "pass gradient= of that shape"
@@ -337,7 +366,7 @@ def _seed(root: Tensor, gradient: Any, caller: str) -> np.ndarray:
         gradient = 1.0
     value = gradient.data if isinstance(gradient, Tensor) else gradient
     misfit = f"for a tensor of shape {root.shape}"
-    return backprop.seed(root.data, value, name="gradient", misfit=misfit, scalar_fills=implicit)
+    return backprop.seed(root._data, value, name="gradient", misfit=misfit, scalar_fills=implicit)
 
 
 def grad(
@@ -384,6 +413,8 @@ def _backpropagate(
     each op's backward runs on Tensors, recording what it does.
     """
     leaves, made = _topological_order(root)
+    if made and (versions.last_edit > made[0]._node.number or versions.fingerprinted):  # type: ignore[union-attr]
+        versions.check(tensor._node for tensor in made)  # type: ignore[misc]
     grads = backpropagate(
         _releasing(made, retain_graph),
         {id(root): seed},
@@ -481,7 +512,7 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
     convert = record = False
     for x in args:
         if type(x) is Tensor or isinstance(x, Tensor):
-            datas.append(x.data)
+            datas.append(x._data)
             if x._requires_grad:
                 followed.append(x)
                 record = True
@@ -496,7 +527,7 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
     observers = observe.current() if observe.active else ()
     result = Tensor.__new__(Tensor)  # without __init__'s conversions and checks: this is the hot path
     data, saved = run_forward(op, datas, attributes, observers)
-    result.data = data
+    result._data = data
     result._grad = None
     if record and _grad_mode.enabled:
         result._requires_grad = True

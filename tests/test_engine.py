@@ -473,3 +473,68 @@ def test_a_saving_op_whose_backward_does_not_take_saved_is_refused(op_plugin):
     declaration = {**SAVING_LOGSUMEXP, "backward": lambda g, x: (g,)}
     with pytest.raises(opreg.RegistrationError, match=r"saving_logsumexp.*backward.*saved"):
         opreg.register_plugin(op_plugin(declaration), name="saving-plugin")
+
+
+# --- add_operation given an output its op did not produce (issue #11, item 3) --------------------------------
+
+
+def test_add_operation_refuses_an_output_that_is_not_an_array(engine):
+    x = rng.standard_normal(3)
+    with pytest.raises(OpUsageError, match=r"op 'exp' .*: the output is a list, not an array"):
+        engine.add_operation([x], list(np.exp(x)), [None], "exp")
+
+
+def test_add_operation_refuses_an_output_recorded_twice(engine):
+    """Recorded under two ops, one output's gradient would reach its inputs twice."""
+    x = rng.standard_normal(3)
+    y = np.exp(x)
+    engine.add_operation([x], y, [None], "exp")
+    with pytest.raises(OpUsageError, match=r"op 'exp' .*: the output float64 \(3,\) is already on this tape"):
+        engine.add_operation([x], y, [None], "exp")
+    engine.backward(1.0)
+    np.testing.assert_allclose(engine.gradient_buffer.get_param(x), np.exp(x))  # once, not twice
+
+
+def test_add_operation_refuses_an_output_of_the_wrong_shape_or_dtype(engine):
+    """For an op that declares a NumPy ufunc, the output's shape and dtype follow from the inputs'."""
+    x = rng.standard_normal((2, 3))
+    with pytest.raises(OpUsageError, match=r"op 'exp' .*: the output is float64 \(6,\), but forward gives "):
+        engine.add_operation([x], np.exp(x).ravel(), [None], "exp")
+    with pytest.raises(OpUsageError, match=r"the output is float32 \(2, 3\), but forward gives float64 \(2, 3\)"):
+        engine.add_operation([x], np.exp(x).astype(np.float32), [None], "exp")
+
+
+@pytest.mark.parametrize("name", ["exp", "sigmoid", "tanh", "div"])
+def test_checking_mode_compares_an_added_output_with_forward(engine, name):
+    """exp, sigmoid, tanh and div read their output in backward: a wrong one gives a wrong gradient."""
+    inputs = [rng.uniform(0.5, 2.0, 3) for _ in opreg.get_registry()[name].inputs]
+    output = opreg.get_registry()[name].output_of(*inputs) + 0.5
+    with opreg.checking(), pytest.raises(OpUsageError, match=rf"op '{name}' .*differs from what forward computes"):
+        engine.add_operation(inputs, output, [None] * len(inputs), name)
+
+
+# --- Tensors given to the tape engine (issue #11, item 6) ---------------------------------------------------
+
+
+def test_apply_refuses_a_tensor_naming_the_tensor_front_end(engine):
+    with pytest.raises(OpUsageError, match=r"op 'exp' .*: input 0 'x' is a Tensor.*opreg\.ops\.exp"):
+        engine.apply("exp", opreg.Tensor(np.ones(3)))
+
+
+def test_add_operation_refuses_tensors_as_inputs_output_or_gradient_arrays(engine):
+    x = np.ones(3)
+    t = opreg.Tensor(x)
+    with pytest.raises(OpUsageError, match=r"input 0 'x' is a Tensor"):
+        engine.add_operation([t], np.exp(x), [None], "exp")
+    with pytest.raises(OpUsageError, match=r"the output is a Tensor"):
+        engine.add_operation([x], opreg.Tensor(np.exp(x)), [None], "exp")
+    with pytest.raises(OpUsageError, match=r"gradients_to_update\[1\] is a Tensor"):
+        engine.apply("mul", x, x, gradients_to_update=[None, opreg.Tensor(np.zeros(3))])
+
+
+def test_add_operation_compares_shape_and_dtype_with_the_forward_a_saving_op_runs_anyway(engine):
+    logits, labels = rng.standard_normal((4, 3)), np.eye(3)[[0, 1, 2, 0]]
+    loss = opreg.get_registry()["softmax_cross_entropy"].output_of(logits, labels)
+    with pytest.raises(OpUsageError, match=r"the output is float64 \(1,\), but forward gives float64 \(\)"):
+        engine.add_operation([logits, labels], loss.reshape(1), [None, None], "softmax_cross_entropy")
+    engine.add_operation([logits, labels], loss, [None, None], "softmax_cross_entropy")

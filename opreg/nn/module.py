@@ -16,6 +16,7 @@ import numpy as np
 from opreg.engine import Autograd
 from opreg.errors import OpregError
 from opreg.tensor import Tensor, TensorEngine, tensor_engine
+from opreg.versions import edited
 
 
 class BoundParameter:
@@ -125,7 +126,8 @@ class Module:
         return {name: np.array(parameter.data, copy=True) for name, parameter in self.named_parameters()}
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
-        """Copy ``state`` into the parameters, in place; any missing, extra or misshapen entry is an error naming
+        """Copy ``state`` into the parameters, in place (raising their versions: a graph recorded before cannot
+        backpropagate through the new values); any missing, extra or misshapen entry is an error naming
         the first one, and nothing is changed."""
         parameters = dict(self.named_parameters())
         missing = [name for name in parameters if name not in state]  # in the model's order
@@ -142,3 +144,4 @@ class Module:
                 )
         for name, parameter in parameters.items():
             parameter.data[...] = state[name]
+            edited(parameter.data)
