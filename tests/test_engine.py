@@ -538,3 +538,24 @@ def test_add_operation_compares_shape_and_dtype_with_the_forward_a_saving_op_run
     with pytest.raises(OpUsageError, match=r"the output is float64 \(1,\), but forward gives float64 \(\)"):
         engine.add_operation([logits, labels], loss.reshape(1), [None, None], "softmax_cross_entropy")
     engine.add_operation([logits, labels], loss, [None, None], "softmax_cross_entropy")
+
+
+def test_an_integer_inputs_gradient_is_float64_and_not_truncated(engine):
+    """An integer array is a valid input; its gradient is float64 (as the docs say), so 0.5 stays 0.5, not 0."""
+    a, b = np.array([1, 2]), np.array([0.5, 0.25])
+    da = np.zeros(2)
+    engine.apply("mul", a, b, gradients_to_update=[da, None])
+    engine.backward(1.0)
+    np.testing.assert_array_equal(da, [0.5, 0.25])
+    assert engine.gradient_buffer.get_param(b).dtype == np.float64
+    np.testing.assert_array_equal(engine.gradient_buffer.get_param(b), [1.0, 2.0])
+
+
+def test_the_divergence_is_copied_so_changing_it_afterwards_changes_no_gradient(engine):
+    """backward(divergence) keeps its own copy: the caller may reuse the array, as opreg train reuses buffers."""
+    x = np.ones(3)
+    y = engine.apply("exp", x)
+    divergence = np.full(3, 2.0)
+    engine.backward(divergence)
+    divergence[...] = 0.0
+    np.testing.assert_array_equal(engine.gradient_buffer.get_param(y), np.full(3, 2.0))
