@@ -14,7 +14,8 @@ a test, so that opreg's built-in ops, contrib_ops and any plugin's tests share o
 - :func:`run_torch`: such a reference from a PyTorch function and torch's autograd.
 
 opreg itself never imports this module. hypothesis (the ``test`` extra) is needed when it is imported, and torch
-only when :func:`run_torch` is called: neither becomes a dependency of opreg.
+only when :func:`run_torch` is called (:func:`optional_torch` tells whether it is there): neither becomes a
+dependency of opreg.
 """
 
 from __future__ import annotations
@@ -270,6 +271,17 @@ def run_torch(
         return out.detach().numpy(), None
     out.backward(torch.tensor(g.copy()))
     return out.detach().numpy(), [t.grad.numpy() if d else None for t, d in zip(tensors, differentiable, strict=True)]
+
+
+def optional_torch() -> Any:
+    """The torch module, or ``None`` when it is not installed: a test module's comparisons with torch then skip
+    one by one (a ``skipif`` on ``torch is None``), and its tests that do not need torch still run, where
+    ``pytest.importorskip`` would skip the whole module."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
 
 
 # --- comparing -------------------------------------------------------------------------------------------------------

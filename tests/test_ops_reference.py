@@ -14,7 +14,7 @@ import pytest
 
 import opreg
 
-from torch_reference import BUILTIN_OPS, REGISTRY, TORCH_OPS, torch, torch_reference
+from torch_reference import BUILTIN_OPS, REGISTRY, TORCH_OPS, needs_torch, torch, torch_reference
 
 F64 = {"rtol": 1e-10, "atol": 1e-12}
 F32 = {"rtol": 2e-5, "atol": 1e-6}
@@ -82,16 +82,19 @@ def sample_inputs(name: str, seed: int, dtype: type) -> list[tuple[list[np.ndarr
     return [([np.asarray(x, dtype=dtype) for x in s.inputs], dict(s.attributes)) for s in samples]
 
 
+@needs_torch
 def test_builtin_ops_exist():
     """The parametrization below is not vacuous: the built-in plugins registered ops."""
     assert len(BUILTIN_OPS) >= len(TORCH_OPS) - 1
 
 
+@needs_torch
 def test_torch_table_has_no_stale_entries():
     """Every reference in TORCH_OPS names a registered built-in op (a renamed op would leave a dead entry)."""
     assert sorted(set(TORCH_OPS) - set(BUILTIN_OPS)) == []
 
 
+@needs_torch
 @pytest.mark.parametrize("seed", [0, 1, 2], ids=lambda s: f"seed{s}")
 @pytest.mark.parametrize("name", BUILTIN_OPS, ids=str)
 def test_op_matches_torch_float64(name, seed):
@@ -101,6 +104,7 @@ def test_op_matches_torch_float64(name, seed):
         compare(name, inputs, F64, seed=seed, attributes=attributes)
 
 
+@needs_torch
 @pytest.mark.parametrize("name", BUILTIN_OPS, ids=str)
 def test_op_matches_torch_float32(name):
     """float32 in gives float32 out and float32 gradients, matching torch at float32 tolerances."""
@@ -132,6 +136,7 @@ BROADCAST_SHAPES = [
 ]
 
 
+@needs_torch
 @pytest.mark.parametrize("shapes", BROADCAST_SHAPES, ids=lambda s: f"{s[0]}-{s[1]}".replace(" ", ""))
 @pytest.mark.parametrize("name", ["add", "sub", "mul", "div"])
 def test_broadcasting_gradients(name, shapes):
@@ -141,6 +146,7 @@ def test_broadcasting_gradients(name, shapes):
     compare(name, inputs, F64)
 
 
+@needs_torch
 @pytest.mark.parametrize("name", ["add", "sub", "mul", "div"])
 def test_same_array_as_both_operands(name):
     """One array used as both inputs accumulates both gradients (x * x -> 2x), as in torch."""
@@ -167,6 +173,7 @@ MATMUL_SHAPES = [
 ]
 
 
+@needs_torch
 @pytest.mark.parametrize("shapes", MATMUL_SHAPES, ids=lambda s: f"{s[0]}@{s[1]}".replace(" ", ""))
 def test_matmul_1d_and_batched(shapes):
     """matmul with 1-D operands and broadcast batch axes: output and both gradients as torch.matmul."""
@@ -175,11 +182,13 @@ def test_matmul_1d_and_batched(shapes):
     compare("matmul", inputs, F64)
 
 
+@needs_torch
 def test_transpose_batched():
     """transpose swaps only the last two axes of a batched array, and its gradient swaps them back."""
     compare("transpose", [np.random.default_rng(8).standard_normal((2, 3, 4))], F64)
 
 
+@needs_torch
 def test_relu_at_zero():
     """relu's gradient at exactly 0 (and -0.0) is 0, as in torch."""
     x = np.array([[-1.5, 0.0, -0.0, 2.0], [0.0, 3.0, -2.0, 0.0]])
@@ -188,6 +197,7 @@ def test_relu_at_zero():
     compare("relu", [x], F64, g=np.full_like(x, 2.5))
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_sigmoid_extreme_inputs(dtype):
     """sigmoid at +-1000 (and near its float limits) is finite, with finite gradients equal to torch's."""
@@ -199,6 +209,7 @@ def test_sigmoid_extreme_inputs(dtype):
     compare("sigmoid", [x], F64 if dtype == np.float64 else F32, g=g)
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_softmax_cross_entropy_huge_logits(dtype):
     """Logits of size 1e4 (ties, large gaps, negatives) give a finite loss and gradient equal to torch's."""
@@ -214,6 +225,7 @@ def test_softmax_cross_entropy_huge_logits(dtype):
     compare("softmax_cross_entropy", [logits, labels], F64 if dtype == np.float64 else F32, g=np.asarray(3.0, dtype))
 
 
+@needs_torch
 def test_pow_at_base_zero_and_exponent_zero():
     """torch's special cases: d/dexponent is 0 at base 0 with exponent >= 0, d/dbase is 0 at exponent 0;
     otherwise inf and nan land where torch puts them (0 ** -1, log of a negative base)."""
@@ -229,6 +241,7 @@ def test_pow_at_base_zero_and_exponent_zero():
     np.testing.assert_array_equal(grad_base[[0, 6]], 0.0)
 
 
+@needs_torch
 def test_pow_with_a_float32_base_and_a_float64_exponent():
     """The arithmetic is float64, as in torch; each gradient comes back in its input's dtype."""
     rng = np.random.default_rng(3)

@@ -19,7 +19,7 @@ import pytest
 import opreg
 from opreg import plugin_manager
 
-from contrib_torch_reference import CONTRIB_OPS, PLUGIN, REGISTRY, TORCH_OPS, torch, torch_reference
+from contrib_torch_reference import CONTRIB_OPS, PLUGIN, REGISTRY, TORCH_OPS, needs_torch, torch, torch_reference
 
 F64 = {"rtol": 1e-10, "atol": 1e-12}
 F32 = {"rtol": 1e-5, "atol": 1e-6}
@@ -90,6 +90,7 @@ def test_the_plugin_is_loaded_from_its_distribution():
     assert (info.status, info.distribution, info.version, info.reason) == ("loaded", "opreg-contrib-ops", "0.1.0", "")
 
 
+@needs_torch
 def test_every_op_declares_a_torch_reference():
     """Every op of the plugin declares ``reference=``, and it resolves to a function of torch's."""
     assert sorted(set(CONTRIB_OPS) - set(TORCH_OPS)) == []
@@ -122,6 +123,7 @@ def test_reduction_samples_cover_every_kind_of_axis(name):
 # Every op, every sample, against torch
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
 @pytest.mark.parametrize("seed", [0, 1], ids=lambda s: f"seed{s}")
 @pytest.mark.parametrize("name", CONTRIB_OPS)
@@ -145,6 +147,7 @@ def test_check_op_passes(name, seed):
 # Stability, kinks and ties
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
 def test_softplus_at_extreme_inputs(dtype):
     """softplus(+-1000) is finite, with no overflow on the way, and equals torch's (which is x itself above 20)."""
@@ -155,6 +158,7 @@ def test_softplus_at_extreme_inputs(dtype):
     assert out[-1] == 1000.0 and out[0] >= 0.0
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
 def test_binary_cross_entropy_with_logits_at_extreme_logits(dtype):
     """Logits of +-1000, right and wrong: a finite loss (about 1000 per wrong one) and finite gradients."""
@@ -175,6 +179,7 @@ def _huge_logits(dtype: type) -> np.ndarray:
     return logits.astype(dtype)
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
 @pytest.mark.parametrize(
     ("name", "attributes"),
@@ -197,6 +202,7 @@ def test_huge_logits_stay_finite(name, attributes, dtype):
     assert np.all(np.isfinite(out)) and np.all(np.isfinite(grad))
 
 
+@needs_torch
 @pytest.mark.parametrize(
     "attributes",
     [{}, {"axis": 1}, {"axis": 0}, {"axis": (0, 1)}, {"axis": -1, "keepdims": True}, {"keepdims": True}],
@@ -216,6 +222,7 @@ def test_max_tie_shares_are_equal():
     np.testing.assert_array_equal(grad, [[0, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 0]])
 
 
+@needs_torch
 def test_abs_and_leaky_relu_at_zero():
     """At exactly 0 (and -0.0), abs's gradient is 0 and leaky_relu's is negative_slope, as in torch."""
     x = np.array([[-1.5, 0.0, -0.0, 2.0], [0.0, 3.0, -2.0, -0.0]])
@@ -227,6 +234,7 @@ def test_abs_and_leaky_relu_at_zero():
     compare("leaky_relu", [x], {"negative_slope": 0.01}, F64, g=g)
 
 
+@needs_torch
 def test_huber_at_and_around_delta():
     """Differences at and just inside +-delta take torch's branch, and the tails' gradient is +-delta / n."""
     target = np.zeros(9)
@@ -235,6 +243,7 @@ def test_huber_at_and_around_delta():
     np.testing.assert_allclose(grad, np.clip(prediction, -0.5, 0.5) / 9, rtol=1e-15)
 
 
+@needs_torch
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_gelu_in_the_tails(approximate):
     """Large |x|, where 1 + erf(x / sqrt 2) (torch's form) cancels: values and gradients still match torch."""
