@@ -210,3 +210,13 @@ def test_two_ops_declaring_one_numpy_name_is_an_error_naming_both(op_plugin):
         if plugin_manager.get_plugin_manager().get_plugin("doubling") is not None:
             opreg.unregister_plugin("doubling")
     np.testing.assert_array_equal(hijacked, [1.0])
+
+
+@pytest.mark.parametrize(("name", "overrides"), [("square", {}), ("add", {"overrides": True})], ids=["new", "override"])
+def test_one_plugin_registering_a_name_twice_is_an_error(op_plugin, name, overrides):
+    """The later of two register() calls of one name in one plugin would silently replace the earlier op; so would
+    a second overrides=True of one built-in."""
+    first, second = square(name, **overrides), square(name, forward=lambda x: x + x, **overrides)
+    with pytest.raises(RegistrationError, match=rf"op '{name}' \(plugin 'twice'\) is registered twice by that plugin"):
+        opreg.register_plugin(op_plugin(first, second), name="twice")
+    assert name not in opreg.get_registry() or opreg.get_registry()[name].plugin == "opreg_builtins.arithmetic"

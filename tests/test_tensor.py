@@ -1028,3 +1028,24 @@ def test_gradient_dtype_takes_a_tensor_under_typeguard():
     x = Tensor(np.ones(3, np.float32), requires_grad=True)
     assert typechecked(opreg.plugin.restore_axes)(x, x, 0, True) is x
     assert typechecked(opreg.plugin.gradient_dtype)(x) == np.float32
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda a, b: (a + b).sum(),
+        lambda a, b: ((a + b) * 2.0).sum(),
+        lambda a, b: ops.mse(a + b, np.zeros(3)),
+        lambda a, b: (a - b).mean(),
+    ],
+    ids=["sum", "scaled-sum", "mse", "mean"],
+)
+def test_a_gradient_made_in_the_graph_reaching_two_leaves_gives_each_its_own(loss):
+    """add and sub hand one gradient array, made by the ops after them, to both operands: each leaf's .grad must be
+    a writable array of its own, so that an optimizer's in-place update of one leaves the other alone."""
+    a, b = Tensor(np.ones(3), requires_grad=True), Tensor(np.ones(3), requires_grad=True)
+    loss(a, b).backward()
+    expected = b.grad.copy()
+    assert not np.shares_memory(a.grad, b.grad)
+    a.grad *= 10
+    np.testing.assert_array_equal(b.grad, expected)
