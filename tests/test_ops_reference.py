@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import opreg
+from opreg import testing
 
 from torch_reference import BUILTIN_OPS, REGISTRY, TORCH_OPS, needs_torch, torch, torch_reference
 
@@ -285,3 +286,36 @@ def test_linear_refuses_shapes_it_cannot_differentiate(x_shape, weight_shape, bi
         opreg.OpUsageError, match=r"op 'linear' \(plugin 'opreg_builtins.linalg'\): forward failed.*" + problem
     ):
         opreg.ops.linear(*inputs)
+
+
+#: More elements than float16's largest finite value (65,504): counted in float16, they are inf.
+MANY = 70_000
+
+
+def _float16_losses_and_means() -> dict[str, tuple[list[np.ndarray], dict, tuple]]:
+    """Per op, float16 inputs over MANY elements (or rows), its attributes, and its output and gradients (for a
+    gradient of ones) computed in float64 from those same values."""
+    rng = np.random.default_rng(16)
+    x, target = (rng.standard_normal((2, MANY)).astype(np.float16) for _ in range(2))
+    x64, diff = x.astype(np.float64), x.astype(np.float64) - target
+    logits = (rng.standard_normal((MANY, 2)) * 3).astype(np.float16)
+    labels = np.eye(2, dtype=np.float16)[rng.integers(0, 2, MANY)]
+    log_softmax = logits - np.log(np.exp(logits.astype(np.float64)).sum(axis=1, keepdims=True))
+    return {
+        "mean": ([x], {}, (x64.mean(), [np.full(x.shape, 1 / x.size)])),
+        "mean-axis": ([x], {"axis": 1}, (x64.mean(axis=1), [np.full(x.shape, 1 / MANY)])),
+        "mse": ([x, target], {}, ((diff * diff).mean(), [2 * diff / diff.size, -2 * diff / diff.size])),
+        "softmax_cross_entropy": (
+            [logits, labels],
+            {},
+            (-(labels * log_softmax).sum() / MANY, [(np.exp(log_softmax) - labels) / MANY, None]),
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", ["mean", "mean-axis", "mse", "softmax_cross_entropy"])
+def test_float16_means_and_losses_over_more_elements_than_float16_can_count(case):
+    """float16 mean, mse and softmax cross-entropy over 70,000 elements (rows): the loss and every gradient as
+    computed in float64, and float16 (the count of elements, taken in float16, was inf: every gradient 0)."""
+    inputs, attributes, expected = _float16_losses_and_means()[case]
+    testing.check_float16(case.split("-")[0], inputs, attributes, expected)

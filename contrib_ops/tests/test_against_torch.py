@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import opreg
-from opreg import plugin_manager
+from opreg import plugin_manager, testing
 
 from contrib_torch_reference import CONTRIB_OPS, PLUGIN, REGISTRY, TORCH_OPS, needs_torch, torch, torch_reference
 
@@ -301,3 +301,36 @@ def test_reshape_without_shape_is_an_error_naming_the_op():
 )
 def test_bad_calls_are_errors_naming_the_op(name, inputs, attributes, problem):
     assert problem in _usage_error(name, *inputs, **attributes)
+
+
+#: More elements than float16's largest finite value (65,504): counted in float16, they are inf.
+MANY = 70_000
+
+
+def _float16_cases() -> dict[str, tuple[list[np.ndarray], dict, tuple]]:
+    """Per op, float16 inputs of MANY elements, its attributes, and its output and gradients (for a gradient of
+    ones) computed in float64 from those same values. max: all tied, each maximum's share 1 / MANY."""
+    rng = np.random.default_rng(16)
+    x = (rng.standard_normal(MANY) * 2).astype(np.float16)
+    target = rng.standard_normal(MANY).astype(np.float16)
+    soft = rng.uniform(0.0, 1.0, MANY).astype(np.float16)
+    x64, d = x.astype(np.float64), x.astype(np.float64) - target
+    huber = np.where(np.abs(d) < 1.0, 0.5 * d * d, np.abs(d) - 0.5).mean()
+    bce = (np.maximum(x64, 0) - x64 * soft + np.log1p(np.exp(-np.abs(x64)))).mean()
+    return {
+        "huber": ([x, target], {}, (huber, [np.clip(d, -1.0, 1.0) / MANY, -np.clip(d, -1.0, 1.0) / MANY])),
+        "binary_cross_entropy_with_logits": (
+            [x, soft],
+            {},
+            (bce, [(1 / (1 + np.exp(-x64)) - soft) / MANY, -x64 / MANY]),
+        ),
+        "max": ([np.zeros(MANY, np.float16)], {}, (np.zeros(()), [np.full(MANY, 1 / MANY)])),
+    }
+
+
+@pytest.mark.parametrize("name", ["huber", "binary_cross_entropy_with_logits", "max"])
+def test_float16_over_more_elements_than_float16_can_count(name):
+    """float16 losses over 70,000 elements, and max over 70,000 tied maxima: every gradient as computed in float64,
+    and float16 (a count of the elements, taken in float16, is inf: every gradient was 0)."""
+    inputs, attributes, expected = _float16_cases()[name]
+    testing.check_float16(name, inputs, attributes, expected)
