@@ -137,7 +137,7 @@ def _collect(pm: pluggy.PluginManager) -> dict[str, OpDef]:
             table |= _ops_of(name, impl.function, table)
             continue
         try:
-            table |= plugin_manager.guarded(name, functools.partial(_ops_of, name, impl.function, table))
+            table |= plugin_manager.run_plugin(name, functools.partial(_ops_of, name, impl.function, table))
         except Exception as exc:
             plugin_manager.skip(pm, name, f"{type(exc).__name__}: {exc}")
     return table
