@@ -178,8 +178,13 @@ def test_a_ctrl_c_while_plugins_load_still_stops_opreg(site, tmp_path):
         "slow-ops", "slow_ops", f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(60)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(site.root), plugin_manager.TIMEOUT_VAR: "60"}
+    # opreg ops, where Ctrl-C raises KeyboardInterrupt as in a terminal (a process started in the background of a
+    # shell inherits SIGINT ignored, and Python then leaves it so)
+    script = (
+        "import signal, opreg.cli; signal.signal(signal.SIGINT, signal.default_int_handler); opreg.cli.main(['ops'])"
+    )
     command = subprocess.Popen(
-        [sys.executable, "-m", "opreg", "ops"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         while not started.exists() and command.poll() is None:  # until the plugin is being imported
