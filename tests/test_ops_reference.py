@@ -302,13 +302,13 @@ def _float16_losses_and_means() -> dict[str, tuple[list[np.ndarray], dict, tuple
     labels = np.eye(2, dtype=np.float16)[rng.integers(0, 2, MANY)]
     log_softmax = logits - np.log(np.exp(logits.astype(np.float64)).sum(axis=1, keepdims=True))
     return {
-        "mean": ([x], {}, (x64.mean(), [np.full(x.shape, 1 / x.size)])),
+        "mean": ([x], {}, (np.asarray(x64.mean()), [np.full(x.shape, 1 / x.size)])),
         "mean-axis": ([x], {"axis": 1}, (x64.mean(axis=1), [np.full(x.shape, 1 / MANY)])),
-        "mse": ([x, target], {}, ((diff * diff).mean(), [2 * diff / diff.size, -2 * diff / diff.size])),
+        "mse": ([x, target], {}, (np.asarray((diff * diff).mean()), [2 * diff / diff.size, -2 * diff / diff.size])),
         "softmax_cross_entropy": (
             [logits, labels],
             {},
-            (-(labels * log_softmax).sum() / MANY, [(np.exp(log_softmax) - labels) / MANY, None]),
+            (np.asarray(-(labels * log_softmax).sum() / MANY), [(np.exp(log_softmax) - labels) / MANY, None]),
         ),
     }
 

@@ -315,8 +315,8 @@ def _float16_cases() -> dict[str, tuple[list[np.ndarray], dict, tuple]]:
     target = rng.standard_normal(MANY).astype(np.float16)
     soft = rng.uniform(0.0, 1.0, MANY).astype(np.float16)
     x64, d = x.astype(np.float64), x.astype(np.float64) - target
-    huber = np.where(np.abs(d) < 1.0, 0.5 * d * d, np.abs(d) - 0.5).mean()
-    bce = (np.maximum(x64, 0) - x64 * soft + np.log1p(np.exp(-np.abs(x64)))).mean()
+    huber = np.asarray(np.where(np.abs(d) < 1.0, 0.5 * d * d, np.abs(d) - 0.5).mean())
+    bce = np.asarray((np.maximum(x64, 0) - x64 * soft + np.log1p(np.exp(-np.abs(x64)))).mean())
     return {
         "huber": ([x, target], {}, (huber, [np.clip(d, -1.0, 1.0) / MANY, -np.clip(d, -1.0, 1.0) / MANY])),
         "binary_cross_entropy_with_logits": (
