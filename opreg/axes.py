@@ -42,6 +42,22 @@ def restore_axes(reduced: Values, x: Values, axis: Axis, keepdims: bool) -> Valu
     return reduced if keepdims else np.expand_dims(reduced, normalize_axes(axis, x.ndim))
 
 
+def divide_by_count(values: Values, count: Any) -> Values:
+    """``values / count``, where ``count`` (an int, or an integer array: tied maxima) is how many elements a mean
+    or a loss averaged: its gradient's scale.
+
+    NumPy would take the count in ``values``' dtype, and float16 cannot hold a count above 65,504 (it becomes inf,
+    and every gradient 0) nor every one above 2,048. So the division is done in float32 at least and rounded once
+    to ``values``' dtype, as PyTorch computes float16 ops. A Tensor (a backward differentiated, ``create_graph``)
+    keeps the float32 quotient: no op casts a recorded value down.
+    """
+    dtype = values.dtype
+    quotient = values / np.asarray(count, dtype=np.promote_types(dtype, np.float32))
+    if dtype.itemsize >= 4 or not isinstance(quotient, np.ndarray | np.generic):
+        return quotient
+    return np.asarray(quotient).astype(dtype)
+
+
 def reduce(function: Any, x: np.ndarray, axis: Axis, keepdims: bool) -> np.ndarray:
     """``function(x, axis=..., keepdims=...)`` with the axes checked first, and a 0-d array, not a NumPy scalar."""
     return np.asarray(function(x, axis=normalize_axes(axis, x.ndim), keepdims=keepdims))

@@ -6,7 +6,8 @@ The built-in plugins import from here and from :mod:`opreg.numpy` only, exactly 
 - :class:`Sample` is one set of inputs (and attribute values) for the gradient checks; :func:`standard_normal`,
   :func:`positive` and :func:`away_from_zero` draw the usual ones.
 - :func:`normalize_axes`, :func:`restore_axes` and :func:`reduce` hold NumPy's ``axis``/``keepdims``
-  conventions for reductions; :func:`gradient_dtype` is the dtype a gradient must have.
+  conventions for reductions, and :func:`divide_by_count` a mean's scale (float16 cannot count past 65,504);
+  :func:`gradient_dtype` is the dtype a gradient must have.
 - :func:`constant` is a value with the graph cut off (a softmax's shift), :func:`contiguous` a memory layout
   for speed: neither changes a value, so neither changes a derivative.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from opreg.axes import Axis, normalize_axes, reduce, restore_axes
+from opreg.axes import Axis, divide_by_count, normalize_axes, reduce, restore_axes
 from opreg.fit import gradient_dtype
 from opreg.hookspecs import Register, hookimpl
 from opreg.opdef import Domain, Reference, Sample, SampleInputs
@@ -34,6 +35,7 @@ __all__ = [
     "away_from_zero",
     "constant",
     "contiguous",
+    "divide_by_count",
     "gradient_dtype",
     "hookimpl",
     "normalize_axes",

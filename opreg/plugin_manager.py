@@ -5,13 +5,27 @@ Built-ins are registered by module name, so they load even with auto-loading off
 in the registry) to declare valid ops is skipped with a warning naming its distribution, version, entry point and
 error. pluggy's ``load_setuptools_entrypoints`` is not used because it stops at the first failing import.
 
+An installed plugin's code (its import, its hook) runs through :func:`run_plugin`, in a thread of its own:
+
+* A plugin that raises ``SystemExit`` (``sys.exit()``) or ``KeyboardInterrupt`` itself is skipped like any failing
+  plugin, rather than ending every program that imports opreg. A real Ctrl-C still stops opreg: Python delivers
+  SIGINT to the main thread only, which is meanwhile waiting for the plugin's thread, so the user's
+  ``KeyboardInterrupt`` is raised there and propagates, while one that comes out of the plugin's thread was raised
+  by the plugin. No signal handler is installed, so none of the program's own is replaced, and loading from a
+  thread other than the main one works the same.
+* A plugin that hangs is given up on after ``OPREG_PLUGIN_TIMEOUT`` seconds, and remembered
+  (:mod:`opreg.hung_plugins`): later processes skip it at once, until its distribution changes or
+  ``OPREG_RETRY_PLUGINS=1`` tries it again.
+
 Environment variables, read when the plugin manager is first created:
 
 * ``OPREG_DISABLE_PLUGIN_AUTOLOAD=1``: load only the built-ins (as pytest's variable of that name).
 * ``OPREG_LOAD_PLUGINS=dist-a,dist-b``: load only these distributions (or entry point names) besides the
   built-ins (as llm's ``LLM_LOAD_PLUGINS``).
 * ``OPREG_PLUGIN_TIMEOUT=30``: seconds an installed plugin's import or registration may take before it is
-  skipped as hanging.
+  skipped as hanging (and remembered, above).
+* ``OPREG_RETRY_PLUGINS=1``: forget the plugins remembered as hanging, and try each of them again.
+* ``OPREG_CACHE_DIR``: the folder of that record (default: ``$XDG_CACHE_HOME/opreg``, or ``~/.cache/opreg``).
 """
 
 from __future__ import annotations
@@ -30,7 +44,8 @@ from typing import Any, Literal, TypeVar, cast
 
 import pluggy
 
-from opreg import hookspecs
+from opreg import hookspecs, hung_plugins
+from opreg.hung_plugins import RETRY_VAR
 
 #: The built-in op plugins (the ``plugins/`` folder, installed as ``opreg_builtins``). Each is an ordinary plugin
 #: module implementing ``opreg_register_ops``, registered exactly as an installed op package is.
@@ -52,6 +67,11 @@ LOAD_ONLY_VAR = "OPREG_LOAD_PLUGINS"
 
 class PluginWarning(UserWarning):
     """An installed op plugin was skipped; opreg goes on without it."""
+
+
+class PluginExit(Exception):
+    """An installed plugin's own code raised ``SystemExit`` or ``KeyboardInterrupt``: it is skipped, as a plugin
+    raising any other exception is, instead of ending the program."""
 
 
 @dataclass
@@ -78,6 +98,7 @@ _infos: dict[str, PluginInfo] = {}
 #: Held while the plugin manager is built, so that threads using opreg for the first time at once build one (two
 #: would load every entry point twice, the second time warning that each is a duplicate).
 _building = threading.RLock()
+_entry_points: dict[str, metadata.EntryPoint] = {}  # by plugin name: what hung_plugins knows a plugin by
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -91,6 +112,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
             pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
             pm.add_hookspecs(hookspecs)
             _infos.clear()
+            _entry_points.clear()
             for module_name in BUILTIN_PLUGINS:
                 module = importlib.import_module(module_name)
                 pm.register(module, name=module_name)
@@ -152,10 +174,17 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+def _flag(variable: str) -> bool:
+    return os.environ.get(variable, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
-    autoload = os.environ.get(DISABLE_AUTOLOAD_VAR, "").strip().lower() in ("", "0", "false", "no")
+    autoload = not _flag(DISABLE_AUTOLOAD_VAR)
     only = os.environ.get(LOAD_ONLY_VAR)
     wanted = None if only is None else {part.strip() for part in only.split(",") if part.strip()}
+    if _flag(RETRY_VAR):
+        hung_plugins.forget_all()
+    hung = hung_plugins.read()
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = entry_point.dist
         name = entry_point.name
@@ -171,20 +200,59 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             _warn_duplicate(info, _infos[name])
             continue
         _infos[name] = info
+        _entry_points[name] = entry_point
         if not autoload:
             info.status, info.reason = "disabled", f"{DISABLE_AUTOLOAD_VAR} is set"
         elif wanted is not None and not {name, info.distribution} & wanted:
             info.status, info.reason = "disabled", f"not listed in {LOAD_ONLY_VAR}"
+        elif hung and (why := hung.get(hung_plugins.identity(entry_point))):
+            until = f"until it changes (another version, a reinstall) or {RETRY_VAR}=1 tries it again"
+            skip(pm, name, f"{why}; skipped without waiting {until}")
         else:
             _load_one(pm, entry_point, info)
 
 
 def guarded(name: str, call: Callable[[], T], timeout: float | None = None, setting: str = TIMEOUT_VAR) -> T:
-    """``call()`` for an installed plugin: one that hangs (an import waiting on a network, a loop) is given up on
-    after ``timeout`` seconds (default: ``OPREG_PLUGIN_TIMEOUT``, or 30) with :class:`TimeoutError`, so opreg goes
-    on without it; ``setting`` names what sets the timeout, for the message, which also shows where the call was.
-    The call runs in a daemon thread, which Python cannot stop: it is abandoned, never joined."""
-    timeout = float(os.environ.get(TIMEOUT_VAR, DEFAULT_TIMEOUT)) if timeout is None else timeout
+    """``call()``, given up on after ``timeout`` seconds (default: ``OPREG_PLUGIN_TIMEOUT``, or 30) with
+    :class:`TimeoutError` if it hangs (an import waiting on a network, a loop), so opreg goes on without it;
+    ``setting`` names what sets the timeout, for the message, which also shows where the call was. What the call
+    raises is raised here."""
+    finished, value = _in_thread(name, call, _timeout() if timeout is None else timeout, setting)
+    if not finished:
+        raise value
+    return cast(T, value)  # what call() returned: the flag beside it tells, which the checker cannot follow
+
+
+def run_plugin(name: str, call: Callable[[], T]) -> T:
+    """``call()``, code of the installed plugin ``name`` (its import, its hook), run as :func:`guarded` runs it,
+    except that a ``SystemExit`` or ``KeyboardInterrupt`` the plugin raises itself becomes :class:`PluginExit`,
+    and a hang is remembered (see the module's docstring for both)."""
+    timeout = _timeout()
+    try:
+        finished, value = _in_thread(name, call, timeout, TIMEOUT_VAR)
+    except TimeoutError as exc:
+        why = f"it did not finish within {timeout:g} s ({TIMEOUT_VAR}) when last loaded"
+        hung_plugins.remember(_entry_points[name], why)
+        later = f"Later processes skip it without waiting, until it changes or {RETRY_VAR}=1 tries it again."
+        raise TimeoutError(f"{str(exc).rstrip()}\n{later}") from None
+    if finished:
+        return cast(T, value)  # as in guarded
+    if isinstance(value, Exception):
+        raise value
+    raise PluginExit(
+        f"it raised {value!r} itself, which would end the program; a plugin reports a failure by raising an Exception"
+    ) from value
+
+
+def _timeout() -> float:
+    return float(os.environ.get(TIMEOUT_VAR, DEFAULT_TIMEOUT))
+
+
+def _in_thread(name: str, call: Callable[[], T], timeout: float, setting: str) -> tuple[bool, Any]:
+    """``(True, what call() returned)`` or ``(False, what it raised)``, ``BaseException`` included: the call runs
+    in a daemon thread, which Python cannot stop, so one still running after ``timeout`` seconds is abandoned
+    (never joined) and :class:`TimeoutError` raised. A signal (Ctrl-C) interrupts the wait here, in the caller's
+    thread."""
     outcome: list[Any] = []
 
     def run() -> None:
@@ -200,15 +268,12 @@ def guarded(name: str, call: Callable[[], T], timeout: float | None = None, sett
         frame = sys._current_frames().get(thread.ident or 0)
         where = f" It was at:\n{''.join(traceback.format_stack(frame)[-3:])}" if frame is not None else ""
         raise TimeoutError(f"did not finish within {timeout:g} s ({setting}); it may hang.{where}")
-    finished, value = outcome[0]
-    if not finished:
-        raise value
-    return cast(T, value)  # what call() returned: the flag beside it tells, which the checker cannot follow
+    return cast(tuple[bool, Any], outcome[0])
 
 
 def _load_one(pm: pluggy.PluginManager, entry_point: metadata.EntryPoint, info: PluginInfo) -> None:
     try:
-        plugin = guarded(info.name, entry_point.load)
+        plugin = run_plugin(info.name, entry_point.load)
     except Exception as exc:
         skip(pm, info.name, f"import failed: {type(exc).__name__}: {exc}")
         return

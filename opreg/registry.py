@@ -12,7 +12,7 @@ import difflib
 import functools
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, cast
+from typing import Any
 
 import pluggy
 from typeguard import TypeCheckError
@@ -161,7 +161,7 @@ def _collect(pm: pluggy.PluginManager) -> dict[str, OpDef]:
             table |= _ops_of(name, impl.function, table)
             continue
         try:
-            table |= plugin_manager.guarded(name, functools.partial(_ops_of, name, impl.function, table))
+            table |= plugin_manager.run_plugin(name, functools.partial(_ops_of, name, impl.function, table))
         except Exception as exc:
             plugin_manager.skip(pm, name, f"{type(exc).__name__}: {exc}")
     return table
@@ -182,18 +182,22 @@ def _ops_of(plugin: str, hook: Callable[..., object], table: Mapping[str, OpDef]
             raise RegistrationError(f"op {declaration.get('name')!r} (plugin {plugin!r}): register(): {exc}") from None
         if distribution:
             op = dataclasses.replace(op, distribution=distribution)
-        earlier, first = table.get(op.name), ops.get(op.name)
+        if op.name in ops:  # checked first: overrides=True is about another plugin's op, never one's own
+            raise RegistrationError(
+                f"{op.describe()} is registered twice by that plugin: the later register() call would replace the "
+                "earlier op; give each op a name of its own"
+            )
+        earlier = table.get(op.name)
         if op.overrides is not None:
             if earlier is None:
                 raise RegistrationError(
                     f"{op.describe()} declares overrides=True, but no earlier plugin registered {op.name!r}"
                 )
             op = dataclasses.replace(op, overrides=earlier.plugin)
-        elif earlier is not None or first is not None:
-            taken_by = cast(OpDef, earlier or first).plugin  # one of them is not None, as just tested
+        elif earlier is not None:
             raise RegistrationError(
-                f"op {op.name!r} is registered by both plugin {taken_by!r} and plugin {plugin!r}; disable one of "
-                "them, or declare overrides=True in the later one to replace the earlier op on purpose"
+                f"op {op.name!r} is registered by both plugin {earlier.plugin!r} and plugin {plugin!r}; disable one "
+                "of them, or declare overrides=True in the later one to replace the earlier op on purpose"
             )
         _check_numpy_names(op, table, ops)
         ops[op.name] = op

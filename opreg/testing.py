@@ -14,7 +14,8 @@ a test, so that opreg's built-in ops, contrib_ops and any plugin's tests share o
 - :func:`run_torch`: such a reference from a PyTorch function and torch's autograd.
 
 opreg itself never imports this module. hypothesis (the ``test`` extra) is needed when it is imported, and torch
-only when :func:`run_torch` is called: neither becomes a dependency of opreg.
+only when :func:`run_torch` is called (:func:`optional_torch` tells whether it is there): neither becomes a
+dependency of opreg.
 """
 
 from __future__ import annotations
@@ -272,6 +273,17 @@ def run_torch(
     return out.detach().numpy(), [t.grad.numpy() if d else None for t, d in zip(tensors, differentiable, strict=True)]
 
 
+def optional_torch() -> Any:
+    """The torch module, or ``None`` when it is not installed: a test module's comparisons with torch then skip
+    one by one (a ``skipif`` on ``torch is None``), and its tests that do not need torch still run, where
+    ``pytest.importorskip`` would skip the whole module."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
 # --- comparing -------------------------------------------------------------------------------------------------------
 
 
@@ -316,6 +328,29 @@ def assert_close(
             f"{e[worst]!r} (allowed {atol[worst] + RTOL[dtype] * abs(e[worst]):.3g})\nopreg: {actual!r}\n"
             f"{reference}: {expected!r}"
         )
+
+
+def check_float16(
+    name: str,
+    inputs: Sequence[np.ndarray],
+    attributes: Mapping[str, Any],
+    expected: tuple[np.ndarray, Sequence[np.ndarray | None]],
+) -> None:
+    """Op ``name`` on ``inputs`` (float16 arrays), backpropagating ones, through the tape engine and through
+    Tensors: the output and each gradient are float16 and within two float16 roundings of ``expected`` (the output
+    and gradients computed in float64 from the same values; None where there is none). For reductions and losses
+    over more elements than float16 can count (65,504), where a count taken in float16 is inf."""
+    rtol, atol = 2 * float(np.finfo(np.float16).eps), 2 * float(np.finfo(np.float16).smallest_subnormal)
+    ref_out, ref_grads = expected
+    for run in (run_engine, run_tensors):
+        out, grads = run(name, inputs, attributes, np.ones(ref_out.shape, np.float16))
+        assert out.dtype == np.float16, f"{name} ({run.__name__}): output {out.dtype}"
+        np.testing.assert_allclose(out, ref_out, rtol, atol, err_msg=f"{name} ({run.__name__}): output")
+        for position, (grad, ref) in enumerate(zip(grads, ref_grads, strict=True)):
+            if ref is not None:
+                what = f"{name} ({run.__name__}): gradient {position}"
+                assert grad is not None and grad.dtype == np.float16, f"{what}: {grad!r}"
+                np.testing.assert_allclose(grad, ref, rtol, atol, err_msg=what)
 
 
 def check_case(

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, constant, hookimpl
+from opreg.plugin import Register, constant, divide_by_count, hookimpl
 
 
 def _check_same_shape(what: str, a: np.ndarray, b: np.ndarray) -> None:
@@ -20,14 +20,14 @@ def _check_same_shape(what: str, a: np.ndarray, b: np.ndarray) -> None:
 def _softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, tuple[Any, Any]]:
     """Mean over the batch of -sum(labels * log_softmax(logits)); labels are one-hot (or any distribution).
 
-    Saves the exponentials and their row sums, from which backward gets the softmax with one division.
+    Saves the exponentials and their row sums, from which backward gets the softmax with one division. The loss
+    is the mean of the rows' losses: NumPy's mean of float16 sums in float32, where their sum may pass 65,504.
     """
     _check_same_shape("logits and labels", logits, labels)
-    batch = logits.size // logits.shape[-1]
     shifted = logits - logits.max(axis=-1, keepdims=True)  # log-sum-exp: no overflow, no log(0)
     exp = np.exp(shifted)
     total = exp.sum(axis=-1, keepdims=True)
-    return np.asarray(-(labels * (shifted - np.log(total))).sum() / batch), (exp, total)
+    return np.asarray(-(labels * (shifted - np.log(total))).sum(axis=-1).mean()), (exp, total)
 
 
 def _softmax_cross_entropy_backward(
@@ -42,12 +42,12 @@ def _softmax_cross_entropy_backward(
     if saved is None:
         exp = onp.exp(logits - constant(logits).max(axis=-1, keepdims=True))
         softmax = exp / onp.sum(exp, axis=-1, keepdims=True)
-        return (softmax * onp.sum(labels, axis=-1, keepdims=True) - labels) * (g / batch), None
+        return (softmax * onp.sum(labels, axis=-1, keepdims=True) - labels) * divide_by_count(g, batch), None
     exp, total = saved
     grad = exp / total  # a new array: saved values stay as they are, for a second backward with retain_graph
     grad *= labels.sum(axis=-1, keepdims=True)
     grad -= labels
-    grad *= g / batch  # g is 0-d: one scalar multiplication, in place like the steps above
+    grad *= divide_by_count(g, batch)  # g is 0-d: one scalar multiplication, in place like the steps above
     return grad, None
 
 
@@ -74,7 +74,7 @@ def _mse(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def _mse_backward(g: Any, prediction: Any, target: Any) -> tuple[Any, Any]:
-    grad = g * 2 * (prediction - target) / prediction.size
+    grad = divide_by_count(g * 2 * (prediction - target), prediction.size)
     return grad, -grad
 
 

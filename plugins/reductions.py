@@ -13,7 +13,17 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Axis, Register, Sample, hookimpl, normalize_axes, numpy_reduction, reduce, restore_axes
+from opreg.plugin import (
+    Axis,
+    Register,
+    Sample,
+    divide_by_count,
+    hookimpl,
+    normalize_axes,
+    numpy_reduction,
+    reduce,
+    restore_axes,
+)
 
 
 def _spread(g: Any, x: Any, axis: Axis, keepdims: bool) -> Any:
@@ -22,7 +32,7 @@ def _spread(g: Any, x: Any, axis: Axis, keepdims: bool) -> Any:
 
 
 def _count(x: Any, axis: Axis) -> int:
-    """How many elements each mean averages, as a Python int (an int64 array would promote float32)."""
+    """How many elements each mean averages, as a Python int (for :func:`divide_by_count`)."""
     return math.prod(x.shape[a] for a in normalize_axes(axis, x.ndim))
 
 
@@ -65,7 +75,7 @@ def opreg_register_ops(register: Register) -> None:
         name="mean",
         inputs=("x",),
         forward=_mean,
-        backward=lambda g, x, *, axis, keepdims: (_spread(g, x, axis, keepdims) / _count(x, axis),),
+        backward=lambda g, x, *, axis, keepdims: (divide_by_count(_spread(g, x, axis, keepdims), _count(x, axis)),),
         sample_inputs=axis_samples,
         numpy="mean",
         reference=numpy_reduction("mean"),

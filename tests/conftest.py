@@ -87,11 +87,13 @@ class Site:
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     """Installed op packages for one test; plugins are reloaded without them afterwards."""
     import opreg
-    from opreg import plugin_manager
+    from opreg import hung_plugins, plugin_manager
 
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delenv(plugin_manager.DISABLE_AUTOLOAD_VAR, raising=False)
     monkeypatch.delenv(plugin_manager.LOAD_ONLY_VAR, raising=False)
+    monkeypatch.delenv(hung_plugins.RETRY_VAR, raising=False)
+    monkeypatch.setenv(hung_plugins.CACHE_VAR, str(tmp_path / "cache"))  # hung plugins remembered for this test
     site = Site(tmp_path)
     yield site
     monkeypatch.undo()

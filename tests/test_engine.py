@@ -559,3 +559,48 @@ def test_the_divergence_is_copied_so_changing_it_afterwards_changes_no_gradient(
     engine.backward(divergence)
     divergence[...] = 0.0
     np.testing.assert_array_equal(engine.gradient_buffer.get_param(y), np.full(3, 2.0))
+
+
+@pytest.mark.parametrize("divergence", [1.0, 2.0, -0.5])
+def test_a_scalar_divergence_scales_every_gradient(divergence):
+    """``backward(2.0)`` gives twice the gradients of ``backward(1.0)``: the scalar is the value of d(root)/d(output)
+    everywhere, not merely a signal to start. Through the tape, Tensor.backward and opreg.grad alike."""
+    x, w = rng.standard_normal((2, 3)), rng.standard_normal(3)
+    engine = opreg.Autograd()
+    engine.apply("mul", x, w)
+    engine.backward(divergence)
+    np.testing.assert_allclose(engine.gradient_buffer.get_param(x), divergence * np.broadcast_to(w, x.shape))
+    np.testing.assert_allclose(engine.gradient_buffer.get_param(w), divergence * x.sum(axis=0))
+
+    leaf = opreg.Tensor(x, requires_grad=True)
+    loss = (leaf * w).sum()
+    (by_grad,) = opreg.grad(loss, [leaf], divergence, retain_graph=True)
+    loss.backward(divergence)
+    np.testing.assert_allclose(leaf.grad, divergence * np.broadcast_to(w, x.shape))
+    np.testing.assert_allclose(by_grad.data, leaf.grad)
+
+
+def test_a_gradient_for_an_input_declared_non_differentiable_is_dropped(install_ops):
+    """An op declares ``differentiable=("x",)``, and its backward returns a gradient for ``scale`` all the same:
+    that gradient reaches nobody (no tape entry, no ``.grad``, ``None`` from opreg.grad), as the declaration says."""
+    install_ops(
+        {
+            "name": "scaled",
+            "inputs": ("x", "scale"),
+            "forward": lambda x, scale: x * scale,
+            "backward": lambda g, x, scale: (g * scale, np.full(np.shape(scale), 99.0)),
+            "differentiable": ("x",),
+        }
+    )
+    x, scale = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    engine = opreg.Autograd()
+    engine.apply("scaled", x, scale)
+    engine.backward(1.0)
+    np.testing.assert_allclose(engine.gradient_buffer.get_param(x), scale)
+    assert not engine.gradient_buffer.is_in_memory(scale)
+
+    tx, tscale = opreg.Tensor(x, requires_grad=True), opreg.Tensor(scale, requires_grad=True)
+    loss = opreg.ops.scaled(tx, tscale).sum()
+    assert opreg.grad(loss, [tx, tscale], retain_graph=True)[1] is None
+    loss.backward()
+    assert tscale.grad is None

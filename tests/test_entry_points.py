@@ -7,8 +7,11 @@ Each test lays out real distributions in a temporary folder on ``sys.path`` (the
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 import warnings
 
 import pytest
@@ -138,3 +141,92 @@ def test_a_plugin_that_hangs_is_skipped_after_the_timeout(site, monkeypatch, sou
     messages = reload_collecting_warnings()
     assert len(messages) == 1 and "slow-ops" in messages[0] and "did not finish within 0.5 s" in messages[0]
     assert "square" in opreg.get_registry() and "cube" not in opreg.get_registry()
+
+
+def _in_the_hook(statement: str) -> str:
+    """GOOD, with ``statement`` run first thing in its hook."""
+    return GOOD.replace("def opreg_register_ops(register):\n", f"def opreg_register_ops(register):\n    {statement}\n")
+
+
+@pytest.mark.parametrize(
+    ("source", "raised"),
+    [
+        ("import sys\nsys.exit(3)\n", "SystemExit(3)"),
+        ("raise KeyboardInterrupt\n", "KeyboardInterrupt()"),
+        (_in_the_hook("import sys; sys.exit()"), "SystemExit()"),
+        (_in_the_hook("raise KeyboardInterrupt"), "KeyboardInterrupt()"),
+    ],
+    ids=["exit-on-import", "interrupt-on-import", "exit-in-hook", "interrupt-in-hook"],
+)
+def test_a_plugin_raising_system_exit_or_keyboard_interrupt_is_skipped(site, source, raised):
+    """A plugin's own sys.exit() or KeyboardInterrupt is a failing plugin, skipped with a warning: it ended every
+    opreg command (exit status 3, no output) and the first use of the library."""
+    site.install("exiting-ops", "exiting_ops", source)
+    site.install("opreg-squares", "opreg_squares", GOOD.replace("cube", "square"))
+    env = {**os.environ, "PYTHONPATH": str(site.root)}
+    listed = subprocess.run([sys.executable, "-m", "opreg", "ops"], env=env, capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert "matmul" in listed.stdout and "square" in listed.stdout and "cube" not in listed.stdout
+    assert "opreg skipped plugin 'exiting-ops'" in listed.stderr
+    assert f"PluginExit: it raised {raised} itself, which would end the program" in listed.stderr
+
+
+def test_a_ctrl_c_while_plugins_load_still_stops_opreg(site, tmp_path):
+    """A SIGINT from the user while a plugin is loading is not the plugin's KeyboardInterrupt: opreg stops."""
+    started = tmp_path / "started"
+    site.install(
+        "slow-ops", "slow_ops", f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site.root), plugin_manager.TIMEOUT_VAR: "60"}
+    # opreg ops, where Ctrl-C raises KeyboardInterrupt as in a terminal (a process started in the background of a
+    # shell inherits SIGINT ignored, and Python then leaves it so)
+    script = (
+        "import signal, opreg.cli; signal.signal(signal.SIGINT, signal.default_int_handler); opreg.cli.main(['ops'])"
+    )
+    command = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        while not started.exists() and command.poll() is None:  # until the plugin is being imported
+            time.sleep(0.01)
+        command.send_signal(signal.SIGINT)
+        out, err = command.communicate(timeout=60)
+    finally:
+        command.kill()
+    assert command.returncode != 0 and "KeyboardInterrupt" in err
+    assert "matmul" not in out and "skipped" not in err
+
+
+@pytest.mark.parametrize("hangs_in", ["import", "hook"])
+def test_a_plugin_that_hung_is_skipped_at_once_until_it_changes_or_is_retried(site, hangs_in):
+    """A hung plugin costs the timeout once: later processes skip it without importing it, until OPREG_RETRY_PLUGINS
+    is set or its distribution changes. (It cost every command the timeout.)"""
+    hang = "import time; time.sleep(60)"
+    source = hang + "\n" + GOOD if hangs_in == "import" else _in_the_hook(hang)
+    site.install("slow-ops", "slow_ops", source)
+    env = {**os.environ, "PYTHONPATH": str(site.root), plugin_manager.TIMEOUT_VAR: "0.5"}
+    # opreg plugins, then whether the plugin's module was imported at all
+    script = "import sys, opreg.cli; opreg.cli.main(['plugins']); print('slow_ops' in sys.modules)"
+
+    def plugins(**variables: str) -> tuple[str, bool]:
+        """What ``opreg plugins`` warned, in a process of its own, and whether it imported the plugin."""
+        shown = subprocess.run(
+            [sys.executable, "-c", script], env={**env, **variables}, capture_output=True, text=True, check=True
+        )
+        assert "slow-ops" in shown.stdout and "skipped" in shown.stdout, shown.stdout
+        return shown.stderr, shown.stdout.split()[-1] == "True"
+
+    timed_out = "did not finish within 0.5 s (OPREG_PLUGIN_TIMEOUT); it may hang"
+    remembered = (
+        "it did not finish within 0.5 s (OPREG_PLUGIN_TIMEOUT) when last loaded; skipped without waiting until it "
+        "changes (another version, a reinstall) or OPREG_RETRY_PLUGINS=1 tries it again"
+    )
+    assert timed_out in plugins()[0]
+    warned, imported = plugins()
+    assert remembered in warned and not imported
+    assert timed_out in plugins(OPREG_RETRY_PLUGINS="1")[0]
+    warned, imported = plugins()
+    assert remembered in warned and not imported
+    shutil.rmtree(site.root / "slow_ops-1.0.dist-info")  # upgraded to 1.1: tried again
+    site.install("slow-ops", "slow_ops", source, version="1.1")
+    assert timed_out in plugins()[0]

@@ -46,7 +46,7 @@ import opreg
 from opreg.testing import axes
 
 from shape_attributes import broadcast_target, expand_dims_axis, squeeze_axis
-from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, torch
+from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch, torch
 
 #: No node's values may exceed this in magnitude.
 LIMIT = 1e4
@@ -590,6 +590,7 @@ def check(program: Program, front_end: str, expected_values, expected_grads) -> 
 # --- the tests --------------------------------------------------------------------------------------------------------
 
 
+@needs_torch
 def test_fuzzer_draws_every_builtin_op():
     """Every built-in op is drawn: an elementwise one from its declaration alone, any other by its entry in RULES.
     A new op that is neither fails here until the fuzzer can draw it; an entry in RULES for a missing op fails too."""
@@ -625,6 +626,7 @@ def check_program(program: Program) -> None:
 FUZZ_SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 
 
+@needs_torch
 @settings(max_examples=300, **FUZZ_SETTINGS)
 @given(program=programs())
 def test_random_graph_gradients_match_torch(program):
@@ -633,6 +635,7 @@ def test_random_graph_gradients_match_torch(program):
     check_program(program)
 
 
+@needs_torch
 @settings(max_examples=60, **FUZZ_SETTINGS)
 @given(program=programs(generic=True))
 def test_elementwise_ops_drawn_from_their_declaration_match_torch(program):

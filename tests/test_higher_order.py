@@ -34,7 +34,9 @@ import pytest
 import opreg
 from opreg import Tensor, ops
 
-from torch_reference import BUILTIN_OPS, REGISTRY, torch, torch_reference
+from torch_reference import BUILTIN_OPS, REGISTRY, needs_torch, torch, torch_reference
+
+pytestmark = needs_torch  # every test here compares with torch
 
 RTOL = 1e-9
 ATOL = 1e-12

@@ -30,8 +30,9 @@ from opreg.nn import (
 )
 from opreg.optim import SGD
 
-torch = pytest.importorskip("torch")
-nn = torch.nn
+from torch_reference import needs_torch, torch
+
+nn = None if torch is None else torch.nn
 
 TOL = {"rtol": 1e-10, "atol": 1e-12}
 NAMES = ["0.W", "0.b", "2.W", "2.b"]
@@ -118,6 +119,7 @@ def assert_close_to_torch(a, t, what: str) -> None:
 # --- tape style == Tensor style == torch -----------------------------------------------------------------------
 
 
+@needs_torch
 @case_params
 def test_styles_build_the_same_parameters(make_case):
     """Same seed, same initial weights; tape parameters are BoundParameters over W/dW, Tensor ones are Tensors."""
@@ -137,6 +139,7 @@ def test_styles_build_the_same_parameters(make_case):
         assert linear.dW is None and linear.db is None
 
 
+@needs_torch
 @case_params
 def test_styles_give_identical_outputs_losses_and_gradients(make_case):
     case = make_case(np.random.default_rng(1))
@@ -166,6 +169,7 @@ def test_styles_give_identical_outputs_losses_and_gradients(make_case):
         assert_same(p.grad, q.grad, f"{name}: .grad through parameters()")
 
 
+@needs_torch
 @case_params
 def test_gradients_accumulate_alike_without_zero_grad(make_case):
     """Three backward passes on different batches with no zero_grad of the parameters in between: dW/db and .grad
@@ -186,6 +190,7 @@ def test_gradients_accumulate_alike_without_zero_grad(make_case):
         assert_close_to_torch(p.grad, t_p.grad, f"{name}: accumulated gradient vs torch")
 
 
+@needs_torch
 @case_params
 def test_sgd_training_in_both_styles(make_case):
     """Twenty SGD steps (momentum 0.9) on the same batches: identical weights in both styles at every step, equal to

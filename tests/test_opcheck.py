@@ -205,3 +205,19 @@ def test_every_builtin_backward_composes(name):
         inputs = [np.asarray(x, dtype=np.float64) if np.asarray(x).dtype.kind == "f" else x for x in sample.inputs]
         grad_output = np.ones(np.shape(op.output_of(*inputs, **sample.attributes)))
         assert composes(op, inputs, sample.attributes, grad_output), f"{name}{sample.describe()}"
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["every-element", "fast"])
+def test_every_input_is_checked_not_only_the_first(install_ops, fast):
+    """A two-input op whose backward is right for input 0 and wrong for input 1 fails the check, naming input 1."""
+    install_ops(
+        {
+            "name": "weighted",
+            "inputs": ("a", "b"),
+            "forward": lambda a, b: a + 3 * b,
+            "backward": lambda g, a, b: (g, 2 * g),
+        },
+        name="buggy-ops",
+    )
+    with pytest.raises(GradcheckError, match=r"op 'weighted' \(plugin 'buggy-ops'\): the gradient of input 1 'b'"):
+        check_op("weighted", fast=fast)

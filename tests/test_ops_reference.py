@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import opreg
+from opreg import testing
 
-from torch_reference import BUILTIN_OPS, REGISTRY, TORCH_OPS, torch, torch_reference
+from torch_reference import BUILTIN_OPS, REGISTRY, TORCH_OPS, needs_torch, torch, torch_reference
 
 F64 = {"rtol": 1e-10, "atol": 1e-12}
 F32 = {"rtol": 2e-5, "atol": 1e-6}
@@ -82,16 +83,19 @@ def sample_inputs(name: str, seed: int, dtype: type) -> list[tuple[list[np.ndarr
     return [([np.asarray(x, dtype=dtype) for x in s.inputs], dict(s.attributes)) for s in samples]
 
 
+@needs_torch
 def test_builtin_ops_exist():
     """The parametrization below is not vacuous: the built-in plugins registered ops."""
     assert len(BUILTIN_OPS) >= len(TORCH_OPS) - 1
 
 
+@needs_torch
 def test_torch_table_has_no_stale_entries():
     """Every reference in TORCH_OPS names a registered built-in op (a renamed op would leave a dead entry)."""
     assert sorted(set(TORCH_OPS) - set(BUILTIN_OPS)) == []
 
 
+@needs_torch
 @pytest.mark.parametrize("seed", [0, 1, 2], ids=lambda s: f"seed{s}")
 @pytest.mark.parametrize("name", BUILTIN_OPS, ids=str)
 def test_op_matches_torch_float64(name, seed):
@@ -101,6 +105,7 @@ def test_op_matches_torch_float64(name, seed):
         compare(name, inputs, F64, seed=seed, attributes=attributes)
 
 
+@needs_torch
 @pytest.mark.parametrize("name", BUILTIN_OPS, ids=str)
 def test_op_matches_torch_float32(name):
     """float32 in gives float32 out and float32 gradients, matching torch at float32 tolerances."""
@@ -132,6 +137,7 @@ BROADCAST_SHAPES = [
 ]
 
 
+@needs_torch
 @pytest.mark.parametrize("shapes", BROADCAST_SHAPES, ids=lambda s: f"{s[0]}-{s[1]}".replace(" ", ""))
 @pytest.mark.parametrize("name", ["add", "sub", "mul", "div"])
 def test_broadcasting_gradients(name, shapes):
@@ -141,6 +147,7 @@ def test_broadcasting_gradients(name, shapes):
     compare(name, inputs, F64)
 
 
+@needs_torch
 @pytest.mark.parametrize("name", ["add", "sub", "mul", "div"])
 def test_same_array_as_both_operands(name):
     """One array used as both inputs accumulates both gradients (x * x -> 2x), as in torch."""
@@ -167,6 +174,7 @@ MATMUL_SHAPES = [
 ]
 
 
+@needs_torch
 @pytest.mark.parametrize("shapes", MATMUL_SHAPES, ids=lambda s: f"{s[0]}@{s[1]}".replace(" ", ""))
 def test_matmul_1d_and_batched(shapes):
     """matmul with 1-D operands and broadcast batch axes: output and both gradients as torch.matmul."""
@@ -175,11 +183,13 @@ def test_matmul_1d_and_batched(shapes):
     compare("matmul", inputs, F64)
 
 
+@needs_torch
 def test_transpose_batched():
     """transpose swaps only the last two axes of a batched array, and its gradient swaps them back."""
     compare("transpose", [np.random.default_rng(8).standard_normal((2, 3, 4))], F64)
 
 
+@needs_torch
 def test_relu_at_zero():
     """relu's gradient at exactly 0 (and -0.0) is 0, as in torch."""
     x = np.array([[-1.5, 0.0, -0.0, 2.0], [0.0, 3.0, -2.0, 0.0]])
@@ -188,6 +198,7 @@ def test_relu_at_zero():
     compare("relu", [x], F64, g=np.full_like(x, 2.5))
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_sigmoid_extreme_inputs(dtype):
     """sigmoid at +-1000 (and near its float limits) is finite, with finite gradients equal to torch's."""
@@ -199,6 +210,7 @@ def test_sigmoid_extreme_inputs(dtype):
     compare("sigmoid", [x], F64 if dtype == np.float64 else F32, g=g)
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_softmax_cross_entropy_huge_logits(dtype):
     """Logits of size 1e4 (ties, large gaps, negatives) give a finite loss and gradient equal to torch's."""
@@ -214,6 +226,7 @@ def test_softmax_cross_entropy_huge_logits(dtype):
     compare("softmax_cross_entropy", [logits, labels], F64 if dtype == np.float64 else F32, g=np.asarray(3.0, dtype))
 
 
+@needs_torch
 def test_pow_at_base_zero_and_exponent_zero():
     """torch's special cases: d/dexponent is 0 at base 0 with exponent >= 0, d/dbase is 0 at exponent 0;
     otherwise inf and nan land where torch puts them (0 ** -1, log of a negative base)."""
@@ -229,6 +242,7 @@ def test_pow_at_base_zero_and_exponent_zero():
     np.testing.assert_array_equal(grad_base[[0, 6]], 0.0)
 
 
+@needs_torch
 def test_pow_with_a_float32_base_and_a_float64_exponent():
     """The arithmetic is float64, as in torch; each gradient comes back in its input's dtype."""
     rng = np.random.default_rng(3)
@@ -272,3 +286,36 @@ def test_linear_refuses_shapes_it_cannot_differentiate(x_shape, weight_shape, bi
         opreg.OpUsageError, match=r"op 'linear' \(plugin 'opreg_builtins.linalg'\): forward failed.*" + problem
     ):
         opreg.ops.linear(*inputs)
+
+
+#: More elements than float16's largest finite value (65,504): counted in float16, they are inf.
+MANY = 70_000
+
+
+def _float16_losses_and_means() -> dict[str, tuple[list[np.ndarray], dict, tuple]]:
+    """Per op, float16 inputs over MANY elements (or rows), its attributes, and its output and gradients (for a
+    gradient of ones) computed in float64 from those same values."""
+    rng = np.random.default_rng(16)
+    x, target = (rng.standard_normal((2, MANY)).astype(np.float16) for _ in range(2))
+    x64, diff = x.astype(np.float64), x.astype(np.float64) - target
+    logits = (rng.standard_normal((MANY, 2)) * 3).astype(np.float16)
+    labels = np.eye(2, dtype=np.float16)[rng.integers(0, 2, MANY)]
+    log_softmax = logits - np.log(np.exp(logits.astype(np.float64)).sum(axis=1, keepdims=True))
+    return {
+        "mean": ([x], {}, (np.asarray(x64.mean()), [np.full(x.shape, 1 / x.size)])),
+        "mean-axis": ([x], {"axis": 1}, (x64.mean(axis=1), [np.full(x.shape, 1 / MANY)])),
+        "mse": ([x, target], {}, (np.asarray((diff * diff).mean()), [2 * diff / diff.size, -2 * diff / diff.size])),
+        "softmax_cross_entropy": (
+            [logits, labels],
+            {},
+            (np.asarray(-(labels * log_softmax).sum() / MANY), [(np.exp(log_softmax) - labels) / MANY, None]),
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", ["mean", "mean-axis", "mse", "softmax_cross_entropy"])
+def test_float16_means_and_losses_over_more_elements_than_float16_can_count(case):
+    """float16 mean, mse and softmax cross-entropy over 70,000 elements (rows): the loss and every gradient as
+    computed in float64, and float16 (the count of elements, taken in float16, was inf: every gradient 0)."""
+    inputs, attributes, expected = _float16_losses_and_means()[case]
+    testing.check_float16(case.split("-")[0], inputs, attributes, expected)

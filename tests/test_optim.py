@@ -14,7 +14,7 @@ import opreg
 from opreg.nn import MLP, BoundParameter, Identity, Linear, SoftmaxCrossEntropy
 from opreg.optim import SGD, Adam, AdamW
 
-torch = pytest.importorskip("torch")
+from torch_reference import needs_torch, torch
 
 TOL = {"rtol": 1e-10, "atol": 1e-12}
 TOL32 = {"rtol": 2e-5, "atol": 1e-6}
@@ -82,6 +82,7 @@ def run_side_by_side(name, kwargs, values, gradients, tol) -> list[opreg.Tensor]
     return params
 
 
+@needs_torch
 @config_params
 def test_matches_torch_every_step(name, kwargs):
     """Ten steps on four parameters (matrix, vector, 3-d, 0-d) with the same gradients: equal to torch.optim."""
@@ -93,6 +94,7 @@ def test_matches_torch_every_step(name, kwargs):
         assert not np.allclose(p.data, v), "the parameters did not move"
 
 
+@needs_torch
 @config_params
 def test_missing_gradients_are_skipped_like_torch(name, kwargs):
     """A parameter whose .grad is None on some steps is skipped then (no decay, no momentum, no Adam step count),
@@ -130,6 +132,7 @@ def test_parameter_without_gradient_is_untouched(name):
 FLOAT32_CONFIGS = ["sgd-nesterov-weight-decay", "adam-all", "adamw"]
 
 
+@needs_torch
 @pytest.mark.parametrize(("name", "kwargs"), [CONFIGS[c] for c in FLOAT32_CONFIGS], ids=FLOAT32_CONFIGS)
 def test_float32_parameters_stay_float32(name, kwargs):
     """float32 parameters and gradients: updated in float32 (never promoted to float64) and close to torch's float32."""
@@ -204,6 +207,7 @@ def torch_copy(model: MLP):
     return torch.nn.Sequential(t_linears[0], torch.nn.ReLU(), t_linears[1])
 
 
+@needs_torch
 @config_params
 def test_tape_and_tensor_styles_step_identically(name, kwargs):
     """The same MLP in both styles, each with its own optimizer (BoundParameters vs Tensors), ten training steps
@@ -282,6 +286,7 @@ INVALID = {
 }
 
 
+@needs_torch
 @pytest.mark.parametrize(("name", "kwargs"), INVALID.values(), ids=INVALID.keys())
 def test_invalid_arguments_raise_value_error(name, kwargs):
     """Arguments torch.optim rejects with ValueError are rejected by opreg.optim with ValueError too."""
@@ -307,6 +312,7 @@ BOUNDARY = {
 }
 
 
+@needs_torch
 @pytest.mark.parametrize(("name", "kwargs"), BOUNDARY.values(), ids=BOUNDARY.keys())
 def test_boundary_arguments_are_accepted(name, kwargs):
     """Valid edge values (accepted by torch.optim) are accepted, and a step with them runs."""
@@ -325,6 +331,7 @@ TORCH_ONLY_CHECKS = {
 }
 
 
+@needs_torch
 @pytest.mark.parametrize(("name", "kwargs"), TORCH_ONLY_CHECKS.values(), ids=TORCH_ONLY_CHECKS.keys())
 def test_torch_rejects_negative_eps_and_momentum(name, kwargs):
     """The premise of the next test: these arguments are invalid in torch.optim."""

@@ -54,7 +54,7 @@ from opreg import testing
 from opreg.testing import Case, CaseStrategy, Elements, arrays, away_from_zero, floats, same_shape, unary, with_zeros
 
 from shape_attributes import broadcast_target, expand_dims_axis, squeeze_axis, unit_axes
-from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain
+from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch
 
 DTYPES = [np.float32, np.float64]
 
@@ -301,6 +301,7 @@ def test_builtin_ops_are_found():
     assert len(BUILTIN_OPS) >= 17, BUILTIN_OPS
 
 
+@needs_torch
 def test_no_stale_entries():
     """Every entry of STRUCTURED, EDGES and TORCH_OPS names a registered built-in op (a renamed op leaves a dead
     entry); EDGES only elementwise ops drawn from their declaration (STRUCTURED ones never read it), and only
@@ -335,6 +336,7 @@ def test_declared_domains_name_inputs():
             assert low < high, f"{name}: empty domain {domain}"
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("name", BUILTIN_OPS)
 @SETTINGS
@@ -348,6 +350,7 @@ def test_op_matches_torch(name, dtype, data):
     check_against_torch(name, inputs, attributes, g)
 
 
+@needs_torch
 @pytest.mark.parametrize("name", ["add", "sub", "mul", "div", "pow", "matmul"])
 @SETTINGS
 @given(data=st.data())
@@ -363,6 +366,7 @@ def test_binary_op_with_mixed_dtypes_matches_torch(name, data):
     check_against_torch(name, inputs, attributes, g)
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @SETTINGS
 @given(data=st.data())
@@ -404,6 +408,7 @@ def test_tape_engine_gradients_alias_neither_each_other_nor_the_seed():
     np.testing.assert_array_equal(g, [2.0, 2.0, 2.0])
 
 
+@needs_torch
 @pytest.mark.parametrize(
     ("dtype", "a", "b"),
     [(np.float32, 1e-30, 1e-23), (np.float32, 1e37, 1e20), (np.float64, 1e-300, 1e-170)],

@@ -227,3 +227,13 @@ def test_an_unknown_name_among_ten_thousand_ops_is_answered_in_one_line(monkeypa
     with pytest.raises(AttributeError) as raised:  # opreg.ops.<name>: an AttributeError, so that hasattr works
         opreg.ops.generated_100000  # noqa: B018  # the attribute access is what raises
     assert len(str(raised.value)) < 200 and "did you mean 'generated_" in str(raised.value)
+
+
+@pytest.mark.parametrize(("name", "overrides"), [("square", {}), ("add", {"overrides": True})], ids=["new", "override"])
+def test_one_plugin_registering_a_name_twice_is_an_error(op_plugin, name, overrides):
+    """The later of two register() calls of one name in one plugin would silently replace the earlier op; so would
+    a second overrides=True of one built-in."""
+    first, second = square(name, **overrides), square(name, forward=lambda x: x + x, **overrides)
+    with pytest.raises(RegistrationError, match=rf"op '{name}' \(plugin 'twice'\) is registered twice by that plugin"):
+        opreg.register_plugin(op_plugin(first, second), name="twice")
+    assert name not in opreg.get_registry() or opreg.get_registry()[name].plugin == "opreg_builtins.arithmetic"

@@ -7,6 +7,9 @@ inside a function to break a cycle is still a cycle).
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import opreg
@@ -72,3 +75,32 @@ def test_built_in_plugins_import_only_the_plugin_api():
     """The built-ins are written as a third-party op package is: against opreg.plugin and opreg.numpy alone."""
     for path in PLUGINS.glob("*.py"):
         assert _imports(path) <= {"opreg.plugin", "opreg.numpy"}, f"{path.name} imports {sorted(_imports(path))}"
+
+
+def test_without_torch_only_the_comparisons_with_torch_skip(tmp_path):
+    """Collected in a process where ``import torch`` fails, no test module is skipped whole: the tests that do not
+    compare with torch (no_grad per thread, aliasing, state dicts, the contrib contract) run without it."""
+    hidden = tmp_path / "torch"
+    hidden.mkdir()
+    (hidden / "__init__.py").write_text("raise ModuleNotFoundError('torch is hidden for this test', name='torch')\n")
+    collected = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            "tests",
+            "contrib_ops/tests",
+        ],
+        cwd=Path(__file__).resolve().parents[1],  # the checkout these tests are in
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    skipped = [line for line in collected.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert skipped == []

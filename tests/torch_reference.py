@@ -23,9 +23,12 @@ import pytest
 
 import opreg
 import opreg.plugin
+from opreg import testing
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+torch = testing.optional_torch()
+F = None if torch is None else torch.nn.functional
+#: Marks a test that compares with torch: skipped without it, while the module's other tests run.
+needs_torch = pytest.mark.skipif(torch is None, reason="torch is the reference: pip install '.[torch]'")
 
 REGISTRY = opreg.get_registry()
 #: Every op a built-in plugin (``opreg_builtins.*``) registered.
@@ -49,12 +52,17 @@ def resolve(reference: opreg.plugin.Reference) -> Callable[..., Any]:
 #: op name -> the same computation in torch, taking the op's attributes as keywords: each built-in op's declared
 #: ``reference``, so a new op costs its declaration and nothing here.
 TORCH_OPS: dict[str, Callable[..., Any]] = {
-    name: resolve(REGISTRY[name].reference) for name in BUILTIN_OPS if REGISTRY[name].reference is not None
+    name: resolve(REGISTRY[name].reference)
+    for name in BUILTIN_OPS
+    if torch is not None and REGISTRY[name].reference is not None
 }
 
 
 def torch_reference(name: str) -> Callable[..., Any]:
-    """The torch counterpart of built-in op ``name``; the calling test fails if there is none."""
+    """The torch counterpart of built-in op ``name``; the calling test fails if there is none (and skips without
+    torch)."""
+    if torch is None:
+        pytest.skip("torch is the reference: pip install '.[torch]'")
     if name not in TORCH_OPS:
         pytest.fail(f"built-in op {name!r} has no PyTorch reference; declare reference= in its register() call")
     return TORCH_OPS[name]

@@ -12,7 +12,7 @@ import numpy as np
 
 import opreg.numpy as onp
 import opreg.ops
-from opreg.plugin import Register, Sample
+from opreg.plugin import Register, Sample, divide_by_count
 from opreg_contrib_ops._common import check_same_shape
 
 # binary cross-entropy with logits
@@ -31,7 +31,7 @@ def _bce_with_logits(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
 def _bce_with_logits_backward(g: Any, logits: Any, targets: Any) -> tuple[Any, Any]:
     """(sigmoid(x) - t) / n for the logits; -x / n for the targets (soft labels can be learned, as in torch)."""
     n = logits.size
-    return g * (opreg.ops.sigmoid(logits) - targets) / n, g * -logits / n
+    return divide_by_count(g * (opreg.ops.sigmoid(logits) - targets), n), divide_by_count(g * -logits, n)
 
 
 def _bce_samples(rng: np.random.Generator) -> list[Sample]:
@@ -73,7 +73,7 @@ def _huber_backward(g: Any, prediction: Any, target: Any, *, delta: float) -> tu
     delta = _check_delta(delta)
     diff = prediction - target
     clipped = onp.where(diff >= delta, delta, onp.where(diff <= -delta, -delta, diff))
-    grad = g * clipped / prediction.size
+    grad = divide_by_count(g * clipped, prediction.size)
     return grad, -grad
 
 

@@ -21,7 +21,7 @@ from opreg.plugin import (
     Register,
     Sample,
     constant,
-    gradient_dtype,
+    divide_by_count,
     normalize_axes,
     numpy_reduction,
     reduce,
@@ -41,12 +41,11 @@ def _max_backward(g: Any, x: Any, *, axis: Axis, keepdims: bool, output: Any) ->
 
     Splitting evenly (not all to the first maximum, as argmax-based max would) keeps the gradient a symmetric
     function of the input, and is what torch.amax does. Which elements are maxima is a comparison, a constant
-    mask; the count is a constant too, taken in the gradient's dtype: an int64 count would promote a float32
-    gradient to float64.
+    mask; their count is a constant too, an integer array (float16 cannot count past 65,504 ties).
     """
     is_max = x == restore_axes(output, x, axis, keepdims)
-    count = constant(is_max).sum(axis=normalize_axes(axis, x.ndim), keepdims=True, dtype=gradient_dtype(constant(x)))
-    return (onp.where(is_max, restore_axes(g, x, axis, keepdims) / count, 0.0),)
+    count = constant(is_max).sum(axis=normalize_axes(axis, x.ndim), keepdims=True)
+    return (onp.where(is_max, divide_by_count(restore_axes(g, x, axis, keepdims), count), 0.0),)
 
 
 # logsumexp

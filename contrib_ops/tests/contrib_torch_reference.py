@@ -19,8 +19,11 @@ import pytest
 
 import opreg
 import opreg.plugin
+from opreg import testing
 
-torch = pytest.importorskip("torch")
+torch = testing.optional_torch()
+#: Marks a test that compares with torch: skipped without it, while the module's other tests run.
+needs_torch = pytest.mark.skipif(torch is None, reason="torch is the reference: pip install '.[torch]'")
 
 PLUGIN = "contrib_ops"
 REGISTRY = opreg.get_registry()
@@ -45,12 +48,17 @@ def resolve(reference: opreg.plugin.Reference) -> Callable[..., Any]:
 #: op name -> the same computation in torch, taking the op's attributes as keywords: each op's declared
 #: ``reference``.
 TORCH_OPS: dict[str, Callable[..., Any]] = {
-    name: resolve(REGISTRY[name].reference) for name in CONTRIB_OPS if REGISTRY[name].reference is not None
+    name: resolve(REGISTRY[name].reference)
+    for name in CONTRIB_OPS
+    if torch is not None and REGISTRY[name].reference is not None
 }
 
 
 def torch_reference(name: str) -> Callable[..., Any]:
-    """The torch counterpart of the plugin's op ``name``; the calling test fails if there is none."""
+    """The torch counterpart of the plugin's op ``name``; the calling test fails if there is none (and skips
+    without torch)."""
+    if torch is None:
+        pytest.skip("torch is the reference: pip install '.[torch]'")
     if name not in TORCH_OPS:
         pytest.fail(f"op {name!r} of plugin {PLUGIN!r} has no PyTorch reference; declare reference= in its register()")
     return TORCH_OPS[name]

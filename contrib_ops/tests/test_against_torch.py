@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 import opreg
-from opreg import plugin_manager
+from opreg import plugin_manager, testing
 
-from contrib_torch_reference import CONTRIB_OPS, PLUGIN, REGISTRY, TORCH_OPS, torch, torch_reference
+from contrib_torch_reference import CONTRIB_OPS, PLUGIN, REGISTRY, TORCH_OPS, needs_torch, torch, torch_reference
 
 F64 = {"rtol": 1e-10, "atol": 1e-12}
 F32 = {"rtol": 1e-5, "atol": 1e-6}
@@ -90,6 +90,7 @@ def test_the_plugin_is_loaded_from_its_distribution():
     assert (info.status, info.distribution, info.version, info.reason) == ("loaded", "opreg-contrib-ops", "0.1.0", "")
 
 
+@needs_torch
 def test_every_op_declares_a_torch_reference():
     """Every op of the plugin declares ``reference=``, and it resolves to a function of torch's."""
     assert sorted(set(CONTRIB_OPS) - set(TORCH_OPS)) == []
@@ -122,6 +123,7 @@ def test_reduction_samples_cover_every_kind_of_axis(name):
 # Every op, every sample, against torch
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
 @pytest.mark.parametrize("seed", [0, 1], ids=lambda s: f"seed{s}")
 @pytest.mark.parametrize("name", CONTRIB_OPS)
@@ -145,6 +147,7 @@ def test_check_op_passes(name, seed):
 # Stability, kinks and ties
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
 def test_softplus_at_extreme_inputs(dtype):
     """softplus(+-1000) is finite, with no overflow on the way, and equals torch's (which is x itself above 20)."""
@@ -155,6 +158,7 @@ def test_softplus_at_extreme_inputs(dtype):
     assert out[-1] == 1000.0 and out[0] >= 0.0
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
 def test_binary_cross_entropy_with_logits_at_extreme_logits(dtype):
     """Logits of +-1000, right and wrong: a finite loss (about 1000 per wrong one) and finite gradients."""
@@ -175,6 +179,7 @@ def _huge_logits(dtype: type) -> np.ndarray:
     return logits.astype(dtype)
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
 @pytest.mark.parametrize(
     ("name", "attributes"),
@@ -197,6 +202,7 @@ def test_huge_logits_stay_finite(name, attributes, dtype):
     assert np.all(np.isfinite(out)) and np.all(np.isfinite(grad))
 
 
+@needs_torch
 @pytest.mark.parametrize(
     "attributes",
     [{}, {"axis": 1}, {"axis": 0}, {"axis": (0, 1)}, {"axis": -1, "keepdims": True}, {"keepdims": True}],
@@ -216,6 +222,7 @@ def test_max_tie_shares_are_equal():
     np.testing.assert_array_equal(grad, [[0, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 0]])
 
 
+@needs_torch
 def test_abs_and_leaky_relu_at_zero():
     """At exactly 0 (and -0.0), abs's gradient is 0 and leaky_relu's is negative_slope, as in torch."""
     x = np.array([[-1.5, 0.0, -0.0, 2.0], [0.0, 3.0, -2.0, -0.0]])
@@ -227,6 +234,7 @@ def test_abs_and_leaky_relu_at_zero():
     compare("leaky_relu", [x], {"negative_slope": 0.01}, F64, g=g)
 
 
+@needs_torch
 def test_huber_at_and_around_delta():
     """Differences at and just inside +-delta take torch's branch, and the tails' gradient is +-delta / n."""
     target = np.zeros(9)
@@ -235,6 +243,7 @@ def test_huber_at_and_around_delta():
     np.testing.assert_allclose(grad, np.clip(prediction, -0.5, 0.5) / 9, rtol=1e-15)
 
 
+@needs_torch
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_gelu_in_the_tails(approximate):
     """Large |x|, where 1 + erf(x / sqrt 2) (torch's form) cancels: values and gradients still match torch."""
@@ -292,3 +301,36 @@ def test_reshape_without_shape_is_an_error_naming_the_op():
 )
 def test_bad_calls_are_errors_naming_the_op(name, inputs, attributes, problem):
     assert problem in _usage_error(name, *inputs, **attributes)
+
+
+#: More elements than float16's largest finite value (65,504): counted in float16, they are inf.
+MANY = 70_000
+
+
+def _float16_cases() -> dict[str, tuple[list[np.ndarray], dict, tuple]]:
+    """Per op, float16 inputs of MANY elements, its attributes, and its output and gradients (for a gradient of
+    ones) computed in float64 from those same values. max: all tied, each maximum's share 1 / MANY."""
+    rng = np.random.default_rng(16)
+    x = (rng.standard_normal(MANY) * 2).astype(np.float16)
+    target = rng.standard_normal(MANY).astype(np.float16)
+    soft = rng.uniform(0.0, 1.0, MANY).astype(np.float16)
+    x64, d = x.astype(np.float64), x.astype(np.float64) - target
+    huber = np.asarray(np.where(np.abs(d) < 1.0, 0.5 * d * d, np.abs(d) - 0.5).mean())
+    bce = np.asarray((np.maximum(x64, 0) - x64 * soft + np.log1p(np.exp(-np.abs(x64)))).mean())
+    return {
+        "huber": ([x, target], {}, (huber, [np.clip(d, -1.0, 1.0) / MANY, -np.clip(d, -1.0, 1.0) / MANY])),
+        "binary_cross_entropy_with_logits": (
+            [x, soft],
+            {},
+            (bce, [(1 / (1 + np.exp(-x64)) - soft) / MANY, -x64 / MANY]),
+        ),
+        "max": ([np.zeros(MANY, np.float16)], {}, (np.zeros(()), [np.full(MANY, 1 / MANY)])),
+    }
+
+
+@pytest.mark.parametrize("name", ["huber", "binary_cross_entropy_with_logits", "max"])
+def test_float16_over_more_elements_than_float16_can_count(name):
+    """float16 losses over 70,000 elements, and max over 70,000 tied maxima: every gradient as computed in float64,
+    and float16 (a count of the elements, taken in float16, is inf: every gradient was 0)."""
+    inputs, attributes, expected = _float16_cases()[name]
+    testing.check_float16(name, inputs, attributes, expected)

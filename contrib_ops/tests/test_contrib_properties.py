@@ -42,7 +42,7 @@ from hypothesis import strategies as st
 from opreg import testing
 from opreg.testing import Case, CaseStrategy, arrays, floats, same_shape, unary, with_zeros
 
-from contrib_torch_reference import CONTRIB_OPS, REGISTRY, TORCH_OPS, torch
+from contrib_torch_reference import CONTRIB_OPS, REGISTRY, TORCH_OPS, needs_torch, torch
 
 DTYPES = [np.float32, np.float64]
 
@@ -224,6 +224,7 @@ def test_no_stale_entries():
     assert sorted(set(CASES) - set(CONTRIB_OPS)) == []
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("name", CONTRIB_OPS)
 @SETTINGS
@@ -237,6 +238,7 @@ def test_op_matches_torch(name, dtype, data):
     check_against_torch(name, inputs, attributes, g)
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("name", ["abs", "leaky_relu"])
 @SETTINGS
@@ -260,6 +262,7 @@ def test_subgradient_at_zero(name, dtype, data):
         np.testing.assert_array_equal(grad, expected, strict=True, err_msg=front_end)
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @SETTINGS
 @given(data=st.data())
@@ -282,6 +285,7 @@ def test_max_splits_the_gradient_evenly_among_ties(dtype, data):
         np.testing.assert_array_equal(grad, expected, strict=True, err_msg=front_end)
 
 
+@needs_torch
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 def test_softmax_over_an_empty_axis(name):
     """Over an axis of length 0 (a batch of rows with no classes) the result is empty, as torch's. opreg raised

@@ -23,7 +23,7 @@ import pytest
 import opreg
 from opreg import Tensor
 
-from contrib_torch_reference import CONTRIB_OPS, REGISTRY, torch, torch_reference
+from contrib_torch_reference import CONTRIB_OPS, REGISTRY, needs_torch, torch, torch_reference
 
 F64 = {"rtol": 1e-9, "atol": 1e-12}
 F32 = {"rtol": 1e-4, "atol": 1e-5}
@@ -77,6 +77,7 @@ def _cases(name: str, seed: int, dtype: type) -> list[tuple[list[np.ndarray], di
     ]
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
 @pytest.mark.parametrize("seed", [0, 1], ids=lambda s: f"seed{s}")
 @pytest.mark.parametrize("name", CONTRIB_OPS)
@@ -117,6 +118,7 @@ KINKS = [
 ]
 
 
+@needs_torch
 @pytest.mark.parametrize(("name", "inputs", "attributes"), KINKS, ids=[f"{k[0]}-{k[2]}" for k in KINKS])
 def test_second_derivatives_at_kinks_and_ties_match_torch(name, inputs, attributes):
     """Where the first derivative jumps (abs and leaky_relu at 0.0 and -0.0, huber at exactly +-delta) or maxima
