@@ -16,7 +16,8 @@ from opreg import ModifiedInPlaceError, Tensor
 from opreg.nn import MLP, Identity, Linear, MSELoss
 from opreg.optim import SGD
 
-torch = pytest.importorskip("torch")
+from torch_reference import needs_torch, torch
+
 rng = np.random.default_rng(11)
 
 
@@ -95,6 +96,7 @@ def test_load_state_dict_counts_as_an_edit():
         loss.backward()
 
 
+@needs_torch
 def test_the_handout_pattern_steps_after_backward_and_matches_torch():
     """backward, then the optimizer's step in place, then zero_grad: every step's gradient as torch's."""
     w0 = rng.standard_normal((2, 3))
@@ -130,6 +132,7 @@ def test_a_retained_graph_after_a_step_raises():
         loss.backward()
 
 
+@needs_torch
 def test_rebinding_is_not_an_edit_and_the_gradient_stays_right():
     """``t += 1`` rebinds t to a new Tensor (Tensor has no in-place operators), and ``t.data = t.data + 1``
     gives it a new array: the recorded arrays are untouched, and the gradient is the recorded graph's."""
