@@ -52,6 +52,8 @@ def divide_by_count(values: Values, count: Any) -> Values:
     keeps the float32 quotient: no op casts a recorded value down.
     """
     dtype = values.dtype
+    if type(count) is int and dtype.itemsize >= 4:  # a Python int keeps float32 and float64 as they are
+        return values / count
     quotient = values / np.asarray(count, dtype=np.promote_types(dtype, np.float32))
     if dtype.itemsize >= 4 or not isinstance(quotient, np.ndarray | np.generic):
         return quotient
