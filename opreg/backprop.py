@@ -27,7 +27,7 @@ import numpy as np
 from opreg.calls import input_gradients
 from opreg.errors import OpUsageError
 from opreg.fit import gradient_dtype
-from opreg.landing import lock_for
+from opreg.landing import array_lock
 from opreg.opdef import OpDef
 
 
@@ -111,7 +111,7 @@ def backpropagate(
             grads[id(source)] = grad if current is None else total(current, grad)
         grads_in = grad = None  # so that the gradients count as the dict's alone (a leaf's .grad may take them)
     for target, grad in landings:
-        with lock_for(target):  # another thread's backward may land in the same dW
+        with array_lock(target):  # another thread's backward may land in the same dW
             target += grad
     return grads
 

@@ -26,7 +26,7 @@ from opreg.backprop import backpropagate, total
 from opreg.calls import as_arrays, run_forward
 from opreg.errors import EngineStateError, OpUsageError
 from opreg.fit import gradient_dtype
-from opreg.landing import lock_for
+from opreg.landing import object_lock
 from opreg.numpy_arguments import numpy_arguments
 from opreg.opdef import OpDef
 from opreg.registry import TABLE, numpy_op, op_table, unknown_op_error
@@ -426,7 +426,7 @@ def _backpropagate(
     for leaf in leaves:
         arrived = grads.pop(id(leaf), None)
         if arrived is not None:
-            with lock_for(leaf):  # another thread's backward may reach the same leaf
+            with object_lock(leaf):  # another thread's backward may reach the same leaf
                 leaf._grad = _leaf_gradient(leaf._grad, arrived)
             arrived = None
     return {}

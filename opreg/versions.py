@@ -30,14 +30,16 @@ import weakref
 import zlib
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from opreg.backprop import Record
 from opreg.contract import describe_array
 from opreg.errors import ModifiedInPlaceError
 from opreg.opdef import OpDef
+
+if TYPE_CHECKING:  # backprop imports landing, which imports this module
+    from opreg.backprop import Record
 
 #: Numbers every record and every edit, in the order they happen (atomic under the GIL).
 numbers = itertools.count(1)
@@ -57,11 +59,13 @@ class _History:
 
     __slots__ = ("count", "latest", "ref")
 
-    def __init__(self, owner: np.ndarray, key: int) -> None:
+    def __init__(self, owner: np.ndarray) -> None:
         self.count = 0
         self.latest: deque[int] = deque(maxlen=_KEPT)
+        key = id(owner)
         # The entry goes when the array does, so that a new array given the same id starts at version 0.
         self.ref = weakref.ref(owner, lambda _: _histories.pop(key, None))
+        _histories[key] = self
 
 
 _histories: dict[int, _History] = {}
@@ -80,13 +84,15 @@ def edited(*arrays: np.ndarray) -> None:
     global last_edit
     last_edit = number = next(numbers)
     for array in arrays:
-        memory = array if array.base is None else owner(array)
-        key = id(memory)
-        history = _histories.get(key)
-        if history is None:
-            history = _histories[key] = _History(memory, key)
+        # Only memory owners are keys, and a view's id is never a live owner's: so this finds an owner's history,
+        # the common case, without looking for its owner
+        history = _histories.get(id(array)) or _history_of(owner(array))
         history.count += 1
         history.latest.append(number)
+
+
+def _history_of(memory: np.ndarray) -> _History:
+    return _histories.get(id(memory)) or _History(memory)
 
 
 def version(array: np.ndarray) -> int:

@@ -30,8 +30,9 @@ def _softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[np.n
     exp = np.exp(shifted)
     total = exp.sum(axis=-1, keepdims=True)
     terms = labels * (shifted - np.log(total))
-    summed = terms.sum(dtype=np.promote_types(terms.dtype, np.float32))
-    return np.asarray(-summed / batch, dtype=terms.dtype), (exp, total)
+    if terms.dtype.itemsize >= 4:
+        return np.asarray(-terms.sum() / batch), (exp, total)
+    return np.asarray(-terms.sum(dtype=np.float32) / batch, dtype=terms.dtype), (exp, total)
 
 
 def _softmax_cross_entropy_backward(

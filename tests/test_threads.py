@@ -69,6 +69,23 @@ def test_tape_engines_in_threads_add_every_gradient_into_one_shared_dw():
     assert np.array_equal(dW, np.full(SIZE, float(THREADS * STEPS)))
 
 
+def test_tape_engines_in_threads_add_every_gradient_into_views_of_one_dw():
+    """One thread lands in ``dW``, the other in the view ``dW[::-1]`` of the same memory: one lock guards both."""
+    dW = np.zeros(SIZE)
+
+    def train(i: int) -> None:
+        engine = opreg.Autograd(keep_gradients=False)
+        x, W = np.ones(SIZE), np.zeros(SIZE)
+        target = dW if i == 0 else dW[::-1]
+        for _ in range(STEPS):
+            engine.apply("mul", x, W, gradients_to_update=[None, target])
+            engine.backward(1.0)
+            engine.zero_grad()
+
+    run_together(train)
+    assert np.array_equal(dW, np.full(SIZE, float(THREADS * STEPS)))
+
+
 def test_tensor_backwards_in_threads_accumulate_every_gradient_into_one_shared_leaf():
     """Backward passes in several threads reaching one leaf: its ``.grad`` is the sum of them all."""
     w = Tensor(np.zeros(SIZE), requires_grad=True)

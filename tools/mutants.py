@@ -223,10 +223,18 @@ MUTANTS = [
     Mutant(
         "landing-unlocked",
         "opreg/backprop.py",
-        "        with lock_for(target):  # another thread's backward may land in the same dW\n"
+        "        with array_lock(target):  # another thread's backward may land in the same dW\n"
         "            target += grad",
         "        target += grad",
         "two threads adding into one dW lose updates",
+        ("tests/test_threads.py",),
+    ),
+    Mutant(
+        "view-locked-apart",
+        "opreg/landing.py",
+        "    return _LOCKS[id(array if array.base is None else owner(array)) % 251]",
+        "    return _LOCKS[id(array) % 251]",
+        "a view of dW gets a lock of its own: two threads landing in dW and dW[::-1] lose updates",
         ("tests/test_threads.py",),
     ),
     Mutant(
