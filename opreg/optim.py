@@ -42,10 +42,11 @@ class Optimizer:
         updated = []
         try:
             for parameter, state in zip(self.parameters, self.state, strict=True):
-                if parameter.grad is not None:
+                grad = parameter.grad  # read once: a tape parameter's is a property
+                if grad is not None:
                     data = parameter.data
                     updated.append(data)
-                    yield data, parameter.grad, state
+                    yield data, grad, state
         finally:
             edited(*updated)
 
