@@ -8,6 +8,8 @@ The built-in plugins import from here and from :mod:`opreg.numpy` only, exactly 
 - :func:`normalize_axes`, :func:`restore_axes` and :func:`reduce` hold NumPy's ``axis``/``keepdims``
   conventions for reductions, and :func:`divide_by_count` a mean's scale (float16 cannot count past 65,504);
   :func:`gradient_dtype` is the dtype a gradient must have.
+- :func:`op` is a registered op as a function of arrays and Tensors, ``opreg.ops.<name>``, for a backward that
+  calls an op with no NumPy name (``getitem``'s calls ``scatter_add``).
 - :func:`constant` is a value with the graph cut off (a softmax's shift), :func:`contiguous` a memory layout
   for speed: neither changes a value, so neither changes a derivative.
 """
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from opreg.axes import Axis, divide_by_count, normalize_axes, reduce, restore_axes
+from opreg.dispatch import op_function as op
 from opreg.fit import gradient_dtype
 from opreg.hookspecs import Register, hookimpl
 from opreg.opdef import Domain, Reference, Sample, SampleInputs
@@ -40,6 +43,7 @@ __all__ = [
     "hookimpl",
     "normalize_axes",
     "numpy_reduction",
+    "op",
     "positive",
     "reduce",
     "restore_axes",

@@ -27,6 +27,7 @@ from opreg.calls import as_arrays, run_forward
 from opreg.errors import EngineStateError, OpUsageError
 from opreg.fit import gradient_dtype
 from opreg.landing import object_lock
+from opreg.nondifferentiable import NON_DIFFERENTIABLE
 from opreg.numpy_arguments import numpy_arguments
 from opreg.opdef import OpDef
 from opreg.registry import TABLE, numpy_op, op_table, unknown_op_error
@@ -135,16 +136,22 @@ class Tensor:
     require gradients too. ``.grad`` accumulates over ``backward`` calls until set to ``None`` (or zeroed).
     """
 
-    __slots__ = ("_data", "_grad", "_node", "_requires_grad")
+    # _former and _retains are set only by in-place changes and retain_grad(), and read with getattr: the hot path
+    # (apply_op) never touches them.
+    __slots__ = ("_data", "_former", "_grad", "_node", "_requires_grad", "_retains")
     _grad: np.ndarray | None
+    _former: tuple[tuple[int, Tensor], ...]
+    _retains: bool
     __array_priority__ = 1000
     __hash__ = object.__hash__  # by identity, as before comparisons were defined: Tensors key dicts and sets
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: DTypeLike | None = None) -> None:
+        if isinstance(data, list | tuple):
+            data = sequence_input(data, "Tensor(data)")
         self._data: np.ndarray = np.asarray(data._data if isinstance(data, Tensor) else data, dtype=dtype)
+        self._node: Node | Literal[_Released.RELEASED] | None = None
         self.requires_grad = requires_grad
         self.grad: np.ndarray | None = None
-        self._node: Node | Literal[_Released.RELEASED] | None = None
 
     @property
     def data(self) -> np.ndarray:
@@ -188,7 +195,34 @@ class Tensor:
     def requires_grad(self, value: bool) -> None:
         if value and self._data.dtype.kind != "f":
             raise OpUsageError(f"only floating-point tensors can require gradients, not {self._data.dtype}")
+        if not value and self._node is not None:
+            raise OpUsageError(
+                "requires_grad = False on a tensor an op made would cut it from the graph, and every gradient "
+                "through it would silently be 0; use t.detach() for a tensor outside the graph (or t.detach_())"
+            )
         self._requires_grad = bool(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set :attr:`requires_grad` and return the tensor, as PyTorch's ``requires_grad_``."""
+        self.requires_grad = requires_grad
+        return self
+
+    def retain_grad(self) -> None:
+        """Keep this non-leaf's gradient in ``.grad`` when ``backward()`` passes it, as PyTorch's; a leaf keeps
+        its gradient anyway."""
+        global _retaining
+        if self._node is not None:
+            self._retains = True
+            _retaining = True
+
+    def detach_(self) -> Tensor:
+        """Cut this tensor from the graph in place, making it a leaf that requires no gradient. Graphs recorded
+        earlier that read it still reach the op that made it."""
+        if self._node is not None:
+            _remember_former(self, next(numbers), _stand_in(self))
+        self._node = None
+        self._requires_grad = False
+        return self
 
     # --- what it holds -----------------------------------------------------------------------------------------
 
@@ -206,7 +240,9 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return self._data.size
+        """The number of elements, as ``ndarray.size`` (an int; calling it, torch's ``t.size()``, raises an error
+        naming ``t.shape``)."""
+        return _Size(self._data.size)
 
     @property
     def is_leaf(self) -> bool:
@@ -214,10 +250,28 @@ class Tensor:
         return self._node is None
 
     def numpy(self) -> np.ndarray:
+        """The values, sharing memory, for a tensor that requires no gradient; otherwise an error pointing to
+        :meth:`detach`, as PyTorch's: writing to the memory the graph saved would change the gradient."""
+        if self._requires_grad:
+            raise _leaves_graph_error("t.numpy()")
         return self._data
 
-    def item(self) -> float:
-        return cast(float, self._data.item())
+    def __array__(self, dtype: DTypeLike | None = None, copy: bool | None = None) -> np.ndarray:
+        """``np.asarray(t)``: the values of a tensor that requires no gradient (as :meth:`numpy`); an error for one
+        that does, which would leave the graph with no error otherwise."""
+        if self._requires_grad:
+            raise _leaves_graph_error("np.asarray(t) (or np.array(t), or a NumPy function converting t)")
+        if copy:
+            return np.array(self._data, dtype=dtype, copy=True)
+        return self._data if dtype is None else self._data.astype(dtype, copy=False)
+
+    def item(self) -> Any:
+        """The single element as a Python number (as ``ndarray.item``); fine on a tensor in the graph."""
+        return self._data.item()
+
+    def tolist(self) -> Any:
+        """The values as nested Python lists (as ``ndarray.tolist``)."""
+        return self._data.tolist()
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph."""
@@ -226,6 +280,16 @@ class Tensor:
     def __len__(self) -> int:
         return len(self._data)
 
+    def __iter__(self) -> Iterator[Tensor]:
+        """The sub-tensors along the first axis, each ``t[i]`` (the ``getitem`` op), as iterating an array."""
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self._data)))
+
+    def __contains__(self, value: Any) -> bool:
+        """``value in t``: whether any element equals it, as for an array."""
+        return bool(np.any(self._data == _values(value)))
+
     def __bool__(self) -> bool:
         """As an array's: a single element's truth; more than one is ambiguous and raises (``x in [t1, t2]``
         compares elementwise, and must not quietly be true)."""
@@ -233,6 +297,9 @@ class Tensor:
 
     def __float__(self) -> float:
         return float(self._data)
+
+    def __int__(self) -> int:
+        return int(self._data)
 
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
@@ -276,40 +343,58 @@ class Tensor:
     def __rpow__(self, other: Any) -> Tensor:
         return apply("pow", other, self)
 
-    # --- comparisons and masks: boolean Tensors that require no gradient (a mask is a constant) -------------------
+    def __mod__(self, other: Any) -> Any:
+        return numpy_call(np.remainder, "remainder", "__call__", (self, other), {})
 
-    def __lt__(self, other: Any) -> Tensor:
-        return _compare(np.less, self, other)
+    def __rmod__(self, other: Any) -> Any:
+        return numpy_call(np.remainder, "remainder", "__call__", (other, self), {})
 
-    def __le__(self, other: Any) -> Tensor:
-        return _compare(np.less_equal, self, other)
+    def __abs__(self) -> Any:
+        return numpy_call(np.absolute, "absolute", "__call__", (self,), {})
 
-    def __gt__(self, other: Any) -> Tensor:
-        return _compare(np.greater, self, other)
+    def __neg__(self) -> Tensor:
+        return apply("neg", self)
 
-    def __ge__(self, other: Any) -> Tensor:
-        return _compare(np.greater_equal, self, other)
+    # --- comparisons and masks: plain boolean arrays computed on the values (a mask is a constant) -----------------
 
-    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return _compare(np.equal, self, other)
+    def __lt__(self, other: Any) -> Any:
+        return _on_values(np.less, self, other)
 
-    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return _compare(np.not_equal, self, other)
+    def __le__(self, other: Any) -> Any:
+        return _on_values(np.less_equal, self, other)
 
-    def __and__(self, other: Any) -> Tensor:
-        return _compare(np.logical_and, self, other)
+    def __gt__(self, other: Any) -> Any:
+        return _on_values(np.greater, self, other)
 
-    def __rand__(self, other: Any) -> Tensor:
-        return _compare(np.logical_and, other, self)
+    def __ge__(self, other: Any) -> Any:
+        return _on_values(np.greater_equal, self, other)
 
-    def __or__(self, other: Any) -> Tensor:
-        return _compare(np.logical_or, self, other)
+    def __eq__(self, other: Any) -> Any:
+        return _on_values(np.equal, self, other)
 
-    def __ror__(self, other: Any) -> Tensor:
-        return _compare(np.logical_or, other, self)
+    def __ne__(self, other: Any) -> Any:
+        return _on_values(np.not_equal, self, other)
 
-    def __invert__(self) -> Tensor:
-        return Tensor(np.logical_not(self.data))
+    def __and__(self, other: Any) -> Any:
+        return _on_values(np.bitwise_and, self, other)
+
+    def __rand__(self, other: Any) -> Any:
+        return _on_values(np.bitwise_and, other, self)
+
+    def __or__(self, other: Any) -> Any:
+        return _on_values(np.bitwise_or, self, other)
+
+    def __ror__(self, other: Any) -> Any:
+        return _on_values(np.bitwise_or, other, self)
+
+    def __xor__(self, other: Any) -> Any:
+        return _on_values(np.bitwise_xor, self, other)
+
+    def __rxor__(self, other: Any) -> Any:
+        return _on_values(np.bitwise_xor, other, self)
+
+    def __invert__(self) -> Any:
+        return _on_values(np.invert, self)
 
     # --- NumPy's protocols (NEP 13 and 18): a NumPy function on a Tensor runs the op that implements it ----------
 
@@ -319,21 +404,146 @@ class Tensor:
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         return numpy_call(func, func.__name__, "__call__", args, kwargs)
 
-    def __neg__(self) -> Tensor:
-        return apply("neg", self)
+    # --- ndarray's methods: each the NumPy function of that name on the tensor (numpy_call), so one path serves
+    # --- t.sum(), np.sum(t) and onp.sum(t). PyTorch's spellings raise, naming NumPy's (_TORCH_SPELLINGS).
 
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        """Sum over ``axis`` (None: all), the ``sum`` op."""
-        return apply("sum", self, axis=axis, keepdims=keepdims)
+    def reshape(self, *shape: Any, **kwargs: Any) -> Any:
+        """As ``ndarray.reshape``: ``t.reshape(2, 3)`` or ``t.reshape((2, 3))``."""
+        return _method(np.reshape, self, shape[0] if len(shape) == 1 else shape, **kwargs)
 
-    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        """Mean over ``axis`` (None: all), the ``mean`` op."""
-        return apply("mean", self, axis=axis, keepdims=keepdims)
+    def ravel(self, **kwargs: Any) -> Any:
+        return _method(np.ravel, self, **kwargs)
+
+    def flatten(self) -> Any:
+        """As ``ndarray.flatten``: ``ravel``'s values in memory of their own."""
+        return _own_memory(_method(np.ravel, self), self)
+
+    def squeeze(self, axis: Any = None, **kwargs: Any) -> Any:
+        return _method(np.squeeze, self, axis=axis, **kwargs)
+
+    def transpose(self, *axes: Any) -> Any:
+        """As ``ndarray.transpose``: every axis reversed without ``axes``, else ``t.transpose(1, 0, 2)`` or
+        ``t.transpose((1, 0, 2))``."""
+        if not axes or axes == (None,):
+            return self.T
+        return _method(np.transpose, self, axes=axes[0] if len(axes) == 1 else axes)
+
+    def swapaxes(self, axis1: int, axis2: int) -> Any:
+        return _method(np.swapaxes, self, axis1, axis2)
+
+    def astype(self, dtype: DTypeLike, copy: bool = True) -> Any:
+        """As ``ndarray.astype``. To an integer or boolean dtype, or on a tensor that requires no gradient, the
+        result is a constant of the values (an index, a mask); between floating dtypes it is the op implementing
+        ``numpy.astype``, recorded."""
+        target = np.dtype(dtype)
+        if target == self._data.dtype and not copy:
+            return self
+        if not (self._requires_grad and _grad_mode.enabled) or target.kind != "f":
+            return Tensor(self._data.astype(target))
+        return _method(np.astype, self, target)
+
+    def copy(self) -> Any:
+        """As ``ndarray.copy``: the values in memory of their own; in the graph, with the gradient passing
+        through unchanged."""
+        if not (self._requires_grad and _grad_mode.enabled):
+            return Tensor(self._data.copy())
+        return apply("mul", self, 1)  # x * 1 is x exactly (-0.0, inf and nan included), in a new array
+
+    def clip(self, min: Any = None, max: Any = None, **kwargs: Any) -> Any:
+        return _method(np.clip, self, min, max, **kwargs)
+
+    def sum(self, axis: Any = None, *, keepdims: bool = False, **kwargs: Any) -> Any:
+        """Sum over ``axis`` (None: all), the op implementing ``numpy.sum`` (NumPy's other keywords, such as
+        ``dtype=``, by keyword)."""
+        return _method(np.sum, self, axis=axis, keepdims=keepdims, **kwargs)
+
+    def mean(self, axis: Any = None, *, keepdims: bool = False, **kwargs: Any) -> Any:
+        """Mean over ``axis`` (None: all), the op implementing ``numpy.mean``."""
+        return _method(np.mean, self, axis=axis, keepdims=keepdims, **kwargs)
+
+    def prod(self, axis: Any = None, **kwargs: Any) -> Any:
+        return _method(np.prod, self, axis=axis, **kwargs)
+
+    def min(self, axis: Any = None, **kwargs: Any) -> Any:
+        return _method(np.min, self, axis=axis, **kwargs)
+
+    def max(self, axis: Any = None, **kwargs: Any) -> Any:
+        return _method(np.max, self, axis=axis, **kwargs)
+
+    def var(self, axis: Any = None, **kwargs: Any) -> Any:
+        return _method(np.var, self, axis=axis, **kwargs)
+
+    def std(self, axis: Any = None, **kwargs: Any) -> Any:
+        return _method(np.std, self, axis=axis, **kwargs)
+
+    def cumsum(self, axis: Any = None, **kwargs: Any) -> Any:
+        return _method(np.cumsum, self, axis=axis, **kwargs)
+
+    def argmax(self, axis: Any = None, **kwargs: Any) -> Any:
+        return _method(np.argmax, self, axis=axis, **kwargs)
+
+    def argmin(self, axis: Any = None, **kwargs: Any) -> Any:
+        return _method(np.argmin, self, axis=axis, **kwargs)
+
+    def argsort(self, axis: Any = -1, **kwargs: Any) -> Any:
+        return _method(np.argsort, self, axis=axis, **kwargs)
+
+    def nonzero(self) -> Any:
+        return _method(np.nonzero, self)
+
+    def any(self, axis: Any = None, **kwargs: Any) -> Any:
+        return _method(np.any, self, axis=axis, **kwargs)
+
+    def all(self, axis: Any = None, **kwargs: Any) -> Any:
+        return _method(np.all, self, axis=axis, **kwargs)
 
     @property
-    def T(self) -> Tensor:
-        """The last two axes swapped (the ``transpose`` op)."""
-        return apply("transpose", self)
+    def T(self) -> Any:
+        """Every axis reversed, as ``ndarray.T``: a matrix's transpose; a 0-d or 1-D tensor itself."""
+        if self._data.ndim < 2:
+            return self
+        if self._data.ndim == 2:
+            return self.mT
+        return _method(np.transpose, self)
+
+    @property
+    def mT(self) -> Any:
+        """The last two axes swapped, as ``ndarray.mT`` (the op implementing ``numpy.matrix_transpose``)."""
+        return _method(np.matrix_transpose, self)
+
+    # --- indexing and in place -------------------------------------------------------------------------------------
+
+    def __getitem__(self, index: Any) -> Tensor:
+        """``t[index]`` for any index NumPy takes, the ``getitem`` op: an element read twice (``t[[0, 0]]``) gets
+        both gradients."""
+        return apply("getitem", self, index=_constant_index(index))
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        """``t[index] = value``, in place (see :func:`_in_place`), through the out-of-place op ``setitem``."""
+        index = _constant_index(index)
+        _in_place(self, "t[index] = value", "setitem", value, index=index)
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return _in_place(self, "t += x", "add", other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return _in_place(self, "t -= x", "sub", other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return _in_place(self, "t *= x", "mul", other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return _in_place(self, "t /= x", "div", other)
+
+    def __ipow__(self, other: Any) -> Tensor:
+        return _in_place(self, "t **= x", "pow", other)
+
+    def __getattr__(self, name: str) -> Any:
+        """Only called for a name the class lacks: PyTorch's spellings get an error naming NumPy's."""
+        instead = _TORCH_SPELLINGS.get(name)
+        if instead is None:
+            raise AttributeError(f"'Tensor' object has no attribute {name!r}")
+        raise AttributeError(f"Tensor has NumPy's methods, not PyTorch's: instead of t.{name}, use {instead}")
 
     # --- backward -----------------------------------------------------------------------------------------------
 
@@ -346,10 +556,196 @@ class Tensor:
         _backpropagate(self, _seed(self, gradient, "backward()"), retain_graph)
 
 
-def _compare(ufunc: np.ufunc, a: Any, b: Any) -> Tensor:
-    """A comparison (or a logical and, or) of Tensors' values: a boolean Tensor outside the graph, as a mask
-    carries no gradient."""
-    return Tensor(ufunc(a.data if isinstance(a, Tensor) else a, b.data if isinstance(b, Tensor) else b))
+class _Size(int):
+    """``t.size``: an int, as ``ndarray.size``, that answers torch's ``t.size()`` with an error naming ``t.shape``."""
+
+    def __call__(self, *args: Any) -> Any:
+        raise OpUsageError(
+            "t.size is the number of elements, as ndarray.size (Tensor has NumPy's methods); for torch's t.size() "
+            "use t.shape, for t.size(dim) t.shape[dim]"
+        )
+
+
+#: PyTorch spellings that ndarray lacks, each with NumPy's; ``t.<name>`` raises naming it.
+_TORCH_SPELLINGS = {
+    "view": "t.reshape(...)",
+    "permute": "t.transpose(*axes)",
+    "unsqueeze": "onp.expand_dims(t, axis) or t[None]",
+    "dim": "t.ndim",
+    "numel": "t.size",
+    "clone": "t.copy()",
+    "t": "t.T",
+    "float": "t.astype(np.float32)",
+    "double": "t.astype(np.float64)",
+    "long": "t.astype(np.int64)",
+    "add_": "t += x",
+    "sub_": "t -= x",
+    "mul_": "t *= x",
+    "div_": "t /= x",
+    "zero_": "t[...] = 0",
+}
+
+#: PyTorch keywords that NumPy spells otherwise.
+_TORCH_KEYWORDS = {"dim": "axis", "keepdim": "keepdims"}
+
+
+def _method(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """``ndarray``'s method of ``function``'s name: ``function(*args, **kwargs)`` dispatched as NumPy would
+    dispatch it on a Tensor (:func:`numpy_call`); a PyTorch keyword raises naming NumPy's."""
+    for torch_name, numpy_name in _TORCH_KEYWORDS.items():
+        if torch_name in kwargs:
+            raise OpUsageError(
+                f"Tensor.{function.__name__} takes NumPy's keywords: {numpy_name}= rather than PyTorch's {torch_name}="
+            )
+    return numpy_call(function, function.__name__, "__call__", args, kwargs)
+
+
+def _own_memory(result: Any, source: Tensor) -> Any:
+    """``result`` with values in memory of their own, where they share ``source``'s (a view)."""
+    if isinstance(result, Tensor) and np.shares_memory(result._data, source._data):
+        result._data = result._data.copy()
+    return result
+
+
+def _values(x: Any) -> Any:
+    """``x`` with every Tensor in it (in lists, tuples and dicts too) replaced by its array."""
+    if isinstance(x, Tensor):
+        return x._data
+    if isinstance(x, list | tuple):
+        return type(x)(_values(item) for item in x)
+    if isinstance(x, dict):
+        return {key: _values(value) for key, value in x.items()}
+    return x
+
+
+def _on_values(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """A function with no derivative (a comparison, a mask's logic) of Tensors' values: what NumPy returns on
+    the arrays, a plain array outside the graph."""
+    return function(*_values(args), **_values(kwargs))
+
+
+def _leaves_graph_error(what: str) -> OpUsageError:
+    return OpUsageError(
+        f"{what} on a Tensor that requires gradients: the array would leave the graph, so what is computed from it "
+        "gets no gradient, and writing to it would change the values backward reads; use t.detach().numpy() (or "
+        "t.data) for the values, or opreg.numpy functions to stay in the graph"
+    )
+
+
+def sequence_input(value: list[Any] | tuple[Any, ...], where: str) -> Any:
+    """A list or tuple given where an array goes (an op's input, ``Tensor(data)``): the one place where such a
+    sequence is converted. Numbers go to NumPy as they are; a sequence holding a Tensor is an error, as NumPy
+    would turn it into an array of floats (or objects) and drop the graph with no error."""
+    if any(_holds_tensor(item) for item in value):
+        raise OpUsageError(
+            f"{where} is a list holding Tensors; NumPy would convert it to plain numbers and the graph through "
+            "them would be lost; combine Tensors with ops (t1 + t2, or a stack op where one is registered)"
+        )
+    return value
+
+
+def _holds_tensor(x: Any) -> bool:
+    if isinstance(x, Tensor):
+        return True
+    return isinstance(x, list | tuple) and any(_holds_tensor(item) for item in x)
+
+
+def _constant_index(index: Any) -> Any:
+    """An index as the ``getitem`` and ``setitem`` ops take it: Tensors in it (integer positions, boolean masks)
+    as their arrays; an index is a constant and gets no gradient."""
+    return _values(index)
+
+
+#: Whether any in-place change or detach_() replaced a tensor's graph: the backward pass then checks each node
+#: for inputs that changed after it was recorded (:func:`_recorded_inputs`).
+_rebound = False
+
+#: Whether any tensor called retain_grad(): the backward pass then looks for them.
+_retaining = False
+
+
+def _stand_in(tensor: Tensor) -> Tensor:
+    """A new Tensor holding ``tensor``'s array and graph: its value before an in-place change."""
+    stand_in = Tensor.__new__(Tensor)
+    stand_in._data, stand_in._grad = tensor._data, None
+    stand_in._node, stand_in._requires_grad = tensor._node, tensor._requires_grad
+    return stand_in
+
+
+def _remember_former(tensor: Tensor, number: int, stand_in: Tensor) -> None:
+    """Before ``tensor`` takes a new graph (an in-place change, detach_()), keep its old one, held by
+    ``stand_in``: ops recorded before change ``number``, which read the old value, send their gradients there
+    (:func:`_recorded_inputs`)."""
+    global _rebound
+    tensor._former = (*getattr(tensor, "_former", ()), (number, stand_in))
+    _rebound = True
+
+
+def _recorded_inputs(node: Node) -> None:
+    """Point ``node``'s inputs that changed in place after it was recorded to the values it read: the stand-in of
+    the first change after it. Called on every node by the backward pass once any tensor changed so."""
+    changed = False
+    inputs = list(node.inputs)
+    for position, x in enumerate(inputs):
+        former = getattr(x, "_former", None) if x is not None else None
+        if former:
+            for number, stand_in in former:
+                if number > node.number:
+                    inputs[position], changed = stand_in, True
+                    break
+    if changed:
+        node.inputs = node.sources = tuple(inputs)
+
+
+def _in_place(tensor: Tensor, what: str, name: str, other: Any, **attributes: Any) -> Tensor:
+    """``tensor`` changed in place to op ``name`` of ``(tensor, other)``, with NumPy's semantics (the same shape;
+    the values cast to the tensor's dtype as NumPy's ``same_kind`` casting allows).
+
+    - A leaf that requires gradients: inside ``no_grad`` its array is updated (a manual optimizer step), raising
+      its version, so that a backward still waiting to read the old values raises; outside, an error, as in
+      PyTorch.
+    - Recording (grad mode on, and the tensor or ``other`` requiring gradients): the op runs out of place and the
+      tensor takes its result, array and graph; the old array is left as it was, and ops recorded before still
+      read it and still send their gradients to the old graph (:func:`_recorded_inputs`). Arrays that shared the
+      old memory keep the old values.
+    - Otherwise (nothing to record): the values are written into the tensor's array, which views of it see, and
+      its version goes up.
+    """
+    leaf = tensor._node is None
+    if tensor._requires_grad and leaf and _grad_mode.enabled:
+        raise OpUsageError(
+            f"{what} on a leaf tensor that requires gradients would change a value the graph starts from; do it "
+            "inside `with opreg.no_grad():` (a manual optimizer step), or on t.detach()"
+        )
+    recording = _grad_mode.enabled and (tensor._requires_grad or (isinstance(other, Tensor) and other._requires_grad))
+    if not recording:
+        with no_grad():
+            result = apply(name, tensor, other, **attributes)
+        _check_fits(tensor, result, what)
+        np.copyto(tensor._data, result._data, casting="same_kind")
+        versions.edited(tensor._data)
+        return tensor
+    stand_in = _stand_in(tensor)
+    # t += t: both operands are the old value; the tensor itself would make the new graph read itself
+    result = apply(name, stand_in, stand_in if other is tensor else other, **attributes)
+    _check_fits(tensor, result, what)
+    if result._data.dtype != tensor._data.dtype:
+        raise OpUsageError(
+            f"{what} on a {tensor._data.dtype} tensor gives {result._data.dtype}, which NumPy would cast back to "
+            f"{tensor._data.dtype}; opreg records no such cast: pass x of the tensor's dtype (x.astype(...))"
+        )
+    if not leaf:
+        _remember_former(tensor, cast(Node, result._node).number, stand_in)
+    tensor._data, tensor._node, tensor._requires_grad = result._data, result._node, result._requires_grad
+    return tensor
+
+
+def _check_fits(tensor: Tensor, result: Tensor, what: str) -> None:
+    if result._data.shape != tensor._data.shape:
+        raise OpUsageError(
+            f"{what}: the result has shape {result._data.shape}, and an in-place change keeps the tensor's shape "
+            f"{tensor._data.shape} (NumPy: non-broadcastable output operand); write t = t + x to make a new tensor"
+        )
 
 
 def _seed(root: Tensor, gradient: Any, caller: str) -> np.ndarray:
@@ -415,14 +811,21 @@ def _backpropagate(
     leaves, made = _topological_order(root)
     if made and (versions.last_edit > made[0]._node.number or versions.fingerprinted):  # type: ignore[union-attr]
         versions.check(tensor._node for tensor in made)  # type: ignore[misc]
+    retained = [t for t in made if getattr(t, "_retains", False)] if _retaining and wanted is None else []
+    keep: bool | set[int] = wanted or ({id(t) for t in retained} if retained else False)
     grads = backpropagate(
         _releasing(made, retain_graph),
         {id(root): seed},
-        keep=wanted or False,
+        keep=keep,
         graph_inputs=Node.graph_inputs if create_graph else None,
     )
     if wanted is not None:
         return {key: grads[key] for key in wanted if key in grads}
+    for tensor in retained:  # retain_grad(): a non-leaf's gradient, kept as a leaf's is
+        arrived = grads.pop(id(tensor), None)
+        if arrived is not None:
+            with object_lock(tensor):
+                tensor._grad = _leaf_gradient(tensor._grad, _array_of(arrived))
     for leaf in leaves:
         arrived = grads.pop(id(leaf), None)
         if arrived is not None:
@@ -430,6 +833,10 @@ def _backpropagate(
                 leaf._grad = _leaf_gradient(leaf._grad, arrived)
             arrived = None
     return {}
+
+
+def _array_of(value: Any) -> np.ndarray:
+    return value._data if isinstance(value, Tensor) else value
 
 
 def _releasing(made: list[Tensor], retain_graph: bool) -> Iterator[tuple[Tensor, Node]]:
@@ -483,6 +890,8 @@ def _topological_order(root: Tensor) -> tuple[list[Tensor], list[Tensor]]:
                 "first backward() to go through it twice"
             )
         made.append((node.number, tensor))
+        if _rebound:
+            _recorded_inputs(node)
         for x in node.inputs:
             if x is not None and id(x) not in visited:
                 visited.add(id(x))
@@ -523,6 +932,10 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
             followed.append(None)
             convert = convert or type(x) is not np.ndarray
     if convert:
+        datas = [
+            sequence_input(x, f"{op.describe()}: {op.describe_input(i)}") if isinstance(x, list | tuple) else x
+            for i, x in enumerate(datas)
+        ]
         datas = list(as_arrays(datas))
     observers = observe.current() if observe.active else ()
     result = Tensor.__new__(Tensor)  # without __init__'s conversions and checks: this is the hot path
@@ -544,8 +957,8 @@ def call_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> An
     convert = False
     for x in args:
         if type(x) is not np.ndarray:
-            if isinstance(x, Tensor):
-                return apply_op(op, args, attributes)
+            if isinstance(x, Tensor) or (isinstance(x, list | tuple) and _holds_tensor(x)):
+                return apply_op(op, args, attributes)  # which records, and converts lists (sequence_input)
             convert = True
     if attributes or op.attributes:
         attributes = op.bind_attributes(attributes)
@@ -583,18 +996,15 @@ def _positional_attributes(
 def numpy_call(function: Any, name: str, method: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     """NumPy's ``function`` called with a Tensor among ``args``: the op that implements it, recorded.
 
-    A ufunc whose every result is boolean (a comparison, ``isfinite``) has no derivative and runs on the values.
-    Anything else no op implements raises, naming the function: computing it without its derivative would give a
-    wrong gradient with no error.
+    A function whose results have no derivative (:data:`opreg.nondifferentiable.NON_DIFFERENTIABLE`: comparisons,
+    ``isnan``, ``argmax``, ...) runs on the values and returns NumPy's plain arrays. Anything else no op implements
+    raises, naming the function: computing it without its derivative would give a wrong gradient with no error.
     """
     op = numpy_op(name) if method == "__call__" else None
     if op is not None:
         return call_op(op, *numpy_arguments(function, op, args, kwargs))
-    boolean = isinstance(function, np.ufunc) and all(  # its object loop aside, every loop gives booleans
-        t.endswith("?" * function.nout) for t in function.types if "O" not in t
-    )
-    if boolean and method == "__call__":
-        return Tensor(function(*(x.data if isinstance(x, Tensor) else x for x in args), **kwargs))
+    if method == "__call__" and name in NON_DIFFERENTIABLE:
+        return _on_values(function, *args, **kwargs)
     where = f"numpy.{name}" + ("" if method == "__call__" else f".{method}")
     raise OpUsageError(
         f"{where} was called on a Tensor, and no registered op implements it, so its derivative is unknown; use "

@@ -245,7 +245,7 @@ def run_tensors(name: str, inputs: Sequence[np.ndarray], attributes: Mapping[str
     out.backward(g)
     for t, differentiable in zip(tensors, opreg.get_registry()[name].differentiable, strict=True):
         assert differentiable or t.grad is None, f"{name}: a non-differentiable input got a gradient"
-    return out.numpy(), [t.grad for t in tensors]
+    return out.data, [t.grad for t in tensors]
 
 
 def run_torch(

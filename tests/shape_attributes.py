@@ -1,5 +1,6 @@
-"""hypothesis strategies for the attributes of the shape ops (expand_dims, squeeze, broadcast_to), given the shape
-of their input: what the property tests and the graph fuzzer both draw. Reductions' ``axis`` is
+"""hypothesis strategies for the attributes of the shape ops (expand_dims, squeeze, broadcast_to) and of the
+indexing ops (getitem, scatter_add, setitem: ``index_for``), given the shape of their input: what the property
+tests and the graph fuzzer both draw. Reductions' ``axis`` is
 ``opreg.testing.axes``.
 
 Imported as ``shape_attributes`` from beside the tests, as ``torch_reference`` is.
@@ -7,9 +8,11 @@ Imported as ``shape_attributes`` from beside the tests, as ``torch_reference`` i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from hypothesis import strategies as st
 
 
@@ -61,3 +64,41 @@ def broadcast_target(
     low = 0 if allow_empty and draw(st.integers(0, 5)) == 5 else 1
     leading = draw(st.lists(st.integers(low, max_side), max_size=2))
     return (*leading, *(draw(st.integers(low, max_side)) if n == 1 else n for n in shape))
+
+
+@st.composite
+def index_for(draw: Callable[..., Any], shape: tuple[int, ...], negative_steps: bool = True) -> Any:
+    """An index of an array of ``shape`` as NumPy takes it, lists standing for arrays (so that it prints as code
+    the graph fuzzer can run): per axis an int (either sign), a slice (any bounds; negative steps unless torch,
+    which lacks them, is the reference), or an integer list (all of one length, so they broadcast; repeats
+    allowed); now and then ``None`` between them, an ``Ellipsis`` for the axes left, or a boolean mask of the
+    leading axes. A single entry is given bare, else a tuple."""
+    kind = draw(st.sampled_from(["per-axis", "mask"]))
+    if kind == "mask" and shape:
+        k = draw(st.integers(1, min(2, len(shape))))
+        mask = draw(st.lists(st.booleans(), min_size=math.prod(shape[:k]), max_size=math.prod(shape[:k])))
+        nested: Any = np.array(mask, dtype=bool).reshape(shape[:k]).tolist()
+        return nested if draw(st.booleans()) else (nested, Ellipsis)
+    length = draw(st.integers(1, 3))
+    entries: list[Any] = []
+    axes = len(shape) - draw(st.integers(0, len(shape)))  # how many axes get an entry; the rest are implied
+    ellipsis_at = draw(st.integers(0, axes)) if draw(st.booleans()) else None
+    for axis in range(axes):
+        if ellipsis_at == axis:
+            entries.append(Ellipsis)
+        if draw(st.integers(0, 5)) == 0:
+            entries.append(None)
+        n = shape[axis] if ellipsis_at is None or axis < ellipsis_at else shape[axis - axes + len(shape)]
+        choices = ["slice", "int", "list"] if n else ["slice"]
+        choice = draw(st.sampled_from(choices))
+        if choice == "int":
+            entries.append(draw(st.integers(-n, n - 1)))
+        elif choice == "list":
+            entries.append(draw(st.lists(st.integers(-n, n - 1), min_size=length, max_size=length)))
+        else:
+            bound = st.none() | st.integers(-n - 1, n + 1)
+            step = st.none() | st.integers(1, 3) | (st.integers(-3, -1) if negative_steps else st.integers(1, 3))
+            entries.append(slice(draw(bound), draw(bound), draw(step)))
+    if ellipsis_at == axes:
+        entries.append(Ellipsis)
+    return entries[0] if len(entries) == 1 and draw(st.booleans()) else tuple(entries)

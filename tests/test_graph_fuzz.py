@@ -45,7 +45,7 @@ from hypothesis.extra import numpy as hnp
 import opreg
 from opreg.testing import axes
 
-from shape_attributes import broadcast_target, expand_dims_axis, squeeze_axis
+from shape_attributes import broadcast_target, expand_dims_axis, index_for, squeeze_axis
 from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch, torch
 
 #: No node's values may exceed this in magnitude.
@@ -60,8 +60,9 @@ def _tensor(x: Any) -> Any:
 
 
 def _operands(function):
-    """A program passes numbers and constant arrays as operands, which torch's functions want as tensors."""
-    return lambda *operands: function(*map(_tensor, operands))
+    """A program passes numbers and constant arrays as operands, which torch's functions want as tensors (the
+    attributes, setitem's index say, go as they are)."""
+    return lambda *operands, **attributes: function(*map(_tensor, operands), **attributes)
 
 
 #: The shared table (tests/torch_reference.py), each op of several inputs taking numbers and arrays as well.
@@ -428,6 +429,61 @@ class Builder:
         shape = self.draw(broadcast_target(x.shape, allow_empty=False))
         self.emit("broadcast_to", [x], shape, x.lo, x.hi, shape=shape)
 
+    def getitem(self, op: str, x: Node) -> None:
+        """``x[index]`` for any index of ``x``'s shape (repeated positions accumulate their gradients)."""
+        index = self.draw(index_for(x.shape))
+        shape = np.empty(x.shape)[index].shape
+        if 0 in shape:  # the fuzzer's losses need elements (the property tests take empty selections)
+            self.unary("neg", x)
+            return
+        self.emit("getitem", [x], shape, x.lo, x.hi, index=index)
+
+    def scatter_add(self, op: str, x: Node) -> None:
+        """``x`` added into zeros of shape ``(k, *x.shape[1:])`` at rows drawn with repeats (which sum); a 0-d
+        ``x`` at one position of a vector."""
+        k = self.draw(st.integers(1, 3))
+        shape = (k, *x.shape[1:])
+        if x.shape:
+            index: Any = self.draw(st.lists(st.integers(-k, k - 1), min_size=x.shape[0], max_size=x.shape[0]))
+        else:
+            index = self.draw(st.integers(-k, k - 1))
+        count = max(1, x.shape[0] if x.shape else 1)
+        lo, hi = min(0.0, x.lo * count), max(0.0, x.hi * count)
+        self.checked("scatter_add", [x], shape, lo, hi, x, index=index, shape=shape)
+
+    def take(self, op: str, x: Node) -> None:
+        """``np.take`` of ``x`` at a few positions (repeats, negative ones) along an axis or of the flattened x."""
+        axis = self.draw(st.none() | st.integers(-len(x.shape), len(x.shape) - 1)) if x.shape else None
+        n = math.prod(x.shape) if axis is None else x.shape[axis]
+        if n == 0:
+            self.unary("neg", x)
+            return
+        indices = self.draw(st.lists(st.integers(-n, n - 1), min_size=1, max_size=3))
+        shape = np.take(np.empty(x.shape), indices, axis=axis).shape
+        self.emit("take", [x], shape, x.lo, x.hi, indices=indices, axis=axis)
+
+    def take_along_axis(self, op: str, x: Node) -> None:
+        """``np.take_along_axis`` of ``x`` (1-D or more) along its last axis, indices of its rank."""
+        if not x.shape or x.shape[-1] == 0:
+            self.unary("neg", x)
+            return
+        n, k = x.shape[-1], self.draw(st.integers(1, 3))
+        count = math.prod(x.shape[:-1]) * k
+        flat = self.draw(st.lists(st.integers(-n, n - 1), min_size=count, max_size=count))
+        indices = np.array(flat).reshape((*x.shape[:-1], k)).tolist()
+        self.emit("take_along_axis", [x], (*x.shape[:-1], k), x.lo, x.hi, indices=indices, axis=-1)
+
+    def setitem(self, op: str, x: Node) -> None:
+        """``x`` with ``x[index] = v`` for a node or number ``v`` that broadcasts to the selected shape."""
+        index = self.draw(index_for(x.shape))
+        positions = np.arange(math.prod(x.shape)).reshape(x.shape)[index]
+        assume(np.unique(positions).size == positions.size)  # torch's choice among repeated writes is its own
+        target = positions.shape
+        v = self.operand(lambda n: broadcast(target, n.shape) == target)
+        v = 0.5 if v is None else v
+        lo, hi = min(x.lo, _box(v)[0]), max(x.hi, _box(v)[1])
+        self.emit("setitem", [x, v], x.shape, lo, hi, index=index)
+
     def linear(self, op: str, x: Node) -> None:
         """``x @ weight.T + bias`` with a 2-D weight node whose rows fit ``x``, and a bias that broadcasts to the
         product's shape (linear refuses one that would widen it)."""
@@ -480,6 +536,11 @@ RULES = {
     "expand_dims": Builder.expand_dims,
     "squeeze": Builder.squeeze,
     "broadcast_to": Builder.broadcast_to,
+    "getitem": Builder.getitem,
+    "scatter_add": Builder.scatter_add,
+    "setitem": Builder.setitem,
+    "take": Builder.take,
+    "take_along_axis": Builder.take_along_axis,
 }
 
 
@@ -539,7 +600,7 @@ def run_opreg(program: Program, front_end: str) -> tuple[dict[str, np.ndarray], 
         raise AssertionError(f"{front_end}: the program raised {exc!r}\n\n{report(program, front_end)}") from exc
 
     def array(value: Any) -> np.ndarray:
-        return value.numpy() if isinstance(value, opreg.Tensor) else value
+        return value.data if isinstance(value, opreg.Tensor) else value
 
     values = {name: array(namespace[name]) for name in program.values}
     if front_end == "tape engine":

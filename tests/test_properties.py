@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -53,7 +53,7 @@ import opreg
 from opreg import testing
 from opreg.testing import Case, CaseStrategy, Elements, arrays, away_from_zero, floats, same_shape, unary, with_zeros
 
-from shape_attributes import broadcast_target, expand_dims_axis, squeeze_axis, unit_axes
+from shape_attributes import broadcast_target, expand_dims_axis, index_for, squeeze_axis, unit_axes
 from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch
 
 DTYPES = [np.float32, np.float64]
@@ -157,6 +157,69 @@ def broadcast_to_case(draw, dtype: type) -> Case:
     return [x], {"shape": draw(broadcast_target(x.shape), label="shape")}
 
 
+@st.composite
+def getitem_case(draw, dtype: type) -> Case:
+    """x 0-d to 3-D and any index of it (shape_attributes.index_for)."""
+    x = draw(arrays(dtype, draw(testing.shapes(max_dims=3)), REAL))
+    return [x], {"index": draw(index_for(x.shape), label="index")}
+
+
+@st.composite
+def scatter_add_case(draw, dtype: type) -> Case:
+    """An index of a 0-d to 3-D shape (repeats included: they accumulate) and g of the shape it selects."""
+    shape = draw(testing.shapes(max_dims=3))
+    index = draw(index_for(shape), label="index")
+    g = draw(arrays(dtype, np.empty(shape)[index].shape, REAL))
+    return [g], {"index": index, "shape": shape}
+
+
+@st.composite
+def setitem_case(draw, dtype: type) -> Case:
+    """x, an index naming each element at most once (torch's choice among repeated writes is unspecified;
+    test_protocols.py checks repeats), and v of the selected shape or a suffix of it that broadcasts."""
+    x = draw(arrays(dtype, draw(testing.shapes(max_dims=3)), REAL))
+    index = draw(index_for(x.shape), label="index")
+    positions = np.arange(x.size).reshape(x.shape)[index]
+    assume(np.unique(positions).size == positions.size)
+    target = positions.shape
+    kept = draw(st.integers(0, len(target)))
+    v_shape = tuple(n if draw(st.booleans()) else 1 for n in target[len(target) - kept :])
+    return [x, draw(arrays(dtype, v_shape, REAL))], {"index": index}
+
+
+@st.composite
+def take_case(draw, dtype: type) -> Case:
+    """a 1-D to 3-D (no empty axis), indices of 0 to 2 dimensions (repeats, negative ones; out of range under
+    mode wrap and clip), along one axis of either sign or of the flattened array."""
+    a = draw(arrays(dtype, draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)), REAL))
+    axis = draw(st.none() | st.integers(-a.ndim, a.ndim - 1), label="axis")
+    n = a.size if axis is None else a.shape[axis]
+    mode = draw(st.sampled_from(["raise", "wrap", "clip"]), label="mode")
+    spread = n if mode == "raise" else 2 * n + 1
+    values = st.integers(-spread, spread - 1) if mode != "raise" else st.integers(-n, n - 1)
+    indices = draw(hnp.arrays(np.intp, draw(hnp.array_shapes(min_dims=0, max_dims=2, max_side=3)), elements=values))
+    return [a], {"indices": indices, "axis": axis, "mode": mode}
+
+
+@st.composite
+def take_along_axis_case(draw, dtype: type) -> Case:
+    """arr 1-D to 3-D (no empty axis), and indices of its rank (each other axis 1 or arr's) along one axis, or
+    1-D into the flattened array; repeats and negative indices included."""
+    arr = draw(arrays(dtype, draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)), REAL))
+    axis = draw(st.none() | st.integers(-arr.ndim, arr.ndim - 1), label="axis")
+    if axis is None:
+        shape: tuple[int, ...] = (draw(st.integers(0, 5)),)
+        n = arr.size
+    else:
+        n = arr.shape[axis]
+        shape = tuple(
+            draw(st.integers(1, 3)) if d == axis % arr.ndim else draw(st.sampled_from([1, side]))
+            for d, side in enumerate(arr.shape)
+        )
+    indices = draw(hnp.arrays(np.intp, shape, elements=st.integers(-n, n - 1)))
+    return [arr], {"indices": indices, "axis": axis}
+
+
 #: op name -> its case strategy, for each op whose inputs are constrained by more than their values: matched
 #: shapes, axes, a mask. Any other built-in op must be elementwise (``torch_reference.ELEMENTWISE``, judged on the
 #: op's samples), and its cases are drawn from its declaration alone (:func:`elementwise_case`).
@@ -172,6 +235,11 @@ STRUCTURED: dict[str, CaseStrategy] = {
     "expand_dims": expand_dims_case,
     "squeeze": squeeze_case,
     "broadcast_to": broadcast_to_case,
+    "getitem": getitem_case,
+    "scatter_add": scatter_add_case,
+    "setitem": setitem_case,
+    "take": take_case,
+    "take_along_axis": take_along_axis_case,
 }
 
 #: An elementwise op's input with neither a declared ``domain`` nor ``EDGES`` takes any finite value: these, 0.0

@@ -68,7 +68,7 @@ def compare_with_torch(
     out = fn(OPREG, *mine)
     ref = fn(TORCH, *theirs)
     assert isinstance(out, Tensor)
-    np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), strict=True, err_msg="forward", **tol)
+    np.testing.assert_allclose(out.detach().numpy(), ref.detach().numpy(), strict=True, err_msg="forward", **tol)
     assert out.requires_grad and not out.is_leaf
     if explicit_gradient is None:
         explicit_gradient = out.data.size != 1
@@ -127,7 +127,7 @@ def _run_builtin(name: str, seed: int, dtype: type, tol: dict) -> None:
         ref = reference(*theirs, **sample.attributes)
         assert isinstance(out, Tensor) and out.requires_grad and not out.is_leaf
         assert out.dtype == dtype, f"{name}: {np.dtype(dtype)} inputs gave a {out.dtype} output"
-        np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), strict=True, err_msg=f"{name} forward", **tol)
+        np.testing.assert_allclose(out.data, ref.detach().numpy(), strict=True, err_msg=f"{name} forward", **tol)
         g = _grad_output(out.shape, dtype, seed)
         out.backward(g)
         ref.backward(torch.tensor(g))
@@ -199,12 +199,13 @@ def test_unknown_attribute_is_refused():
 
 
 def test_tensor_attributes():
-    """.data .shape .dtype .numpy() .item() .is_leaf .requires_grad .grad of a fresh leaf."""
+    """.data .shape .dtype .numpy() .item() .is_leaf .requires_grad .grad of a fresh leaf (.numpy() of one that
+    requires gradients through .detach(), as in PyTorch)."""
     data = np.arange(6.0).reshape(2, 3)
     x = Tensor(data, requires_grad=True)
     assert x.shape == (2, 3) and x.dtype == np.float64 and x.requires_grad and x.is_leaf and x.grad is None
-    np.testing.assert_array_equal(x.numpy(), data)
-    assert isinstance(x.numpy(), np.ndarray)
+    np.testing.assert_array_equal(x.detach().numpy(), data)
+    assert isinstance(x.detach().numpy(), np.ndarray)
     assert Tensor(2.5).item() == 2.5
     assert Tensor([1, 2], dtype=np.float32).dtype == np.float32
     y = x * 2
@@ -212,14 +213,17 @@ def test_tensor_attributes():
 
 
 @needs_torch
-def test_T_swaps_the_last_two_axes_like_torch_mT():
-    """.T is the transpose op: a matrix's transpose, the last two axes of a batch; gradients as torch's."""
+def test_T_transposes_a_matrix_and_mT_swaps_the_last_two_axes_like_torch():
+    """.T of a matrix and .mT of a batch are the transpose op, gradients as torch's; .T of a vector is itself, as
+    NumPy's (.T of 3-D and more reverses every axis, as NumPy's: test_protocols.py)."""
     rng = np.random.default_rng(2)
     compare_with_torch(lambda lib, x: x.T, rng.standard_normal((3, 4)))
     compare_with_torch(lambda lib, x: x.T @ x, rng.standard_normal((3, 4)))
     x = Tensor(rng.standard_normal((2, 3, 4)))
-    assert x.T.shape == (2, 4, 3)
-    np.testing.assert_array_equal(x.T.numpy(), np.swapaxes(x.numpy(), -1, -2))
+    assert x.mT.shape == (2, 4, 3)
+    np.testing.assert_array_equal(x.mT.numpy(), np.swapaxes(x.numpy(), -1, -2))
+    v = Tensor(rng.standard_normal(3))
+    assert v.T is v
 
 
 # --- 2. expressions: diamonds, depth, broadcasting, operators --------------------------------------------------------
@@ -282,7 +286,7 @@ def test_chain_of_100000_ops_backward():
         y = y * c
     y.backward(np.array([1.0, 3.0]))
     np.testing.assert_allclose(x.grad, np.array([1.0, 3.0]) * c**n, rtol=1e-9)
-    np.testing.assert_allclose(y.numpy(), x.numpy() * c**n, rtol=1e-9)
+    np.testing.assert_allclose(y.data, x.data * c**n, rtol=1e-9)
 
 
 BINARY_OPERATORS = {
@@ -684,7 +688,7 @@ def test_third_party_op_gradient_is_hand_derived_one(install_ops):
     x = Tensor(np.array([1.0, -2.0, 0.5]), requires_grad=True)
     y = ops.cube(x)
     assert y.requires_grad and not y.is_leaf
-    np.testing.assert_array_equal(y.numpy(), [1.0, -8.0, 0.125])
+    np.testing.assert_array_equal(y.data, [1.0, -8.0, 0.125])
     y.backward(np.array([1.0, 2.0, 3.0]))
     np.testing.assert_array_equal(x.grad, [3.0, 24.0, 2.25])
 
@@ -990,12 +994,12 @@ def test_create_graph_works_in_checking_and_anomaly_modes():
 
 
 def test_comparisons_give_constant_masks_and_are_never_quietly_true():
-    """t < 0 is a boolean Tensor outside the graph (a mask has no gradient); a mask of several elements has no
+    """t < 0 is a plain boolean array of the values (a mask has no gradient); a mask of several elements has no
     truth value, so ``t in [other]`` raises instead of answering True for a different tensor."""
     x = Tensor(np.array([-1.0, 2.0]), requires_grad=True)
     mask = (x > 0) & ~(x == 5.0) | (x < -3.0)
-    assert mask.dtype == np.bool_ and not mask.requires_grad and mask.is_leaf
-    np.testing.assert_array_equal(mask.data, [False, True])
+    assert type(mask) is np.ndarray and mask.dtype == np.bool_
+    np.testing.assert_array_equal(mask, [False, True])
     assert x in [x]
     with pytest.raises(ValueError, match="ambiguous"):
         _ = x in [Tensor(np.zeros(2))]
@@ -1005,11 +1009,11 @@ def test_comparisons_give_constant_masks_and_are_never_quietly_true():
 
 def test_numpy_comparisons_on_tensors_give_constant_masks():
     """NumPy's comparison and logical ufuncs (array < tensor calls np.less) have no derivative: they run on the
-    values and give a boolean Tensor outside the graph, as the operators do."""
+    values and give a plain boolean array, as the operators do."""
     t = Tensor(np.array([1.0, -1.0]), requires_grad=True)
     for mask in [np.zeros(2) < t, np.greater(t, 0), np.logical_and(t > 0, True), np.isfinite(t), np.equal(t, 1.0)]:
-        assert isinstance(mask, Tensor) and mask.dtype == np.bool_ and not mask.requires_grad
-    np.testing.assert_array_equal((np.zeros(2) < t).data, [True, False])
+        assert type(mask) is np.ndarray and mask.dtype == np.bool_
+    np.testing.assert_array_equal(np.zeros(2) < t, [True, False])
     with pytest.raises(OpUsageError, match=r"numpy.sin was called on a Tensor"):
         np.sin(t)
 

@@ -286,4 +286,29 @@ MUTANTS = [
         "the checker compares nothing",
         ("tests/test_opcheck.py",),
     ),
+    # Indexing and in place (issue #12)
+    Mutant(
+        "scatter-assigns",
+        "plugins/indexing.py",
+        "    np.add.at(out.reshape(-1), positions.reshape(-1), np.broadcast_to(g, positions.shape).reshape(-1))",
+        "    out.reshape(-1)[positions.reshape(-1)] = np.broadcast_to(g, positions.shape).reshape(-1)",
+        "an element read twice (x[[0, 0]]) gets one gradient instead of both",
+        ("tests/test_protocols.py",),
+    ),
+    Mutant(
+        "setitem-first-write",
+        "plugins/indexing.py",
+        "    return np.asarray(flat.size - 1 - first_of_reversed, dtype=np.intp)",
+        "    return np.asarray(np.unique(flat, return_index=True)[1], dtype=np.intp)",
+        "x[[1, 1]] = v keeps the first write's gradient while NumPy keeps the last write's value",
+        ("tests/test_protocols.py",),
+    ),
+    Mutant(
+        "in-place-no-reroute",
+        "opreg/tensor.py",
+        "        if _rebound:\n            _recorded_inputs(node)\n",
+        "",
+        "ops recorded before an in-place change send their gradients through the new graph",
+        ("tests/test_protocols.py",),
+    ),
 ]
