@@ -19,6 +19,7 @@ import environment
 import gemm
 import memory
 import numpy as np
+import numpy_heavy
 import perop
 import torch
 import trainers
@@ -171,6 +172,14 @@ def bench_per_op(size: int, settings: Settings) -> list[Row]:
     return rows
 
 
+def bench_numpy_heavy(X: np.ndarray, y: np.ndarray, theta: np.ndarray, settings: Settings) -> list[Row]:
+    """The GP likelihood's gradient (:mod:`numpy_heavy`), each library's, against NumPy's forward alone."""
+    group = ("GP likelihood gradient", f"{X.shape[0]} points", "float64")
+    candidates = numpy_heavy.implementations(X, y, theta)
+    timings = compare(candidates, settings.repetitions, settings.batch_seconds, separate=APART)
+    return [Row(*group, name, t.median * 1e3, "ms", details=t.as_dict()) for name, t in timings.items()]
+
+
 def bench_memory(case: StepCase, steps: int) -> tuple[list[Row], dict[str, object]]:
     params, x, y = case.data()
     rows = []
@@ -273,6 +282,9 @@ def measure(settings: Settings, load: environment.OtherLoad, wait_idle: bool) ->
         )
     for size in PER_OP_SIZES:
         rows += timed(f"per-op {size} element(s)", lambda size=size: bench_per_op(size, settings))
+    X, y, theta = numpy_heavy.data()
+    errors["GP likelihood gradient"] = {"opreg Tensor vs torch": numpy_heavy.check(X, y, theta)}
+    rows += timed("numpy-heavy function", lambda: bench_numpy_heavy(X, y, theta, settings))
     log("memory (tracemalloc: not a timing, needs no quiet)")
     memory_rows, flat = bench_memory(MEMORY_CASE, settings.flatness_steps)
     load.mark("memory")
