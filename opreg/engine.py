@@ -195,7 +195,7 @@ class Autograd:
         observers = observe.current() if observe.active else ()
         output, saved = run_forward(op, inputs, attributes, observers)
         self._record(op, inputs, output, gradients_to_update, attributes, saved, observers)
-        return output
+        return output  # type: ignore[no-any-return]  # a tuple of arrays for an op with several outputs
 
     def add_operation(
         self,
@@ -244,20 +244,25 @@ class Autograd:
         saved: Any,
         observers: tuple[Any, ...],
     ) -> None:
-        n = len(op.inputs)
-        if len(inputs) != n:
-            raise arity_error(op, "inputs", len(inputs))
+        n = op.arity
+        no_targets = op.no_targets
+        if len(inputs) != n:  # a variadic op, one with several outputs (arity -1), or a wrong count
+            if not op.accepts(len(inputs)):
+                raise arity_error(op, "inputs", len(inputs))
+            n = len(inputs)
+            no_targets = (None,) * n
         if gradients_to_update is None:
-            gradients_to_update = op.no_targets
+            gradients_to_update = no_targets
         elif len(gradients_to_update) != n:
             raise arity_error(op, "gradients_to_update entries", len(gradients_to_update))
         memory, arrays = self.gradient_buffer.memory, self.gradient_buffer._arrays
         keep = self.keep_gradients
         sources: list[np.ndarray | None] | None = None  # None: every input, the common case, with no list built
+        differentiable = op.differentiable  # a variadic op's repeats its starred input's flag (VariadicFlags)
         for position, x in enumerate(inputs):
             target = gradients_to_update[position]
             if target is None:
-                if not op.differentiable[position]:
+                if not differentiable[position]:
                     sources = sources or list(inputs)
                     sources[position] = None
                 elif id(x) not in memory:  # GradientBuffer.add_spot, inlined
@@ -275,8 +280,13 @@ class Autograd:
                     f"{op.describe_input(position)} is {describe_array(x)}; they must have one shape"
                 )
         if not keep:  # the slot that tells later ops this array is an intermediate
-            memory[id(output)] = None
-            arrays[id(output)] = output
+            if n != op.arity and op.multi:  # several outputs: a slot for each
+                for each in output:
+                    memory[id(each)] = None
+                    arrays[id(each)] = each
+            else:
+                memory[id(output)] = None
+                arrays[id(output)] = output
         self.operation_list.append(
             Operation(inputs, output, gradients_to_update, op.name, op, attributes, sources, saved, observers)
         )

@@ -59,8 +59,8 @@ def check_op(op: OpDef | str, *, seed: int = 0, fast: bool = False, **tolerances
 
 def _check_sample(op: OpDef, sample: Sample, rng: np.random.Generator, settings: dict[str, float], fast: bool) -> None:
     inputs = [np.array(x, dtype=np.float64) for x in sample.inputs]
-    if len(inputs) != len(op.inputs):
-        _fail(op, f"sample_inputs returned {len(inputs)} arrays for {len(op.inputs)} inputs {op.inputs}")
+    if not op.accepts(len(inputs)):
+        _fail(op, f"sample_inputs returned {len(inputs)} arrays for {len(op.inputs)} inputs {op.signature()}")
     attributes = sample.attributes
     output = _checked_forward(op, inputs, attributes)
     grad_output = rng.standard_normal(output.shape)
@@ -101,7 +101,7 @@ def _check_against_numeric(
 
 def composes(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], grad_output: np.ndarray) -> bool:
     """Whether ``op``'s backward can be differentiated: it runs on Tensors, recording itself, on these inputs."""
-    tensors = [Tensor(x, requires_grad=d) for x, d in zip(inputs, op.differentiable, strict=True)]
+    tensors = [Tensor(x, requires_grad=d) for x, d in zip(inputs, op.differentiable_for(len(inputs)), strict=True)]
     try:
         grad(
             apply(op.name, *tensors, **attributes),
@@ -127,7 +127,7 @@ def _check_second_order(
     ``F = sum_i <v_i, gradient of input i>`` (random ``v_i``), got by recording backward on Tensors and going back
     through it, against central differences of F computed from first-order gradients, in every differentiable
     input and in ``grad_output``."""
-    positions = [i for i, differentiable in enumerate(op.differentiable) if differentiable]
+    positions = [i for i, differentiable in enumerate(op.differentiable_for(len(inputs))) if differentiable]
     directions = [rng.standard_normal(inputs[i].shape) for i in positions]
 
     def first_order(*values: np.ndarray) -> np.ndarray:
@@ -243,7 +243,7 @@ def analytic_gradients(
     engine.backward(grad_output)
     return [
         engine.gradient_buffer.get_param(x) if differentiable else None
-        for x, differentiable in zip(inputs, op.differentiable, strict=True)
+        for x, differentiable in zip(inputs, op.differentiable_for(len(inputs)), strict=True)
     ]
 
 

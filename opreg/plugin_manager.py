@@ -52,6 +52,7 @@ from opreg.hung_plugins import RETRY_VAR
 BUILTIN_PLUGINS = (
     "opreg_builtins.arithmetic",
     "opreg_builtins.elementwise",
+    "opreg_builtins.joining",
     "opreg_builtins.linalg",
     "opreg_builtins.losses",
     "opreg_builtins.reductions",

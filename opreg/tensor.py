@@ -118,6 +118,34 @@ class Node:
         return [Tensor(data) if x is None else x for x, data in zip(self.inputs, self.datas, strict=True)]
 
 
+class MultiNode(Node):
+    """The one node of an op with several outputs, shared by their Tensors: ``outputs`` holds each output's
+    Tensor (``None`` for one that takes no gradient, such as slogdet's sign), so that the backward pass gathers
+    every output's gradient and runs the op's backward once. Held strongly, so that an output Tensor the user
+    dropped cannot have its identity (the key of its gradient) reused; the cycle it makes with the Tensors is
+    broken when backward releases the graph."""
+
+    __slots__ = ("outputs",)
+    outputs: tuple[Tensor | None, ...]
+
+
+class _Outputs(tuple):  # type: ignore[type-arg]
+    """The Tensors of a :class:`MultiNode`, as the backward pass walks them: one entry for the node, whose
+    ``_node`` reads and releases all of theirs at once, as a Tensor's does its own."""
+
+    __slots__ = ()
+
+    @property
+    def _node(self) -> Any:
+        return next(t for t in self if t is not None)._node
+
+    @_node.setter
+    def _node(self, value: Any) -> None:
+        for t in self:
+            if t is not None:
+                t._node = value
+
+
 class _Released(enum.Enum):
     """The type of :data:`RELEASED`: a one-member enum, so that type checkers tell it apart from a Node."""
 
@@ -477,12 +505,20 @@ def _topological_order(root: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         if node is None:
             leaves.append(tensor)
             continue
-        if node is RELEASED:
-            raise EngineStateError(
-                "backward() through a graph that an earlier backward() released; pass retain_graph=True to the "
-                "first backward() to go through it twice"
-            )
-        made.append((node.number, tensor))
+        if type(node) is not Node:  # released, or the node of an op with several outputs
+            if node is RELEASED:
+                raise EngineStateError(
+                    "backward() through a graph that an earlier backward() released; pass retain_graph=True to the "
+                    "first backward() to go through it twice"
+                )
+            if id(node) in visited:  # reached through another of its outputs
+                continue
+            visited.add(id(node))
+            outputs = _Outputs(cast(MultiNode, node).outputs)
+            visited.update(id(t) for t in outputs)
+            made.append((node.number, outputs))  # type: ignore[arg-type]  # read as a Tensor: its _node
+        else:
+            made.append((node.number, tensor))
         for x in node.inputs:
             if x is not None and id(x) not in visited:
                 visited.add(id(x))
@@ -527,6 +563,8 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
     observers = observe.current() if observe.active else ()
     result = Tensor.__new__(Tensor)  # without __init__'s conversions and checks: this is the hot path
     data, saved = run_forward(op, datas, attributes, observers)
+    if type(data) is tuple:  # an op with several outputs
+        return _several_outputs(op, followed, datas, data, attributes, saved, observers, record)  # type: ignore[return-value]
     result._data = data
     result._grad = None
     if record and _grad_mode.enabled:
@@ -537,9 +575,34 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
     return result
 
 
+def _several_outputs(
+    op: OpDef,
+    followed: list[Tensor | None],
+    datas: list[Any],
+    outputs: tuple[np.ndarray, ...],
+    attributes: Mapping[str, Any],
+    saved: Any,
+    observers: tuple[Any, ...],
+    record: bool,
+) -> tuple[Tensor, ...]:
+    """The Tensors of an op with several outputs, sharing one :class:`MultiNode` when recorded; an output that
+    takes no gradient (``differentiable_outputs``) is a Tensor that requires none."""
+    tensors = tuple(Tensor(data) for data in outputs)
+    if record and _grad_mode.enabled:
+        node = MultiNode(op, tuple(followed), datas, outputs, attributes, saved, observers)  # type: ignore[arg-type]
+        node.outputs = tuple(
+            t if wanted else None for t, wanted in zip(tensors, op.differentiable_outputs, strict=True)
+        )
+        for t, wanted in zip(tensors, op.differentiable_outputs, strict=True):
+            if wanted:
+                t._requires_grad = True
+                t._node = node
+    return tensors
+
+
 def call_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> Any:
     """Op ``op`` on ``args``: its output array, or a Tensor (recorded as needed) when any input is a Tensor."""
-    if len(args) > len(op.inputs):
+    if len(args) > op.arity:  # attributes given by position; or a variadic op, or one with several outputs
         args, attributes = _positional_attributes(op, args, attributes)
     convert = False
     for x in args:
@@ -549,7 +612,7 @@ def call_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> An
             convert = True
     if attributes or op.attributes:
         attributes = op.bind_attributes(attributes)
-    if not convert and not op.saves and not observe.active and len(args) == len(op.inputs):
+    if not convert and not op.saves and not observe.active and len(args) == op.arity:
         try:  # the common case, arrays and nothing else, in as few steps as possible: this runs inside backwards
             output = op.forward(*args, **attributes) if attributes else op.forward(*args)
         except Exception:
@@ -564,8 +627,13 @@ def call_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> An
 def _positional_attributes(
     op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]
 ) -> tuple[Sequence[Any], Mapping[str, Any]]:
-    """Arguments past the inputs, as the attributes they stand for, in declared order."""
+    """Arguments past the inputs, as the attributes they stand for, in declared order. A variadic op's inputs
+    are all its positional arguments."""
+    if op.variadic:
+        return args, attributes
     n = len(op.inputs)
+    if len(args) <= n:
+        return args, attributes
     names = list(op.attributes)
     extra = args[n:]
     if len(extra) > len(names):

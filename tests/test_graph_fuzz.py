@@ -428,6 +428,46 @@ class Builder:
         shape = self.draw(broadcast_target(x.shape, allow_empty=False))
         self.emit("broadcast_to", [x], shape, x.lo, x.hi, shape=shape)
 
+    def join(self, op: str, x: Node) -> None:
+        """concatenate, stack, hstack, ...: ``x`` joined with itself or another node of its shape (so that every
+        kind fits), along an axis drawn for those that take one."""
+        other = self.pick(lambda n: n.shape == x.shape, constants=True)
+        args = [x, other] if self.draw(st.booleans()) else [other, x]
+        if self.draw(st.booleans()):
+            args.append(x)
+        attributes: dict[str, Any] = {}
+        if op in ("concatenate", "stack") and (x.shape or op == "stack"):
+            span = len(x.shape) + (op == "stack")
+            attributes["axis"] = self.draw(st.integers(-span, span - 1))
+        elif op == "concatenate":
+            attributes["axis"] = None
+        if op == "append":
+            args = args[:2]
+        shape = getattr(np, op)(
+            *([np.empty(a.shape) for a in args],) if op != "append" else [np.empty(a.shape) for a in args], **attributes
+        ).shape
+        lo, hi = min(a.lo for a in args), max(a.hi for a in args)
+        self.emit(op, args, shape, lo, hi, **attributes)
+
+    def slice_along(self, op: str, x: Node) -> None:
+        axis = self.draw(st.one_of(st.none(), st.integers(-len(x.shape), len(x.shape) - 1))) if x.shape else None
+        length = math.prod(x.shape) if axis is None else x.shape[axis]
+        start = self.draw(st.integers(0, length - 1))  # never empty: an empty node would make the loss NaN
+        stop = self.draw(st.integers(start + 1, length))
+        shape = list(x.shape) if axis is not None else [stop - start]
+        if axis is not None:
+            shape[axis] = stop - start
+        self.emit(op, [x], tuple(shape), min(x.lo, 0.0), max(x.hi, 0.0), axis=axis, start=start, stop=stop)
+
+    def pad_along(self, op: str, x: Node) -> None:
+        axis = self.draw(st.integers(-len(x.shape), len(x.shape) - 1)) if x.shape else None
+        start, extra = self.draw(st.integers(0, 2)), self.draw(st.integers(0, 2))
+        if axis is None:
+            shape: tuple[int, ...] = (math.prod(x.shape) + start + extra,)
+        else:
+            shape = tuple(n + start + extra if i == axis % len(x.shape) else n for i, n in enumerate(x.shape))
+        self.emit(op, [x], shape, min(x.lo, 0.0), max(x.hi, 0.0), axis=axis, start=start, shape=shape)
+
     def linear(self, op: str, x: Node) -> None:
         """``x @ weight.T + bias`` with a 2-D weight node whose rows fit ``x``, and a bias that broadcasts to the
         product's shape (linear refuses one that would widen it)."""
@@ -480,6 +520,9 @@ RULES = {
     "expand_dims": Builder.expand_dims,
     "squeeze": Builder.squeeze,
     "broadcast_to": Builder.broadcast_to,
+    **dict.fromkeys(["concatenate", "stack", "hstack", "vstack", "dstack", "column_stack", "append"], Builder.join),
+    "slice_along": Builder.slice_along,
+    "pad_along": Builder.pad_along,
 }
 
 

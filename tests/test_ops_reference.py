@@ -30,7 +30,7 @@ def run_opreg(
     engine.backward(g)
     grads = [
         engine.gradient_buffer.get_param(x) if differentiable else None
-        for x, differentiable in zip(inputs, REGISTRY[name].differentiable, strict=True)
+        for x, differentiable in zip(inputs, REGISTRY[name].differentiable_for(len(inputs)), strict=True)
     ]
     return out, grads
 
@@ -64,7 +64,7 @@ def compare(
 ) -> None:
     """opreg against torch on ``inputs``: output and every differentiable gradient, shape and dtype included."""
     attributes = attributes or {}
-    differentiable = REGISTRY[name].differentiable
+    differentiable = REGISTRY[name].differentiable_for(len(inputs))
     if g is None:
         shape = torch_output_shape(name, inputs, attributes)
         g = np.random.default_rng(seed + 1000).standard_normal(shape).astype(np.result_type(*inputs))

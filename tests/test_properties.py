@@ -157,6 +157,80 @@ def broadcast_to_case(draw, dtype: type) -> Case:
     return [x], {"shape": draw(broadcast_target(x.shape), label="shape")}
 
 
+def joining_case(kind: str) -> CaseStrategy:
+    """1 to 3 arrays (of 0 elements now and then) that ``kind`` joins: of one shape but along the axis joined
+    (stack: one shape), 1-D to 3-D (at least as many as the kind's own), and for concatenate and stack any axis
+    of either sign (concatenate: None too)."""
+
+    @st.composite
+    def case(draw, dtype: type) -> Case:
+        low = draw(testing.min_sides())
+        least = {"vstack": 2, "column_stack": 2, "dstack": 3}.get(kind, 1)
+        ndim = draw(st.integers(least, 3))
+        shape = [draw(st.integers(low, 3)) for _ in range(ndim)]
+        count = draw(st.integers(1, 3))
+        attributes: dict[str, Any] = {}
+        if kind in ("concatenate", "stack"):
+            span = ndim + (kind == "stack")
+            axis = draw(st.one_of(st.integers(-span, span - 1), st.none() if kind == "concatenate" else st.nothing()))
+            attributes["axis"] = axis
+            along = None if kind == "stack" or axis is None else axis % ndim
+        else:
+            along = {"hstack": 0 if ndim == 1 else 1, "vstack": 0, "column_stack": 1, "dstack": 2}[kind]
+        shapes = []
+        for _ in range(count):
+            each = list(shape)
+            if along is not None:
+                each[along] = draw(st.integers(low, 3))
+            elif kind == "concatenate":  # axis None: any shapes
+                each = [draw(st.integers(low, 3)) for _ in range(draw(st.integers(0, 2)))]
+            shapes.append(tuple(each))
+        return [draw(arrays(dtype, shape, REAL)) for shape in shapes], attributes
+
+    return case
+
+
+@st.composite
+def append_case(draw, dtype: type) -> Case:
+    """arr and values of any shapes (axis None, flattened), or of one shape but along an axis of either sign."""
+    low = draw(testing.min_sides())
+    ndim = draw(st.integers(1, 3))
+    shape = [draw(st.integers(low, 3)) for _ in range(ndim)]
+    axis = draw(st.one_of(st.none(), st.integers(-ndim, ndim - 1)))
+    other = list(shape)
+    if axis is None:
+        other = [draw(st.integers(low, 3)) for _ in range(draw(st.integers(0, 2)))]
+    else:
+        other[axis] = draw(st.integers(low, 3))
+    attributes = {} if axis is None else {"axis": axis}
+    return [draw(arrays(dtype, tuple(shape), REAL)), draw(arrays(dtype, tuple(other), REAL))], attributes
+
+
+@st.composite
+def slice_along_case(draw, dtype: type) -> Case:
+    """x 1-D to 3-D, a stretch [start, stop) along an axis of either sign (None: flattened), maybe reshaped."""
+    x = draw(arrays(dtype, draw(testing.shapes(min_dims=1, max_dims=3)), REAL))
+    axis = draw(st.one_of(st.none(), st.integers(-x.ndim, x.ndim - 1)))
+    length = x.size if axis is None else x.shape[axis]
+    start = draw(st.integers(0, length))
+    stop = draw(st.integers(start, length))
+    return [x], {"axis": axis, "start": start, "stop": stop}
+
+
+@st.composite
+def pad_along_case(draw, dtype: type) -> Case:
+    """x 1-D to 3-D placed from start along an axis of either sign (None: flattened) in a larger array."""
+    x = draw(arrays(dtype, draw(testing.shapes(min_dims=1, max_dims=3)), REAL))
+    axis = draw(st.one_of(st.none(), st.integers(-x.ndim, x.ndim - 1)))
+    start = draw(st.integers(0, 2))
+    extra = start + draw(st.integers(0, 2))
+    if axis is None:
+        shape: tuple[int, ...] = (x.size + extra,)
+    else:
+        shape = tuple(n + extra if i == axis % x.ndim else n for i, n in enumerate(x.shape))
+    return [x], {"axis": axis, "start": start, "shape": shape}
+
+
 #: op name -> its case strategy, for each op whose inputs are constrained by more than their values: matched
 #: shapes, axes, a mask. Any other built-in op must be elementwise (``torch_reference.ELEMENTWISE``, judged on the
 #: op's samples), and its cases are drawn from its declaration alone (:func:`elementwise_case`).
@@ -172,6 +246,10 @@ STRUCTURED: dict[str, CaseStrategy] = {
     "expand_dims": expand_dims_case,
     "squeeze": squeeze_case,
     "broadcast_to": broadcast_to_case,
+    **{kind: joining_case(kind) for kind in ("concatenate", "stack", "hstack", "vstack", "dstack", "column_stack")},
+    "append": append_case,
+    "slice_along": slice_along_case,
+    "pad_along": pad_along_case,
 }
 
 #: An elementwise op's input with neither a declared ``domain`` nor ``EDGES`` takes any finite value: these, 0.0
@@ -244,7 +322,7 @@ run_engine, run_tensors = testing.run_engine, testing.run_tensors
 def run_torch(name: str, inputs: Sequence[np.ndarray], attributes: dict, g: np.ndarray | None):
     """torch's output, and its gradient for each differentiable input (None for the others); see
     ``opreg.testing.run_torch`` for mixed dtypes."""
-    return testing.run_torch(TORCH_OPS[name], inputs, attributes, g, REGISTRY[name].differentiable)
+    return testing.run_torch(TORCH_OPS[name], inputs, attributes, g, REGISTRY[name].differentiable_for(len(inputs)))
 
 
 #: Ops computing each element from one element, rounding a few times at most: the relative tolerance alone.

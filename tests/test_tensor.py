@@ -121,8 +121,13 @@ def _run_builtin(name: str, seed: int, dtype: type, tol: dict) -> None:
     op = REGISTRY[name]
     for sample in op.samples(np.random.default_rng(seed)):
         inputs = [np.asarray(x, dtype=dtype) for x in sample.inputs]
-        mine = [Tensor(x.copy(), requires_grad=d) for x, d in zip(inputs, op.differentiable, strict=True)]
-        theirs = [torch.tensor(x.copy(), requires_grad=d) for x, d in zip(inputs, op.differentiable, strict=True)]
+        mine = [
+            Tensor(x.copy(), requires_grad=d) for x, d in zip(inputs, op.differentiable_for(len(inputs)), strict=True)
+        ]
+        theirs = [
+            torch.tensor(x.copy(), requires_grad=d)
+            for x, d in zip(inputs, op.differentiable_for(len(inputs)), strict=True)
+        ]
         out = getattr(ops, name)(*mine, **sample.attributes)
         ref = reference(*theirs, **sample.attributes)
         assert isinstance(out, Tensor) and out.requires_grad and not out.is_leaf
