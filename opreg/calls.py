@@ -42,7 +42,8 @@ def run_forward(
     an op may return one of its inputs, and the two must not share an identity (the tape engine keys gradients by
     it). ``observers`` (checking and anomaly modes) watch the call.
     """
-    if len(inputs) != op.arity and not op.accepts(len(inputs)):  # arity -1: variadic, or several outputs
+    general = len(inputs) != op.arity  # arity -1: a variadic op, or one with several outputs (or a wrong count)
+    if general and not op.accepts(len(inputs)):
         raise arity_error(op, "inputs", len(inputs))
     try:
         if observers:
@@ -58,7 +59,7 @@ def run_forward(
         named = zip(op.input_names(len(inputs)), inputs, strict=True)
         shapes = ", ".join(f"{n}: {describe_array(x)}" for n, x in named) or "no inputs"
         raise OpUsageError(f"{op.describe()}: forward failed on {shapes}: {exc}") from exc
-    if type(output) is not np.ndarray:
+    if type(output) is not np.ndarray or general:
         if op.multi:
             return several_outputs(op, output, inputs), saved
         output = np.asarray(output)

@@ -307,14 +307,17 @@ class Autograd:
             versions.check(self.operation_list)
         last = self.operation_list[-1]
         memory = self.gradient_buffer.memory
-        memory[id(last.output)] = seed(
-            last.output,
-            divergence,
-            name="divergence",
-            misfit=f"does not fit the last output ({last.op.describe()}, shape {last.output.shape}); pass an array of "
-            "that shape or a scalar",
-            scalar_fills=True,
-        )
+        if last.op.multi:
+            _seed_outputs(last, divergence, memory)
+        else:
+            memory[id(last.output)] = seed(
+                last.output,
+                divergence,
+                name="divergence",
+                misfit=f"does not fit the last output ({last.op.describe()}, shape {last.output.shape}); pass an "
+                "array of that shape or a scalar",
+                scalar_fills=True,
+            )
         self._backward_done = True
         if self.keep_gradients:
             records = ((record.output, record) for record in reversed(self.operation_list))
@@ -328,6 +331,31 @@ class Autograd:
         self.operation_list = []
         self._added = {}
         self._backward_done = False
+
+
+def _seed_outputs(last: Operation, divergence: Any, memory: dict[int, Any]) -> None:
+    """The divergences of the last operation's several outputs: one per output, ``None`` for one that gets none
+    (an output that takes no gradient must get ``None``)."""
+    op = last.op
+    if not isinstance(divergence, tuple | list) or len(divergence) != len(op.outputs):
+        raise OpUsageError(
+            f"the last output is {op.describe()}'s {len(op.outputs)} outputs {op.outputs}; pass backward() a tuple "
+            "with a divergence for each (None for one that gets none), or record an op that uses the one you mean"
+        )
+    seeds = {}  # all checked before any lands: a refused divergence leaves the buffer as it was
+    for name, output, value, wanted in zip(op.outputs, last.output, divergence, op.differentiable_outputs, strict=True):
+        if value is None:
+            continue
+        if not wanted:
+            raise OpUsageError(f"{op.describe()}'s output {name!r} takes no gradient; pass None for it")
+        seeds[id(output)] = seed(
+            output,
+            value,
+            name=f"the divergence of {name!r}",
+            misfit=f"does not fit that output ({describe_array(output)}); pass an array of its shape or a scalar",
+            scalar_fills=True,
+        )
+    memory.update(seeds)
 
 
 def _popping(operations: list[Operation], buffer: GradientBuffer) -> Iterator[tuple[np.ndarray, Operation]]:

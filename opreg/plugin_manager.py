@@ -51,6 +51,7 @@ from opreg.hung_plugins import RETRY_VAR
 #: module implementing ``opreg_register_ops``, registered exactly as an installed op package is.
 BUILTIN_PLUGINS = (
     "opreg_builtins.arithmetic",
+    "opreg_builtins.decompositions",
     "opreg_builtins.elementwise",
     "opreg_builtins.joining",
     "opreg_builtins.linalg",

@@ -44,6 +44,11 @@ def check_added(op: OpDef, inputs: Sequence[Any], output: Any, on_tape: Sequence
     refuse_tensors(op, inputs)
     if isinstance(output, Tensor):
         raise tensor_error(op, "the output")
+    if op.multi:
+        raise OpUsageError(
+            f"{op.describe()} has several outputs {op.outputs}; record it with apply(), which runs forward and "
+            "returns them"
+        )
     if not isinstance(output, np.ndarray | np.generic):
         raise OpUsageError(
             f"{op.describe()}: the output is a {type(output).__name__}, not an array; pass the array forward computed"

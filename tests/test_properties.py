@@ -54,7 +54,7 @@ from opreg import testing
 from opreg.testing import Case, CaseStrategy, Elements, arrays, away_from_zero, floats, same_shape, unary, with_zeros
 
 from shape_attributes import broadcast_target, expand_dims_axis, squeeze_axis, unit_axes
-from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch
+from torch_reference import ALL_BUILTIN_OPS, BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch
 
 DTYPES = [np.float32, np.float64]
 
@@ -231,6 +231,15 @@ def pad_along_case(draw, dtype: type) -> Case:
     return [x], {"axis": axis, "start": start, "shape": shape}
 
 
+@st.composite
+def inv_case(draw, dtype: type) -> Case:
+    """Stacks of 1x1 to 3x3 matrices 3 I + E with |E| <= 1 entrywise: diagonally dominant, well conditioned."""
+    n = draw(st.integers(1, 3))
+    shape = (*draw(testing.shapes(max_dims=1, allow_empty=False)), n, n)
+    noise = draw(arrays(dtype, shape, floats(-1.0, 1.0)))
+    return [np.asarray(noise + 3 * np.eye(n, dtype=dtype), dtype)], {}
+
+
 #: op name -> its case strategy, for each op whose inputs are constrained by more than their values: matched
 #: shapes, axes, a mask. Any other built-in op must be elementwise (``torch_reference.ELEMENTWISE``, judged on the
 #: op's samples), and its cases are drawn from its declaration alone (:func:`elementwise_case`).
@@ -250,6 +259,7 @@ STRUCTURED: dict[str, CaseStrategy] = {
     "append": append_case,
     "slice_along": slice_along_case,
     "pad_along": pad_along_case,
+    "inv": inv_case,
 }
 
 #: An elementwise op's input with neither a declared ``domain`` nor ``EDGES`` takes any finite value: these, 0.0
@@ -384,7 +394,7 @@ def test_no_stale_entries():
     """Every entry of STRUCTURED, EDGES and TORCH_OPS names a registered built-in op (a renamed op leaves a dead
     entry); EDGES only elementwise ops drawn from their declaration (STRUCTURED ones never read it), and only
     their inputs."""
-    assert sorted((set(STRUCTURED) | set(EDGES) | set(TORCH_OPS)) - set(BUILTIN_OPS)) == []
+    assert sorted((set(STRUCTURED) | set(EDGES) | set(TORCH_OPS)) - set(ALL_BUILTIN_OPS)) == []
     for name, edges in EDGES.items():
         assert name in ELEMENTWISE and name not in STRUCTURED, f"EDGES[{name!r}] is never used"
         assert set(edges) <= set(REGISTRY[name].inputs), f"EDGES[{name!r}] names inputs op {name!r} lacks"
