@@ -61,6 +61,19 @@ def _variadic_arguments(
     if index >= len(values):
         raise OpUsageError(f"{name}: no arrays given ({op.describe()} takes {op.signature()})")
     parameter, sequence = values[index]
+    given = dict(values)
+    inputs: list[Any] = []
+    for position, input_name in enumerate(op.inputs[:-1]):  # by NumPy's name where it has one, else by position
+        if input_name in given:
+            inputs.append(given.pop(input_name))
+        elif (
+            input_name in signature.parameters
+            and signature.parameters[input_name].default is not inspect.Parameter.empty
+        ):
+            inputs.append(signature.parameters[input_name].default)
+        else:
+            inputs.append(values[position][1])
+            given.pop(values[position][0], None)
     attributes: dict[str, Any] = {}
     if signature.parameters[parameter].kind is inspect.Parameter.VAR_POSITIONAL:
         arrays = list(sequence)
@@ -76,8 +89,8 @@ def _variadic_arguments(
             f"{name} takes a sequence of arrays as {parameter}, got {type(sequence).__name__}; pass a list or tuple "
             f"({op.describe()})"
         )
-    rest = _attributes(name, signature, op, values[index + 1 :])
-    return [value for _, value in values[:fixed]] + arrays, {**attributes, **rest}
+    rest = _attributes(name, signature, op, [(p, v) for p, v in values[index + 1 :] if p in given])
+    return inputs + arrays, {**attributes, **rest}
 
 
 def _attributes(name: str, signature: inspect.Signature, op: OpDef, values: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -52,11 +52,13 @@ from opreg.hung_plugins import RETRY_VAR
 BUILTIN_PLUGINS = (
     "opreg_builtins.arithmetic",
     "opreg_builtins.decompositions",
+    "opreg_builtins.einsum",
     "opreg_builtins.elementwise",
     "opreg_builtins.joining",
     "opreg_builtins.linalg",
     "opreg_builtins.losses",
     "opreg_builtins.reductions",
+    "opreg_builtins.selection",
 )
 
 ENTRY_POINT_GROUP = "opreg"

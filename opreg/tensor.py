@@ -169,10 +169,14 @@ class Tensor:
     __hash__ = object.__hash__  # by identity, as before comparisons were defined: Tensors key dicts and sets
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: DTypeLike | None = None) -> None:
+        self._node: Node | Literal[_Released.RELEASED] | None = None
+        if type(data) in (list, tuple) and holds_tensor(data):  # Tensor([s, s]): the recorded stack op's result
+            stacked = stack_sequence(data)
+            data, self._node = stacked._data, stacked._node
+            requires_grad = requires_grad or stacked._requires_grad
         self._data: np.ndarray = np.asarray(data._data if isinstance(data, Tensor) else data, dtype=dtype)
         self.requires_grad = requires_grad
         self.grad: np.ndarray | None = None
-        self._node: Node | Literal[_Released.RELEASED] | None = None
 
     @property
     def data(self) -> np.ndarray:
@@ -559,6 +563,13 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
             followed.append(None)
             convert = convert or type(x) is not np.ndarray
     if convert:
+        for position, x in enumerate(datas):  # a list with a Tensor in it: stacked by the recorded stack op
+            if type(x) in (list, tuple) and holds_tensor(x):
+                stacked = stack_sequence(x)
+                datas[position] = stacked._data
+                if stacked._requires_grad:
+                    followed[position] = stacked
+                    record = True
         datas = list(as_arrays(datas))
     observers = observe.current() if observe.active else ()
     result = Tensor.__new__(Tensor)  # without __init__'s conversions and checks: this is the hot path
@@ -610,6 +621,8 @@ def call_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> An
             if isinstance(x, Tensor):
                 return apply_op(op, args, attributes)
             convert = True
+    if convert and any(type(x) in (list, tuple) and holds_tensor(x) for x in args):
+        return apply_op(op, args, attributes)  # a list holding a Tensor: stacked, recorded
     if attributes or op.attributes:
         attributes = op.bind_attributes(attributes)
     if not convert and not op.saves and not observe.active and len(args) == op.arity:
@@ -622,6 +635,19 @@ def call_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> An
     if convert:
         args = as_arrays(args)
     return run_forward(op, args, attributes, observe.current() if observe.active else ())[0]
+
+
+def holds_tensor(sequence: Sequence[Any]) -> bool:
+    """Whether a list or tuple (nested ones too) holds a Tensor: then it is stacked by an op, never converted to
+    an array of numbers (which would drop the graph) or of objects."""
+    return any(isinstance(x, Tensor) or (type(x) in (list, tuple) and holds_tensor(x)) for x in sequence)
+
+
+def stack_sequence(sequence: Sequence[Any]) -> Tensor:
+    """A list or tuple holding Tensors (arrays, numbers, nested lists beside them) as one Tensor, made by the
+    recorded ``stack`` op along a new first axis, as ``np.array`` nests it; its gradient reaches every Tensor."""
+    items = [stack_sequence(x) if type(x) in (list, tuple) and holds_tensor(x) else x for x in sequence]
+    return apply("stack", *items)
 
 
 def _positional_attributes(

@@ -56,6 +56,8 @@ LIMIT = 1e4
 
 
 def _tensor(x: Any) -> Any:
+    if isinstance(x, tuple | list):  # select's conditions: torch stacks them as opreg does
+        return torch.stack([_tensor(c) for c in x])
     return x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=torch.float64)
 
 
@@ -485,6 +487,28 @@ class Builder:
         matrix = self.emit("add", [eye, small], x.shape, -0.3, 3.3)
         self.emit("inv", [matrix], x.shape, -1.0, 1.0)
 
+    def einsum(self, op: str, x: Node) -> None:
+        """``x``'s axes reversed, or its product with a node of its shape summed over its last axis."""
+        if not x.shape or len(x.shape) > 3:
+            self.unary("tanh", x)
+            return
+        letters = "ijk"[: len(x.shape)]
+        other = self.pick(lambda n: n.shape == x.shape, constants=True)
+        if self.draw(st.booleans()):
+            self.emit(op, [x], x.shape[::-1], x.lo, x.hi, subscripts=f"{letters}->{letters[::-1]}")
+            return
+        lo, hi = _interval(operator.mul, (x.lo, x.hi), (other.lo, other.hi))
+        n = x.shape[-1]
+        self.checked(op, [x, other], x.shape[:-1], n * lo, n * hi, x, subscripts=f"{letters},{letters}->{letters[:-1]}")
+
+    def select(self, op: str, x: Node) -> None:
+        """``select([s > 0.0], [x], y)`` for nodes ``s`` and ``y`` of ``x``'s shape (a kink, as where's)."""
+        source = self.pick(lambda n: n.shape == x.shape, constants=True)
+        self.program.kinks.append(source.name)
+        y = self.pick(lambda n: n.shape == x.shape, constants=True)
+        lo, hi = min(x.lo, y.lo), max(x.hi, y.hi)
+        self.emit(op, [Raw(f"(({source.name} > 0.0),)"), y, x], x.shape, lo, hi)
+
     def linear(self, op: str, x: Node) -> None:
         """``x @ weight.T + bias`` with a 2-D weight node whose rows fit ``x``, and a bias that broadcasts to the
         product's shape (linear refuses one that would widen it)."""
@@ -541,6 +565,8 @@ RULES = {
     "slice_along": Builder.slice_along,
     "pad_along": Builder.pad_along,
     "inv": Builder.inv,
+    "einsum": Builder.einsum,
+    "select": Builder.select,
 }
 
 

@@ -240,6 +240,42 @@ def inv_case(draw, dtype: type) -> Case:
     return [np.asarray(noise + 3 * np.eye(n, dtype=dtype), dtype)], {}
 
 
+@st.composite
+def einsum_case(draw, dtype: type) -> Case:
+    """1 to 3 operands of 0 to 3 axes over a few shared letters, the output any of their letters (each once), or
+    implicit; sometimes an ellipsis over leading axes, broadcast (size 1) in some operands."""
+    letters = "ijkl"
+    sizes = {c: draw(st.integers(testing.MIN_SIDE if hasattr(testing, "MIN_SIDE") else 1, 3)) for c in letters}
+    count = draw(st.integers(1, 3))
+    specs = ["".join(draw(st.permutations(letters)))[: draw(st.integers(0, 3))] for _ in range(count)]
+    batch = draw(st.sampled_from([(), (2,), (2, 3)]))
+    ellipsis = bool(batch) and draw(st.booleans())
+    operands = []
+    for spec in specs:
+        lead = tuple(draw(st.sampled_from([n, 1])) for n in batch) if ellipsis else ()
+        operands.append(draw(arrays(dtype, (*lead, *(sizes[c] for c in spec)), floats(-10.0, 10.0))))
+    used = sorted(set("".join(specs)))
+    lhs = ",".join(("..." if ellipsis else "") + s for s in specs)
+    if draw(st.booleans()):
+        return operands, {"subscripts": lhs}
+    output = "".join(draw(st.permutations(used)))[: draw(st.integers(0, len(used)))]
+    return operands, {"subscripts": f"{lhs}->{'...' if ellipsis else ''}{output}"}
+
+
+@st.composite
+def select_case(draw, dtype: type) -> Case:
+    """1 to 3 conditions (stacked, one shape) with as many choices and a default, each broadcasting to it."""
+    shape = draw(testing.shapes(max_dims=3))
+    count = draw(st.integers(1, 3))
+    conditions = draw(hnp.arrays(np.bool_, (count, *shape)))
+
+    def operand() -> np.ndarray:
+        own = tuple(draw(st.sampled_from([n, 1])) for n in shape)[draw(st.integers(0, len(shape))) :]
+        return draw(arrays(dtype, own, REAL))
+
+    return [conditions, operand(), *(operand() for _ in range(count))], {}
+
+
 #: op name -> its case strategy, for each op whose inputs are constrained by more than their values: matched
 #: shapes, axes, a mask. Any other built-in op must be elementwise (``torch_reference.ELEMENTWISE``, judged on the
 #: op's samples), and its cases are drawn from its declaration alone (:func:`elementwise_case`).
@@ -260,6 +296,8 @@ STRUCTURED: dict[str, CaseStrategy] = {
     "slice_along": slice_along_case,
     "pad_along": pad_along_case,
     "inv": inv_case,
+    "einsum": einsum_case,
+    "select": select_case,
 }
 
 #: An elementwise op's input with neither a declared ``domain`` nor ``EDGES`` takes any finite value: these, 0.0
