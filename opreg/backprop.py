@@ -138,7 +138,7 @@ def gather(
     for each in outputs:
         key = id(each)
         arrived.append(grads.get(key) if keep_all or key in kept else grads.pop(key, None))
-    flags = record.op.differentiable_outputs
+    flags = record.op.output_flags(len(arrived))
     if all(g is None for g, wanted in zip(arrived, flags, strict=True) if wanted):
         return None
     return tuple(

@@ -75,7 +75,10 @@ class CheckingObserver:
         needed: Sequence[Any] | None,
     ) -> Sequence[Any]:
         if op.multi:  # a gradient per output: each checked, None for an output that takes none
-            given = [(f"backward: grad_output {n!r}", g) for n, g in zip(op.outputs, grad_output, strict=True)]
+            given = [
+                (f"backward: grad_output {n!r}", g)
+                for n, g in zip(op.output_names(len(grad_output)), grad_output, strict=True)
+            ]
         else:
             given = [("backward: grad_output", grad_output)]
         given = [(name, g) for name, g in given if g is not None]

@@ -337,13 +337,14 @@ def _seed_outputs(last: Operation, divergence: Any, memory: dict[int, Any]) -> N
     """The divergences of the last operation's several outputs: one per output, ``None`` for one that gets none
     (an output that takes no gradient must get ``None``)."""
     op = last.op
-    if not isinstance(divergence, tuple | list) or len(divergence) != len(op.outputs):
+    names = op.output_names(len(last.output))
+    if not isinstance(divergence, tuple | list) or len(divergence) != len(names):
         raise OpUsageError(
-            f"the last output is {op.describe()}'s {len(op.outputs)} outputs {op.outputs}; pass backward() a tuple "
+            f"the last output is {op.describe()}'s {len(names)} outputs {names}; pass backward() a tuple "
             "with a divergence for each (None for one that gets none), or record an op that uses the one you mean"
         )
     seeds = {}  # all checked before any lands: a refused divergence leaves the buffer as it was
-    for name, output, value, wanted in zip(op.outputs, last.output, divergence, op.differentiable_outputs, strict=True):
+    for name, output, value, wanted in zip(names, last.output, divergence, op.output_flags(len(names)), strict=True):
         if value is None:
             continue
         if not wanted:

@@ -89,7 +89,7 @@ def _random_gradients(op: OpDef, output: Any, rng: np.random.Generator) -> Any:
     """A random gradient for the output; for several outputs a tuple, None for one that takes no gradient."""
     if not op.multi:
         return rng.standard_normal(np.shape(output))
-    flags = op.differentiable_outputs
+    flags = op.output_flags(len(output))
     return tuple(rng.standard_normal(np.shape(o)) if d else None for o, d in zip(output, flags, strict=True))
 
 
@@ -106,7 +106,7 @@ def _unflatten(op: OpDef, flat: np.ndarray, like: Any) -> Any:
         return flat
     grads: list[np.ndarray | None] = []
     start = 0
-    for output, wanted in zip(like, op.differentiable_outputs, strict=True):
+    for output, wanted in zip(like, op.output_flags(len(like)), strict=True):
         size = int(np.size(output)) if wanted else 0
         grads.append(flat[start : start + size].reshape(np.shape(output)) if wanted else None)
         start += size
@@ -120,7 +120,7 @@ def _flat_forward(op: OpDef, attributes: Mapping[str, Any]) -> Callable[..., np.
 
     def flat(*inputs: np.ndarray) -> np.ndarray:
         outputs = op.output_of(*inputs, **attributes)
-        wanted = op.differentiable_outputs
+        wanted = op.output_flags(len(outputs))
         return np.concatenate([np.ravel(o) for o, d in zip(outputs, wanted, strict=True) if d])
 
     return flat
@@ -133,7 +133,7 @@ def _scalar(op: OpDef, output: Any, grad_output: Any) -> tuple[Tensor, Any]:
         return output, grad_output
     total = Tensor(np.zeros(()))
     start = 0
-    for each, wanted in zip(output, op.differentiable_outputs, strict=True):
+    for each, wanted in zip(output, op.output_flags(len(output)), strict=True):
         if not wanted:
             continue
         if isinstance(grad_output, Tensor):  # one flat Tensor: each output's part of it, recorded
@@ -236,7 +236,7 @@ def _checked_forward(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[st
     """forward's output (several outputs: their tuple), checked: finite floats, the same twice."""
     names = [f"forward: {op.describe_input(i)}" for i in range(len(inputs))]
     result = check_unchanged(op, lambda: op.output_of(*inputs, **attributes), inputs, names)
-    if op.multi and (not isinstance(result, tuple | list) or len(result) != len(op.outputs)):
+    if op.multi and (not isinstance(result, tuple | list) or not op.accepts_outputs(len(result))):
         _fail(op, f"forward returned {type(result).__name__}, not a tuple of its {len(op.outputs)} outputs")
     outputs = [np.asarray(o) for o in _outputs(op, result)]
     again = [np.asarray(o) for o in _outputs(op, op.output_of(*inputs, **attributes))]
@@ -277,7 +277,7 @@ def _check_float32(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str,
     keywords = backward_keywords(op, attributes, output, inputs, saved=saved)
     ones: Any
     if op.multi:
-        flags = op.differentiable_outputs
+        flags = op.output_flags(len(output))
         ones = tuple(np.ones(o.shape, np.float32) if d else None for o, d in zip(output, flags, strict=True))
     else:
         ones = np.ones(output.shape, np.float32)

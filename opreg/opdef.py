@@ -117,6 +117,9 @@ class OpDef:
     outputs: tuple[str, ...] = ()
     #: Per output, whether it takes a gradient (``sign`` does not); ``()`` for a single output.
     differentiable_outputs: tuple[bool, ...] = ()
+    #: Whether the one output is starred (``outputs=("*pieces",)``): forward returns a tuple of any length
+    #: (``split``), each a differentiable output.
+    variadic_outputs: bool = False
     # Derived once, in __post_init__, as plain fields: the hot path reads them on every op.
     no_targets: tuple[None, ...] = field(default=(), compare=False)  # (None,) * len(inputs)
     all_needed: tuple[bool, ...] = field(default=(), compare=False)  # (True,) * len(inputs)
@@ -135,7 +138,7 @@ class OpDef:
         object.__setattr__(self, "all_needed", (True,) * len(self.inputs))
         object.__setattr__(self, "saves", "saved" in self.wants)
         object.__setattr__(self, "simple_backward", not self.wants and not self.backward_attributes)
-        object.__setattr__(self, "multi", len(self.outputs) > 1)
+        object.__setattr__(self, "multi", len(self.outputs) > 1 or self.variadic_outputs)
         object.__setattr__(self, "arity", -1 if self.variadic or self.multi else len(self.inputs))
         if self.variadic and type(self.differentiable) is not VariadicFlags:
             object.__setattr__(self, "differentiable", VariadicFlags(self.differentiable))
@@ -159,6 +162,22 @@ class OpDef:
     def differentiable_for(self, n: int) -> tuple[bool, ...]:
         """Per input of a call with ``n`` inputs, whether it takes a gradient."""
         return tuple(self.differentiable[i] for i in range(n))
+
+    def output_flags(self, n: int) -> tuple[bool, ...]:
+        """Per output of a call with ``n`` outputs, whether it takes a gradient."""
+        if self.variadic_outputs:
+            return (True,) * n
+        return self.differentiable_outputs
+
+    def output_names(self, n: int) -> tuple[str, ...]:
+        """The names of a call's ``n`` outputs: ``pieces[2]`` for a starred output's third."""
+        if self.variadic_outputs:
+            return tuple(f"{self.outputs[0]}[{i}]" for i in range(n))
+        return self.outputs
+
+    def accepts_outputs(self, n: int) -> bool:
+        """Whether forward may return ``n`` outputs."""
+        return self.variadic_outputs or n == len(self.outputs)
 
     def signature(self) -> str:
         """``(x, *arrays)``-like: the inputs as declared, for listings and errors."""
@@ -272,7 +291,7 @@ def define_op(
         or len(set(inputs)) != len(inputs)
     ):
         raise RegistrationError(f"{where}: inputs must be one or more distinct identifiers, got {declared_inputs!r}")
-    output_names, output_flags = _outputs(where, outputs, differentiable_outputs)
+    output_names, output_flags, variadic_outputs = _outputs(where, outputs, differentiable_outputs)
     wanted = inputs if differentiable is None else tuple(str(d).lstrip("*") for d in differentiable)
     unknown = sorted(set(wanted) - set(inputs))
     if unknown:
@@ -314,6 +333,7 @@ def define_op(
         variadic=variadic,
         outputs=output_names,
         differentiable_outputs=output_flags,
+        variadic_outputs=variadic_outputs,
     )
 
 
@@ -332,13 +352,24 @@ def _variadic(where: str, inputs: tuple[Any, ...]) -> tuple[tuple[Any, ...], boo
 
 def _outputs(
     where: str, outputs: Sequence[Any] | None, differentiable_outputs: Sequence[Any] | None
-) -> tuple[tuple[str, ...], tuple[bool, ...]]:
-    """The outputs' names and, per output, whether it takes a gradient; ``((), ())`` for one output."""
+) -> tuple[tuple[str, ...], tuple[bool, ...], bool]:
+    """The outputs' names, per output whether it takes a gradient, and whether the one output is starred (any
+    number); ``((), (), False)`` for one output."""
     if outputs is None:
         if differentiable_outputs is not None:
             raise RegistrationError(f"{where}: differentiable_outputs= needs outputs= naming the outputs")
-        return (), ()
+        return (), (), False
     names = (outputs,) if isinstance(outputs, str) else tuple(outputs)
+    if any(isinstance(n, str) and n.startswith("*") for n in names):
+        if len(names) != 1 or differentiable_outputs is not None:
+            raise RegistrationError(
+                f"{where}: a starred output (any number of outputs, as split's) must be the only one, and every "
+                f"output it stands for takes a gradient; got outputs={outputs!r}"
+            )
+        name = names[0][1:]
+        if not name.isidentifier():
+            raise RegistrationError(f"{where}: outputs must be one or more distinct identifiers, got {outputs!r}")
+        return (name,), (True,), True
     if not names or not all(isinstance(n, str) and n.isidentifier() for n in names) or len(set(names)) != len(names):
         raise RegistrationError(f"{where}: outputs must be one or more distinct identifiers, got {outputs!r}")
     wanted = names if differentiable_outputs is None else tuple(differentiable_outputs)
@@ -351,8 +382,8 @@ def _outputs(
             "needs no backward: compute it outside the graph"
         )
     if len(names) == 1:
-        return (), ()
-    return names, tuple(n in wanted for n in names)
+        return (), (), False
+    return names, tuple(n in wanted for n in names), False
 
 
 def _check_types(where: str, **values: Any) -> None:

@@ -59,6 +59,7 @@ BUILTIN_PLUGINS = (
     "opreg_builtins.losses",
     "opreg_builtins.reductions",
     "opreg_builtins.selection",
+    "opreg_builtins.splitting",
 )
 
 ENTRY_POINT_GROUP = "opreg"

@@ -599,12 +599,11 @@ def _several_outputs(
     """The Tensors of an op with several outputs, sharing one :class:`MultiNode` when recorded; an output that
     takes no gradient (``differentiable_outputs``) is a Tensor that requires none."""
     tensors = tuple(Tensor(data) for data in outputs)
+    flags = op.output_flags(len(outputs))
     if record and _grad_mode.enabled:
         node = MultiNode(op, tuple(followed), datas, outputs, attributes, saved, observers)  # type: ignore[arg-type]
-        node.outputs = tuple(
-            t if wanted else None for t, wanted in zip(tensors, op.differentiable_outputs, strict=True)
-        )
-        for t, wanted in zip(tensors, op.differentiable_outputs, strict=True):
+        node.outputs = tuple(t if wanted else None for t, wanted in zip(tensors, flags, strict=True))
+        for t, wanted in zip(tensors, flags, strict=True):
             if wanted:
                 t._requires_grad = True
                 t._node = node

@@ -102,7 +102,7 @@ def read_by_backward(op: OpDef, inputs: Sequence[Any], output: Any) -> list[tupl
     if "output" not in op.wants:
         return named
     if op.multi:  # several outputs: each by its name
-        return [*named, *((f"its output {n!r}", x) for n, x in zip(op.outputs, output, strict=True))]
+        return [*named, *((f"its output {n!r}", x) for n, x in zip(op.output_names(len(output)), output, strict=True))]
     return [*named, ("its output", output)]
 
 

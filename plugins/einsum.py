@@ -23,7 +23,7 @@ from opreg.plugin import Register, Sample, hookimpl
 
 def _parse(subscripts: Any, ndims: list[int]) -> tuple[list[str], str]:
     """Each operand's letters and the output's, ellipses spelled out in letters no subscript uses."""
-    if not isinstance(subscripts, str):
+    if not isinstance(subscripts, str) or (not subscripts and len(ndims) > 1):
         raise ValueError(
             f"einsum needs its subscripts as a string, as in einsum('ij,jk->ik', a, b), got {subscripts!r} (the "
             "interleaved form einsum(a, [0, 1], b, [1, 2]) is not supported)"
