@@ -343,7 +343,7 @@ def test_the_tape_refuses_a_list_holding_a_tensor():
         opreg.Autograd().apply("mean", [Tensor(np.ones(2)), np.ones(2)])
 
 
-# --- einsum ------------------------------------------------------------------------------------------------------------
+# --- einsum and select -----------------------------------------------------------------------------------------------
 
 
 def test_einsum_through_numpy_and_its_errors():
