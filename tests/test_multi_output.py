@@ -367,3 +367,18 @@ def test_select_through_numpy():
     np.testing.assert_array_equal(out.numpy(), np.select([x > 2, x > 0], [x, -2 * x], 7.0))
     out.sum().backward()
     np.testing.assert_array_equal(t.grad, [[0.0, -2.0, -2.0], [1.0, 1.0, 1.0]])
+
+
+def test_r_and_c_join_as_numpy_and_record_on_tensors():
+    a = np.arange(3.0)
+    np.testing.assert_array_equal(onp.r_[a, 0.0, 1:4, 0:1:3j], np.r_[a, 0.0, 1:4, 0:1:3j])
+    np.testing.assert_array_equal(onp.c_[a, 2 * a], np.c_[a, 2 * a])
+    np.testing.assert_array_equal(onp.c_[np.ones((2, 2)), np.zeros((2, 1))], np.c_[np.ones((2, 2)), np.zeros((2, 1))])
+    t = Tensor(a, requires_grad=True)
+    joined = onp.r_[t, Tensor(np.array(5.0)), 1:3]
+    assert isinstance(joined, Tensor) and joined.shape == (6,)
+    (joined * joined).sum().backward()
+    np.testing.assert_array_equal(t.grad, 2 * a)
+    assert onp.c_[t, t].shape == (3, 2)
+    with pytest.raises(TypeError, match="does not take NumPy's string directives"):
+        onp.r_["0,2", a]
