@@ -65,7 +65,7 @@ class Operation:
     def __init__(
         self,
         inputs: Sequence[np.ndarray],
-        output: np.ndarray,
+        output: Any,  # a tuple of arrays for an op with several outputs
         gradients_to_update: Sequence[np.ndarray | None],
         backward_operation: str,
         op: OpDef,
@@ -172,8 +172,9 @@ class Autograd:
         *inputs: Any,
         gradients_to_update: Sequence[np.ndarray | None] | None = None,
         **attributes: Any,
-    ) -> np.ndarray:
-        """Run op ``name``'s forward on ``inputs``, record it, and return its output.
+    ) -> Any:
+        """Run op ``name``'s forward on ``inputs``, record it, and return its output (an array; for an op with
+        several outputs their tuple).
 
         Inputs that are not arrays are converted: numbers take the dtype NumPy would give them beside the array
         inputs (``2.0`` beside float32 arrays is float32), lists and the rest go through ``np.asarray``.
@@ -195,7 +196,7 @@ class Autograd:
         observers = observe.current() if observe.active else ()
         output, saved = run_forward(op, inputs, attributes, observers)
         self._record(op, inputs, output, gradients_to_update, attributes, saved, observers)
-        return output  # type: ignore[no-any-return]  # a tuple of arrays for an op with several outputs
+        return output
 
     def add_operation(
         self,
@@ -238,7 +239,7 @@ class Autograd:
         self,
         op: OpDef,
         inputs: Sequence[np.ndarray],
-        output: np.ndarray,
+        output: Any,  # a tuple of arrays for an op with several outputs
         gradients_to_update: Sequence[np.ndarray | None] | None,
         attributes: Mapping[str, Any],
         saved: Any,

@@ -28,7 +28,7 @@ from opreg.engine import Autograd
 from opreg.errors import GradcheckError, NotComposableError, OpContractError, OpUsageError
 from opreg.opdef import CHECK_TOLERANCES, OpDef, Sample
 from opreg.registry import get_registry
-from opreg.tensor import Tensor, apply, grad, no_grad
+from opreg.tensor import Tensor, apply, call_op, grad, no_grad
 
 
 def check_op(op: OpDef | str, *, seed: int = 0, fast: bool = False, **tolerances: float) -> None:
@@ -171,12 +171,12 @@ def _check_against_numeric(
     _compare(op.describe(), what, analytic, numeric, settings)
 
 
-def composes(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], grad_output: np.ndarray) -> bool:
+def composes(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], grad_output: Any) -> bool:
     """Whether ``op``'s backward can be differentiated: it runs on Tensors, recording itself, on these inputs."""
     tensors = [Tensor(x, requires_grad=d) for x, d in zip(inputs, op.differentiable_for(len(inputs)), strict=True)]
     given = [g for g in grad_output if g is not None] if op.multi else grad_output
     try:
-        root, seed = _scalar(op, apply(op.name, *tensors, **attributes), given)
+        root, seed = _scalar(op, call_op(op, tensors, attributes), given)
         grad(root, [t for t in tensors if t.requires_grad], seed, create_graph=True)
     except NotComposableError:
         return False
@@ -187,7 +187,7 @@ def _check_second_order(
     op: OpDef,
     inputs: list[np.ndarray],
     attributes: Mapping[str, Any],
-    grad_output: np.ndarray,
+    grad_output: Any,
     settings: dict[str, float],
     rng: np.random.Generator,
     fast: bool,
@@ -212,7 +212,7 @@ def _check_second_order(
     values = [*inputs, grad_output]
     tensors = [Tensor(x, requires_grad=i in positions or i == len(inputs)) for i, x in enumerate(values)]
     *xs, g = tensors
-    root, seed = _scalar(op, apply(op.name, *xs, **attributes), g)
+    root, seed = _scalar(op, call_op(op, xs, attributes), g)
     grads = grad(root, [xs[i] for i in positions], seed, create_graph=True)
     total = sum(
         (apply("sum", apply("mul", gr, v)) for gr, v in zip(grads, directions, strict=True) if gr is not None),
@@ -249,7 +249,7 @@ def _checked_forward(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[st
 
 
 def _check_backward_contract(
-    op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any], output: np.ndarray, grad_output: np.ndarray
+    op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any], output: Any, grad_output: Any
 ) -> None:
     saved = run_forward(op, inputs, attributes)[1]
     copied = tuple(o.copy() for o in output) if op.multi else output.copy()
@@ -325,9 +325,10 @@ def directional_derivative(
 
 
 def analytic_gradients(
-    op: OpDef, inputs: Sequence[np.ndarray], grad_output: np.ndarray, **attributes: Any
+    op: OpDef, inputs: Sequence[np.ndarray], grad_output: Any, **attributes: Any
 ) -> list[np.ndarray | None]:
-    """The gradient of each input as the engine computes it from the op's backward (``None``: not differentiable)."""
+    """The gradient of each input as the engine computes it from the op's backward (``None``: not differentiable);
+    ``grad_output`` is a tuple for an op with several outputs."""
     engine = Autograd()
     engine.apply(op.name, *inputs, **attributes)
     engine.backward(grad_output)

@@ -98,7 +98,7 @@ class Node:
         op: OpDef,
         inputs: tuple[Tensor | None, ...],
         datas: Any,
-        output_data: np.ndarray,
+        output_data: np.ndarray | tuple[np.ndarray, ...],
         attributes: Any,
         saved: Any,
         observers: tuple[Any, ...],
@@ -445,8 +445,8 @@ def _backpropagate(
     each op's backward runs on Tensors, recording what it does.
     """
     leaves, made = _topological_order(root)
-    if made and (versions.last_edit > made[0]._node.number or versions.fingerprinted):  # type: ignore[union-attr]
-        versions.check(tensor._node for tensor in made)  # type: ignore[misc]
+    if made and (versions.last_edit > made[0]._node.number or versions.fingerprinted):
+        versions.check(tensor._node for tensor in made)
     grads = backpropagate(
         _releasing(made, retain_graph),
         {id(root): seed},
@@ -464,7 +464,7 @@ def _backpropagate(
     return {}
 
 
-def _releasing(made: list[Tensor], retain_graph: bool) -> Iterator[tuple[Tensor, Node]]:
+def _releasing(made: list[Any], retain_graph: bool) -> Iterator[tuple[Any, Node]]:
     """``(tensor, node)`` for the tensors ops made, last first; each node released (unless ``retain_graph``) as
     the pass reaches it, so that what forward kept for backward is freed as it goes."""
     for tensor in reversed(made):
@@ -472,7 +472,7 @@ def _releasing(made: list[Tensor], retain_graph: bool) -> Iterator[tuple[Tensor,
         if not retain_graph:
             tensor._node = RELEASED
         # A Node, as _topological_order made sure, which the checker cannot follow; a check here would run per node.
-        yield tensor, node  # type: ignore[misc]
+        yield tensor, node
 
 
 def _leaf_gradient(current: np.ndarray | None, arrived: np.ndarray) -> np.ndarray:
@@ -491,7 +491,7 @@ def _leaf_gradient(current: np.ndarray | None, arrived: np.ndarray) -> np.ndarra
     return arrived.copy()
 
 
-def _topological_order(root: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+def _topological_order(root: Tensor) -> tuple[list[Tensor], list[Any]]:
     """The tensors that reach ``root`` and require gradients: the leaves, and the tensors ops made, each after
     all of its inputs (no recursion).
 
@@ -499,7 +499,8 @@ def _topological_order(root: Tensor) -> tuple[list[Tensor], list[Tensor]]:
     that number is a topological order; the leaves come first. Finding the tensors is a plain search, each tensor
     visited once, and the ordering is one sort in C: cheaper per tensor than a post-order depth-first search.
     """
-    made: list[tuple[int, Tensor]] = []  # (the node's number, the tensor): numbers are unique, tensors never compared
+    # (the node's number, the tensor, or an op's several outputs): numbers are unique, tensors never compared
+    made: list[tuple[int, Any]] = []
     leaves: list[Tensor] = []
     visited = {id(root)}
     stack = [root]
@@ -520,7 +521,7 @@ def _topological_order(root: Tensor) -> tuple[list[Tensor], list[Tensor]]:
             visited.add(id(node))
             outputs = _Outputs(cast(MultiNode, node).outputs)
             visited.update(id(t) for t in outputs)
-            made.append((node.number, outputs))  # type: ignore[arg-type]  # read as a Tensor: its _node
+            made.append((node.number, outputs))  # read as a Tensor is: its _node
         else:
             made.append((node.number, tensor))
         for x in node.inputs:
@@ -574,8 +575,11 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
     observers = observe.current() if observe.active else ()
     result = Tensor.__new__(Tensor)  # without __init__'s conversions and checks: this is the hot path
     data, saved = run_forward(op, datas, attributes, observers)
-    if type(data) is tuple:  # an op with several outputs
-        return _several_outputs(op, followed, datas, data, attributes, saved, observers, record)  # type: ignore[return-value]
+    if type(data) is tuple:  # an op with several outputs: call_op returns their tuple, apply one Tensor
+        raise OpUsageError(
+            f"{op.describe()} has several outputs {op.outputs}; call it as opreg.ops.{op.name} (or through "
+            "opreg.numpy), which returns a tuple of Tensors"
+        )
     result._data = data
     result._grad = None
     if record and _grad_mode.enabled:
@@ -586,22 +590,37 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
     return result
 
 
-def _several_outputs(
-    op: OpDef,
-    followed: list[Tensor | None],
-    datas: list[Any],
-    outputs: tuple[np.ndarray, ...],
-    attributes: Mapping[str, Any],
-    saved: Any,
-    observers: tuple[Any, ...],
-    record: bool,
-) -> tuple[Tensor, ...]:
-    """The Tensors of an op with several outputs, sharing one :class:`MultiNode` when recorded; an output that
-    takes no gradient (``differentiable_outputs``) is a Tensor that requires none."""
+def _call_several(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> tuple[Any, ...]:
+    """:func:`call_op` for an op with several outputs: a tuple of arrays, or with a Tensor among the inputs a tuple
+    of Tensors sharing one :class:`MultiNode` when recorded; an output that takes no gradient
+    (``differentiable_outputs``) is a Tensor that requires none."""
+    if len(args) > len(op.inputs):
+        args, attributes = _positional_attributes(op, args, attributes)
+    if attributes or op.attributes:
+        attributes = op.bind_attributes(attributes)
+    datas: list[Any] = []
+    followed: list[Tensor | None] = []
+    tensors_in = record = False
+    for x in args:
+        if type(x) in (list, tuple) and holds_tensor(x):
+            x = stack_sequence(x)
+        if isinstance(x, Tensor):
+            tensors_in = True
+            datas.append(x._data)
+            followed.append(x if x._requires_grad else None)
+            record = record or x._requires_grad
+        else:
+            datas.append(x)
+            followed.append(None)
+    observers = observe.current() if observe.active else ()
+    datas = list(as_arrays(datas))
+    outputs, saved = run_forward(op, datas, attributes, observers)
+    if not tensors_in:
+        return tuple(outputs)
     tensors = tuple(Tensor(data) for data in outputs)
     flags = op.output_flags(len(outputs))
     if record and _grad_mode.enabled:
-        node = MultiNode(op, tuple(followed), datas, outputs, attributes, saved, observers)  # type: ignore[arg-type]
+        node = MultiNode(op, tuple(followed), datas, outputs, attributes, saved, observers)
         node.outputs = tuple(t if wanted else None for t, wanted in zip(tensors, flags, strict=True))
         for t, wanted in zip(tensors, flags, strict=True):
             if wanted:
@@ -611,8 +630,11 @@ def _several_outputs(
 
 
 def call_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> Any:
-    """Op ``op`` on ``args``: its output array, or a Tensor (recorded as needed) when any input is a Tensor."""
+    """Op ``op`` on ``args``: its output array, or a Tensor (recorded as needed) when any input is a Tensor; for an
+    op with several outputs, their tuple."""
     if len(args) > op.arity:  # attributes given by position; or a variadic op, or one with several outputs
+        if op.multi:
+            return _call_several(op, args, attributes)
         args, attributes = _positional_attributes(op, args, attributes)
     convert = False
     for x in args:
