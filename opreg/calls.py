@@ -33,14 +33,19 @@ def as_arrays(inputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
 
 
 def run_forward(
-    op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], observers: Sequence[Any] = ()
+    op: OpDef,
+    inputs: Sequence[np.ndarray],
+    attributes: Mapping[str, Any],
+    observers: Sequence[Any] = (),
+    several: bool = True,
 ) -> tuple[Any, Any]:
     """``op.forward`` on ``inputs``: ``(output, saved)``, ``saved`` being ``None`` unless backward asks for it.
     ``output`` is an array, or for an op with several outputs a tuple of arrays (:func:`several_outputs`).
 
     An error names the op, its plugin and the inputs' dtypes and shapes. The output is always a fresh array object:
     an op may return one of its inputs, and the two must not share an identity (the tape engine keys gradients by
-    it). ``observers`` (checking and anomaly modes) watch the call.
+    it). ``observers`` (checking and anomaly modes) watch the call. ``several=False``: an op with several outputs
+    is an error (the Tensor front end's ``apply``, which returns one Tensor, decided here at no cost to other ops).
     """
     general = len(inputs) != op.arity  # arity -1: a variadic op, or one with several outputs (or a wrong count)
     if general and not op.accepts(len(inputs)):
@@ -61,6 +66,11 @@ def run_forward(
         raise OpUsageError(f"{op.describe()}: forward failed on {shapes}: {exc}") from exc
     if type(output) is not np.ndarray or general:
         if op.multi:
+            if not several:
+                raise OpUsageError(
+                    f"{op.describe()} has several outputs {op.outputs}; call it as opreg.ops.{op.name} (or through "
+                    "opreg.numpy), which returns a tuple of Tensors"
+                )
             return several_outputs(op, output, inputs), saved
         output = np.asarray(output)
     for x in inputs:

@@ -574,12 +574,7 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
         datas = list(as_arrays(datas))
     observers = observe.current() if observe.active else ()
     result = Tensor.__new__(Tensor)  # without __init__'s conversions and checks: this is the hot path
-    data, saved = run_forward(op, datas, attributes, observers)
-    if type(data) is tuple:  # an op with several outputs: call_op returns their tuple, apply one Tensor
-        raise OpUsageError(
-            f"{op.describe()} has several outputs {op.outputs}; call it as opreg.ops.{op.name} (or through "
-            "opreg.numpy), which returns a tuple of Tensors"
-        )
+    data, saved = run_forward(op, datas, attributes, observers, False)  # False: one output (call_op: several)
     result._data = data
     result._grad = None
     if record and _grad_mode.enabled:

@@ -382,3 +382,13 @@ def test_r_and_c_join_as_numpy_and_record_on_tensors():
     assert onp.c_[t, t].shape == (3, 2)
     with pytest.raises(TypeError, match="does not take NumPy's string directives"):
         onp.r_["0,2", a]
+
+
+def test_tensor_apply_refuses_an_op_with_several_outputs():
+    """apply() returns one Tensor (what Tensor operators and modules call); opreg.ops returns the tuple."""
+    from opreg.tensor import apply
+
+    with pytest.raises(
+        OpUsageError, match=r"has several outputs \('sign', 'logabsdet'\); call it as opreg.ops.slogdet"
+    ):
+        apply("slogdet", Tensor(np.eye(2), requires_grad=True))
