@@ -4,8 +4,10 @@ log|det|), ``eigh`` (eigenvalues and eigenvectors of a symmetric matrix). Each w
 
 Edge cases, each an error rather than a wrong number:
 
-* ``inv`` of a singular matrix raises NumPy's ``LinAlgError`` (forward), and so does ``slogdet``'s backward,
-  which needs the inverse: log|det| of a singular matrix is -inf, and has no derivative.
+* ``inv`` of a matrix LAPACK finds singular raises NumPy's ``LinAlgError`` (forward), and so does ``slogdet``'s
+  backward, which needs the inverse: log|det| of a singular matrix is -inf, and has no derivative. A matrix
+  singular only up to rounding gives huge values, as in NumPy and PyTorch: its condition number is the user's
+  to watch.
 * ``eigh`` differentiates the eigenvalues of a *symmetric* matrix. NumPy's eigh reads one triangle only, so a
   non-symmetric input would give eigenvalues of another matrix than the one given, with a gradient that is right
   for neither: forward raises on an input further than 1e-4 of its largest entry from symmetric (finite
