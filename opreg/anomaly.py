@@ -40,7 +40,7 @@ class AnomalyObserver:
         if isinstance(output, np.ndarray):
             stack = traceback.format_list(traceback.extract_stack()[:-4])  # up to the caller of apply
             self.calls[id(output)] = (weakref.ref(output), self.count, stack)
-        problem = nonfinite(output)
+        problem = next(filter(None, map(nonfinite, output)), None) if op.multi else nonfinite(output)
         if problem:
             raise AnomalyError(f"{op.describe()}, op #{self.count} recorded, returned {problem} from forward")
         return result

@@ -80,8 +80,12 @@ def backpropagate(
     for output, record in records:
         key = id(output)
         grad_output = grads.get(key) if keep_all or key in kept else grads.pop(key, None)
-        if grad_output is None:  # the output does not reach the root
-            continue
+        if grad_output is None:  # the output does not reach the root, or the op has several (output is their tuple)
+            if not record.op.multi:
+                continue
+            grad_output = gather(output, record, grads, keep_all, kept)
+            if grad_output is None:
+                continue
         sources = record.sources
         if graph_inputs is None:
             grads_in = input_gradients(
@@ -100,20 +104,47 @@ def backpropagate(
                 record.observers, recorded=True,
             )  # fmt: skip
         targets = record.targets
-        # strict=False: input_gradients checked the count, and strict costs on every op
-        for source, grad, target in zip(sources, grads_in, targets or record.op.no_targets, strict=False):
-            if grad is None:
-                continue
-            if target is not None:  # the caller's array (dW), which receives the gradient in place, at the end
-                landings.append((target, grad))
-                continue
-            current = grads.get(id(source))
-            grads[id(source)] = grad if current is None else total(current, grad)
+        if targets is None:  # every gradient goes to the dict (a Node's always do)
+            # strict=False: input_gradients checked the count, and strict costs on every op
+            for source, grad in zip(sources, grads_in, strict=False):
+                if grad is not None:
+                    current = grads.get(id(source))
+                    grads[id(source)] = grad if current is None else total(current, grad)
+        else:
+            for source, grad, target in zip(sources, grads_in, targets, strict=False):
+                if grad is None:
+                    continue
+                if target is not None:  # the caller's array (dW), which receives the gradient in place, at the end
+                    landings.append((target, grad))
+                    continue
+                current = grads.get(id(source))
+                grads[id(source)] = grad if current is None else total(current, grad)
         grads_in = grad = None  # so that the gradients count as the dict's alone (a leaf's .grad may take them)
     for target, grad in landings:
         with array_lock(target):  # another thread's backward may land in the same dW
             target += grad
     return grads
+
+
+def gather(
+    outputs: Any, record: Record, grads: dict[int, Any], keep_all: bool, kept: Container[int]
+) -> tuple[Any, ...] | None:
+    """The gradients of an op's several ``outputs`` (arrays, or Tensors sharing one node), each taken from
+    ``grads``: ``None`` if none arrived (the op does not reach the root); otherwise one per output, zeros of its
+    shape and gradient dtype where none arrived, and ``None`` for an output that takes no gradient (``sign``),
+    whatever reached it. The op's backward runs once, with all of them: every consumer of every output comes
+    later in the order the pass walks, so each gradient is complete by then."""
+    arrived = []
+    for each in outputs:
+        key = id(each)
+        arrived.append(grads.get(key) if keep_all or key in kept else grads.pop(key, None))
+    flags = record.op.output_flags(len(arrived))
+    if all(g is None for g, wanted in zip(arrived, flags, strict=True) if wanted):
+        return None
+    return tuple(
+        None if not wanted else g if g is not None else np.zeros(np.shape(data), gradient_dtype(np.asarray(data)))
+        for g, wanted, data in zip(arrived, flags, record.output_data, strict=True)
+    )
 
 
 def seed(output: np.ndarray, gradient: Any, *, name: str, misfit: str, scalar_fills: bool) -> np.ndarray:

@@ -33,15 +33,22 @@ def as_arrays(inputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
 
 
 def run_forward(
-    op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], observers: Sequence[Any] = ()
-) -> tuple[np.ndarray, Any]:
+    op: OpDef,
+    inputs: Sequence[np.ndarray],
+    attributes: Mapping[str, Any],
+    observers: Sequence[Any] = (),
+    several: bool = True,
+) -> tuple[Any, Any]:
     """``op.forward`` on ``inputs``: ``(output, saved)``, ``saved`` being ``None`` unless backward asks for it.
+    ``output`` is an array, or for an op with several outputs a tuple of arrays (:func:`several_outputs`).
 
     An error names the op, its plugin and the inputs' dtypes and shapes. The output is always a fresh array object:
     an op may return one of its inputs, and the two must not share an identity (the tape engine keys gradients by
-    it). ``observers`` (checking and anomaly modes) watch the call.
+    it). ``observers`` (checking and anomaly modes) watch the call. ``several=False``: an op with several outputs
+    is an error (the Tensor front end's ``apply``, which returns one Tensor, decided here at no cost to other ops).
     """
-    if len(inputs) != len(op.inputs):
+    general = len(inputs) != op.arity  # arity -1: a variadic op, or one with several outputs (or a wrong count)
+    if general and not op.accepts(len(inputs)):
         raise arity_error(op, "inputs", len(inputs))
     try:
         if observers:
@@ -54,9 +61,17 @@ def run_forward(
     except OpregError:  # checking or anomaly mode found the op at fault, not the call
         raise
     except Exception as exc:
-        shapes = ", ".join(f"{n}: {describe_array(x)}" for n, x in zip(op.inputs, inputs, strict=True))
+        named = zip(op.input_names(len(inputs)), inputs, strict=True)
+        shapes = ", ".join(f"{n}: {describe_array(x)}" for n, x in named) or "no inputs"
         raise OpUsageError(f"{op.describe()}: forward failed on {shapes}: {exc}") from exc
-    if type(output) is not np.ndarray:
+    if type(output) is not np.ndarray or general:
+        if op.multi:
+            if not several:
+                raise OpUsageError(
+                    f"{op.describe()} has several outputs {op.outputs}; call it as opreg.ops.{op.name} (or through "
+                    "opreg.numpy), which returns a tuple of Tensors"
+                )
+            return several_outputs(op, output, inputs), saved
         output = np.asarray(output)
     for x in inputs:
         if output is x:
@@ -64,7 +79,27 @@ def run_forward(
     return output, saved
 
 
+def several_outputs(op: OpDef, output: Any, inputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
+    """The outputs of an op that declares several: a tuple of that many arrays, each a fresh array object (an op
+    may return an input, or one array twice, and the engines key gradients by identity)."""
+    if not isinstance(output, tuple | list) or not op.accepts_outputs(len(output)):
+        raise OpContractError(
+            f"{op.describe()}: forward returned {describe_array(output)}"
+            f"{f' of {len(output)}' if isinstance(output, tuple | list) else ''}; it declares outputs {op.outputs} "
+            f"and must return a tuple of {len(op.outputs)} arrays"
+        )
+    arrays: list[np.ndarray] = []
+    for value in output:
+        array = np.asarray(value)
+        if any(array is x for x in (*inputs, *arrays)):
+            array = array.view()
+        arrays.append(array)
+    return tuple(arrays)
+
+
 def arity_error(op: OpDef, what: str, got: int) -> OpUsageError:
+    if op.variadic:
+        return OpUsageError(f"{op.describe()} takes {len(op.inputs) - 1} or more {what} {op.signature()}, got {got}")
     return OpUsageError(f"{op.describe()} takes {len(op.inputs)} {what} {op.inputs}, got {got}")
 
 
@@ -150,7 +185,8 @@ def backward_error(op: OpDef, exc: Exception, grad_output: Any, inputs: Sequence
     """The error for a backward that raised ``exc``: the op, what it was given, and the state backward left (the
     backward pass applies gradients only once every op's backward has returned, :mod:`opreg.backprop`)."""
     given = ", ".join(
-        f"{name}: {describe_array(x)}" for name, x in zip(("g", *op.inputs), (grad_output, *inputs), strict=False)
+        f"{name}: {describe_array(x)}"
+        for name, x in zip(("g", *op.input_names(len(inputs))), (grad_output, *inputs), strict=False)
     )
     return BackwardError(
         f"{op.describe()}: backward raised {type(exc).__name__}: {exc}, given {given}. No gradient was applied: the "
@@ -173,7 +209,9 @@ def backward_keywords(
     if "output" in wants:
         keywords["output"] = output
     if "needs_grad" in wants:
-        keywords["needs_grad"] = op.all_needed if needed is None else tuple(x is not None for x in needed)
+        keywords["needs_grad"] = (
+            op.all_needed if needed is None and not op.variadic else tuple(x is not None for x in needed or ())
+        )
     if "saved" in wants:
         keywords["saved"] = saved
     return keywords

@@ -60,7 +60,9 @@ class CheckingObserver:
     def forward(self, op: OpDef, call: Callable[[], Any], inputs: Sequence[Any], attributes: Mapping[str, Any]) -> Any:
         names = [f"forward: {op.describe_input(i)}" for i in range(len(inputs))]
         result = self._within_timeout(op, "forward", lambda: check_unchanged(op, call, inputs, names))
-        check_output(op, result[0] if op.saves else result)
+        output = result[0] if op.saves else result
+        for each in output if op.multi and isinstance(output, tuple | list) else (output,):
+            check_output(op, each)
         return result
 
     def backward(
@@ -72,10 +74,18 @@ class CheckingObserver:
         output: Any,
         needed: Sequence[Any] | None,
     ) -> Sequence[Any]:
-        names = ["backward: grad_output", *(f"backward: {op.describe_input(i)}" for i in range(len(inputs)))]
-        arrays = [_values(grad_output), *(_values(x) for x in inputs)]
+        if op.multi:  # a gradient per output: each checked, None for an output that takes none
+            given = [
+                (f"backward: grad_output {n!r}", g)
+                for n, g in zip(op.output_names(len(grad_output)), grad_output, strict=True)
+            ]
+        else:
+            given = [("backward: grad_output", grad_output)]
+        given = [(name, g) for name, g in given if g is not None]
+        names = [*(name for name, _ in given), *(f"backward: {op.describe_input(i)}" for i in range(len(inputs)))]
+        arrays = [*(_values(g) for _, g in given), *(_values(x) for x in inputs)]
         grads = self._within_timeout(op, "backward", lambda: check_unchanged(op, call, arrays, names))
-        check_gradients(op, arrays[1:], [None if grad is None else _values(grad) for grad in grads])
+        check_gradients(op, arrays[len(given) :], [None if grad is None else _values(grad) for grad in grads])
         return grads
 
 

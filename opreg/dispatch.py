@@ -48,7 +48,7 @@ def _make(name: str, op: OpDef) -> Callable[..., Any]:
         return call_op(op, args, attributes)
 
     call.__name__ = call.__qualname__ = name
-    call.__doc__ = f"{op.doc}\n\nInputs: {', '.join(op.inputs)}. Registered by plugin {op.plugin!r}."
+    call.__doc__ = f"{op.doc}\n\nInputs: {op.signature()[1:-1]}. Registered by plugin {op.plugin!r}."
     return call
 
 
@@ -69,7 +69,7 @@ def numpy_function(numpy_name: str, name: str) -> Callable[..., Any]:
             op = TABLE[name]
         except KeyError:
             op = _lookup(name)
-        if numpy_function is not None and (len(args) > len(op.inputs) or kwargs):
+        if numpy_function is not None and (len(args) > op.arity or kwargs):  # arity -1: variadic, several outputs
             return call_op(op, *numpy_arguments(numpy_function, op, args, kwargs))
         return call_op(op, args, kwargs)
 

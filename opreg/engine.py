@@ -65,7 +65,7 @@ class Operation:
     def __init__(
         self,
         inputs: Sequence[np.ndarray],
-        output: np.ndarray,
+        output: Any,  # a tuple of arrays for an op with several outputs
         gradients_to_update: Sequence[np.ndarray | None],
         backward_operation: str,
         op: OpDef,
@@ -172,8 +172,9 @@ class Autograd:
         *inputs: Any,
         gradients_to_update: Sequence[np.ndarray | None] | None = None,
         **attributes: Any,
-    ) -> np.ndarray:
-        """Run op ``name``'s forward on ``inputs``, record it, and return its output.
+    ) -> Any:
+        """Run op ``name``'s forward on ``inputs``, record it, and return its output (an array; for an op with
+        several outputs their tuple).
 
         Inputs that are not arrays are converted: numbers take the dtype NumPy would give them beside the array
         inputs (``2.0`` beside float32 arrays is float32), lists and the rest go through ``np.asarray``.
@@ -238,26 +239,31 @@ class Autograd:
         self,
         op: OpDef,
         inputs: Sequence[np.ndarray],
-        output: np.ndarray,
+        output: Any,  # a tuple of arrays for an op with several outputs
         gradients_to_update: Sequence[np.ndarray | None] | None,
         attributes: Mapping[str, Any],
         saved: Any,
         observers: tuple[Any, ...],
     ) -> None:
-        n = len(op.inputs)
-        if len(inputs) != n:
-            raise arity_error(op, "inputs", len(inputs))
+        n = op.arity
+        no_targets = op.no_targets
+        if len(inputs) != n:  # a variadic op, one with several outputs (arity -1), or a wrong count
+            if not op.accepts(len(inputs)):
+                raise arity_error(op, "inputs", len(inputs))
+            n = len(inputs)
+            no_targets = (None,) * n
         if gradients_to_update is None:
-            gradients_to_update = op.no_targets
+            gradients_to_update = no_targets
         elif len(gradients_to_update) != n:
             raise arity_error(op, "gradients_to_update entries", len(gradients_to_update))
         memory, arrays = self.gradient_buffer.memory, self.gradient_buffer._arrays
         keep = self.keep_gradients
         sources: list[np.ndarray | None] | None = None  # None: every input, the common case, with no list built
+        differentiable = op.differentiable  # a variadic op's repeats its starred input's flag (VariadicFlags)
         for position, x in enumerate(inputs):
             target = gradients_to_update[position]
             if target is None:
-                if not op.differentiable[position]:
+                if not differentiable[position]:
                     sources = sources or list(inputs)
                     sources[position] = None
                 elif id(x) not in memory:  # GradientBuffer.add_spot, inlined
@@ -275,8 +281,13 @@ class Autograd:
                     f"{op.describe_input(position)} is {describe_array(x)}; they must have one shape"
                 )
         if not keep:  # the slot that tells later ops this array is an intermediate
-            memory[id(output)] = None
-            arrays[id(output)] = output
+            if n != op.arity and op.multi:  # several outputs: a slot for each
+                for each in output:
+                    memory[id(each)] = None
+                    arrays[id(each)] = each
+            else:
+                memory[id(output)] = None
+                arrays[id(output)] = output
         self.operation_list.append(
             Operation(inputs, output, gradients_to_update, op.name, op, attributes, sources, saved, observers)
         )
@@ -297,14 +308,17 @@ class Autograd:
             versions.check(self.operation_list)
         last = self.operation_list[-1]
         memory = self.gradient_buffer.memory
-        memory[id(last.output)] = seed(
-            last.output,
-            divergence,
-            name="divergence",
-            misfit=f"does not fit the last output ({last.op.describe()}, shape {last.output.shape}); pass an array of "
-            "that shape or a scalar",
-            scalar_fills=True,
-        )
+        if last.op.multi:
+            _seed_outputs(last, divergence, memory)
+        else:
+            memory[id(last.output)] = seed(
+                last.output,
+                divergence,
+                name="divergence",
+                misfit=f"does not fit the last output ({last.op.describe()}, shape {last.output.shape}); pass an "
+                "array of that shape or a scalar",
+                scalar_fills=True,
+            )
         self._backward_done = True
         if self.keep_gradients:
             records = ((record.output, record) for record in reversed(self.operation_list))
@@ -318,6 +332,32 @@ class Autograd:
         self.operation_list = []
         self._added = {}
         self._backward_done = False
+
+
+def _seed_outputs(last: Operation, divergence: Any, memory: dict[int, Any]) -> None:
+    """The divergences of the last operation's several outputs: one per output, ``None`` for one that gets none
+    (an output that takes no gradient must get ``None``)."""
+    op = last.op
+    names = op.output_names(len(last.output))
+    if not isinstance(divergence, tuple | list) or len(divergence) != len(names):
+        raise OpUsageError(
+            f"the last output is {op.describe()}'s {len(names)} outputs {names}; pass backward() a tuple "
+            "with a divergence for each (None for one that gets none), or record an op that uses the one you mean"
+        )
+    seeds = {}  # all checked before any lands: a refused divergence leaves the buffer as it was
+    for name, output, value, wanted in zip(names, last.output, divergence, op.output_flags(len(names)), strict=True):
+        if value is None:
+            continue
+        if not wanted:
+            raise OpUsageError(f"{op.describe()}'s output {name!r} takes no gradient; pass None for it")
+        seeds[id(output)] = seed(
+            output,
+            value,
+            name=f"the divergence of {name!r}",
+            misfit=f"does not fit that output ({describe_array(output)}); pass an array of its shape or a scalar",
+            scalar_fills=True,
+        )
+    memory.update(seeds)
 
 
 def _popping(operations: list[Operation], buffer: GradientBuffer) -> Iterator[tuple[np.ndarray, Operation]]:

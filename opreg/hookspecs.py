@@ -40,10 +40,14 @@ class Register(Protocol):
         domain: Domain | None = None,
         tolerances: dict[str, float] | None = None,
         overrides: bool = False,
+        outputs: tuple[str, ...] | list[str] | None = None,
+        differentiable_outputs: tuple[str, ...] | list[str] | None = None,
     ) -> None:
         """Declare op ``name``.
 
-        - ``inputs``: the input names, in the order forward takes them.
+        - ``inputs``: the input names, in the order forward takes them. The last may be starred,
+          ``("*arrays",)`` or ``("condlist", "*choices")``: it takes any number of arrays, passed to forward
+          positionally (``def forward(*arrays, axis=0)``), and backward returns one gradient per array given.
         - ``forward(*inputs, *, attribute=default, ...)``: the output array. Its keyword-only parameters with
           defaults are the op's attributes (``axis=None``), set by users as ``apply("sum", x, axis=1)``.
         - ``backward(grad_output, *inputs, *, ...)``: one gradient per input (``None`` for none), in the broadcast
@@ -58,6 +62,11 @@ class Register(Protocol):
         - ``domain``: ``(low, high)`` the inputs' values lie in (or per input name), for property tests.
         - ``tolerances``: ``eps``, ``atol``, ``rtol`` for the gradient check where the defaults cannot hold.
         - ``overrides``: replace, on purpose, the op of this name an earlier plugin registered.
+        - ``outputs``: the names of several outputs (``("sign", "logabsdet")``); forward then returns a tuple of
+          that many arrays, backward's ``g`` is a tuple with one gradient per output (zeros for one no gradient
+          reached) and ``output`` is the tuple. Default: one output.
+        - ``differentiable_outputs``: the outputs that take gradients (default: all); the others (``sign``) get
+          ``None`` in ``g`` and never require gradients.
         """
 
 

@@ -37,3 +37,51 @@ def __getattr__(name: str) -> Callable[..., Any]:
 
 def __dir__() -> list[str]:
     return sorted({alias for op in op_table().values() for alias in op.numpy})
+
+
+class _Joiner:
+    """``r_`` and ``c_``: NumPy's index tricks, on arrays and Tensors. ``onp.r_[a, 0.0, 1:4]`` joins along the
+    first axis, ``onp.c_[a, b]`` along the last (1-D items as columns); slices are ranges (``1:4``, or
+    ``0:1:5j`` for five points), numbers 1-element arrays. Joining runs the recorded ``concatenate`` (or
+    ``column_stack``) op, so a Tensor among the items gives a Tensor with its gradient. NumPy's string directives
+    (``r_['0,2', ...]``) and matrix results are not supported: an error says so."""
+
+    def __init__(self, columns: bool) -> None:
+        self.columns = columns
+
+    def __getitem__(self, key: Any) -> Any:
+        import numpy as np  # here, not at the top: this module's attributes are NumPy's names
+
+        from opreg.tensor import Tensor
+
+        items = key if isinstance(key, tuple) else (key,)
+        if items and isinstance(items[0], str):
+            raise TypeError(
+                f"opreg.numpy.{'c_' if self.columns else 'r_'} does not take NumPy's string directives "
+                f"({items[0]!r}); use opreg.numpy.concatenate or stack with axis="
+            )
+        arrays: list[Any] = []
+        for item in items:
+            if isinstance(item, slice):
+                arrays.append(np.r_[item])
+            elif isinstance(item, Tensor):
+                arrays.append(_function("expand_dims")(item, 0) if item.ndim == 0 else item)
+            elif np.ndim(item) == 0:
+                arrays.append(np.atleast_1d(item))
+            else:
+                arrays.append(item)
+        if self.columns:
+            if all(getattr(a, "ndim", 1) <= 2 for a in arrays):
+                return _function("column_stack")(arrays)
+            return _function("concatenate")(arrays, axis=-1)
+        return _function("concatenate")(arrays, axis=0)
+
+
+def _function(numpy_name: str) -> Callable[..., Any]:
+    return __getattr__(numpy_name)
+
+
+#: ``onp.r_[...]``: join along the first axis (NumPy's ``r_``), recorded on Tensors.
+r_ = _Joiner(columns=False)
+#: ``onp.c_[...]``: join along the last axis, 1-D items as columns (NumPy's ``c_``), recorded on Tensors.
+c_ = _Joiner(columns=True)

@@ -28,7 +28,7 @@ from opreg.engine import Autograd
 from opreg.errors import GradcheckError, NotComposableError, OpContractError, OpUsageError
 from opreg.opdef import CHECK_TOLERANCES, OpDef, Sample
 from opreg.registry import get_registry
-from opreg.tensor import Tensor, apply, grad, no_grad
+from opreg.tensor import Tensor, apply, call_op, grad, no_grad
 
 
 def check_op(op: OpDef | str, *, seed: int = 0, fast: bool = False, **tolerances: float) -> None:
@@ -59,20 +59,92 @@ def check_op(op: OpDef | str, *, seed: int = 0, fast: bool = False, **tolerances
 
 def _check_sample(op: OpDef, sample: Sample, rng: np.random.Generator, settings: dict[str, float], fast: bool) -> None:
     inputs = [np.array(x, dtype=np.float64) for x in sample.inputs]
-    if len(inputs) != len(op.inputs):
-        _fail(op, f"sample_inputs returned {len(inputs)} arrays for {len(op.inputs)} inputs {op.inputs}")
+    if not op.accepts(len(inputs)):
+        _fail(op, f"sample_inputs returned {len(inputs)} arrays for {len(op.inputs)} inputs {op.signature()}")
     attributes = sample.attributes
     output = _checked_forward(op, inputs, attributes)
-    grad_output = rng.standard_normal(output.shape)
+    grad_output = _random_gradients(op, output, rng)
     _check_backward_contract(op, inputs, attributes, output, grad_output)
-    forward = functools.partial(op.output_of, **attributes)
+    forward = _flat_forward(op, attributes)
+    flat_g = _flatten(op, grad_output)
     for position, analytic in enumerate(analytic_gradients(op, inputs, grad_output, **attributes)):
         if analytic is not None:
             what = op.describe_input(position)
-            _check_against_numeric(op, what, analytic, forward, inputs, grad_output, position, settings, rng, fast)
+            _check_against_numeric(op, what, analytic, forward, inputs, flat_g, position, settings, rng, fast)
     if composes(op, inputs, attributes, grad_output):
         _check_second_order(op, inputs, attributes, grad_output, settings, rng, fast)
     _check_float32(op, [x.astype(np.float32) for x in inputs], attributes)
+
+
+# An op with several outputs is checked as the function of its inputs that returns its differentiable outputs
+# flattened and joined, with a grad_output of that length: what its backward computes from the gradient of each.
+
+
+def _outputs(op: OpDef, output: Any) -> tuple[Any, ...]:
+    """The outputs as a tuple: one for a single-output op."""
+    return tuple(output) if op.multi else (output,)
+
+
+def _random_gradients(op: OpDef, output: Any, rng: np.random.Generator) -> Any:
+    """A random gradient for the output; for several outputs a tuple, None for one that takes no gradient."""
+    if not op.multi:
+        return rng.standard_normal(np.shape(output))
+    flags = op.output_flags(len(output))
+    return tuple(rng.standard_normal(np.shape(o)) if d else None for o, d in zip(output, flags, strict=True))
+
+
+def _flatten(op: OpDef, grads: Any) -> np.ndarray:
+    """The gradients of the differentiable outputs, flattened and joined (the gradient itself for one output)."""
+    if not op.multi:
+        return np.asarray(grads)
+    return np.concatenate([np.ravel(g) for g in grads if g is not None])
+
+
+def _unflatten(op: OpDef, flat: np.ndarray, like: Any) -> Any:
+    """:func:`_flatten` undone, for outputs like ``like``."""
+    if not op.multi:
+        return flat
+    grads: list[np.ndarray | None] = []
+    start = 0
+    for output, wanted in zip(like, op.output_flags(len(like)), strict=True):
+        size = int(np.size(output)) if wanted else 0
+        grads.append(flat[start : start + size].reshape(np.shape(output)) if wanted else None)
+        start += size
+    return tuple(grads)
+
+
+def _flat_forward(op: OpDef, attributes: Mapping[str, Any]) -> Callable[..., np.ndarray]:
+    """forward's output (several outputs: the differentiable ones, flattened and joined), for finite differences."""
+    if not op.multi:
+        return functools.partial(op.output_of, **attributes)
+
+    def flat(*inputs: np.ndarray) -> np.ndarray:
+        outputs = op.output_of(*inputs, **attributes)
+        wanted = op.output_flags(len(outputs))
+        return np.concatenate([np.ravel(o) for o, d in zip(outputs, wanted, strict=True) if d])
+
+    return flat
+
+
+def _scalar(op: OpDef, output: Any, grad_output: Any) -> tuple[Tensor, Any]:
+    """What ``grad`` differentiates, and its gradient: the output and ``grad_output``, or for several outputs the
+    scalar sum of each differentiable output times its gradient (a Tensor of one flat gradient, or arrays)."""
+    if not op.multi:
+        return output, grad_output
+    total = Tensor(np.zeros(()))
+    start = 0
+    for each, wanted in zip(output, op.output_flags(len(output)), strict=True):
+        if not wanted:
+            continue
+        if isinstance(grad_output, Tensor):  # one flat Tensor: each output's part of it, recorded
+            stop = start + each.size
+            g = apply("slice_along", grad_output, axis=None, start=start, stop=stop, shape=each.shape)
+            start = stop
+        else:
+            g = grad_output[start]
+            start += 1
+        total = apply("add", total, apply("sum", apply("mul", each, g)))
+    return total, None
 
 
 def _check_against_numeric(
@@ -99,16 +171,13 @@ def _check_against_numeric(
     _compare(op.describe(), what, analytic, numeric, settings)
 
 
-def composes(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], grad_output: np.ndarray) -> bool:
+def composes(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], grad_output: Any) -> bool:
     """Whether ``op``'s backward can be differentiated: it runs on Tensors, recording itself, on these inputs."""
-    tensors = [Tensor(x, requires_grad=d) for x, d in zip(inputs, op.differentiable, strict=True)]
+    tensors = [Tensor(x, requires_grad=d) for x, d in zip(inputs, op.differentiable_for(len(inputs)), strict=True)]
+    given = [g for g in grad_output if g is not None] if op.multi else grad_output
     try:
-        grad(
-            apply(op.name, *tensors, **attributes),
-            [t for t in tensors if t.requires_grad],
-            grad_output,
-            create_graph=True,
-        )
+        root, seed = _scalar(op, call_op(op, tensors, attributes), given)
+        grad(root, [t for t in tensors if t.requires_grad], seed, create_graph=True)
     except NotComposableError:
         return False
     return True
@@ -118,7 +187,7 @@ def _check_second_order(
     op: OpDef,
     inputs: list[np.ndarray],
     attributes: Mapping[str, Any],
-    grad_output: np.ndarray,
+    grad_output: Any,
     settings: dict[str, float],
     rng: np.random.Generator,
     fast: bool,
@@ -127,12 +196,14 @@ def _check_second_order(
     ``F = sum_i <v_i, gradient of input i>`` (random ``v_i``), got by recording backward on Tensors and going back
     through it, against central differences of F computed from first-order gradients, in every differentiable
     input and in ``grad_output``."""
-    positions = [i for i, differentiable in enumerate(op.differentiable) if differentiable]
+    positions = [i for i, differentiable in enumerate(op.differentiable_for(len(inputs))) if differentiable]
     directions = [rng.standard_normal(inputs[i].shape) for i in positions]
+    like = op.output_of(*inputs, **attributes)
+    grad_output = _flatten(op, grad_output)
 
     def first_order(*values: np.ndarray) -> np.ndarray:
         *xs, g = values
-        grads = analytic_gradients(op, xs, g, **attributes)
+        grads = analytic_gradients(op, xs, _unflatten(op, g, like), **attributes)
         # positions are the differentiable inputs, whose gradients are arrays, not None
         return np.asarray(
             sum(np.sum(v * cast(np.ndarray, grads[i])) for i, v in zip(positions, directions, strict=True))
@@ -141,7 +212,8 @@ def _check_second_order(
     values = [*inputs, grad_output]
     tensors = [Tensor(x, requires_grad=i in positions or i == len(inputs)) for i, x in enumerate(values)]
     *xs, g = tensors
-    grads = grad(apply(op.name, *xs, **attributes), [xs[i] for i in positions], g, create_graph=True)
+    root, seed = _scalar(op, call_op(op, xs, attributes), g)
+    grads = grad(root, [xs[i] for i in positions], seed, create_graph=True)
     total = sum(
         (apply("sum", apply("mul", gr, v)) for gr, v in zip(grads, directions, strict=True) if gr is not None),
         start=Tensor(np.zeros(())),
@@ -160,23 +232,34 @@ def _fail(op: OpDef, problem: str) -> NoReturn:
     raise GradcheckError(f"{op.describe()}: {problem}")
 
 
-def _checked_forward(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any]) -> np.ndarray:
+def _checked_forward(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any]) -> Any:
+    """forward's output (several outputs: their tuple), checked: finite floats, the same twice."""
     names = [f"forward: {op.describe_input(i)}" for i in range(len(inputs))]
-    output = np.asarray(check_unchanged(op, lambda: op.output_of(*inputs, **attributes), inputs, names))
-    if not np.issubdtype(output.dtype, np.floating) or nonfinite(output):
-        _fail(op, f"forward on the sample inputs returned a non-finite or non-float output ({output.dtype})")
-    if not np.array_equal(output, np.asarray(op.output_of(*inputs, **attributes))):
-        _fail(op, "forward is not deterministic: two calls on the same inputs differ")
-    return output
+    result = check_unchanged(op, lambda: op.output_of(*inputs, **attributes), inputs, names)
+    if op.multi and (not isinstance(result, tuple | list) or not op.accepts_outputs(len(result))):
+        _fail(op, f"forward returned {type(result).__name__}, not a tuple of its {len(op.outputs)} outputs")
+    outputs = [np.asarray(o) for o in _outputs(op, result)]
+    again = [np.asarray(o) for o in _outputs(op, op.output_of(*inputs, **attributes))]
+    for output, repeated in zip(outputs, again, strict=True):
+        if not np.issubdtype(output.dtype, np.floating) or nonfinite(output):
+            _fail(op, f"forward on the sample inputs returned a non-finite or non-float output ({output.dtype})")
+        if not np.array_equal(output, repeated):
+            _fail(op, "forward is not deterministic: two calls on the same inputs differ")
+    return tuple(outputs) if op.multi else outputs[0]
 
 
 def _check_backward_contract(
-    op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any], output: np.ndarray, grad_output: np.ndarray
+    op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any], output: Any, grad_output: Any
 ) -> None:
     saved = run_forward(op, inputs, attributes)[1]
-    keywords = backward_keywords(op, attributes, output.copy(), saved=saved)
-    names = ["backward: grad_output", *(f"backward: {op.describe_input(i)}" for i in range(len(inputs)))]
-    arrays = [grad_output, *inputs]
+    copied = tuple(o.copy() for o in output) if op.multi else output.copy()
+    keywords = backward_keywords(op, attributes, copied, inputs, saved=saved)
+    given = [g for g in _outputs(op, grad_output) if g is not None]
+    names = [
+        *(["backward: grad_output"] * len(given)),
+        *(f"backward: {op.describe_input(i)}" for i in range(len(inputs))),
+    ]
+    arrays = [*given, *inputs]
     grads = check_unchanged(op, lambda: op.backward(grad_output, *inputs, **keywords), arrays, names)
     check_gradients(op, inputs, grads)
 
@@ -184,14 +267,21 @@ def _check_backward_contract(
 def _check_float32(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any]) -> None:
     """float32 in, float32 out, and float32 gradients: the op does not quietly compute in float64."""
     output, saved = run_forward(op, inputs, attributes)
-    if output.dtype != np.float32:
-        _fail(
-            op,
-            f"forward turned float32 inputs into a {output.dtype} output; a NumPy scalar such as np.float64(...) "
-            "or np.sqrt(2.0) in the computation upcasts (Python floats do not)",
-        )
-    keywords = backward_keywords(op, attributes, output, saved=saved)
-    check_gradients(op, inputs, op.backward(np.ones(output.shape, np.float32), *inputs, **keywords))
+    for each in _outputs(op, output):
+        if each.dtype != np.float32:
+            _fail(
+                op,
+                f"forward turned float32 inputs into a {each.dtype} output; a NumPy scalar such as np.float64(...) "
+                "or np.sqrt(2.0) in the computation upcasts (Python floats do not)",
+            )
+    keywords = backward_keywords(op, attributes, output, inputs, saved=saved)
+    ones: Any
+    if op.multi:
+        flags = op.output_flags(len(output))
+        ones = tuple(np.ones(o.shape, np.float32) if d else None for o, d in zip(output, flags, strict=True))
+    else:
+        ones = np.ones(output.shape, np.float32)
+    check_gradients(op, inputs, op.backward(ones, *inputs, **keywords))
 
 
 def numeric_gradient(
@@ -235,15 +325,16 @@ def directional_derivative(
 
 
 def analytic_gradients(
-    op: OpDef, inputs: Sequence[np.ndarray], grad_output: np.ndarray, **attributes: Any
+    op: OpDef, inputs: Sequence[np.ndarray], grad_output: Any, **attributes: Any
 ) -> list[np.ndarray | None]:
-    """The gradient of each input as the engine computes it from the op's backward (``None``: not differentiable)."""
+    """The gradient of each input as the engine computes it from the op's backward (``None``: not differentiable);
+    ``grad_output`` is a tuple for an op with several outputs."""
     engine = Autograd()
     engine.apply(op.name, *inputs, **attributes)
     engine.backward(grad_output)
     return [
         engine.gradient_buffer.get_param(x) if differentiable else None
-        for x, differentiable in zip(inputs, op.differentiable, strict=True)
+        for x, differentiable in zip(inputs, op.differentiable_for(len(inputs)), strict=True)
     ]
 
 

@@ -32,6 +32,21 @@ RESERVED_NAMES = BACKWARD_KEYWORDS | {"gradients_to_update"}
 _NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 
 
+class VariadicFlags(tuple[bool, ...]):
+    """A variadic op's per-input flags (``differentiable``): the starred input's flag stands for every array it
+    takes, so ``flags[5]`` is that flag however many the declaration had. Only variadic ops have one, so the
+    fixed-arity ops' hot path indexes a plain tuple."""
+
+    def __getitem__(self, index: Any) -> Any:
+        if type(index) is int and index >= len(self):
+            return tuple.__getitem__(self, -1)
+        return tuple.__getitem__(self, index)
+
+    def expand(self, n: int) -> tuple[bool, ...]:
+        """The flags of a call with ``n`` inputs, as a plain tuple."""
+        return tuple(self[i] for i in range(n))
+
+
 class Sample:
     """One set of inputs for a gradient check, with attribute values: ``Sample(x, axis=1, keepdims=True)``."""
 
@@ -95,6 +110,16 @@ class OpDef:
     #: ``"name version"`` of the installed package whose entry point registered the op; None for opreg's own
     #: built-ins and for plugins registered in-process. Errors name it, so a user knows what to upgrade or report.
     distribution: str | None = None
+    #: Whether the last input is starred (``inputs=("*arrays",)``): it takes any number of arrays. ``inputs``
+    #: holds the names without the star.
+    variadic: bool = False
+    #: The outputs' names; ``()`` for the usual single output. Two or more: forward returns a tuple.
+    outputs: tuple[str, ...] = ()
+    #: Per output, whether it takes a gradient (``sign`` does not); ``()`` for a single output.
+    differentiable_outputs: tuple[bool, ...] = ()
+    #: Whether the one output is starred (``outputs=("*pieces",)``): forward returns a tuple of any length
+    #: (``split``), each a differentiable output.
+    variadic_outputs: bool = False
     # Derived once, in __post_init__, as plain fields: the hot path reads them on every op.
     no_targets: tuple[None, ...] = field(default=(), compare=False)  # (None,) * len(inputs)
     all_needed: tuple[bool, ...] = field(default=(), compare=False)  # (True,) * len(inputs)
@@ -102,12 +127,62 @@ class OpDef:
     saves: bool = field(default=False, compare=False)
     #: Whether backward takes ``(grad_output, *inputs)`` and nothing else: the common case.
     simple_backward: bool = field(default=True, compare=False)
+    #: Whether forward returns several outputs (a tuple).
+    multi: bool = field(default=False, compare=False)
+    #: How many inputs every call has: ``len(inputs)``, or -1 for a variadic op or one with several outputs. The
+    #: engines compare a call's count with it anyway; a mismatch leads to the general path, which handles those.
+    arity: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "no_targets", (None,) * len(self.inputs))
         object.__setattr__(self, "all_needed", (True,) * len(self.inputs))
         object.__setattr__(self, "saves", "saved" in self.wants)
         object.__setattr__(self, "simple_backward", not self.wants and not self.backward_attributes)
+        object.__setattr__(self, "multi", len(self.outputs) > 1 or self.variadic_outputs)
+        object.__setattr__(self, "arity", -1 if self.variadic or self.multi else len(self.inputs))
+        if self.variadic and type(self.differentiable) is not VariadicFlags:
+            object.__setattr__(self, "differentiable", VariadicFlags(self.differentiable))
+
+    def accepts(self, n: int) -> bool:
+        """Whether a call may pass ``n`` inputs: exactly ``len(inputs)``, or for a variadic op at least the fixed
+        ones."""
+        return n >= len(self.inputs) - 1 if self.variadic else n == len(self.inputs)
+
+    def input_name(self, position: int) -> str:
+        """Input ``position``'s name: a declared name, or ``arrays[3]`` for the starred input's fourth array."""
+        fixed = len(self.inputs) - 1
+        if self.variadic and position >= fixed:
+            return f"{self.inputs[-1]}[{position - fixed}]"
+        return self.inputs[position]
+
+    def input_names(self, n: int) -> list[str]:
+        """The names of a call's ``n`` inputs."""
+        return [self.input_name(i) for i in range(n)]
+
+    def differentiable_for(self, n: int) -> tuple[bool, ...]:
+        """Per input of a call with ``n`` inputs, whether it takes a gradient."""
+        return tuple(self.differentiable[i] for i in range(n))
+
+    def output_flags(self, n: int) -> tuple[bool, ...]:
+        """Per output of a call with ``n`` outputs, whether it takes a gradient."""
+        if self.variadic_outputs:
+            return (True,) * n
+        return self.differentiable_outputs
+
+    def output_names(self, n: int) -> tuple[str, ...]:
+        """The names of a call's ``n`` outputs: ``pieces[2]`` for a starred output's third."""
+        if self.variadic_outputs:
+            return tuple(f"{self.outputs[0]}[{i}]" for i in range(n))
+        return self.outputs
+
+    def accepts_outputs(self, n: int) -> bool:
+        """Whether forward may return ``n`` outputs."""
+        return self.variadic_outputs or n == len(self.outputs)
+
+    def signature(self) -> str:
+        """``(x, *arrays)``-like: the inputs as declared, for listings and errors."""
+        names = [*self.inputs[:-1], f"*{self.inputs[-1]}"] if self.variadic else list(self.inputs)
+        return f"({', '.join(names)})"
 
     def describe(self) -> str:
         """``op 'name' (plugin 'p')``, or ``op 'name' (plugin 'p' of package-name 1.0)`` for an op an installed
@@ -116,11 +191,12 @@ class OpDef:
         return f"op {self.name!r} (plugin {self.plugin!r}{source})"
 
     def describe_input(self, position: int) -> str:
-        """``input 1 'b'``: how error messages name one of this op's inputs."""
-        return f"input {position} {self.inputs[position]!r}"
+        """``input 1 'b'`` (``input 3 'arrays[3]'`` for a variadic op's): how error messages name an input."""
+        return f"input {position} {self.input_name(position)!r}"
 
     def output_of(self, *inputs: Any, **attributes: Any) -> Any:
-        """Forward's output alone, without what it saves for backward: what gradient checks vary."""
+        """Forward's output alone (a tuple for several outputs), without what it saves for backward: what
+        gradient checks vary."""
         result = self.forward(*inputs, **attributes)
         return result[0] if self.saves else result
 
@@ -169,6 +245,8 @@ REGISTER_KEYWORDS = (
     "domain",
     "tolerances",
     "overrides",
+    "outputs",
+    "differentiable_outputs",
     *LEGACY_KEYWORDS,
 )
 
@@ -195,6 +273,8 @@ def define_op(
     domain: Domain | None = None,
     tolerances: dict[str, float] | None = None,
     overrides: bool = False,
+    outputs: tuple[str, ...] | list[str] | None = None,
+    differentiable_outputs: tuple[str, ...] | list[str] | None = None,
     **legacy: Any,
 ) -> OpDef:
     """Validate one op declaration and return its :class:`OpDef`; the keywords are those of ``register``
@@ -203,14 +283,16 @@ def define_op(
     _check_types(where, name=name, inputs=inputs, forward=forward, backward=backward, doc=doc)
     if not name.isidentifier():
         raise RegistrationError(f"{where}: the name must be a Python identifier")
-    inputs = tuple(inputs)
+    declared_inputs = tuple(inputs)
+    inputs, variadic = _variadic(where, declared_inputs)
     if (
         not inputs
         or not all(isinstance(i, str) and i.isidentifier() for i in inputs)
         or len(set(inputs)) != len(inputs)
     ):
-        raise RegistrationError(f"{where}: inputs must be one or more distinct identifiers, got {inputs!r}")
-    wanted = inputs if differentiable is None else tuple(differentiable)
+        raise RegistrationError(f"{where}: inputs must be one or more distinct identifiers, got {declared_inputs!r}")
+    output_names, output_flags, variadic_outputs = _outputs(where, outputs, differentiable_outputs)
+    wanted = inputs if differentiable is None else tuple(str(d).lstrip("*") for d in differentiable)
     unknown = sorted(set(wanted) - set(inputs))
     if unknown:
         raise RegistrationError(f"{where}: differentiable names {unknown} that are not among inputs {inputs}")
@@ -227,15 +309,17 @@ def define_op(
             f"got {clashes}"
         )
     wants, backward_attributes = _asked_by(where, backward, attributes, legacy)
-    _check_arity(where, "forward", forward, len(inputs), attributes)
-    _check_arity(where, "backward", backward, 1 + len(inputs), dict.fromkeys([*wants, *backward_attributes]))
+    asked = dict.fromkeys([*wants, *backward_attributes])
+    for extra in (0, 2) if variadic else (0,):  # a variadic op's forward and backward take any number
+        _check_arity(where, "forward", forward, len(inputs) + extra, attributes)
+        _check_arity(where, "backward", backward, 1 + len(inputs) + extra, asked)
     return OpDef(
         name=name,
         inputs=inputs,
         forward=forward,
         backward=backward,
         differentiable=tuple(i in wanted for i in inputs),
-        sample_inputs=sample_inputs or _standard_normal_samples(len(inputs)),
+        sample_inputs=sample_inputs or _standard_normal_samples(len(inputs) + variadic),
         doc=(inspect.getdoc(forward) or "") if doc is None else doc,
         plugin=plugin,
         tolerances=MappingProxyType(dict(tolerances or {})),
@@ -246,7 +330,60 @@ def define_op(
         reference=reference,
         domain=domain,
         overrides=plugin if overrides else None,  # a placeholder until the registry knows whose op it replaces
+        variadic=variadic,
+        outputs=output_names,
+        differentiable_outputs=output_flags,
+        variadic_outputs=variadic_outputs,
     )
+
+
+def _variadic(where: str, inputs: tuple[Any, ...]) -> tuple[tuple[Any, ...], bool]:
+    """The input names without the star, and whether the last is starred; a star elsewhere is an error."""
+    starred = [i for i, name in enumerate(inputs) if isinstance(name, str) and name.startswith("*")]
+    if not starred:
+        return inputs, False
+    if starred != [len(inputs) - 1]:
+        raise RegistrationError(
+            f"{where}: only one input may be starred (it takes any number of arrays), and it must be the last, as "
+            f"in inputs=('x', '*arrays'); got {inputs!r}"
+        )
+    return (*inputs[:-1], inputs[-1][1:]), True
+
+
+def _outputs(
+    where: str, outputs: Sequence[Any] | None, differentiable_outputs: Sequence[Any] | None
+) -> tuple[tuple[str, ...], tuple[bool, ...], bool]:
+    """The outputs' names, per output whether it takes a gradient, and whether the one output is starred (any
+    number); ``((), (), False)`` for one output."""
+    if outputs is None:
+        if differentiable_outputs is not None:
+            raise RegistrationError(f"{where}: differentiable_outputs= needs outputs= naming the outputs")
+        return (), (), False
+    names = (outputs,) if isinstance(outputs, str) else tuple(outputs)
+    if any(isinstance(n, str) and n.startswith("*") for n in names):
+        if len(names) != 1 or differentiable_outputs is not None:
+            raise RegistrationError(
+                f"{where}: a starred output (any number of outputs, as split's) must be the only one, and every "
+                f"output it stands for takes a gradient; got outputs={outputs!r}"
+            )
+        name = names[0][1:]
+        if not name.isidentifier():
+            raise RegistrationError(f"{where}: outputs must be one or more distinct identifiers, got {outputs!r}")
+        return (name,), (True,), True
+    if not names or not all(isinstance(n, str) and n.isidentifier() for n in names) or len(set(names)) != len(names):
+        raise RegistrationError(f"{where}: outputs must be one or more distinct identifiers, got {outputs!r}")
+    wanted = names if differentiable_outputs is None else tuple(differentiable_outputs)
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        raise RegistrationError(f"{where}: differentiable_outputs names {unknown} that are not among outputs {names}")
+    if not wanted:
+        raise RegistrationError(
+            f"{where}: differentiable_outputs must name at least one output; for none, the op "
+            "needs no backward: compute it outside the graph"
+        )
+    if len(names) == 1:
+        return (), (), False
+    return names, tuple(n in wanted for n in names), False
 
 
 def _check_types(where: str, **values: Any) -> None:

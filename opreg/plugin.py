@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from opreg.axes import Axis, divide_by_count, normalize_axes, reduce, restore_axes
-from opreg.dispatch import op_function as op
+from opreg.dispatch import op_function
 from opreg.fit import gradient_dtype
 from opreg.hookspecs import Register, hookimpl
 from opreg.opdef import Domain, Reference, Sample, SampleInputs
@@ -78,6 +78,19 @@ def contiguous(x: Any) -> Any:
     """``x`` in C order if it is an array (adding a transposed view into a parameter's gradient walks memory
     against its layout); a Tensor as it is."""
     return np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x
+
+
+def op(name: str) -> Callable[..., Any]:
+    """Registered op ``name`` as a function, as ``opreg.ops.<name>``: arrays in, an array out; a Tensor in, a
+    Tensor out, recorded. How a backward calls an op that implements no NumPy function, and so is not in
+    ``opreg.numpy`` (the joining ops' ``slice_along``); looked up when called, so it may name an op the same
+    plugin registers."""
+
+    def call(*args: Any, **attributes: Any) -> Any:
+        return op_function(name)(*args, **attributes)
+
+    call.__name__ = call.__qualname__ = name
+    return call
 
 
 def numpy_reduction(name: str) -> Callable[[ModuleType], Callable[..., Any]]:

@@ -51,11 +51,16 @@ from opreg.hung_plugins import RETRY_VAR
 #: module implementing ``opreg_register_ops``, registered exactly as an installed op package is.
 BUILTIN_PLUGINS = (
     "opreg_builtins.arithmetic",
+    "opreg_builtins.decompositions",
+    "opreg_builtins.einsum",
     "opreg_builtins.elementwise",
     "opreg_builtins.indexing",
+    "opreg_builtins.joining",
     "opreg_builtins.linalg",
     "opreg_builtins.losses",
     "opreg_builtins.reductions",
+    "opreg_builtins.selection",
+    "opreg_builtins.splitting",
 )
 
 ENTRY_POINT_GROUP = "opreg"

@@ -20,7 +20,7 @@ from opreg.calls import as_arrays
 from opreg.contract import describe_array
 from opreg.errors import OpUsageError
 from opreg.opdef import OpDef
-from opreg.tensor import Tensor
+from opreg.tensor import Tensor, holds_tensor
 
 
 def tensor_error(op: OpDef, what: str) -> OpUsageError:
@@ -34,7 +34,7 @@ def tensor_error(op: OpDef, what: str) -> OpUsageError:
 
 def refuse_tensors(op: OpDef, inputs: Sequence[Any]) -> None:
     for position, x in enumerate(inputs):
-        if isinstance(x, Tensor):
+        if isinstance(x, Tensor) or (type(x) in (list, tuple) and holds_tensor(x)):
             raise tensor_error(op, op.describe_input(position))
 
 
@@ -44,6 +44,11 @@ def check_added(op: OpDef, inputs: Sequence[Any], output: Any, on_tape: Sequence
     refuse_tensors(op, inputs)
     if isinstance(output, Tensor):
         raise tensor_error(op, "the output")
+    if op.multi:
+        raise OpUsageError(
+            f"{op.describe()} has several outputs {op.outputs}; record it with apply(), which runs forward and "
+            "returns them"
+        )
     if not isinstance(output, np.ndarray | np.generic):
         raise OpUsageError(
             f"{op.describe()}: the output is a {type(output).__name__}, not an array; pass the array forward computed"

@@ -99,7 +99,7 @@ class Node:
         op: OpDef,
         inputs: tuple[Tensor | None, ...],
         datas: Any,
-        output_data: np.ndarray,
+        output_data: np.ndarray | tuple[np.ndarray, ...],
         attributes: Any,
         saved: Any,
         observers: tuple[Any, ...],
@@ -117,6 +117,34 @@ class Node:
     def graph_inputs(self) -> list[Tensor]:
         """The inputs as Tensors, constants too: what a recorded backward (``create_graph``) runs on."""
         return [Tensor(data) if x is None else x for x, data in zip(self.inputs, self.datas, strict=True)]
+
+
+class MultiNode(Node):
+    """The one node of an op with several outputs, shared by their Tensors: ``outputs`` holds each output's
+    Tensor (``None`` for one that takes no gradient, such as slogdet's sign), so that the backward pass gathers
+    every output's gradient and runs the op's backward once. Held strongly, so that an output Tensor the user
+    dropped cannot have its identity (the key of its gradient) reused; the cycle it makes with the Tensors is
+    broken when backward releases the graph."""
+
+    __slots__ = ("outputs",)
+    outputs: tuple[Tensor | None, ...]
+
+
+class _Outputs(tuple):  # type: ignore[type-arg]
+    """The Tensors of a :class:`MultiNode`, as the backward pass walks them: one entry for the node, whose
+    ``_node`` reads and releases all of theirs at once, as a Tensor's does its own."""
+
+    __slots__ = ()
+
+    @property
+    def _node(self) -> Any:
+        return next(t for t in self if t is not None)._node
+
+    @_node.setter
+    def _node(self, value: Any) -> None:
+        for t in self:
+            if t is not None:
+                t._node = value
 
 
 class _Released(enum.Enum):
@@ -146,10 +174,12 @@ class Tensor:
     __hash__ = object.__hash__  # by identity, as before comparisons were defined: Tensors key dicts and sets
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: DTypeLike | None = None) -> None:
-        if isinstance(data, list | tuple):
-            data = sequence_input(data, "Tensor(data)")
-        self._data: np.ndarray = np.asarray(data._data if isinstance(data, Tensor) else data, dtype=dtype)
         self._node: Node | Literal[_Released.RELEASED] | None = None
+        if type(data) in (list, tuple) and holds_tensor(data):  # Tensor([s, s]): the recorded stack op's result
+            stacked = stack_sequence(data)
+            data, self._node = stacked._data, stacked._node
+            requires_grad = requires_grad or stacked._requires_grad
+        self._data: np.ndarray = np.asarray(data._data if isinstance(data, Tensor) else data, dtype=dtype)
         self.requires_grad = requires_grad
         self.grad: np.ndarray | None = None
 
@@ -632,24 +662,6 @@ def _leaves_graph_error(what: str) -> OpUsageError:
     )
 
 
-def sequence_input(value: list[Any] | tuple[Any, ...], where: str) -> Any:
-    """A list or tuple given where an array goes (an op's input, ``Tensor(data)``): the one place where such a
-    sequence is converted. Numbers go to NumPy as they are; a sequence holding a Tensor is an error, as NumPy
-    would turn it into an array of floats (or objects) and drop the graph with no error."""
-    if any(_holds_tensor(item) for item in value):
-        raise OpUsageError(
-            f"{where} is a list holding Tensors; NumPy would convert it to plain numbers and the graph through "
-            "them would be lost; combine Tensors with ops (t1 + t2, or a stack op where one is registered)"
-        )
-    return value
-
-
-def _holds_tensor(x: Any) -> bool:
-    if isinstance(x, Tensor):
-        return True
-    return isinstance(x, list | tuple) and any(_holds_tensor(item) for item in x)
-
-
 def _constant_index(index: Any) -> Any:
     """An index as the ``getitem`` and ``setitem`` ops take it: Tensors in it (integer positions, boolean masks)
     as their arrays; an index is a constant and gets no gradient."""
@@ -809,8 +821,8 @@ def _backpropagate(
     each op's backward runs on Tensors, recording what it does.
     """
     leaves, made = _topological_order(root)
-    if made and (versions.last_edit > made[0]._node.number or versions.fingerprinted):  # type: ignore[union-attr]
-        versions.check(tensor._node for tensor in made)  # type: ignore[misc]
+    if made and (versions.last_edit > made[0]._node.number or versions.fingerprinted):
+        versions.check(tensor._node for tensor in made)
     retained = [t for t in made if getattr(t, "_retains", False)] if _retaining and wanted is None else []
     keep: bool | set[int] = wanted or ({id(t) for t in retained} if retained else False)
     grads = backpropagate(
@@ -839,7 +851,7 @@ def _array_of(value: Any) -> np.ndarray:
     return value._data if isinstance(value, Tensor) else value
 
 
-def _releasing(made: list[Tensor], retain_graph: bool) -> Iterator[tuple[Tensor, Node]]:
+def _releasing(made: list[Any], retain_graph: bool) -> Iterator[tuple[Any, Node]]:
     """``(tensor, node)`` for the tensors ops made, last first; each node released (unless ``retain_graph``) as
     the pass reaches it, so that what forward kept for backward is freed as it goes."""
     for tensor in reversed(made):
@@ -847,7 +859,7 @@ def _releasing(made: list[Tensor], retain_graph: bool) -> Iterator[tuple[Tensor,
         if not retain_graph:
             tensor._node = RELEASED
         # A Node, as _topological_order made sure, which the checker cannot follow; a check here would run per node.
-        yield tensor, node  # type: ignore[misc]
+        yield tensor, node
 
 
 def _leaf_gradient(current: np.ndarray | None, arrived: np.ndarray) -> np.ndarray:
@@ -866,7 +878,7 @@ def _leaf_gradient(current: np.ndarray | None, arrived: np.ndarray) -> np.ndarra
     return arrived.copy()
 
 
-def _topological_order(root: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+def _topological_order(root: Tensor) -> tuple[list[Tensor], list[Any]]:
     """The tensors that reach ``root`` and require gradients: the leaves, and the tensors ops made, each after
     all of its inputs (no recursion).
 
@@ -874,7 +886,8 @@ def _topological_order(root: Tensor) -> tuple[list[Tensor], list[Tensor]]:
     that number is a topological order; the leaves come first. Finding the tensors is a plain search, each tensor
     visited once, and the ordering is one sort in C: cheaper per tensor than a post-order depth-first search.
     """
-    made: list[tuple[int, Tensor]] = []  # (the node's number, the tensor): numbers are unique, tensors never compared
+    # (the node's number, the tensor, or an op's several outputs): numbers are unique, tensors never compared
+    made: list[tuple[int, Any]] = []
     leaves: list[Tensor] = []
     visited = {id(root)}
     stack = [root]
@@ -884,12 +897,20 @@ def _topological_order(root: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         if node is None:
             leaves.append(tensor)
             continue
-        if node is RELEASED:
-            raise EngineStateError(
-                "backward() through a graph that an earlier backward() released; pass retain_graph=True to the "
-                "first backward() to go through it twice"
-            )
-        made.append((node.number, tensor))
+        if type(node) is not Node:  # released, or the node of an op with several outputs
+            if node is RELEASED:
+                raise EngineStateError(
+                    "backward() through a graph that an earlier backward() released; pass retain_graph=True to the "
+                    "first backward() to go through it twice"
+                )
+            if id(node) in visited:  # reached through another of its outputs
+                continue
+            visited.add(id(node))
+            outputs = _Outputs(cast(MultiNode, node).outputs)
+            visited.update(id(t) for t in outputs)
+            made.append((node.number, outputs))  # read as a Tensor is: its _node
+        else:
+            made.append((node.number, tensor))
         if _rebound:
             _recorded_inputs(node)
         for x in node.inputs:
@@ -932,14 +953,17 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
             followed.append(None)
             convert = convert or type(x) is not np.ndarray
     if convert:
-        datas = [
-            sequence_input(x, f"{op.describe()}: {op.describe_input(i)}") if isinstance(x, list | tuple) else x
-            for i, x in enumerate(datas)
-        ]
+        for position, x in enumerate(datas):  # a list with a Tensor in it: stacked by the recorded stack op
+            if type(x) in (list, tuple) and holds_tensor(x):
+                stacked = stack_sequence(x)
+                datas[position] = stacked._data
+                if stacked._requires_grad:
+                    followed[position] = stacked
+                    record = True
         datas = list(as_arrays(datas))
     observers = observe.current() if observe.active else ()
     result = Tensor.__new__(Tensor)  # without __init__'s conversions and checks: this is the hot path
-    data, saved = run_forward(op, datas, attributes, observers)
+    data, saved = run_forward(op, datas, attributes, observers, False)  # False: one output (call_op: several)
     result._data = data
     result._grad = None
     if record and _grad_mode.enabled:
@@ -950,19 +974,63 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
     return result
 
 
-def call_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> Any:
-    """Op ``op`` on ``args``: its output array, or a Tensor (recorded as needed) when any input is a Tensor."""
+def _call_several(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> tuple[Any, ...]:
+    """:func:`call_op` for an op with several outputs: a tuple of arrays, or with a Tensor among the inputs a tuple
+    of Tensors sharing one :class:`MultiNode` when recorded; an output that takes no gradient
+    (``differentiable_outputs``) is a Tensor that requires none."""
     if len(args) > len(op.inputs):
+        args, attributes = _positional_attributes(op, args, attributes)
+    if attributes or op.attributes:
+        attributes = op.bind_attributes(attributes)
+    datas: list[Any] = []
+    followed: list[Tensor | None] = []
+    tensors_in = record = False
+    for x in args:
+        if type(x) in (list, tuple) and holds_tensor(x):
+            x = stack_sequence(x)
+        if isinstance(x, Tensor):
+            tensors_in = True
+            datas.append(x._data)
+            followed.append(x if x._requires_grad else None)
+            record = record or x._requires_grad
+        else:
+            datas.append(x)
+            followed.append(None)
+    observers = observe.current() if observe.active else ()
+    datas = list(as_arrays(datas))
+    outputs, saved = run_forward(op, datas, attributes, observers)
+    if not tensors_in:
+        return tuple(outputs)
+    tensors = tuple(Tensor(data) for data in outputs)
+    flags = op.output_flags(len(outputs))
+    if record and _grad_mode.enabled:
+        node = MultiNode(op, tuple(followed), datas, outputs, attributes, saved, observers)
+        node.outputs = tuple(t if wanted else None for t, wanted in zip(tensors, flags, strict=True))
+        for t, wanted in zip(tensors, flags, strict=True):
+            if wanted:
+                t._requires_grad = True
+                t._node = node
+    return tensors
+
+
+def call_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> Any:
+    """Op ``op`` on ``args``: its output array, or a Tensor (recorded as needed) when any input is a Tensor; for an
+    op with several outputs, their tuple."""
+    if len(args) > op.arity:  # attributes given by position; or a variadic op, or one with several outputs
+        if op.multi:
+            return _call_several(op, args, attributes)
         args, attributes = _positional_attributes(op, args, attributes)
     convert = False
     for x in args:
         if type(x) is not np.ndarray:
-            if isinstance(x, Tensor) or (isinstance(x, list | tuple) and _holds_tensor(x)):
-                return apply_op(op, args, attributes)  # which records, and converts lists (sequence_input)
+            if isinstance(x, Tensor):
+                return apply_op(op, args, attributes)
             convert = True
+    if convert and any(type(x) in (list, tuple) and holds_tensor(x) for x in args):
+        return apply_op(op, args, attributes)  # a list holding a Tensor: stacked, recorded
     if attributes or op.attributes:
         attributes = op.bind_attributes(attributes)
-    if not convert and not op.saves and not observe.active and len(args) == len(op.inputs):
+    if not convert and not op.saves and not observe.active and len(args) == op.arity:
         try:  # the common case, arrays and nothing else, in as few steps as possible: this runs inside backwards
             output = op.forward(*args, **attributes) if attributes else op.forward(*args)
         except Exception:
@@ -974,11 +1042,29 @@ def call_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> An
     return run_forward(op, args, attributes, observe.current() if observe.active else ())[0]
 
 
+def holds_tensor(sequence: Sequence[Any]) -> bool:
+    """Whether a list or tuple (nested ones too) holds a Tensor: then it is stacked by an op, never converted to
+    an array of numbers (which would drop the graph) or of objects."""
+    return any(isinstance(x, Tensor) or (type(x) in (list, tuple) and holds_tensor(x)) for x in sequence)
+
+
+def stack_sequence(sequence: Sequence[Any]) -> Tensor:
+    """A list or tuple holding Tensors (arrays, numbers, nested lists beside them) as one Tensor, made by the
+    recorded ``stack`` op along a new first axis, as ``np.array`` nests it; its gradient reaches every Tensor."""
+    items = [stack_sequence(x) if type(x) in (list, tuple) and holds_tensor(x) else x for x in sequence]
+    return apply("stack", *items)
+
+
 def _positional_attributes(
     op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]
 ) -> tuple[Sequence[Any], Mapping[str, Any]]:
-    """Arguments past the inputs, as the attributes they stand for, in declared order."""
+    """Arguments past the inputs, as the attributes they stand for, in declared order. A variadic op's inputs
+    are all its positional arguments."""
+    if op.variadic:
+        return args, attributes
     n = len(op.inputs)
+    if len(args) <= n:
+        return args, attributes
     names = list(op.attributes)
     extra = args[n:]
     if len(extra) > len(names):

@@ -227,7 +227,7 @@ def run_engine(name: str, inputs: Sequence[np.ndarray], attributes: Mapping[str,
     engine.backward(g)
     buffer = engine.gradient_buffer
     grads: list[np.ndarray | None] = []
-    for x, differentiable in zip(inputs, opreg.get_registry()[name].differentiable, strict=True):
+    for x, differentiable in zip(inputs, opreg.get_registry()[name].differentiable_for(len(inputs)), strict=True):
         if differentiable:
             grads.append(buffer.get_param(x))
         else:
@@ -243,7 +243,7 @@ def run_tensors(name: str, inputs: Sequence[np.ndarray], attributes: Mapping[str
     out = getattr(opreg.ops, name)(*tensors, **attributes)
     assert isinstance(out, Tensor) and out.requires_grad and not out.is_leaf
     out.backward(g)
-    for t, differentiable in zip(tensors, opreg.get_registry()[name].differentiable, strict=True):
+    for t, differentiable in zip(tensors, opreg.get_registry()[name].differentiable_for(len(tensors)), strict=True):
         assert differentiable or t.grad is None, f"{name}: a non-differentiable input got a gradient"
     return out.data, [t.grad for t in tensors]
 

@@ -105,7 +105,11 @@ def read_by_backward(op: OpDef, inputs: Sequence[Any], output: Any) -> list[tupl
     """``(how errors name it, array)`` for what the op's backward reads: every input (opreg cannot tell which
     a plugin's backward uses), and the output when backward asks for it."""
     named = [(op.describe_input(i), x) for i, x in enumerate(inputs)]
-    return [*named, ("its output", output)] if "output" in op.wants else named
+    if "output" not in op.wants:
+        return named
+    if op.multi:  # several outputs: each by its name
+        return [*named, *((f"its output {n!r}", x) for n, x in zip(op.output_names(len(output)), output, strict=True))]
+    return [*named, ("its output", output)]
 
 
 def fingerprints(op: OpDef, inputs: Sequence[Any], output: Any, observers: Sequence[Any]) -> tuple[int, ...] | None:

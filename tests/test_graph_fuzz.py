@@ -56,6 +56,8 @@ LIMIT = 1e4
 
 
 def _tensor(x: Any) -> Any:
+    if isinstance(x, tuple | list):  # select's conditions: torch stacks them as opreg does
+        return torch.stack([_tensor(c) for c in x])
     return x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=torch.float64)
 
 
@@ -67,7 +69,11 @@ def _operands(function):
 
 #: The shared table (tests/torch_reference.py), each op of several inputs taking numbers and arrays as well.
 TORCH_LIB = SimpleNamespace(
-    **{name: _operands(f) if len(REGISTRY[name].inputs) > 1 else f for name, f in TORCH_OPS.items()}
+    **{
+        name: _operands(f) if len(REGISTRY[name].inputs) > 1 else f
+        for name, f in TORCH_OPS.items()
+        if name in BUILTIN_OPS  # one output each: the ops with several are tests/test_multi_output.py's
+    }
 )
 
 #: The ops the fuzzer draws: every built-in one (test_fuzzer_draws_every_builtin_op keeps it so).
@@ -484,6 +490,81 @@ class Builder:
         lo, hi = min(x.lo, _box(v)[0]), max(x.hi, _box(v)[1])
         self.emit("setitem", [x, v], x.shape, lo, hi, index=index)
 
+    def join(self, op: str, x: Node) -> None:
+        """concatenate, stack, hstack, ...: ``x`` joined with itself or another node of its shape (so that every
+        kind fits), along an axis drawn for those that take one."""
+        other = self.pick(lambda n: n.shape == x.shape, constants=True)
+        args = [x, other] if self.draw(st.booleans()) else [other, x]
+        if self.draw(st.booleans()):
+            args.append(x)
+        attributes: dict[str, Any] = {}
+        if op in ("concatenate", "stack") and (x.shape or op == "stack"):
+            span = len(x.shape) + (op == "stack")
+            attributes["axis"] = self.draw(st.integers(-span, span - 1))
+        elif op == "concatenate":
+            attributes["axis"] = None
+        if op == "append":
+            args = args[:2]
+        shape = getattr(np, op)(
+            *([np.empty(a.shape) for a in args],) if op != "append" else [np.empty(a.shape) for a in args], **attributes
+        ).shape
+        lo, hi = min(a.lo for a in args), max(a.hi for a in args)
+        self.emit(op, args, shape, lo, hi, **attributes)
+
+    def slice_along(self, op: str, x: Node) -> None:
+        axis = self.draw(st.one_of(st.none(), st.integers(-len(x.shape), len(x.shape) - 1))) if x.shape else None
+        length = math.prod(x.shape) if axis is None else x.shape[axis]
+        start = self.draw(st.integers(0, length - 1))  # never empty: an empty node would make the loss NaN
+        stop = self.draw(st.integers(start + 1, length))
+        shape = list(x.shape) if axis is not None else [stop - start]
+        if axis is not None:
+            shape[axis] = stop - start
+        self.emit(op, [x], tuple(shape), min(x.lo, 0.0), max(x.hi, 0.0), axis=axis, start=start, stop=stop)
+
+    def pad_along(self, op: str, x: Node) -> None:
+        axis = self.draw(st.integers(-len(x.shape), len(x.shape) - 1)) if x.shape else None
+        start, extra = self.draw(st.integers(0, 2)), self.draw(st.integers(0, 2))
+        if axis is None:
+            shape: tuple[int, ...] = (math.prod(x.shape) + start + extra,)
+        else:
+            shape = tuple(n + start + extra if i == axis % len(x.shape) else n for i, n in enumerate(x.shape))
+        self.emit(op, [x], shape, min(x.lo, 0.0), max(x.hi, 0.0), axis=axis, start=start, shape=shape)
+
+    def inv(self, op: str, x: Node) -> None:
+        """The inverse of ``3 I + 0.3 tanh(x)`` for a square ``x`` (diagonally dominant, so well conditioned: its
+        entries stay within 1); tanh of any other ``x``."""
+        if len(x.shape) != 2 or x.shape[0] != x.shape[1]:
+            self.unary("tanh", x)
+            return
+        n = x.shape[0]
+        eye = Node(self._name("c"), x.shape, 0.0, 3.0, const=True)
+        self.program.lines.append(f"{eye.name} = const({(3 * np.eye(n)).tolist()!r})")
+        small = self.emit("mul", [self.unary("tanh", x), 0.3], x.shape, -0.3, 0.3)
+        matrix = self.emit("add", [eye, small], x.shape, -0.3, 3.3)
+        self.emit("inv", [matrix], x.shape, -1.0, 1.0)
+
+    def einsum(self, op: str, x: Node) -> None:
+        """``x``'s axes reversed, or its product with a node of its shape summed over its last axis."""
+        if not x.shape or len(x.shape) > 3:
+            self.unary("tanh", x)
+            return
+        letters = "ijk"[: len(x.shape)]
+        other = self.pick(lambda n: n.shape == x.shape, constants=True)
+        if self.draw(st.booleans()):
+            self.emit(op, [x], x.shape[::-1], x.lo, x.hi, subscripts=f"{letters}->{letters[::-1]}")
+            return
+        lo, hi = _interval(operator.mul, (x.lo, x.hi), (other.lo, other.hi))
+        n = x.shape[-1]
+        self.checked(op, [x, other], x.shape[:-1], n * lo, n * hi, x, subscripts=f"{letters},{letters}->{letters[:-1]}")
+
+    def select(self, op: str, x: Node) -> None:
+        """``select([s > 0.0], [x], y)`` for nodes ``s`` and ``y`` of ``x``'s shape (a kink, as where's)."""
+        source = self.pick(lambda n: n.shape == x.shape, constants=True)
+        self.program.kinks.append(source.name)
+        y = self.pick(lambda n: n.shape == x.shape, constants=True)
+        lo, hi = min(x.lo, y.lo), max(x.hi, y.hi)
+        self.emit(op, [Raw(f"(({source.name} > 0.0),)"), y, x], x.shape, lo, hi)
+
     def linear(self, op: str, x: Node) -> None:
         """``x @ weight.T + bias`` with a 2-D weight node whose rows fit ``x``, and a bias that broadcasts to the
         product's shape (linear refuses one that would widen it)."""
@@ -541,6 +622,12 @@ RULES = {
     "setitem": Builder.setitem,
     "take": Builder.take,
     "take_along_axis": Builder.take_along_axis,
+    **dict.fromkeys(["concatenate", "stack", "hstack", "vstack", "dstack", "column_stack", "append"], Builder.join),
+    "slice_along": Builder.slice_along,
+    "pad_along": Builder.pad_along,
+    "inv": Builder.inv,
+    "einsum": Builder.einsum,
+    "select": Builder.select,
 }
 
 

@@ -83,10 +83,14 @@ def second_order(
         def array(t: Any) -> np.ndarray | None:
             return None if t is None else t.detach().numpy()
 
-    xs = [tensor(x.copy(), requires_grad=d) for x, d in zip(inputs, op.differentiable, strict=True)]
+    xs = [tensor(x.copy(), requires_grad=d) for x, d in zip(inputs, op.differentiable_for(len(inputs)), strict=True)]
     seed = tensor(g.copy(), requires_grad=True)
     out = function(*xs, **attributes)
-    wrt = [(n, x, v) for n, x, v, d in zip(op.inputs, xs, vs, op.differentiable, strict=True) if d]
+    wrt = [
+        (n, x, v)
+        for n, x, v, d in zip(op.input_names(len(xs)), xs, vs, op.differentiable_for(len(xs)), strict=True)
+        if d
+    ]
     firsts = grad(out, [x for _, x, _ in wrt], seed, create_graph=True)
     f = sum(total(first * tensor(v)) for first, (_, _, v) in zip(firsts, wrt, strict=True) if first is not None)
     seconds = grad(f, [*(x for _, x, _ in wrt), seed])
@@ -100,13 +104,16 @@ def check_second_order(name: str, inputs: list[np.ndarray], attributes: dict, rn
     op = REGISTRY[name]
     out_shape = op.output_of(*inputs, **attributes).shape
     g = rng.standard_normal(out_shape)
-    vs = [rng.standard_normal(x.shape) if d else None for x, d in zip(inputs, op.differentiable, strict=True)]
+    vs = [
+        rng.standard_normal(x.shape) if d else None
+        for x, d in zip(inputs, op.differentiable_for(len(inputs)), strict=True)
+    ]
     with warnings.catch_warnings(), np.errstate(all="ignore"):  # pow's discarded branches at base 0, as torch's
         warnings.simplefilter("ignore", RuntimeWarning)
         mine = second_order("opreg", name, inputs, attributes, g, vs)
     theirs = second_order("torch", name, inputs, attributes, g, vs)
     shapes = {"output": out_shape, "dF/dg": out_shape}
-    shapes |= {f"d{k}/d{n}": x.shape for n, x in zip(op.inputs, inputs, strict=True) for k in "LF"}
+    shapes |= {f"d{k}/d{n}": x.shape for n, x in zip(op.input_names(len(inputs)), inputs, strict=True) for k in "LF"}
     where = f"{name} on shapes {[x.shape for x in inputs]}{f' with {attributes}' if attributes else ''}"
     assert mine.keys() == theirs.keys()
     for key in mine:

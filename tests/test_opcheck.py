@@ -203,7 +203,12 @@ def test_every_builtin_backward_composes(name):
     op = opreg.get_registry()[name]
     for sample in op.samples(np.random.default_rng(0)):
         inputs = [np.asarray(x, dtype=np.float64) if np.asarray(x).dtype.kind == "f" else x for x in sample.inputs]
-        grad_output = np.ones(np.shape(op.output_of(*inputs, **sample.attributes)))
+        output = op.output_of(*inputs, **sample.attributes)
+        if op.multi:  # a gradient per differentiable output
+            flags = op.output_flags(len(output))
+            grad_output = tuple(np.ones(np.shape(o)) if d else None for o, d in zip(output, flags, strict=True))
+        else:
+            grad_output = np.ones(np.shape(output))
         assert composes(op, inputs, sample.attributes, grad_output), f"{name}{sample.describe()}"
 
 

@@ -54,7 +54,7 @@ from opreg import testing
 from opreg.testing import Case, CaseStrategy, Elements, arrays, away_from_zero, floats, same_shape, unary, with_zeros
 
 from shape_attributes import broadcast_target, expand_dims_axis, index_for, squeeze_axis, unit_axes
-from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch
+from torch_reference import ALL_BUILTIN_OPS, BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch
 
 DTYPES = [np.float32, np.float64]
 
@@ -220,6 +220,126 @@ def take_along_axis_case(draw, dtype: type) -> Case:
     return [arr], {"indices": indices, "axis": axis}
 
 
+def joining_case(kind: str) -> CaseStrategy:
+    """1 to 3 arrays (of 0 elements now and then) that ``kind`` joins: of one shape but along the axis joined
+    (stack: one shape), 1-D to 3-D (at least as many as the kind's own), and for concatenate and stack any axis
+    of either sign (concatenate: None too)."""
+
+    @st.composite
+    def case(draw, dtype: type) -> Case:
+        low = draw(testing.min_sides())
+        least = {"vstack": 2, "column_stack": 2, "dstack": 3}.get(kind, 1)
+        ndim = draw(st.integers(least, 3))
+        shape = [draw(st.integers(low, 3)) for _ in range(ndim)]
+        count = draw(st.integers(1, 3))
+        attributes: dict[str, Any] = {}
+        if kind in ("concatenate", "stack"):
+            span = ndim + (kind == "stack")
+            axis = draw(st.one_of(st.integers(-span, span - 1), st.none() if kind == "concatenate" else st.nothing()))
+            attributes["axis"] = axis
+            along = None if kind == "stack" or axis is None else axis % ndim
+        else:
+            along = {"hstack": 0 if ndim == 1 else 1, "vstack": 0, "column_stack": 1, "dstack": 2}[kind]
+        shapes = []
+        for _ in range(count):
+            each = list(shape)
+            if along is not None:
+                each[along] = draw(st.integers(low, 3))
+            elif kind == "concatenate":  # axis None: any shapes
+                each = [draw(st.integers(low, 3)) for _ in range(draw(st.integers(0, 2)))]
+            shapes.append(tuple(each))
+        return [draw(arrays(dtype, shape, REAL)) for shape in shapes], attributes
+
+    return case
+
+
+@st.composite
+def append_case(draw, dtype: type) -> Case:
+    """arr and values of any shapes (axis None, flattened), or of one shape but along an axis of either sign."""
+    low = draw(testing.min_sides())
+    ndim = draw(st.integers(1, 3))
+    shape = [draw(st.integers(low, 3)) for _ in range(ndim)]
+    axis = draw(st.one_of(st.none(), st.integers(-ndim, ndim - 1)))
+    other = list(shape)
+    if axis is None:
+        other = [draw(st.integers(low, 3)) for _ in range(draw(st.integers(0, 2)))]
+    else:
+        other[axis] = draw(st.integers(low, 3))
+    attributes = {} if axis is None else {"axis": axis}
+    return [draw(arrays(dtype, tuple(shape), REAL)), draw(arrays(dtype, tuple(other), REAL))], attributes
+
+
+@st.composite
+def slice_along_case(draw, dtype: type) -> Case:
+    """x 1-D to 3-D, a stretch [start, stop) along an axis of either sign (None: flattened), maybe reshaped."""
+    x = draw(arrays(dtype, draw(testing.shapes(min_dims=1, max_dims=3)), REAL))
+    axis = draw(st.one_of(st.none(), st.integers(-x.ndim, x.ndim - 1)))
+    length = x.size if axis is None else x.shape[axis]
+    start = draw(st.integers(0, length))
+    stop = draw(st.integers(start, length))
+    return [x], {"axis": axis, "start": start, "stop": stop}
+
+
+@st.composite
+def pad_along_case(draw, dtype: type) -> Case:
+    """x 1-D to 3-D placed from start along an axis of either sign (None: flattened) in a larger array."""
+    x = draw(arrays(dtype, draw(testing.shapes(min_dims=1, max_dims=3)), REAL))
+    axis = draw(st.one_of(st.none(), st.integers(-x.ndim, x.ndim - 1)))
+    start = draw(st.integers(0, 2))
+    extra = start + draw(st.integers(0, 2))
+    if axis is None:
+        shape: tuple[int, ...] = (x.size + extra,)
+    else:
+        shape = tuple(n + extra if i == axis % x.ndim else n for i, n in enumerate(x.shape))
+    return [x], {"axis": axis, "start": start, "shape": shape}
+
+
+@st.composite
+def inv_case(draw, dtype: type) -> Case:
+    """Stacks of 1x1 to 3x3 matrices 3 I + E with |E| <= 0.5 entrywise: strictly diagonally dominant (2.5 on the
+    diagonal against at most 1 off it), so well conditioned."""
+    n = draw(st.integers(1, 3))
+    shape = (*draw(testing.shapes(max_dims=1, allow_empty=False)), n, n)
+    noise = draw(arrays(dtype, shape, floats(-0.5, 0.5)))
+    return [np.asarray(noise + 3 * np.eye(n, dtype=dtype), dtype)], {}
+
+
+@st.composite
+def einsum_case(draw, dtype: type) -> Case:
+    """1 to 3 operands of 0 to 3 axes over a few shared letters, the output any of their letters (each once), or
+    implicit; sometimes an ellipsis over leading axes, broadcast (size 1) in some operands."""
+    letters = "ijkl"
+    sizes = {c: draw(st.integers(testing.MIN_SIDE if hasattr(testing, "MIN_SIDE") else 1, 3)) for c in letters}
+    count = draw(st.integers(1, 3))
+    specs = ["".join(draw(st.permutations(letters)))[: draw(st.integers(0, 3))] for _ in range(count)]
+    batch = draw(st.sampled_from([(), (2,), (2, 3)]))
+    ellipsis = bool(batch) and draw(st.booleans())
+    operands = []
+    for spec in specs:
+        lead = tuple(draw(st.sampled_from([n, 1])) for n in batch) if ellipsis else ()
+        operands.append(draw(arrays(dtype, (*lead, *(sizes[c] for c in spec)), floats(-10.0, 10.0))))
+    used = sorted(set("".join(specs)))
+    lhs = ",".join(("..." if ellipsis else "") + s for s in specs)
+    if draw(st.booleans()):
+        return operands, {"subscripts": lhs}
+    output = "".join(draw(st.permutations(used)))[: draw(st.integers(0, len(used)))]
+    return operands, {"subscripts": f"{lhs}->{'...' if ellipsis else ''}{output}"}
+
+
+@st.composite
+def select_case(draw, dtype: type) -> Case:
+    """1 to 3 conditions (stacked, one shape) with as many choices and a default, each broadcasting to it."""
+    shape = draw(testing.shapes(max_dims=3))
+    count = draw(st.integers(1, 3))
+    conditions = draw(hnp.arrays(np.bool_, (count, *shape)))
+
+    def operand() -> np.ndarray:
+        own = tuple(draw(st.sampled_from([n, 1])) for n in shape)[draw(st.integers(0, len(shape))) :]
+        return draw(arrays(dtype, own, REAL))
+
+    return [conditions, operand(), *(operand() for _ in range(count))], {}
+
+
 #: op name -> its case strategy, for each op whose inputs are constrained by more than their values: matched
 #: shapes, axes, a mask. Any other built-in op must be elementwise (``torch_reference.ELEMENTWISE``, judged on the
 #: op's samples), and its cases are drawn from its declaration alone (:func:`elementwise_case`).
@@ -240,6 +360,13 @@ STRUCTURED: dict[str, CaseStrategy] = {
     "setitem": setitem_case,
     "take": take_case,
     "take_along_axis": take_along_axis_case,
+    **{kind: joining_case(kind) for kind in ("concatenate", "stack", "hstack", "vstack", "dstack", "column_stack")},
+    "append": append_case,
+    "slice_along": slice_along_case,
+    "pad_along": pad_along_case,
+    "inv": inv_case,
+    "einsum": einsum_case,
+    "select": select_case,
 }
 
 #: An elementwise op's input with neither a declared ``domain`` nor ``EDGES`` takes any finite value: these, 0.0
@@ -312,7 +439,7 @@ run_engine, run_tensors = testing.run_engine, testing.run_tensors
 def run_torch(name: str, inputs: Sequence[np.ndarray], attributes: dict, g: np.ndarray | None):
     """torch's output, and its gradient for each differentiable input (None for the others); see
     ``opreg.testing.run_torch`` for mixed dtypes."""
-    return testing.run_torch(TORCH_OPS[name], inputs, attributes, g, REGISTRY[name].differentiable)
+    return testing.run_torch(TORCH_OPS[name], inputs, attributes, g, REGISTRY[name].differentiable_for(len(inputs)))
 
 
 #: Ops computing each element from one element, rounding a few times at most: the relative tolerance alone.
@@ -374,7 +501,7 @@ def test_no_stale_entries():
     """Every entry of STRUCTURED, EDGES and TORCH_OPS names a registered built-in op (a renamed op leaves a dead
     entry); EDGES only elementwise ops drawn from their declaration (STRUCTURED ones never read it), and only
     their inputs."""
-    assert sorted((set(STRUCTURED) | set(EDGES) | set(TORCH_OPS)) - set(BUILTIN_OPS)) == []
+    assert sorted((set(STRUCTURED) | set(EDGES) | set(TORCH_OPS)) - set(ALL_BUILTIN_OPS)) == []
     for name, edges in EDGES.items():
         assert name in ELEMENTWISE and name not in STRUCTURED, f"EDGES[{name!r}] is never used"
         assert set(edges) <= set(REGISTRY[name].inputs), f"EDGES[{name!r}] names inputs op {name!r} lacks"

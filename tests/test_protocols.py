@@ -93,17 +93,17 @@ def test_numpy_of_a_tensor_that_requires_gradients_raises():
     assert Tensor(np.ones(2)).numpy().dtype == np.float64
 
 
-def test_a_list_holding_tensors_given_to_an_op_raises():
-    """``opreg.ops.mean([x, x + 2])`` silently dropped the graph (gradient 0, not 1): now a clear error, as is
-    ``Tensor([s, s])``, which built a Tensor of Tensors."""
+def test_a_list_holding_tensors_given_to_an_op_is_stacked_and_keeps_the_graph():
+    """``opreg.ops.mean([x, x + 2])`` silently dropped the graph (gradient 0, not 1), and ``Tensor([s, s])`` built
+    a Tensor of Tensors: both now go through the recorded stack op, nested lists too."""
     x = Tensor(np.array(1.0), requires_grad=True)
-    with pytest.raises(OpUsageError, match=r"op 'mean'.*input 0 'x' is a list holding Tensors"):
-        ops.mean([x, x + 2])
-    with pytest.raises(OpUsageError, match=r"input 1 'b' is a list holding Tensors"):
-        ops.add(1.0, [[x], [2.0]])
-    with pytest.raises(OpUsageError, match=r"Tensor\(data\) is a list holding Tensors"):
-        Tensor([x, x])
-    assert ops.mean([1.0, 3.0]) == 2.0  # numbers in lists are fine
+    (g,) = opreg.grad(ops.mean([x, x + 2]), [x])
+    assert g.data == 1.0
+    (g,) = opreg.grad(ops.add(1.0, [[x], [2.0]]).sum(), [x])
+    assert g.data == 1.0
+    (g,) = opreg.grad(Tensor([x, x * 3]).sum(), [x])
+    assert g.data == 4.0
+    assert ops.mean([1.0, 3.0]) == 2.0  # numbers in lists are NumPy's as ever
 
 
 def test_requires_grad_false_on_a_non_leaf_raises():

@@ -32,7 +32,12 @@ needs_torch = pytest.mark.skipif(torch is None, reason="torch is the reference: 
 
 REGISTRY = opreg.get_registry()
 #: Every op a built-in plugin (``opreg_builtins.*``) registered.
-BUILTIN_OPS = sorted(name for name, op in REGISTRY.items() if op.plugin.startswith("opreg_builtins"))
+ALL_BUILTIN_OPS = sorted(name for name, op in REGISTRY.items() if op.plugin.startswith("opreg_builtins"))
+#: The built-in ops with several outputs (``outputs=``): tests/test_multi_output.py compares each with torch,
+#: output by output, through both front ends and to second order.
+MULTI_OUTPUT_OPS = [name for name in ALL_BUILTIN_OPS if REGISTRY[name].multi]
+#: The built-in ops with one output: what the harnesses that compare one output and its gradient take.
+BUILTIN_OPS = [name for name in ALL_BUILTIN_OPS if not REGISTRY[name].multi]
 
 
 def resolve(reference: opreg.plugin.Reference) -> Callable[..., Any]:
@@ -53,7 +58,7 @@ def resolve(reference: opreg.plugin.Reference) -> Callable[..., Any]:
 #: ``reference``, so a new op costs its declaration and nothing here.
 TORCH_OPS: dict[str, Callable[..., Any]] = {
     name: resolve(REGISTRY[name].reference)
-    for name in BUILTIN_OPS
+    for name in ALL_BUILTIN_OPS
     if torch is not None and REGISTRY[name].reference is not None
 }
 
