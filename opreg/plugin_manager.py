@@ -59,7 +59,7 @@ BUILTIN_PLUGINS = (
     "opreg_builtins.linalg",
     "opreg_builtins.losses",
     "opreg_builtins.reductions",
-    "opreg_builtins.selection",
+    "opreg_builtins.conditions",
     "opreg_builtins.splitting",
 )
 
