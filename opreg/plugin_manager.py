@@ -51,10 +51,17 @@ from opreg.hung_plugins import RETRY_VAR
 #: module implementing ``opreg_register_ops``, registered exactly as an installed op package is.
 BUILTIN_PLUGINS = (
     "opreg_builtins.arithmetic",
+    "opreg_builtins.complex_parts",
     "opreg_builtins.elementwise",
+    "opreg_builtins.exponential",
+    "opreg_builtins.hyperbolic",
     "opreg_builtins.linalg",
     "opreg_builtins.losses",
+    "opreg_builtins.powers",
     "opreg_builtins.reductions",
+    "opreg_builtins.rounding",
+    "opreg_builtins.selection",
+    "opreg_builtins.trigonometric",
 )
 
 ENTRY_POINT_GROUP = "opreg"
