@@ -27,7 +27,7 @@ def _zero_gradient(g: Any, x: Any) -> tuple[Any]:
 
 def _round(x: np.ndarray, *, decimals: int = 0) -> np.ndarray:
     """Round half to even, to ``decimals`` decimal places (negative: tens, hundreds), as np.round and torch.round."""
-    return np.round(x, decimals)
+    return np.asarray(np.round(x, decimals))
 
 
 def _remainder_backward(g: Any, a: Any, b: Any) -> tuple[Any, Any]:

@@ -10,8 +10,8 @@ values beyond the declared domain where an op must still match torch: ``log``, `
 smallest normal float, ``sqrt`` there and at 0.0 and -0.0, ``cbrt`` of negative values, ``div``, ``reciprocal``,
 ``mod`` and ``fmod`` by divisors down to 2**-20 in magnitude, ``pow`` of a base down to 2**-10, ``exp`` up to where
 it overflows, ties and NaN often for ``maximum``, ``minimum``, ``fmax``, ``fmin`` and ties at ``clip``'s bounds, NaN
-and infinities for ``nan_to_num``, 0.0 and -0.0 for ``abs``, ``fabs`` and ``sign``. An op in ``EDGES`` or
-``STRUCTURED`` gets 100 examples per dtype, any other elementwise op 40. Any other op needs an entry in
+and infinities for ``nan_to_num`` (0.0 and -0.0, abs's and sign's kink, are among every op's values). An op in
+``EDGES`` or ``STRUCTURED`` gets 100 examples per dtype, any other elementwise op 40. Any other op needs an entry in
 ``STRUCTURED``, for inputs constrained by more than their values: matmul's shape families (1-D @ 1-D, 1-D @ N-D, N-D
 @ 1-D, 2-D @ 2-D, batched with broadcast batch axes), ``linear`` on 1-D to 3-D inputs with a bias of any shape that
 broadcasts to the product, ``sum``/``mean`` with every kind of axis (None, an int, a negative int, a tuple in any
@@ -224,9 +224,6 @@ EDGES: dict[str, dict[str, Elements]] = {
     "fmin": {"a": with_nan, "b": with_nan},
     "clip": {"x": ties, "a_min": ties, "a_max": ties},
     "nan_to_num": {"x": non_finite},
-    "abs": {"x": with_zeros(LARGE)},
-    "fabs": {"x": with_zeros(LARGE)},
-    "sign": {"x": with_zeros(LARGE)},
 }
 
 
@@ -416,6 +413,27 @@ def test_plain_elementwise_op_matches_torch(name, dtype, data):
 def test_binary_op_with_mixed_dtypes_matches_torch(name, data):
     """One operand float32, the other float64: the arithmetic and the output are float64 (as in NumPy and torch),
     and each gradient comes back in its own input's dtype, equal to torch's at float32 tolerances."""
+    mixed_dtypes_match_torch(name, data)
+
+
+#: The other binary elementwise ops (arctan2, hypot, maximum, mod, ...), with fewer examples each.
+OTHER_BINARY = sorted(
+    name
+    for name in ELEMENTWISE
+    if len(REGISTRY[name].inputs) == 2 and name not in {"add", "sub", "mul", "div", "pow"} | set(STRUCTURED)
+)
+
+
+@needs_torch
+@pytest.mark.parametrize("name", OTHER_BINARY)
+@PLAIN_SETTINGS
+@given(data=st.data())
+def test_other_binary_op_with_mixed_dtypes_matches_torch(name, data):
+    """The same for the other binary elementwise ops."""
+    mixed_dtypes_match_torch(name, data)
+
+
+def mixed_dtypes_match_torch(name: str, data: st.DataObject) -> None:
     inputs, attributes = data.draw(case_strategy(name, np.float64), label="inputs, attributes")
     narrow = data.draw(st.integers(0, 1), label="float32 input")
     inputs[narrow] = inputs[narrow].astype(np.float32)
