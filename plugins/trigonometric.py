@@ -43,11 +43,18 @@ def _arccos_backward(g: Any, x: Any) -> tuple[Any]:
 
 
 def _arctan2_backward(g: Any, y: Any, x: Any) -> tuple[Any, Any]:
-    """d atan2(y, x) = (x dy - y dx) / (x^2 + y^2); 0 where x^2 + y^2 is 0 (at the origin), as torch's."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    """d atan2(y, x) = (x dy - y dx) / (x^2 + y^2); 0 where x^2 + y^2 is 0 (at the origin, or where the squares
+    underflow), as torch's: its 1 / (x^2 + y^2) is taken as 0 there.
+
+    The squares are taken in the dtype forward computed in (a float32 y beside a float64 x is float64 there), not
+    in each input's own: a float32 square of 1e-37 would be 0.
+    """
+    common = np.result_type(y.dtype, x.dtype)
+    y, x = (v if v.dtype == common else v * np.ones((), common) for v in (y, x))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         denominator = x * x + y * y
-        origin = constant(denominator) == 0
-        return onp.where(origin, 0.0, g * x / denominator), onp.where(origin, 0.0, -g * y / denominator)
+        reciprocal = onp.where(constant(denominator) == 0, 0.0, 1 / denominator)  # torch's order, to the last bit
+        return g * x * reciprocal, g * -y * reciprocal
 
 
 def _hypot_backward(g: Any, a: Any, b: Any, *, output: Any) -> tuple[Any, Any]:

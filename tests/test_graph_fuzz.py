@@ -167,10 +167,11 @@ GRID = {1: 65, 2: 17, 3: 9}
 
 def op_interval(op: str, *boxes: tuple[float, float], **attributes: Any) -> tuple[float, float]:
     """The range of elementwise op ``op`` over a box of its inputs' intervals, from its own forward: its values on
-    a grid through the box, corners (and 0) included. Exact for a function monotonic in each argument, as every
-    built-in one is over the boxes the fuzzer gives it (mul is bilinear: its extremes are corners too); for
-    another, close to the range, since the grid is fine and the inputs' values are few. Unbounded when forward
-    overflows anywhere on the box."""
+    a grid through the box, corners (and 0) included. Exact for a function monotonic in each argument (mul is
+    bilinear: its extremes are corners too), and for one whose extremes lie at 0 (abs, square, cosh, hypot); for
+    another (sin, sinc, mod), close to the range, since the grid is fine and the inputs' values are few: an
+    underestimate can at worst let a later op produce NaN or an infinity, in torch alike, which the comparison
+    accepts. Unbounded when forward overflows anywhere on the box."""
     n = GRID.get(len(boxes), 5)
     axes_ = [np.unique(np.r_[np.linspace(lo, hi, n), [0.0] if lo < 0 < hi else []]) for lo, hi in boxes]
     with np.errstate(all="ignore"):
