@@ -51,16 +51,23 @@ from opreg.hung_plugins import RETRY_VAR
 #: module implementing ``opreg_register_ops``, registered exactly as an installed op package is.
 BUILTIN_PLUGINS = (
     "opreg_builtins.arithmetic",
+    "opreg_builtins.complex_parts",
+    "opreg_builtins.conditions",
     "opreg_builtins.decompositions",
     "opreg_builtins.einsum",
     "opreg_builtins.elementwise",
+    "opreg_builtins.exponential",
+    "opreg_builtins.hyperbolic",
     "opreg_builtins.indexing",
     "opreg_builtins.joining",
     "opreg_builtins.linalg",
     "opreg_builtins.losses",
+    "opreg_builtins.piecewise",
+    "opreg_builtins.powers",
     "opreg_builtins.reductions",
-    "opreg_builtins.conditions",
+    "opreg_builtins.rounding",
     "opreg_builtins.splitting",
+    "opreg_builtins.trigonometric",
 )
 
 ENTRY_POINT_GROUP = "opreg"

@@ -80,8 +80,8 @@ def second_order(
         def grad(y: Any, xs: list[Any], seed: Any = None, create_graph: bool = False) -> tuple[Any, ...]:
             return torch.autograd.grad(y, xs, seed, create_graph=create_graph, allow_unused=True)
 
-        def array(t: Any) -> np.ndarray | None:
-            return None if t is None else t.detach().numpy()
+        def array(t: Any) -> np.ndarray | None:  # force: a zero gradient (floor's, sign's) is a ZeroTensor
+            return None if t is None else t.detach().numpy(force=True)
 
     xs = [tensor(x.copy(), requires_grad=d) for x, d in zip(inputs, op.differentiable_for(len(inputs)), strict=True)]
     seed = tensor(g.copy(), requires_grad=True)
@@ -93,7 +93,10 @@ def second_order(
     ]
     firsts = grad(out, [x for _, x, _ in wrt], seed, create_graph=True)
     f = sum(total(first * tensor(v)) for first, (_, _, v) in zip(firsts, wrt, strict=True) if first is not None)
-    seconds = grad(f, [*(x for _, x, _ in wrt), seed])
+    # A constant F (the first derivatives of floor, sign, imag are zeros, recorded by neither library): every second
+    # derivative is 0, which torch.autograd.grad refuses to compute.
+    constant_f = not getattr(f, "requires_grad", False)
+    seconds = (None,) * (len(wrt) + 1) if constant_f else grad(f, [*(x for _, x, _ in wrt), seed])
     result: Derivatives = {"output": array(out), "dF/dg": array(seconds[-1])}
     for (n, _, _), first, second in zip(wrt, firsts, seconds, strict=False):
         result[f"dL/d{n}"], result[f"dF/d{n}"] = array(first), array(second)

@@ -1,20 +1,23 @@
 """Property-based tests: every built-in op, forward and backward, through both front ends, against PyTorch.
 
 For each built-in op (each op whose plugin is ``opreg_builtins.*``) and for float32 and float64, hypothesis draws
-inputs for it. An elementwise op (``torch_reference.ELEMENTWISE``: judged on the op's own samples, its output
-has the inputs' broadcast shape and follows a permutation of their elements) is drawn from its declaration alone:
-one array per input, of mutually broadcastable shapes from 0-d to 4-D (sometimes with empty axes), values from the
-op's ``domain`` (any finite value up to 1e4 in magnitude, 0.0 and -0.0 included, where it declares none), and
-the attributes of one of its samples. Adding such an op costs its ``register()`` call and nothing here. ``EDGES``
-adds values beyond the declared domain where an op must still match torch: ``log`` down to the smallest normal
-float, ``div`` by divisors down to 2**-20 in magnitude, ``pow`` of a base down to 2**-10, ``exp`` up to where it
-overflows. Any other op needs an entry in ``STRUCTURED``, for inputs constrained by more than their values:
-matmul's shape families (1-D @ 1-D, 1-D @ N-D, N-D @ 1-D, 2-D @ 2-D, batched with broadcast batch axes),
-``linear`` on 1-D to 3-D inputs with a bias of any shape that broadcasts to the product, ``sum``/``mean`` with
-every kind of axis (None, an int, a negative int, a tuple in any order, the empty tuple) and ``keepdims``,
-``where`` with a boolean or numeric mask among three broadcast shapes, ``expand_dims``/``squeeze`` with every
-spelling of ``axis`` (one int, tuples in any order, either sign, the empty tuple; None for squeeze), and
-``broadcast_to`` a shape with new leading axes and stretched size-1 axes (to 0 too).
+inputs for it. An elementwise op (``torch_reference.ELEMENTWISE``: judged on the op's own samples, its output has
+the inputs' broadcast shape and follows a permutation of their elements) is drawn from its declaration alone: one
+array per input, of mutually broadcastable shapes from 0-d to 4-D (sometimes with empty axes), values from the op's
+``domain`` (any finite value up to 1e4 in magnitude, 0.0 and -0.0 included, where it declares none), and the
+attributes of one of its samples. Adding such an op costs its ``register()`` call and nothing here. ``EDGES`` adds
+values beyond the declared domain where an op must still match torch: ``log``, ``log2``, ``log10`` down to the
+smallest normal float, ``sqrt`` there and at 0.0 and -0.0, ``cbrt`` of negative values, ``div``, ``reciprocal``,
+``mod`` and ``fmod`` by divisors down to 2**-20 in magnitude, ``pow`` of a base down to 2**-10, ``exp`` up to where
+it overflows, ties and NaN often for ``maximum``, ``minimum``, ``fmax``, ``fmin`` and ties at ``clip``'s bounds, NaN
+and infinities for ``nan_to_num`` (0.0 and -0.0, abs's and sign's kink, are among every op's values). An op in
+``EDGES`` or ``STRUCTURED`` gets 100 examples per dtype, any other elementwise op 40. Any other op needs an entry in
+``STRUCTURED``, for inputs constrained by more than their values: matmul's shape families (1-D @ 1-D, 1-D @ N-D, N-D
+@ 1-D, 2-D @ 2-D, batched with broadcast batch axes), ``linear`` on 1-D to 3-D inputs with a bias of any shape that
+broadcasts to the product, ``sum``/``mean`` with every kind of axis (None, an int, a negative int, a tuple in any
+order, the empty tuple) and ``keepdims``, ``where`` with a boolean or numeric mask among three broadcast shapes,
+``expand_dims``/``squeeze`` with every spelling of ``axis`` (one int, tuples in any order, either sign, the empty
+tuple; None for squeeze), and ``broadcast_to`` a shape with new leading axes and stretched size-1 axes (to 0 too).
 
 The same case then runs through the tape engine (``Autograd().apply`` + ``backward(g)`` +
 ``gradient_buffer.get_param``) and through Tensors (``opreg.ops.<name>`` + ``.backward(g)`` + ``.grad``), and
@@ -58,9 +61,11 @@ from torch_reference import ALL_BUILTIN_OPS, BUILTIN_OPS, ELEMENTWISE, REGISTRY,
 
 DTYPES = [np.float32, np.float64]
 
-#: Examples per hypothesis test (50 of them: 21 ops x 2 dtypes, 6 mixed-dtype, 2 relu): about 20 s in all.
+#: Examples per hypothesis test: 100 for the ops with a hand-written strategy (STRUCTURED) or edges (EDGES), 40 for
+#: an elementwise op drawn from its declaration alone (a smooth function of each element: most ops, each cheap).
 EXAMPLES = 100
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PLAIN_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # --- strategies (the generic ones are opreg.testing's) ---------------------------------------------------------------
@@ -76,6 +81,26 @@ UNIT = floats(0.0, 1.0)
 def log_domain(dtype: type) -> st.SearchStrategy[float]:
     """Positive, from the smallest normal float (where 1/x is still finite) up."""
     return floats(float(np.finfo(dtype).tiny), 1e30)(dtype)
+
+
+def sqrt_domain(dtype: type) -> st.SearchStrategy[float]:
+    """0.0 and -0.0 (gradient +-inf, or NaN where g is 0, as torch), then from the smallest normal float up."""
+    return with_zeros(floats(float(np.finfo(dtype).tiny), 1e30))(dtype)
+
+
+def ties(dtype: type) -> st.SearchStrategy[float]:
+    """Half the values from a few (-0.0 ties with 0.0): maximum's, minimum's and clip's ties, often."""
+    return st.one_of(st.sampled_from([-1.0, -0.0, 0.0, 1.0]), LARGE(dtype))
+
+
+def with_nan(dtype: type) -> st.SearchStrategy[float]:
+    """NaN often, and ties: where fmax and fmin choose the other input, and maximum propagates NaN."""
+    return st.one_of(st.just(math.nan), ties(dtype))
+
+
+def non_finite(dtype: type) -> st.SearchStrategy[float]:
+    """NaN and the infinities often: what nan_to_num replaces (its gradient 0 there)."""
+    return st.one_of(st.sampled_from([math.nan, math.inf, -math.inf]), LARGE(dtype))
 
 
 def exp_domain(dtype: type) -> st.SearchStrategy[float]:
@@ -378,9 +403,22 @@ ANY_VALUE = with_zeros(LARGE)
 #: domain and these edges, from either alone if it has only one, else from ``ANY_VALUE``.
 EDGES: dict[str, dict[str, Elements]] = {
     "log": {"x": log_domain},
+    "log2": {"x": log_domain},
+    "log10": {"x": log_domain},
+    "sqrt": {"x": sqrt_domain},
+    "cbrt": {"x": away_from_zero(2.0**-20, 1e4)},  # negative too (its domain, for torch's |x|^(1/3), is > 0)
     "exp": {"x": exp_domain},
     "div": {"b": DIVISOR},
+    "reciprocal": {"x": DIVISOR},
+    "mod": {"b": DIVISOR},
+    "fmod": {"b": DIVISOR},
     "pow": {"base": POSITIVE_BASE, "exponent": EXPONENT},
+    "maximum": {"a": with_nan, "b": with_nan},
+    "minimum": {"a": with_nan, "b": with_nan},
+    "fmax": {"a": with_nan, "b": with_nan},
+    "fmin": {"a": with_nan, "b": with_nan},
+    "clip": {"x": ties, "a_min": ties, "a_max": ties},
+    "nan_to_num": {"x": non_finite},
 }
 
 
@@ -531,18 +569,36 @@ def test_declared_domains_name_inputs():
             assert low < high, f"{name}: empty domain {domain}"
 
 
+#: The elementwise ops drawn from their declaration alone (no STRUCTURED strategy, no EDGES): PLAIN_SETTINGS.
+PLAIN = sorted(name for name in BUILTIN_OPS if name in ELEMENTWISE and name not in STRUCTURED and name not in EDGES)
+
+
+def matches_torch(name: str, dtype: type, data: st.DataObject) -> None:
+    inputs, attributes = data.draw(case_strategy(name, dtype), label="inputs, attributes")
+    ref_out, _ = run_torch(name, inputs, attributes, None)
+    g = data.draw(arrays(dtype, ref_out.shape, floats(-2.0, 2.0)), label="g")
+    check_against_torch(name, inputs, attributes, g)
+
+
 @needs_torch
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("name", BUILTIN_OPS)
+@pytest.mark.parametrize("name", [name for name in BUILTIN_OPS if name not in PLAIN])
 @SETTINGS
 @given(data=st.data())
 def test_op_matches_torch(name, dtype, data):
     """Forward and backward of every built-in op on drawn inputs, through the tape engine and Tensors, equal
     torch's: values, shapes and dtypes; inputs unchanged; both front ends bit for bit the same."""
-    inputs, attributes = data.draw(case_strategy(name, dtype), label="inputs, attributes")
-    ref_out, _ = run_torch(name, inputs, attributes, None)
-    g = data.draw(arrays(dtype, ref_out.shape, floats(-2.0, 2.0)), label="g")
-    check_against_torch(name, inputs, attributes, g)
+    matches_torch(name, dtype, data)
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", PLAIN)
+@PLAIN_SETTINGS
+@given(data=st.data())
+def test_plain_elementwise_op_matches_torch(name, dtype, data):
+    """The same, for the elementwise ops drawn from their declaration alone, with fewer examples each."""
+    matches_torch(name, dtype, data)
 
 
 @needs_torch
@@ -552,6 +608,27 @@ def test_op_matches_torch(name, dtype, data):
 def test_binary_op_with_mixed_dtypes_matches_torch(name, data):
     """One operand float32, the other float64: the arithmetic and the output are float64 (as in NumPy and torch),
     and each gradient comes back in its own input's dtype, equal to torch's at float32 tolerances."""
+    mixed_dtypes_match_torch(name, data)
+
+
+#: The other binary elementwise ops (arctan2, hypot, maximum, mod, ...), with fewer examples each.
+OTHER_BINARY = sorted(
+    name
+    for name in ELEMENTWISE
+    if len(REGISTRY[name].inputs) == 2 and name not in {"add", "sub", "mul", "div", "pow"} | set(STRUCTURED)
+)
+
+
+@needs_torch
+@pytest.mark.parametrize("name", OTHER_BINARY)
+@PLAIN_SETTINGS
+@given(data=st.data())
+def test_other_binary_op_with_mixed_dtypes_matches_torch(name, data):
+    """The same for the other binary elementwise ops."""
+    mixed_dtypes_match_torch(name, data)
+
+
+def mixed_dtypes_match_torch(name: str, data: st.DataObject) -> None:
     inputs, attributes = data.draw(case_strategy(name, np.float64), label="inputs, attributes")
     narrow = data.draw(st.integers(0, 1), label="float32 input")
     inputs[narrow] = inputs[narrow].astype(np.float32)

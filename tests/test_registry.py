@@ -20,7 +20,7 @@ BUILTIN_OPS = {
 }  # fmt: skip
 
 
-def square(name: str = "square", **overrides):
+def square(name: str = "squared", **overrides):
     """A valid declaration of x ** 2, with any keyword replaced."""
     return {
         "name": name,
@@ -65,24 +65,24 @@ def test_the_registry_is_read_only():
 def test_a_plugin_registered_later_reaches_existing_engines(install_ops):
     engine = opreg.Autograd()
     install_ops(square(), name="squares")
-    assert opreg.get_registry()["square"].plugin == "squares"
+    assert opreg.get_registry()["squared"].plugin == "squares"
     x = np.arange(3.0)
-    engine.apply("square", x)
+    engine.apply("squared", x)
     engine.backward(1.0)
     np.testing.assert_allclose(engine.gradient_buffer.get_param(x), 2 * x)
 
 
 def test_unregistering_a_plugin_removes_its_ops(op_plugin):
     name = opreg.register_plugin(op_plugin(square()), name="temporary")
-    assert "square" in opreg.get_registry()
+    assert "squared" in opreg.get_registry()
     opreg.unregister_plugin(name)
-    assert "square" not in opreg.get_registry()
+    assert "squared" not in opreg.get_registry()
 
 
 def test_two_plugins_registering_one_name_is_an_error_naming_both(install_ops, op_plugin):
     install_ops(square(), name="first")
     before = dict(opreg.get_registry())
-    with pytest.raises(RegistrationError, match="'square' is registered by both plugin 'first' and plugin 'second'"):
+    with pytest.raises(RegistrationError, match="'squared' is registered by both plugin 'first' and plugin 'second'"):
         opreg.register_plugin(op_plugin(square()), name="second")
     assert dict(opreg.get_registry()) == before
     assert plugin_manager.get_plugin_manager().get_plugin("second") is None
@@ -97,7 +97,7 @@ def test_a_plugin_cannot_take_a_builtin_name(op_plugin):
     ("declaration", "message"),
     [
         (square("not an identifier"), "must be a Python identifier"),
-        (square(inputs="x"), r"op 'square' \(plugin 'bad'\): .*inputs"),
+        (square(inputs="x"), r"op 'squared' \(plugin 'bad'\): .*inputs"),
         (square(inputs=("x", "x")), "distinct identifiers"),
         (square(inputs=()), "distinct identifiers"),
         (square(forward=lambda x, y: x), r"forward\(x, y\) cannot be called with 1 positional"),
@@ -105,16 +105,16 @@ def test_a_plugin_cannot_take_a_builtin_name(op_plugin):
         (square(backward_uses_output=True), "cannot be called with 2 positional arguments and output="),
         (square(forward=lambda x, *, axis: x), "keyword-only parameter 'axis' is an attribute and needs a default"),
         (square(differentiable=("y",)), r"differentiable names \['y'\]"),
-        (square(forward="x * x"), r"op 'square' \(plugin 'bad'\): .*forward"),
-        (square(doc=3), r"op 'square' \(plugin 'bad'\): .*doc"),
-        (square(colour="red"), r"op 'square' \(plugin 'bad'\): register\(\) got an unexpected keyword colour="),
+        (square(forward="x * x"), r"op 'squared' \(plugin 'bad'\): .*forward"),
+        (square(doc=3), r"op 'squared' \(plugin 'bad'\): .*doc"),
+        (square(colour="red"), r"op 'squared' \(plugin 'bad'\): register\(\) got an unexpected keyword colour="),
         (square(sample=None), "unexpected keyword sample=; did you mean sample_inputs="),
     ],
 )
 def test_invalid_declarations_are_refused_naming_the_plugin(declaration, message, op_plugin):
     with pytest.raises(RegistrationError, match=message):
         opreg.register_plugin(op_plugin(declaration), name="bad")
-    assert "square" not in opreg.get_registry()
+    assert "squared" not in opreg.get_registry()
 
 
 def test_the_hot_path_calls_neither_pluggy_nor_typeguard(monkeypatch):
@@ -156,7 +156,7 @@ def test_forward_and_backward_must_accept_the_declared_attributes(op_plugin):
 def test_a_plugin_object_registered_without_a_name_is_named_after_its_class(op_plugin):
     name = opreg.register_plugin(op_plugin(square()))
     try:
-        assert name == "OpPlugin" and opreg.get_registry()["square"].plugin == "OpPlugin"
+        assert name == "OpPlugin" and opreg.get_registry()["squared"].plugin == "OpPlugin"
     finally:
         opreg.unregister_plugin(name)
 
@@ -229,7 +229,9 @@ def test_an_unknown_name_among_ten_thousand_ops_is_answered_in_one_line(monkeypa
     assert len(str(raised.value)) < 200 and "did you mean 'generated_" in str(raised.value)
 
 
-@pytest.mark.parametrize(("name", "overrides"), [("square", {}), ("add", {"overrides": True})], ids=["new", "override"])
+@pytest.mark.parametrize(
+    ("name", "overrides"), [("squared", {}), ("add", {"overrides": True})], ids=["new", "override"]
+)
 def test_one_plugin_registering_a_name_twice_is_an_error(op_plugin, name, overrides):
     """The later of two register() calls of one name in one plugin would silently replace the earlier op; so would
     a second overrides=True of one built-in."""

@@ -1,4 +1,4 @@
-"""Elementwise functions: softplus, leaky_relu, gelu, sqrt, abs.
+"""Elementwise functions: softplus, leaky_relu, gelu (sqrt and abs, NumPy functions, are opreg built-ins now).
 
 Each op returns the dtype it was given: constants are Python floats, which NumPy 2 does not let promote a float32
 array (``np.float64`` scalars would). Gradients at kinks are PyTorch's, so that a model ported from torch trains
@@ -18,7 +18,7 @@ import numpy as np
 
 import opreg.numpy as onp
 import opreg.ops
-from opreg.plugin import Register, Sample, away_from_zero, gradient_dtype, positive
+from opreg.plugin import Register, Sample, away_from_zero, gradient_dtype
 
 # softplus
 
@@ -99,14 +99,6 @@ def _gelu_samples(rng: np.random.Generator) -> list[Sample]:
     return [Sample(rng.standard_normal((3, 4)) * 2.0), Sample(rng.standard_normal((3, 4)) * 2.0, approximate="tanh")]
 
 
-# abs
-
-
-def _abs_backward(g: Any, x: Any) -> tuple[Any]:
-    """g * sign(x), from two masks: 0 at exactly 0, as torch (any value in [-1, 1] is a subgradient there)."""
-    return (g * (x > 0) - g * (x < 0),)
-
-
 def register_ops(register: Register) -> None:
     register(
         name="softplus",
@@ -131,25 +123,4 @@ def register_ops(register: Register) -> None:
         sample_inputs=_gelu_samples,
         doc='x * Phi(x), exact through math.erfc (a Python loop, slow), or approximate="tanh" as torch.',
         reference="torch.nn.functional.gelu",
-    )
-    register(
-        name="sqrt",
-        inputs=("x",),
-        forward=np.sqrt,
-        backward=lambda g, x, *, output: (g / (2 * output),),
-        sample_inputs=lambda rng: (positive(rng),),
-        doc="Square root; the gradient 1 / (2 sqrt(x)) is taken from the output, and is inf at 0 as in torch.",
-        numpy="sqrt",
-        reference="torch.sqrt",
-        domain=(0.0, 1e30),
-    )
-    register(
-        name="abs",
-        inputs=("x",),
-        forward=np.abs,
-        backward=_abs_backward,
-        sample_inputs=lambda rng: (away_from_zero(rng),),
-        doc="|x|; the gradient at exactly 0 is 0, as in torch.",
-        numpy=("absolute", "abs"),
-        reference="torch.abs",
     )
