@@ -55,6 +55,10 @@ BUILTIN_PLUGINS = (
     "opreg_builtins.linalg",
     "opreg_builtins.losses",
     "opreg_builtins.reductions",
+    "opreg_builtins.statistics",
+    "opreg_builtins.cumulative",
+    "opreg_builtins.products",
+    "opreg_builtins.numpy_linalg",
 )
 
 ENTRY_POINT_GROUP = "opreg"

@@ -81,7 +81,7 @@ def second_order(
             return torch.autograd.grad(y, xs, seed, create_graph=create_graph, allow_unused=True)
 
         def array(t: Any) -> np.ndarray | None:
-            return None if t is None else t.detach().numpy()
+            return None if t is None else t.detach().numpy(force=True)  # a ZeroTensor too (a linear op)
 
     xs = [tensor(x.copy(), requires_grad=d) for x, d in zip(inputs, op.differentiable, strict=True)]
     seed = tensor(g.copy(), requires_grad=True)

@@ -53,6 +53,7 @@ import opreg
 from opreg import testing
 from opreg.testing import Case, CaseStrategy, Elements, arrays, away_from_zero, floats, same_shape, unary, with_zeros
 
+from reduction_cases import CASES as REDUCTION_CASES
 from shape_attributes import broadcast_target, expand_dims_axis, squeeze_axis, unit_axes
 from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch
 
@@ -172,6 +173,7 @@ STRUCTURED: dict[str, CaseStrategy] = {
     "expand_dims": expand_dims_case,
     "squeeze": squeeze_case,
     "broadcast_to": broadcast_to_case,
+    **REDUCTION_CASES,  # reductions, statistics, running sums and products, products, numpy.linalg
 }
 
 #: An elementwise op's input with neither a declared ``domain`` nor ``EDGES`` takes any finite value: these, 0.0
