@@ -82,6 +82,8 @@ def test_the_2_norm_neither_underflows_nor_overflows():
     """Scaled as BLAS's nrm2 and torch's: NumPy's sqrt(sum(x * x)) is 0 at 1e-200 (and its gradient would be 0,
     not x / |x| = -1) and inf at 1e200 (found by the graph fuzzer against torch)."""
     np.testing.assert_array_equal(gradient("norm", np.array([[-1e-200]])), [[-1.0]])
+    tiny = np.full(2, 8.75528235e-192)  # torch.linalg.norm: 0, and gradient [0, 0]
+    np.testing.assert_allclose(gradient("norm", tiny), [0.5**0.5, 0.5**0.5], rtol=1e-15)
     np.testing.assert_allclose(onp.linalg.norm(np.array([3e200, 4e200])), 5e200, rtol=1e-15)
     np.testing.assert_allclose(onp.linalg.norm(np.array([3e-200, 4e-200])), 5e-200, rtol=1e-15)
 
