@@ -62,7 +62,9 @@ def _lookup(name: str) -> OpDef:
 def numpy_function(numpy_name: str, name: str) -> Callable[..., Any]:
     """``opreg.numpy.<numpy_name>``: op ``name`` called as NumPy's function is, its arguments read by NumPy's
     signature (:mod:`opreg.numpy_arguments`): ``onp.sum(x, 0)`` sums over axis 0 as ``np.sum(x, 0)`` does."""
-    numpy_function = getattr(np, numpy_name, None)  # a name this NumPy lacks: the op's own argument order
+    numpy_function: Any = np  # a name this NumPy lacks: None, and the op's own argument order
+    for part in numpy_name.split("."):  # "linalg.inv": np.linalg.inv
+        numpy_function = getattr(numpy_function, part, None)
 
     def call(*args: Any, **kwargs: Any) -> Any:
         try:

@@ -53,6 +53,7 @@ BUILTIN_PLUGINS = (
     "opreg_builtins.arithmetic",
     "opreg_builtins.complex_parts",
     "opreg_builtins.conditions",
+    "opreg_builtins.cumulative",
     "opreg_builtins.decompositions",
     "opreg_builtins.einsum",
     "opreg_builtins.elementwise",
@@ -62,11 +63,14 @@ BUILTIN_PLUGINS = (
     "opreg_builtins.joining",
     "opreg_builtins.linalg",
     "opreg_builtins.losses",
+    "opreg_builtins.numpy_linalg",
     "opreg_builtins.piecewise",
     "opreg_builtins.powers",
+    "opreg_builtins.products",
     "opreg_builtins.reductions",
     "opreg_builtins.rounding",
     "opreg_builtins.splitting",
+    "opreg_builtins.statistics",
     "opreg_builtins.trigonometric",
 )
 

@@ -1086,6 +1086,8 @@ def numpy_call(function: Any, name: str, method: str, args: Sequence[Any], kwarg
     ``isnan``, ``argmax``, ...) runs on the values and returns NumPy's plain arrays. Anything else no op implements
     raises, naming the function: computing it without its derivative would give a wrong gradient with no error.
     """
+    if getattr(function, "__module__", None) == "numpy.linalg":  # np.linalg.inv: the op declaring "linalg.inv"
+        name = f"linalg.{name}"
     op = numpy_op(name) if method == "__call__" else None
     if op is not None:
         return call_op(op, *numpy_arguments(function, op, args, kwargs))

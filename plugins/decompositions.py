@@ -1,13 +1,13 @@
-"""Matrix functions with several outputs, or that their derivatives need: ``inv``, ``slogdet`` (sign and
-log|det|), ``eigh`` (eigenvalues and eigenvectors of a symmetric matrix). Each works on stacks of matrices
-(``(..., n, n)``), as NumPy's ``linalg`` does.
+"""Matrix functions with several outputs: ``slogdet`` (sign and log|det|), ``eigh`` (eigenvalues and
+eigenvectors of a symmetric matrix). Each works on stacks of matrices (``(..., n, n)``), as NumPy's ``linalg``
+does.
 
 Edge cases, each an error rather than a wrong number:
 
-* ``inv`` of a matrix LAPACK finds singular raises NumPy's ``LinAlgError`` (forward), and so does ``slogdet``'s
-  backward, which needs the inverse: log|det| of a singular matrix is -inf, and has no derivative. A matrix
-  singular only up to rounding gives huge values, as in NumPy and PyTorch: its condition number is the user's
-  to watch.
+* ``slogdet``'s backward needs the inverse (the ``inv`` op of plugins/numpy_linalg.py), and so raises NumPy's
+  ``LinAlgError`` at a matrix LAPACK finds singular: log|det| of a singular matrix is -inf, and has no
+  derivative. A matrix singular only up to rounding gives huge values, as in NumPy and PyTorch: its condition
+  number is the user's to watch.
 * ``eigh`` differentiates the eigenvalues of a *symmetric* matrix. NumPy's eigh reads one triangle only, so a
   non-symmetric input would give eigenvalues of another matrix than the one given, with a gradient that is right
   for neither: forward raises on an input further than 1e-4 of its largest entry from symmetric (finite
@@ -35,17 +35,6 @@ SYMMETRY_TOLERANCE = 1e-4
 
 def _mT(x: Any) -> Any:  # NumPy's own name for it
     return onp.matrix_transpose(x)
-
-
-def _inv_forward(a: np.ndarray) -> np.ndarray:
-    """The inverse of each square matrix, as np.linalg.inv."""
-    return np.linalg.inv(a)
-
-
-def _inv_backward(g: Any, a: Any, *, output: Any) -> tuple[Any]:
-    """d(A^-1) = -A^-1 dA A^-1, so A's gradient is -A^-T g A^-T."""
-    t = _mT(output)
-    return (-(t @ g @ t),)
 
 
 def _slogdet(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -137,15 +126,6 @@ def _torch_eigh(torch: Any) -> Any:
 
 @hookimpl
 def opreg_register_ops(register: Register) -> None:
-    register(
-        name="inv",
-        inputs=("a",),
-        forward=_inv_forward,
-        backward=_inv_backward,
-        sample_inputs=lambda rng: [Sample(_square(rng, 3, 3)), Sample(_square(rng, 2, 2, 2))],
-        numpy="linalg.inv",
-        reference="torch.linalg.inv",
-    )
     register(
         name="slogdet",
         inputs=("a",),

@@ -1,8 +1,19 @@
-"""Reductions: sum and mean over ``axis`` (None for all, an int or a tuple of ints) with ``keepdims``.
+"""Reductions over ``axis`` (None for all, an int, or a tuple of ints; negative ones count from the end), each with
+``keepdims``: sum, mean, prod, max/amax, min/amin and logsumexp.
 
-Built in because every scalar loss ends in one, and ``Tensor.sum()`` / ``Tensor.mean()`` need them. The backward
-of each restores the reduced axes of ``grad_output`` as size 1 and broadcasts them to the input's shape, with
-registered ops, so it can be differentiated again.
+Built in because every scalar loss ends in one, and ``Tensor.sum()`` / ``Tensor.mean()`` need them. Every backward
+first restores the reduced axes of ``grad_output`` (and of the output, where it needs it) as size-1 axes, then lets
+them broadcast against the input: the engine only sums broadcast gradients down, it never stretches them up. All
+are written with :mod:`opreg.numpy`, operators and constant masks, so they can be differentiated again.
+
+Choices at the edges, each PyTorch's:
+
+- max and min split the gradient evenly among tied extremes (``torch.amax``/``torch.amin``), so the gradient is a
+  symmetric function of the input; over an empty axis they have no value, and forward raises as NumPy does.
+- prod's gradient is the product of the other elements of the reduced slab, computed without dividing by ``x``
+  wherever an output is 0 (one zero, several zeros), subnormal (an underflow) or not finite: there each element's
+  product of the others is formed explicitly, at the cost of ``x.size`` times the slab's size in memory.
+  Elsewhere it is ``g * (output / x)``, exact to every order because no element of ``x`` is 0.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from opreg.plugin import (
     Axis,
     Register,
     Sample,
+    constant,
     divide_by_count,
     hookimpl,
     normalize_axes,
@@ -38,16 +50,25 @@ def _count(x: Any, axis: Axis) -> int:
 
 def axis_samples(rng: np.random.Generator) -> list[Sample]:
     """A 3-D input over every kind of axis: all, an int, a negative int, tuples, and with keepdims."""
-    settings: list[dict[str, Any]] = [
-        {},
-        {"axis": 1},
-        {"axis": -1},
-        {"axis": (0, 2)},
-        {"axis": (-1, 0)},
-        {"axis": 1, "keepdims": True},
-        {"axis": None, "keepdims": True},
-    ]
-    return [Sample(rng.standard_normal((2, 3, 4)), **s) for s in settings]
+    return [Sample(rng.standard_normal((2, 3, 4)), **s) for s in AXIS_SETTINGS]
+
+
+#: The attribute settings every reduction's samples cover.
+AXIS_SETTINGS: list[dict[str, Any]] = [
+    {},
+    {"axis": 1},
+    {"axis": -1},
+    {"axis": (0, 2)},
+    {"axis": (-1, 0)},
+    {"axis": 1, "keepdims": True},
+    {"axis": None, "keepdims": True},
+]
+
+
+def distinct(rng: np.random.Generator, shape: tuple[int, ...] = (2, 3, 4)) -> np.ndarray:
+    """Values at least 0.2 apart in random order: no ties, and no two swap order within a finite difference."""
+    size = math.prod(shape)
+    return rng.permutation(size).reshape(shape) * 0.25 - size / 8 + rng.uniform(0.0, 0.05, size=shape)
 
 
 def _sum(x: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> np.ndarray:
@@ -58,6 +79,123 @@ def _sum(x: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> np.ndar
 def _mean(x: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> np.ndarray:
     """Mean over axis (None: all)."""
     return reduce(np.mean, x, axis, keepdims)
+
+
+# --- prod -------------------------------------------------------------------------------------------------------------
+
+
+def _prod(x: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> np.ndarray:
+    """Product over axis (None: all); 1 over an empty axis."""
+    return reduce(np.prod, x, axis, keepdims)
+
+
+def others_product(x: Any, axes: tuple[int, ...]) -> Any:
+    """For each element of ``x``, the product of the other elements of its slab along ``axes`` (sorted,
+    non-negative), with no division: exact where ``x`` has zeros, and differentiable again (through prod).
+
+    A new axis ``j`` follows each reduced axis ``i``; the element where every ``i == j`` is replaced by 1 (a
+    constant mask), and the product over the ``i`` axes leaves the ``j`` axes in the reduced axes' places.
+    """
+    inner = tuple(a + t for t, a in enumerate(axes))  # where the reduced axes end up among the new ones
+    outer = tuple(p + 1 for p in inner)
+    shape = list(np.expand_dims(np.empty(x.shape, bool), outer).shape)
+    mask = np.ones((1,) * len(shape), bool)
+    for p, a in zip(inner, axes, strict=True):
+        shape[p + 1] = x.shape[a]
+        eye_shape = [1] * len(shape)
+        eye_shape[p] = eye_shape[p + 1] = x.shape[a]
+        mask = mask & np.eye(x.shape[a], dtype=bool).reshape(eye_shape)
+    spread = onp.broadcast_to(onp.expand_dims(x, outer), shape=tuple(shape))
+    return onp.prod(onp.where(mask, 1.0, spread), axis=inner)
+
+
+def _prod_backward(g: Any, x: Any, *, axis: Axis, keepdims: bool, output: Any) -> tuple[Any]:
+    """g times the product of the other elements: ``output / x`` where that is exact, else :func:`others_product`."""
+    g = restore_axes(g, x, axis, keepdims)
+    if not divides_exactly(constant(output)):
+        return (g * others_product(x, normalize_axes(axis, x.ndim)),)
+    return (g * (restore_axes(output, x, axis, keepdims) / x),)
+
+
+def divides_exactly(values: np.ndarray) -> bool:
+    """Whether a product's values (or terms) are all finite and normal: neither 0 (a zero factor), nor an
+    underflow, whose lost digits ``output / x`` would not recover (5e-324 / 5e-324 is 1, its product of the
+    others 1 too, but a rounded subnormal divides to anything), nor inf."""
+    magnitude = np.abs(values)
+    return bool(np.all((magnitude >= np.finfo(values.dtype).tiny) & (magnitude <= np.finfo(values.dtype).max)))
+
+
+# --- max and min ------------------------------------------------------------------------------------------------------
+
+
+def _max(x: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> np.ndarray:
+    """Max over axis (None: all); tied maxima share the gradient equally, as in torch.amax."""
+    return reduce(np.max, x, axis, keepdims)
+
+
+def _min(x: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> np.ndarray:
+    """Min over axis (None: all); tied minima share the gradient equally, as in torch.amin."""
+    return reduce(np.min, x, axis, keepdims)
+
+
+def extreme_share(g: Any, x: Any, output: Any, axis: Axis, keepdims: bool) -> Any:
+    """grad_output / (number of extremes) at each element equal to the reduction's output, 0 elsewhere.
+
+    Splitting evenly (not all to the first extreme, as argmax-based max would) keeps the gradient a symmetric
+    function of the input, and is what torch.amax and torch.amin do. Which elements are extremes is a comparison,
+    a constant mask; their count is a constant too, an integer array (float16 cannot count past 65,504 ties).
+    """
+    is_extreme = constant(x) == restore_axes(constant(output), x, axis, keepdims)
+    count = is_extreme.sum(axis=normalize_axes(axis, x.ndim), keepdims=True)
+    return onp.where(is_extreme, divide_by_count(restore_axes(g, x, axis, keepdims), count), 0.0)
+
+
+def _extreme_backward(g: Any, x: Any, *, axis: Axis, keepdims: bool, output: Any) -> tuple[Any]:
+    return (extreme_share(g, x, output, axis, keepdims),)
+
+
+# --- logsumexp --------------------------------------------------------------------------------------------------------
+
+
+def _logsumexp(x: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> np.ndarray:
+    """log(sum(exp(x))) over axis (None: all), as scipy.special.logsumexp, shifted by the max so that nothing
+    overflows. An infinite max is not subtracted (torch does the same): inf - inf would turn a row of -inf into
+    nan. Over an empty axis it is -inf, the log of an empty sum."""
+    axes = normalize_axes(axis, x.ndim)
+    shift = np.max(x, axis=axes, keepdims=True, initial=-math.inf)
+    shift = np.where(np.isfinite(shift), shift, 0.0)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(x - shift), axis=axes, keepdims=True)) + shift
+    return np.asarray(out if keepdims else np.squeeze(out, axis=axes))
+
+
+def _logsumexp_backward(g: Any, x: Any, *, axis: Axis, keepdims: bool, output: Any) -> tuple[Any]:
+    """grad_output * softmax(x) along axis, with softmax = exp(x - logsumexp(x)) from the output."""
+    return (restore_axes(g, x, axis, keepdims) * onp.exp(x - restore_axes(output, x, axis, keepdims)),)
+
+
+def _prod_samples(rng: np.random.Generator) -> list[Sample]:
+    """Every kind of axis, values away from 0 (and so from a kink of the finite differences); then one zero and
+    several zeros in a slab, where the gradient must not divide by x."""
+    samples = [
+        Sample(rng.choice([-1.0, 1.0], (2, 3, 4)) * rng.uniform(0.5, 1.5, (2, 3, 4)), **s) for s in AXIS_SETTINGS
+    ]
+    x = rng.uniform(0.5, 1.5, (3, 4))
+    x[0, 1] = 0.0  # one zero in row 0
+    x[1, 0] = x[1, 2] = 0.0  # two zeros in row 1
+    return [*samples, Sample(x, axis=1), Sample(x), Sample(x, axis=(0, 1), keepdims=True)]
+
+
+def _torch_prod(torch: Any) -> Any:
+    """torch.prod reduces one dim at a time: NumPy's axis None, int or tuple, as successive products."""
+
+    def prod(x: Any, axis: Axis = None, keepdims: bool = False) -> Any:
+        axes = normalize_axes(axis, x.ndim)
+        for a in axes:
+            x = torch.prod(x, dim=a, keepdim=True)
+        return x if keepdims or not axes else torch.squeeze(x, dim=axes)
+
+    return prod
 
 
 @hookimpl
@@ -79,4 +217,40 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=axis_samples,
         numpy="mean",
         reference=numpy_reduction("mean"),
+    )
+    register(
+        name="prod",
+        inputs=("x",),
+        forward=_prod,
+        backward=_prod_backward,
+        sample_inputs=_prod_samples,
+        numpy="prod",
+        reference=_torch_prod,
+    )
+    register(
+        name="max",
+        inputs=("x",),
+        forward=_max,
+        backward=_extreme_backward,
+        sample_inputs=lambda rng: [Sample(distinct(rng), **s) for s in AXIS_SETTINGS],
+        numpy=("max", "amax"),
+        reference=numpy_reduction("amax"),
+    )
+    register(
+        name="min",
+        inputs=("x",),
+        forward=_min,
+        backward=_extreme_backward,
+        sample_inputs=lambda rng: [Sample(distinct(rng), **s) for s in AXIS_SETTINGS],
+        numpy=("min", "amin"),
+        reference=numpy_reduction("amin"),
+    )
+    register(
+        name="logsumexp",
+        inputs=("x",),
+        forward=_logsumexp,
+        backward=_logsumexp_backward,
+        sample_inputs=axis_samples,
+        numpy="logsumexp",  # not NumPy's: scipy.special.logsumexp, reached as opreg.numpy.logsumexp
+        reference=numpy_reduction("logsumexp"),
     )

@@ -84,6 +84,7 @@ HEADERS = {
     "tape engine": """\
 import functools
 import types
+from math import inf
 
 import numpy as np
 import opreg
@@ -99,6 +100,8 @@ def leaf(values):
 const = leaf
 """,
     "Tensors": """\
+from math import inf
+
 import numpy as np
 import opreg
 from opreg import ops
@@ -541,19 +544,6 @@ class Builder:
             shape = tuple(n + start + extra if i == axis % len(x.shape) else n for i, n in enumerate(x.shape))
         self.emit(op, [x], shape, min(x.lo, 0.0), max(x.hi, 0.0), axis=axis, start=start, shape=shape)
 
-    def inv(self, op: str, x: Node) -> None:
-        """The inverse of ``3 I + 0.3 tanh(x)`` for a square ``x`` (diagonally dominant, so well conditioned: its
-        entries stay within 1); tanh of any other ``x``."""
-        if len(x.shape) != 2 or x.shape[0] != x.shape[1]:
-            self.unary("tanh", x)
-            return
-        n = x.shape[0]
-        eye = Node(self._name("c"), x.shape, 0.0, 3.0, const=True)
-        self.program.lines.append(f"{eye.name} = const({(3 * np.eye(n)).tolist()!r})")
-        small = self.emit("mul", [self.unary("tanh", x), 0.3], x.shape, -0.3, 0.3)
-        matrix = self.emit("add", [eye, small], x.shape, -0.3, 3.3)
-        self.emit("inv", [matrix], x.shape, -1.0, 1.0)
-
     def einsum(self, op: str, x: Node) -> None:
         """``x``'s axes reversed, or its product with a node of its shape summed over its last axis."""
         if not x.shape or len(x.shape) > 3:
@@ -590,6 +580,116 @@ class Builder:
         lo, hi = _interval(operator.mul, (x.lo, x.hi), (weight.lo, weight.hi))
         k = x.shape[-1]
         self.checked("linear", [x, weight, bias], product, k * lo + b_lo, k * hi + b_hi, x)
+
+    # -- reductions, statistics, running sums and products, products, numpy.linalg --------------------------------
+
+    def shrunk(self, x: Node, limit: float = 1.0) -> Node:
+        """``x`` if its values are within ``limit`` in magnitude, else tanh of it (then within 1)."""
+        return x if x.bound <= limit else self.unary("tanh", x)
+
+    def other_reduction(self, op: str, x: Node) -> None:
+        """prod, max, min, ptp, logsumexp, var, std, norm over drawn axes, with keepdims; each value's interval from
+        the slab's size n (prod first squashes its input into [-1, 1], so that it cannot grow)."""
+        if op == "prod":
+            x = self.shrunk(x)
+        if op in ("std", "norm"):  # x + 1, 1.5, 2, ...: std's gradient (x - mean) / std is ill-conditioned where a
+            # slab is nearly constant, and a norm's (x / |x|, sign(x)) where x is nearly 0 (a cross product of two
+            # nearly parallel vectors); the two libraries' last bits would decide it
+            offsets = 1 + np.arange(math.prod(x.shape), dtype=np.float64).reshape(x.shape) * 0.5
+            spread = self.constant_node(offsets)
+            x = self.checked("add", [x, spread], x.shape, x.lo + 1, x.hi + spread.hi, x)
+        ndim = len(x.shape)
+        attributes: dict[str, Any] = {}
+        if op == "norm":
+            axis = self.draw(st.sampled_from([None, *range(-ndim, ndim)]))
+            if axis is not None:
+                attributes["ord"] = self.draw(st.sampled_from([None, 2, 1, math.inf, -math.inf]))
+        else:
+            axis = self.draw(axes(ndim))
+        reduced = _normalize(axis, ndim)
+        n = math.prod(x.shape[a] for a in reduced)
+        if n == 0 and op in ("max", "min", "ptp"):  # no value over an empty slab
+            self.unary("tanh", x)
+            return
+        if op in ("var", "std") and n >= 2 and self.draw(st.booleans()):
+            attributes["ddof"] = 1
+        spread = (x.hi - x.lo) ** 2 * max(n, 1) / max(n - attributes.get("ddof", 0), 1)
+        lo, hi = {
+            "prod": (-(x.bound ** max(n, 1)), x.bound ** max(n, 1)),
+            "max": (x.lo, x.hi),
+            "min": (x.lo, x.hi),
+            "ptp": (0.0, x.hi - x.lo),
+            "logsumexp": (x.lo, x.hi + math.log(max(n, 1))),
+            "var": (0.0, spread),
+            "std": (0.0, math.sqrt(spread)),
+            "norm": (0.0, x.bound * max(n, 1)),
+        }[op]
+        keepdims = self.draw(st.booleans())
+        shape = tuple(1 if a in reduced else d for a, d in enumerate(x.shape) if keepdims or a not in reduced)
+        attributes |= ({"axis": axis} if axis is not None else {}) | ({"keepdims": True} if keepdims else {})
+        self.checked(op, [x], shape, lo, hi, x, **attributes)
+
+    def running(self, op: str, x: Node) -> None:
+        """cumsum (maybe reversed) or cumprod (of values squashed into [-1, 1]) along an int axis."""
+        if not x.shape:
+            self.unary("tanh", x)
+            return
+        if op == "cumprod":
+            x = self.shrunk(x)
+        axis = self.draw(st.integers(-len(x.shape), len(x.shape) - 1))
+        n = x.shape[axis]
+        lo, hi = (min(x.lo, x.lo * n), max(x.hi, x.hi * n)) if op == "cumsum" else (-x.bound, x.bound)
+        attributes: dict[str, Any] = {"axis": axis}
+        if op == "cumsum" and self.draw(st.booleans()):
+            attributes["reverse"] = True
+        self.checked(op, [x], x.shape, lo, hi, x, **attributes)
+
+    def product(self, op: str, x: Node) -> None:
+        """tensordot, dot, inner, vdot, outer, cross with a node whose shape fits ``x`` (x itself, if none does)."""
+        fits, result = PRODUCT_SHAPES[op]
+        y = self.pick(lambda n: fits(x.shape, n.shape), constants=True)
+        if y is None or not self.nodes:
+            self.unary("tanh", x)
+            return
+        shape, k, attributes = result(x.shape, y.shape, self.draw)
+        lo, hi = _interval(operator.mul, (x.lo, x.hi), (y.lo, y.hi))
+        factor = 2 if op == "cross" else max(k, 1)
+        self.checked(op, [x, y], shape, factor * min(lo, -hi), factor * max(hi, -lo), x, **attributes)
+
+    def constant_node(self, values: np.ndarray) -> Node:
+        node = Node(self._name("c"), values.shape, float(values.min()), float(values.max()), const=True)
+        self.program.lines.append(f"{node.name} = const({values.tolist()!r})")
+        self.program.values.append(node.name)
+        self.nodes.append(node)
+        return node
+
+    def linear_algebra(self, op: str, x: Node) -> None:
+        """inv, det, solve, cholesky of a matrix far from singular made from a square ``x``: ``tanh(x) + (m + 1) I``
+        (diagonally dominant), or ``t t^T + (m + 1) I`` for cholesky (positive definite)."""
+        if len(x.shape) < 2 or x.shape[-1] != x.shape[-2]:
+            self.unary("tanh", x)
+            return
+        m = x.shape[-1]
+        t = self.shrunk(x)
+        if op == "cholesky":
+            transposed = self.emit("transpose", [t], t.shape, t.lo, t.hi)
+            t = self.emit("matmul", [t, transposed], t.shape, -float(m), float(m))
+        eye = self.constant_node((m + 1) * np.eye(m))
+        a = self.emit("add", [t, eye], x.shape, t.lo, t.hi + m + 1)
+        if op == "inv":
+            self.emit("inv", [a], x.shape, -1.0, 1.0)
+        elif op == "det":
+            self.checked("det", [a], x.shape[:-2], -((2.0 * m + 2) ** m), (2.0 * m + 2) ** m, x)
+        elif op == "cholesky":
+            bound = math.sqrt(2.0 * m + 1)
+            self.emit("cholesky", [a], x.shape, -bound, bound)
+        else:
+            b = self.pick(lambda n: n.shape == (m,) or (len(n.shape) >= 2 and n.shape[-2] == m), constants=True)
+            b = b if b is not None and broadcast(x.shape[:-2], b.shape[:-2]) is not None else x
+            shape = (m,) if b.shape == (m,) else (*broadcast(x.shape[:-2], b.shape[:-2]), m, b.shape[-1])
+            if len(b.shape) == 1:
+                shape = (*x.shape[:-2], m)
+            self.checked("solve", [a, b], shape, -m * b.bound, m * b.bound, x)
 
     def loss(self) -> None:
         """A scalar ``loss`` from the last node; maybe every dangling op result folded in with sum and add."""
@@ -636,9 +736,58 @@ RULES = {
     **dict.fromkeys(["concatenate", "stack", "hstack", "vstack", "dstack", "column_stack", "append"], Builder.join),
     "slice_along": Builder.slice_along,
     "pad_along": Builder.pad_along,
-    "inv": Builder.inv,
     "einsum": Builder.einsum,
     "select": Builder.select,
+    **dict.fromkeys(["prod", "max", "min", "ptp", "logsumexp", "var", "std", "norm"], Builder.other_reduction),
+    **dict.fromkeys(["cumsum", "cumprod"], Builder.running),
+    **dict.fromkeys(["tensordot", "dot", "inner", "vdot", "outer", "cross"], Builder.product),
+    **dict.fromkeys(["inv", "det", "solve", "cholesky"], Builder.linear_algebra),
+}
+
+
+def _tensordot_fit(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    return any(a[len(a) - n :] == b[:n] for n in range(0, min(len(a), len(b), 2) + 1))
+
+
+def _tensordot_result(a, b, draw):
+    n = draw(st.sampled_from([n for n in range(0, min(len(a), len(b), 2) + 1) if a[len(a) - n :] == b[:n]]))
+    return (*a[: len(a) - n], *b[n:]), math.prod(a[len(a) - n :]), {"axes": n}
+
+
+def _dot_fit(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    return not a or not b or a[-1] == b[-2 if len(b) >= 2 else 0]
+
+
+def _dot_result(a, b, draw):
+    if not a or not b:
+        return broadcast(a, b), 1, {}
+    return (*a[:-1], *b[:-2], *b[-1:][: len(b) - 1]), a[-1], {}
+
+
+def _inner_result(a, b, draw):
+    if not a or not b:
+        return broadcast(a, b), 1, {}
+    return (*a[:-1], *b[:-1]), a[-1], {}
+
+
+def _cross_fit(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    return a == b and 3 in a
+
+
+def _cross_result(a, b, draw):
+    axis = draw(st.sampled_from([i for i, n in enumerate(a) if n == 3]))
+    return a, 1, {"axis": axis}
+
+
+#: Each product: whether a second operand's shape fits the first's, and (given both and ``draw``) the result's
+#: shape, the number of terms each element sums, and the attributes.
+PRODUCT_SHAPES = {
+    "tensordot": (_tensordot_fit, _tensordot_result),
+    "dot": (_dot_fit, _dot_result),
+    "inner": (lambda a, b: not a or not b or a[-1] == b[-1], _inner_result),
+    "vdot": (lambda a, b: a == b, lambda a, b, draw: ((), math.prod(a), {})),
+    "outer": (lambda a, b: len(a) <= 1 and len(b) <= 1, lambda a, b, draw: ((math.prod(a), math.prod(b)), 1, {})),
+    "cross": (_cross_fit, _cross_result),
 }
 
 
@@ -676,6 +825,7 @@ def run_torch(program: Program) -> tuple[dict[str, np.ndarray], dict[str, np.nda
     """Every node's value and every parameter's gradient (None where torch gives none), by torch autograd."""
     namespace: dict[str, Any] = {
         "ops": TORCH_LIB,
+        "inf": math.inf,  # a norm's ord
         "leaf": lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True),
         "const": lambda v: torch.tensor(v, dtype=torch.float64),
     }

@@ -56,6 +56,7 @@ import opreg
 from opreg import testing
 from opreg.testing import Case, CaseStrategy, Elements, arrays, away_from_zero, floats, same_shape, unary, with_zeros
 
+from reduction_cases import CASES as REDUCTION_CASES
 from shape_attributes import broadcast_target, expand_dims_axis, index_for, squeeze_axis, unit_axes
 from torch_reference import ALL_BUILTIN_OPS, BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch
 
@@ -320,16 +321,6 @@ def pad_along_case(draw, dtype: type) -> Case:
 
 
 @st.composite
-def inv_case(draw, dtype: type) -> Case:
-    """Stacks of 1x1 to 3x3 matrices 3 I + E with |E| <= 0.5 entrywise: strictly diagonally dominant (2.5 on the
-    diagonal against at most 1 off it), so well conditioned."""
-    n = draw(st.integers(1, 3))
-    shape = (*draw(testing.shapes(max_dims=1, allow_empty=False)), n, n)
-    noise = draw(arrays(dtype, shape, floats(-0.5, 0.5)))
-    return [np.asarray(noise + 3 * np.eye(n, dtype=dtype), dtype)], {}
-
-
-@st.composite
 def einsum_case(draw, dtype: type) -> Case:
     """1 to 3 operands of 0 to 3 axes over a few shared letters, the output any of their letters (each once), or
     implicit; sometimes an ellipsis over leading axes, broadcast (size 1) in some operands."""
@@ -389,9 +380,9 @@ STRUCTURED: dict[str, CaseStrategy] = {
     "append": append_case,
     "slice_along": slice_along_case,
     "pad_along": pad_along_case,
-    "inv": inv_case,
     "einsum": einsum_case,
     "select": select_case,
+    **REDUCTION_CASES,  # reductions, statistics, running sums and products, products, numpy.linalg
 }
 
 #: An elementwise op's input with neither a declared ``domain`` nor ``EDGES`` takes any finite value: these, 0.0

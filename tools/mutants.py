@@ -131,6 +131,22 @@ MUTANTS = [
         ("tests/test_ops_reference.py",),
     ),
     Mutant(
+        "prod-divides-by-x",
+        "plugins/reductions.py",
+        "    if not divides_exactly(constant(output)):\n",
+        "    if False:\n",
+        "prod's gradient always output / x: nan or 0 where x has zeros",
+        ("tests/test_reductions.py",),
+    ),
+    Mutant(
+        "max-ties-all-get-g",
+        "plugins/reductions.py",
+        "divide_by_count(restore_axes(g, x, axis, keepdims), count)",
+        "restore_axes(g, x, axis, keepdims)",
+        "tied maxima each get the whole gradient instead of an even share",
+        ("tests/test_reductions.py",),
+    ),
+    Mutant(
         "mse-no-two",
         "plugins/losses.py",
         "    grad = divide_by_count(g * 2 * (prediction - target), prediction.size)",

@@ -8,10 +8,10 @@ modules import only the plugin API: :mod:`opreg.plugin`, :mod:`opreg.numpy` and 
 from __future__ import annotations
 
 from opreg.plugin import Register, hookimpl
-from opreg_contrib_ops import activations, losses, reductions, shapes, softmax
+from opreg_contrib_ops import activations, losses, shapes, softmax
 
 
 @hookimpl
 def opreg_register_ops(register: Register) -> None:
-    for module in (activations, reductions, shapes, softmax, losses):
+    for module in (activations, shapes, softmax, losses):
         module.register_ops(register)
