@@ -8,6 +8,8 @@ The built-in plugins import from here and from :mod:`opreg.numpy` only, exactly 
 - :func:`normalize_axes`, :func:`restore_axes` and :func:`reduce` hold NumPy's ``axis``/``keepdims``
   conventions for reductions, and :func:`divide_by_count` a mean's scale (float16 cannot count past 65,504);
   :func:`gradient_dtype` is the dtype a gradient must have.
+- :func:`op` is a registered op by its own name, for a backward that needs one which is no NumPy function (so
+  not in :mod:`opreg.numpy`): ``op("scatter_add")(g, indices=i, axis=0, length=3)``.
 - :func:`constant` is a value with the graph cut off (a softmax's shift), :func:`contiguous` a memory layout
   for speed: neither changes a value, so neither changes a derivative.
 """
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from opreg.axes import Axis, divide_by_count, normalize_axes, reduce, restore_axes
+from opreg.dispatch import op_function
 from opreg.fit import gradient_dtype
 from opreg.hookspecs import Register, hookimpl
 from opreg.opdef import Domain, Reference, Sample, SampleInputs
@@ -40,6 +43,7 @@ __all__ = [
     "hookimpl",
     "normalize_axes",
     "numpy_reduction",
+    "op",
     "positive",
     "reduce",
     "restore_axes",
@@ -61,6 +65,13 @@ def positive(rng: np.random.Generator, shape: tuple[int, ...] = (3, 4), low: flo
 def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...] = (3, 4), low: float = 0.1) -> np.ndarray:
     """Values in +-[low, 2]: a divisor, or finite differences (eps 1e-6) that never straddle a kink at 0."""
     return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(low, 2.0, size=shape)
+
+
+def op(name: str) -> Callable[..., Any]:
+    """The function running op ``name``, as ``opreg.ops.<name>``: arrays in, an array out; a Tensor in, a Tensor
+    out, recorded. For a backward that needs an op no NumPy function names (``opreg.numpy`` has only those), so
+    that it composes all the same. Looked up when called, so call it inside the backward, not at import."""
+    return op_function(name)
 
 
 def constant(x: Any) -> np.ndarray:

@@ -55,6 +55,11 @@ BUILTIN_PLUGINS = (
     "opreg_builtins.linalg",
     "opreg_builtins.losses",
     "opreg_builtins.reductions",
+    "opreg_builtins.shapes",
+    "opreg_builtins.rearrange",
+    "opreg_builtins.selection",
+    "opreg_builtins.differences",
+    "opreg_builtins.real_valued",
 )
 
 ENTRY_POINT_GROUP = "opreg"

@@ -45,7 +45,7 @@ from hypothesis.extra import numpy as hnp
 import opreg
 from opreg.testing import axes
 
-from shape_attributes import broadcast_target, expand_dims_axis, squeeze_axis
+from shape_attributes import broadcast_target, expand_dims_axis, shape_op_attributes, squeeze_axis
 from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch, torch
 
 #: No node's values may exceed this in magnitude.
@@ -61,7 +61,7 @@ def _tensor(x: Any) -> Any:
 
 def _operands(function):
     """A program passes numbers and constant arrays as operands, which torch's functions want as tensors."""
-    return lambda *operands: function(*map(_tensor, operands))
+    return lambda *operands, **attributes: function(*map(_tensor, operands), **attributes)
 
 
 #: The shared table (tests/torch_reference.py), each op of several inputs taking numbers and arrays as well.
@@ -428,6 +428,32 @@ class Builder:
         shape = self.draw(broadcast_target(x.shape, allow_empty=False))
         self.emit("broadcast_to", [x], shape, x.lo, x.hi, shape=shape)
 
+    def shape_op(self, op: str, x: Node) -> None:
+        """An op of plugins/shapes.py, rearrange.py, selection.py or differences.py with attributes drawn for x's
+        shape (arrays written as lists, which the program's text can hold); the interval from :func:`shape_bound`.
+        Where the op takes no input of x's shape, or would make an empty node from a non-empty one (a mean of it
+        would be NaN), tanh instead."""
+        attributes = self.draw(shape_op_attributes(op, x.shape))
+        if attributes is None:
+            self.unary("tanh", x)
+            return
+        attributes = {key: _plain(value) for key, value in attributes.items()}
+        shape = REGISTRY[op].output_of(np.zeros(x.shape), **attributes).shape
+        if 0 in shape and 0 not in x.shape:
+            self.unary("tanh", x)
+            return
+        self.checked(op, [x], shape, *shape_bound(op, x, attributes), x, **attributes)
+
+    def linspace(self, op: str, x: Node) -> None:
+        """linspace from x to a node (or number) that broadcasts, 1 to 4 points, the new axis anywhere."""
+        stop = self.operand(lambda n: broadcast(x.shape, n.shape) is not None)
+        shape = broadcast(x.shape, stop.shape) if isinstance(stop, Node) else x.shape
+        axis = self.draw(st.integers(-len(shape) - 1, len(shape)))
+        num, endpoint = self.draw(st.integers(1, 4)), self.draw(st.booleans())
+        out = np.linspace(np.zeros(x.shape), np.zeros(np.shape(stop) if isinstance(stop, Node) else ()), num, axis=axis)
+        lo, hi = min(x.lo, _box(stop)[0]), max(x.hi, _box(stop)[1])
+        self.emit("linspace", [x, stop], out.shape, lo, hi, num=num, endpoint=endpoint, axis=axis)
+
     def linear(self, op: str, x: Node) -> None:
         """``x @ weight.T + bias`` with a 2-D weight node whose rows fit ``x``, and a bias that broadcasts to the
         product's shape (linear refuses one that would widen it)."""
@@ -480,7 +506,78 @@ RULES = {
     "expand_dims": Builder.expand_dims,
     "squeeze": Builder.squeeze,
     "broadcast_to": Builder.broadcast_to,
+    "linspace": Builder.linspace,
+    **dict.fromkeys(
+        [
+            "reshape",
+            "ravel",
+            "atleast_1d",
+            "atleast_2d",
+            "atleast_3d",
+            "permute",
+            "swapaxes",
+            "moveaxis",
+            "rollaxis",
+            "flip",
+            "fliplr",
+            "flipud",
+            "rot90",
+            "roll",
+            "tile",
+            "repeat",
+            "pad",
+            "take",
+            "take_along_axis",
+            "scatter_add",
+            "sort",
+            "partition",
+            "diagonal",
+            "trace",
+            "diag",
+            "tril",
+            "triu",
+            "diff",
+            "gradient",
+        ],
+        Builder.shape_op,
+    ),
 }
+
+
+def _plain(value: Any) -> Any:
+    """An attribute as the program's text can hold it: arrays (indices, coordinates) as lists."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def shape_bound(op: str, x: Node, attributes: dict[str, Any]) -> tuple[float, float]:
+    """An interval holding a shape op's values: x's own for an op that moves or copies elements; widened to 0
+    where it writes zeros (a triangle, a diagonal matrix, a constant border: also its value); and for the ops that
+    add elements, the most terms any output sums, times x's bound (diff: 2**n, with the constants it joins)."""
+    lo, hi = x.lo, x.hi
+    if op in ("tril", "triu", "diag"):
+        return min(lo, 0.0), max(hi, 0.0)
+    if op == "pad":
+        value = attributes.get("constant_values", 0.0) if attributes.get("mode", "constant") == "constant" else lo
+        return min(lo, value), max(hi, value)
+    if op == "scatter_add":
+        terms = len(x.shape) and x.shape[attributes["axis"]]
+        return min(0.0, terms * lo), max(0.0, terms * hi)
+    if op == "trace":
+        terms = min(x.shape[attributes["axis1"]], x.shape[attributes["axis2"]])
+        return min(0.0, terms * lo), max(0.0, terms * hi)
+    if op == "diff":
+        bound = max(x.bound, 1.25) * 2 ** attributes["n"]
+        return (-bound, bound) if attributes["n"] else (lo, hi)
+    if op == "gradient":
+        spacing = attributes.get("varargs", ())
+        steps = np.diff(spacing[0]) if spacing and np.ndim(spacing[0]) else [spacing[0] if spacing else 1.0]
+        bound = 4 * x.bound / float(np.min(steps))
+        return -bound, bound
+    return lo, hi
 
 
 def _box(value: Node | float) -> tuple[float, float]:

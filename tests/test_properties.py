@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -53,7 +53,7 @@ import opreg
 from opreg import testing
 from opreg.testing import Case, CaseStrategy, Elements, arrays, away_from_zero, floats, same_shape, unary, with_zeros
 
-from shape_attributes import broadcast_target, expand_dims_axis, squeeze_axis, unit_axes
+from shape_attributes import broadcast_target, expand_dims_axis, shape_op_attributes, squeeze_axis, unit_axes
 from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch
 
 DTYPES = [np.float32, np.float64]
@@ -157,6 +157,94 @@ def broadcast_to_case(draw, dtype: type) -> Case:
     return [x], {"shape": draw(broadcast_target(x.shape), label="shape")}
 
 
+#: The dimensions each shape op's input may have (0-d to 4-D where not listed): the ops of plugins/shapes.py,
+#: rearrange.py, selection.py and differences.py, whose attributes tests/shape_attributes.py draws for the shape.
+SHAPE_OP_DIMS = {
+    "fliplr": (2, 4),
+    "rot90": (2, 4),
+    "diagonal": (2, 4),
+    "trace": (2, 4),
+    "tril": (2, 4),
+    "triu": (2, 4),
+    "diag": (1, 2),
+    "swapaxes": (1, 4),
+    "moveaxis": (1, 4),
+    "rollaxis": (1, 4),
+    "flipud": (1, 4),
+    "take_along_axis": (1, 4),
+    "scatter_add": (1, 4),
+    "sort": (1, 4),
+    "partition": (1, 4),
+    "diff": (1, 4),
+    "gradient": (1, 4),
+}
+SHAPE_OPS = [
+    "reshape",
+    "ravel",
+    "atleast_1d",
+    "atleast_2d",
+    "atleast_3d",
+    "permute",
+    "swapaxes",
+    "moveaxis",
+    "rollaxis",
+    "flip",
+    "fliplr",
+    "flipud",
+    "rot90",
+    "roll",
+    "tile",
+    "repeat",
+    "pad",
+    "take",
+    "take_along_axis",
+    "scatter_add",
+    "sort",
+    "partition",
+    "diagonal",
+    "trace",
+    "diag",
+    "tril",
+    "triu",
+    "diff",
+    "gradient",
+]
+
+#: sort's and partition's values: ties (0.0 beside -0.0 too) are common, so that the gradient's choice among tied
+#: elements (the stable sort's order) is compared with torch's stable sort.
+TIED = lambda dtype: st.one_of(REAL(dtype), st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5]))  # noqa: E731
+
+
+def shape_op_case(name: str) -> CaseStrategy:
+    """x of the dimensions the op takes (``SHAPE_OP_DIMS``), empty axes included, and attributes drawn for its
+    shape by ``shape_attributes.shape_op_attributes``."""
+    low, high = SHAPE_OP_DIMS.get(name, (0, 4))
+    elements = TIED if name in ("sort", "partition") else REAL
+
+    @st.composite
+    def case(draw, dtype: type) -> Case:
+        shape = draw(testing.shapes(min_dims=low, max_dims=high))
+        attributes = draw(shape_op_attributes(name, shape), label="attributes")
+        assume(attributes is not None)
+        return [draw(arrays(dtype, shape, elements), label="x")], attributes
+
+    return case
+
+
+@st.composite
+def linspace_case(draw, dtype: type) -> Case:
+    """start and stop of broadcastable shapes (0-d to 2-D), 0 to 5 points, with and without the endpoint, the new
+    axis anywhere, either sign."""
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=2, max_side=3)).input_shapes
+    ndim = len(np.broadcast_shapes(*shapes)) + 1
+    attributes = {
+        "num": draw(st.integers(0, 5)),
+        "endpoint": draw(st.booleans()),
+        "axis": draw(st.integers(-ndim, ndim - 1)),
+    }
+    return [draw(arrays(dtype, shape, REAL)) for shape in shapes], attributes
+
+
 #: op name -> its case strategy, for each op whose inputs are constrained by more than their values: matched
 #: shapes, axes, a mask. Any other built-in op must be elementwise (``torch_reference.ELEMENTWISE``, judged on the
 #: op's samples), and its cases are drawn from its declaration alone (:func:`elementwise_case`).
@@ -172,6 +260,8 @@ STRUCTURED: dict[str, CaseStrategy] = {
     "expand_dims": expand_dims_case,
     "squeeze": squeeze_case,
     "broadcast_to": broadcast_to_case,
+    "linspace": linspace_case,
+    **{name: shape_op_case(name) for name in SHAPE_OPS},
 }
 
 #: An elementwise op's input with neither a declared ``domain`` nor ``EDGES`` takes any finite value: these, 0.0
@@ -248,7 +338,11 @@ def run_torch(name: str, inputs: Sequence[np.ndarray], attributes: dict, g: np.n
 
 
 #: Ops computing each element from one element, rounding a few times at most: the relative tolerance alone.
-PER_ELEMENT = {"neg", "relu", "transpose", "exp", "log"}
+#: The shape ops among them move each element to one place (no sum in forward or backward).
+PER_ELEMENT = {"neg", "relu", "transpose", "exp", "log"} | {
+    *["reshape", "ravel", "atleast_1d", "atleast_2d", "atleast_3d", "permute", "swapaxes", "moveaxis", "rollaxis"],
+    *["flip", "fliplr", "flipud", "rot90", "roll", "sort", "partition", "diagonal", "diag", "tril", "triu"],
+}
 
 
 def error_bounds(name: str, inputs: Sequence[np.ndarray], g: np.ndarray) -> tuple[list[Any], int | None]:
