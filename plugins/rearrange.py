@@ -189,7 +189,7 @@ def _repeat_samples(rng: np.random.Generator) -> list[Sample]:
 
 def _torch_repeat(torch: ModuleType) -> Callable[..., Any]:
     def repeat_interleave(x: Any, repeats: Any = 1, axis: int | None = None) -> Any:
-        counts = repeats if isinstance(repeats, int) else torch.tensor(repeats)
+        counts = repeats if isinstance(repeats, int) else torch.tensor(repeats, dtype=torch.int64)
         return torch.repeat_interleave(x, counts, dim=axis)
 
     return repeat_interleave

@@ -111,21 +111,9 @@ def _moveaxis(x: np.ndarray, *, source: int | Sequence[int] = 0, destination: in
     return np.moveaxis(x, source, destination)
 
 
-def _axes(axes: int | Sequence[int], ndim: int) -> list[int]:
-    return [operator.index(a) % ndim for a in ((axes,) if isinstance(axes, int | np.integer) else axes)]
-
-
-def _moveaxis_order(ndim: int, source: int | Sequence[int], destination: int | Sequence[int]) -> tuple[int, ...]:
-    """The permutation np.moveaxis applies: output axis i is input axis result[i]."""
-    sources, destinations = _axes(source, ndim), _axes(destination, ndim)
-    order = [n for n in range(ndim) if n not in sources]
-    for dest, src in sorted(zip(destinations, sources, strict=True)):
-        order.insert(dest, src)
-    return tuple(order)
-
-
 def _moveaxis_backward(g: Any, x: Any, *, source: int | Sequence[int], destination: int | Sequence[int]) -> tuple[Any]:
-    return (onp.transpose(g, _inverse(_moveaxis_order(x.ndim, source, destination))),)
+    """The axes moved back from ``destination`` to ``source``."""
+    return (onp.moveaxis(g, destination, source),)
 
 
 def _rollaxis(x: np.ndarray, *, axis: int = -1, start: int = 0) -> np.ndarray:

@@ -19,7 +19,8 @@ broadcasts for each input besides the node it is applied to, each first brought 
 (``low + (high - low) * sigmoid(x)``), so a new elementwise op is fuzzed with no code here. The others, and exp,
 log, div and pow, whose operands are kept closer to the edges than their domains, have a rule in ``RULES``:
 matmul's and linear's fitting shapes, reductions' axes, ``where(s > 0.0, x, y)`` on a node ``s`` that broadcasts,
-``expand_dims``/``squeeze``/``broadcast_to`` with attributes drawn for the node's shape.
+``expand_dims``/``squeeze``/``broadcast_to`` and every other shape op (``Builder.shape_op``: reshape, flip, pad,
+take, sort, diff, gradient, ...) with attributes drawn for the node's shape, ``linspace`` between two nodes.
 
 Values stay in safe domains by construction: each node carries an interval that bounds its values (an elementwise
 op's, from its forward on a grid through its operands' intervals); ``log``, a divisor and ``pow``'s base are first

@@ -13,8 +13,13 @@ matmul's shape families (1-D @ 1-D, 1-D @ N-D, N-D @ 1-D, 2-D @ 2-D, batched wit
 ``linear`` on 1-D to 3-D inputs with a bias of any shape that broadcasts to the product, ``sum``/``mean`` with
 every kind of axis (None, an int, a negative int, a tuple in any order, the empty tuple) and ``keepdims``,
 ``where`` with a boolean or numeric mask among three broadcast shapes, ``expand_dims``/``squeeze`` with every
-spelling of ``axis`` (one int, tuples in any order, either sign, the empty tuple; None for squeeze), and
-``broadcast_to`` a shape with new leading axes and stretched size-1 axes (to 0 too).
+spelling of ``axis`` (one int, tuples in any order, either sign, the empty tuple; None for squeeze),
+``broadcast_to`` a shape with new leading axes and stretched size-1 axes (to 0 too), and the shape,
+rearrangement and selection ops (``SHAPE_OPS``: reshape to permute, flip to pad, take to triu, diff and gradient)
+with attributes drawn for the input's shape by tests/shape_attributes.py (negative axes, tuples, None, repeated
+and negative indices, every pad mode, spacings), sort's and partition's values full of ties (0.0 beside -0.0), and
+``linspace`` between broadcast end points. The shape ops run 40 examples each (``test_shape_op_matches_torch``),
+the others 100.
 
 The same case then runs through the tape engine (``Autograd().apply`` + ``backward(g)`` +
 ``gradient_buffer.get_param``) and through Tensors (``opreg.ops.<name>`` + ``.backward(g)`` + ``.grad``), and
@@ -430,18 +435,38 @@ def test_declared_domains_name_inputs():
             assert low < high, f"{name}: empty domain {domain}"
 
 
+def draw_and_check(name: str, dtype: type, data: st.DataObject) -> None:
+    inputs, attributes = data.draw(case_strategy(name, dtype), label="inputs, attributes")
+    ref_out, _ = run_torch(name, inputs, attributes, None)
+    g = data.draw(arrays(dtype, ref_out.shape, floats(-2.0, 2.0)), label="g")
+    check_against_torch(name, inputs, attributes, g)
+
+
+#: The ops of plugins/shapes.py, rearrange.py, selection.py and differences.py drawn by ``shape_op_case`` (and
+#: linspace): fewer examples each, as there are many of them and their derivatives move, copy or add elements.
+SHAPE_CASES = sorted({*SHAPE_OPS, "linspace"})
+SHAPE_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
 @needs_torch
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("name", BUILTIN_OPS)
+@pytest.mark.parametrize("name", [name for name in BUILTIN_OPS if name not in SHAPE_CASES])
 @SETTINGS
 @given(data=st.data())
 def test_op_matches_torch(name, dtype, data):
     """Forward and backward of every built-in op on drawn inputs, through the tape engine and Tensors, equal
     torch's: values, shapes and dtypes; inputs unchanged; both front ends bit for bit the same."""
-    inputs, attributes = data.draw(case_strategy(name, dtype), label="inputs, attributes")
-    ref_out, _ = run_torch(name, inputs, attributes, None)
-    g = data.draw(arrays(dtype, ref_out.shape, floats(-2.0, 2.0)), label="g")
-    check_against_torch(name, inputs, attributes, g)
+    draw_and_check(name, dtype, data)
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", SHAPE_CASES)
+@SHAPE_SETTINGS
+@given(data=st.data())
+def test_shape_op_matches_torch(name, dtype, data):
+    """The same for the shape ops, on 40 drawn cases each."""
+    draw_and_check(name, dtype, data)
 
 
 @needs_torch

@@ -83,6 +83,17 @@ def test_sort_gives_tied_values_the_gradient_in_stable_order_as_torch(axis):
         assert not np.signbit(out[0, 0]) and np.signbit(out[0, 1])
 
 
+@needs_torch
+def test_sort_of_long_rows_of_ties_follows_torchs_stable_sort():
+    """Rows long enough that NumPy's default sort is not stable (short ones it insertion-sorts, which is)."""
+    x = np.random.default_rng(5).integers(-1, 2, (2, 64)).astype(float) * np.where(np.arange(64) % 3, 1.0, -1.0)
+    g = np.random.default_rng(6).standard_normal((2, 64))
+    _, grad = _tape_gradient("sort", x, g)
+    t = torch.tensor(x, requires_grad=True)
+    torch.sort(t, dim=-1, stable=True).values.backward(torch.tensor(g))
+    np.testing.assert_array_equal(grad, t.grad.numpy(), strict=True)
+
+
 def test_sort_and_partition_send_each_gradient_to_the_element_that_moved_there():
     rng = np.random.default_rng(3)
     x = rng.integers(0, 3, (3, 7)).astype(float)
