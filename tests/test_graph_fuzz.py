@@ -25,9 +25,10 @@ take, sort, diff, gradient, ...) with attributes drawn for the node's shape, ``l
 Values stay in safe domains by construction: each node carries an interval that bounds its values (an elementwise
 op's, from its forward on a grid through its operands' intervals); ``log``, a divisor and ``pow``'s base are first
 made positive (``x * x + 1``, ``sigmoid(x) + 0.5``, ``exp(tanh(x))``) unless their interval already is, and an op
-whose result could exceed 1e4 in magnitude is replaced by ``tanh``. relu's kink and where's condition are the
-places where torch's and NumPy's last-bit rounding could take different branches: a case where the two disagree on
-the sign of a relu input or of a condition's node is rejected (exact zeros, on which both agree, are kept).
+whose result could exceed 1e4 in magnitude is replaced by ``tanh``. relu's kink, angle's sign bit and where's
+condition are the places where torch's and NumPy's last-bit rounding could take different branches: a case where
+the two disagree on the sign (or sign bit) of a relu or angle input or of a condition's node is rejected (exact
+zeros, on which both agree, are kept).
 """
 
 from __future__ import annotations
@@ -249,7 +250,7 @@ class Builder:
         self.program.values.append(node.name)
         self.program.ops += 1
         self.consumed.update(a.name for a in args if isinstance(a, Node))
-        if op == "relu":
+        if op in ("relu", "angle"):  # angle: 0 or pi by the sign bit
             self.program.kinks.append(args[0].name)
         self.nodes.append(node)
         return node
@@ -438,11 +439,11 @@ class Builder:
         if attributes is None:
             self.unary("tanh", x)
             return
-        attributes = {key: _plain(value) for key, value in attributes.items()}
         shape = REGISTRY[op].output_of(np.zeros(x.shape), **attributes).shape
-        if 0 in shape and 0 not in x.shape:
+        if 0 in shape and 0 not in x.shape:  # also where indices are empty, which a list could not hold the shape of
             self.unary("tanh", x)
             return
+        attributes = {key: _plain(value) for key, value in attributes.items()}
         self.checked(op, [x], shape, *shape_bound(op, x, attributes), x, **attributes)
 
     def linspace(self, op: str, x: Node) -> None:
@@ -712,9 +713,14 @@ def check_program(program: Program) -> None:
     expected_values, expected_grads = run_torch(program)
     tensor_values, _ = run_opreg(program, "Tensors")
     # a branch (relu's, where's) must not hang on a last-bit difference from torch
-    kinks = [n for n in program.kinks if not np.array_equal(tensor_values[n] > 0, expected_values[n] > 0)]
+    kinks = [
+        n
+        for n in program.kinks
+        if not np.array_equal(tensor_values[n] > 0, expected_values[n] > 0)
+        or not np.array_equal(np.signbit(tensor_values[n]), np.signbit(expected_values[n]))
+    ]
     if kinks:
-        event("rejected: the sign of a relu input or where condition differs from torch's in the last bit")
+        event("rejected: the sign of a relu or angle input or where condition differs from torch's in the last bit")
     assume(not kinks)
     event(f"ops: {min(program.ops // 10 * 10, 50)}-{min(program.ops // 10 * 10, 50) + 9}")
     for front_end in ("tape engine", "Tensors"):
