@@ -434,14 +434,14 @@ class Builder:
         """An op of plugins/shapes.py, rearrange.py, selection.py or differences.py with attributes drawn for x's
         shape (arrays written as lists, which the program's text can hold); the interval from :func:`shape_bound`.
         Where the op takes no input of x's shape, or would make an empty node from a non-empty one (a mean of it
-        would be NaN), tanh instead."""
+        would be NaN) or one of more than 100 elements, tanh instead."""
         attributes = self.draw(shape_op_attributes(op, x.shape))
         if attributes is None:
             self.unary("tanh", x)
             return
         shape = REGISTRY[op].output_of(np.zeros(x.shape), **attributes).shape
-        if 0 in shape and 0 not in x.shape:  # also where indices are empty, which a list could not hold the shape of
-            self.unary("tanh", x)
+        if (0 in shape and 0 not in x.shape) or math.prod(shape) > 100:  # empty indices (a list would lose their
+            self.unary("tanh", x)  # shape), or tiles of tiles growing a program's arrays, and its run time
             return
         attributes = {key: _plain(value) for key, value in attributes.items()}
         self.checked(op, [x], shape, *shape_bound(op, x, attributes), x, **attributes)
