@@ -41,6 +41,8 @@ def _diff_backward(g: Any, x: Any, *, n: int, axis: int, prepend: Any, append: A
     if n == 0:
         return (g,)
     axis = normalize_axes(axis, x.ndim)[0]
+    if g.shape[axis] == 0:  # nothing was left to differentiate (an axis no longer than n): zeros of x's shape
+        return (onp.broadcast_to(onp.sum(g) * 0.0, x.shape),)
     widths = [(1, 1) if a == axis else (0, 0) for a in range(x.ndim)]
     for _ in range(n):
         g = -onp.diff(onp.pad(g, widths), 1, axis)
@@ -154,6 +156,7 @@ def _diff_samples(rng: np.random.Generator) -> list[Sample]:
         Sample(x, n=2, prepend=rng.standard_normal((3, 1))),
         Sample(x, n=0),
         Sample(rng.standard_normal((2, 0)), axis=0),
+        Sample(rng.standard_normal((2, 3)), n=3, axis=0),  # an axis no longer than n: an empty difference
     ]
 
 

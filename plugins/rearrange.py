@@ -29,7 +29,7 @@ GATHER_MODES = ("edge", "reflect", "symmetric", "wrap")
 
 def _flip(x: np.ndarray, *, axis: Axis = None) -> np.ndarray:
     """x with the order of its elements reversed along ``axis`` (None: every axis), as np.flip."""
-    return np.flip(x, axis)
+    return np.asarray(np.flip(x, axis))  # a 0-d x gives a NumPy scalar
 
 
 def _fliplr(x: np.ndarray) -> np.ndarray:
@@ -42,10 +42,10 @@ def _flipud(x: np.ndarray) -> np.ndarray:
     return np.flipud(x)
 
 
-def _rot90(x: np.ndarray, *, k: int = 1, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
+def _rot90(x: np.ndarray, *, k: int = 1, axes: Sequence[int] = (0, 1)) -> np.ndarray:
     """x rotated by 90 degrees ``k`` times in the plane of ``axes``, from the first axis towards the second, as
     np.rot90."""
-    return np.rot90(x, k, axes)
+    return np.rot90(x, k, (axes[0], axes[1]))
 
 
 def _roll(x: np.ndarray, *, shift: int | Sequence[int] = 0, axis: Axis = None) -> np.ndarray:
