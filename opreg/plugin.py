@@ -9,7 +9,7 @@ The built-in plugins import from here and from :mod:`opreg.numpy` only, exactly 
   conventions for reductions, and :func:`divide_by_count` a mean's scale (float16 cannot count past 65,504);
   :func:`gradient_dtype` is the dtype a gradient must have.
 - :func:`op` is a registered op by its own name, for a backward that needs one which is no NumPy function (so
-  not in :mod:`opreg.numpy`): ``op("scatter_add")(g, indices=i, axis=0, length=3)``.
+  not in :mod:`opreg.numpy`): ``op("scatter_along")(g, indices=i, axis=0, length=3)``.
 - :func:`constant` is a value with the graph cut off (a softmax's shift), :func:`contiguous` a memory layout
   for speed: neither changes a value, so neither changes a derivative.
 """

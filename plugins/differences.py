@@ -3,7 +3,7 @@ linspace (with end points that may be Tensors).
 
 Each is linear in its differentiable inputs with coefficients fixed by the shape and the attributes, so each
 backward applies the transposed map with ops: diff's is -diff of ``grad_output`` padded with a zero at each end
-(n times), gradient's gathers and scatters its stencil (``take`` and ``scatter_add``), linspace's sums
+(n times), gradient's gathers and scatters its stencil (``take`` and ``scatter_along``), linspace's sums
 ``grad_output`` weighted by each point's fraction of the way. All compose to any order.
 """
 
@@ -113,7 +113,7 @@ def _gradient_backward(g: Any, f: Any, *, varargs: Any, axis: Any, edge_order: i
     rows, columns, weights = _stencil(f.shape[along], _spacing(varargs), edge_order)
     shape = (1,) * along + (-1,) + (1,) * (f.ndim - along - 1)
     picked = op("take")(g, indices=rows, axis=along) * weights.astype(g.dtype).reshape(shape)
-    return (op("scatter_add")(picked, indices=columns.reshape(shape), axis=along, length=f.shape[along]),)
+    return (op("scatter_along")(picked, indices=columns.reshape(shape), axis=along, length=f.shape[along]),)
 
 
 # --- linspace --------------------------------------------------------------------------------------------------------

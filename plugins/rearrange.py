@@ -3,7 +3,7 @@
 flip, rot90 and roll move each element to one place, so each backward is the same op undoing the move (flip
 again, rot90 by -k, roll by -shift). tile, repeat and pad copy an element to several places (pad's "edge",
 "reflect", "symmetric" and "wrap" modes too), so each element's gradient is the sum over its copies: tile's by a
-reshape and a sum, repeat's and pad's by ``scatter_add`` along each axis (plugins/selection.py), pad's constant
+reshape and a sum, repeat's and pad's by ``scatter_along`` along each axis (plugins/selection.py), pad's constant
 border by cutting it off with ``take``. Every backward is written with ops, so it composes to any order.
 """
 
@@ -84,14 +84,14 @@ def _repeat(x: np.ndarray, *, repeats: int | Sequence[int] = 1, axis: int | None
 
 
 def _repeat_backward(g: Any, x: Any, *, repeats: int | Sequence[int], axis: int | None) -> tuple[Any]:
-    """Each copy's gradient added back onto its source: scatter_add along the axis, at np.repeat's sources."""
+    """Each copy's gradient added back onto its source: scatter_along along the axis, at np.repeat's sources."""
     length = math.prod(x.shape) if axis is None else x.shape[axis]
     sources = np.repeat(np.arange(length), repeats)
     if axis is None:
-        return (onp.reshape(op("scatter_add")(g, indices=sources, axis=0, length=length), x.shape),)
+        return (onp.reshape(op("scatter_along")(g, indices=sources, axis=0, length=length), x.shape),)
     axis = normalize_axes(axis, x.ndim)[0]
     along = sources.reshape((1,) * axis + (-1,) + (1,) * (x.ndim - axis - 1))
-    return (op("scatter_add")(g, indices=along, axis=axis, length=length),)
+    return (op("scatter_along")(g, indices=along, axis=axis, length=length),)
 
 
 def _pad_widths(pad_width: Any, ndim: int) -> list[tuple[int, int]]:
@@ -121,7 +121,7 @@ def _pad(x: np.ndarray, *, pad_width: Any = 0, mode: str = "constant", constant_
 
 def _pad_backward(g: Any, x: Any, *, pad_width: Any, mode: str) -> tuple[Any]:
     """Axis by axis (each only copies along itself): the constant border cut off with ``take``, or each copy's
-    gradient added back onto its source with ``scatter_add`` at the positions np.pad copies from."""
+    gradient added back onto its source with ``scatter_along`` at the positions np.pad copies from."""
     for axis, (before, after) in enumerate(_pad_widths(pad_width, x.ndim)):
         if before == after == 0:
             continue
@@ -131,7 +131,7 @@ def _pad_backward(g: Any, x: Any, *, pad_width: Any, mode: str) -> tuple[Any]:
             continue
         sources = _numpy_pad(np.arange(length), (before, after), mode)
         along = sources.reshape((1,) * axis + (-1,) + (1,) * (x.ndim - axis - 1))
-        g = op("scatter_add")(g, indices=along, axis=axis, length=length)
+        g = op("scatter_along")(g, indices=along, axis=axis, length=length)
     return (g,)
 
 

@@ -1,9 +1,10 @@
-"""Selection: ops whose every output element is one input element, chosen by indices: take, take_along_axis, sort,
-partition, diag, diagonal, trace (a diagonal summed), tril and triu (a triangle kept, the rest 0).
+"""Selection: ops whose every output element is one input element, chosen by position: sort, partition, diag,
+diagonal, trace (a diagonal summed), tril and triu (a triangle kept, the rest 0). (take and take_along_axis, which
+choose by indices the user gives, are plugins/indexing.py's.)
 
 Their gradients put ``grad_output`` back where each element came from, adding where one element was chosen
-several times (``take(x, [0, 0])`` gives x[0] twice the gradient). That is the op ``scatter_add``, the adjoint of
-``take_along_axis``: each is the other's backward, so every op here differentiates to any order through the two.
+several times. That is the op ``scatter_along``, the adjoint of ``take_along_axis``: each is the other's backward,
+so every op here differentiates to any order through the two.
 
 Indices are attributes, not inputs: they are constants (an integer array has no derivative), and an attribute
 keeps them integers wherever an op's inputs are converted to the dtype of the computation. Negative indices count
@@ -47,7 +48,7 @@ def _wrapped(indices: np.ndarray, length: int) -> np.ndarray:
     return np.where(indices < 0, indices + length, indices)
 
 
-# --- scatter_add and take_along_axis: each the other's backward ------------------------------------------------------
+# --- scatter_along: take_along_axis's adjoint (take_along_axis is plugins/indexing.py's) ---------------------------
 
 
 def _scatter_add(src: np.ndarray, *, indices: Indices = 0, axis: int = -1, length: int = 0) -> np.ndarray:
@@ -66,55 +67,9 @@ def _scatter_add(src: np.ndarray, *, indices: Indices = 0, axis: int = -1, lengt
     return out
 
 
-def _take_along_axis(x: np.ndarray, *, indices: Indices = 0, axis: int | None = -1) -> np.ndarray:
-    """The elements of x at ``indices`` along ``axis`` (indices broadcast against x in the other axes), as
-    np.take_along_axis; axis None takes from x flattened (indices 1-D)."""
-    return np.asarray(np.take_along_axis(x, _index_array(indices), axis))
-
-
-def _take_along_axis_backward(g: Any, x: Any, *, indices: Indices, axis: int | None) -> tuple[Any]:
-    if axis is None:
-        return (onp.reshape(_scatter(g, indices, 0, math.prod(x.shape)), x.shape),)
-    return (_scatter(g, indices, axis, x.shape[axis]),)  # broadcast axes: the engine sums them back to x's shape
-
-
 def _scatter(g: Any, indices: Indices, axis: int, length: int) -> Any:
-    """``scatter_add`` through opreg.numpy's namespace (it is no NumPy function, so through its op name)."""
-    return op("scatter_add")(g, indices=indices, axis=axis, length=length)
-
-
-# --- take -------------------------------------------------------------------------------------------------------------
-
-
-def _take_positions(x: Any, indices: Indices, axis: int | None, mode: str) -> np.ndarray:
-    """``indices`` as the non-negative positions np.take reads, by ``mode`` ("raise", "wrap" or "clip")."""
-    index = _index_array(indices)
-    length = math.prod(x.shape) if axis is None else x.shape[normalize_axes(axis, x.ndim)[0]]
-    if mode == "wrap":
-        return np.asarray(index % length) if length else index
-    if mode == "clip":
-        return np.asarray(np.clip(index, 0, max(length - 1, 0)))
-    if mode != "raise":
-        raise ValueError(f"mode must be 'raise', 'wrap' or 'clip', got {mode!r}")
-    return _wrapped(index, length)
-
-
-def _take(x: np.ndarray, *, indices: Indices = 0, axis: int | None = None, mode: str = "raise") -> np.ndarray:
-    """The elements of x at ``indices`` (x flattened when axis is None), as np.take; the output has indices' shape
-    in place of ``axis``."""
-    return np.asarray(np.take(x, _take_positions(x, indices, axis, mode), axis))
-
-
-def _take_backward(g: Any, x: Any, *, indices: Indices, axis: int | None, mode: str) -> tuple[Any]:
-    positions = _take_positions(x, indices, axis, mode)
-    if axis is None:
-        flat = _scatter(onp.reshape(g, (-1,)), positions.reshape(-1), 0, math.prod(x.shape))
-        return (onp.reshape(flat, x.shape),)
-    axis = normalize_axes(axis, x.ndim)[0]
-    before, after = x.shape[:axis], x.shape[axis + 1 :]
-    rows = onp.reshape(g, (*before, positions.size, *after))
-    along = positions.reshape((1,) * len(before) + (positions.size,) + (1,) * len(after))
-    return (_scatter(rows, along, axis, x.shape[axis]),)
+    """``scatter_along`` through opreg.numpy's namespace (it is no NumPy function, so through its op name)."""
+    return op("scatter_along")(g, indices=indices, axis=axis, length=length)
 
 
 # --- sort and partition ----------------------------------------------------------------------------------------------
@@ -179,7 +134,7 @@ def _diagonal_positions(n1: int, n2: int, offset: int) -> np.ndarray:
 
 def _on_diagonal(g: Any, shape: tuple[int, ...], offset: int, axis1: int, axis2: int) -> Any:
     """An array of ``shape``, zeros but for ``g`` (the other axes, then the diagonal's) on the ``offset`` diagonal
-    of axes ``axis1`` and ``axis2``: np.diagonal's adjoint, with scatter_add and reshapes, so it composes."""
+    of axes ``axis1`` and ``axis2``: np.diagonal's adjoint, with scatter_along and reshapes, so it composes."""
     axis1, axis2 = (normalize_axes(a, len(shape))[0] for a in (axis1, axis2))
     n1, n2 = shape[axis1], shape[axis2]
     rest = tuple(n for i, n in enumerate(shape) if i not in (axis1, axis2))
@@ -242,53 +197,6 @@ def _triangle_backward(lower: bool) -> Callable[..., tuple[Any]]:
 
 
 # --- samples and references ------------------------------------------------------------------------------------------
-
-
-def _take_samples(rng: np.random.Generator) -> list[Sample]:
-    x = rng.standard_normal((3, 4))
-    return [
-        Sample(x, indices=np.array([0, 5, 5, -1, 11])),  # flattened; a repeated index gets both gradients
-        Sample(x, indices=np.array([[2, 0], [-1, 2]]), axis=1),
-        Sample(x, indices=np.array([1, 1, 0]), axis=-2),
-        Sample(x, indices=np.array([7, -13, 2]), axis=1, mode="wrap"),
-        Sample(x, indices=np.array([-4, 9]), axis=0, mode="clip"),
-        Sample(x, indices=2, axis=0),
-        Sample(x, indices=np.zeros(0, int), axis=1),
-    ]
-
-
-def _torch_take(torch: ModuleType) -> Callable[..., Any]:
-    def take(x: Any, indices: Any = 0, axis: int | None = None, mode: str = "raise") -> Any:
-        index = torch.as_tensor(np.asarray(indices))
-        length = x.numel() if axis is None else x.shape[axis]
-        index = index % length if mode == "wrap" else index.clamp(0, length - 1) if mode == "clip" else index
-        index = torch.where(index < 0, index + length, index)
-        if axis is None:
-            return torch.take(x, index)
-        picked = torch.index_select(x, axis, index.reshape(-1))
-        axis %= x.ndim
-        return picked.reshape((*x.shape[:axis], *index.shape, *x.shape[axis + 1 :]))
-
-    return take
-
-
-def _take_along_axis_samples(rng: np.random.Generator) -> list[Sample]:
-    x = rng.standard_normal((3, 4))
-    return [
-        Sample(x, indices=np.array([[0, 0, 3], [1, -1, 2], [3, 3, 3]]), axis=1),
-        Sample(x, indices=np.array([[2, 0, 1, -3]]), axis=0),  # broadcast over axis 1
-        Sample(rng.standard_normal((3, 1)), indices=np.array([[0, 0], [0, 0], [0, 0]]), axis=-1),
-        Sample(x, indices=np.array([11, 0, 0, -12]), axis=None),
-    ]
-
-
-def _torch_take_along_axis(torch: ModuleType) -> Callable[..., Any]:
-    def take_along_dim(x: Any, indices: Any = 0, axis: int | None = -1) -> Any:
-        index = torch.as_tensor(np.asarray(indices))
-        length = x.numel() if axis is None else x.shape[axis]
-        return torch.take_along_dim(x, torch.where(index < 0, index + length, index), axis)
-
-    return take_along_dim
 
 
 def _scatter_add_samples(rng: np.random.Generator) -> list[Sample]:
@@ -395,30 +303,12 @@ def _triangle_samples(rng: np.random.Generator) -> list[Sample]:
 @hookimpl
 def opreg_register_ops(register: Register) -> None:
     register(
-        name="scatter_add",
+        name="scatter_along",
         inputs=("src",),
         forward=_scatter_add,
         backward=lambda g, src, *, indices, axis: (onp.take_along_axis(g, indices, axis),),
         sample_inputs=_scatter_add_samples,
         reference=_torch_scatter_add,
-    )
-    register(
-        name="take_along_axis",
-        inputs=("x",),
-        forward=_take_along_axis,
-        backward=_take_along_axis_backward,
-        sample_inputs=_take_along_axis_samples,
-        numpy="take_along_axis",
-        reference=_torch_take_along_axis,
-    )
-    register(
-        name="take",
-        inputs=("x",),
-        forward=_take,
-        backward=_take_backward,
-        sample_inputs=_take_samples,
-        numpy="take",
-        reference=_torch_take,
     )
     register(
         name="sort",

@@ -179,7 +179,7 @@ def shape_op_attributes(draw: Callable[..., Any], name: str, shape: tuple[int, .
         if mode == "constant" and draw(st.booleans()):
             attributes["constant_values"] = draw(st.sampled_from([0.0, 1.5, -2.0]))
         return attributes
-    if name in ("take", "take_along_axis", "scatter_add"):
+    if name in ("take", "take_along_axis", "scatter_along"):
         return draw(_index_attributes(name, shape))
     if name in ("sort", "partition"):
         axis = draw(st.one_of(st.none(), st.integers(-ndim, ndim - 1)))
@@ -233,7 +233,7 @@ def shape_op_attributes(draw: Callable[..., Any], name: str, shape: tuple[int, .
 
 @st.composite
 def _index_attributes(draw: Callable[..., Any], name: str, shape: tuple[int, ...]) -> dict[str, Any] | None:
-    """Indices (repeated ones, negative ones) and an axis for take, take_along_axis and scatter_add."""
+    """Indices (repeated ones, negative ones) and an axis for take, take_along_axis and scatter_along."""
     ndim = len(shape)
     if name == "take":
         axis = draw(st.one_of(st.none(), st.integers(-ndim, ndim - 1))) if ndim else None
@@ -251,14 +251,14 @@ def _index_attributes(draw: Callable[..., Any], name: str, shape: tuple[int, ...
         return None
     axis = draw(st.integers(-ndim, ndim - 1))
     length = shape[axis]
-    if name == "scatter_add":
+    if name == "scatter_along":
         length = draw(st.integers(1, 4))
     elif length == 0:
         return None
     index_shape = tuple(n if draw(st.booleans()) else 1 for n in shape)
     index_shape = tuple(draw(st.integers(0, 4)) if a == axis % ndim else n for a, n in enumerate(index_shape))
-    if name == "scatter_add":
+    if name == "scatter_along":
         index_shape = tuple(n if draw(st.booleans()) or a == axis % ndim else 1 for a, n in enumerate(shape))
     indices = draw(hnp.arrays(np.int64, index_shape, elements=st.integers(-length, length - 1)))
     attributes = {"indices": indices, "axis": axis}
-    return attributes | {"length": length} if name == "scatter_add" else attributes
+    return attributes | {"length": length} if name == "scatter_along" else attributes

@@ -528,9 +528,7 @@ RULES = {
             "tile",
             "repeat",
             "pad",
-            "take",
-            "take_along_axis",
-            "scatter_add",
+            "scatter_along",
             "sort",
             "partition",
             "diagonal",
@@ -565,7 +563,7 @@ def shape_bound(op: str, x: Node, attributes: dict[str, Any]) -> tuple[float, fl
     if op == "pad":
         value = attributes.get("constant_values", 0.0) if attributes.get("mode", "constant") == "constant" else lo
         return min(lo, value), max(hi, value)
-    if op == "scatter_add":
+    if op == "scatter_along":
         terms = len(x.shape) and x.shape[attributes["axis"]]
         return min(0.0, terms * lo), max(0.0, terms * hi)
     if op == "trace":
