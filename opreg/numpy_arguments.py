@@ -4,7 +4,8 @@ which its attributes, read by NumPy's own signature.
 ``np.sum(t, 0, None)`` passes ``dtype=None`` third, not ``keepdims``: arguments past the inputs are matched by
 NumPy's parameter names, never by their position among the op's attributes. A NumPy argument the op has no
 attribute for is dropped when it has NumPy's default (``dtype=None``, ``subok=False``), and an error otherwise:
-computing without it would answer a different question.
+computing without it would answer a different question. Arguments NumPy takes through ``**kwargs`` (np.pad's
+``constant_values``) are matched by their names as the others are.
 """
 
 from __future__ import annotations
@@ -35,17 +36,7 @@ def numpy_arguments(
     values = list(bound.arguments.items())
     if op.variadic:
         return _variadic_arguments(name, signature, op, values)
-    attributes: dict[str, Any] = {}
-    for parameter, value in values[len(op.inputs) :]:
-        if parameter in op.attributes:
-            attributes[parameter] = value
-        elif not (value is None or value is signature.parameters[parameter].default):
-            declared = ", ".join(op.attributes) or "none"
-            raise OpUsageError(
-                f"{name}'s {parameter}={value!r} is not supported by {op.describe()}, which implements it on "
-                f"Tensors (its attributes: {declared}); leave it out, or compute on tensor.data outside the graph"
-            )
-    return [value for _, value in values[: len(op.inputs)]], attributes
+    return [value for _, value in values[: len(op.inputs)]], _attributes(name, signature, op, values[len(op.inputs) :])
 
 
 def _variadic_arguments(

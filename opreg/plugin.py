@@ -8,8 +8,8 @@ The built-in plugins import from here and from :mod:`opreg.numpy` only, exactly 
 - :func:`normalize_axes`, :func:`restore_axes` and :func:`reduce` hold NumPy's ``axis``/``keepdims``
   conventions for reductions, and :func:`divide_by_count` a mean's scale (float16 cannot count past 65,504);
   :func:`gradient_dtype` is the dtype a gradient must have.
-- :func:`op` is a registered op as a function of arrays and Tensors, ``opreg.ops.<name>``, for a backward that
-  calls an op with no NumPy name (``getitem``'s calls ``scatter_add``).
+- :func:`op` is a registered op by its own name, as a function of arrays and Tensors (``opreg.ops.<name>``), for a
+  backward that calls an op with no NumPy name (``getitem``'s calls ``scatter_add``, sort's ``scatter_along``).
 - :func:`constant` is a value with the graph cut off (a softmax's shift), :func:`contiguous` a memory layout
   for speed: neither changes a value, so neither changes a derivative.
 """

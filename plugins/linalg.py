@@ -1,6 +1,6 @@
-"""Linear algebra and shapes: matmul (NumPy's @, batched and 1-D cases included), transpose of the last two axes,
-linear (x @ W.T + b, a fully connected layer in one op), and the shape changes their backwards are written with:
-expand_dims, squeeze, broadcast_to."""
+"""Linear algebra: matmul (NumPy's @, batched and 1-D cases included), transpose of the last two axes, and linear
+(x @ W.T + b, a fully connected layer in one op). The shape changes their backwards are written with (expand_dims,
+squeeze, broadcast_to) are plugins/shapes.py's."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Axis, Register, Sample, contiguous, hookimpl, normalize_axes
+from opreg.plugin import Register, Sample, contiguous, hookimpl
 
 
 def _matmul_backward(g: Any, a: Any, b: Any, *, needs_grad: tuple[bool, bool]) -> tuple[Any, Any]:
@@ -71,26 +71,6 @@ def _linear_samples(rng: np.random.Generator) -> list[Sample]:
     return [Sample(rng.standard_normal(shape), weight, bias) for shape in [(5, 3), (3,), (2, 5, 3)]]
 
 
-def _expand_dims(x: np.ndarray, *, axis: Axis = 0) -> np.ndarray:
-    """x with new size-1 axes at ``axis`` (positions in the result), as np.expand_dims."""
-    return np.expand_dims(x, axis)  # type: ignore[arg-type]
-
-
-def _squeeze(x: np.ndarray, *, axis: Axis = None) -> np.ndarray:
-    """x without the size-1 axes ``axis`` (None: all of them), as np.squeeze."""
-    return np.squeeze(x, axis)
-
-
-def _squeeze_backward(g: Any, x: Any, *, axis: Axis) -> tuple[Any]:
-    squeezed = tuple(i for i, n in enumerate(x.shape) if n == 1) if axis is None else normalize_axes(axis, x.ndim)
-    return (onp.expand_dims(g, squeezed),)
-
-
-def _broadcast_to(x: np.ndarray, *, shape: tuple[int, ...] = ()) -> np.ndarray:
-    """x broadcast to ``shape``, as np.broadcast_to: a read-only view."""
-    return np.broadcast_to(x, shape)
-
-
 @hookimpl
 def opreg_register_ops(register: Register) -> None:
     register(
@@ -126,34 +106,4 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_linear_samples,
         doc="x @ weight.T + bias: a fully connected layer; weight is (out_features, in_features), x 1-D or batched.",
         reference=lambda torch: lambda x, weight, bias: torch.nn.functional.linear(x, weight) + bias,
-    )
-    register(
-        name="expand_dims",
-        inputs=("x",),
-        forward=_expand_dims,
-        backward=lambda g, x, *, axis: (onp.squeeze(g, axis),),
-        sample_inputs=lambda rng: [Sample(rng.standard_normal((3, 4)), axis=a) for a in (0, -1, (0, 2))],
-        numpy="expand_dims",
-        reference=lambda torch: lambda x, axis=0: x.reshape(np.expand_dims(np.empty(x.shape), axis).shape),
-    )
-    register(
-        name="squeeze",
-        inputs=("x",),
-        forward=_squeeze,
-        backward=_squeeze_backward,
-        sample_inputs=lambda rng: [Sample(rng.standard_normal((3, 1, 4, 1)), axis=a) for a in (None, 1, (-1, 1))],
-        numpy="squeeze",
-        reference=lambda torch: lambda x, axis=None: x.reshape(np.squeeze(np.empty(x.shape), axis).shape),
-    )
-    register(
-        name="broadcast_to",
-        inputs=("x",),
-        forward=_broadcast_to,
-        backward=lambda g, x: (g,),  # the engine sums the broadcast axes back to x's shape
-        sample_inputs=lambda rng: [
-            Sample(rng.standard_normal((3, 1)), shape=(2, 3, 4)),
-            Sample(rng.standard_normal(4), shape=(3, 4)),
-        ],
-        numpy="broadcast_to",
-        reference=lambda torch: lambda x, shape=(): x.broadcast_to(shape),
     )

@@ -19,14 +19,16 @@ broadcasts for each input besides the node it is applied to, each first brought 
 (``low + (high - low) * (0.05 + 0.9 * sigmoid(x))``), so a new elementwise op is fuzzed with no code here. The
 others, and exp, log, div and pow, whose operands are kept closer to the edges than their domains, have a rule in
 ``RULES``: matmul's and linear's fitting shapes, reductions' axes, ``where(s > 0.0, x, y)`` on a node ``s`` that
-broadcasts, ``expand_dims``/``squeeze``/``broadcast_to`` with attributes drawn for the node's shape.
+broadcasts, ``expand_dims``/``squeeze``/``broadcast_to`` and every other shape op (``Builder.shape_op``: reshape,
+flip, pad, sort, diff, gradient, ...) with attributes drawn for the node's shape, ``linspace`` between two nodes.
 
 Values stay in safe domains by construction: each node carries an interval that bounds its values (an elementwise
 op's, from its forward on a grid through its operands' intervals); ``log``, a divisor and ``pow``'s base are first
 made positive (``x * x + 1``, ``sigmoid(x) + 0.5``, ``exp(tanh(x))``) unless their interval already is, and an op
-whose result could exceed 1e4 in magnitude is replaced by ``tanh``. relu's kink and where's condition are the
-places where torch's and NumPy's last-bit rounding could take different branches: a case where the two disagree on
-the sign of a relu input or of a condition's node is rejected (exact zeros, on which both agree, are kept).
+whose result could exceed 1e4 in magnitude is replaced by ``tanh``. relu's kink, angle's sign bit and where's
+condition are the places where torch's and NumPy's last-bit rounding could take different branches: a case where
+the two disagree on the sign (or sign bit) of a relu or angle input or of a condition's node is rejected (exact
+zeros, on which both agree, are kept).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from hypothesis.extra import numpy as hnp
 import opreg
 from opreg.testing import axes
 
-from shape_attributes import broadcast_target, expand_dims_axis, index_for, squeeze_axis
+from shape_attributes import broadcast_target, expand_dims_axis, index_for, shape_op_attributes, squeeze_axis
 from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch, torch
 
 #: No node's values may exceed this in magnitude.
@@ -261,7 +263,7 @@ class Builder:
         self.program.values.append(node.name)
         self.program.ops += 1
         self.consumed.update(a.name for a in args if isinstance(a, Node))
-        if op == "relu":
+        if op in ("relu", "angle"):  # angle: 0 or pi by the sign bit
             self.program.kinks.append(args[0].name)
         if op in ELEMENTWISE and not any(isinstance(a, Raw) for a in args):  # where's condition: a kink, above
             operands = [a.name if isinstance(a, Node) else a for a in args]
@@ -566,6 +568,32 @@ class Builder:
         lo, hi = min(x.lo, y.lo), max(x.hi, y.hi)
         self.emit(op, [Raw(f"(({source.name} > 0.0),)"), y, x], x.shape, lo, hi)
 
+    def shape_op(self, op: str, x: Node) -> None:
+        """An op of plugins/shapes.py, rearrange.py, selection.py or differences.py with attributes drawn for x's
+        shape (arrays written as lists, which the program's text can hold); the interval from :func:`shape_bound`.
+        Where the op takes no input of x's shape, or would make an empty node from a non-empty one (a mean of it
+        would be NaN) or one of more than 100 elements, tanh instead."""
+        attributes = self.draw(shape_op_attributes(op, x.shape))
+        if attributes is None:
+            self.unary("tanh", x)
+            return
+        shape = REGISTRY[op].output_of(np.zeros(x.shape), **attributes).shape
+        if (0 in shape and 0 not in x.shape) or math.prod(shape) > 100:  # empty indices (a list would lose their
+            self.unary("tanh", x)  # shape), or tiles of tiles growing a program's arrays, and its run time
+            return
+        attributes = {key: _plain(value) for key, value in attributes.items()}
+        self.checked(op, [x], shape, *shape_bound(op, x, attributes), x, **attributes)
+
+    def linspace(self, op: str, x: Node) -> None:
+        """linspace from x to a node (or number) that broadcasts, 1 to 4 points, the new axis anywhere."""
+        stop = self.operand(lambda n: broadcast(x.shape, n.shape) is not None)
+        shape = broadcast(x.shape, stop.shape) if isinstance(stop, Node) else x.shape
+        axis = self.draw(st.integers(-len(shape) - 1, len(shape)))
+        num, endpoint = self.draw(st.integers(1, 4)), self.draw(st.booleans())
+        out = np.linspace(np.zeros(x.shape), np.zeros(np.shape(stop) if isinstance(stop, Node) else ()), num, axis=axis)
+        lo, hi = min(x.lo, _box(stop)[0]), max(x.hi, _box(stop)[1])
+        self.emit("linspace", [x, stop], out.shape, lo, hi, num=num, endpoint=endpoint, axis=axis)
+
     def linear(self, op: str, x: Node) -> None:
         """``x @ weight.T + bias`` with a 2-D weight node whose rows fit ``x``, and a bias that broadcasts to the
         product's shape (linear refuses one that would widen it)."""
@@ -742,6 +770,39 @@ RULES = {
     **dict.fromkeys(["cumsum", "cumprod"], Builder.running),
     **dict.fromkeys(["tensordot", "dot", "inner", "vdot", "outer", "cross"], Builder.product),
     **dict.fromkeys(["inv", "det", "solve", "cholesky"], Builder.linear_algebra),
+    "linspace": Builder.linspace,
+    **dict.fromkeys(
+        [
+            "reshape",
+            "ravel",
+            "atleast_1d",
+            "atleast_2d",
+            "atleast_3d",
+            "permute",
+            "swapaxes",
+            "moveaxis",
+            "rollaxis",
+            "flip",
+            "fliplr",
+            "flipud",
+            "rot90",
+            "roll",
+            "tile",
+            "repeat",
+            "pad",
+            "scatter_along",
+            "sort",
+            "partition",
+            "diagonal",
+            "trace",
+            "diag",
+            "tril",
+            "triu",
+            "diff",
+            "gradient",
+        ],
+        Builder.shape_op,
+    ),
 }
 
 
@@ -789,6 +850,42 @@ PRODUCT_SHAPES = {
     "outer": (lambda a, b: len(a) <= 1 and len(b) <= 1, lambda a, b, draw: ((math.prod(a), math.prod(b)), 1, {})),
     "cross": (_cross_fit, _cross_result),
 }
+
+
+def _plain(value: Any) -> Any:
+    """An attribute as the program's text can hold it: arrays (indices, coordinates) as lists."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def shape_bound(op: str, x: Node, attributes: dict[str, Any]) -> tuple[float, float]:
+    """An interval holding a shape op's values: x's own for an op that moves or copies elements; widened to 0
+    where it writes zeros (a triangle, a diagonal matrix, a constant border: also its value); and for the ops that
+    add elements, the most terms any output sums, times x's bound (diff: 2**n, with the constants it joins)."""
+    lo, hi = x.lo, x.hi
+    if op in ("tril", "triu", "diag"):
+        return min(lo, 0.0), max(hi, 0.0)
+    if op == "pad":
+        value = attributes.get("constant_values", 0.0) if attributes.get("mode", "constant") == "constant" else lo
+        return min(lo, value), max(hi, value)
+    if op == "scatter_along":
+        terms = len(x.shape) and x.shape[attributes["axis"]]
+        return min(0.0, terms * lo), max(0.0, terms * hi)
+    if op == "trace":
+        terms = min(x.shape[attributes["axis1"]], x.shape[attributes["axis2"]])
+        return min(0.0, terms * lo), max(0.0, terms * hi)
+    if op == "diff":
+        bound = max(x.bound, 1.25) * 2 ** attributes["n"]
+        return (-bound, bound) if attributes["n"] else (lo, hi)
+    if op == "gradient":
+        spacing = attributes.get("varargs", ())
+        steps = np.diff(spacing[0]) if spacing and np.ndim(spacing[0]) else [spacing[0] if spacing else 1.0]
+        bound = 4 * x.bound / float(np.min(steps))
+        return -bound, bound
+    return lo, hi
 
 
 def _box(value: Node | float) -> tuple[float, float]:
@@ -952,9 +1049,14 @@ def check_program(program: Program) -> None:
     expected_values, expected_grads = run_torch(program)
     tensor_values, _ = run_opreg(program, "Tensors")
     # a branch (relu's, where's) must not hang on a last-bit difference from torch
-    kinks = [n for n in program.kinks if not np.array_equal(tensor_values[n] > 0, expected_values[n] > 0)]
+    kinks = [
+        n
+        for n in program.kinks
+        if not np.array_equal(tensor_values[n] > 0, expected_values[n] > 0)
+        or not np.array_equal(np.signbit(tensor_values[n]), np.signbit(expected_values[n]))
+    ]
     if kinks:
-        event("rejected: the sign of a relu input or where condition differs from torch's in the last bit")
+        event("rejected: the sign of a relu or angle input or where condition differs from torch's in the last bit")
     assume(not kinks)
     flips = branch_flips(program, tensor_values, expected_values)
     if flips:

@@ -17,7 +17,10 @@ and infinities for ``nan_to_num`` (0.0 and -0.0, abs's and sign's kink, are amon
 broadcasts to the product, ``sum``/``mean`` with every kind of axis (None, an int, a negative int, a tuple in any
 order, the empty tuple) and ``keepdims``, ``where`` with a boolean or numeric mask among three broadcast shapes,
 ``expand_dims``/``squeeze`` with every spelling of ``axis`` (one int, tuples in any order, either sign, the empty
-tuple; None for squeeze), and ``broadcast_to`` a shape with new leading axes and stretched size-1 axes (to 0 too).
+tuple; None for squeeze), and ``broadcast_to`` a shape with new leading axes and stretched size-1 axes (to 0
+too). The shape, rearrangement and selection ops (``SHAPE_OPS``) take attributes drawn for the input's shape by
+tests/shape_attributes.py, sort's and partition's values full of ties, and ``linspace`` broadcast end points;
+they run 40 examples each (``test_shape_op_matches_torch``).
 
 The same case then runs through the tape engine (``Autograd().apply`` + ``backward(g)`` +
 ``gradient_buffer.get_param``) and through Tensors (``opreg.ops.<name>`` + ``.backward(g)`` + ``.grad``), and
@@ -57,7 +60,7 @@ from opreg import testing
 from opreg.testing import Case, CaseStrategy, Elements, arrays, away_from_zero, floats, same_shape, unary, with_zeros
 
 from reduction_cases import CASES as REDUCTION_CASES
-from shape_attributes import broadcast_target, expand_dims_axis, index_for, squeeze_axis, unit_axes
+from shape_attributes import broadcast_target, expand_dims_axis, index_for, shape_op_attributes, squeeze_axis, unit_axes
 from torch_reference import ALL_BUILTIN_OPS, BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch
 
 DTYPES = [np.float32, np.float64]
@@ -279,6 +282,77 @@ def joining_case(kind: str) -> CaseStrategy:
     return case
 
 
+#: The dimensions each shape op's input may have (0-d to 4-D where not listed): the ops of plugins/shapes.py,
+#: rearrange.py, selection.py and differences.py, whose attributes tests/shape_attributes.py draws for the shape.
+SHAPE_OP_DIMS = {
+    "fliplr": (2, 4),
+    "rot90": (2, 4),
+    "diagonal": (2, 4),
+    "trace": (2, 4),
+    "tril": (2, 4),
+    "triu": (2, 4),
+    "diag": (1, 2),
+    "swapaxes": (1, 4),
+    "moveaxis": (1, 4),
+    "rollaxis": (1, 4),
+    "flipud": (1, 4),
+    "scatter_along": (1, 4),
+    "sort": (1, 4),
+    "partition": (1, 4),
+    "diff": (1, 4),
+    "gradient": (1, 4),
+}
+SHAPE_OPS = [
+    "reshape",
+    "ravel",
+    "atleast_1d",
+    "atleast_2d",
+    "atleast_3d",
+    "permute",
+    "swapaxes",
+    "moveaxis",
+    "rollaxis",
+    "flip",
+    "fliplr",
+    "flipud",
+    "rot90",
+    "roll",
+    "tile",
+    "repeat",
+    "pad",
+    "scatter_along",
+    "sort",
+    "partition",
+    "diagonal",
+    "trace",
+    "diag",
+    "tril",
+    "triu",
+    "diff",
+    "gradient",
+]
+
+#: sort's and partition's values: ties (0.0 beside -0.0 too) are common, so that the gradient's choice among tied
+#: elements (the stable sort's order) is compared with torch's stable sort.
+TIED = lambda dtype: st.one_of(REAL(dtype), st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5]))  # noqa: E731
+
+
+def shape_op_case(name: str) -> CaseStrategy:
+    """x of the dimensions the op takes (``SHAPE_OP_DIMS``), empty axes included, and attributes drawn for its
+    shape by ``shape_attributes.shape_op_attributes``."""
+    low, high = SHAPE_OP_DIMS.get(name, (0, 4))
+    elements = TIED if name in ("sort", "partition") else REAL
+
+    @st.composite
+    def case(draw, dtype: type) -> Case:
+        shape = draw(testing.shapes(min_dims=low, max_dims=high))
+        attributes = draw(shape_op_attributes(name, shape), label="attributes")
+        assume(attributes is not None)
+        return [draw(arrays(dtype, shape, elements), label="x")], attributes
+
+    return case
+
+
 @st.composite
 def append_case(draw, dtype: type) -> Case:
     """arr and values of any shapes (axis None, flattened), or of one shape but along an axis of either sign."""
@@ -356,6 +430,20 @@ def select_case(draw, dtype: type) -> Case:
     return [conditions, operand(), *(operand() for _ in range(count))], {}
 
 
+@st.composite
+def linspace_case(draw, dtype: type) -> Case:
+    """start and stop of broadcastable shapes (0-d to 2-D), 0 to 5 points, with and without the endpoint, the new
+    axis anywhere, either sign."""
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=2, max_side=3)).input_shapes
+    ndim = len(np.broadcast_shapes(*shapes)) + 1
+    attributes = {
+        "num": draw(st.integers(0, 5)),
+        "endpoint": draw(st.booleans()),
+        "axis": draw(st.integers(-ndim, ndim - 1)),
+    }
+    return [draw(arrays(dtype, shape, REAL)) for shape in shapes], attributes
+
+
 #: op name -> its case strategy, for each op whose inputs are constrained by more than their values: matched
 #: shapes, axes, a mask. Any other built-in op must be elementwise (``torch_reference.ELEMENTWISE``, judged on the
 #: op's samples), and its cases are drawn from its declaration alone (:func:`elementwise_case`).
@@ -383,6 +471,8 @@ STRUCTURED: dict[str, CaseStrategy] = {
     "einsum": einsum_case,
     "select": select_case,
     **REDUCTION_CASES,  # reductions, statistics, running sums and products, products, numpy.linalg
+    "linspace": linspace_case,
+    **{name: shape_op_case(name) for name in SHAPE_OPS},
 }
 
 #: An elementwise op's input with neither a declared ``domain`` nor ``EDGES`` takes any finite value: these, 0.0
@@ -472,7 +562,11 @@ def run_torch(name: str, inputs: Sequence[np.ndarray], attributes: dict, g: np.n
 
 
 #: Ops computing each element from one element, rounding a few times at most: the relative tolerance alone.
-PER_ELEMENT = {"neg", "relu", "transpose", "exp", "log"}
+#: The shape ops among them move each element to one place (no sum in forward or backward).
+PER_ELEMENT = {"neg", "relu", "transpose", "exp", "log"} | {
+    *["reshape", "ravel", "atleast_1d", "atleast_2d", "atleast_3d", "permute", "swapaxes", "moveaxis", "rollaxis"],
+    *["flip", "fliplr", "flipud", "rot90", "roll", "sort", "partition", "diagonal", "diag", "tril", "triu"],
+}
 
 
 def error_bounds(name: str, inputs: Sequence[np.ndarray], g: np.ndarray) -> tuple[list[Any], int | None]:
@@ -571,9 +665,15 @@ def matches_torch(name: str, dtype: type, data: st.DataObject) -> None:
     check_against_torch(name, inputs, attributes, g)
 
 
+#: The ops of plugins/shapes.py, rearrange.py, selection.py and differences.py drawn by ``shape_op_case`` (and
+#: linspace): fewer examples each, as there are many of them and their derivatives move, copy or add elements.
+SHAPE_CASES = sorted({*SHAPE_OPS, "linspace"})
+SHAPE_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
 @needs_torch
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("name", [name for name in BUILTIN_OPS if name not in PLAIN])
+@pytest.mark.parametrize("name", [name for name in BUILTIN_OPS if name not in PLAIN and name not in SHAPE_CASES])
 @SETTINGS
 @given(data=st.data())
 def test_op_matches_torch(name, dtype, data):
@@ -589,6 +689,16 @@ def test_op_matches_torch(name, dtype, data):
 @given(data=st.data())
 def test_plain_elementwise_op_matches_torch(name, dtype, data):
     """The same, for the elementwise ops drawn from their declaration alone, with fewer examples each."""
+    matches_torch(name, dtype, data)
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", SHAPE_CASES)
+@SHAPE_SETTINGS
+@given(data=st.data())
+def test_shape_op_matches_torch(name, dtype, data):
+    """The same for the shape ops, on 40 drawn cases each."""
     matches_torch(name, dtype, data)
 
 

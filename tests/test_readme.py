@@ -31,12 +31,34 @@ def run(block: str) -> dict:
 
 
 def test_readme_examples_run_as_written(capsys):
-    tensors, walkthrough, training, plugin = python_blocks()
+    tensors, numpy_code, walkthrough, training, plugin = python_blocks()
     namespace = run(tensors)
     assert capsys.readouterr().out.startswith("(3, 2) [")
     assert namespace["b"].grad.shape == (2,) and not namespace["prediction"].requires_grad
     assert namespace["w"].grad.shape == (3, 2) and namespace["gw"].requires_grad  # the penalty reached w
     assert type(namespace["exps"]) is np.ndarray
+
+    namespace = run(numpy_code)
+    x = namespace["t"].data
+
+    def y(v: np.ndarray) -> float:
+        return float(np.sum(np.sin(v) ** 2 * np.exp(-v)) + np.max(v[1:] * v[:-1]))
+
+    eps, eye = 1e-5, np.eye(x.size)
+    numeric = np.array([(y(x + eps * e) - y(x - eps * e)) / (2 * eps) for e in eye])
+    np.testing.assert_allclose(namespace["g"].data, numeric, rtol=1e-6)
+    hessian_rows = [
+        (y(x + eps * (e + f)) - y(x + eps * (e - f)) - y(x - eps * (e - f)) + y(x - eps * (e + f)))
+        for e in eye
+        for f in eye
+    ]
+    numeric_h = np.array(hessian_rows).reshape(x.size, x.size).sum(axis=1) / (4 * eps * eps)
+    np.testing.assert_allclose(namespace["h"].data, numeric_h, rtol=1e-3, atol=1e-3)
+    A = namespace["A"].data
+    np.testing.assert_allclose(
+        namespace["A"].grad, -np.linalg.inv(A).T @ np.ones((3, 1)) @ np.linalg.solve(A, np.ones(3))[None], rtol=1e-12
+    )
+    assert type(namespace["both"]) is Tensor and namespace["both"].shape == (7,)
 
     run(walkthrough)
     assert capsys.readouterr().out.splitlines() == ["[[1. 2. 3.]] [[1. 1. 1.]]", "[[4. 5. 6.]]"]

@@ -333,6 +333,39 @@ MUTANTS = [
         "a plugin calling sys.exit() ends every opreg command",
         ("tests/test_entry_points.py",),
     ),
+    # The shape, rearrangement and selection ops (issue #12)
+    Mutant(
+        "scatter-assigns",
+        "plugins/selection.py",
+        "    np.add.at(out, tuple(grid), src)",
+        "    out[tuple(grid)] = src",
+        "an element taken twice (take(x, [0, 0]), repeat, tile, pad's edge) gets one copy's gradient, not both",
+        ("tests/test_shape_ops.py", "tests/test_ops_reference.py"),
+    ),
+    Mutant(
+        "sort-unstable",
+        "plugins/selection.py",
+        'axis=-1 if axis is None else axis, kind="stable")',
+        "axis=-1 if axis is None else axis)",
+        "tied values get their gradients in whatever order an unstable sort leaves them, not torch's stable order",
+        ("tests/test_shape_ops.py",),
+    ),
+    Mutant(
+        "diff-backward-sign",
+        "plugins/differences.py",
+        "        g = -onp.diff(onp.pad(g, widths), 1, axis)",
+        "        g = onp.diff(onp.pad(g, widths), 1, axis)",
+        "diff's transpose without its minus sign: every gradient negated (right for even n only)",
+        ("tests/test_ops_reference.py",),
+    ),
+    Mutant(
+        "pad-crop-offset",
+        "plugins/rearrange.py",
+        'g = op("take")(g, indices=np.arange(before, before + length), axis=axis)',
+        'g = op("take")(g, indices=np.arange(length), axis=axis)',
+        "pad's gradient cut from the padded gradient's start instead of where x lies in it",
+        ("tests/test_ops_reference.py",),
+    ),
     # The gradient checker
     Mutant(
         "numeric-one-sided",

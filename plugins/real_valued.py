@@ -1,0 +1,78 @@
+"""NumPy's functions of complex numbers, on real input: real_if_close (x itself) and angle (0 or pi, whose
+derivative is 0 wherever it has one).
+
+Complex numbers are out of scope for now: a complex input is an error that says so, never a value computed
+without its derivative.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import opreg.numpy as onp
+from opreg.plugin import Register, Sample, hookimpl
+
+
+def _real(x: np.ndarray, name: str) -> np.ndarray:
+    if np.iscomplexobj(x):
+        raise TypeError(
+            f"{name} of a complex array: opreg's ops take real numbers only; complex numbers are not supported yet"
+        )
+    return x
+
+
+def _real_if_close(x: np.ndarray, *, tol: float = 100) -> np.ndarray:
+    """x itself for real x, as np.real_if_close (a view, so that the output is an array of its own)."""
+    return np.asarray(_real(x, "real_if_close")).view()
+
+
+def _angle(x: np.ndarray, *, deg: bool = False) -> np.ndarray:
+    """The angle of x as a complex number, as np.angle: pi (180 with deg) where x < 0 or x is -0.0 (NumPy's
+    arctan2(0, -0.0)), 0 elsewhere, NaN at NaN. Its gradient is 0, at 0 too, as torch.angle's on real input."""
+    return np.asarray(np.angle(_real(x, "angle"), deg))
+
+
+def _zero_gradient(g: Any, x: Any, **attributes: Any) -> tuple[Any]:
+    """Zeros of g's shape and dtype, as an op (where with an all-false mask) so that it composes; never g * 0,
+    which is NaN where g is infinite."""
+    return (onp.where(np.zeros(g.shape, dtype=bool), g, 0.0),)
+
+
+def _torch_angle(torch: Any) -> Any:
+    """torch.angle of a real tensor is 0 or pi with zero gradient, but 0 at -0.0 where NumPy's is pi: the sign bit
+    decides here, as in NumPy."""
+    import math
+
+    def angle(x: Any, deg: bool = False) -> Any:
+        half_turn = 180.0 if deg else math.pi
+        values = torch.where(torch.signbit(x), torch.full_like(x, half_turn), torch.zeros_like(x))
+        return torch.where(torch.isnan(x), x, values) + 0.0 * torch.angle(x)
+
+    return angle
+
+
+@hookimpl
+def opreg_register_ops(register: Register) -> None:
+    register(
+        name="real_if_close",
+        inputs=("x",),
+        forward=_real_if_close,
+        backward=lambda g, x: (g,),
+        sample_inputs=lambda rng: [Sample(rng.standard_normal((3, 4))), Sample(rng.standard_normal(3), tol=1000)],
+        numpy="real_if_close",
+        reference=lambda torch: lambda x, tol=100: torch.real(x),
+    )
+    register(
+        name="angle",
+        inputs=("x",),
+        forward=_angle,
+        backward=_zero_gradient,
+        sample_inputs=lambda rng: [
+            Sample(rng.standard_normal((3, 4))),
+            Sample(np.array([-2.0, -0.5, 0.5, 3.0]), deg=True),  # 0 and -0.0: tests/test_shape_ops.py
+        ],
+        numpy="angle",
+        reference=_torch_angle,
+    )
