@@ -21,6 +21,7 @@ dependency of opreg.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -82,6 +83,17 @@ ATOL: dict[np.dtype, float] = {np.dtype(np.float32): 1e-6, np.dtype(np.float64):
 
 
 # --- elements --------------------------------------------------------------------------------------------------------
+
+
+#: The environment variable that scales every property test's example count (a fraction; 1 when unset).
+EXAMPLES_VAR = "OPREG_EXAMPLES"
+
+
+def examples(count: int) -> int:
+    """``count`` hypothesis examples scaled by ``OPREG_EXAMPLES`` (at least 1). A suite run again under another mode
+    (checking mode, typeguard: .ci/run) is there to run every test's code under that mode, not to search further
+    for inputs, so it draws fewer."""
+    return max(1, round(count * float(os.environ.get(EXAMPLES_VAR, "1"))))
 
 
 def _bound(value: float, dtype: type[np.floating[Any]], inward: float) -> float:

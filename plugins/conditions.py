@@ -26,10 +26,10 @@ def _picked(condlist: Any, count: int) -> tuple[list[np.ndarray], np.ndarray]:
         raise ValueError(f"select got {len(conditions)} conditions for {count} choices; they must pair up")
     masks = []
     taken = np.zeros(conditions.shape[1:], bool)
-    for condition in conditions:
-        masks.append(condition & ~taken)
+    for condition in conditions:  # 0-d conditions iterate as NumPy scalars: asarray keeps them arrays
+        masks.append(np.asarray(condition & ~taken))
         taken = taken | condition
-    return masks, ~taken
+    return masks, np.asarray(~taken)
 
 
 def _select(condlist: np.ndarray, default: np.ndarray, *choicelist: np.ndarray) -> np.ndarray:

@@ -45,7 +45,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import opreg
-from opreg.testing import axes
+from opreg.testing import axes, examples
 
 from shape_attributes import broadcast_target, expand_dims_axis, index_for, shape_op_attributes, squeeze_axis
 from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch, torch
@@ -1071,7 +1071,7 @@ FUZZ_SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slo
 
 
 @needs_torch
-@settings(max_examples=300, **FUZZ_SETTINGS)
+@settings(max_examples=examples(300), **FUZZ_SETTINGS)
 @given(program=programs())
 def test_random_graph_gradients_match_torch(program):
     """Each random program, run by the tape engine and by Tensors, gives every node torch's value and every leaf
@@ -1080,7 +1080,7 @@ def test_random_graph_gradients_match_torch(program):
 
 
 @needs_torch
-@settings(max_examples=60, **FUZZ_SETTINGS)
+@settings(max_examples=examples(60), **FUZZ_SETTINGS)
 @given(program=programs(generic=True))
 def test_elementwise_ops_drawn_from_their_declaration_match_torch(program):
     """The rule a new elementwise op gets, used for every one of them (log, div, pow and exp too, whose operands

@@ -68,8 +68,12 @@ DTYPES = [np.float32, np.float64]
 #: Examples per hypothesis test: 100 for the ops with a hand-written strategy (STRUCTURED) or edges (EDGES), 40 for
 #: an elementwise op drawn from its declaration alone (a smooth function of each element: most ops, each cheap).
 EXAMPLES = 100
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-PLAIN_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=testing.examples(EXAMPLES), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+PLAIN_SETTINGS = settings(
+    max_examples=testing.examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 # --- strategies (the generic ones are opreg.testing's) ---------------------------------------------------------------
@@ -668,7 +672,9 @@ def matches_torch(name: str, dtype: type, data: st.DataObject) -> None:
 #: The ops of plugins/shapes.py, rearrange.py, selection.py and differences.py drawn by ``shape_op_case`` (and
 #: linspace): fewer examples each, as there are many of them and their derivatives move, copy or add elements.
 SHAPE_CASES = sorted({*SHAPE_OPS, "linspace"})
-SHAPE_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SHAPE_SETTINGS = settings(
+    max_examples=testing.examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @needs_torch

@@ -28,6 +28,7 @@ import opreg
 import opreg.numpy as onp
 from opreg import ModifiedInPlaceError, OpUsageError, Tensor, ops
 from opreg.registry import numpy_op
+from opreg.testing import examples
 
 from shape_attributes import index_for
 from torch_reference import needs_torch, torch
@@ -411,7 +412,7 @@ def _as_add_at_index(index):
 SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(data=st.data(), shape=SHAPES)
 def test_getitem_gradient_is_numpys_add_at(data, shape):
     """For any index (negative steps, None, Ellipsis, integer lists with repeats, masks), the gradient of
@@ -431,7 +432,7 @@ def test_getitem_gradient_is_numpys_add_at(data, shape):
     np.testing.assert_allclose(second.data, direction[index], rtol=1e-12, atol=0)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(data=st.data(), shape=SHAPES)
 def test_setitem_matches_numpy_and_finite_differences(data, shape):
     """x with x[index] = v, repeats included: values as NumPy's assignment, derivatives of both inputs by

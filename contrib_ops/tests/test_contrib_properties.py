@@ -46,7 +46,9 @@ DTYPES = [np.float32, np.float64]
 
 #: Examples per hypothesis test (one per op and dtype, and leaky_relu at zero): about 15 s in all.
 EXAMPLES = 100
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=testing.examples(EXAMPLES), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 # --- strategies ------------------------------------------------------------------------------------------------------
