@@ -106,6 +106,39 @@ def index_for(draw: Callable[..., Any], shape: tuple[int, ...], negative_steps: 
     return entries[0] if len(entries) == 1 and draw(st.booleans()) else tuple(entries)
 
 
+#: The ops whose attributes :func:`shape_op_attributes` draws: the property tests and the graph fuzzer take them
+#: from here.
+SHAPE_OPS = [
+    "reshape",
+    "ravel",
+    "atleast_1d",
+    "atleast_2d",
+    "atleast_3d",
+    "permute",
+    "swapaxes",
+    "moveaxis",
+    "rollaxis",
+    "flip",
+    "fliplr",
+    "flipud",
+    "rot90",
+    "roll",
+    "tile",
+    "repeat",
+    "pad",
+    "scatter_along",
+    "sort",
+    "partition",
+    "diagonal",
+    "trace",
+    "diag",
+    "tril",
+    "triu",
+    "diff",
+    "gradient",
+]
+
+
 # --- the attributes of the shape, rearrangement and selection ops (plugins/shapes.py, rearrange.py, selection.py,
 # differences.py), given their input's shape; None where the op cannot take an input of that shape ---------------
 

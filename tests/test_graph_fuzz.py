@@ -47,7 +47,7 @@ from hypothesis.extra import numpy as hnp
 import opreg
 from opreg.testing import axes, examples
 
-from shape_attributes import broadcast_target, expand_dims_axis, index_for, shape_op_attributes, squeeze_axis
+from shape_attributes import SHAPE_OPS, broadcast_target, expand_dims_axis, index_for, shape_op_attributes, squeeze_axis
 from torch_reference import BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch, torch
 
 #: No node's values may exceed this in magnitude.
@@ -771,38 +771,7 @@ RULES = {
     **dict.fromkeys(["tensordot", "dot", "inner", "vdot", "outer", "cross"], Builder.product),
     **dict.fromkeys(["inv", "det", "solve", "cholesky"], Builder.linear_algebra),
     "linspace": Builder.linspace,
-    **dict.fromkeys(
-        [
-            "reshape",
-            "ravel",
-            "atleast_1d",
-            "atleast_2d",
-            "atleast_3d",
-            "permute",
-            "swapaxes",
-            "moveaxis",
-            "rollaxis",
-            "flip",
-            "fliplr",
-            "flipud",
-            "rot90",
-            "roll",
-            "tile",
-            "repeat",
-            "pad",
-            "scatter_along",
-            "sort",
-            "partition",
-            "diagonal",
-            "trace",
-            "diag",
-            "tril",
-            "triu",
-            "diff",
-            "gradient",
-        ],
-        Builder.shape_op,
-    ),
+    **dict.fromkeys(SHAPE_OPS, Builder.shape_op),
 }
 
 

@@ -60,7 +60,15 @@ from opreg import testing
 from opreg.testing import Case, CaseStrategy, Elements, arrays, away_from_zero, floats, same_shape, unary, with_zeros
 
 from reduction_cases import CASES as REDUCTION_CASES
-from shape_attributes import broadcast_target, expand_dims_axis, index_for, shape_op_attributes, squeeze_axis, unit_axes
+from shape_attributes import (
+    SHAPE_OPS,
+    broadcast_target,
+    expand_dims_axis,
+    index_for,
+    shape_op_attributes,
+    squeeze_axis,
+    unit_axes,
+)
 from torch_reference import ALL_BUILTIN_OPS, BUILTIN_OPS, ELEMENTWISE, REGISTRY, TORCH_OPS, declared_domain, needs_torch
 
 DTYPES = [np.float32, np.float64]
@@ -306,35 +314,6 @@ SHAPE_OP_DIMS = {
     "diff": (1, 4),
     "gradient": (1, 4),
 }
-SHAPE_OPS = [
-    "reshape",
-    "ravel",
-    "atleast_1d",
-    "atleast_2d",
-    "atleast_3d",
-    "permute",
-    "swapaxes",
-    "moveaxis",
-    "rollaxis",
-    "flip",
-    "fliplr",
-    "flipud",
-    "rot90",
-    "roll",
-    "tile",
-    "repeat",
-    "pad",
-    "scatter_along",
-    "sort",
-    "partition",
-    "diagonal",
-    "trace",
-    "diag",
-    "tril",
-    "triu",
-    "diff",
-    "gradient",
-]
 
 #: sort's and partition's values: ties (0.0 beside -0.0 too) are common, so that the gradient's choice among tied
 #: elements (the stable sort's order) is compared with torch's stable sort.
