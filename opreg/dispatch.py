@@ -17,7 +17,7 @@ import numpy as np
 from opreg.numpy_arguments import numpy_arguments
 from opreg.opdef import OpDef
 from opreg.registry import TABLE, generation, op_table, unknown_op_error
-from opreg.tensor import call_op
+from opreg.tensor import call_as_numpy, call_op
 
 #: The functions made so far, and the registry generation they were made from (their names and docs are the op's).
 _functions: dict[str, Callable[..., Any]] = {}
@@ -71,6 +71,8 @@ def numpy_function(numpy_name: str, name: str) -> Callable[..., Any]:
             op = TABLE[name]
         except KeyError:
             op = _lookup(name)
+        if op.numpy_call is not None:  # einsum's interleaved form, gradient over several axes
+            return call_as_numpy(numpy_function, op, args, kwargs)
         if numpy_function is not None and (len(args) > op.arity or kwargs):  # arity -1: variadic, several outputs
             return call_op(op, *numpy_arguments(numpy_function, op, args, kwargs))
         return call_op(op, args, kwargs)

@@ -36,6 +36,7 @@ class Register(Protocol):
         sample_inputs: SampleInputs | None = None,
         doc: str | None = None,
         numpy: str | tuple[str, ...] | None = None,
+        numpy_call: Callable[..., Any] | None = None,
         reference: Reference | None = None,
         domain: Domain | None = None,
         tolerances: dict[str, float] | None = None,
@@ -58,6 +59,10 @@ class Register(Protocol):
         - ``sample_inputs(rng)``: valid inputs for gradient checks, or a list of :class:`opreg.plugin.Sample`.
         - ``doc``: one line for listings (default: forward's docstring).
         - ``numpy``: the NumPy function(s) this op implements, for ``opreg.numpy`` and ``np.f(tensor)``.
+        - ``numpy_call(call, *args, **kwargs)``: the NumPy function ``numpy`` names, where one of its calls is
+          not one call of this op: given NumPy's arguments as the caller wrote them, it returns NumPy's result,
+          calling ``call`` (this op, its arguments in NumPy's spelling) once or more (einsum's interleaved form,
+          gradient over several axes). Default: every call of the NumPy function is one call of the op.
         - ``reference``: the PyTorch function the tests compare with (``"torch.add"``), resolved only in tests.
         - ``domain``: ``(low, high)`` the inputs' values lie in (or per input name), for property tests.
         - ``tolerances``: ``eps``, ``atol``, ``rtol`` for the gradient check where the defaults cannot hold.

@@ -103,6 +103,10 @@ class OpDef:
     #: The NumPy functions this op implements (``np.subtract`` for ``sub``): how ``opreg.numpy`` and NumPy's own
     #: dispatch (``np.exp(tensor)``) find it.
     numpy: tuple[str, ...] = ()
+    #: ``numpy_call(call, *args, **kwargs)``: the NumPy function ``numpy`` names, where its call is not one call of
+    #: this op in NumPy's spelling (einsum's interleaved operands, gradient over several axes). ``call`` runs this
+    #: op with arguments in NumPy's spelling; None: every NumPy call is one call of the op.
+    numpy_call: Callable[..., Any] | None = None
     reference: Reference | None = None
     domain: Domain | None = None
     #: The plugin whose op of this name this one replaces, by its declaration ``overrides=True``; else None.
@@ -241,6 +245,7 @@ REGISTER_KEYWORDS = (
     "sample_inputs",
     "doc",
     "numpy",
+    "numpy_call",
     "reference",
     "domain",
     "tolerances",
@@ -269,6 +274,7 @@ def define_op(
     sample_inputs: SampleInputs | None = None,
     doc: str | None = None,
     numpy: str | tuple[str, ...] | None = None,
+    numpy_call: Callable[..., Any] | None = None,
     reference: Reference | None = None,
     domain: Domain | None = None,
     tolerances: dict[str, float] | None = None,
@@ -292,6 +298,11 @@ def define_op(
     ):
         raise RegistrationError(f"{where}: inputs must be one or more distinct identifiers, got {declared_inputs!r}")
     output_names, output_flags, variadic_outputs = _outputs(where, outputs, differentiable_outputs)
+    if numpy_call is not None and (not callable(numpy_call) or not numpy):
+        raise RegistrationError(
+            f"{where}: numpy_call= is how the NumPy function the op declares with numpy= is called, so it must be "
+            f"a function and needs numpy=; got a {type(numpy_call).__name__} and numpy={numpy!r}"
+        )
     wanted = inputs if differentiable is None else tuple(str(d).lstrip("*") for d in differentiable)
     unknown = sorted(set(wanted) - set(inputs))
     if unknown:
@@ -327,6 +338,7 @@ def define_op(
         wants=wants,
         backward_attributes=backward_attributes,
         numpy=(numpy,) if isinstance(numpy, str) else tuple(numpy or ()),
+        numpy_call=numpy_call,
         reference=reference,
         domain=domain,
         overrides=plugin if overrides else None,  # a placeholder until the registry knows whose op it replaces

@@ -24,7 +24,7 @@ from numpy.typing import DTypeLike
 from opreg import backprop, observe, versions
 from opreg.backprop import backpropagate, total
 from opreg.calls import as_arrays, run_forward
-from opreg.errors import EngineStateError, OpUsageError
+from opreg.errors import EngineStateError, OpregError, OpUsageError
 from opreg.fit import gradient_dtype
 from opreg.landing import object_lock
 from opreg.nondifferentiable import NON_DIFFERENTIABLE
@@ -1042,6 +1042,26 @@ def call_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> An
     return run_forward(op, args, attributes, observe.current() if observe.active else ())[0]
 
 
+def call_as_numpy(function: Any, op: OpDef, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """NumPy's ``function`` (None where NumPy has no such name: the op's own spelling) called as
+    ``function(*args, **kwargs)``, computed by ``op``, which declares it: its arguments read by NumPy's signature
+    (:mod:`opreg.numpy_arguments`), through the op's ``numpy_call`` where it declares one."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if function is None:
+            return call_op(op, args, kwargs)
+        return call_op(op, *numpy_arguments(function, op, args, kwargs))
+
+    if op.numpy_call is None:
+        return call(*args, **kwargs)
+    try:
+        return op.numpy_call(call, *args, **kwargs)
+    except OpregError:  # from the op itself, named already
+        raise
+    except Exception as exc:  # the arguments, as NumPy's spelling reads them
+        raise OpUsageError(f"{op.describe()}, called as numpy.{op.numpy[0]}: {exc}") from exc
+
+
 def holds_tensor(sequence: Sequence[Any]) -> bool:
     """Whether a list or tuple (nested ones too) holds a Tensor: then it is stacked by an op, never converted to
     an array of numbers (which would drop the graph) or of objects."""
@@ -1090,7 +1110,7 @@ def numpy_call(function: Any, name: str, method: str, args: Sequence[Any], kwarg
         name = f"linalg.{name}"
     op = numpy_op(name) if method == "__call__" else None
     if op is not None:
-        return call_op(op, *numpy_arguments(function, op, args, kwargs))
+        return call_as_numpy(function, op, args, kwargs)
     if method == "__call__" and name in NON_DIFFERENTIABLE:
         return _on_values(function, *args, **kwargs)
     where = f"numpy.{name}" + ("" if method == "__call__" else f".{method}")

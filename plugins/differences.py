@@ -1,5 +1,9 @@
-"""Differences along an axis and even spacing: diff, gradient (NumPy's finite-difference derivative, one axis) and
-linspace (with end points that may be Tensors).
+"""Differences along an axis and even spacing: diff, gradient (NumPy's finite-difference derivative) and linspace
+(with end points that may be Tensors).
+
+The op gradient differentiates along one axis. np.gradient over several axes (NumPy 2: a tuple of one array per
+axis) is that op called once per axis, by its ``numpy_call``: each derivative is its own graph node, with its own
+backward, and no op returns a list whose length depends on an attribute.
 
 Each is linear in its differentiable inputs with coefficients fixed by the shape and the attributes, so each
 backward applies the transposed map with ops: diff's is -diff of ``grad_output`` padded with a zero at each end
@@ -60,7 +64,8 @@ _numpy_gradient: Any = np.gradient
 
 
 def _one_axis(x: Any, axis: Any) -> int:
-    """The one axis np.gradient differentiates along here; several axes would give a list, which no op returns."""
+    """The one axis the op differentiates along. Several axes (a list of arrays) are np.gradient's and
+    opreg.numpy.gradient's, which call the op once per axis (:func:`_numpy_gradient_call`)."""
     if axis is None and x.ndim == 1:
         return 0
     if isinstance(axis, tuple | list) and len(axis) == 1:
@@ -68,9 +73,33 @@ def _one_axis(x: Any, axis: Any) -> int:
     if isinstance(axis, int | np.integer):
         return normalize_axes(int(axis), x.ndim)[0]
     raise ValueError(
-        f"gradient over several axes (axis={axis!r} of a {x.ndim}-D array) returns a list of arrays, which this op "
-        "does not; pass one int axis, e.g. np.gradient(f, axis=0), once per axis"
+        f"the op gradient differentiates along one axis, and axis={axis!r} of a {x.ndim}-D array is several; "
+        "np.gradient and opreg.numpy.gradient take several axes, returning one array per axis"
     )
+
+
+def _numpy_gradient_call(call: Callable[..., Any], f: Any, *varargs: Any, axis: Any = None, edge_order: int = 1) -> Any:
+    """np.gradient as NumPy 2 has it: over ``axis`` (None: every axis; an int; a tuple), one array for one axis,
+    else a tuple of one array per axis, each the one-axis op's. ``varargs``: no spacing (1), one scalar for every
+    axis, or one spacing (a scalar or coordinates) per axis."""
+    ndim = np.ndim(f)
+    given = range(ndim) if axis is None else (axis,) if isinstance(axis, int | np.integer) else axis
+    axes = tuple(normalize_axes(a, ndim)[0] for a in given)  # in the order given, as the results are
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"np.gradient's axis={axis!r} names an axis twice")
+    spacings: list[tuple[Any, ...]]
+    if len(varargs) == 1 and np.ndim(varargs[0]) == 0:
+        spacings = [varargs] * len(axes)
+    elif len(varargs) in (0, len(axes)):
+        spacings = [(v,) for v in varargs] or [()] * len(axes)
+    else:
+        raise TypeError(
+            f"np.gradient takes no spacing, one scalar, or one spacing per axis ({len(axes)}), got {len(varargs)}"
+        )
+    derivatives = tuple(
+        call(f, *spacing, axis=a, edge_order=edge_order) for a, spacing in zip(axes, spacings, strict=True)
+    )
+    return derivatives[0] if len(derivatives) == 1 else derivatives
 
 
 def _spacing(varargs: Any) -> tuple[Any, ...]:
@@ -248,6 +277,7 @@ def opreg_register_ops(register: Register) -> None:
         backward=_gradient_backward,
         sample_inputs=_gradient_samples,
         numpy="gradient",
+        numpy_call=_numpy_gradient_call,
         reference=_torch_gradient,
     )
     register(

@@ -1,18 +1,25 @@
 """``einsum``: Einstein summation over any number of operands, its subscripts an attribute
-(``onp.einsum("ij,jk->ik", a, b)`` and ``np.einsum`` on Tensors spell it as NumPy does).
+(``onp.einsum("ij,jk->ik", a, b)`` and ``np.einsum`` on Tensors spell it as NumPy does, the interleaved form
+``np.einsum(a, [0, 1], b, [1, 2], [0, 2])`` too).
 
 Each operand's gradient is itself an einsum: of ``g`` with the other operands, onto that operand's subscripts, so
 the backward composes to any order. Ellipses (``"...ij,...jk"``) and the implicit output (no ``->``: the letters
 that appear once, in alphabetical order, after the ellipsis' axes) are NumPy's. A letter that only one operand
 has and the output lacks (summed away, as in ``"ij->i"``) comes back by broadcasting. A letter repeated within one
-operand (a diagonal or a trace, ``"ii->i"``) is computed, but its derivative is not written: backward raises,
-naming it, rather than return a wrong gradient. The interleaved form ``einsum(a, [0, 1], b, [1, 2])`` is an
-error: the subscripts must be a string.
+operand (a diagonal or a trace, ``"ii->i"``, ``"ijk,lji,lli->lki"``) reads that operand's diagonal: its gradient is
+the einsum onto the operand's letters taken once, then placed on the diagonal by an einsum with a constant
+identity (``"li,lL->lLi"``, a fresh letter for each repeat), zero off it; an einsum too, so it composes.
+
+The interleaved form is NumPy's: integers 0 to 51 stand for letters (0 to 25 for ``A`` to ``Z``, 26 to 51 for
+``a`` to ``z``, so that the implicit output's alphabetical order is the integers' order), ``Ellipsis`` for
+``...``, the last sublist, when there is one more sublist than operands, for the output. It is rewritten as the
+string before the op runs (``numpy_call``), so the op and its derivative see subscripts alone.
 """
 
 from __future__ import annotations
 
 import string
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,7 +33,8 @@ def _parse(subscripts: Any, ndims: list[int]) -> tuple[list[str], str]:
     if not isinstance(subscripts, str) or (not subscripts and len(ndims) > 1):
         raise ValueError(
             f"einsum needs its subscripts as a string, as in einsum('ij,jk->ik', a, b), got {subscripts!r} (the "
-            "interleaved form einsum(a, [0, 1], b, [1, 2]) is not supported)"
+            "interleaved form np.einsum(a, [0, 1], b, [1, 2]) is NumPy's spelling, read by np.einsum and "
+            "opreg.numpy.einsum, not by the op)"
         )
     text = subscripts.replace(" ", "")
     lhs, arrow, out = text.partition("->")
@@ -55,27 +63,83 @@ def _einsum(*operands: np.ndarray, subscripts: str = "") -> np.ndarray:
     return np.asarray(np.einsum(subscripts, *operands))
 
 
-def _einsum_backward(g: Any, *operands: Any, subscripts: str) -> tuple[Any, ...]:
-    specs, output = _parse(subscripts, [x.ndim for x in operands])
-    grads = []
-    for i, (spec, x) in enumerate(zip(specs, operands, strict=True)):
-        repeated = sorted({c for c in spec if spec.count(c) > 1})
-        if repeated:
+#: The letters NumPy's interleaved form numbers 0 to 51: uppercase first, as NumPy's own parser maps them.
+_SUBLIST_LETTERS = string.ascii_uppercase + string.ascii_lowercase
+
+
+def _sublist_letters(sublist: Any) -> str:
+    """One operand's (or the output's) sublist of the interleaved form as subscripts: ``[Ellipsis, 0, 1]`` is
+    ``"...AB"``."""
+    if isinstance(sublist, str) or not isinstance(sublist, Sequence | np.ndarray):
+        raise ValueError(
+            f"einsum's interleaved form takes a list of integers (and Ellipsis) after each operand, got {sublist!r}"
+        )
+    letters = []
+    for item in sublist:
+        if item is Ellipsis:
+            letters.append("...")
+        elif isinstance(item, int | np.integer) and not isinstance(item, bool) and 0 <= item < len(_SUBLIST_LETTERS):
+            letters.append(_SUBLIST_LETTERS[int(item)])
+        else:
             raise ValueError(
-                f"einsum's derivative is not written for a subscript repeated within one operand ({subscripts!r}: "
-                f"{', '.join(repeated)} in operand {i}); take the diagonal with its own op first"
+                f"einsum's sublists hold integers from 0 to {len(_SUBLIST_LETTERS) - 1} and Ellipsis, got {item!r} "
+                f"in {sublist!r}"
             )
+    return "".join(letters)
+
+
+def _numpy_einsum(call: Callable[..., Any], *operands: Any, **kwargs: Any) -> Any:
+    """np.einsum as NumPy takes it: the subscripts first, or interleaved, ``(a, [0, 1], b, [1, 2], [0, 2])``
+    (each operand followed by its sublist, then the output's, optional), rewritten as the subscripts string."""
+    if not operands or isinstance(operands[0], str):
+        return call(*operands, **kwargs)
+    pairs, output = (operands[:-1], operands[-1]) if len(operands) % 2 else (operands, None)
+    arrays, sublists = pairs[0::2], pairs[1::2]
+    lhs = ",".join(_sublist_letters(s) for s in sublists)
+    subscripts = lhs if output is None else f"{lhs}->{_sublist_letters(output)}"
+    return call(subscripts, *arrays, **kwargs)
+
+
+def _on_diagonal(grad: Any, spec: str, x: Any) -> Any:
+    """``grad``, over ``spec``'s letters taken once (in order of first appearance), placed on the diagonal that
+    ``spec`` reads of ``x`` (``"ii"``: grad[i] at [i, i], 0 elsewhere): an einsum with one constant identity per
+    repeat, which composes."""
+    fresh = iter(c for c in string.ascii_letters if c not in spec)
+    target, pairs, identities = [], [], []
+    for axis, c in enumerate(spec):
+        if c in spec[:axis]:
+            new = next(fresh)
+            target.append(new)
+            pairs.append(c + new)
+            identities.append(np.eye(x.shape[axis], dtype=grad.dtype))
+        else:
+            target.append(c)
+    unique = "".join(dict.fromkeys(spec))
+    return onp.einsum(f"{','.join([unique, *pairs])}->{''.join(target)}", grad, *identities)
+
+
+def _einsum_backward(g: Any, *operands: Any, subscripts: str, needs_grad: Sequence[bool]) -> tuple[Any, ...]:
+    specs, output = _parse(subscripts, [x.ndim for x in operands])
+    grads: list[Any] = []
+    for i, (spec, x) in enumerate(zip(specs, operands, strict=True)):
+        if i < len(needs_grad) and not needs_grad[i]:  # a constant operand (an identity placing a diagonal)
+            grads.append(None)
+            continue
         others = [(s, y) for j, (s, y) in enumerate(zip(specs, operands, strict=True)) if j != i]
+        unique = "".join(dict.fromkeys(spec))  # a repeated letter once: the diagonal it reads
         available = set(output).union(*(s for s, _ in others))
-        kept = "".join(c for c in spec if c in available)
+        kept = "".join(c for c in unique if c in available)
         expression = ",".join([output, *(s for s, _ in others)]) + "->" + kept
         grad = onp.einsum(expression, g, *(y for _, y in others))
-        missing = tuple(axis for axis, c in enumerate(spec) if c not in available)
+        missing = tuple(axis for axis, c in enumerate(unique) if c not in available)
         if missing:  # summed away in this operand alone: its gradient is the same along those axes
             grad = onp.expand_dims(grad, missing)
             # x's length along those axes; along the others the gradient's own (an ellipsis axis of length 1 in x
             # but not in the others: the engine sums it back)
-            grad = onp.broadcast_to(grad, tuple(x.shape[a] if a in missing else n for a, n in enumerate(grad.shape)))
+            lengths = [x.shape[spec.index(c)] for c in unique]
+            grad = onp.broadcast_to(grad, tuple(lengths[a] if a in missing else n for a, n in enumerate(grad.shape)))
+        if len(unique) < len(spec):
+            grad = _on_diagonal(grad, spec, x)
         grads.append(grad)
     return tuple(grads)
 
@@ -91,6 +155,12 @@ def _samples(rng: np.random.Generator) -> list[Sample]:
         Sample(n((2, 3)), n((3, 4)), n((4, 2)), subscripts="ij,jk,kl->il"),
         Sample(n(2), n(3), subscripts="i,j->ij"),
         Sample(n((2, 3)), n((1, 3)), subscripts="...j,...j->..."),
+        Sample(n((3, 3)), subscripts="ii->i"),
+        Sample(n((3, 3)), subscripts="ii"),
+        Sample(n((2, 2, 2)), subscripts="iii->i"),
+        Sample(n((2, 3, 3)), n((3, 3, 2)), n((3, 3, 2)), subscripts="ijk,lji,lli->lki"),
+        Sample(n((2, 2, 3)), n(3), subscripts="iij,j->"),
+        Sample(n((2, 3, 3)), subscripts="...ii->...i"),
     ]
 
 
@@ -103,5 +173,6 @@ def opreg_register_ops(register: Register) -> None:
         backward=_einsum_backward,
         sample_inputs=_samples,
         numpy="einsum",
+        numpy_call=_numpy_einsum,
         reference=lambda torch: lambda *operands, subscripts="": torch.einsum(subscripts, *operands),
     )

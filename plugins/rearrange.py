@@ -26,6 +26,9 @@ _numpy_pad: Any = np.pad
 #: pad's modes in which every output element is a copy of an input element (the others compute new values).
 GATHER_MODES = ("edge", "reflect", "symmetric", "wrap")
 
+#: NumPy's modes that compute the border from x's values: refused, each named in the error.
+STATISTIC_MODES = ("linear_ramp", "maximum", "mean", "median", "minimum")
+
 
 def _flip(x: np.ndarray, *, axis: Axis = None) -> np.ndarray:
     """x with the order of its elements reversed along ``axis`` (None: every axis), as np.flip."""
@@ -106,15 +109,25 @@ def _pad_widths(pad_width: Any, ndim: int) -> list[tuple[int, int]]:
 
 def _pad(x: np.ndarray, *, pad_width: Any = 0, mode: str = "constant", constant_values: Any = 0) -> np.ndarray:
     """x with ``pad_width`` elements added before and after each axis, as np.pad: ``constant_values`` (a constant:
-    no gradient reaches it), or, by ``mode``, copies of x's own elements ("edge", "reflect", "symmetric",
-    "wrap"). The modes that compute new values ("linear_ramp", "maximum", "mean", "median", "minimum") and
-    ``reflect_type="odd"`` are not differentiable here: an error."""
+    no gradient reaches it; one value, one per axis, or a (before, after) pair per axis), or, by ``mode``, copies
+    of x's own elements ("edge", "reflect", "symmetric", "wrap"; any width, as NumPy's, which reflects and wraps
+    again where the border is wider than x). The modes that compute new values ("linear_ramp", "maximum",
+    "mean", "median", "minimum"), "empty" (undefined values), a function as the mode and ``reflect_type="odd"``
+    are errors, naming the mode."""
     if mode == "constant":
         return np.asarray(_numpy_pad(x, pad_width, mode, constant_values=constant_values))
     if mode not in GATHER_MODES:
+        why = (
+            "is a function, whose values this op cannot differentiate"
+            if callable(mode)
+            else "leaves the border's values undefined"
+            if mode == "empty"
+            else "computes new values (a ramp or a statistic), which this op does not differentiate"
+            if mode in STATISTIC_MODES
+            else "is not one of NumPy's"
+        )
         raise ValueError(
-            f"pad's mode {mode!r} computes new values, which this op does not differentiate; its modes are 'constant', "
-            + ", ".join(repr(m) for m in GATHER_MODES)
+            f"pad's mode {mode!r} {why}; its modes are 'constant', " + ", ".join(repr(m) for m in GATHER_MODES)
         )
     return np.asarray(_numpy_pad(x, pad_width, mode))
 
@@ -200,6 +213,7 @@ def _pad_samples(rng: np.random.Generator) -> list[Sample]:
     return [
         Sample(x, pad_width=1),
         Sample(x, pad_width=((0, 2), (1, 0)), constant_values=1.5),
+        Sample(x, pad_width=((1, 2), (2, 1)), constant_values=((1.0, 2.0), (-3.0, 4.0))),  # per axis, per side
         Sample(x, pad_width=(2, 1), mode="edge"),
         Sample(x, pad_width=((1, 2), (3, 2)), mode="reflect"),
         Sample(x, pad_width=((2, 0), (1, 3)), mode="symmetric"),
@@ -219,8 +233,12 @@ def _torch_pad(torch: ModuleType) -> Callable[..., Any]:
             return x.clone()
         widths = np.broadcast_to(np.asarray(pad_width), (x.ndim, 2))
         if mode == "constant":
-            flat = [int(n) for before, after in reversed(widths) for n in (before, after)]
-            return torch.nn.functional.pad(x, flat, value=float(constant_values))
+            values = np.broadcast_to(np.asarray(constant_values, dtype=float), (x.ndim, 2))
+            for axis, ((before, after), (low, high)) in enumerate(zip(widths, values, strict=True)):  # NumPy's order
+                flat = [0, 0] * (x.ndim - 1 - axis)
+                x = torch.nn.functional.pad(x, [*flat, int(before), 0], value=float(low))  # the last axis first
+                x = torch.nn.functional.pad(x, [*flat, 0, int(after)], value=float(high))
+            return x
         for axis, (before, after) in enumerate(widths):
             moved = x.movedim(axis, -1)
             if mode == "symmetric":

@@ -1,5 +1,6 @@
 """Reductions over ``axis`` (None for all, an int, or a tuple of ints; negative ones count from the end), each with
-``keepdims``: sum, mean, prod, max/amax, min/amin and logsumexp.
+``keepdims``: sum, mean, prod, max/amax, min/amin, logsumexp and weighted_logsumexp (scipy's ``b=``, reached as
+``opreg.numpy.logsumexp(x, b=w)``).
 
 Built in because every scalar loss ends in one, and ``Tensor.sum()`` / ``Tensor.mean()`` need them. Every backward
 first restores the reduced axes of ``grad_output`` (and of the output, where it needs it) as size-1 axes, then lets
@@ -33,6 +34,7 @@ from opreg.plugin import (
     hookimpl,
     normalize_axes,
     numpy_reduction,
+    op,
     reduce,
     restore_axes,
 )
@@ -174,6 +176,96 @@ def _logsumexp_backward(g: Any, x: Any, *, axis: Axis, keepdims: bool, output: A
     return (restore_axes(g, x, axis, keepdims) * onp.exp(x - restore_axes(output, x, axis, keepdims)),)
 
 
+# --- logsumexp with weights (scipy.special.logsumexp's b=) -----------------------------------------------------------
+
+
+def _weighted_logsumexp(x: np.ndarray, b: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> np.ndarray:
+    """log(sum(b * exp(x))) over axis (None: all) of x and b broadcast together, as
+    scipy.special.logsumexp(x, axis, b=b, keepdims=keepdims): shifted by the max of the x whose weight is not 0
+    (a weight of 0 leaves its x out, even an infinite one, as scipy does). A negative weighted sum, whose log is
+    not real, is an error (scipy's return_sign=True, the sign apart, is not supported); a sum of 0 (every weight 0)
+    gives -inf, the log of an empty sum."""
+    x, b = np.broadcast_arrays(x, b)
+    axes = normalize_axes(axis, x.ndim)
+    counted = np.where(b == 0, -math.inf, x)
+    shift = np.max(counted, axis=axes, keepdims=True, initial=-math.inf)
+    shift = np.where(np.isfinite(shift), shift, 0.0)
+    total = np.sum(b * np.exp(counted - shift), axis=axes, keepdims=True)
+    if (total < 0).any():
+        raise ValueError(
+            "logsumexp with weights b: the weighted sum of exp(x) is negative, and its log is not real; scipy's "
+            "return_sign=True would return its sign, which opreg does not support: use weights b >= 0"
+        )
+    with np.errstate(divide="ignore"):
+        out = np.log(total) + shift
+    return np.asarray(out if keepdims else np.squeeze(out, axis=axes))
+
+
+def _weighted_logsumexp_backward(g: Any, x: Any, b: Any, *, axis: Axis, keepdims: bool, output: Any) -> tuple[Any, Any]:
+    """d out / d b = exp(x - out) and d out / d x = b * exp(x - out), from the output, in the broadcast shape (the
+    engine sums each back to its input's). Where the weighted sum is 0 (every weight 0, out -inf) the result does
+    not depend on x: x's gradient is 0 there (b * exp(x - out) would be 0 * inf), b's is +inf (log's slope at 0)."""
+    axes = normalize_axes(axis, max(x.ndim, b.ndim))
+    if not keepdims:
+        g, output = onp.expand_dims(g, axes), onp.expand_dims(output, axes)
+    grad_b = g * onp.exp(x - output)
+    grad_x = grad_b * b
+    if grad_b.shape != grad_x.shape:  # b broadcast beyond x: its gradient is per element of the broadcast shape
+        grad_b = onp.broadcast_to(grad_b, grad_x.shape)
+    empty = constant(output) == -math.inf
+    if empty.any():
+        grad_x = onp.where(empty, 0.0, grad_x)
+    return grad_x, grad_b
+
+
+def _numpy_logsumexp(
+    call: Any, a: Any, axis: Axis = None, b: Any = None, keepdims: bool = False, return_sign: bool = False
+) -> Any:
+    """scipy.special.logsumexp's signature: without ``b`` the op logsumexp, with it weighted_logsumexp."""
+    if return_sign:
+        raise ValueError(
+            "logsumexp's return_sign=True (the sign of a weighted sum that may be negative) is not supported; use "
+            "weights b >= 0 and leave return_sign out"
+        )
+    if b is None:
+        return call(a, axis=axis, keepdims=keepdims)
+    return op("weighted_logsumexp")(a, b, axis=axis, keepdims=keepdims)
+
+
+def _weighted_samples(rng: np.random.Generator) -> list[Sample]:
+    """Weights of x's shape and broadcast ones, some exactly 0, over every kind of axis."""
+    x = rng.standard_normal((2, 3, 4))
+    b = rng.uniform(0.25, 2.0, (2, 3, 4))
+    b[0, 1, 2] = b[1, 0, 0] = 0.0
+    return [
+        Sample(x, b),
+        Sample(x, b, axis=1),
+        Sample(x, rng.uniform(0.25, 2.0, (3, 1)), axis=(0, 2), keepdims=True),
+        Sample(x[0], rng.uniform(0.25, 2.0, (2, 3, 4)), axis=-1),
+        Sample(x, np.asarray(0.5), axis=(-1, 0)),
+    ]
+
+
+def _torch_weighted_logsumexp(torch: Any) -> Any:
+    """scipy.special.logsumexp with b=, written in torch from scipy's definition: log(sum(b * exp(x - m))) + m,
+    m the max of x where b is not 0 (a constant; finite x here)."""
+
+    def logsumexp(x: Any, b: Any, axis: Axis = None, keepdims: bool = False) -> Any:
+        x, b = torch.broadcast_tensors(x, b)
+        dims = normalize_axes(axis, x.ndim)
+        counted = torch.where(b == 0, -math.inf, x)
+        if not counted.numel():  # torch.amax has no value over nothing: the sum is 0 whatever the shift
+            shift = torch.zeros((), dtype=x.dtype)
+        else:
+            shift = torch.amax(counted.detach(), dim=dims, keepdim=True) if dims else counted.detach()
+        shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+        terms = b * torch.exp(x - shift)  # x, not counted: b's derivative at 0 is exp(x - out), not 0
+        out = torch.log(torch.sum(terms, dim=dims, keepdim=True) if dims else terms) + shift
+        return out if keepdims or not dims else out.squeeze(dims)
+
+    return logsumexp
+
+
 def _prod_samples(rng: np.random.Generator) -> list[Sample]:
     """Every kind of axis, values away from 0 (and so from a kink of the finite differences); then one zero and
     several zeros in a slab, where the gradient must not divide by x."""
@@ -252,5 +344,14 @@ def opreg_register_ops(register: Register) -> None:
         backward=_logsumexp_backward,
         sample_inputs=axis_samples,
         numpy="logsumexp",  # not NumPy's: scipy.special.logsumexp, reached as opreg.numpy.logsumexp
+        numpy_call=_numpy_logsumexp,  # scipy's signature; with b=, weighted_logsumexp
         reference=numpy_reduction("logsumexp"),
+    )
+    register(
+        name="weighted_logsumexp",
+        inputs=("x", "b"),
+        forward=_weighted_logsumexp,
+        backward=_weighted_logsumexp_backward,
+        sample_inputs=_weighted_samples,
+        reference=_torch_weighted_logsumexp,
     )

@@ -17,6 +17,7 @@ What each draws, and why:
   any axis of either, the rest broadcast, the result along any axis.
 - inv, det, solve: ``x + (n + 1) I`` with x in [-1, 1] (diagonally dominant, so far from singular), batched; solve's b
   one vector or (batched) matrices; cholesky: ``B B^T + (n + 1) I``.
+- weighted_logsumexp: x and positive weights b of broadcastable shapes, over the broadcast shape's axes.
 - norm: a vector norm (one axis, or all with ord None) or a matrix norm (two axes in either order), every ord
   opreg takes, keepdims; values with ties and zeros (the 2-norm of a zero vector, |x| at 0), none below 1e-15
   (torch's 2-norm underflows there, opreg's does not).
@@ -53,6 +54,18 @@ def factors(dtype: type) -> st.SearchStrategy[float]:
     """0.0 often, else a magnitude in [1e-3, 1.25]: no subnormals, where torch's ``g * out / x`` loses the
     digits the underflow took (tests/test_reductions.py checks opreg's exact answers there by hand)."""
     return st.one_of(st.just(0.0), testing.away_from_zero(1e-3, 1.25)(dtype))
+
+
+@st.composite
+def weighted_logsumexp_case(draw: Callable[..., Any], dtype: type) -> Case:
+    """x and weights b of mutually broadcastable shapes, b in [0.25, 2] (weights of 0 are the samples' and
+    tests/test_numpy_functions.py's: a slab of them only, torch's gradient is 0 * inf there), over the broadcast
+    shape's axes in every spelling, with keepdims."""
+    x_shape, b_shape = draw(testing.broadcastable_shapes())
+    x = draw(arrays(dtype, x_shape, LARGE))
+    b = draw(arrays(dtype, b_shape, floats(0.25, 2.0)))
+    ndim = max(x.ndim, b.ndim)
+    return [x, b], {"axis": draw(testing.axes(ndim), label="axis"), "keepdims": draw(st.booleans(), label="keepdims")}
 
 
 @st.composite
@@ -219,6 +232,7 @@ CASES: dict[str, CaseStrategy] = {
     "min": testing.reduction(ties, allow_empty=False),
     "ptp": testing.reduction(ties, allow_empty=False),
     "logsumexp": testing.reduction(LARGE),
+    "weighted_logsumexp": weighted_logsumexp_case,
     "var": statistic_case,
     "std": statistic_case,
     "cumsum": running(REAL, reverse=True),

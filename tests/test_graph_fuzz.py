@@ -657,6 +657,22 @@ class Builder:
         attributes |= ({"axis": axis} if axis is not None else {}) | ({"keepdims": True} if keepdims else {})
         self.checked(op, [x], shape, lo, hi, x, **attributes)
 
+    def weighted_logsumexp(self, op: str, x: Node) -> None:
+        """logsumexp of ``x`` with weights: a node broadcasting with x (x itself, if none does), made positive
+        (at least 0.3), over drawn axes of the broadcast shape, with keepdims."""
+        w = self.pick(lambda n: broadcast(x.shape, n.shape) is not None, constants=True) or x
+        w = self.positive(w, 0.25)
+        shape = broadcast(x.shape, w.shape)
+        ndim = len(shape)
+        axis = self.draw(axes(ndim))
+        reduced = _normalize(axis, ndim)
+        n = math.prod(shape[a] for a in reduced)
+        lo, hi = x.lo + math.log(w.lo), x.hi + math.log(max(n, 1) * w.hi)
+        keepdims = self.draw(st.booleans())
+        out = tuple(1 if a in reduced else d for a, d in enumerate(shape) if keepdims or a not in reduced)
+        attributes = ({"axis": axis} if axis is not None else {}) | ({"keepdims": True} if keepdims else {})
+        self.checked(op, [x, w], out, lo, hi, x, **attributes)
+
     def running(self, op: str, x: Node) -> None:
         """cumsum (maybe reversed) or cumprod (of values squashed into [-1, 1]) along an int axis."""
         if not x.shape:
@@ -767,6 +783,7 @@ RULES = {
     "einsum": Builder.einsum,
     "select": Builder.select,
     **dict.fromkeys(["prod", "max", "min", "ptp", "logsumexp", "var", "std", "norm"], Builder.other_reduction),
+    "weighted_logsumexp": Builder.weighted_logsumexp,
     **dict.fromkeys(["cumsum", "cumprod"], Builder.running),
     **dict.fromkeys(["tensordot", "dot", "inner", "vdot", "outer", "cross"], Builder.product),
     **dict.fromkeys(["inv", "det", "solve", "cholesky"], Builder.linear_algebra),

@@ -379,12 +379,14 @@ def pad_along_case(draw, dtype: type) -> Case:
 
 @st.composite
 def einsum_case(draw, dtype: type) -> Case:
-    """1 to 3 operands of 0 to 3 axes over a few shared letters, the output any of their letters (each once), or
-    implicit; sometimes an ellipsis over leading axes, broadcast (size 1) in some operands."""
+    """1 to 3 operands of 0 to 3 axes over a few shared letters (sometimes one repeated within an operand), the
+    output any of their letters (each once), or implicit; sometimes an ellipsis over leading axes, broadcast (size
+    1) in some operands."""
     letters = "ijkl"
     sizes = {c: draw(st.integers(testing.MIN_SIDE if hasattr(testing, "MIN_SIDE") else 1, 3)) for c in letters}
     count = draw(st.integers(1, 3))
     specs = ["".join(draw(st.permutations(letters)))[: draw(st.integers(0, 3))] for _ in range(count)]
+    specs = [s + s[0] if s and draw(st.booleans()) else s for s in specs]  # a letter repeated: a diagonal, a trace
     batch = draw(st.sampled_from([(), (2,), (2, 3)]))
     ellipsis = bool(batch) and draw(st.booleans())
     operands = []

@@ -6,8 +6,8 @@ real_valued.py) where the generated tests do not look: the edge choices each mak
 - ties in sort get the gradient through NumPy's stable permutation (torch's ``sort(stable=True)``'s), 0.0 and -0.0
   included; partition's gradient follows its values; a repeated index gets every copy's gradient;
 - angle is NumPy's at 0, -0.0, infinities and NaN, with gradient 0 everywhere;
-- what is refused, and how: gradient over several axes, complex input, pad's modes that compute new values,
-  indices out of bounds.
+- what is refused, and how: the gradient op over several axes (np.gradient takes them), complex input, pad's
+  modes that compute new values, indices out of bounds.
 
 The ops' first and second derivatives on their samples are tests/test_opcheck.py's, test_ops_reference.py's and
 test_higher_order.py's; on drawn inputs test_properties.py's and test_graph_fuzz.py's.
@@ -147,8 +147,9 @@ def test_real_if_close_of_real_numbers_is_the_identity():
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda t: np.gradient(t), r"gradient over several axes \(axis=None of a 2-D array\) returns a list"),
-        (lambda t: np.gradient(t, axis=(0, 1)), r"gradient over several axes \(axis=\(0, 1\) of a 2-D array\)"),
+        (lambda t: opreg.ops.gradient(t), r"the op gradient differentiates along one axis, and axis=None of a 2-D"),
+        (lambda t: opreg.ops.gradient(t, axis=(0, 1)), r"axis=\(0, 1\) of a 2-D array is several; np.gradient"),
+        (lambda t: np.gradient(t, 1.0, 2.0, 3.0), r"as numpy.gradient: .* one spacing per axis \(2\), got 3"),
         (lambda t: np.pad(t, 1, mode="mean"), r"pad's mode 'mean' computes new values"),
         (lambda t: np.take(t, [6]), r"index 6 is out of bounds for axis 0 with size 6"),
         (lambda t: np.take_along_axis(t, np.array([[0.5]]), 1), r"`indices` must be an integer array"),
