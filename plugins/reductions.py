@@ -209,12 +209,11 @@ def _weighted_logsumexp_backward(g: Any, x: Any, b: Any, *, axis: Axis, keepdims
     if not keepdims:
         g, output = onp.expand_dims(g, axes), onp.expand_dims(output, axes)
     grad_b = g * onp.exp(x - output)
-    grad_x = grad_b * b
+    empty = constant(output) == -math.inf
+    with np.errstate(invalid="ignore"):  # inf * 0 where empty, replaced
+        grad_x = onp.where(empty, 0.0, grad_b * b) if empty.any() else grad_b * b
     if grad_b.shape != grad_x.shape:  # b broadcast beyond x: its gradient is per element of the broadcast shape
         grad_b = onp.broadcast_to(grad_b, grad_x.shape)
-    empty = constant(output) == -math.inf
-    if empty.any():
-        grad_x = onp.where(empty, 0.0, grad_x)
     return grad_x, grad_b
 
 
