@@ -57,10 +57,12 @@ def _parse(subscripts: Any, ndims: list[int]) -> tuple[list[str], str]:
     return expanded, output
 
 
-def _einsum(*operands: np.ndarray, subscripts: str = "") -> np.ndarray:
-    """Einstein summation of the operands, as np.einsum(subscripts, *operands)."""
+def _einsum(*operands: np.ndarray, subscripts: str = "", optimize: Any = False) -> np.ndarray:
+    """Einstein summation of the operands, as np.einsum(subscripts, *operands, optimize=optimize): ``optimize``
+    chooses the order of the contractions (NumPy's True, "greedy", "optimal" or a path), the gradients' einsums
+    too; it changes no value beyond rounding."""
     _parse(subscripts, [np.ndim(x) for x in operands])  # the same errors whether or not backward follows
-    return np.asarray(np.einsum(subscripts, *operands))
+    return np.asarray(np.einsum(subscripts, *operands, optimize=optimize))
 
 
 #: The letters NumPy's interleaved form numbers 0 to 51: uppercase first, as NumPy's own parser maps them.
@@ -118,7 +120,9 @@ def _on_diagonal(grad: Any, spec: str, x: Any) -> Any:
     return onp.einsum(f"{','.join([unique, *pairs])}->{''.join(target)}", grad, *identities)
 
 
-def _einsum_backward(g: Any, *operands: Any, subscripts: str, needs_grad: Sequence[bool]) -> tuple[Any, ...]:
+def _einsum_backward(
+    g: Any, *operands: Any, subscripts: str, optimize: Any, needs_grad: Sequence[bool]
+) -> tuple[Any, ...]:
     specs, output = _parse(subscripts, [x.ndim for x in operands])
     grads: list[Any] = []
     for i, (spec, x) in enumerate(zip(specs, operands, strict=True)):
@@ -130,7 +134,7 @@ def _einsum_backward(g: Any, *operands: Any, subscripts: str, needs_grad: Sequen
         available = set(output).union(*(s for s, _ in others))
         kept = "".join(c for c in unique if c in available)
         expression = ",".join([output, *(s for s, _ in others)]) + "->" + kept
-        grad = onp.einsum(expression, g, *(y for _, y in others))
+        grad = onp.einsum(expression, g, *(y for _, y in others), optimize=bool(optimize))
         missing = tuple(axis for axis, c in enumerate(unique) if c not in available)
         if missing:  # summed away in this operand alone: its gradient is the same along those axes
             grad = onp.expand_dims(grad, missing)
@@ -153,6 +157,7 @@ def _samples(rng: np.random.Generator) -> list[Sample]:
         Sample(n((2, 3)), subscripts="ij->ji"),
         Sample(n((2, 2, 3)), n((3, 2)), subscripts="...ij,jk"),
         Sample(n((2, 3)), n((3, 4)), n((4, 2)), subscripts="ij,jk,kl->il"),
+        Sample(n((2, 3)), n((3, 4)), n((4, 2)), n(2), subscripts="ij,jk,kl,l->i", optimize="greedy"),
         Sample(n(2), n(3), subscripts="i,j->ij"),
         Sample(n((2, 3)), n((1, 3)), subscripts="...j,...j->..."),
         Sample(n((3, 3)), subscripts="ii->i"),
@@ -174,5 +179,5 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_samples,
         numpy="einsum",
         numpy_call=_numpy_einsum,
-        reference=lambda torch: lambda *operands, subscripts="": torch.einsum(subscripts, *operands),
+        reference=lambda torch: lambda *operands, subscripts="", optimize=False: torch.einsum(subscripts, *operands),
     )

@@ -182,6 +182,17 @@ def test_einsum_interleaved_form_reads_numpys_letters():
         np.testing.assert_array_equal(out.data, expected)
 
 
+@pytest.mark.parametrize("optimize", [True, "greedy", "optimal", ["einsum_path", (0, 1), (0, 1)]])
+def test_einsum_optimize_orders_the_contractions_only(optimize):
+    arrays = [R(2, 3), R(3, 4), R(4, 2)]
+    expected = np.einsum("ij,jk,kl->il", *arrays)
+    out = np.einsum("ij,jk,kl->il", *(Tensor(a) for a in arrays), optimize=optimize)
+    np.testing.assert_allclose(out.data, expected, rtol=1e-12)
+    check_finite_differences(
+        lambda *ts: np.einsum(ts[0], [0, 1], ts[1], [1, 2], ts[2], [2, 3], optimize=optimize), arrays
+    )
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

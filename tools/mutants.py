@@ -383,6 +383,39 @@ MUTANTS = [
         "the checker compares nothing",
         ("tests/test_opcheck.py",),
     ),
+    # einsum, np.gradient, logsumexp's weights (issue #12)
+    Mutant(
+        "einsum-diagonal-spread",
+        "plugins/einsum.py",
+        "            identities.append(np.eye(x.shape[axis], dtype=grad.dtype))",
+        "            identities.append(np.ones((x.shape[axis],) * 2, dtype=grad.dtype))",
+        "a repeated subscript's gradient spread over every element, not placed on the diagonal ('ii->i')",
+        ("tests/test_numpy_functions.py",),
+    ),
+    Mutant(
+        "einsum-sublist-order",
+        "plugins/einsum.py",
+        "_SUBLIST_LETTERS = string.ascii_uppercase + string.ascii_lowercase",
+        "_SUBLIST_LETTERS = string.ascii_lowercase + string.ascii_uppercase",
+        "the interleaved form's integers read as letters in another order: the implicit output transposed",
+        ("tests/test_numpy_functions.py",),
+    ),
+    Mutant(
+        "gradient-spacing-first-axis",
+        "plugins/differences.py",
+        "        spacings = [(v,) for v in varargs] or [()] * len(axes)",
+        "        spacings = [(varargs[0],) for v in varargs] or [()] * len(axes)",
+        "np.gradient's spacing per axis: the first axis' spacing used for every axis",
+        ("tests/test_numpy_functions.py",),
+    ),
+    Mutant(
+        "weighted-logsumexp-no-weight",
+        "plugins/reductions.py",
+        "        grad_x = onp.where(empty, 0.0, grad_b * b) if empty.any() else grad_b * b",
+        "        grad_x = onp.where(empty, 0.0, grad_b * b) if empty.any() else grad_b",
+        "logsumexp's x gradient without the weights b: the softmax of x alone",
+        ("tests/test_numpy_functions.py",),
+    ),
     # Indexing and in place (issue #12)
     Mutant(
         "scatter-assigns",
