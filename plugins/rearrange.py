@@ -107,7 +107,9 @@ def _pad_widths(pad_width: Any, ndim: int) -> list[tuple[int, int]]:
     return [(int(before), int(after)) for before, after in widths]
 
 
-def _pad(x: np.ndarray, *, pad_width: Any = 0, mode: str = "constant", constant_values: Any = 0) -> np.ndarray:
+def _pad(
+    x: np.ndarray, *, pad_width: Any = 0, mode: str | Callable[..., Any] = "constant", constant_values: Any = 0
+) -> np.ndarray:
     """x with ``pad_width`` elements added before and after each axis, as np.pad: ``constant_values`` (a constant:
     no gradient reaches it; one value, one per axis, or a (before, after) pair per axis), or, by ``mode``, copies
     of x's own elements ("edge", "reflect", "symmetric", "wrap"; any width, as NumPy's, which reflects and wraps

@@ -355,7 +355,7 @@ def test_einsum_through_numpy_and_its_errors():
     np.testing.assert_array_equal(onp.einsum("ij->j", np.ones((2, 3))), np.full(3, 2.0))
     np.testing.assert_array_equal(onp.einsum(a, [0, 1], b, [1, 2]).data, out.data)  # NumPy's interleaved form
     with pytest.raises(OpUsageError, match="einsum needs its subscripts as a string"):
-        opreg.ops.einsum(a, b, subscripts=None)
+        opreg.ops.einsum(a, b)  # the op's own spelling: subscripts is an attribute
     square = Tensor(np.arange(4.0).reshape(2, 2), requires_grad=True)
     onp.einsum("ii->i", square).sum().backward()  # a diagonal: its gradient placed on the diagonal
     np.testing.assert_array_equal(square.grad, np.eye(2))
