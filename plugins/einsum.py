@@ -58,9 +58,10 @@ def _parse(subscripts: Any, ndims: list[int]) -> tuple[list[str], str]:
 
 
 def _einsum(*operands: np.ndarray, subscripts: str = "", optimize: Any = False) -> np.ndarray:
-    """Einstein summation of the operands, as np.einsum(subscripts, *operands, optimize=optimize): ``optimize``
-    chooses the order of the contractions (NumPy's True, "greedy", "optimal" or a path), the gradients' einsums
-    too; it changes no value beyond rounding."""
+    """Einstein summation of the operands, as np.einsum(subscripts, *operands, optimize=optimize).
+
+    ``optimize`` chooses the order of the contractions (NumPy's True, "greedy", "optimal" or a path; the
+    gradients' einsums take True for any of them); it changes no value beyond rounding."""
     _parse(subscripts, [np.ndim(x) for x in operands])  # the same errors whether or not backward follows
     return np.asarray(np.einsum(subscripts, *operands, optimize=optimize))
 

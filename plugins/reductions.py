@@ -180,8 +180,9 @@ def _logsumexp_backward(g: Any, x: Any, *, axis: Axis, keepdims: bool, output: A
 
 
 def _weighted_logsumexp(x: np.ndarray, b: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> np.ndarray:
-    """log(sum(b * exp(x))) over axis (None: all) of x and b broadcast together, as
-    scipy.special.logsumexp(x, axis, b=b, keepdims=keepdims): shifted by the max of the x whose weight is not 0
+    """log(sum(b * exp(x))) over axis (None: all), as scipy.special.logsumexp(x, axis, b=b, keepdims=keepdims).
+
+    x and b are broadcast together, and shifted by the max of the x whose weight is not 0
     (a weight of 0 leaves its x out, even an infinite one, as scipy does). A negative weighted sum, whose log is
     not real, is an error (scipy's return_sign=True, the sign apart, is not supported); a sum of 0 (every weight 0)
     gives -inf, the log of an empty sum."""
