@@ -69,7 +69,6 @@ BUILTIN_PLUGINS = (
     "opreg_builtins.piecewise",
     "opreg_builtins.powers",
     "opreg_builtins.products",
-    "opreg_builtins.real_valued",
     "opreg_builtins.rearrange",
     "opreg_builtins.reductions",
     "opreg_builtins.rounding",
