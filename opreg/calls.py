@@ -17,7 +17,15 @@ from opreg.errors import BackwardError, NotComposableError, OpContractError, Opr
 from opreg.fit import fit_gradient, sum_to_shape
 from opreg.opdef import OpDef
 
-__all__ = ["arity_error", "as_arrays", "backward_keywords", "describe_array", "input_gradients", "run_forward"]
+__all__ = [
+    "arity_error",
+    "as_arrays",
+    "backward_keywords",
+    "complex_error",
+    "describe_array",
+    "input_gradients",
+    "run_forward",
+]
 
 
 def as_arrays(inputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
@@ -95,6 +103,17 @@ def several_outputs(op: OpDef, output: Any, inputs: Sequence[Any]) -> tuple[np.n
             array = array.view()
         arrays.append(array)
     return tuple(arrays)
+
+
+def complex_error(op: OpDef, inputs: Sequence[Any]) -> OpUsageError:
+    """The error for a recorded op whose output is complex (``t * 1j``, ``np.sqrt(t + 0j)``): opreg's derivatives
+    are of real functions, and a complex output would be differentiated as if its imaginary part did not exist."""
+    named = zip(op.input_names(len(inputs)), inputs, strict=True)
+    shapes = ", ".join(f"{n}: {describe_array(x)}" for n, x in named)
+    return OpUsageError(
+        f"{op.describe()} on {shapes} gives a complex result: opreg differentiates real numbers only (complex "
+        "numbers are not supported yet); keep the real and imaginary parts as two real arrays"
+    )
 
 
 def arity_error(op: OpDef, what: str, got: int) -> OpUsageError:

@@ -25,7 +25,7 @@ import numpy as np
 
 from opreg import observe, recording, versions
 from opreg.backprop import backpropagate, seed, total
-from opreg.calls import arity_error, as_arrays, run_forward
+from opreg.calls import arity_error, as_arrays, complex_error, run_forward
 from opreg.contract import describe_array
 from opreg.errors import EngineStateError, OpUsageError
 from opreg.fit import gradient_dtype
@@ -195,6 +195,8 @@ class Autograd:
                 break
         observers = observe.current() if observe.active else ()
         output, saved = run_forward(op, inputs, attributes, observers)
+        if type(output) is np.ndarray and output.dtype.kind == "c":
+            raise complex_error(op, inputs)
         self._record(op, inputs, output, gradients_to_update, attributes, saved, observers)
         return output
 

@@ -73,8 +73,8 @@ def _variadic_arguments(
             leading += 1
         attributes.update(zip(list(op.attributes)[:leading], arrays[:leading], strict=False))
         arrays = arrays[leading:]
-    elif isinstance(sequence, list | tuple):
-        arrays = list(sequence)
+    elif isinstance(sequence, list | tuple) or getattr(sequence, "ndim", 0) >= 1:
+        arrays = list(sequence)  # an array or a Tensor: its rows, as NumPy iterates it (np.vstack(x))
     else:
         raise OpUsageError(
             f"{name} takes a sequence of arrays as {parameter}, got {type(sequence).__name__}; pass a list or tuple "

@@ -265,10 +265,12 @@ def _check_backward_contract(
 
 
 def _check_float32(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any]) -> None:
-    """float32 in, float32 out, and float32 gradients: the op does not quietly compute in float64."""
+    """float32 in, float32 out, and float32 gradients: the op does not quietly compute in float64. An op's
+    ``dtype`` attribute, when set (astype's), names its output's dtype instead."""
     output, saved = run_forward(op, inputs, attributes)
+    expected = np.dtype(attributes.get("dtype") or np.float32)
     for each in _outputs(op, output):
-        if each.dtype != np.float32:
+        if each.dtype != expected:
             _fail(
                 op,
                 f"forward turned float32 inputs into a {each.dtype} output; a NumPy scalar such as np.float64(...) "

@@ -51,6 +51,7 @@ from opreg.hung_plugins import RETRY_VAR
 #: module implementing ``opreg_register_ops``, registered exactly as an installed op package is.
 BUILTIN_PLUGINS = (
     "opreg_builtins.arithmetic",
+    "opreg_builtins.casting",
     "opreg_builtins.complex_parts",
     "opreg_builtins.conditions",
     "opreg_builtins.cumulative",
@@ -68,7 +69,6 @@ BUILTIN_PLUGINS = (
     "opreg_builtins.piecewise",
     "opreg_builtins.powers",
     "opreg_builtins.products",
-    "opreg_builtins.real_valued",
     "opreg_builtins.rearrange",
     "opreg_builtins.reductions",
     "opreg_builtins.rounding",

@@ -23,7 +23,7 @@ from numpy.typing import DTypeLike
 
 from opreg import backprop, observe, versions
 from opreg.backprop import backpropagate, total
-from opreg.calls import as_arrays, run_forward
+from opreg.calls import as_arrays, complex_error, run_forward
 from opreg.errors import EngineStateError, OpregError, OpUsageError
 from opreg.fit import gradient_dtype
 from opreg.landing import object_lock
@@ -288,8 +288,10 @@ class Tensor:
 
     def __array__(self, dtype: DTypeLike | None = None, copy: bool | None = None) -> np.ndarray:
         """``np.asarray(t)``: the values of a tensor that requires no gradient (as :meth:`numpy`); an error for one
-        that does, which would leave the graph with no error otherwise."""
-        if self._requires_grad:
+        that does, which would leave the graph with no error otherwise. Asked for an integer or boolean dtype
+        (``np.int64(t)``, ``np.asarray(t, dtype=bool)``), the values are given as :meth:`astype` gives them: such a
+        cast has derivative 0 wherever it has one, so nothing is lost by leaving the graph."""
+        if self._requires_grad and (dtype is None or np.dtype(dtype).kind not in "biu"):
             raise _leaves_graph_error("np.asarray(t) (or np.array(t), or a NumPy function converting t)")
         if copy:
             return np.array(self._data, dtype=dtype, copy=True)
@@ -967,6 +969,8 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
     result._data = data
     result._grad = None
     if record and _grad_mode.enabled:
+        if data.dtype.kind == "c":
+            raise complex_error(op, datas)
         result._requires_grad = True
         result._node = Node(op, tuple(followed), datas, data, attributes, saved, observers)
     else:
@@ -1004,6 +1008,8 @@ def _call_several(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any])
     tensors = tuple(Tensor(data) for data in outputs)
     flags = op.output_flags(len(outputs))
     if record and _grad_mode.enabled:
+        if any(output.dtype.kind == "c" for output in outputs):
+            raise complex_error(op, datas)
         node = MultiNode(op, tuple(followed), datas, outputs, attributes, saved, observers)
         node.outputs = tuple(t if wanted else None for t, wanted in zip(tensors, flags, strict=True))
         for t, wanted in zip(tensors, flags, strict=True):

@@ -18,13 +18,18 @@ from opreg.plugin import Register, Sample, away_from_zero, hookimpl, positive
 def _pow_backward(g: Any, base: Any, exponent: Any, *, output: Any) -> tuple[Any, Any]:
     """torch's pow derivatives, special cases included.
 
-    d/dbase = exponent * base^(exponent - 1), 0 where exponent == 0 (not 0 * 0^-1 = nan at base 0);
+    d/dbase = exponent * base^(exponent - 1), 0 where base == 0 and exponent == 0 (not 0 * 0^-1 = nan);
     d/dexponent = base^exponent * log(base), 0 where base == 0 and exponent >= 0 (the limit from base > 0).
-    The discarded branches of where divide by 0 or take log(0): those warnings are silenced, as torch's are.
+    Each special case puts a base of 1 in place of the 0 before the formula (whose other factor, 0, then gives
+    0), rather than a ``where`` choosing 0 after it: that would do for this derivative but not the next, whose
+    chain rule multiplies the discarded infinity by 0 (torch's NaN). So x ** 0 at 0 and 0 ** y in y have every
+    derivative 0, as they are constant. Where base == 0 and both inputs are differentiable, the mixed second
+    derivative d/dbase d/dexponent, infinite or undefined there, comes out 0 (torch's is NaN).
     """
+    zero = base == 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        grad_base = onp.where(exponent == 0, 0.0, g * exponent * onp.power(base, exponent - 1))
-        grad_exponent = g * onp.where((base == 0) & (exponent >= 0), 0.0, output * onp.log(base))
+        grad_base = g * exponent * onp.power(onp.where(zero & (exponent == 0), 1.0, base), exponent - 1)
+        grad_exponent = g * output * onp.log(onp.where(zero & (exponent >= 0), 1.0, base))
     return grad_base, grad_exponent
 
 
@@ -100,7 +105,10 @@ def opreg_register_ops(register: Register) -> None:
         forward=np.power,
         backward=_pow_backward,
         sample_inputs=_pow_samples,
-        doc="base ** exponent, broadcasting, both differentiable; torch's gradients at base 0 and exponent 0.",
+        doc=(
+            "base ** exponent, broadcasting, both differentiable; torch's gradients at base 0 and exponent 0, and "
+            "the true second ones there."
+        ),
         numpy="power",
         reference="torch.pow",
         domain={"base": (0.5, 2.0)},

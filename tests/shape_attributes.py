@@ -1,5 +1,5 @@
 """hypothesis strategies for the attributes of the shape ops (expand_dims, squeeze, broadcast_to, and every op of
-plugins/shapes.py, rearrange.py, selection.py, differences.py and real_valued.py through
+plugins/shapes.py, rearrange.py, selection.py, differences.py and complex_parts.py through
 :func:`shape_op_attributes`) and of the indexing ops (getitem, scatter_add, setitem: ``index_for``), given the
 shape of their input: what the property tests and the graph fuzzer both draw. Reductions' ``axis`` is
 ``opreg.testing.axes``.

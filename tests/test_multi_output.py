@@ -314,7 +314,7 @@ def test_numpy_joining_functions_on_arrays_return_what_numpy_returns():
 
 def test_joining_a_non_sequence_is_an_error_naming_it():
     with pytest.raises(OpUsageError, match="numpy.concatenate takes a sequence of arrays as arrays, got Tensor"):
-        onp.concatenate(Tensor(np.ones((2, 3)), requires_grad=True))
+        onp.concatenate(Tensor(np.array(1.0), requires_grad=True))  # 0-d: no rows (an N-D one is its rows)
 
 
 # --- lists holding Tensors -----------------------------------------------------------------------------------------

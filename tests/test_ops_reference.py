@@ -108,12 +108,14 @@ def test_op_matches_torch_float64(name, seed):
 @needs_torch
 @pytest.mark.parametrize("name", BUILTIN_OPS, ids=str)
 def test_op_matches_torch_float32(name):
-    """float32 in gives float32 out and float32 gradients, matching torch at float32 tolerances."""
+    """float32 in gives float32 out (or the dtype a ``dtype=`` attribute asks for, as astype's) and float32
+    gradients, matching torch at float32 tolerances."""
     torch_reference(name)
     for inputs, attributes in sample_inputs(name, 7, np.float32):
-        g = np.ones(torch_output_shape(name, inputs, attributes), np.float32)
+        dtype = np.dtype(attributes.get("dtype") or np.float32)
+        g = np.ones(torch_output_shape(name, inputs, attributes), dtype)
         out, grads = run_opreg(name, inputs, g, attributes)
-        assert out.dtype == np.float32
+        assert out.dtype == dtype
         for x, grad in zip(inputs, grads, strict=True):
             assert grad is None or (grad.dtype == np.float32 and grad.shape == x.shape)
         compare(name, inputs, F32, seed=7, attributes=attributes)

@@ -1,5 +1,5 @@
 """The shape, rearrangement and selection ops (plugins/shapes.py, rearrange.py, selection.py, differences.py,
-real_valued.py) where the generated tests do not look: the edge choices each makes, and its NumPy names.
+complex_parts.py) where the generated tests do not look: the edge choices each makes, and its NumPy names.
 
 - each declared NumPy name is that NumPy function: on every sample, NumPy's own function gives the op's output,
   and called on a Tensor it runs the op, recorded;
@@ -23,7 +23,7 @@ from opreg import Tensor
 
 from torch_reference import REGISTRY, needs_torch, torch
 
-PLUGINS = {f"opreg_builtins.{m}" for m in ("shapes", "rearrange", "selection", "differences", "real_valued")}
+PLUGINS = {f"opreg_builtins.{m}" for m in ("shapes", "rearrange", "selection", "differences", "complex_parts")}
 NUMPY_NAMES = sorted((alias, name) for name, op in REGISTRY.items() if op.plugin in PLUGINS for alias in op.numpy)
 
 

@@ -131,9 +131,10 @@ def _run_builtin(name: str, seed: int, dtype: type, tol: dict) -> None:
         out = getattr(ops, name)(*mine, **sample.attributes)
         ref = reference(*theirs, **sample.attributes)
         assert isinstance(out, Tensor) and out.requires_grad and not out.is_leaf
-        assert out.dtype == dtype, f"{name}: {np.dtype(dtype)} inputs gave a {out.dtype} output"
+        expected = np.dtype(sample.attributes.get("dtype") or dtype)  # astype's dtype= sets its output's
+        assert out.dtype == expected, f"{name}: {np.dtype(dtype)} inputs gave a {out.dtype} output"
         np.testing.assert_allclose(out.data, ref.detach().numpy(), strict=True, err_msg=f"{name} forward", **tol)
-        g = _grad_output(out.shape, dtype, seed)
+        g = _grad_output(out.shape, expected, seed)
         out.backward(g)
         ref.backward(torch.tensor(g))
         for position, (x, t) in enumerate(zip(mine, theirs, strict=True)):
