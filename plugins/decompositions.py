@@ -1,6 +1,6 @@
-"""Matrix functions with several outputs: ``slogdet`` (sign and log|det|), ``eigh`` (eigenvalues and
-eigenvectors of a symmetric matrix). Each works on stacks of matrices (``(..., n, n)``), as NumPy's ``linalg``
-does.
+"""Matrix decompositions: ``slogdet`` (sign and log|det|), ``eigh`` (eigenvalues and eigenvectors of a symmetric
+matrix) and ``eigvalsh`` (its eigenvalues alone). Each works on stacks of matrices (``(..., n, n)``), as NumPy's
+``linalg`` does.
 
 Edge cases, each an error rather than a wrong number:
 
@@ -8,13 +8,17 @@ Edge cases, each an error rather than a wrong number:
   ``LinAlgError`` at a matrix LAPACK finds singular: log|det| of a singular matrix is -inf, and has no
   derivative. A matrix singular only up to rounding gives huge values, as in NumPy and PyTorch: its condition
   number is the user's to watch.
-* ``eigh`` differentiates the eigenvalues of a *symmetric* matrix. NumPy's eigh reads one triangle only, so a
-  non-symmetric input would give eigenvalues of another matrix than the one given, with a gradient that is right
-  for neither: forward raises on an input further than 1e-4 of its largest entry from symmetric (finite
-  differences and rounding stay well inside), and computes on the symmetric part ``(A + A.T) / 2``, so that the
-  gradient is that of a function of every entry. The eigenvectors' derivative divides by the gaps between
-  eigenvalues: where two coincide it is undefined, and backward raises unless no gradient reached the
-  eigenvectors (the eigenvalues' derivative is defined regardless).
+* ``eigh`` and ``eigvalsh`` are NumPy's functions exactly: they read one triangle of the input (``UPLO="L"``, the
+  lower, by default; ``"U"`` the upper) as the symmetric matrix it stands for, and ignore the other. Their
+  gradient is that function's: the symmetric matrix's gradient G (PyTorch's formula) folded onto the triangle
+  read, ``tril(G + G.T) - diag(G)``, and 0 on the triangle ignored. On a symmetric input built symmetrically (``B @
+  B.T``, ``(L + L.T) / 2``) that is the same as PyTorch's, which assumes every perturbation symmetric; for one
+  that is not (a gradient check's, or a matrix whose upper triangle is its own variable) it is the right one.
+  The eigenvectors' derivative divides by the gaps between eigenvalues: where two coincide it is undefined, and
+  backward raises unless no gradient reached the eigenvectors. The ascending eigenvalues themselves are not
+  differentiable where two coincide either (they cross there); their gradient is then the one the eigenvectors
+  LAPACK returned give, as torch's is: exact for any function that treats equal eigenvalues alike (their sum,
+  the trace, a norm of them).
 """
 
 from __future__ import annotations
@@ -27,10 +31,6 @@ import opreg.numpy as onp
 from opreg.plugin import Register, Sample, constant, hookimpl, op
 
 _inv = op("inv")
-
-#: How far from symmetric (relative to the largest entry) an input to eigh may be: rounding and the finite
-#: differences of gradient checks (1e-6) stay inside, a matrix that is not symmetric does not.
-SYMMETRY_TOLERANCE = 1e-4
 
 
 def _mT(x: Any) -> Any:  # NumPy's own name for it
@@ -49,24 +49,38 @@ def _slogdet_backward(g: tuple[Any, Any], a: Any) -> tuple[Any]:
     return (onp.expand_dims(g_logabsdet, (-2, -1)) * _mT(_inv(a)),)
 
 
-def _eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(eigenvalues ascending, eigenvectors as columns) of each symmetric matrix, as np.linalg.eigh; a matrix
-    that is not symmetric is an error (see the module's docstring)."""
+def _triangle(uplo: str) -> Any:
+    """The function keeping the triangle ``UPLO`` names (with the diagonal)."""
+    if uplo not in ("L", "U"):
+        raise ValueError(f"UPLO must be 'L' or 'U', not {uplo!r}")
+    return onp.tril if uplo == "L" else onp.triu
+
+
+def _eigh(a: np.ndarray, *, UPLO: str = "L") -> tuple[np.ndarray, np.ndarray]:
+    """(eigenvalues ascending, eigenvectors as columns) of the symmetric matrix each input's ``UPLO`` triangle
+    stands for, as np.linalg.eigh."""
+    _triangle(UPLO)
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise ValueError(f"eigh needs square matrices (..., n, n), got shape {a.shape}")
-    asymmetry = np.abs(a - np.swapaxes(a, -1, -2)).max(initial=0.0)
-    if asymmetry > SYMMETRY_TOLERANCE * max(np.abs(a).max(initial=0.0), np.finfo(np.float32).tiny):
-        raise ValueError(
-            f"eigh differentiates symmetric matrices only, and this one differs from its transpose by up to "
-            f"{asymmetry:.3g}; pass (a + a.T) / 2 if that is the matrix meant"
-        )
-    w, v = np.linalg.eigh((a + np.swapaxes(a, -1, -2)) / 2)
+    w, v = np.linalg.eigh(a, UPLO="L" if UPLO == "L" else "U")
     return w, v
 
 
-def _eigh_backward(g: tuple[Any, Any], a: Any, *, output: tuple[Any, Any]) -> tuple[Any]:
-    """PyTorch's formula for a symmetric matrix: A's gradient is V (diag(gw) + skew(V^T gV) / E) V^T, with
-    E_ij = w_j - w_i off the diagonal, then its symmetric part (forward reads (A + A.T) / 2)."""
+def _eigvalsh(a: np.ndarray, *, UPLO: str = "L") -> np.ndarray:
+    """The eigenvalues, ascending, as np.linalg.eigvalsh."""
+    return _eigh(a, UPLO=UPLO)[0]
+
+
+def _fold(grad: Any, uplo: str) -> Any:
+    """The gradient of the entries of the triangle read, from ``grad``, the gradient with respect to the symmetric
+    matrix they stand for: each entry off the diagonal stands for two."""
+    eye = np.eye(grad.shape[-1], dtype=constant(grad).dtype)
+    return _triangle(uplo)(grad + _mT(grad)) - grad * eye
+
+
+def _eigh_backward(g: tuple[Any, Any], a: Any, *, UPLO: str, output: tuple[Any, Any]) -> tuple[Any]:
+    """PyTorch's formula for a symmetric matrix: its gradient is V (diag(gw) + skew(V^T gV) / E) V^T, with
+    E_ij = w_j - w_i off the diagonal; then folded onto the triangle read (see the module's docstring)."""
     gw, gv = g
     w, v = output
     n = a.shape[-1]
@@ -86,8 +100,14 @@ def _eigh_backward(g: tuple[Any, Any], a: Any, *, output: tuple[Any, Any]) -> tu
         skew = (vtgv - _mT(vtgv)) / 2
         gaps_w = onp.expand_dims(w, -2) - onp.expand_dims(w, -1) + eye  # 1 on the diagonal: nothing divides by 0
         inner = inner + skew * (1 - eye) / gaps_w
-    grad = v @ inner @ _mT(v)
-    return ((grad + _mT(grad)) / 2,)
+    return (_fold(v @ inner @ _mT(v), UPLO),)
+
+
+def _eigvalsh_backward(g: Any, a: Any, *, UPLO: str) -> tuple[Any]:
+    """d w_k = v_k^T dA v_k: the symmetric matrix's gradient is V diag(g) V^T, with V from the eigh op (so that the
+    derivative can be differentiated again); folded onto the triangle read."""
+    _, v = onp.linalg.eigh(a, UPLO=UPLO)
+    return (_fold((v * onp.expand_dims(g, -2)) @ _mT(v), UPLO),)
 
 
 def _square(rng: np.random.Generator, *shape: int) -> np.ndarray:
@@ -110,18 +130,39 @@ def _torch_slogdet(torch: Any) -> Any:
     return lambda a: tuple(torch.linalg.slogdet(a))
 
 
+def _torch_symmetric(torch: Any, a: Any, uplo: str) -> Any:
+    """The symmetric matrix NumPy's eigh reads from ``a``'s ``uplo`` triangle, in torch (so that torch's gradient
+    is that of NumPy's function too)."""
+    if uplo == "L":
+        return torch.tril(a) + torch.tril(a, -1).mT
+    return torch.triu(a) + torch.triu(a, 1).mT
+
+
 def _torch_eigh(torch: Any) -> Any:
     """torch's eigh, each eigenvector's sign flipped to NumPy's: the sign of an eigenvector is arbitrary, and
     LAPACK's choice may differ between the two (a constant factor of +-1, so the derivatives are unchanged)."""
 
-    def eigh(a: Any) -> tuple[Any, Any]:
-        symmetric = (a + a.mT) / 2
+    def eigh(a: Any, UPLO: str = "L") -> tuple[Any, Any]:
+        symmetric = _torch_symmetric(torch, a, UPLO)
         w, v = torch.linalg.eigh(symmetric)
-        numpy_v = np.linalg.eigh(symmetric.detach().numpy())[1]
+        numpy_v = _eigh(a.detach().numpy(), UPLO=UPLO)[1]
         flip = np.where(np.sum(v.detach().numpy() * numpy_v, axis=-2, keepdims=True) < 0, -1.0, 1.0)
         return w, v * torch.tensor(flip, dtype=v.dtype)
 
     return eigh
+
+
+def _torch_eigvalsh(torch: Any) -> Any:
+    return lambda a, UPLO="L": torch.linalg.eigvalsh(_torch_symmetric(torch, a, UPLO))
+
+
+def _eigh_samples(rng: np.random.Generator) -> list[Sample]:
+    """Symmetric matrices, and one that is not (only its upper triangle is read, with UPLO="U")."""
+    return [
+        Sample(_symmetric(rng, 3, 3)),
+        Sample(_symmetric(rng, 2, 2, 2)),
+        Sample(np.triu(_symmetric(rng, 3, 3)) + np.tril(rng.standard_normal((3, 3)), -1), UPLO="U"),
+    ]
 
 
 @hookimpl
@@ -147,7 +188,17 @@ def opreg_register_ops(register: Register) -> None:
         outputs=("eigenvalues", "eigenvectors"),
         forward=_eigh,
         backward=_eigh_backward,
-        sample_inputs=lambda rng: [Sample(_symmetric(rng, 3, 3)), Sample(_symmetric(rng, 2, 2, 2))],
+        sample_inputs=_eigh_samples,
         numpy="linalg.eigh",
         reference=_torch_eigh,
+    )
+    register(
+        name="eigvalsh",
+        inputs=("a",),
+        forward=_eigvalsh,
+        backward=_eigvalsh_backward,
+        sample_inputs=_eigh_samples,
+        doc="The eigenvalues of a symmetric matrix (its UPLO triangle), ascending, as np.linalg.eigvalsh.",
+        numpy="linalg.eigvalsh",
+        reference=_torch_eigvalsh,
     )

@@ -18,8 +18,9 @@ import numpy as np
 import opreg.numpy as onp
 from opreg.plugin import Register, Sample, hookimpl, normalize_axes
 
-#: tensordot's ``axes``: how many trailing axes of a meet as many leading axes of b, or two lists of axes.
-Axes = int | tuple[Sequence[int], Sequence[int]]
+#: tensordot's ``axes``: how many trailing axes of a meet as many leading axes of b, or two axes (or lists of axes),
+#: as a tuple or a list (NumPy takes ``axes=[[1], [0]]`` and ``axes=[-1, 0]`` too).
+Axes = int | Sequence[int | Sequence[int]]
 
 
 def _pairs(axes: Axes, a_ndim: int, b_ndim: int) -> tuple[list[int], list[int]]:

@@ -16,7 +16,8 @@ What each draws, and why:
   inner: NumPy's shape rules, 0-d operands included; vdot the same shape; outer 0-d or 1-D; cross 3-vectors along
   any axis of either, the rest broadcast, the result along any axis.
 - inv, det, solve: ``x + (n + 1) I`` with x in [-1, 1] (diagonally dominant, so far from singular), batched; solve's b
-  one vector or (batched) matrices; cholesky: ``B B^T + (n + 1) I``.
+  one vector or (batched) matrices; cholesky: ``B B^T + (n + 1) I``; eigvalsh: the same plus a diagonal spaced
+  ``3n`` apart (distinct eigenvalues), either triangle.
 - weighted_logsumexp: x and positive weights b of broadcastable shapes, over the broadcast shape's axes.
 - norm: a vector norm (one axis, or all with ord None) or a matrix norm (two axes in either order), every ord
   opreg takes, keepdims; values with ties and zeros (the 2-norm of a zero vector, |x| at 0), none below 1e-15
@@ -191,6 +192,16 @@ def cholesky_case(draw: Callable[..., Any], dtype: type) -> Case:
 
 
 @st.composite
+def eigvalsh_case(draw: Callable[..., Any], dtype: type) -> Case:
+    """A square matrix whose triangles are both far from symmetric matrices with a repeated eigenvalue (the
+    diagonal spaced 3n apart beats the rest, at most n in norm), so that the ascending eigenvalues are
+    differentiable; eigvalsh reads one triangle (UPLO) as the symmetric matrix it stands for."""
+    a = _square(draw, dtype)
+    n = a.shape[-1]
+    return [(a + np.diag(np.arange(n) * 3.0 * n)).astype(dtype)], {"UPLO": draw(st.sampled_from(["L", "U"]))}
+
+
+@st.composite
 def solve_case(draw: Callable[..., Any], dtype: type) -> Case:
     a = _square(draw, dtype)
     n = a.shape[-1]
@@ -247,5 +258,6 @@ CASES: dict[str, CaseStrategy] = {
     "det": square_case,
     "solve": solve_case,
     "cholesky": cholesky_case,
+    "eigvalsh": eigvalsh_case,
     "norm": norm_case,
 }
