@@ -103,6 +103,42 @@ def _attributes(name: str, signature: inspect.Signature, op: OpDef, values: list
     return attributes
 
 
+#: NumPy calls that are another NumPy function, by the value of one argument: ``np.linalg.svd(a,
+#: compute_uv=False)`` returns the singular values alone, one array where svd's other calls return three, as
+#: ``np.linalg.svdvals(a)`` does. An op's outputs are fixed by its declaration, so such a call runs the op that
+#: implements the other function. NumPy name -> (argument, its value, the other NumPy name, the arguments that
+#: stay as the other op's attributes).
+SPELLED_OTHERWISE: dict[str, tuple[str, Any, str, tuple[str, ...]]] = {
+    "linalg.svd": ("compute_uv", False, "linalg.svdvals", ("hermitian",)),
+}
+
+
+def spelled_otherwise(
+    numpy_name: str, function: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> tuple[str, Sequence[Any], dict[str, Any]] | None:
+    """For a call of NumPy's ``numpy_name`` that is another function (:data:`SPELLED_OTHERWISE`): that
+    function's NumPy name, inputs and attributes; None for any other call."""
+    rule = SPELLED_OTHERWISE.get(numpy_name)
+    if rule is None:
+        return None
+    argument, value, other, kept = rule
+    signature = _signature(function)
+    if signature is None:
+        return None
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise OpUsageError(f"numpy.{numpy_name}: {exc}") from None
+    given = bound.arguments
+    if argument not in given or bool(given[argument]) != value:
+        return None
+    first = next(iter(signature.parameters))
+    attributes = {
+        name: given[name] for name in kept if name in given and given[name] != signature.parameters[name].default
+    }
+    return other, [given[first]], attributes
+
+
 @functools.cache
 def _signature(function: Callable[..., Any]) -> inspect.Signature | None:
     try:
