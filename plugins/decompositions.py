@@ -308,12 +308,22 @@ def _distinct_singular_values(rng: np.random.Generator, *shape: int) -> np.ndarr
     return matrices
 
 
+def _signed_symmetric(rng: np.random.Generator) -> np.ndarray:
+    """A symmetric 3x3 matrix of eigenvalues -2.5, 1.5 and 0.5 (each within 0.1): of either sign, and distinct in
+    magnitude (its singular values)."""
+    q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    w = np.array([-2.5, 1.5, 0.5]) + rng.uniform(-0.1, 0.1, 3)
+    a: np.ndarray = (q * w) @ q.T
+    symmetric: np.ndarray = (a + a.T) / 2
+    return symmetric
+
+
 def _svd_samples(rng: np.random.Generator) -> list[Sample]:
     return [
         Sample(_distinct_singular_values(rng, 3, 3)),
         Sample(_distinct_singular_values(rng, 4, 2), full_matrices=False),
         Sample(_distinct_singular_values(rng, 2, 2, 3), full_matrices=False),
-        Sample(_symmetric(rng, 3, 3) - 1.6 * np.eye(3), hermitian=True),  # eigenvalues of either sign
+        Sample(_signed_symmetric(rng), hermitian=True),
     ]
 
 
@@ -322,7 +332,7 @@ def _svdvals_samples(rng: np.random.Generator) -> list[Sample]:
         Sample(_distinct_singular_values(rng, 3, 3)),
         Sample(_distinct_singular_values(rng, 2, 4, 2)),
         Sample(_distinct_singular_values(rng, 2, 3)),
-        Sample(_symmetric(rng, 3, 3) - 1.6 * np.eye(3), hermitian=True),
+        Sample(_signed_symmetric(rng), hermitian=True),
     ]
 
 

@@ -1,4 +1,4 @@
-"""NumPy's ``numpy.linalg`` functions of one array output: inv, det, solve, cholesky and norm, each declaring
+"""NumPy's ``numpy.linalg`` functions of one array output: inv, det, solve, cholesky, norm and pinv, each declaring
 ``numpy="linalg.<name>"`` (so ``opreg.numpy.linalg.inv`` and ``np.linalg.inv(tensor)`` reach it). Batched
 (``..., M, M``) inputs as NumPy's.
 
@@ -11,11 +11,12 @@ Every gradient is written with these same ops and matmul, so it composes to any 
   reads only the lower triangle; JAX's ``cholesky`` symmetrizes as here). So its gradient is the standard
   symmetric one, PyTorch's: ``L^-T Phi(L^T gL) L^-1`` with Phi symmetrizing the lower triangle, halving the
   diagonal.
-- norm: vector norms (``ord`` None or 2, 1, inf, -inf) along an axis or all axes, and matrix norms ('fro', 1, -1,
-  inf, -inf, 2, -2, 'nuc') over two axes. At a zero vector the 2-norm's gradient is 0, and the 1-norm's at a zero
-  element 0 (PyTorch's choices); the max (or min) of ``|x|`` shares the gradient evenly among ties, as
-  ``torch.amax``. The 2-norm is computed scaled, as BLAS's nrm2 and torch's: no underflow to 0 (NumPy's norm of
-  1e-200 is 0) nor overflow to inf.
+- norm: vector norms (``ord`` None or 2, 1, inf, -inf, or any finite p above 1) along an axis or all axes, and
+  matrix norms ('fro', 1, -1, inf, -inf, 2, -2, 'nuc') over two axes. At a zero vector the p-norms' gradient is 0,
+  and the 1-norm's at a zero element 0 (PyTorch's choices); the max (or min) of ``|x|`` shares the gradient evenly
+  among ties, as ``torch.amax``. The 2-norm is computed scaled, as BLAS's nrm2 and torch's: no underflow to 0
+  (NumPy's norm of 1e-200 is 0) nor overflow to inf. A p-norm's gradient is ``g sign(x) (|x| / norm)^(p - 1)``,
+  bounded by g; p below 1 is refused (not a norm, and its slope at 0 is infinite).
 - The matrix norms 2, -2 and 'nuc' are the largest singular value, the smallest and their sum: the gradient is
   ``U diag(w) Vh`` from the svd op (so it composes), w the derivative of that function of the singular values.
   Where it has none, the choice is the same as for the vector norms: singular values tied for the largest (or
@@ -105,6 +106,17 @@ MATRIX_ORDS = (None, "fro", 1, -1, math.inf, -math.inf, 2, -2, "nuc")
 SINGULAR_ORDS = (2, -2, "nuc")
 
 
+def _p_norm(ord: Any) -> bool:
+    """Whether ``ord`` is a vector p-norm's p other than 1 and 2: a finite real number above 1 (below it,
+    ``sum(|x|^p)^(1/p)`` is not a norm, and its slope at x_i = 0 is infinite)."""
+    return bool(
+        isinstance(ord, int | float | np.integer | np.floating)
+        and not isinstance(ord, bool)
+        and math.isfinite(ord)
+        and ord > 1
+    )
+
+
 def _norm_kind(x: Any, ord: Any, axis: Any) -> tuple[str, tuple[int, ...]]:
     """("vector" or "matrix", the reduced axes, as NumPy reads them), refusing what opreg does not differentiate."""
     if axis is None:
@@ -115,8 +127,8 @@ def _norm_kind(x: Any, ord: Any, axis: Any) -> tuple[str, tuple[int, ...]]:
         axis = tuple(range(x.ndim))
     axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
     if len(axes) == 1:
-        if ord not in VECTOR_ORDS:
-            raise ValueError(f"opreg's vector norm takes ord in {VECTOR_ORDS}, not {ord!r}")
+        if ord not in VECTOR_ORDS and not _p_norm(ord):
+            raise ValueError(f"opreg's vector norm takes ord in {VECTOR_ORDS} or a finite number above 1, not {ord!r}")
         return "vector", normalize_axes(axes, x.ndim)
     if len(axes) == 2:
         if ord not in MATRIX_ORDS:
@@ -162,6 +174,11 @@ def _norm_backward(g: Any, x: Any, *, ord: Any, axis: Any, keepdims: bool, outpu
         return (onp.where(zero, 0.0, g / onp.where(zero, 1.0, norm)) * x,)
     if kind == "vector" and ord == 1:
         return (g * sign,)
+    if kind == "vector" and _p_norm(ord):  # g sign(x) (|x| / norm)^(p - 1), 0 at a zero vector (as the 2-norm's)
+        norm = restore_axes(output, x, axes, keepdims)
+        zero = constant(norm) == 0
+        ratio = onp.abs(x) / onp.where(zero, 1.0, norm)
+        return (onp.where(zero, 0.0, g * ratio ** (float(ord) - 1)) * sign,)
     if kind == "vector":  # inf, -inf: the largest or smallest |x|
         pick = np.max if ord > 0 else np.min
         return (_shared(g, magnitude, pick(magnitude, axis=axes, keepdims=True), axes) * sign,)
@@ -282,6 +299,8 @@ def _norm_samples(rng: np.random.Generator) -> list[Sample]:
         {"axis": -1, "ord": 1, "keepdims": True},
         {"axis": 0, "ord": math.inf},
         {"axis": 2, "ord": -math.inf},
+        {"axis": 1, "ord": 3},
+        {"axis": -1, "ord": 2.5, "keepdims": True},
         {"axis": (0, 2)},
         {"axis": (2, 1), "ord": "fro", "keepdims": True},
         {"axis": (1, 2), "ord": 1},
@@ -301,14 +320,17 @@ def _norm_samples(rng: np.random.Generator) -> list[Sample]:
     ]
 
 
-def _spread(rng: np.random.Generator, *shape: int) -> np.ndarray:
+def _spread(rng: np.random.Generator, *shape: int, symmetric: bool = False) -> np.ndarray:
     """Matrices of ``shape`` whose singular values are spread apart (1, 2, 3, ... plus up to 0.3): the derivative
-    of the singular vectors divides by their differences, and for rectangular ones by the values themselves."""
+    of the singular vectors divides by their differences, and for rectangular ones by the values themselves.
+    ``symmetric``: square ones, of eigenvalues of alternating signs."""
     m, n = shape[-2:]
     k = min(m, n)
     u, _ = np.linalg.qr(rng.standard_normal((*shape[:-2], m, k)))
     v, _ = np.linalg.qr(rng.standard_normal((*shape[:-2], n, k)))
     s = np.arange(k, 0, -1) + rng.uniform(0.0, 0.3, (*shape[:-2], k))
+    if symmetric:
+        v = u * (-1.0) ** np.arange(k)
     matrices: np.ndarray = (u * s[..., None, :]) @ np.swapaxes(v, -1, -2)
     return matrices
 
@@ -321,7 +343,7 @@ def _pinv_samples(rng: np.random.Generator) -> list[Sample]:
         Sample(n((4, 2))),
         Sample(n((2, 2, 3))),
         Sample(low_rank, rcond=1e-4),  # the cutoff above rounding and finite differences (rank 2 for both)
-        Sample(_positive_definite(rng, (3, 3)) - 4 * np.eye(3), hermitian=True),
+        Sample(_spread(rng, 3, 3, symmetric=True), hermitian=True),
     ]
 
 

@@ -215,7 +215,7 @@ def norm_case(draw: Callable[..., Any], dtype: type) -> Case:
     if draw(st.booleans(), label="every element"):
         return [x], {"axis": None, "keepdims": keepdims}
     axis = draw(st.integers(-x.ndim, x.ndim - 1))
-    ord_ = draw(st.sampled_from([None, 2, 1, math.inf, -math.inf]))
+    ord_ = draw(st.sampled_from([None, 2, 1, math.inf, -math.inf, 3, 4.5]))
     return [x], {"ord": ord_, "axis": axis, "keepdims": keepdims}
 
 

@@ -309,3 +309,16 @@ def test_nuclear_norm_hips_cases():
     rng = np.random.default_rng(17)
     check_grads(lambda t: np.linalg.norm(t, ord="nuc"), rng.standard_normal((6, 5)))
     check_grads(lambda t: np.linalg.norm(t, ord="nuc", axis=(0, 1)), rng.standard_normal((6, 5, 4)))
+
+
+@pytest.mark.parametrize("ord_", [2, 3, 4])
+def test_vector_norm_ord_hips_cases(ord_):
+    """HIPS autograd's test_vector_norm_ord: p-norms of a vector, p = 2, 3, 4; and p = 3 at a zero element and at
+    the zero vector, where the gradient is 0 (the 2-norm's choice, PyTorch's)."""
+    check_grads(lambda t: np.linalg.norm(t, ord=ord_), np.random.default_rng(18).standard_normal(6))
+    np.testing.assert_allclose(
+        gradient(lambda t: np.linalg.norm(t, ord=3), np.array([0.0, 1.0, -2.0])),
+        np.array([0.0, 1.0, -4.0]) / 9 ** (2 / 3),
+        rtol=1e-14,
+    )
+    np.testing.assert_array_equal(gradient(lambda t: np.linalg.norm(t, ord=3), np.zeros(3)), np.zeros(3))
