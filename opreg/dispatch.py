@@ -14,11 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from opreg.errors import OpUsageError
-from opreg.numpy_arguments import SPELLED_OTHERWISE, numpy_arguments
-from opreg.numpy_arguments import spelled_otherwise as numpy_alternative
+from opreg.numpy_arguments import SPELLED_OTHERWISE, numpy_arguments, spelled_otherwise
 from opreg.opdef import OpDef
-from opreg.registry import TABLE, generation, numpy_op, op_table, unknown_op_error
+from opreg.registry import TABLE, generation, op_table, unknown_op_error
 from opreg.tensor import call_op
 
 #: The functions made so far, and the registry generation they were made from (their names and docs are the op's).
@@ -68,7 +66,7 @@ def numpy_function(numpy_name: str, name: str) -> Callable[..., Any]:
     for part in numpy_name.split("."):  # "linalg.inv": np.linalg.inv
         numpy_function = getattr(numpy_function, part, None)
 
-    spelled_otherwise = numpy_name in SPELLED_OTHERWISE and numpy_function is not None
+    otherwise = numpy_name in SPELLED_OTHERWISE  # a call that may be another NumPy function's
 
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -76,15 +74,9 @@ def numpy_function(numpy_name: str, name: str) -> Callable[..., Any]:
         except KeyError:
             op = _lookup(name)
         if numpy_function is not None and (len(args) > op.arity or kwargs):  # arity -1: variadic, several outputs
-            other = spelled_otherwise and numpy_alternative(numpy_name, numpy_function, args, kwargs)
-            if other:  # onp.linalg.svd(a, compute_uv=False): onp.linalg.svdvals(a)
-                other_name, inputs, attributes = other
-                other_op = numpy_op(other_name)
-                if other_op is None:
-                    raise OpUsageError(
-                        f"numpy.{other_name} (what this call computes) is implemented by no registered op"
-                    )
-                return call_op(other_op, inputs, attributes)
+            other = spelled_otherwise(numpy_name, numpy_function, args, kwargs) if otherwise else None
+            if other is not None:  # onp.linalg.svd(a, compute_uv=False): onp.linalg.svdvals(a)
+                return call_op(*other)
             return call_op(op, *numpy_arguments(numpy_function, op, args, kwargs))
         return call_op(op, args, kwargs)
 

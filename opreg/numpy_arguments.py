@@ -115,28 +115,32 @@ SPELLED_OTHERWISE: dict[str, tuple[str, Any, str, tuple[str, ...]]] = {
 
 def spelled_otherwise(
     numpy_name: str, function: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
-) -> tuple[str, Sequence[Any], dict[str, Any]] | None:
-    """For a call of NumPy's ``numpy_name`` that is another function (:data:`SPELLED_OTHERWISE`): that
-    function's NumPy name, inputs and attributes; None for any other call."""
+) -> tuple[OpDef, list[Any], dict[str, Any]] | None:
+    """For a call of NumPy's ``numpy_name`` that is another function (:data:`SPELLED_OTHERWISE`): the op that
+    implements that function, its inputs and its attributes; None for any other call."""
     rule = SPELLED_OTHERWISE.get(numpy_name)
-    if rule is None:
+    signature = None if rule is None else _signature(function)
+    if rule is None or signature is None:
         return None
     argument, value, other, kept = rule
-    signature = _signature(function)
-    if signature is None:
-        return None
     try:
-        bound = signature.bind(*args, **kwargs)
+        given = signature.bind(*args, **kwargs).arguments
     except TypeError as exc:
         raise OpUsageError(f"numpy.{numpy_name}: {exc}") from None
-    given = bound.arguments
     if argument not in given or bool(given[argument]) != value:
         return None
-    first = next(iter(signature.parameters))
+    from opreg.registry import numpy_op  # here: the registry loads the plugins, which import this module's users
+
+    op = numpy_op(other)
+    if op is None:
+        raise OpUsageError(
+            f"numpy.{numpy_name} with {argument}={given[argument]!r} computes numpy.{other}, which no registered op "
+            f'implements; an op plugin declares it with register(..., numpy="{other}")'
+        )
     attributes = {
         name: given[name] for name in kept if name in given and given[name] != signature.parameters[name].default
     }
-    return other, [given[first]], attributes
+    return op, [given[next(iter(signature.parameters))]], attributes
 
 
 @functools.cache

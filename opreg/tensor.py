@@ -1098,11 +1098,7 @@ def numpy_call(function: Any, name: str, method: str, args: Sequence[Any], kwarg
     if op is not None:
         other = spelled_otherwise(name, function, args, kwargs) if name in SPELLED_OTHERWISE else None
         if other is not None:  # np.linalg.svd(t, compute_uv=False): np.linalg.svdvals(t)
-            name, args, kwargs = other
-            op = numpy_op(name)
-            if op is None:
-                raise OpUsageError(f"numpy.{name} (what this call computes) is implemented by no registered op")
-            return call_op(op, args, kwargs)
+            return call_op(*other)
         return call_op(op, *numpy_arguments(function, op, args, kwargs))
     if method == "__call__" and name in NON_DIFFERENTIABLE:
         return _on_values(function, *args, **kwargs)

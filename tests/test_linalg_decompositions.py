@@ -86,6 +86,9 @@ def test_svd_without_uv_is_svdvals_on_tensors():
     np.testing.assert_allclose(t.grad, u @ vh, rtol=1e-12)
     u_t, s_t, vh_t = np.linalg.svd(t)
     assert (u_t.shape, s_t.shape, vh_t.shape) == ((4, 4), (3,), (3, 3))
+    for values in (np.linalg.svd(t, False, False), onp.linalg.svd(t, compute_uv=0), onp.linalg.svdvals(t)):
+        assert isinstance(values, Tensor) and values.requires_grad and values.shape == (3,)
+    assert len(onp.linalg.svd(t, compute_uv=True)) == 3
 
 
 def test_svd_hermitian_reads_a_symmetric_matrix():
