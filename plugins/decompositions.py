@@ -24,12 +24,13 @@ Edge cases, each an error rather than a wrong number:
   vectors of either value of the pair (all zeros in gU's columns and gVh's rows i and j): the spectral norm's
   gradient ``u_1 v_1^T``, differentiated again, never reaches the other pairs, whose coincidence then does not
   matter (their term is 0 near this matrix too). A term that is 0 at this matrix only, by cancellation, may have a
-  limit other than 0, and raises as well. ``hermitian=True``
-  reads a symmetric matrix (an error otherwise, as eigh's) and computes on its symmetric part.
-  ``np.linalg.svd(a, compute_uv=False)`` is ``np.linalg.svdvals(a)``, the op ``svdvals``, whose derivative
-  ``U diag(g) Vh`` is defined for any matrix; at coinciding singular values it depends on LAPACK's choice of
-  vectors unless ``g`` is equal across them (as PyTorch's does; the singular values are sorted, and the sort is not
-  differentiable where two cross).
+  limit other than 0, and raises as well. ``hermitian=True`` reads a symmetric matrix (an error otherwise, as
+  eigh's) and computes on its symmetric part.
+* ``np.linalg.svd(a, compute_uv=False)`` is ``np.linalg.svdvals(a)``, the op ``svdvals``, whose gradient
+  ``U diag(g) Vh`` is finite for any matrix, as eigh's eigenvalues' (PyTorch's too). Where singular values
+  coincide (0 among them: a matrix not of full rank) and ``g`` differs across them, it depends on the vectors LAPACK
+  picked for them: the sorted singular values have no derivative where two cross, as sort's values where two tie.
+  A function of them symmetric in the tied ones (their sum, the nuclear norm; the sum of squares) is unaffected.
 * ``qr`` (``Q, R``): modes 'reduced' (the default) and 'complete'. The derivative is PyTorch's (M >= N, and for
   M < N the split A = [X | Y] with X square); it needs R invertible (A of full rank), as the solve in it raises
   otherwise. With mode 'complete' and M > N the columns of Q past N have no derivative: backward raises if a gradient
