@@ -28,7 +28,7 @@ from opreg.errors import EngineStateError, OpregError, OpUsageError
 from opreg.fit import gradient_dtype
 from opreg.landing import object_lock
 from opreg.nondifferentiable import NON_DIFFERENTIABLE
-from opreg.numpy_arguments import numpy_arguments
+from opreg.numpy_arguments import SPELLED_OTHERWISE, numpy_arguments, spelled_otherwise
 from opreg.opdef import OpDef
 from opreg.registry import TABLE, numpy_op, op_table, unknown_op_error
 from opreg.versions import numbers
@@ -292,7 +292,11 @@ class Tensor:
         (``np.int64(t)``, ``np.asarray(t, dtype=bool)``), the values are given as :meth:`astype` gives them: such a
         cast has derivative 0 wherever it has one, so nothing is lost by leaving the graph."""
         if self._requires_grad and (dtype is None or np.dtype(dtype).kind not in "biu"):
-            raise _leaves_graph_error("np.asarray(t) (or np.array(t), or a NumPy function converting t)")
+            raise _leaves_graph_error(
+                "np.asarray(t) (or np.array(t), or a NumPy function converting t)",
+                "; Tensors in a list (np.array([t, s]), np.mean([t, s])): np.stack([t, s]) or opreg.numpy.array "
+                "record the stack",
+            )
         if copy:
             return np.array(self._data, dtype=dtype, copy=True)
         return self._data if dtype is None else self._data.astype(dtype, copy=False)
@@ -656,11 +660,11 @@ def _on_values(function: Any, *args: Any, **kwargs: Any) -> Any:
     return function(*_values(args), **_values(kwargs))
 
 
-def _leaves_graph_error(what: str) -> OpUsageError:
+def _leaves_graph_error(what: str, more: str = "") -> OpUsageError:
     return OpUsageError(
         f"{what} on a Tensor that requires gradients: the array would leave the graph, so what is computed from it "
         "gets no gradient, and writing to it would change the values backward reads; use t.detach().numpy() (or "
-        "t.data) for the values, or opreg.numpy functions to stay in the graph"
+        f"t.data) for the values, or opreg.numpy functions to stay in the graph{more}"
     )
 
 
@@ -1116,6 +1120,9 @@ def numpy_call(function: Any, name: str, method: str, args: Sequence[Any], kwarg
         name = f"linalg.{name}"
     op = numpy_op(name) if method == "__call__" else None
     if op is not None:
+        other = spelled_otherwise(name, function, args, kwargs) if name in SPELLED_OTHERWISE else None
+        if other is not None:  # np.linalg.svd(t, compute_uv=False): np.linalg.svdvals(t)
+            return call_op(*other)
         return call_as_numpy(function, op, args, kwargs)
     if method == "__call__" and name in NON_DIFFERENTIABLE:
         return _on_values(function, *args, **kwargs)

@@ -1,4 +1,4 @@
-"""NumPy's ``numpy.linalg`` functions of one array output: inv, det, solve, cholesky and norm, each declaring
+"""NumPy's ``numpy.linalg`` functions of one array output: inv, det, solve, cholesky, norm and pinv, each declaring
 ``numpy="linalg.<name>"`` (so ``opreg.numpy.linalg.inv`` and ``np.linalg.inv(tensor)`` reach it). Batched
 (``..., M, M``) inputs as NumPy's.
 
@@ -11,11 +11,27 @@ Every gradient is written with these same ops and matmul, so it composes to any 
   reads only the lower triangle; JAX's ``cholesky`` symmetrizes as here). So its gradient is the standard
   symmetric one, PyTorch's: ``L^-T Phi(L^T gL) L^-1`` with Phi symmetrizing the lower triangle, halving the
   diagonal.
-- norm: vector norms (``ord`` None or 2, 1, inf, -inf) along an axis or all axes, and matrix norms ('fro', 1, -1,
-  inf, -inf) over two axes. At a zero vector the 2-norm's gradient is 0, and the 1-norm's at a zero element 0
-  (PyTorch's choices); the max (or min) of ``|x|`` shares the gradient evenly among ties, as ``torch.amax``.
-  Matrix norms 2, -2 and 'nuc' need singular values, and raise. The 2-norm is computed scaled, as BLAS's nrm2
-  and torch's: no underflow to 0 (NumPy's norm of 1e-200 is 0) nor overflow to inf.
+- norm: vector norms (``ord`` None or 2, 1, inf, -inf, or any finite p above 1) along an axis or all axes, and
+  matrix norms ('fro', 1, -1, inf, -inf, 2, -2, 'nuc') over two axes. At a zero vector the p-norms' gradient is 0,
+  and the 1-norm's at a zero element 0 (PyTorch's choices); the max (or min) of ``|x|`` shares the gradient evenly
+  among ties, as ``torch.amax``. The 2-norm is computed scaled, as BLAS's nrm2 and torch's: no underflow to 0
+  (NumPy's norm of 1e-200 is 0) nor overflow to inf. A p-norm's gradient is ``g sign(x) (|x| / norm)^(p - 1)``,
+  bounded by g; p below 1 is refused (not a norm, and its slope at 0 is infinite).
+- The matrix norms 2, -2 and 'nuc' are the largest singular value, the smallest and their sum: the gradient is
+  ``U diag(w) Vh`` from the svd op (so it composes), w the derivative of that function of the singular values.
+  Where it has none, the choice is the same as for the vector norms: singular values tied for the largest (or
+  smallest) share it evenly (a subgradient, and the same whatever vectors LAPACK picks for them), and a singular
+  value of 0 contributes nothing (as |x| at 0; 'nuc' at a singular matrix: the subgradient of least norm). Tied
+  and 0 mean within a thousand roundings of the largest singular value (svd's tolerance: a computed svd of the
+  identity rotated is not exactly tied). PyTorch gives LAPACK's vectors' ``u_1 v_1^T`` at a tie, and ``U Vh``
+  over every singular value for 'nuc'.
+- pinv (the Moore-Penrose pseudo-inverse) differentiates as PyTorch's ``pinv_backward``, from the output and the
+  input with matmuls (so it composes): the derivative at constant rank. A full-rank matrix has a neighbourhood of
+  full rank; at a rank-deficient one (rank decided by ``rcond`` times the largest singular value) it is the
+  derivative along matrices of that rank, as in PyTorch and HIPS autograd: the pseudo-inverse itself jumps where
+  the rank changes. ``rtol`` as NumPy's; its default None here means NumPy's default (``rcond`` 1e-15), not the
+  ``max(M, N) * eps`` an explicit ``rtol=None`` gives NumPy: pass that value for it. ``hermitian=True`` computes on
+  the symmetric part of a matrix that must be symmetric up to rounding, and its gradient is symmetric.
 """
 
 from __future__ import annotations
@@ -85,7 +101,20 @@ def _cholesky_backward(g: Any, a: Any, *, output: Any) -> tuple[Any]:
 # --- norm -------------------------------------------------------------------------------------------------------------
 
 VECTOR_ORDS = (None, 2, 1, math.inf, -math.inf)
-MATRIX_ORDS = (None, "fro", 1, -1, math.inf, -math.inf)
+MATRIX_ORDS = (None, "fro", 1, -1, math.inf, -math.inf, 2, -2, "nuc")
+#: The matrix norms of the singular values: the largest, the smallest, their sum.
+SINGULAR_ORDS = (2, -2, "nuc")
+
+
+def _p_norm(ord: Any) -> bool:
+    """Whether ``ord`` is a vector p-norm's p other than 1 and 2: a finite real number above 1 (below it,
+    ``sum(|x|^p)^(1/p)`` is not a norm, and its slope at x_i = 0 is infinite)."""
+    return bool(
+        isinstance(ord, int | float | np.integer | np.floating)
+        and not isinstance(ord, bool)
+        and math.isfinite(ord)
+        and ord > 1
+    )
 
 
 def _norm_kind(x: Any, ord: Any, axis: Any) -> tuple[str, tuple[int, ...]]:
@@ -98,14 +127,12 @@ def _norm_kind(x: Any, ord: Any, axis: Any) -> tuple[str, tuple[int, ...]]:
         axis = tuple(range(x.ndim))
     axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
     if len(axes) == 1:
-        if ord not in VECTOR_ORDS:
-            raise ValueError(f"opreg's vector norm takes ord in {VECTOR_ORDS}, not {ord!r}")
+        if ord not in VECTOR_ORDS and not _p_norm(ord):
+            raise ValueError(f"opreg's vector norm takes ord in {VECTOR_ORDS} or a finite number above 1, not {ord!r}")
         return "vector", normalize_axes(axes, x.ndim)
     if len(axes) == 2:
         if ord not in MATRIX_ORDS:
-            raise ValueError(
-                f"opreg's matrix norm takes ord in {MATRIX_ORDS}, not {ord!r} (2, -2 and 'nuc' need singular values)"
-            )
+            raise ValueError(f"opreg's matrix norm takes ord in {MATRIX_ORDS}, not {ord!r}")
         row, col = (a % x.ndim for a in axes)
         normalize_axes(axes, x.ndim)  # out of bounds or repeated: NumPy's error
         return "matrix", (row, col)
@@ -137,6 +164,8 @@ def _shared(g: Any, values: np.ndarray, extreme: np.ndarray, axes: tuple[int, ..
 def _norm_backward(g: Any, x: Any, *, ord: Any, axis: Any, keepdims: bool, output: Any) -> tuple[Any]:
     kind, axes = _norm_kind(x, ord, axis)
     g = restore_axes(g, x, axes, keepdims)
+    if kind == "matrix" and ord in SINGULAR_ORDS:
+        return (_singular_norm_backward(g, x, ord, axes),)
     sign = np.sign(constant(x))  # a constant: |x| = x * sign, whose derivative is sign (0 at 0)
     magnitude = np.abs(constant(x))
     if (kind == "vector" and ord in (None, 2)) or (kind == "matrix" and ord in (None, "fro")):
@@ -145,6 +174,11 @@ def _norm_backward(g: Any, x: Any, *, ord: Any, axis: Any, keepdims: bool, outpu
         return (onp.where(zero, 0.0, g / onp.where(zero, 1.0, norm)) * x,)
     if kind == "vector" and ord == 1:
         return (g * sign,)
+    if kind == "vector" and _p_norm(ord):  # g sign(x) (|x| / norm)^(p - 1), 0 at a zero vector (as the 2-norm's)
+        norm = restore_axes(output, x, axes, keepdims)
+        zero = constant(norm) == 0
+        ratio = onp.abs(x) / onp.where(zero, 1.0, norm)
+        return (onp.where(zero, 0.0, g * ratio ** (float(ord) - 1)) * sign,)
     if kind == "vector":  # inf, -inf: the largest or smallest |x|
         pick = np.max if ord > 0 else np.min
         return (_shared(g, magnitude, pick(magnitude, axis=axes, keepdims=True), axes) * sign,)
@@ -153,6 +187,80 @@ def _norm_backward(g: Any, x: Any, *, ord: Any, axis: Any, keepdims: bool, outpu
     sums = magnitude.sum(axis=summed, keepdims=True)
     pick = np.max if ord > 0 else np.min
     return (_shared(g, sums, pick(sums, axis=picked, keepdims=True), (picked,)) * sign,)
+
+
+def _singular_weights(values: np.ndarray, ord: Any) -> np.ndarray:
+    """The derivative of norm ``ord`` (2, -2, 'nuc') with respect to each singular value (``values``, descending,
+    along the last axis): 1 for each, for 'nuc'; for 2 and -2 an even share among those tied for the largest or
+    smallest; 0 for a singular value of 0. Tied and 0 are within a thousand roundings of the largest singular
+    value, the tolerance of svd's own check (see the module's docstring)."""
+    tolerance = 1e3 * np.finfo(values.dtype).eps * values.max(axis=-1, keepdims=True, initial=0.0)
+    nonzero = values > tolerance
+    if ord == "nuc":
+        every: np.ndarray = nonzero.astype(values.dtype)
+        return every
+    extreme = values[..., :1] if ord == 2 else values[..., -1:]
+    chosen = (np.abs(values - extreme) <= tolerance) & nonzero
+    counts = np.maximum(chosen.sum(axis=-1, keepdims=True), 1)
+    weights: np.ndarray = chosen / counts.astype(values.dtype)
+    return weights.astype(values.dtype)
+
+
+def _singular_norm_backward(g: Any, x: Any, ord: Any, axes: tuple[int, ...]) -> Any:
+    """``g U diag(w) Vh`` of each matrix (over ``axes``, moved last and back), w :func:`_singular_weights`."""
+    row, col = axes
+    matrices = onp.moveaxis(x, (row, col), (-2, -1))
+    u, s, vh = onp.linalg.svd(matrices, full_matrices=False)
+    weights = _singular_weights(constant(s), ord)
+    grad = (u * weights[..., None, :]) @ vh * onp.moveaxis(g, (row, col), (-2, -1))
+    return onp.moveaxis(grad, (-2, -1), (row, col))
+
+
+# --- pinv -------------------------------------------------------------------------------------------------------------
+
+
+def _pinv(a: np.ndarray, *, rcond: Any = None, hermitian: bool = False, rtol: Any = None) -> np.ndarray:
+    """The Moore-Penrose pseudo-inverse of each matrix (..., M, N) -> (..., N, M), as np.linalg.pinv: singular
+    values up to ``rcond`` (or ``rtol``) times the largest count as 0."""
+    if a.ndim < 2:
+        raise ValueError(f"pinv needs matrices (..., m, n), got shape {a.shape}")
+    if hermitian:
+        a = _checked_symmetric_part(a)
+    if rtol is not None:
+        return np.linalg.pinv(a, rcond=rcond, hermitian=hermitian, rtol=rtol)
+    return np.linalg.pinv(a, rcond=rcond, hermitian=hermitian)
+
+
+def _checked_symmetric_part(a: np.ndarray) -> np.ndarray:
+    """``(a + a^T) / 2`` of matrices symmetric up to rounding (1e-4 of the largest entry, as eigh's check)."""
+    if a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"pinv with hermitian=True needs square matrices, got shape {a.shape}")
+    asymmetry = np.abs(a - np.swapaxes(a, -1, -2)).max(initial=0.0)
+    if asymmetry > 1e-4 * max(np.abs(a).max(initial=0.0), np.finfo(np.float32).tiny):
+        raise ValueError(
+            f"pinv with hermitian=True differentiates symmetric matrices only, and this one differs from its "
+            f"transpose by up to {asymmetry:.3g}; pass (a + a.T) / 2 if that is the matrix meant"
+        )
+    symmetric: np.ndarray = (a + np.swapaxes(a, -1, -2)) / 2
+    return symmetric
+
+
+def _pinv_backward(g: Any, a: Any, *, output: Any, hermitian: bool) -> tuple[Any]:
+    """PyTorch's ``pinv_backward``: the derivative of A+ at constant rank, from A+ and A (the products ordered to
+    keep the smaller dimension inside)."""
+    if hermitian:
+        a = (a + _t(a)) / 2
+    m, n = a.shape[-2], a.shape[-1]
+    p, ph, gh = output, _t(output), _t(g)
+    if m <= n:
+        k = gh @ p
+        k_ph = k @ ph
+        grad = -_t(p @ k) + k_ph - (a @ p) @ k_ph + (ph @ p) @ (gh - k @ a)
+    else:
+        k = p @ gh
+        ph_k = ph @ k
+        grad = -_t(k @ p) + (gh - a @ k) @ p @ ph + ph_k - ph_k @ p @ a
+    return ((grad + _t(grad)) / 2 if hermitian else grad,)
 
 
 # --- samples ----------------------------------------------------------------------------------------------------------
@@ -191,6 +299,8 @@ def _norm_samples(rng: np.random.Generator) -> list[Sample]:
         {"axis": -1, "ord": 1, "keepdims": True},
         {"axis": 0, "ord": math.inf},
         {"axis": 2, "ord": -math.inf},
+        {"axis": 1, "ord": 3},
+        {"axis": -1, "ord": 2.5, "keepdims": True},
         {"axis": (0, 2)},
         {"axis": (2, 1), "ord": "fro", "keepdims": True},
         {"axis": (1, 2), "ord": 1},
@@ -199,7 +309,50 @@ def _norm_samples(rng: np.random.Generator) -> list[Sample]:
         {"axis": (-1, -2), "ord": -math.inf, "keepdims": True},
     ]
     samples = [Sample(x, **s) for s in settings]
-    return [*samples, Sample(x[0], ord=1), Sample(x[0, 0], ord=math.inf), Sample(x[0], ord="fro")]
+    return [
+        *samples,
+        Sample(x[0], ord=1),
+        Sample(x[0, 0], ord=math.inf),
+        Sample(x[0], ord="fro"),
+        Sample(_spread(rng, 3, 4), ord=2),
+        Sample(_spread(rng, 2, 3, 4), ord=-2, axis=(2, 1)),
+        Sample(np.moveaxis(_spread(rng, 3, 2, 4), 0, 1), ord="nuc", axis=(0, 2), keepdims=True),
+    ]
+
+
+def _spread(rng: np.random.Generator, *shape: int, symmetric: bool = False) -> np.ndarray:
+    """Matrices of ``shape`` whose singular values are spread apart (1, 2, 3, ... plus up to 0.3): the derivative
+    of the singular vectors divides by their differences, and for rectangular ones by the values themselves.
+    ``symmetric``: square ones, of eigenvalues of alternating signs."""
+    m, n = shape[-2:]
+    k = min(m, n)
+    u, _ = np.linalg.qr(rng.standard_normal((*shape[:-2], m, k)))
+    v, _ = np.linalg.qr(rng.standard_normal((*shape[:-2], n, k)))
+    s = np.arange(k, 0, -1) + rng.uniform(0.0, 0.3, (*shape[:-2], k))
+    if symmetric:
+        v = u * (-1.0) ** np.arange(k)
+    matrices: np.ndarray = (u * s[..., None, :]) @ np.swapaxes(v, -1, -2)
+    return matrices
+
+
+def _pinv_samples(rng: np.random.Generator) -> list[Sample]:
+    n = rng.standard_normal
+    low_rank = n((4, 2)) @ n((2, 3))  # rank 2: the derivative at constant rank
+    return [
+        Sample(n((3, 3)) + 2 * np.eye(3)),
+        Sample(n((4, 2))),
+        Sample(n((2, 2, 3))),
+        Sample(low_rank, rcond=1e-4),  # the cutoff above rounding and finite differences (rank 2 for both)
+        Sample(_spread(rng, 3, 3, symmetric=True), hermitian=True),
+    ]
+
+
+def _torch_pinv(torch: Any) -> Any:
+    def pinv(a: Any, rcond: Any = None, hermitian: bool = False, rtol: Any = None) -> Any:
+        cutoff = rcond if rcond is not None else rtol if rtol is not None else 1e-15
+        return torch.linalg.pinv((a + a.mT) / 2 if hermitian else a, rtol=cutoff, hermitian=hermitian)
+
+    return pinv
 
 
 def _torch_norm(torch: Any) -> Any:
@@ -274,4 +427,13 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_norm_samples,
         numpy="linalg.norm",
         reference=_torch_norm,
+    )
+    register(
+        name="pinv",
+        inputs=("a",),
+        forward=_pinv,
+        backward=_pinv_backward,
+        sample_inputs=_pinv_samples,
+        numpy="linalg.pinv",
+        reference=_torch_pinv,
     )

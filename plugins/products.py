@@ -1,11 +1,13 @@
-"""Products of arrays beyond ``@``: tensordot, dot (NumPy's N-D rule), inner, vdot, outer and cross.
+"""Products of arrays beyond ``@``: tensordot, dot (NumPy's N-D rule), inner, vdot, outer, cross and kron.
 
 Every gradient is another product of the same kind (tensordot's is tensordot of ``grad_output`` with the other
 operand, cross's a cross product with it), called through :mod:`opreg.numpy`, so each composes to any order.
 tensordot's result keeps each operand's free axes in order, then the other's contracted ones in *its* order;
 where that differs from the operand's own order, the gradient is transposed back (``np.transpose``'s op). The
 flattening products (vdot, outer) reshape their gradients for operands of more than one axis (``np.reshape``'s
-op). A 0-d operand of dot or inner multiplies, as NumPy's.
+op). A 0-d operand of dot or inner multiplies, as NumPy's. kron's output, reshaped with each axis split in two
+(a's index, b's index), is the outer product of the operands: each gradient is that reshaped ``grad_output`` times
+the other operand, summed over the other's axes.
 """
 
 from __future__ import annotations
@@ -141,6 +143,33 @@ def _cross_backward(g: Any, a: Any, b: Any, *, axisa: int, axisb: int, axisc: in
     return onp.cross(b, g, axisa=kb, axisb=kc, axisc=ka), onp.cross(g, a, axisa=kc, axisb=ka, axisc=kb)
 
 
+def _kron_layout(a: Any, b: Any) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """kron's shapes, the lower-dimensional operand's with leading 1s (NumPy's rule): a's as (a0, 1, a1, 1, ...),
+    b's as (1, b0, 1, b1, ...), and the output's as (a0, b0, a1, b1, ...)."""
+    ndim = max(a.ndim, b.ndim)
+    a_shape = (1,) * (ndim - a.ndim) + tuple(a.shape)
+    b_shape = (1,) * (ndim - b.ndim) + tuple(b.shape)
+    a_split = tuple(d for pair in zip(a_shape, (1,) * ndim, strict=True) for d in pair)
+    b_split = tuple(d for pair in zip((1,) * ndim, b_shape, strict=True) for d in pair)
+    g_split = tuple(d for pair in zip(a_shape, b_shape, strict=True) for d in pair)
+    return a_split, b_split, g_split
+
+
+def _kron(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The Kronecker product: the block of a[i, j, ...] is a[i, j, ...] * b; operands of N dimensions, the one
+    with fewer taking leading 1s."""
+    return np.asarray(np.kron(a, b))
+
+
+def _kron_backward(g: Any, a: Any, b: Any) -> tuple[Any, Any]:
+    a_split, b_split, g_split = _kron_layout(a, b)
+    blocks = _as_shape(g, g_split)
+    ndim = len(g_split) // 2
+    grad_a = onp.sum(blocks * _as_shape(b, b_split), axis=tuple(range(1, 2 * ndim, 2)))
+    grad_b = onp.sum(blocks * _as_shape(a, a_split), axis=tuple(range(0, 2 * ndim, 2)))
+    return _as_shape(grad_a, a.shape), _as_shape(grad_b, b.shape)
+
+
 # --- samples and references ---------------------------------------------------------------------------------------
 
 
@@ -181,6 +210,17 @@ def _cross_samples(rng: np.random.Generator) -> list[Sample]:
         Sample(n((3, 2)), n((2, 3)), axisa=0),
         Sample(n((3, 2)), n((4, 1, 3)), axisa=0, axisc=1),
         Sample(n((2, 3)), n((2, 3)), axis=1),
+    ]
+
+
+def _kron_samples(rng: np.random.Generator) -> list[Sample]:
+    n = rng.standard_normal
+    return [
+        Sample(n((2, 3)), n((3, 2))),
+        Sample(n(3), n((2, 2))),
+        Sample(n((2, 1, 2)), n(3)),
+        Sample(n(()), n((2, 2))),
+        Sample(n(2), n(())),
     ]
 
 
@@ -275,4 +315,13 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_cross_samples,
         numpy="cross",
         reference=_torch_cross,
+    )
+    register(
+        name="kron",
+        inputs=("a", "b"),
+        forward=_kron,
+        backward=_kron_backward,
+        sample_inputs=_kron_samples,
+        numpy="kron",
+        reference=lambda torch: lambda a, b: torch.kron(a, b),
     )

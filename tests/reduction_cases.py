@@ -21,7 +21,13 @@ What each draws, and why:
 - weighted_logsumexp: x and positive weights b of broadcastable shapes, over the broadcast shape's axes.
 - norm: a vector norm (one axis, or all with ord None) or a matrix norm (two axes in either order), every ord
   opreg takes, keepdims; values with ties and zeros (the 2-norm of a zero vector, |x| at 0), none below 1e-15
-  (torch's 2-norm underflows there, opreg's does not).
+  (torch's 2-norm underflows there, opreg's does not). The norms of singular values (2, -2, 'nuc') take matrices
+  with spread singular values (below), moved to the drawn axes: at a tie opreg shares the gradient evenly where
+  torch takes LAPACK's vectors (tests/test_decompositions.py checks opreg's choice by hand).
+- svdvals, pinv: ``P D Q + E`` with D diagonal of 10, 20, 30, ... (signs and order of rows and columns permuted by
+  the permutations P and Q) and E in [-1, 1]: the singular values stay within 4 of D's (Weyl), so they are distinct
+  and at least 6, as the singular vectors' derivative (pinv's too) needs; 1 to 4 rows and columns, batched.
+- kron: two arrays of 0 to 3 axes of at most 3 each, of any number of axes each.
 """
 
 from __future__ import annotations
@@ -233,8 +239,50 @@ def norm_case(draw: Callable[..., Any], dtype: type) -> Case:
     if draw(st.booleans(), label="every element"):
         return [x], {"axis": None, "keepdims": keepdims}
     axis = draw(st.integers(-x.ndim, x.ndim - 1))
-    ord_ = draw(st.sampled_from([None, 2, 1, math.inf, -math.inf]))
+    ord_ = draw(st.sampled_from([None, 2, 1, math.inf, -math.inf, 3, 4.5]))
     return [x], {"ord": ord_, "axis": axis, "keepdims": keepdims}
+
+
+def spread_matrices(draw: Callable[..., Any], dtype: type, batch_dims: int = 2) -> np.ndarray:
+    """Matrices (batch..., m, n) with singular values within 4 of 10, 20, 30, ...: see the module's docstring."""
+    m, n = draw(st.integers(1, 4), label="m"), draw(st.integers(1, 4), label="n")
+    batch = draw(testing.shapes(max_dims=batch_dims, allow_empty=False))
+    k = min(m, n)
+    base = np.zeros((m, n))
+    signs = draw(st.lists(st.sampled_from([-1.0, 1.0]), min_size=k, max_size=k))
+    base[np.arange(k), np.arange(k)] = 10.0 * np.arange(1, k + 1) * np.array(signs)
+    base = base[draw(st.permutations(range(m)))][:, draw(st.permutations(range(n)))]
+    noise = draw(arrays(dtype, (*batch, m, n), UNIT)).astype(np.float64)
+    return (base + noise).astype(dtype)
+
+
+@st.composite
+def svdvals_case(draw: Callable[..., Any], dtype: type) -> Case:
+    return [spread_matrices(draw, dtype)], {}
+
+
+@st.composite
+def pinv_case(draw: Callable[..., Any], dtype: type) -> Case:
+    return [spread_matrices(draw, dtype)], {}
+
+
+@st.composite
+def singular_norm_case(draw: Callable[..., Any], dtype: type) -> Case:
+    """Matrix norms 2, -2, 'nuc' of spread matrices, their two axes moved anywhere (either sign, either order)."""
+    x = spread_matrices(draw, dtype)
+    ndim = x.ndim
+    rows, columns = draw(st.permutations(range(ndim)))[:2]
+    x = np.moveaxis(x, (-2, -1), (rows, columns))
+    axis = tuple(a - ndim if draw(st.booleans()) else a for a in (rows, columns))
+    ord_ = draw(st.sampled_from([2, -2, "nuc"]))
+    return [x], {"ord": ord_, "axis": axis, "keepdims": draw(st.booleans(), label="keepdims")}
+
+
+@st.composite
+def kron_case(draw: Callable[..., Any], dtype: type) -> Case:
+    shapes = [draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=draw(testing.min_sides()), max_side=3))]
+    shapes.append(draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=3)))
+    return [draw(arrays(dtype, shape, REAL)) for shape in shapes], {}
 
 
 CASES: dict[str, CaseStrategy] = {
@@ -259,5 +307,8 @@ CASES: dict[str, CaseStrategy] = {
     "solve": solve_case,
     "cholesky": cholesky_case,
     "eigvalsh": eigvalsh_case,
-    "norm": norm_case,
+    "norm": lambda dtype: st.one_of(norm_case(dtype), singular_norm_case(dtype)),
+    "svdvals": svdvals_case,
+    "pinv": pinv_case,
+    "kron": kron_case,
 }

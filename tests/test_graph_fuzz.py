@@ -708,20 +708,26 @@ class Builder:
         return node
 
     def linear_algebra(self, op: str, x: Node) -> None:
-        """inv, det, solve, cholesky of a matrix far from singular made from a square ``x``: ``tanh(x) + (m + 1) I``
-        (diagonally dominant), or ``t t^T + (m + 1) I`` for cholesky (positive definite)."""
+        """inv, pinv, det, solve, cholesky of a matrix far from singular made from a square ``x``: ``tanh(x) + (m + 1)
+        I`` (diagonally dominant), or ``t t^T + (m + 1) I`` for cholesky (positive definite); svdvals of ``tanh(x)``
+        (eigvalsh of its lower triangle) plus a diagonal of distinct singular values (eigenvalues) far apart."""
         if len(x.shape) < 2 or x.shape[-1] != x.shape[-2]:
             self.unary("tanh", x)
             return
         m = x.shape[-1]
         t = self.shrunk(x)
+        if op in ("svdvals", "eigvalsh"):  # distinct values: within m of (2m + 2) k, k = 1..m (Weyl)
+            spread = self.constant_node(np.diag((2.0 * m + 2) * np.arange(1, m + 1)))
+            a = self.emit("add", [t, spread], x.shape, t.lo, t.hi + spread.hi)
+            self.emit(op, [a], x.shape[:-1], 0.0, (2.0 * m + 2) * m + m)
+            return
         if op == "cholesky":
             transposed = self.emit("transpose", [t], t.shape, t.lo, t.hi)
             t = self.emit("matmul", [t, transposed], t.shape, -float(m), float(m))
         eye = self.constant_node((m + 1) * np.eye(m))
         a = self.emit("add", [t, eye], x.shape, t.lo, t.hi + m + 1)
-        if op == "inv":
-            self.emit("inv", [a], x.shape, -1.0, 1.0)
+        if op in ("inv", "pinv"):
+            self.emit(op, [a], x.shape, -1.0, 1.0)
         elif op == "det":
             self.checked("det", [a], x.shape[:-2], -((2.0 * m + 2) ** m), (2.0 * m + 2) ** m, x)
         elif op == "cholesky":
@@ -785,8 +791,8 @@ RULES = {
     **dict.fromkeys(["prod", "max", "min", "ptp", "logsumexp", "var", "std", "norm"], Builder.other_reduction),
     "weighted_logsumexp": Builder.weighted_logsumexp,
     **dict.fromkeys(["cumsum", "cumprod"], Builder.running),
-    **dict.fromkeys(["tensordot", "dot", "inner", "vdot", "outer", "cross"], Builder.product),
-    **dict.fromkeys(["inv", "det", "solve", "cholesky"], Builder.linear_algebra),
+    **dict.fromkeys(["tensordot", "dot", "inner", "vdot", "outer", "cross", "kron"], Builder.product),
+    **dict.fromkeys(["inv", "pinv", "det", "solve", "cholesky", "svdvals", "eigvalsh"], Builder.linear_algebra),
     "linspace": Builder.linspace,
     **dict.fromkeys(SHAPE_OPS, Builder.shape_op),
 }
@@ -826,6 +832,12 @@ def _cross_result(a, b, draw):
     return a, 1, {"axis": axis}
 
 
+def _kron_result(a, b, draw):
+    ndim = max(len(a), len(b))
+    a, b = (1,) * (ndim - len(a)) + a, (1,) * (ndim - len(b)) + b
+    return tuple(i * j for i, j in zip(a, b, strict=True)), 1, {}
+
+
 #: Each product: whether a second operand's shape fits the first's, and (given both and ``draw``) the result's
 #: shape, the number of terms each element sums, and the attributes.
 PRODUCT_SHAPES = {
@@ -835,6 +847,7 @@ PRODUCT_SHAPES = {
     "vdot": (lambda a, b: a == b, lambda a, b, draw: ((), math.prod(a), {})),
     "outer": (lambda a, b: len(a) <= 1 and len(b) <= 1, lambda a, b, draw: ((math.prod(a), math.prod(b)), 1, {})),
     "cross": (_cross_fit, _cross_result),
+    "kron": (lambda a, b: math.prod(a) * math.prod(b) <= 64, _kron_result),
 }
 
 

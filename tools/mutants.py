@@ -441,4 +441,30 @@ MUTANTS = [
         "ops recorded before an in-place change send their gradients through the new graph",
         ("tests/test_protocols.py",),
     ),
+    # svd, qr and the matrix norms of singular values (issue #12)
+    Mutant(
+        "svd-coinciding-by-value",
+        "plugins/decompositions.py",
+        "    if np.any(coincide & (reached[..., :, None] | reached[..., None, :])):\n",
+        "    if np.any(coincide & (constant(numerator) != 0)):\n",
+        "coinciding singular values are let through where their term happens to be 0 at this matrix, whose limit "
+        "is not 0: a wrong second derivative with no error",
+        ("tests/test_linalg_decompositions.py",),
+    ),
+    Mutant(
+        "spectral-norm-tie-unshared",
+        "plugins/numpy_linalg.py",
+        "    chosen = (np.abs(values - extreme) <= tolerance) & nonzero",
+        "    chosen = (values == extreme) & nonzero",
+        "a tie of the largest singular value, not exact in floating point, gives LAPACK's u_1 v_1^T",
+        ("tests/test_linalg_decompositions.py",),
+    ),
+    Mutant(
+        "qr-complete-completion-ignored",
+        "plugins/decompositions.py",
+        "        if np.any(constant(gq)[..., :, n:] != 0):",
+        "        if False:",
+        "a gradient on the arbitrary columns of a complete Q is dropped instead of refused",
+        ("tests/test_linalg_decompositions.py",),
+    ),
 ]
