@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from opreg.numpy_arguments import SPELLED_OTHERWISE, numpy_arguments, spelled_otherwise
+from opreg.numpy_arguments import numpy_arguments
 from opreg.opdef import OpDef
 from opreg.registry import TABLE, generation, op_table, unknown_op_error
 from opreg.tensor import call_as_numpy, call_op
@@ -66,19 +66,14 @@ def numpy_function(numpy_name: str, name: str) -> Callable[..., Any]:
     for part in numpy_name.split("."):  # "linalg.inv": np.linalg.inv
         numpy_function = getattr(numpy_function, part, None)
 
-    otherwise = numpy_name in SPELLED_OTHERWISE  # a call that may be another NumPy function's
-
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
             op = TABLE[name]
         except KeyError:
             op = _lookup(name)
-        if op.numpy_call is not None:  # einsum's interleaved form, gradient over several axes
+        if op.numpy_call is not None:  # einsum's interleaved form, gradient over several axes, svd's compute_uv
             return call_as_numpy(numpy_function, op, args, kwargs)
         if numpy_function is not None and (len(args) > op.arity or kwargs):  # arity -1: variadic, several outputs
-            other = spelled_otherwise(numpy_name, numpy_function, args, kwargs) if otherwise else None
-            if other is not None:  # onp.linalg.svd(a, compute_uv=False): onp.linalg.svdvals(a)
-                return call_op(*other)
             return call_op(op, *numpy_arguments(numpy_function, op, args, kwargs))
         return call_op(op, args, kwargs)
 

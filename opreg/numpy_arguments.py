@@ -103,46 +103,6 @@ def _attributes(name: str, signature: inspect.Signature, op: OpDef, values: list
     return attributes
 
 
-#: NumPy calls that are another NumPy function, by the value of one argument: ``np.linalg.svd(a,
-#: compute_uv=False)`` returns the singular values alone, one array where svd's other calls return three, as
-#: ``np.linalg.svdvals(a)`` does. An op's outputs are fixed by its declaration, so such a call runs the op that
-#: implements the other function. NumPy name -> (argument, its value, the other NumPy name, the arguments that
-#: stay as the other op's attributes).
-SPELLED_OTHERWISE: dict[str, tuple[str, Any, str, tuple[str, ...]]] = {
-    "linalg.svd": ("compute_uv", False, "linalg.svdvals", ("hermitian",)),
-}
-
-
-def spelled_otherwise(
-    numpy_name: str, function: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
-) -> tuple[OpDef, list[Any], dict[str, Any]] | None:
-    """For a call of NumPy's ``numpy_name`` that is another function (:data:`SPELLED_OTHERWISE`): the op that
-    implements that function, its inputs and its attributes; None for any other call."""
-    rule = SPELLED_OTHERWISE.get(numpy_name)
-    signature = None if rule is None else _signature(function)
-    if rule is None or signature is None:
-        return None
-    argument, value, other, kept = rule
-    try:
-        given = signature.bind(*args, **kwargs).arguments
-    except TypeError as exc:
-        raise OpUsageError(f"numpy.{numpy_name}: {exc}") from None
-    if argument not in given or bool(given[argument]) != value:
-        return None
-    from opreg.registry import numpy_op  # here: the registry loads the plugins, which import this module's users
-
-    op = numpy_op(other)
-    if op is None:
-        raise OpUsageError(
-            f"numpy.{numpy_name} with {argument}={given[argument]!r} computes numpy.{other}, which no registered op "
-            f'implements; an op plugin declares it with register(..., numpy="{other}")'
-        )
-    attributes = {
-        name: given[name] for name in kept if name in given and given[name] != signature.parameters[name].default
-    }
-    return op, [given[next(iter(signature.parameters))]], attributes
-
-
 @functools.cache
 def _signature(function: Callable[..., Any]) -> inspect.Signature | None:
     try:

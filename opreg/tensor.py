@@ -28,7 +28,7 @@ from opreg.errors import EngineStateError, OpregError, OpUsageError
 from opreg.fit import gradient_dtype
 from opreg.landing import object_lock
 from opreg.nondifferentiable import NON_DIFFERENTIABLE
-from opreg.numpy_arguments import SPELLED_OTHERWISE, numpy_arguments, spelled_otherwise
+from opreg.numpy_arguments import numpy_arguments
 from opreg.opdef import OpDef
 from opreg.registry import TABLE, numpy_op, op_table, unknown_op_error
 from opreg.versions import numbers
@@ -1120,9 +1120,6 @@ def numpy_call(function: Any, name: str, method: str, args: Sequence[Any], kwarg
         name = f"linalg.{name}"
     op = numpy_op(name) if method == "__call__" else None
     if op is not None:
-        other = spelled_otherwise(name, function, args, kwargs) if name in SPELLED_OTHERWISE else None
-        if other is not None:  # np.linalg.svd(t, compute_uv=False): np.linalg.svdvals(t)
-            return call_op(*other)
         return call_as_numpy(function, op, args, kwargs)
     if method == "__call__" and name in NON_DIFFERENTIABLE:
         return _on_values(function, *args, **kwargs)

@@ -169,6 +169,14 @@ def _svd(
     return u, s, vh
 
 
+def _numpy_svd(call: Any, a: Any, full_matrices: bool = True, compute_uv: bool = True, hermitian: bool = False) -> Any:
+    """np.linalg.svd's signature: ``compute_uv=False`` returns the singular values alone, one array where the
+    other calls return three, as np.linalg.svdvals does: the op svdvals (an op's outputs are fixed)."""
+    if not compute_uv:
+        return op("svdvals")(a, hermitian=hermitian)
+    return call(a, full_matrices=full_matrices, hermitian=hermitian)
+
+
 def _svdvals(a: np.ndarray, *, hermitian: bool = False) -> np.ndarray:
     """The singular values of each matrix, descending: np.linalg.svdvals, and np.linalg.svd with compute_uv=False
     (``hermitian=True``: of a symmetric matrix, as svd's)."""
@@ -522,6 +530,7 @@ def opreg_register_ops(register: Register) -> None:
         backward=_svd_backward,
         sample_inputs=_svd_samples,
         numpy="linalg.svd",
+        numpy_call=_numpy_svd,  # compute_uv=False: the op svdvals
         reference=_torch_svd,
     )
     register(

@@ -50,13 +50,6 @@ PROTOCOL_LIMITS = {
 
 #: What opreg does not do yet, in both flavours: strict, so that each entry goes when its test passes.
 NOT_YET = {
-    "test_gradient": "np.gradient over several axes",
-    "test_einsum_three_args": "a subscript repeated within one operand",
-    "test_einsum2_transpose": "einsum's interleaved form",
-    "test_einsum2_matmult": "einsum's interleaved form",
-    "test_einsum2_matmult_broadcast": "einsum's interleaved form",
-    "test_einsum2_covsum": "einsum's interleaved form",
-    "test_einsum2_three_args": "einsum's interleaved form",
     "test_eig_real": "np.linalg.eig (complex eigenvalues in general: complex numbers are not supported yet)",
 }
 
