@@ -106,7 +106,11 @@ def check_activation(spec: str) -> str:
     attributes it declares; else :class:`ConfigError` saying why (an unknown name with the closest ones)."""
     try:
         op, attributes = parse_spec(spec)
-        check_unary(op, attributes)
+    except OpregError as exc:
+        raise ConfigError(f"activation {exc}") from None
+    try:
+        if attributes or op not in ACTIVATIONS:  # the built-in three need no look-up: importing opreg.train, which
+            check_unary(op, attributes)  # makes the default TrainConfig, must not load the plugins
     except OpregError as exc:
         raise ConfigError(f"activation {reprlib.repr(spec)}: {exc}") from None
     return format_spec(op, attributes)

@@ -21,19 +21,25 @@ class Identity(Module):
 class ReLU(OpModule):
     """``OpModule("relu")``: max(x, 0), with gradient 0 at 0 as PyTorch's."""
 
+    op = "relu"
+
     def __init__(self, autograd_engine: Autograd | TensorEngine | None = None) -> None:
-        super().__init__("relu", autograd_engine)
+        super().__init__(self.op, autograd_engine)
 
 
 class Sigmoid(OpModule):
     """``OpModule("sigmoid")``: 1 / (1 + exp(-x))."""
 
+    op = "sigmoid"
+
     def __init__(self, autograd_engine: Autograd | TensorEngine | None = None) -> None:
-        super().__init__("sigmoid", autograd_engine)
+        super().__init__(self.op, autograd_engine)
 
 
 class Tanh(OpModule):
     """``OpModule("tanh")``."""
 
+    op = "tanh"
+
     def __init__(self, autograd_engine: Autograd | TensorEngine | None = None) -> None:
-        super().__init__("tanh", autograd_engine)
+        super().__init__(self.op, autograd_engine)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import reprlib
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -73,8 +74,9 @@ class OpModule(Module):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.attributes.items())})"
 
 
-def check_attributes(op: OpDef, attributes: Mapping[str, Any], where: str) -> None:
-    """:class:`OpUsageError` if ``attributes`` names one ``op`` does not declare, with the closest declared name."""
+def check_attributes(op: OpDef, attributes: Mapping[str, Any], where: str = "") -> None:
+    """:class:`OpUsageError` if ``attributes`` names one ``op`` does not declare, with the closest declared name;
+    ``where`` (``OpModule('sum', axes=1)``) starts the message."""
     unknown = [name for name in attributes if name not in op.attributes]
     if not unknown:
         return
@@ -83,7 +85,7 @@ def check_attributes(op: OpDef, attributes: Mapping[str, Any], where: str) -> No
     hint = f"; did you mean {close[0]!r}?" if close else ""
     declared = ", ".join(f"{k}={v!r}" for k, v in op.attributes.items())
     its = f"its attributes: {declared}" if declared else "it has no attributes"
-    raise OpUsageError(f"{where}: {op.describe()} has no attribute {unknown[0]!r}{hint} ({its})")
+    raise OpUsageError(f"{where}{': ' if where else ''}{op.describe()} has no attribute {unknown[0]!r}{hint} ({its})")
 
 
 def format_spec(op: str, attributes: Mapping[str, Any], *, quote: bool = False) -> str:
@@ -100,7 +102,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     no attributes. Values are Python literals (numbers, strings, True, False, None, tuples, lists), read with
     :func:`ast.literal_eval`: nothing in the text is run. Anything else is an :class:`OpUsageError`."""
     problem = (
-        f"{spec!r} is not an op name, nor NAME(attribute=value, ...) with Python literal values such as "
+        f"{reprlib.repr(spec)} is not an op name, nor NAME(attribute=value, ...) with Python literal values, such as "
         "leaky_relu(negative_slope=0.1)"
     )
     try:
@@ -179,14 +181,14 @@ def check_unary(op: str, attributes: Mapping[str, Any], dtype: DTypeLike = np.fl
     """:class:`NotUnaryOpError` if op ``op`` with ``attributes`` cannot be an activation, saying why and naming some
     ops that can; an unknown name or attribute raises as :class:`OpModule` does."""
     definition = get_registry()[op]
-    check_attributes(definition, attributes, f"activation {format_spec(op, attributes)}")
+    check_attributes(definition, attributes)
     problem = unary_problem(definition, attributes, dtype)
     if problem is None:
         return
-    some = unary_ops(dtype)
-    shown = ", ".join(some[:12]) + (f" and {len(some) - 12} more" if len(some) > 12 else "")
+    # The same few whatever is installed (relu, sigmoid, tanh), so that the message is one a page can show.
+    some = ", ".join(unary_ops(dtype)[:3])
     raise NotUnaryOpError(
         f"{definition.describe()} is not a unary op, so it cannot be an activation: {problem}; an activation is an "
-        f"op with one differentiable input whose output has the input's shape and dtype, such as {shown} "
-        "(opreg.nn.unary_ops() lists them all)"
+        f"op with one differentiable input whose output has the input's shape and dtype, such as {some}: "
+        "opreg.nn.unary_ops() lists every one installed"
     )
