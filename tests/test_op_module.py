@@ -312,3 +312,56 @@ def test_contributings_tutorial_op_is_a_layer_and_an_activation(site):
     model = MLP([3, 4, 2], activation=f"{op}(beta=2.0)")
     assert repr(model.layers[1]) == f"OpModule({op!r}, beta=2.0)"
     assert TrainConfig(activation=op).activation == op
+
+
+# --- opreg.nn.save / load keep the op layers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("style", ["tape", "tensor"])
+def test_a_saved_model_loads_only_into_one_with_the_same_op_layers(leaky, style, tmp_path):
+    engine = opreg.Autograd() if style == "tape" else None
+    rng = np.random.default_rng
+
+    def model(activation="leaky(negative_slope=0.2)", output_activation=Identity, seed=5):
+        return MLP([3, 4, 2], engine, activation=activation, output_activation=output_activation, rng=rng(seed))
+
+    path = tmp_path / "model.npz"
+    saved = model()
+    opreg.nn.save(saved, path)
+    assert opreg.nn.serialization.op_layers(saved) == {"1": "leaky(negative_slope=0.2)", "3": "Identity()"}
+    x = rng(6).standard_normal((5, 3))
+    same = opreg.nn.load(model(seed=7), path)
+    np.testing.assert_array_equal(values(same(x)), values(saved(x)), strict=True)
+    mismatches = {
+        "attribute": (model("leaky(negative_slope=0.3)"), "layer '1' is op leaky(negative_slope=0.2) in"),
+        "default": (model("leaky"), "layer '1' is op leaky(negative_slope=0.2) in"),
+        "op": (model(ReLU), "but op relu in this MLP"),
+        "output": (model(output_activation=Sigmoid), "layer '3' is Identity in"),
+    }
+    for what, (other, message) in mismatches.items():
+        before = other.state_dict()
+        with pytest.raises(ModelFileError, match=message.replace("(", "\\(").replace(")", "\\)")):
+            opreg.nn.load(other, path)
+        for name, array in other.state_dict().items():
+            np.testing.assert_array_equal(array, before[name], err_msg=f"{what}: {name} changed")
+
+
+def test_layer_records_cover_nested_and_custom_modules_and_old_files_load(tmp_path):
+    class Scale(opreg.nn.Module):  # a module of one's own: compared by its parameters alone
+        def forward(self, x):
+            return x * 2
+
+    inner = MLP([2, 3, 2], rng=np.random.default_rng(8))
+    nested = opreg.nn.Sequential(inner, Tanh(), Scale())
+    assert opreg.nn.serialization.op_layers(nested) == {"0.1": "relu", "0.3": "sigmoid", "1": "tanh"}
+    path = tmp_path / "nested.npz"
+    opreg.nn.save(nested, path)
+    with pytest.raises(ModelFileError, match="layer '1' is op tanh in .* but no op in this Sequential"):
+        opreg.nn.load(opreg.nn.Sequential(MLP([2, 3, 2]), Scale(), Scale()), path)
+    old = tmp_path / "old.npz"  # written before op layers were recorded: its parameters alone are compared
+    np.savez(old, **nested.state_dict())
+    opreg.nn.load(opreg.nn.Sequential(MLP([2, 3, 2], activation="tanh"), Scale(), Scale()), old)
+    broken = tmp_path / "broken.npz"
+    np.savez(broken, **nested.state_dict(), __opreg_layers__=np.array("[1, 2]"))
+    with pytest.raises(ModelFileError, match="is not a model file written by opreg: its record of op layers is not"):
+        opreg.nn.load(nested, broken)
