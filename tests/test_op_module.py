@@ -365,3 +365,20 @@ def test_layer_records_cover_nested_and_custom_modules_and_old_files_load(tmp_pa
     np.savez(broken, **nested.state_dict(), __opreg_layers__=np.array("[1, 2]"))
     with pytest.raises(ModelFileError, match="is not a model file written by opreg: its record of op layers is not"):
         opreg.nn.load(nested, broken)
+
+
+def test_a_model_shows_its_layers_as_pytorch_does(leaky):
+    model = opreg.nn.Sequential(MLP([4, 8, 3], activation="leaky(negative_slope=0.2)"), Tanh())
+    assert repr(model) == "\n".join(
+        [
+            "Sequential(",
+            "  (0): MLP(",
+            "    (0): Linear(4, 8)",
+            "    (1): OpModule('leaky', negative_slope=0.2)",
+            "    (2): Linear(8, 3)",
+            "    (3): Sigmoid()",
+            "  )",
+            "  (1): Tanh()",
+            ")",
+        ]
+    )

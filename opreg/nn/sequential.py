@@ -40,6 +40,11 @@ class Sequential(Module):
     def children(self) -> list[tuple[str, Module]]:
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
+    def __repr__(self) -> str:
+        """As PyTorch's: one line per layer, ``(1): OpModule('leaky_relu', negative_slope=0.1)``."""
+        lines = [f"  ({name}): {repr(layer).replace(chr(10), chr(10) + '  ')}" for name, layer in self.children()]
+        return "\n".join([f"{type(self).__name__}(", *lines, ")"])
+
     def forward(self, x: Any) -> Any:
         for layer in self.layers:
             x = layer(x)
