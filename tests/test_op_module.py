@@ -382,3 +382,11 @@ def test_a_model_shows_its_layers_as_pytorch_does(leaky):
             ")",
         ]
     )
+
+
+def test_a_module_instance_given_as_activation_is_refused_saying_what_to_pass(leaky):
+    with pytest.raises(OpUsageError) as info:
+        MLP([3, 4, 2], activation=OpModule("leaky", negative_slope=0.1))
+    assert str(info.value).endswith('pass activation="leaky(negative_slope=0.1)"')
+    with pytest.raises(OpUsageError, match="pass a function that makes one given the engine"):
+        MLP([3, 4, 2], output_activation=Identity())

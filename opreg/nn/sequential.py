@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from opreg.engine import Autograd
+from opreg.errors import OpUsageError
 from opreg.nn.activations import ReLU, Sigmoid
 from opreg.nn.linear import Linear
 from opreg.nn.module import Module
@@ -95,4 +96,13 @@ def _activation_maker(activation: Activation) -> Callable[[Engine], Module]:
     if isinstance(activation, str):
         op, attributes = parse_spec(activation)
         return lambda engine: OpModule(op, engine, **attributes)
+    if isinstance(activation, Module):  # calling it would run its forward on the engine
+        instead = (
+            f'activation="{activation.spec}"'
+            if isinstance(activation, OpModule)
+            else "a function that makes one given the engine (its class, if that takes the engine first)"
+        )
+        raise OpUsageError(
+            f"activation={activation!r} is a module, and an MLP makes one per layer, on its engine: pass {instead}"
+        )
     return activation
