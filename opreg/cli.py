@@ -154,7 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     # A string default goes through type= too, so the help shows it as it would be typed.
     hidden = ",".join(map(str, defaults.hidden))
     train.add_argument("--hidden", type=_layer_sizes, default=hidden, help="hidden layer sizes, comma-separated")
-    train.add_argument("--activation", choices=tuple(ACTIVATIONS), default=defaults.activation, help="activation")
+    train.add_argument(
+        "--activation",
+        metavar="OP",
+        default=defaults.activation,
+        help=f"the activation between layers: {', '.join(ACTIVATIONS)} or any registered unary op (one "
+        "differentiable input, an output of its shape), with attributes as NAME(attribute=value, ...), e.g. "
+        "'leaky_relu(negative_slope=0.1)'",
+    )
     train.add_argument(
         "--engine", choices=ENGINES, default=defaults.engine, help="the handout's tape engine, or Tensors"
     )

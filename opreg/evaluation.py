@@ -15,8 +15,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from opreg.datasets import load_data
-from opreg.errors import OpregError
+from opreg.errors import OpregError, OpUsageError
 from opreg.nn import MLP, ModelFileError, load, read_metadata
+from opreg.nn.op_module import parse_spec
+from opreg.registry import get_registry
 from opreg.train import (
     ConfigError,
     TrainConfig,
@@ -83,11 +85,45 @@ def read_model_config(path: str) -> tuple[TrainConfig, list[int]]:
             f"{path!r} holds no training metadata: opreg evaluate scores models saved by opreg train --save "
             "(opreg.nn.save without metadata= saves the weights alone)"
         )
+    _require_activation_op(path, metadata)
     fields = {key: metadata[key] for key in TrainConfig.__dataclass_fields__ if key in metadata}
     try:
         return TrainConfig(**{**fields, "engine": "tensor"}), check_layer_sizes(metadata.get("layer_sizes"))
     except ConfigError as exc:
         raise ModelFileError(f"{path!r} has metadata that opreg train did not write: {exc}") from None
+
+
+def _require_activation_op(path: str, metadata: dict[str, object]) -> None:
+    """:class:`ModelFileError` if the model's activation op is not registered here, naming the op and, from the
+    ``activation_op`` record :meth:`opreg.train.TrainResult.save` writes, the plugin and package that provide it.
+    Anything else wrong with the activation is :class:`TrainConfig`'s to report."""
+    activation = metadata.get("activation")
+    try:
+        name = parse_spec(activation)[0] if isinstance(activation, str) else None
+    except OpUsageError:
+        return
+    if name is None or name in get_registry():
+        return
+    record = metadata.get("activation_op")
+    source = record if isinstance(record, dict) and record.get("name") == name else {}
+    plugin, distribution = source.get("plugin"), source.get("distribution")
+    if isinstance(distribution, str) and distribution.split():
+        package = distribution.split()[0]
+        where = (
+            f"it came from plugin {reprlib.repr(plugin)} of {reprlib.repr(distribution)[1:-1]}: install "
+            f"{package} (pip install {shlex.quote(package)}), or if it is installed, `opreg plugins` says why it "
+            "was skipped"
+        )
+    elif isinstance(plugin, str) and plugin.startswith("opreg_builtins."):
+        where = f"it is opreg's built-in plugin {plugin!r}'s, which was skipped: `opreg plugins` says why"
+    elif isinstance(plugin, str):
+        where = (
+            f"it came from plugin {reprlib.repr(plugin)}, which the program that trained the model registered "
+            "itself (opreg.register_plugin), not from an installed package: register that plugin before loading"
+        )
+    else:
+        where = "the file does not say which package provides it: `opreg ops` lists the ops installed here"
+    raise ModelFileError(f"{path!r} was trained with the activation op {name!r}, which is not registered here: {where}")
 
 
 def _score(model: MLP, layer_sizes: list[int], features: np.ndarray, labels: np.ndarray, source: str) -> Evaluation:

@@ -22,14 +22,17 @@ from opreg.datasets import CLASSES, load_data, load_digits, one_hot, train_test_
 from opreg.engine import Autograd
 from opreg.errors import OpregError
 from opreg.memory import require_memory
-from opreg.nn import MLP, Identity, ReLU, Sigmoid, SoftmaxCrossEntropy, Tanh, save
+from opreg.nn import MLP, Identity, SoftmaxCrossEntropy, save
+from opreg.nn.op_module import check_unary, format_spec, parse_spec
 from opreg.optim import SGD, Adam, Optimizer
+from opreg.registry import get_registry
 from opreg.tensor import Tensor, no_grad
 
 #: Called after each mini-batch as ``on_batch(epoch, batch, n_batches, loss)``; epochs and batches count from 1.
 BatchCallback = Callable[[int, int, int, float], None]
 
-ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid}
+#: The activations opreg has modules for; ``activation`` may name any registered unary op (:func:`opreg.nn.unary_ops`).
+ACTIVATIONS = ("relu", "tanh", "sigmoid")
 OPTIMIZERS = ("sgd", "adam")
 ENGINES = ("tape", "tensor")
 DEFAULT_LR = {"sgd": 0.2, "adam": 0.001}
@@ -51,6 +54,8 @@ class TrainConfig:
     ``data`` is a CSV or ``.npz`` file of features and integer labels (see :func:`opreg.datasets.load_data`),
     or ``None`` for the bundled digits. ``lr=None`` takes the optimizer's default (:data:`DEFAULT_LR`).
     ``allow_nonfinite`` trains on past a NaN or infinite loss instead of raising :class:`DivergedError`.
+    ``activation`` is any registered unary op, by name or as ``NAME(attribute=value, ...)``
+    (``"leaky_relu(negative_slope=0.1)"``); it is kept as :attr:`opreg.nn.OpModule.spec` writes it.
     Every setting is checked here, whether it comes from an option, a caller or a model file's metadata: a
     :class:`ConfigError` names the first one out of range or of the wrong type.
     """
@@ -78,7 +83,7 @@ class TrainConfig:
             ("lr", self.lr is None or (_finite(self.lr) and self.lr > 0), "a finite number above 0"),
             ("momentum", _finite(self.momentum) and 0 <= self.momentum < 1, "at least 0 and below 1"),
             ("optimizer", self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
-            ("activation", self.activation in tuple(ACTIVATIONS), f"one of {', '.join(ACTIVATIONS)}"),
+            ("activation", isinstance(self.activation, str), "the name of a unary op, such as relu"),
             ("engine", self.engine in ENGINES, f"one of {', '.join(ENGINES)}"),
             ("seed", _whole(self.seed, 0), "a whole number of at least 0"),
             ("test_fraction", _finite(self.test_fraction) and 0 < self.test_fraction < 1, "above 0 and below 1"),
@@ -88,11 +93,27 @@ class TrainConfig:
         for name, valid, rule in rules:
             if not valid:
                 raise ConfigError(f"{name} must be {rule}, got {reprlib.repr(getattr(self, name))}")
+        object.__setattr__(self, "activation", check_activation(self.activation))
 
     @property
     def learning_rate(self) -> float:
         """``lr``, or the optimizer's default when it is ``None``."""
         return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
+
+
+def check_activation(spec: str) -> str:
+    """``spec`` written as :attr:`opreg.nn.OpModule.spec` writes it, if it names a registered unary op with
+    attributes it declares; else :class:`ConfigError` saying why (an unknown name with the closest ones)."""
+    try:
+        op, attributes = parse_spec(spec)
+    except OpregError as exc:
+        raise ConfigError(f"activation {exc}") from None
+    try:
+        if attributes or op not in ACTIVATIONS:  # the built-in three need no look-up: importing opreg.train, which
+            check_unary(op, attributes)  # makes the default TrainConfig, must not load the plugins
+    except OpregError as exc:
+        raise ConfigError(f"activation {reprlib.repr(spec)}: {exc}") from None
+    return format_spec(op, attributes)
 
 
 #: What ``hidden`` and a model file's ``layer_sizes`` must be.
@@ -131,8 +152,13 @@ class TrainResult:
         return self.history[-1]
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Save the weights with what ``opreg evaluate`` needs to rebuild the model and the held-out split."""
-        save(self.model, path, metadata={"layer_sizes": self.layer_sizes, **asdict(self.config)})
+        """Save the weights with what ``opreg evaluate`` needs to rebuild the model and the held-out split, and
+        where the activation's op came from (``activation_op``: its plugin and package), so that a file whose op
+        is not installed where it is loaded says what to install."""
+        op = get_registry()[parse_spec(self.config.activation)[0]]
+        source = {"name": op.name, "plugin": op.plugin, "distribution": op.distribution}
+        metadata = {"layer_sizes": self.layer_sizes, **asdict(self.config), "activation_op": source}
+        save(self.model, path, metadata=metadata)
 
 
 def load_split(config: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -144,8 +170,7 @@ def load_split(config: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 def build_model(layer_sizes: list[int], config: TrainConfig, rng: np.random.Generator | None = None) -> MLP:
     engine = Autograd(keep_gradients=False) if config.engine == "tape" else None
-    activation = ACTIVATIONS[config.activation]
-    return MLP(layer_sizes, engine, activation=activation, output_activation=Identity, rng=rng)
+    return MLP(layer_sizes, engine, activation=config.activation, output_activation=Identity, rng=rng)
 
 
 def predict(model: MLP, features: np.ndarray) -> np.ndarray:

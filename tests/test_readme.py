@@ -71,7 +71,10 @@ def test_readme_examples_run_as_written(capsys):
     [name] = re.findall(r'name="(\w+)"', plugin)
     try:
         x = np.linspace(-2, 2, 5)
-        np.testing.assert_allclose(run(plugin)["y"], np.where(x > 0, x, 0.5 * np.expm1(x)))
+        namespace = run(plugin)
+        np.testing.assert_allclose(namespace["y"], np.where(x > 0, x, 0.5 * np.expm1(x)))
+        np.testing.assert_array_equal(namespace["layer"](x), namespace["y"], strict=True)
+        assert repr(namespace["model"].layers[1]) == f"OpModule({name!r}, alpha=0.5)"
         assert dict(opreg.get_registry()[name].attributes) == {"alpha": 1.0}
         assert type(getattr(opreg.ops, name)(x, alpha=0.5)) is np.ndarray  # arrays in, an array out
         opreg.check_op(name)  # second derivatives included: the README says its backward composes

@@ -1,9 +1,10 @@
-"""Modules assembled from registered ops: Linear, activations, losses and the MLP."""
+"""Modules assembled from registered ops: Linear, any op as a module (OpModule), activations, losses, the MLP."""
 
 from opreg.nn.activations import Identity, ReLU, Sigmoid, Tanh
 from opreg.nn.linear import Linear
 from opreg.nn.losses import MSELoss, SoftmaxCrossEntropy
 from opreg.nn.module import BoundParameter, ModelFileError, Module, Parameter
+from opreg.nn.op_module import NotUnaryOpError, OpModule, unary_ops
 from opreg.nn.sequential import MLP, Sequential
 from opreg.nn.serialization import load, read_metadata, save
 
@@ -15,6 +16,8 @@ __all__ = [
     "MSELoss",
     "ModelFileError",
     "Module",
+    "NotUnaryOpError",
+    "OpModule",
     "Parameter",
     "ReLU",
     "Sequential",
@@ -24,4 +27,5 @@ __all__ = [
     "load",
     "read_metadata",
     "save",
+    "unary_ops",
 ]

@@ -1,8 +1,11 @@
-"""Activations: Identity, and ReLU, Sigmoid, Tanh, each one registered op."""
+"""Activations: Identity, and ReLU, Sigmoid, Tanh, each :class:`OpModule` with its op fixed."""
 
 from __future__ import annotations
 
+from opreg.engine import Autograd
 from opreg.nn.module import Module, Value
+from opreg.nn.op_module import OpModule
+from opreg.tensor import TensorEngine
 
 
 class Identity(Module):
@@ -11,23 +14,32 @@ class Identity(Module):
     def forward(self, x: Value) -> Value:
         return x
 
-
-class _OneOp(Module):
-    """An activation that is exactly one registered elementwise op, named by ``op``."""
-
-    op: str
-
-    def forward(self, x: Value) -> Value:
-        return self.autograd_engine.apply(self.op, x)
+    def __repr__(self) -> str:
+        return "Identity()"
 
 
-class ReLU(_OneOp):
+class ReLU(OpModule):
+    """``OpModule("relu")``: max(x, 0), with gradient 0 at 0 as PyTorch's."""
+
     op = "relu"
 
+    def __init__(self, autograd_engine: Autograd | TensorEngine | None = None) -> None:
+        super().__init__(self.op, autograd_engine)
 
-class Sigmoid(_OneOp):
+
+class Sigmoid(OpModule):
+    """``OpModule("sigmoid")``: 1 / (1 + exp(-x))."""
+
     op = "sigmoid"
 
+    def __init__(self, autograd_engine: Autograd | TensorEngine | None = None) -> None:
+        super().__init__(self.op, autograd_engine)
 
-class Tanh(_OneOp):
+
+class Tanh(OpModule):
+    """``OpModule("tanh")``."""
+
     op = "tanh"
+
+    def __init__(self, autograd_engine: Autograd | TensorEngine | None = None) -> None:
+        super().__init__(self.op, autograd_engine)

@@ -42,5 +42,9 @@ class Linear(Module):
         self.W, self.dW = self.new_parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype))
         self.b, self.db = self.new_parameter(rng.uniform(-bound, bound, out_features).astype(dtype))
 
+    def __repr__(self) -> str:
+        out_features, in_features = np.shape(self.W)
+        return f"Linear({in_features}, {out_features})"
+
     def forward(self, x: Value) -> Value:
         return self.autograd_engine.apply("linear", x, self.W, self.b, gradients_to_update=[None, self.dW, self.db])

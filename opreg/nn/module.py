@@ -129,6 +129,14 @@ class Module:
         """Copy ``state`` into the parameters, in place (raising their versions: a graph recorded before cannot
         backpropagate through the new values); any missing, extra or misshapen entry is an error naming
         the first one, and nothing is changed."""
+        parameters = self.check_state(state)
+        for name, parameter in parameters.items():
+            parameter.data[...] = state[name]
+            edited(parameter.data)
+
+    def check_state(self, state: Mapping[str, np.ndarray]) -> dict[str, Parameter]:
+        """The parameters by name, if ``state`` fits them (what :meth:`load_state_dict` checks before it copies);
+        else :class:`ModelFileError` naming the first entry that is missing, extra or misshapen."""
         parameters = dict(self.named_parameters())
         missing = [name for name in parameters if name not in state]  # in the model's order
         unexpected = [name for name in state if name not in parameters]
@@ -142,6 +150,4 @@ class Module:
                     f"parameter {name!r} is {value.dtype} {value.shape} in the state but {parameter.data.dtype} "
                     f"{parameter.data.shape} in this {type(self).__name__}"
                 )
-        for name, parameter in parameters.items():
-            parameter.data[...] = state[name]
-            edited(parameter.data)
+        return parameters
