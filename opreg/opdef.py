@@ -210,8 +210,13 @@ class OpDef:
             return self.attributes
         if not given.keys() <= self.attributes.keys():
             unknown = sorted(given.keys() - self.attributes.keys())
+            close = [name for name in self.attributes if unknown[0] in name or name in unknown[0]]
+            close += difflib.get_close_matches(unknown[0], list(self.attributes), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             declared = ", ".join(f"{k}={v!r}" for k, v in self.attributes.items()) or "none"
-            raise OpUsageError(f"{self.describe()} has no attribute {', '.join(unknown)}; its attributes: {declared}")
+            raise OpUsageError(
+                f"{self.describe()} has no attribute {', '.join(unknown)}{hint}; its attributes: {declared}"
+            )
         return {**self.attributes, **given}
 
     def samples(self, rng: np.random.Generator) -> list[Sample]:

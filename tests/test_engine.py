@@ -316,7 +316,10 @@ def test_add_operation_takes_the_attributes_the_output_was_computed_with(engine,
 
 def test_an_unknown_attribute_is_refused_naming_the_declared_ones(engine, install_ops):
     install_ops(TOTAL)
-    with pytest.raises(OpUsageError, match=r"op 'total' \(plugin 'test-plugin'\) has no attribute axes; .*axis=None"):
+    with pytest.raises(
+        OpUsageError,
+        match=r"op 'total' \(plugin 'test-plugin'\) has no attribute axes \(did you mean 'axis'\?\); .*axis=None",
+    ):
         engine.apply("total", np.ones(3), axes=0)
     with pytest.raises(OpUsageError, match="op 'exp'.*has no attribute axis; its attributes: none"):
         engine.apply("exp", np.ones(3), axis=0)

@@ -13,7 +13,6 @@ way :attr:`OpModule.spec` writes it.
 from __future__ import annotations
 
 import ast
-import difflib
 import reprlib
 import warnings
 from collections.abc import Mapping
@@ -75,17 +74,12 @@ class OpModule(Module):
 
 
 def check_attributes(op: OpDef, attributes: Mapping[str, Any], where: str = "") -> None:
-    """:class:`OpUsageError` if ``attributes`` names one ``op`` does not declare, with the closest declared name;
-    ``where`` (``OpModule('sum', axes=1)``) starts the message."""
-    unknown = [name for name in attributes if name not in op.attributes]
-    if not unknown:
-        return
-    close = [name for name in op.attributes if unknown[0] in name or name in unknown[0]]
-    close += difflib.get_close_matches(unknown[0], list(op.attributes), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    declared = ", ".join(f"{k}={v!r}" for k, v in op.attributes.items())
-    its = f"its attributes: {declared}" if declared else "it has no attributes"
-    raise OpUsageError(f"{where}{': ' if where else ''}{op.describe()} has no attribute {unknown[0]!r}{hint} ({its})")
+    """The op's own check of ``attributes`` (:meth:`OpDef.bind_attributes`), its error starting with ``where``
+    (``OpModule('sum', axes=1)``): at the module's construction, not its first call."""
+    try:
+        op.bind_attributes(attributes)
+    except OpUsageError as exc:
+        raise OpUsageError(f"{where}: {exc}" if where else str(exc)) from None
 
 
 def format_spec(op: str, attributes: Mapping[str, Any], *, quote: bool = False) -> str:
