@@ -154,8 +154,8 @@ def input_gradients(
         raise backward_error(op, exc, grad_output, inputs) from exc  # a registered op it misused names only itself
     except Exception as exc:
         raise backward_error(op, exc, grad_output, inputs) from exc
-    if len(grads) != len(inputs):
-        raise gradient_count_error(op, len(grads))
+    if (type(grads) is not tuple and type(grads) is not list) or len(grads) != len(inputs):
+        raise gradient_count_error(op, grads)  # an array's rows would pass for gradients: refused by type
     fitted = list(grads)
     differentiable = op.differentiable
     for position, x in enumerate(inputs):

@@ -27,10 +27,17 @@ def describe_array(x: Any) -> str:
     return type(x).__name__
 
 
-def gradient_count_error(op: OpDef, got: int) -> OpContractError:
-    """A backward that returned ``got`` gradients, not one per input."""
+def gradient_count_error(op: OpDef, returned: Any) -> OpContractError:
+    """A backward that returned not one gradient per input: ``returned``, what it returned. The commonest slip,
+    one array where a tuple of one belongs, is named as such."""
+    if not isinstance(returned, tuple | list):
+        one = "(grad,)" if len(op.inputs) == 1 else f"a tuple of {len(op.inputs)}"
+        return OpContractError(
+            f"{op.describe()}: backward returned {describe_array(returned)}, not a tuple of gradients, one per input "
+            f"{op.inputs}; return {one} (a trailing comma makes a tuple of one: return (g * 2,))"
+        )
     return OpContractError(
-        f"{op.describe()}: backward returned {got} gradients for {len(op.inputs)} inputs {op.inputs}"
+        f"{op.describe()}: backward returned {len(returned)} gradients for {len(op.inputs)} inputs {op.inputs}"
     )
 
 
@@ -59,8 +66,8 @@ def check_gradients(op: OpDef, inputs: Sequence[np.ndarray], grads: Sequence[Any
     gradients computed in float64 (a NumPy scalar such as ``np.sqrt(2.0)`` upcasts), which costs time and memory
     even though the engine casts back. With mixed dtypes, promotion is expected and the engine casts.
     """
-    if len(grads) != len(inputs):
-        raise gradient_count_error(op, len(grads))
+    if not isinstance(grads, tuple | list) or len(grads) != len(inputs):
+        raise gradient_count_error(op, grads)
     uniform = len({x.dtype for x in inputs if x.dtype.kind == "f"}) <= 1
     for position, (x, grad) in enumerate(zip(inputs, grads, strict=True)):
         if grad is None:

@@ -213,6 +213,15 @@ def test_backward_returning_the_wrong_number_of_gradients(engine, install_ops):
         engine.backward(1.0)
 
 
+def test_backward_returning_an_array_for_a_tuple_is_refused_even_when_its_rows_would_pass(engine, install_ops):
+    """``return g * b`` where ``return (g * b, g * a)`` belongs: an array of two rows for two inputs was read as two
+    gradients, its rows, broadcast to the inputs' shape, with no error. Now any array is refused, naming the slip."""
+    install_ops({"name": "times", "inputs": ("a", "b"), "forward": np.multiply, "backward": lambda g, a, b: g * b})
+    engine.apply("times", np.ones((2, 3)), np.full((2, 3), 2.0))
+    with pytest.raises(OpContractError, match=r"op 'times' .*returned float64 \(2, 3\), not a tuple of gradients"):
+        engine.backward(np.ones((2, 3)))
+
+
 def test_backward_returning_a_gradient_of_the_wrong_shape(engine, install_ops):
     install_ops({"name": "wrong_shape", "inputs": ("x",), "forward": lambda x: 2 * x, "backward": lambda g, x: (g.T,)})
     engine.apply("wrong_shape", np.ones((2, 3)))
