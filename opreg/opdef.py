@@ -291,7 +291,9 @@ def define_op(
     """Validate one op declaration and return its :class:`OpDef`; the keywords are those of ``register``
     (:class:`opreg.plugin.Register` documents each)."""
     where = f"op {name!r} (plugin {plugin!r})"
-    _check_types(where, name=name, inputs=inputs, forward=forward, backward=backward, doc=doc)
+    _check_types(
+        where, name=name, inputs=inputs, forward=forward, backward=backward, doc=doc, sample_inputs=sample_inputs
+    )
     if not name.isidentifier():
         raise RegistrationError(f"{where}: the name must be a Python identifier")
     declared_inputs = tuple(inputs)
@@ -414,6 +416,13 @@ def _check_types(where: str, **values: Any) -> None:
             raise RegistrationError(f"{where}: {role} must be callable, not {type(values[role]).__name__}")
     if values["doc"] is not None and not isinstance(values["doc"], str):
         raise RegistrationError(f"{where}: doc must be a str, not {type(values['doc']).__name__}")
+    samples = values["sample_inputs"]
+    if samples is not None and not callable(samples):
+        raise RegistrationError(
+            f"{where}: sample_inputs must be a function of a NumPy random Generator that returns the samples, not a "
+            f"{type(samples).__name__}, so that each check draws its own; write sample_inputs=lambda rng: "
+            "[Sample(rng.standard_normal((3, 4)))]"
+        )
 
 
 def _parameters(fn: Callable[..., Any]) -> Mapping[str, inspect.Parameter] | None:
