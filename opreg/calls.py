@@ -80,6 +80,8 @@ def run_forward(
                     "opreg.numpy), which returns a tuple of Tensors"
                 )
             return several_outputs(op, output, inputs), saved
+        if isinstance(output, tuple | list):  # np.asarray would stack it: an output of the wrong shape, silently
+            raise tuple_output_error(op, output)
         output = np.asarray(output)
     for x in inputs:
         if output is x:
@@ -113,6 +115,15 @@ def complex_error(op: OpDef, inputs: Sequence[Any]) -> OpUsageError:
     return OpUsageError(
         f"{op.describe()} on {shapes} gives a complex result: opreg differentiates real numbers only (complex "
         "numbers are not supported yet); keep the real and imaginary parts as two real arrays"
+    )
+
+
+def tuple_output_error(op: OpDef, output: tuple[Any, ...] | list[Any]) -> OpContractError:
+    """A forward of one output that returned a tuple (``return (x * 2,)``, or ``return y, cache``)."""
+    return OpContractError(
+        f"{op.describe()}: forward returned a {type(output).__name__} of {len(output)} where an op of one output "
+        "returns an array; return the array itself, declare outputs=(...) for an op of several, or, to keep "
+        "values for backward, name `saved` as a keyword-only parameter of backward and return (output, saved)"
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any, NoReturn, cast
 import numpy as np
 
 from opreg import plugin_manager
-from opreg.calls import backward_keywords, run_forward
+from opreg.calls import backward_keywords, run_forward, tuple_output_error
 from opreg.contract import check_gradients, check_unchanged, nonfinite
 from opreg.engine import Autograd
 from opreg.errors import GradcheckError, NotComposableError, OpContractError, OpUsageError
@@ -238,6 +238,8 @@ def _checked_forward(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[st
     result = check_unchanged(op, lambda: op.output_of(*inputs, **attributes), inputs, names)
     if op.multi and (not isinstance(result, tuple | list) or not op.accepts_outputs(len(result))):
         _fail(op, f"forward returned {type(result).__name__}, not a tuple of its {len(op.outputs)} outputs")
+    if not op.multi and isinstance(result, tuple | list):
+        raise GradcheckError(str(tuple_output_error(op, result)))
     outputs = [np.asarray(o) for o in _outputs(op, result)]
     again = [np.asarray(o) for o in _outputs(op, op.output_of(*inputs, **attributes))]
     for output, repeated in zip(outputs, again, strict=True):

@@ -222,6 +222,15 @@ def test_backward_returning_an_array_for_a_tuple_is_refused_even_when_its_rows_w
         engine.backward(np.ones((2, 3)))
 
 
+def test_forward_returning_a_tuple_is_refused_not_stacked(engine, install_ops):
+    """``return (x * 2,)`` was stacked by np.asarray into an output of shape (1, 3): a wrong result, silently."""
+    install_ops({"name": "double", "inputs": ("x",), "forward": lambda x: (x * 2,), "backward": lambda g, x: (2 * g,)})
+    with pytest.raises(OpContractError, match=r"op 'double' .*forward returned a tuple of 1 where an op of one output"):
+        engine.apply("double", np.ones(3))
+    with pytest.raises(OpContractError, match="forward returned a tuple of 1"):
+        opreg.ops.double(opreg.Tensor(np.ones(3), requires_grad=True))
+
+
 def test_backward_returning_a_gradient_of_the_wrong_shape(engine, install_ops):
     install_ops({"name": "wrong_shape", "inputs": ("x",), "forward": lambda x: 2 * x, "backward": lambda g, x: (g.T,)})
     engine.apply("wrong_shape", np.ones((2, 3)))
