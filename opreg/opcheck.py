@@ -16,14 +16,16 @@ plugin author gets these checks without writing a test. On the op's declared sam
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn, cast
 
 import numpy as np
 
 from opreg import plugin_manager
 from opreg.calls import backward_keywords, run_forward, tuple_output_error
-from opreg.contract import check_gradients, check_unchanged, nonfinite
+from opreg.contract import check_gradients, check_unchanged, describe_array, nonfinite
 from opreg.engine import Autograd
 from opreg.errors import GradcheckError, NotComposableError, OpContractError, OpUsageError
 from opreg.opdef import CHECK_TOLERANCES, OpDef, Sample
@@ -31,9 +33,54 @@ from opreg.registry import get_registry
 from opreg.tensor import Tensor, apply, call_op, grad, no_grad
 
 
-def check_op(op: OpDef | str, *, seed: int = 0, fast: bool = False, **tolerances: float) -> None:
-    """Run every check on each of ``op``'s samples; raise :class:`GradcheckError` naming the op, its plugin,
-    what failed and, for ops with attributes, the attribute values of the sample.
+@dataclass
+class Comparison:
+    """One derivative against finite differences: what it was, and how far apart they were at worst."""
+
+    what: str
+    max_abs_error: float
+    max_rel_error: float
+
+
+@dataclass
+class SampleReport:
+    """What was checked on one of an op's samples."""
+
+    index: int
+    inputs: list[str]  # "x: float64 (3, 4)"
+    attributes: dict[str, str]  # each attribute's repr
+    checks: list[str] = field(default_factory=list)  # the contract checks passed, in order
+    comparisons: list[Comparison] = field(default_factory=list)
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check_op` checked of one op, sample by sample: tests and tools read it, ``opreg check -v``
+    prints it, ``opreg check --json`` writes it (:meth:`to_dict`)."""
+
+    op: str
+    plugin: str
+    samples: list[SampleReport] = field(default_factory=list)
+
+    @property
+    def checks(self) -> int:
+        """How many checks passed, contract checks and comparisons, over every sample."""
+        return sum(len(s.checks) + len(s.comparisons) for s in self.samples)
+
+    @property
+    def worst_rel_error(self) -> float:
+        """The largest relative error of any derivative against finite differences (0 for none compared)."""
+        return max((c.max_rel_error for s in self.samples for c in s.comparisons), default=0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_op(op: OpDef | str, *, seed: int = 0, fast: bool = False, **tolerances: float) -> CheckReport:
+    """Run every check on each of ``op``'s samples and return what was checked (:class:`CheckReport`); raise
+    :class:`GradcheckError` at the first failure, naming the op, its plugin, the sample (its index, its inputs'
+    dtypes and shapes, its attributes), what failed and, for a derivative, the worst element with the input's value
+    there and where the op's backward is (file and line).
 
     ``tolerances`` (``eps``, ``atol``, ``rtol``) override the op's declared ones, which override the defaults.
     ``fast`` compares one directional derivative per input (PyTorch's fast mode: two forward calls instead of two
@@ -47,33 +94,53 @@ def check_op(op: OpDef | str, *, seed: int = 0, fast: bool = False, **tolerances
         samples = op.samples(rng)
     except Exception as exc:
         raise GradcheckError(f"{op.describe()}: sample_inputs raised {type(exc).__name__}: {exc}") from exc
-    for sample in samples:
-        where = f"; on the sample{sample.describe()}" if sample.attributes else ""
+    report = CheckReport(op.name, op.plugin)
+    for index, sample in enumerate(samples):
+        sample_report = SampleReport(
+            index,
+            [f"{_input_name(op, i)}: {describe_array(np.asarray(x))}" for i, x in enumerate(sample.inputs)],
+            {k: repr(v) for k, v in sample.attributes.items()},
+        )
+        where = f"; on sample {index} of {len(samples)} ({', '.join(sample_report.inputs)}{sample.describe()})"
         try:
-            _check_sample(op, sample, rng, settings, fast)
+            _check_sample(op, sample, rng, settings, fast, sample_report)
         except (GradcheckError, OpContractError) as exc:
             raise GradcheckError(f"{exc}{where}") from None
         except Exception as exc:  # the op's own code failed: a failed check, not a crash of the checker
             raise GradcheckError(f"{op.describe()}: raised {type(exc).__name__}: {exc}{where}") from exc
+        report.samples.append(sample_report)
+    return report
 
 
-def _check_sample(op: OpDef, sample: Sample, rng: np.random.Generator, settings: dict[str, float], fast: bool) -> None:
+def _input_name(op: OpDef, position: int) -> str:
+    """The input's name; ``#2`` for one past those declared (a sample with too many arrays, reported next)."""
+    return op.input_name(position) if op.variadic or position < len(op.inputs) else f"#{position}"
+
+
+def _check_sample(
+    op: OpDef, sample: Sample, rng: np.random.Generator, settings: dict[str, float], fast: bool, report: SampleReport
+) -> None:
     inputs = [np.array(x, dtype=np.float64) for x in sample.inputs]
     if not op.accepts(len(inputs)):
         _fail(op, f"sample_inputs returned {len(inputs)} arrays for {len(op.inputs)} inputs {op.signature()}")
     attributes = sample.attributes
     output = _checked_forward(op, inputs, attributes)
+    report.checks.append("forward: finite, deterministic, inputs unchanged")
     grad_output = _random_gradients(op, output, rng)
     _check_backward_contract(op, inputs, attributes, output, grad_output)
+    report.checks.append("backward: one gradient per input, shapes and dtypes, inputs unchanged")
     forward = _flat_forward(op, attributes)
     flat_g = _flatten(op, grad_output)
     for position, analytic in enumerate(analytic_gradients(op, inputs, grad_output, **attributes)):
         if analytic is not None:
             what = op.describe_input(position)
-            _check_against_numeric(op, what, analytic, forward, inputs, flat_g, position, settings, rng, fast)
+            report.comparisons.append(
+                _check_against_numeric(op, what, analytic, forward, inputs, flat_g, position, settings, rng, fast)
+            )
     if composes(op, inputs, attributes, grad_output):
-        _check_second_order(op, inputs, attributes, grad_output, settings, rng, fast)
+        report.comparisons += _check_second_order(op, inputs, attributes, grad_output, settings, rng, fast)
     _check_float32(op, [x.astype(np.float32) for x in inputs], attributes)
+    report.checks.append("float32: output and gradients")
 
 
 # An op with several outputs is checked as the function of its inputs that returns its differentiable outputs
@@ -158,17 +225,29 @@ def _check_against_numeric(
     settings: dict[str, float],
     rng: np.random.Generator,
     fast: bool,
-) -> None:
+) -> Comparison:
     """``analytic``, the gradient of ``sum(grad_output * forward(*inputs))`` in input ``position``, against central
     differences: every element, or (``fast``) one directional derivative along a random direction."""
+    value: np.ndarray | None = inputs[position]
     if fast:
         direction = rng.standard_normal(inputs[position].shape)
         numeric = directional_derivative(forward, inputs, grad_output, position, direction, settings["eps"])
         analytic = np.asarray(np.sum(analytic * direction))
         what = f"{what} along a random direction"
+        value = None
     else:
         numeric = numeric_gradient(forward, inputs, grad_output, position, settings["eps"])
-    _compare(op.describe(), what, analytic, numeric, settings)
+    return _compare(op.describe(), what, analytic, numeric, settings, value, _located(op.backward))
+
+
+def _located(function: Callable[..., Any]) -> str:
+    """`` (backward at path/to/ops.py:42)``, where Python can tell; empty where it cannot (a builtin)."""
+    try:
+        path = inspect.getsourcefile(function)
+        line = inspect.getsourcelines(function)[1]
+    except (OSError, TypeError):
+        return ""
+    return f" (backward at {path}:{line})" if path else ""
 
 
 def composes(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], grad_output: Any) -> bool:
@@ -191,7 +270,7 @@ def _check_second_order(
     settings: dict[str, float],
     rng: np.random.Generator,
     fast: bool,
-) -> None:
+) -> list[Comparison]:
     """PyTorch's gradgradcheck, for an op whose backward composes: the derivatives of
     ``F = sum_i <v_i, gradient of input i>`` (random ``v_i``), got by recording backward on Tensors and going back
     through it, against central differences of F computed from first-order gradients, in every differentiable
@@ -220,12 +299,18 @@ def _check_second_order(
     )
     if total.requires_grad:  # else F does not depend on anything: its derivatives are 0, as the numbers must be
         total.backward()
+    comparisons = []
     for position, tensor in enumerate(tensors):
         if tensor.requires_grad:
             analytic = np.zeros_like(tensor.data) if tensor.grad is None else tensor.grad
             name = "grad_output" if position == len(inputs) else op.describe_input(position)
             what = f"the second derivative of {name} (its backward, differentiated)"
-            _check_against_numeric(op, what, analytic, first_order, values, np.ones(()), position, settings, rng, fast)
+            comparisons.append(
+                _check_against_numeric(
+                    op, what, analytic, first_order, values, np.ones(()), position, settings, rng, fast
+                )
+            )
+    return comparisons
 
 
 def _fail(op: OpDef, problem: str) -> NoReturn:
@@ -342,17 +427,29 @@ def analytic_gradients(
     ]
 
 
-def _compare(where: str, what: str, analytic: np.ndarray, numeric: np.ndarray, settings: Mapping[str, float]) -> None:
-    """Raise if ``analytic`` and ``numeric`` differ beyond ``atol + rtol * |numeric|`` anywhere."""
+def _compare(
+    where: str,
+    what: str,
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    settings: Mapping[str, float],
+    value: np.ndarray | None = None,
+    located: str = "",
+) -> Comparison:
+    """Raise if ``analytic`` and ``numeric`` differ beyond ``atol + rtol * |numeric|`` anywhere, naming the worst
+    element (and the input's ``value`` there, when given); else how far apart they were."""
     error = np.abs(analytic - numeric)
+    relative = error / np.maximum(np.abs(numeric), np.finfo(np.float64).tiny)
+    comparison = Comparison(what, float(error.max(initial=0.0)), float(relative.max(initial=0.0)))
     excess = error - (settings["atol"] + settings["rtol"] * np.abs(numeric))
     if not excess.size or excess.max() <= 0:
-        return
+        return comparison
     worst = tuple(int(i) for i in np.unravel_index(np.argmax(excess), excess.shape))
-    relative = error / np.maximum(np.abs(numeric), np.finfo(np.float64).tiny)
+    at_value = value is not None and value.shape == excess.shape
+    there = f" (where the input is {float(cast(np.ndarray, value)[worst])!r})" if at_value else ""
     raise GradcheckError(
-        f"{where}: the gradient of {what} disagrees with finite differences: "
-        f"max abs error {error.max():.3g}, max rel error {relative.max():.3g}; worst at index {worst}: "
+        f"{where}: the gradient of {what} disagrees with finite differences{located}: "
+        f"max abs error {error.max():.3g}, max rel error {relative.max():.3g}; worst at index {worst}{there}: "
         f"analytic {float(analytic[worst])!r}, numeric {float(numeric[worst])!r} "
         f"(eps {settings['eps']}, atol {settings['atol']}, rtol {settings['rtol']})"
     )
@@ -381,7 +478,7 @@ def gradcheck(fn: Callable[..., Tensor], *inputs: Any, seed: int = 0, **toleranc
         if tensor.requires_grad:
             analytic = np.zeros_like(tensor.data) if tensor.grad is None else tensor.grad
             numeric = numeric_gradient(forward, arrays, grad_output, position, settings["eps"])
-            _compare(where, f"input {position}", analytic, numeric, settings)
+            _compare(where, f"input {position}", analytic, numeric, settings, arrays[position])
     return True
 
 
