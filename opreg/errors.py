@@ -15,6 +15,11 @@ class RegistrationError(OpregError):
     """A plugin tried to register an op that is invalid or whose name is taken."""
 
 
+class PluginLoadError(RegistrationError):
+    """Strict loading (``OPREG_STRICT=1``, ``opreg.load_plugins(strict=True)``) found an installed plugin, or an op
+    of one, that had to be skipped; the message names each and says why."""
+
+
 class UnknownOpError(OpregError, KeyError):
     """An op name that no loaded plugin registered.
 
