@@ -22,6 +22,7 @@ from opreg.errors import (
     OpUsageError,
     PluginLoadError,
     RegistrationError,
+    SkippedPluginError,
     UnknownOpError,
 )
 from opreg.hookspecs import Register, hookimpl, hookspec
@@ -58,6 +59,7 @@ __all__ = [
     "Register",
     "RegistrationError",
     "Sample",
+    "SkippedPluginError",
     "Tensor",
     "UnknownOpError",
     "check_op",

@@ -144,7 +144,7 @@ def _check(args: argparse.Namespace) -> int:
             print(f"ok    {op.plugin}:{op.name}")
     for skipped in chosen.skipped:  # not checked, so not green: each a failure
         name = skipped.plugin if skipped.op is None else f"{skipped.plugin}:{skipped.op}"
-        print(f"FAIL  {name} (skipped)\n      " + report(skipped).replace("\n", "\n      "))
+        print(f"FAIL  {name} (skipped)\n      {report(skipped)}")
     skipped_note = f" ({len(chosen.skipped)} skipped plugins or ops)" if chosen.skipped else ""
     print(f"{len(ops) - failed} passed, {failed + len(chosen.skipped)} failed{skipped_note}")
     return 1 if failed or chosen.skipped else 0

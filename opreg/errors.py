@@ -20,6 +20,11 @@ class PluginLoadError(RegistrationError):
     of one, that had to be skipped; the message names each and says why."""
 
 
+class SkippedPluginError(OpregError, AssertionError):
+    """A check (``pytest --opreg-gradcheck``) found an installed plugin or op that loading skipped, so that it could
+    not be checked; the message says why it was skipped and where (an ``AssertionError``, so pytest shows it)."""
+
+
 class UnknownOpError(OpregError, KeyError):
     """An op name that no loaded plugin registered.
 

@@ -2,7 +2,7 @@
 
 Built-ins are registered by module name, so they load even with auto-loading off. Installed op packages declare
 ``[project.entry-points.opreg]``; each is loaded on its own, and one that fails to import, to register, or (later,
-in the registry) to declare valid ops is skipped with a warning naming its distribution, version, entry point and
+in the registry) to run its hook is skipped with a warning naming its distribution, version, entry point and
 error. pluggy's ``load_setuptools_entrypoints`` is not used because it stops at the first failing import.
 
 An installed plugin's code (its import, its hook) runs through :func:`run_plugin`, in a thread of its own:
@@ -26,6 +26,12 @@ Environment variables, read when the plugin manager is first created:
   skipped as hanging (and remembered, above).
 * ``OPREG_RETRY_PLUGINS=1``: forget the plugins remembered as hanging, and try each of them again.
 * ``OPREG_CACHE_DIR``: the folder of that record (default: ``$XDG_CACHE_HOME/opreg``, or ``~/.cache/opreg``).
+* ``OPREG_STRICT=1``: any skipped plugin or op is a :class:`opreg.errors.PluginLoadError` when the ops are
+  loaded, rather than a warning (read by :mod:`opreg.registry` at each load).
+
+An installed plugin's op that is invalid or clashes is skipped alone (:func:`skip_op`), its other ops load. Each
+skip is recorded with where it failed (:func:`failure_location`), and :func:`skipped` lists them all: what the
+checks fail on (:mod:`opreg.selection`) and strict loading raises.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from opreg.errors import GradcheckError, OpregError
+from opreg.errors import GradcheckError, OpregError, SkippedPluginError
 from opreg.opcheck import check_op
 from opreg.plugin_manager import Skipped
 from opreg.selection import report, select, split_names
@@ -74,10 +74,6 @@ class GradcheckItem(pytest.Item):
 
     def reportinfo(self) -> tuple[str, None, str]:
         return "opreg-gradcheck", None, self.name
-
-
-class SkippedPluginError(OpregError, AssertionError):
-    """A plugin or op that loading skipped, so that no check ran on it."""
 
 
 class SkippedItem(pytest.Item):

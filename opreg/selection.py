@@ -97,11 +97,12 @@ def _unknown(wanted: str, skipped: list[Skipped]) -> str:
 
 
 def report(skipped: Skipped) -> str:
-    """What a check says of a skipped plugin or op: what, why, where, and how to check the rest without it."""
-    where = f"\nat {skipped.location}" if skipped.location else ""
+    """What a check says of a skipped plugin or op, on one line: what, why, where, and how to check the rest
+    without it."""
+    where = f" (at {skipped.location})" if skipped.location else ""
     exclude = f"{skipped.plugin}:{skipped.op}" if skipped.op else skipped.info.distribution or skipped.plugin
     return (
         f"opreg skipped {skipped.describe()}, so {'it is' if skipped.op else 'its ops are'} not checked: "
-        f"{skipped.reason}{where}\nFix it, or exclude it to check the rest without it "
+        f"{skipped.reason}{where}; fix it, or exclude it to check the rest without it "
         f"(opreg check --exclude {exclude}, pytest --opreg-gradcheck-exclude={exclude})"
     )

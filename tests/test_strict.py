@@ -124,7 +124,7 @@ def test_check_of_every_op_fails_on_a_skipped_plugin(broken, site, no_gradients,
     report = out[out.index("FAIL  swish (skipped)") :]
     assert "opreg skipped plugin 'swish' (distribution broken-ops 1.0" in report
     assert "import failed: ModuleNotFoundError: No module named 'does_not_exist'" in report
-    assert f"at {site.root / 'broken_ops.py'}:2" in report and "--exclude broken-ops" in report
+    assert f"(at {site.root / 'broken_ops.py'}:2); fix it" in report and "--exclude broken-ops" in report
     assert out.splitlines()[-1] == f"{len(no_gradients)} passed, 1 failed (1 skipped plugins or ops)"
 
 
@@ -245,8 +245,8 @@ def test_pytest_gradcheck_fails_on_what_it_names_that_was_skipped(broken, pytest
     result.stdout.fnmatch_lines(["*gradcheck?good-ops:cube? PASSED*", "*gradcheck?swish? FAILED*"])
     result.stdout.fnmatch_lines(
         [
-            "*opreg skipped plugin 'swish' (distribution broken-ops 1.0*No module named 'does_not_exist'",
-            f"at {broken.root / 'broken_ops.py'}:2",
+            "*opreg skipped plugin 'swish' (distribution broken-ops 1.0*No module named 'does_not_exist' "
+            f"(at {broken.root / 'broken_ops.py'}:2); fix it*",
         ]
     )
     unknown = pytester.runpytest_subprocess("--opreg-gradcheck=swishy", "-p", "no:cacheprovider")
