@@ -216,7 +216,8 @@ def test_strict_loading_from_the_environment(site, monkeypatch):
             opreg.get_registry()
     lines = str(raised.value).splitlines()
     assert lines[0].startswith("opreg skipped 3 plugins or ops; strict loading")
-    assert [line.split(" (")[0] for line in lines[1:]] == [
+    # (each failure's line starts with "- "; under typeguard, an invalid declaration's reason spans several lines)
+    assert [line.split(" (")[0] for line in lines[1:] if line.startswith("- ")] == [
         "- op 'add' of plugin 'mixed-ops'",
         "- op 'twice' of plugin 'mixed-ops'",
         "- plugin 'broken-ops'",
@@ -256,3 +257,29 @@ def test_pytest_gradcheck_fails_on_what_it_names_that_was_skipped(broken, pytest
         "--opreg-gradcheck=good-ops,broken-ops", "--opreg-gradcheck-exclude=swish", "-p", "no:cacheprovider"
     )
     excluded.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("source", "reason", "line"),
+    [
+        (HEADER.replace("register_ops", "register_opps") + CUBE, "unknown hook 'opreg_register_opps'", 5),
+        ("import numpy\nimport does_not_exist\n" + HEADER + CUBE, "No module named 'does_not_exist'", 2),
+        (HEADER + CLASH, "op 'add' is registered by both plugin 'opreg_builtins.arithmetic'", 7),
+    ],
+    ids=["misspelt-hook", "import-error", "builtin-name"],
+)
+def test_each_broken_package_of_the_issue_fails_the_check_of_every_op(site, no_gradients, capsys, source, reason, line):
+    """Issue #13's three: each made `opreg check` print "N passed, 0 failed" and exit 0."""
+    site.install("opreg-swish", "opreg_swish", source, entry_point="swish")
+    reload_collecting_warnings()
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert reason in out and f"(at {site.root / 'opreg_swish.py'}:{line}); fix it" in out
+    assert out.splitlines()[-1].endswith(" 1 failed (1 skipped plugins or ops)")
+    assert main(["check", "--exclude", "opreg-swish"]) == 0
+
+
+def test_a_plugin_disabled_on_purpose_does_not_fail_the_check(broken, monkeypatch, no_gradients, capsys):
+    monkeypatch.setenv(plugin_manager.LOAD_ONLY_VAR, "good-ops")
+    opreg.reload_plugins()
+    assert main(["check"]) == 0 and "cube" in no_gradients
