@@ -210,7 +210,10 @@ def skip(pm: pluggy.PluginManager, name: str, reason: str, error: BaseException 
         pm.unregister(name=name)
     info = _infos[name]
     info.status, info.reason = "skipped", reason
-    info.location = failure_location(error, fallback=info.path) if error is not None else info.location
+    if error is not None:
+        entry_point = _entry_points.get(name)
+        package = entry_point.module.partition(".")[0] if entry_point is not None else None
+        info.location = failure_location(error, package, fallback=info.path)
     info.skipped_ops.clear()  # none of its ops load
     warnings.warn(f"opreg skipped {info.describe()}: {reason}", PluginWarning, stacklevel=2)
 
@@ -291,23 +294,28 @@ def _caller_location() -> str | None:
     return None
 
 
-def failure_location(error: BaseException | None, fallback: str | None = None) -> str | None:
-    """``file:line`` of the plugin's code where ``error`` arose: a syntax error's own line, else the innermost
-    frame of its traceback outside opreg, pluggy and the import machinery (the import statement that failed, the
-    ``register(...)`` call that was refused); else the plugin's file, if known."""
+def failure_location(
+    error: BaseException | None, package: str | None = None, fallback: str | None = None
+) -> str | None:
+    """``file:line`` of the plugin's code where ``error`` arose: a syntax error's own line; else the innermost frame
+    of its traceback in the plugin's ``package`` (the import statement that failed, the line of the hook that
+    raised), or, when none is, outside opreg, pluggy and the import machinery; else ``fallback``."""
     if isinstance(error, SyntaxError) and error.filename and error.lineno:
         return f"{error.filename}:{error.lineno}"
-    where = None
     seen: set[int] = set()
     while error is not None and id(error) not in seen:  # through the chain: an error re-raised by opreg
         seen.add(id(error))
-        for frame, line in traceback.walk_tb(error.__traceback__):
-            if _outside_opreg(frame.f_code.co_filename):
-                where = f"{frame.f_code.co_filename}:{line}"
-        if where is not None:
-            return where
+        outside = [(frame, line) for frame, line in traceback.walk_tb(error.__traceback__)]
+        outside = [(frame, line) for frame, line in outside if _outside_opreg(frame.f_code.co_filename)]
+        own = [(frame, line) for frame, line in outside if _in_package(frame.f_globals.get("__name__"), package)]
+        for frame, line in (own or outside)[-1:]:
+            return f"{frame.f_code.co_filename}:{line}"
         error = error.__cause__ or error.__context__
     return fallback
+
+
+def _in_package(module: object, package: str | None) -> bool:
+    return package is not None and isinstance(module, str) and (module == package or module.startswith(package + "."))
 
 
 def _version(distribution: str) -> str | None:

@@ -283,3 +283,11 @@ def test_a_plugin_disabled_on_purpose_does_not_fail_the_check(broken, monkeypatc
     monkeypatch.setenv(plugin_manager.LOAD_ONLY_VAR, "good-ops")
     opreg.reload_plugins()
     assert main(["check"]) == 0 and "cube" in no_gradients
+
+
+def test_the_location_is_in_the_plugin_not_in_the_library_it_called(site):
+    """An error raised inside NumPy while the plugin imports is located at the plugin's line that called NumPy."""
+    site.install("opreg-swish", "opreg_swish", "import numpy\n\nnumpy.load('no-such-file.npy')\n")
+    reload_collecting_warnings()
+    info = plugin_manager.plugin_infos_by_name()["opreg-swish"]
+    assert "FileNotFoundError" in info.reason and info.location == f"{site.root / 'opreg_swish.py'}:3"
