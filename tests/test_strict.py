@@ -9,7 +9,10 @@ on ``sys.path`` by the ``site`` fixture (tests/conftest.py), as tests/test_entry
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -291,3 +294,25 @@ def test_the_location_is_in_the_plugin_not_in_the_library_it_called(site):
     reload_collecting_warnings()
     info = plugin_manager.plugin_infos_by_name()["opreg-swish"]
     assert "FileNotFoundError" in info.reason and info.location == f"{site.root / 'opreg_swish.py'}:3"
+
+
+def test_strict_commands_fail_at_load_and_plugins_still_says_why(broken, monkeypatch, no_gradients, capsys):
+    monkeypatch.setenv("OPREG_STRICT", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        with pytest.raises(opreg.PluginLoadError):  # as the first use of opreg in a new process does
+            opreg.reload_plugins()
+        assert main(["check", "good-ops"]) == 2
+        assert capsys.readouterr().err.startswith("opreg check: opreg skipped plugin 'swish'")
+        assert no_gradients == []
+        assert main(["plugins"]) == 0
+    assert re.search(r"^swish\s+skipped\s+broken-ops.*does_not_exist", capsys.readouterr().out, flags=re.MULTILINE)
+
+
+def test_opreg_strict_in_a_fresh_process(broken):
+    env = {**os.environ, "PYTHONPATH": str(broken.root), "OPREG_STRICT": "1"}
+    strict = subprocess.run(
+        [sys.executable, "-m", "opreg", "check", "good-ops"], env=env, capture_output=True, text=True
+    )
+    assert strict.returncode == 2 and strict.stdout == ""
+    assert "opreg check: opreg skipped plugin 'swish'" in strict.stderr and "does_not_exist" in strict.stderr
