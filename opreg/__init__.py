@@ -20,13 +20,22 @@ from opreg.errors import (
     OpContractError,
     OpregError,
     OpUsageError,
+    PluginLoadError,
     RegistrationError,
+    SkippedPluginError,
     UnknownOpError,
 )
 from opreg.hookspecs import Register, hookimpl, hookspec
 from opreg.opcheck import check_op, gradcheck
 from opreg.opdef import OpDef, Sample
-from opreg.registry import OpRegistry, get_registry, register_plugin, reload_plugins, unregister_plugin
+from opreg.registry import (
+    OpRegistry,
+    get_registry,
+    load_plugins,
+    register_plugin,
+    reload_plugins,
+    unregister_plugin,
+)
 from opreg.tensor import Tensor, grad, no_grad
 
 _apply_check_environment()  # OPREG_CHECK=1: checking mode for the whole run
@@ -46,9 +55,11 @@ __all__ = [
     "OpUsageError",
     "Operation",
     "OpregError",
+    "PluginLoadError",
     "Register",
     "RegistrationError",
     "Sample",
+    "SkippedPluginError",
     "Tensor",
     "UnknownOpError",
     "check_op",
@@ -59,6 +70,7 @@ __all__ = [
     "gradcheck",
     "hookimpl",
     "hookspec",
+    "load_plugins",
     "nn",
     "no_grad",
     "ops",

@@ -15,6 +15,16 @@ class RegistrationError(OpregError):
     """A plugin tried to register an op that is invalid or whose name is taken."""
 
 
+class PluginLoadError(RegistrationError):
+    """Strict loading (``OPREG_STRICT=1``, ``opreg.load_plugins(strict=True)``) found an installed plugin, or an op
+    of one, that had to be skipped; the message names each and says why."""
+
+
+class SkippedPluginError(OpregError, AssertionError):
+    """A check (``pytest --opreg-gradcheck``) found an installed plugin or op that loading skipped, so that it could
+    not be checked; the message says why it was skipped and where (an ``AssertionError``, so pytest shows it)."""
+
+
 class UnknownOpError(OpregError, KeyError):
     """An op name that no loaded plugin registered.
 

@@ -2,7 +2,7 @@
 
 Built-ins are registered by module name, so they load even with auto-loading off. Installed op packages declare
 ``[project.entry-points.opreg]``; each is loaded on its own, and one that fails to import, to register, or (later,
-in the registry) to declare valid ops is skipped with a warning naming its distribution, version, entry point and
+in the registry) to run its hook is skipped with a warning naming its distribution, version, entry point and
 error. pluggy's ``load_setuptools_entrypoints`` is not used because it stops at the first failing import.
 
 An installed plugin's code (its import, its hook) runs through :func:`run_plugin`, in a thread of its own:
@@ -26,6 +26,12 @@ Environment variables, read when the plugin manager is first created:
   skipped as hanging (and remembered, above).
 * ``OPREG_RETRY_PLUGINS=1``: forget the plugins remembered as hanging, and try each of them again.
 * ``OPREG_CACHE_DIR``: the folder of that record (default: ``$XDG_CACHE_HOME/opreg``, or ``~/.cache/opreg``).
+* ``OPREG_STRICT=1``: any skipped plugin or op is a :class:`opreg.errors.PluginLoadError` when the ops are
+  loaded, rather than a warning (read by :mod:`opreg.registry` at each load).
+
+An installed plugin's op that is invalid or clashes is skipped alone (:func:`skip_op`), its other ops load. Each
+skip is recorded with where it failed (:func:`failure_location`), and :func:`skipped` lists them all: what the
+checks fail on (:mod:`opreg.selection`) and strict loading raises.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import threading
 import traceback
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Literal, TypeVar, cast
 
@@ -96,6 +102,15 @@ class PluginExit(Exception):
     raising any other exception is, instead of ending the program."""
 
 
+@dataclass(frozen=True)
+class SkippedOp:
+    """One op of a loaded plugin that was left out (a clash, an invalid declaration); the plugin's others load."""
+
+    name: str
+    reason: str
+    location: str | None = None  # "file:line" of the register() call
+
+
 @dataclass
 class PluginInfo:
     """What ``opreg plugins`` shows of one plugin: where it came from and whether it loaded."""
@@ -107,6 +122,10 @@ class PluginInfo:
     status: Literal["builtin", "loaded", "registered", "skipped", "disabled"]
     reason: str = ""
     entry_point: str | None = None
+    #: "file:line" of the failure that skipped the plugin (the import error's line, the hook's), when known
+    location: str | None = None
+    #: ops of this (loaded) plugin that were skipped, by name: filled each time the registry collects the ops
+    skipped_ops: dict[str, SkippedOp] = field(default_factory=dict)
 
     def describe(self) -> str:
         """``plugin 'p' (distribution d 1.0, entry point p = mod)``: how skip warnings name a plugin."""
@@ -121,6 +140,8 @@ _infos: dict[str, PluginInfo] = {}
 #: would load every entry point twice, the second time warning that each is a duplicate).
 _building = threading.RLock()
 _entry_points: dict[str, metadata.EntryPoint] = {}  # by plugin name: what hung_plugins knows a plugin by
+#: Entry points ignored because another distribution uses their name: skipped plugins that _infos cannot hold
+_duplicates: list[PluginInfo] = []
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -135,6 +156,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
             pm.add_hookspecs(hookspecs)
             _infos.clear()
             _entry_points.clear()
+            _duplicates.clear()
             for module_name in BUILTIN_PLUGINS:
                 module = importlib.import_module(module_name)
                 pm.register(module, name=module_name)
@@ -153,9 +175,10 @@ def reset_plugin_manager() -> None:
 
 
 def plugin_infos() -> list[PluginInfo]:
-    """Every plugin opreg knows of: built-in, loaded, registered in-process, skipped or disabled."""
+    """Every plugin opreg knows of: built-in, loaded, registered in-process, skipped or disabled (an entry point
+    ignored because another distribution took its name is listed as skipped, after the one that took it)."""
     get_plugin_manager()
-    return list(_infos.values())
+    return [*_infos.values(), *_duplicates]
 
 
 def plugin_infos_by_name() -> dict[str, PluginInfo]:
@@ -180,13 +203,119 @@ def forget(name: str) -> None:
     _infos.pop(name, None)
 
 
-def skip(pm: pluggy.PluginManager, name: str, reason: str) -> None:
-    """Unregister an installed plugin that failed, keep why, and warn; every other plugin goes on loading."""
+def skip(pm: pluggy.PluginManager, name: str, reason: str, error: BaseException | None = None) -> None:
+    """Unregister an installed plugin that failed, keep why (and where, from ``error``), and warn; every other
+    plugin goes on loading."""
     if pm.get_plugin(name) is not None:
         pm.unregister(name=name)
     info = _infos[name]
     info.status, info.reason = "skipped", reason
+    if error is not None:
+        entry_point = _entry_points.get(name)
+        package = entry_point.module.partition(".")[0] if entry_point is not None else None
+        info.location = failure_location(error, package, fallback=info.path)
+    info.skipped_ops.clear()  # none of its ops load
     warnings.warn(f"opreg skipped {info.describe()}: {reason}", PluginWarning, stacklevel=2)
+
+
+def skip_op(plugin: str, op: str, reason: str) -> None:
+    """Record that one op of the installed plugin ``plugin`` was left out, and warn once (the registry collects
+    the ops again on every reload): the plugin's other ops load. Called from its ``register()`` call, which is
+    where the op is located."""
+    info = _infos[plugin]
+    skipped = SkippedOp(op, reason, _caller_location())
+    if info.skipped_ops.get(op) != skipped:
+        warnings.warn(
+            f"opreg skipped op {op!r} of {info.describe()}, and loaded its other ops: {reason}",
+            PluginWarning,
+            stacklevel=3,  # the plugin's register() call
+        )
+    info.skipped_ops[op] = skipped
+
+
+def keep_skipped_ops(plugin: str, names: set[str]) -> None:
+    """After a plugin's ops were collected again: forget the ops it no longer has skipped."""
+    info = _infos.get(plugin)
+    if info is not None:
+        for name in info.skipped_ops.keys() - names:
+            del info.skipped_ops[name]
+
+
+@dataclass(frozen=True, eq=False)
+class Skipped:
+    """A plugin, or one op of a plugin, that loading left out: what checks fail on and strict loading raises."""
+
+    info: PluginInfo
+    op: str | None  # None: the whole plugin
+    reason: str
+    location: str | None
+
+    @property
+    def plugin(self) -> str:
+        return self.info.name
+
+    def describe(self) -> str:
+        """``plugin 'p' (...)``, or ``op 'o' of plugin 'p' (...)``."""
+        return self.info.describe() if self.op is None else f"op {self.op!r} of {self.info.describe()}"
+
+
+def skipped() -> list[Skipped]:
+    """Every installed plugin that was skipped, and every skipped op of a loaded one, as last loaded (plugins
+    disabled on purpose, by ``OPREG_DISABLE_PLUGIN_AUTOLOAD`` or ``OPREG_LOAD_PLUGINS``, are not skipped)."""
+    found = []
+    for info in plugin_infos():
+        if info.status == "skipped":
+            found.append(Skipped(info, None, info.reason, info.location))
+        found.extend(Skipped(info, op.name, op.reason, op.location) for op in info.skipped_ops.values())
+    return found
+
+
+#: Where a plugin's failure is not: opreg's own modules, pluggy's, the import machinery's, threading's.
+_NOT_THE_PLUGIN = (
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+    os.path.dirname(os.path.abspath(pluggy.__file__)) + os.sep,
+    os.path.dirname(os.path.abspath(threading.__file__)) + os.sep + "threading.py",
+    os.path.dirname(os.path.abspath(threading.__file__)) + os.sep + "importlib" + os.sep,
+    "<frozen ",
+)
+
+
+def _outside_opreg(filename: str) -> bool:
+    return not filename.startswith("<frozen ") and not os.path.abspath(filename).startswith(_NOT_THE_PLUGIN)
+
+
+def _caller_location() -> str | None:
+    """``file:line`` of the innermost caller outside opreg and pluggy: the plugin's line that called into opreg."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if _outside_opreg(frame.f_code.co_filename):
+            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def failure_location(
+    error: BaseException | None, package: str | None = None, fallback: str | None = None
+) -> str | None:
+    """``file:line`` of the plugin's code where ``error`` arose: a syntax error's own line; else the innermost frame
+    of its traceback in the plugin's ``package`` (the import statement that failed, the line of the hook that
+    raised), or, when none is, outside opreg, pluggy and the import machinery; else ``fallback``."""
+    if isinstance(error, SyntaxError) and error.filename and error.lineno:
+        return f"{error.filename}:{error.lineno}"
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:  # through the chain: an error re-raised by opreg
+        seen.add(id(error))
+        outside = [(frame, line) for frame, line in traceback.walk_tb(error.__traceback__)]
+        outside = [(frame, line) for frame, line in outside if _outside_opreg(frame.f_code.co_filename)]
+        own = [(frame, line) for frame, line in outside if _in_package(frame.f_globals.get("__name__"), package)]
+        for frame, line in (own or outside)[-1:]:
+            return f"{frame.f_code.co_filename}:{line}"
+        error = error.__cause__ or error.__context__
+    return fallback
+
+
+def _in_package(module: object, package: str | None) -> bool:
+    return package is not None and isinstance(module, str) and (module == package or module.startswith(package + "."))
 
 
 def _version(distribution: str) -> str | None:
@@ -297,7 +426,7 @@ def _load_one(pm: pluggy.PluginManager, entry_point: metadata.EntryPoint, info: 
     try:
         plugin = run_plugin(info.name, entry_point.load)
     except Exception as exc:
-        skip(pm, info.name, f"import failed: {type(exc).__name__}: {exc}")
+        skip(pm, info.name, f"import failed: {type(exc).__name__}: {exc}", exc)
         return
     info.path = _source_file(plugin)
     try:
@@ -305,6 +434,7 @@ def _load_one(pm: pluggy.PluginManager, entry_point: metadata.EntryPoint, info: 
         pm.check_pending()  # a hook implementation whose name matches no hook (a typo) is an error, not ignored
     except Exception as exc:
         skip(pm, info.name, f"invalid plugin: {type(exc).__name__}: {exc}")
+        info.location = _unknown_hook_location(plugin) or info.path
 
 
 def _source_file(plugin: object) -> str | None:
@@ -318,7 +448,22 @@ def _source_file(plugin: object) -> str | None:
         return None
 
 
+def _unknown_hook_location(plugin: object) -> str | None:
+    """``file:line`` of the first ``opreg_*`` function of ``plugin`` that is no hook of opreg's (a misspelt one)."""
+    for attribute in dir(plugin):
+        function = getattr(plugin, attribute, None)
+        if attribute.startswith("opreg_") and not hasattr(hookspecs, attribute) and callable(function):
+            try:
+                return f"{inspect.getsourcefile(function)}:{inspect.getsourcelines(function)[1]}"
+            except (TypeError, OSError):
+                return None
+    return None
+
+
 def _warn_duplicate(info: PluginInfo, first: PluginInfo) -> None:
+    reason = f"{first.distribution} {first.version} uses the entry point name {info.name!r} already"
+    info.status, info.reason = "skipped", reason
+    _duplicates.append(info)
     warnings.warn(
         f"opreg ignored entry point {info.name!r} of distribution {info.distribution} {info.version}: "
         f"{first.distribution} {first.version} uses that name already",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -18,7 +19,7 @@ import pluggy
 from typeguard import TypeCheckError
 
 from opreg import plugin_manager
-from opreg.errors import RegistrationError, UnknownOpError
+from opreg.errors import PluginLoadError, RegistrationError, UnknownOpError
 from opreg.opdef import OpDef, define_op
 
 
@@ -56,6 +57,7 @@ _GENERATION = 0  # counts reloads, so that what is derived from the table knows 
 #: install a table without the other's ops, nor two threads using opreg first each load the plugins. Re-entrant,
 #: as registering reloads. Reading the table takes no lock.
 _LOCK = threading.RLock()
+STRICT_VAR = "OPREG_STRICT"
 
 
 def generation() -> int:
@@ -127,13 +129,47 @@ def reload_plugins() -> None:
         _reload()
 
 
-def _reload() -> None:
-    """Collect every plugin's ops afresh; the table changes only if the collection succeeds."""
+def load_plugins(strict: bool | None = None) -> list[plugin_manager.PluginInfo]:
+    """Load every plugin afresh (as :func:`reload_plugins`) and return what opreg knows of each plugin.
+
+    ``strict=True`` (default: ``OPREG_STRICT=1`` in the environment) makes any plugin failure, a skipped plugin or
+    a skipped op, a :class:`PluginLoadError` naming each, instead of a warning: for an op package's own CI. The
+    table then keeps the ops it had before.
+    """
+    with _LOCK:
+        plugin_manager.reset_plugin_manager()
+        _reload(strict)
+    return plugin_manager.plugin_infos()
+
+
+def strict_from_environment() -> bool:
+    """Whether ``OPREG_STRICT`` asks for strict loading (read at each load)."""
+    return os.environ.get(STRICT_VAR, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _reload(strict: bool | None = None) -> None:
+    """Collect every plugin's ops afresh; the table changes only if the collection succeeds (and, when strict,
+    only if no plugin or op was skipped)."""
     global _LOADED, _GENERATION
     with _LOCK:
-        _install(_collect(plugin_manager.get_plugin_manager()))
+        table = _collect(plugin_manager.get_plugin_manager())
+        if strict_from_environment() if strict is None else strict:
+            failures = plugin_manager.skipped()
+            if failures:
+                _LOADED = False  # so every later use loads again, and raises again until the plugins are fixed
+                raise strict_error(failures)
+        _install(table)
         _LOADED = True
         _GENERATION += 1
+
+
+def strict_error(failures: list[plugin_manager.Skipped]) -> PluginLoadError:
+    """The error of strict loading: each plugin or op skipped, and why."""
+    why = f"strict loading ({STRICT_VAR}=1, opreg.load_plugins(strict=True)) makes any plugin failure an error"
+    if len(failures) == 1:
+        return PluginLoadError(f"opreg skipped {failures[0].describe()}: {failures[0].reason}; {why}")
+    listed = "".join(f"\n- {failure.describe()}: {failure.reason}" for failure in failures)
+    return PluginLoadError(f"opreg skipped {len(failures)} plugins or ops; {why}:{listed}")
 
 
 def _install(table: dict[str, OpDef]) -> None:
@@ -163,23 +199,47 @@ def _collect(pm: pluggy.PluginManager) -> dict[str, OpDef]:
         try:
             table |= plugin_manager.run_plugin(name, functools.partial(_ops_of, name, impl.function, table))
         except Exception as exc:
-            plugin_manager.skip(pm, name, f"{type(exc).__name__}: {exc}")
+            plugin_manager.skip(pm, name, f"{type(exc).__name__}: {exc}", exc)
     return table
 
 
 def _ops_of(plugin: str, hook: Callable[..., object], table: Mapping[str, OpDef]) -> dict[str, OpDef]:
-    """The ops one plugin's hook registers, checked against each other and against ``table``."""
+    """The ops one plugin's hook registers, checked against each other and against ``table``.
+
+    An installed plugin's op that is invalid or clashes (with a built-in, another plugin's op, a NumPy name) is
+    skipped alone, recorded with its reason (:func:`plugin_manager.skip_op`, a warning), and the plugin's other
+    ops load; a built-in's or an in-process plugin's raises, and none of its ops load.
+    """
     ops: dict[str, OpDef] = {}
     info = plugin_manager.plugin_infos_by_name().get(plugin)
     distribution = f"{info.distribution} {info.version}" if info and info.status == "loaded" else None
+    isolated = plugin_manager.isolated(plugin)
+    skipped: set[str] = set()
 
     def register(**declaration: Any) -> None:
         try:
-            op = define_op(plugin=plugin, **declaration)
-        except TypeCheckError as exc:  # under typeguard's import hook, its check of define_op's hints comes first
-            raise RegistrationError(f"op {declaration.get('name')!r} (plugin {plugin!r}): {exc}") from None
-        except TypeError as exc:  # a missing keyword
-            raise RegistrationError(f"op {declaration.get('name')!r} (plugin {plugin!r}): register(): {exc}") from None
+            try:  # define_op called from here, so that its warnings point at the plugin's register() call
+                op = define_op(plugin=plugin, **declaration)
+            except TypeCheckError as exc:  # under typeguard's import hook, its check of define_op's hints comes first
+                raise RegistrationError(f"op {declaration.get('name')!r} (plugin {plugin!r}): {exc}") from None
+            except TypeError as exc:  # a missing keyword
+                raise RegistrationError(
+                    f"op {declaration.get('name')!r} (plugin {plugin!r}): register(): {exc}"
+                ) from None
+            op = admitted(op)
+        except Exception as exc:
+            if not isolated:
+                raise
+            # that op is left out, and said so; the plugin's others load
+            name = declaration.get("name")
+            label = name if isinstance(name, str) else f"<register() call {len(ops) + len(skipped) + 1}>"
+            skipped.add(label)
+            plugin_manager.skip_op(plugin, label, f"{type(exc).__name__}: {exc}")
+            return
+        ops[op.name] = op
+
+    def admitted(op: OpDef) -> OpDef:
+        """``op`` as it enters the table, unless it clashes with another op or NumPy name (raises)."""
         if distribution:
             op = dataclasses.replace(op, distribution=distribution)
         if op.name in ops:  # checked first: overrides=True is about another plugin's op, never one's own
@@ -200,9 +260,11 @@ def _ops_of(plugin: str, hook: Callable[..., object], table: Mapping[str, OpDef]
                 "of them, or declare overrides=True in the later one to replace the earlier op on purpose"
             )
         _check_numpy_names(op, table, ops)
-        ops[op.name] = op
+        return op
 
     hook(register=register)
+    if isolated:
+        plugin_manager.keep_skipped_ops(plugin, skipped)
     return ops
 
 
