@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from collections.abc import Sequence
 from typing import cast
 
 from opreg import plugin_manager
-from opreg.errors import GradcheckError, OpregError, OpUsageError, PluginLoadError
+from opreg.errors import GradcheckError, OpregError, PluginLoadError
 from opreg.evaluation import evaluate
-from opreg.files import check_writable
+from opreg.files import atomic_write, check_writable
 from opreg.opcheck import check_op
 from opreg.plot import check_can_plot, plot_history
 from opreg.progress import EpochProgress, format_loss
@@ -133,24 +134,45 @@ def _path_or_reason(info: plugin_manager.PluginInfo) -> str | None:
 def _check(args: argparse.Namespace) -> int:
     try:
         chosen = select(args.selection, exclude=split_names(args.exclude))
-    except OpUsageError as exc:
+        if args.json:
+            check_writable(args.json)  # before the checks, not after minutes of them
+    except OpregError as exc:
         print(f"opreg check: {exc}", file=sys.stderr)
         return 2
     ops = chosen.ops
     failed = 0
+    results: list[dict[str, object]] = []
     for op in ops:
         try:
-            check_op(op, seed=args.seed, fast=args.fast)
+            checked = check_op(op, seed=args.seed, fast=args.fast)
         except GradcheckError as exc:
             failed += 1
             print(f"FAIL  {op.plugin}:{op.name}\n      {exc}")
-        else:
-            print(f"ok    {op.plugin}:{op.name}")
+            results.append({"op": op.name, "plugin": op.plugin, "status": "failed", "error": str(exc)})
+            continue
+        samples = len(checked.samples)
+        print(
+            f"ok    {op.plugin}:{op.name}: {samples} sample{'s' * (samples != 1)}, {checked.checks} checks, "
+            f"worst relative error {checked.worst_rel_error:.2g}"
+        )
+        if args.verbose:
+            for sample in checked.samples:
+                attributes = "".join(f", {k}={v}" for k, v in sample.attributes.items())
+                print(f"      sample {sample.index}: {', '.join(sample.inputs)}{attributes}")
+                for passed in sample.checks:
+                    print(f"        ok  {passed}")
+                for c in sample.comparisons:
+                    print(f"        ok  {c.what}: max abs error {c.max_abs_error:.2g}, max rel {c.max_rel_error:.2g}")
+        results.append({"status": "ok", **checked.to_dict()})
     for skipped in chosen.skipped:  # not checked, so not green: each a failure
         name = skipped.plugin if skipped.op is None else f"{skipped.plugin}:{skipped.op}"
         print(f"FAIL  {name} (skipped)\n      {report(skipped)}")
+        results.append({"op": skipped.op, "plugin": skipped.plugin, "status": "skipped", "error": report(skipped)})
     skipped_note = f" ({len(chosen.skipped)} skipped plugins or ops)" if chosen.skipped else ""
     print(f"{len(ops) - failed} passed, {failed + len(chosen.skipped)} failed{skipped_note}")
+    if args.json:
+        with atomic_write(args.json) as file:
+            file.write(json.dumps(results, indent=1).encode())
     return 1 if failed or chosen.skipped else 0
 
 
@@ -239,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out these ops, plugins or distributions (or PLUGIN:OP), and do not fail because they were skipped",
     )
     check.add_argument("--seed", type=int, default=0, help="seed for the sample inputs (default: 0)")
+    check.add_argument("-v", "--verbose", action="store_true", help="list each sample and each check passed")
+    check.add_argument(
+        "--json", metavar="FILE", help="write every op's report (samples, checks, worst errors; failures) as JSON"
+    )
     check.add_argument(
         "--fast", action="store_true", help="one directional derivative per input instead of every element"
     )

@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn, cast
 
 import numpy as np
 
-from opreg import plugin_manager
 from opreg.calls import backward_keywords, run_forward, tuple_output_error
 from opreg.contract import check_gradients, check_unchanged, describe_array, nonfinite
 from opreg.engine import Autograd
-from opreg.errors import GradcheckError, NotComposableError, OpContractError, OpUsageError
+from opreg.errors import GradcheckError, NotComposableError, OpContractError
 from opreg.opdef import CHECK_TOLERANCES, OpDef, Sample
 from opreg.registry import get_registry
 from opreg.tensor import Tensor, apply, call_op, grad, no_grad
@@ -480,22 +479,3 @@ def gradcheck(fn: Callable[..., Tensor], *inputs: Any, seed: int = 0, **toleranc
             numeric = numeric_gradient(forward, arrays, grad_output, position, settings["eps"])
             _compare(where, f"input {position}", analytic, numeric, settings, arrays[position])
     return True
-
-
-def select_ops(selection: Iterable[str] = ()) -> list[OpDef]:
-    """The ops named in ``selection``, or registered by a plugin or distribution named there; all when empty."""
-    ops = list(get_registry().values())
-    if not selection:
-        return ops
-    chosen: dict[str, OpDef] = {}
-    for wanted in selection:
-        matches = [op for op in ops if wanted in (op.name, op.plugin, _distribution(op.plugin))]
-        if not matches:
-            raise OpUsageError(f"{wanted!r} is neither a registered op nor a loaded plugin or distribution")
-        chosen.update((op.name, op) for op in matches)
-    return list(chosen.values())
-
-
-def _distribution(plugin: str) -> str | None:
-    info = plugin_manager.plugin_infos_by_name().get(plugin)
-    return info.distribution if info else None

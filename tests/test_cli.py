@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 
@@ -69,11 +71,37 @@ def test_plugins_lists_loaded_skipped_and_builtin_plugins(packages, capsys):
 
 def test_check_reports_each_op_and_fails_on_a_wrong_gradient(packages, capsys):
     assert main(["check", "good-ops", "exp"]) == 0
-    assert lines_of(capsys) == ["ok    good-ops:cube", "ok    opreg_builtins.elementwise:exp", "2 passed, 0 failed"]
+    out = lines_of(capsys)
+    assert re.fullmatch(r"ok    good-ops:cube: 1 sample, 6 checks, worst relative error [0-9.e-]+", out[0]), out
+    assert out[1].startswith("ok    opreg_builtins.elementwise:exp: ") and out[-1] == "2 passed, 0 failed"
     assert main(["check", "bad-ops", "good-ops"]) == 1
     out = lines_of(capsys)
     assert out[0] == "FAIL  bad-ops:bad_cube" and "input 0 'x'" in out[1] and "worst at index" in out[1]
+    assert re.search(r"\(backward at .*\.py:\d+\)", out[1]) and "on sample 0 of 1 (x: float64" in out[1]
     assert out[-1] == "1 passed, 1 failed"
+
+
+def test_check_verbose_lists_what_it_checked_and_json_writes_the_reports(packages, capsys, tmp_path):
+    """``opreg check -v`` lists each sample and each check; ``--json`` writes what tools read: every op's report,
+    failures with their messages. A file it cannot write is refused before any check, and one already there is
+    replaced only once the report is whole."""
+    report = tmp_path / "report.json"
+    assert main(["check", "good-ops", "bad-ops", "-v", "--json", str(report)]) == 1
+    out = lines_of(capsys)
+    assert "      sample 0: x: float64 (3,)" in out or any(
+        line.startswith("      sample 0: x: float64") for line in out
+    )
+    assert any("ok  input 0 'x': max abs error" in line for line in out)
+    results = {r["op"]: r for r in json.loads(report.read_text())}
+    assert (
+        results["cube"]["status"] == "ok" and results["cube"]["samples"][0]["comparisons"][0]["what"] == "input 0 'x'"
+    )
+    assert (
+        results["bad_cube"]["status"] == "failed"
+        and "disagrees with finite differences" in results["bad_cube"]["error"]
+    )
+    assert main(["check", "good-ops", "--json", str(tmp_path / "missing" / "r.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_check_refuses_an_unknown_name(capsys):

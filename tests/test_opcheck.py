@@ -103,6 +103,33 @@ def test_an_op_may_declare_looser_tolerances(install_ops):
     check_op("rough_declared")
 
 
+def test_check_op_returns_what_it_checked_and_a_failure_locates_the_bug(install_ops):
+    """The report: each sample with its inputs and attributes, the contract checks and the comparisons with their
+    worst errors. A failure names the input's value at the worst element and the backward's file and line."""
+    report = check_op("exp")
+    assert report.op == "exp" and report.samples and report.checks >= 4 * len(report.samples)
+    assert 0 <= report.worst_rel_error < 1e-6 and report.to_dict()["samples"][0]["inputs"][0].startswith("x: float64")
+
+    def backward(g, x):  # wrong where x > 1
+        return (g * np.where(x > 1, 0.0, 2 * x),)
+
+    install_ops(
+        {
+            "name": "square_ish",
+            "inputs": ("x",),
+            "forward": lambda x: x * x,
+            "backward": backward,
+            "sample_inputs": lambda rng: [opreg.Sample(np.array([0.5, 2.0, -1.0]))],
+        },
+        name="located",
+    )
+    with pytest.raises(GradcheckError) as failed:
+        check_op("square_ish")
+    message = str(failed.value)
+    assert "worst at index (1,) (where the input is 2.0)" in message
+    assert f"(backward at {__file__}:" in message and "on sample 0 of 1 (x: float64 (3,))" in message
+
+
 def test_every_sample_of_an_op_with_attributes_is_checked(install_ops):
     """The second sample exercises axis=1, where this backward is wrong; the report names the attribute value."""
 
