@@ -36,6 +36,7 @@ checks fail on (:mod:`opreg.selection`) and strict loading raises.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import os
@@ -51,6 +52,7 @@ from typing import Any, Literal, TypeVar, cast
 import pluggy
 
 from opreg import hookspecs, hung_plugins
+from opreg.errors import RegistrationError
 from opreg.hung_plugins import RETRY_VAR
 
 #: The built-in op plugins (the ``plugins/`` folder, installed as ``opreg_builtins``). Each is an ordinary plugin
@@ -431,7 +433,7 @@ def _load_one(pm: pluggy.PluginManager, entry_point: metadata.EntryPoint, info: 
     info.path = _source_file(plugin)
     try:
         pm.register(plugin, name=info.name)
-        pm.check_pending()  # a hook implementation whose name matches no hook (a typo) is an error, not ignored
+        check_hooks(pm, plugin)
     except Exception as exc:
         skip(pm, info.name, f"invalid plugin: {type(exc).__name__}: {exc}")
         info.location = _unknown_hook_location(plugin) or info.path
@@ -446,6 +448,22 @@ def _source_file(plugin: object) -> str | None:
         return inspect.getfile(plugin if inspect.ismodule(plugin) or inspect.isclass(plugin) else type(plugin))
     except (TypeError, OSError):
         return None
+
+
+def check_hooks(pm: pluggy.PluginManager, plugin: object) -> None:
+    """pluggy's check that every hook implementation is one of opreg's hooks, so that a typo is an error rather than
+    a plugin that silently registers nothing; its message gains the hook meant."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        hooks = [name for name in dir(hookspecs) if name.startswith("opreg_")]
+        unknown = [name for name in dir(plugin) if name.startswith("opreg_") and name not in hooks]
+        if not unknown:
+            raise
+        close = difflib.get_close_matches(unknown[0], hooks, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"opreg's hooks are {', '.join(hooks)}"
+        where = _unknown_hook_location(plugin)
+        raise RegistrationError(f"unknown hook {unknown[0]!r}{f' (at {where})' if where else ''}: {hint}") from exc
 
 
 def _unknown_hook_location(plugin: object) -> str | None:

@@ -106,6 +106,10 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
             raise RegistrationError(f"plugin {name or plugin!r} is already registered or blocked")
         plugin_manager.note_registered(registered_name, plugin)
         try:
+            try:
+                plugin_manager.check_hooks(pm, plugin)
+            except RegistrationError as exc:
+                raise RegistrationError(f"plugin {registered_name!r}: {exc}") from None
             _reload()
         except Exception:  # the table is untouched; only the plugin manager has to forget the plugin
             pm.unregister(name=registered_name)

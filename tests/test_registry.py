@@ -239,3 +239,20 @@ def test_one_plugin_registering_a_name_twice_is_an_error(op_plugin, name, overri
     with pytest.raises(RegistrationError, match=rf"op '{name}' \(plugin 'twice'\) is registered twice by that plugin"):
         opreg.register_plugin(op_plugin(first, second), name="twice")
     assert name not in opreg.get_registry() or opreg.get_registry()[name].plugin == "opreg_builtins.arithmetic"
+
+
+def test_a_misspelt_hook_is_refused_naming_the_hook_meant():
+    """A plugin whose only hook is misspelt registered nothing, silently (pluggy ignores an unknown hook unless
+    asked): register_plugin now refuses it, with the hook meant and where the misspelt one is."""
+
+    class Typo:
+        @opreg.hookimpl
+        def opreg_register_op(self, register):  # opreg_register_ops
+            register(name="cube", inputs=("x",), forward=lambda x: x**3, backward=lambda g, x: (3 * g * x * x,))
+
+    with pytest.raises(opreg.RegistrationError) as refused:
+        opreg.register_plugin(Typo(), name="typo-ops")
+    message = str(refused.value)
+    assert message.startswith("plugin 'typo-ops': unknown hook 'opreg_register_op' (at ")
+    assert f"{__file__}:" in message and message.endswith("did you mean 'opreg_register_ops'?")
+    assert "typo-ops" not in [name for name, _ in opreg.plugin_manager.get_plugin_manager().list_name_plugin()]

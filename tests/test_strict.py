@@ -20,6 +20,7 @@ import pytest
 import opreg
 from opreg import plugin_manager
 from opreg.cli import main
+from opreg.opcheck import CheckReport
 from opreg.plugin_manager import PluginWarning
 
 HEADER = """
@@ -58,7 +59,12 @@ def broken(site):
 def no_gradients(monkeypatch):
     """opreg check's finite differences replaced by a no-op: these tests are about what is checked, not how."""
     checked: list[str] = []
-    monkeypatch.setattr("opreg.cli.check_op", lambda op, **kwargs: checked.append(op.name))
+
+    def check_op(op, **kwargs):
+        checked.append(op.name)
+        return CheckReport(op.name, op.plugin)
+
+    monkeypatch.setattr("opreg.cli.check_op", check_op)
     return checked
 
 
