@@ -327,8 +327,15 @@ def _checked_forward(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[st
     outputs = [np.asarray(o) for o in _outputs(op, result)]
     again = [np.asarray(o) for o in _outputs(op, op.output_of(*inputs, **attributes))]
     for output, repeated in zip(outputs, again, strict=True):
-        if not np.issubdtype(output.dtype, np.floating) or nonfinite(output):
-            _fail(op, f"forward on the sample inputs returned a non-finite or non-float output ({output.dtype})")
+        if not np.issubdtype(output.dtype, np.floating):
+            _fail(op, f"forward on the sample inputs returned a non-float output ({output.dtype})")
+        if nonfinite(output):
+            _fail(
+                op,
+                f"forward on the sample inputs returned a non-finite output ({np.count_nonzero(~np.isfinite(output))}"
+                f" of {output.size} elements NaN or infinite): a sample outside the op's domain? Draw samples inside "
+                'it (sample_inputs=), and declare it (domain={"x": (0.1, 10.0)}) for the checks that draw inputs',
+            )
         if not np.array_equal(output, repeated):
             _fail(op, "forward is not deterministic: two calls on the same inputs differ")
     return tuple(outputs) if op.multi else outputs[0]
@@ -348,6 +355,15 @@ def _check_backward_contract(
     arrays = [*given, *inputs]
     grads = check_unchanged(op, lambda: op.backward(grad_output, *inputs, **keywords), arrays, names)
     check_gradients(op, inputs, grads)
+    for position, differentiable in enumerate(op.differentiable_for(len(inputs))):
+        if grads[position] is not None and not differentiable:  # the engine drops it: a gradient meant, lost?
+            declared = tuple(n for n, d in zip(op.inputs, op.differentiable, strict=False) if d)
+            _fail(
+                op,
+                f"backward returned a gradient for {op.describe_input(position)}, which the op declares takes none "
+                f"(differentiable={declared}), so the engine drops it; return None in its place, or declare the "
+                "input differentiable",
+            )
 
 
 def _check_float32(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any]) -> None:

@@ -259,3 +259,22 @@ def test_every_input_is_checked_not_only_the_first(install_ops, fast):
     )
     with pytest.raises(GradcheckError, match=r"op 'weighted' \(plugin 'buggy-ops'\): the gradient of input 1 'b'"):
         check_op("weighted", fast=fast)
+
+
+def test_a_gradient_for_an_input_declared_non_differentiable_fails_the_check(install_ops):
+    """The engine drops it (the input takes no gradient), so a backward that computes one most likely meant the
+    input to be differentiable: the check says so rather than pass over a gradient that never arrives."""
+    install_ops(
+        {
+            "name": "scaled",
+            "inputs": ("x", "scale"),
+            "differentiable": ("x",),
+            "forward": lambda x, scale: x * scale,
+            "backward": lambda g, x, scale: (g * scale, g * x),
+        },
+        name="declared",
+    )
+    with pytest.raises(
+        GradcheckError, match=r"backward returned a gradient for input 1 'scale', which the op declares"
+    ):
+        check_op("scaled")
