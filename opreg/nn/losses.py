@@ -1,4 +1,6 @@
-"""Losses, called as ``criterion(y, y_hat)`` (targets first, as in the handout), each one registered op."""
+"""Losses, called as ``criterion(y, y_hat)`` (targets first, as in the handout), each one registered op. The ops
+take the targets last, as PyTorch's losses do (``softmax_cross_entropy(logits, labels)``, ``mse(y_hat, y)``):
+each module swaps them."""
 
 from __future__ import annotations
 
