@@ -20,7 +20,7 @@ from typeguard import TypeCheckError
 
 from opreg import plugin_manager
 from opreg.errors import PluginLoadError, RegistrationError, UnknownOpError
-from opreg.opdef import OpDef, define_op
+from opreg.opdef import REGISTER_KEYWORDS, OpDef, define_op, unknown_keyword_error
 
 
 class OpRegistry(Mapping[str, OpDef]):
@@ -226,10 +226,12 @@ def _ops_of(plugin: str, hook: Callable[..., object], table: Mapping[str, OpDef]
                 op = define_op(plugin=plugin, **declaration)
             except TypeCheckError as exc:  # under typeguard's import hook, its check of define_op's hints comes first
                 raise RegistrationError(f"op {declaration.get('name')!r} (plugin {plugin!r}): {exc}") from None
-            except TypeError as exc:  # a missing keyword
-                raise RegistrationError(
-                    f"op {declaration.get('name')!r} (plugin {plugin!r}): register(): {exc}"
-                ) from None
+            except TypeError as exc:  # a missing keyword: often one misspelt (input= for inputs=), named first
+                where = f"op {declaration.get('name')!r} (plugin {plugin!r})"
+                unknown = [keyword for keyword in declaration if keyword not in REGISTER_KEYWORDS]
+                if unknown:
+                    raise unknown_keyword_error(where, unknown[0]) from None
+                raise RegistrationError(f"{where}: register(): {exc}") from None
             op = admitted(op)
         except Exception as exc:
             if not isolated:

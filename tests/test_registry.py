@@ -256,3 +256,16 @@ def test_a_misspelt_hook_is_refused_naming_the_hook_meant():
     assert message.startswith("plugin 'typo-ops': unknown hook 'opreg_register_op' (at ")
     assert f"{__file__}:" in message and message.endswith("did you mean 'opreg_register_ops'?")
     assert "typo-ops" not in [name for name, _ in opreg.plugin_manager.get_plugin_manager().list_name_plugin()]
+
+
+def test_a_misspelt_required_keyword_is_named_not_reported_missing():
+    """``input=`` for ``inputs=`` was reported as Python's "missing 1 required keyword-only argument: 'inputs'",
+    which names neither the slip nor the fix."""
+
+    class Cube:
+        @opreg.hookimpl
+        def opreg_register_ops(self, register):
+            register(name="cube", input=("x",), forward=lambda x: x**3, backward=lambda g, x: (3 * g * x * x,))
+
+    with pytest.raises(RegistrationError, match=r"got an unexpected keyword input=; did you mean inputs=\?$"):
+        opreg.register_plugin(Cube(), name="misspelt")
