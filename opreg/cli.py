@@ -13,6 +13,7 @@ from opreg import plugin_manager
 from opreg.errors import GradcheckError, OpregError, PluginLoadError
 from opreg.evaluation import evaluate
 from opreg.files import atomic_write, check_writable
+from opreg.newop import new_op
 from opreg.opcheck import check_op
 from opreg.plot import check_can_plot, plot_history
 from opreg.progress import EpochProgress, format_loss
@@ -176,6 +177,18 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failed or chosen.skipped else 0
 
 
+def _new_op(args: argparse.Namespace) -> int:
+    folder = new_op(args.name, args.dir)
+    module = f"opreg_{args.name}.py"
+    print(f"wrote {folder}/: pyproject.toml, {module}, tests/test_{args.name}.py, README.md")
+    print(f"next: write the two functions marked TODO in {folder / module} (and reference in the test), then")
+    path = str(folder) if folder.is_absolute() else f"./{folder}"  # pip reads "opreg-NAME[test]" as a PyPI name
+    print(f'  pip install -e "{path}[test]"')
+    print(f"  opreg check {args.name}")
+    print(f"  pytest {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opreg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -269,6 +282,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--fast", action="store_true", help="one directional derivative per input instead of every element"
     )
     check.set_defaults(run=_check)
+
+    new = commands.add_parser(
+        "new-op",
+        help="write a new op package to fill in: opreg-NAME/",
+        description="Write opreg-NAME/: pyproject.toml with the opreg entry point, opreg_NAME.py with the op's "
+        "forward and backward to write (each raises NotImplementedError until then) and its samples, a property "
+        "test against NumPy and a README with the commands. Refuses (exit 2) a name that is not an identifier or is "
+        "already installed, and a folder that exists.",
+    )
+    new.add_argument("name", metavar="NAME", help="the op's name, a Python identifier (the package is opreg-NAME)")
+    new.add_argument("--dir", default=".", help="the folder to write opreg-NAME/ in (default: the current one)")
+    new.set_defaults(run=_new_op)
     return parser
 
 

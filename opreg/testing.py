@@ -11,7 +11,9 @@ a test, so that opreg's built-in ops, contrib_ops and any plugin's tests share o
 - :func:`check_case`: one case through the tape engine and through Tensors, compared with the reference's output
   and gradients, given as arrays: values, shapes and dtypes, within error bounds rather than fudge factors; inputs
   left unchanged, both front ends bit for bit the same, each Tensor ``.grad`` an array of its own;
-- :func:`run_torch`: such a reference from a PyTorch function and torch's autograd.
+- :func:`run_torch`: such a reference from a PyTorch function and torch's autograd;
+- :func:`run_numpy` and :func:`check_against_numpy`: the same from a plain NumPy function, its gradients by finite
+  differences in float64 (what ``opreg new-op``'s generated test uses: no torch needed).
 
 opreg itself never imports this module. hypothesis (the ``test`` extra) is needed when it is imported, and torch
 only when :func:`run_torch` is called (:func:`optional_torch` tells whether it is there): neither becomes a
@@ -54,6 +56,7 @@ __all__ = [
     "axes",
     "binary",
     "broadcastable_shapes",
+    "check_against_numpy",
     "check_case",
     "error_scales",
     "floats",
@@ -411,3 +414,80 @@ def check_case(
     for engine_grad, tensor_grad in zip(results["tape engine"], results["Tensors"], strict=True):
         if engine_grad is not None:
             np.testing.assert_array_equal(engine_grad, tensor_grad, strict=True, err_msg=f"{name}: front ends differ")
+
+
+# --- a plain NumPy reference -----------------------------------------------------------------------------------------
+
+
+def run_numpy(
+    function: Callable[..., Any],
+    inputs: Sequence[np.ndarray],
+    attributes: Mapping[str, Any],
+    g: np.ndarray | None,
+    differentiable: Sequence[bool],
+    *,
+    step: float = 1e-6,
+) -> tuple[np.ndarray, list[np.ndarray | None] | None]:
+    """``function(*inputs, **attributes)`` computed by NumPy in float64 (floating-point inputs widened), and with
+    ``g`` each differentiable input's gradient, ``g``'s product with the Jacobian, by central differences in float64
+    (a step of ``step`` times the element's size, at least ``step``): about 1e-10 relative, far below float32's
+    tolerances and within :func:`check_against_numpy`'s. None for an input that gets no gradient. Results are
+    float64; the caller casts them."""
+    wide = [np.array(x, np.float64) if np.asarray(x).dtype.kind == "f" else np.asarray(x) for x in inputs]
+    out = np.asarray(function(*wide, **attributes), dtype=np.float64)
+    if g is None:
+        return out, None
+    g64 = np.asarray(g, np.float64)
+    grads: list[np.ndarray | None] = []
+    for position, (x, takes_gradient) in enumerate(zip(wide, differentiable, strict=True)):
+        if not takes_gradient or x.dtype.kind != "f":
+            grads.append(None)
+            continue
+        grad = np.zeros(x.shape)
+        for index in np.ndindex(x.shape):
+            h = step * max(1.0, abs(float(x[index])))
+            plus, minus = x.copy(), x.copy()
+            plus[index] += h
+            minus[index] -= h
+            values = []
+            for shifted in (plus, minus):
+                arguments = [*wide[:position], shifted, *wide[position + 1 :]]
+                values.append(np.asarray(function(*arguments, **attributes), dtype=np.float64))
+            grad[index] = np.sum((values[0] - values[1]) * g64) / (plus[index] - minus[index])
+        grads.append(grad)
+    return out, grads
+
+
+def check_against_numpy(
+    name: str,
+    reference: Callable[..., Any],
+    inputs: Sequence[np.ndarray],
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    seed: int = 0,
+) -> None:
+    """Op ``name`` on one case against ``reference``, the same function in plain NumPy: through the tape engine and
+    through Tensors (:func:`check_case`), the output must equal the reference's (computed in float64, in the
+    dtype NumPy gives the inputs), and each gradient the reference's finite differences (:func:`run_numpy`), within
+    float32's tolerances whatever the dtype, since finite differences are no closer; a divergence ``g`` of uniform
+    values in [-1, 1] (from ``seed``) is backpropagated. For a test of a new op in a few lines (``opreg new-op``)."""
+    attributes = dict(attributes or {})
+    differentiable = opreg.get_registry()[name].differentiable_for(len(inputs))
+    floating = [x for x in inputs if x.dtype.kind == "f"]
+    dtype = np.result_type(*floating) if floating else np.dtype(np.float64)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out, _ = run_numpy(reference, inputs, attributes, None, differentiable)
+        g = np.random.default_rng(seed).uniform(-1.0, 1.0, out.shape).astype(dtype)
+        _, grads = run_numpy(reference, inputs, attributes, g, differentiable)
+    expected_out = out.astype(dtype)
+    check_case(name, inputs, attributes, g, (expected_out, [None] * len(inputs)), reference="the NumPy reference")
+    _, actual = run_tensors(name, inputs, attributes, g)
+    scales = error_scales(inputs, g)
+    terms = max(1, g.size, *(x.size for x in inputs))
+    assert grads is not None
+    for position, (grad, expected) in enumerate(zip(actual, grads, strict=True)):
+        if expected is not None:
+            what = f"{name} gradient {position} (Tensors)"
+            expected = expected.astype(inputs[position].dtype)
+            assert_close(grad, expected, scales[1 + position], terms, what, np.float32, "the NumPy reference")

@@ -94,3 +94,52 @@ def test_the_tutorial_works_literally_in_a_fresh_venv(tmp_path):
     assert [op_name, signature(op_name), plugin, dist, version] in [columns(line)[:5] for line in ops.splitlines()]
     assert check.splitlines()[-1] == "1 passed, 0 failed"
     assert "1 passed" in gradcheck.splitlines()[-1]
+
+
+@pytest.mark.skipif(
+    not os.environ.get("OPREG_SLOW_TESTS"), reason="pip-installs into a fresh venv; OPREG_SLOW_TESTS=1 runs it"
+)
+def test_the_new_op_walkthrough_works_literally_in_a_fresh_venv(tmp_path):
+    """CONTRIBUTING's `opreg new-op` walkthrough as an author follows it: its commands in a new venv with opreg
+    installed from this tree, its two functions and reference written into the generated files; `opreg check`
+    passes, and with the square left out of the backward fails with the message the walkthrough shows."""
+    from test_new_op import blocks, fill_in, op_name
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    run_in_venv = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
+    run_in_venv.pop("PYTHONPATH", None)
+    subprocess.run(["pip", "install", "-q", str(CONTRIBUTING.parent)], check=True, env=run_in_venv)
+    author = tmp_path / "author"
+    author.mkdir()
+
+    def run(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, shell=True, cwd=author, env=run_in_venv, capture_output=True, text=True)
+
+    new_op, commands = blocks("bash")
+    name = op_name()
+    outputs = []
+    for block in (new_op, "FILL IN", commands):
+        if block == "FILL IN":
+            fill_in(author / f"opreg-{name}", name)
+            continue
+        for command in block.splitlines():
+            command = command.split("#", 1)[0].strip()
+            if command:
+                done = run(command)
+                assert done.returncode == 0, f"{command!r} failed:\n{done.stdout}\n{done.stderr}"
+                outputs.append(done.stdout)
+    check, pytest_run = outputs[-2:]
+    assert check.splitlines()[-1] == "1 passed, 0 failed"
+    assert "1 passed" in pytest_run.splitlines()[-1]
+
+    fill_in(author / f"opreg-{name}", name, wrong_backward=True)
+    [check_command] = [c.split("#", 1)[0].strip() for c in commands.splitlines() if c.startswith("opreg check")]
+    failed = run(check_command)
+    assert failed.returncode == 1
+    [shown] = blocks("text")
+    shown = shown.replace(f"/home/you/opreg-{name}/", f"{author / f'opreg-{name}'}/")
+    seen, expected = failed.stdout.splitlines(), shown.splitlines()
+    assert (seen[0], seen[-1]) == (expected[0], expected[-1])
+    prefix = expected[1].split(": max abs error")[0]  # the numbers after it are finite differences', not ours
+    assert seen[1].startswith(prefix) and seen[1].endswith(expected[1].rsplit(";", 1)[1]), failed.stdout
