@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 
 from opreg import observe
-from opreg.contract import describe_array, gradient_count_error, gradient_shape_error, gradient_type_error
+from opreg.contract import (
+    describe_array,
+    gradient_count_error,
+    gradient_shape_error,
+    gradient_type_error,
+    tuple_output_error,
+)
 from opreg.errors import BackwardError, NotComposableError, OpContractError, OpregError, OpUsageError
 from opreg.fit import fit_gradient, sum_to_shape
 from opreg.opdef import OpDef
@@ -115,15 +121,6 @@ def complex_error(op: OpDef, inputs: Sequence[Any]) -> OpUsageError:
     return OpUsageError(
         f"{op.describe()} on {shapes} gives a complex result: opreg differentiates real numbers only (complex "
         "numbers are not supported yet); keep the real and imaginary parts as two real arrays"
-    )
-
-
-def tuple_output_error(op: OpDef, output: tuple[Any, ...] | list[Any]) -> OpContractError:
-    """A forward of one output that returned a tuple (``return (x * 2,)``, or ``return y, cache``)."""
-    return OpContractError(
-        f"{op.describe()}: forward returned a {type(output).__name__} of {len(output)} where an op of one output "
-        "returns an array; return the array itself, declare outputs=(...) for an op of several, or, to keep "
-        "values for backward, name `saved` as a keyword-only parameter of backward and return (output, saved)"
     )
 
 

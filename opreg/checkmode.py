@@ -85,6 +85,8 @@ class CheckingObserver:
         names = [*(name for name, _ in given), *(f"backward: {op.describe_input(i)}" for i in range(len(inputs)))]
         arrays = [*(_values(g) for _, g in given), *(_values(x) for x in inputs)]
         grads = self._within_timeout(op, "backward", lambda: check_unchanged(op, call, arrays, names))
+        if not isinstance(grads, tuple | list):  # one array where a tuple belongs: named as such, not iterated
+            check_gradients(op, arrays[len(given) :], grads)
         check_gradients(op, arrays[len(given) :], [None if grad is None else _values(grad) for grad in grads])
         return grads
 

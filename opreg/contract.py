@@ -84,8 +84,19 @@ def check_gradients(op: OpDef, inputs: Sequence[np.ndarray], grads: Sequence[Any
             )
 
 
+def tuple_output_error(op: OpDef, output: tuple[Any, ...] | list[Any]) -> OpContractError:
+    """A forward of one output that returned a tuple (``return (x * 2,)``, or ``return y, cache``)."""
+    return OpContractError(
+        f"{op.describe()}: forward returned a {type(output).__name__} of {len(output)} where an op of one output "
+        "returns an array; return the array itself, declare outputs=(...) for an op of several, or, to keep "
+        "values for backward, name `saved` as a keyword-only parameter of backward and return (output, saved)"
+    )
+
+
 def check_output(op: OpDef, output: Any) -> None:
     """Forward returned an array (or a NumPy scalar)."""
+    if isinstance(output, tuple | list):
+        raise tuple_output_error(op, output)
     if not isinstance(output, np.ndarray | np.generic):
         raise OpContractError(f"{op.describe()}: forward returned a {type(output).__name__}, not an array")
 

@@ -23,8 +23,8 @@ from typing import Any, NoReturn, cast
 
 import numpy as np
 
-from opreg.calls import backward_keywords, run_forward, tuple_output_error
-from opreg.contract import check_gradients, check_unchanged, describe_array, nonfinite
+from opreg.calls import backward_keywords, run_forward
+from opreg.contract import check_gradients, check_unchanged, describe_array, nonfinite, tuple_output_error
 from opreg.engine import Autograd
 from opreg.errors import GradcheckError, NotComposableError, OpContractError
 from opreg.opdef import CHECK_TOLERANCES, OpDef, Sample

@@ -252,6 +252,20 @@ def _torch_cross(torch: Any) -> Any:
     return cross
 
 
+def _torch_kron(torch: Any) -> Any:
+    """torch.kron's definition in torch (the outer product with the axes interleaved): torch.kron itself raises on
+    some views of its inputs (a stack, transposed), where its backward cannot view its gradient."""
+
+    def kron(a: Any, b: Any) -> Any:
+        n = max(a.ndim, b.ndim)
+        a = a.reshape((1,) * (n - a.ndim) + tuple(a.shape))
+        b = b.reshape((1,) * (n - b.ndim) + tuple(b.shape))
+        outer = a.reshape([d for k in a.shape for d in (k, 1)]) * b.reshape([d for k in b.shape for d in (1, k)])
+        return outer.reshape([x * y for x, y in zip(a.shape, b.shape, strict=True)])
+
+    return kron
+
+
 @hookimpl
 def opreg_register_ops(register: Register) -> None:
     register(
@@ -323,6 +337,5 @@ def opreg_register_ops(register: Register) -> None:
         backward=_kron_backward,
         sample_inputs=_kron_samples,
         numpy="kron",
-        # torch.kron raises on a permuted (non-contiguous) tensor, as the property tests make: contiguous copies
-        reference=lambda torch: lambda a, b: torch.kron(a.contiguous(), b.contiguous()),
+        reference=_torch_kron,
     )
