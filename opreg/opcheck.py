@@ -122,6 +122,7 @@ def _check_sample(
     inputs = [np.array(x, dtype=np.float64) for x in sample.inputs]
     if not op.accepts(len(inputs)):
         _fail(op, f"sample_inputs returned {len(inputs)} arrays for {len(op.inputs)} inputs {op.signature()}")
+    _refuse_integer_samples(op, sample)
     attributes = sample.attributes
     output = _checked_forward(op, inputs, attributes)
     report.checks.append("forward: finite, deterministic, inputs unchanged")
@@ -314,6 +315,30 @@ def _check_second_order(
 
 def _fail(op: OpDef, problem: str) -> NoReturn:
     raise GradcheckError(f"{op.describe()}: {problem}")
+
+
+def _refuse_integer_samples(op: OpDef, sample: Sample) -> None:
+    """An integer or boolean sample for an input that takes gradients is a slip: an integer Tensor takes no
+    gradient, so Tensor users never get the one the check would compare, and integer points sit on the kinks of
+    abs, relu or floor, where a finite difference is no derivative."""
+    for position, differentiable in enumerate(op.differentiable_for(len(sample.inputs))):
+        dtype = np.asarray(sample.inputs[position]).dtype
+        if differentiable and dtype.kind in "biu":
+            others = _others(op, position)
+            _fail(
+                op,
+                f"sample_inputs gives {op.describe_input(position)} as {dtype}, but an input that takes gradients "
+                "needs floating-point samples (an integer Tensor takes no gradient, and integer points are the kinks "
+                "of abs, relu and floor); draw floats "
+                "(rng.standard_normal(shape), rng.uniform(low, high, shape)), or, if it takes integers (labels, "
+                f"indices), leave it out of differentiable=" + (f" (differentiable={others!r})" if others else ""),
+            )
+
+
+def _others(op: OpDef, position: int) -> tuple[str, ...]:
+    """The names of the op's differentiable inputs other than ``position``'s."""
+    name = op.inputs[min(position, len(op.inputs) - 1)]
+    return tuple(n.lstrip("*") for n, d in zip(op.inputs, op.differentiable, strict=False) if d and n != name)
 
 
 def _checked_forward(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any]) -> Any:

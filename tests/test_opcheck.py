@@ -65,6 +65,7 @@ def _negate_in_place(x):
         ({"backward": lambda g, x: (g.sum(axis=0),)}, r"shape \(4,\) for input 0 'x' of shape \(3, 4\)"),
         ({"backward": lambda g, x: ((2 * g).astype(int),)}, "dtype int64"),
         ({"sample_inputs": lambda rng: (np.ones(3), np.ones(3))}, "sample_inputs returned 2 arrays for 1 inputs"),
+        ({"sample_inputs": lambda rng: (rng.integers(-3, 3, (3, 4)),)}, "input 0 'x' as int64, but an input that"),
     ],
     ids=[
         "mutates-input",
@@ -76,6 +77,7 @@ def _negate_in_place(x):
         "gradient-shape",
         "int-gradient",
         "samples",
+        "integer-samples",
     ],
 )
 def test_broken_op_contracts_are_reported(install_ops, declaration, problem):
