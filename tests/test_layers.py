@@ -8,6 +8,9 @@ four times in CI.
 
 from __future__ import annotations
 
+import contextlib
+import re
+
 import numpy as np
 import pytest
 
@@ -35,6 +38,26 @@ STYLES = ["tape", "tensor"]
 needs_buffers = pytest.mark.skipif(
     not hasattr(Module, "buffer_names"), reason="Module's state_dict has no buffers yet (the modules part adds them)"
 )
+
+
+@pytest.fixture
+def refused(pytestconfig):
+    """``with refused(pattern):`` expects a LayerError whose message matches; for an argument of the wrong type,
+    under typeguard (``--typeguard-packages=opreg``, which checks the annotations first) its TypeCheckError."""
+    errors: tuple[type[Exception], ...] = (LayerError,)
+    if pytestconfig.getoption("typeguard_packages", default=None):
+        from typeguard import TypeCheckError
+
+        errors += (TypeCheckError,)
+
+    @contextlib.contextmanager
+    def expect(pattern: str):
+        with pytest.raises(errors) as raised:
+            yield
+        if isinstance(raised.value, LayerError):
+            assert re.search(pattern, str(raised.value)), str(raised.value)
+
+    return expect
 
 
 def values(x) -> np.ndarray:
@@ -376,8 +399,8 @@ def test_dropout_mask_statistics():
 
 
 @pytest.mark.parametrize("p", [-0.1, 1.5, "0.5", True])
-def test_dropout_probability_out_of_range(p):
-    with pytest.raises(LayerError, match="dropout probability has to be between 0 and 1"):
+def test_dropout_probability_out_of_range(p, refused):
+    with refused("dropout probability has to be between 0 and 1"):
         Dropout(p)
 
 
@@ -455,8 +478,8 @@ def test_embedding_empty_and_tensor_indices():
 
 
 @pytest.mark.parametrize("padding_idx", [5, -6, 1.0])
-def test_embedding_padding_idx_out_of_range(padding_idx):
-    with pytest.raises(LayerError, match="padding_idx must be within num_embeddings"):
+def test_embedding_padding_idx_out_of_range(padding_idx, refused):
+    with refused("padding_idx must be within num_embeddings"):
         Embedding(5, 2, padding_idx=padding_idx)
 
 
@@ -509,9 +532,9 @@ def test_dropout_repr_and_configs():
         assert repr(type(layer)(**layer.config())) == repr(layer)
 
 
-def test_a_float_where_the_engine_goes():
+def test_a_float_where_the_engine_goes(refused):
     """torch's positional eps (BatchNorm1d(16, 1e-3)) is refused: opreg's second argument is the engine."""
-    with pytest.raises(LayerError, match=r"BatchNorm1d: autograd_engine must be an opreg.Autograd \(or None"):
+    with refused(r"BatchNorm1d: autograd_engine must be an opreg.Autograd \(or None"):
         BatchNorm1d(16, 1e-3)
 
 

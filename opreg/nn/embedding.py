@@ -83,7 +83,7 @@ class Embedding(Module):
         if outside.any():
             raise EmbeddingIndexError(
                 f"{self!r}: index {idx[outside].flat[0]} is out of range; indices must be in [0, "
-                f"{self.num_embeddings}) (a negative one too: it does not count from the end)"
+                f"{self.num_embeddings}) (a negative index does not count from the end here, as in PyTorch)"
             )
         return idx
 
