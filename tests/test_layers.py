@@ -303,6 +303,37 @@ def test_batch_norm_state_dict_has_the_buffers(style):
         assert list(torch_module.state_dict()) == list(state)
 
 
+@needs_torch
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("which", ["LayerNorm", "BatchNorm1d"])
+def test_constant_rows_and_channels(which, style):
+    """Where the variance is 0 (a constant row for LayerNorm, a constant channel for BatchNorm) the output is the
+    bias and the gradients finite: eps keeps sqrt(var + eps) away from 0, as in torch."""
+    rng = np.random.default_rng(16)
+    x, g = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    if which == "LayerNorm":
+        x[1] = 2.5
+    else:
+        x[:, 2] = -1.0
+    engine = engine_for(style)
+    layer = LayerNorm(3, engine) if which == "LayerNorm" else BatchNorm1d(3, engine)
+    module = getattr(torch.nn, which)(3, dtype=torch.float64)
+    set_parameters(layer, module, rng)
+    ours = run(layer, engine, x, g)
+    assert all(np.isfinite(values(a)).all() for a in (ours[0], ours[1], *ours[2].values()))
+    compare(ours, run_torch(module, x, g), f"{which} with zero variance")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_batch_norm_keeps_its_dtype(dtype):
+    layer = BatchNorm2d(2, dtype=dtype)
+    x = np.random.default_rng(17).standard_normal((3, 2, 2, 2)).astype(dtype)
+    y = layer(Tensor(x, requires_grad=True))
+    assert y.dtype == dtype and layer.running_mean.dtype == dtype and layer.weight.dtype == dtype
+    reference = (x - x.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(x.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    np.testing.assert_allclose(y.data, reference, rtol=1e-2 if dtype == np.float16 else 1e-5, atol=1e-2)
+
+
 # --- second order: LayerNorm and BatchNorm against torch's double backward -----------------------------------------
 
 SECOND_ORDER_CASES = {
