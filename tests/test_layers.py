@@ -631,3 +631,33 @@ def test_layers_train_in_a_model_like_torch(style):
     assert not model.layers[1].training and not model.layers[3].training
     x = rng.standard_normal((3, 4))
     close(model(x), t_model(torch.tensor(x)), "eval output")
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: LayerNorm(4), lambda: BatchNorm1d(4, track_running_stats=False)], ids=["LayerNorm", "BatchNorm1d"]
+)
+def test_third_order_against_finite_differences(make):
+    """h(x) = d/dx sum(d/dx sum(layer(x) * u) * v), recorded with create_graph; the gradient of sum(h(x) * w)
+    (a third derivative) equals central differences of it: the layers compose beyond second order."""
+    rng = np.random.default_rng(18)
+    layer = make()
+    for _, parameter in layer.named_parameters():
+        parameter.data[...] = rng.standard_normal(parameter.data.shape)
+    x0, u, v, w = (rng.standard_normal((3, 4)) for _ in range(4))
+
+    def h(x: Tensor) -> Tensor:
+        (dx,) = opreg.grad(np.sum(layer(x) * u), [x], create_graph=True)
+        (ddx,) = opreg.grad(np.sum(dx * v), [x], create_graph=True)
+        return ddx
+
+    x = Tensor(x0, requires_grad=True)
+    np.sum(h(x) * w).backward()
+    numeric, step = np.zeros_like(x0), 1e-5
+    for i in np.ndindex(x0.shape):
+        plus, minus = x0.copy(), x0.copy()
+        plus[i] += step
+        minus[i] -= step
+        f_plus = np.sum(h(Tensor(plus, requires_grad=True)).data * w)
+        f_minus = np.sum(h(Tensor(minus, requires_grad=True)).data * w)
+        numeric[i] = (f_plus - f_minus) / (2 * step)
+    np.testing.assert_allclose(x.grad, numeric, rtol=1e-5, atol=1e-6)

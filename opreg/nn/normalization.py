@@ -28,6 +28,8 @@ class _Affine(Module):
     """What the normalisation layers share: an optional ``weight`` (ones) and ``bias`` (zeros) of ``shape``, each
     declared as a parameter only when it exists (``weight``/``bias`` are ``None`` otherwise, as in PyTorch)."""
 
+    eps: float
+
     def __init__(self, autograd_engine: Engine, shape: tuple[int, ...], weight: bool, bias: bool, dtype: DTypeLike):
         super().__init__(autograd_engine)
         self.weight: Any = None  # a Tensor, an array (tape), or None without the parameter
@@ -69,8 +71,6 @@ class _Affine(Module):
         std = apply("sqrt", apply("add", var, self.eps))
         return apply("div", apply("sub", x, mean), std), mean, var
 
-    eps: float
-
 
 class LayerNorm(_Affine):
     """Normalises over the last ``len(normalized_shape)`` axes of the input, which must be ``normalized_shape``:
@@ -91,7 +91,7 @@ class LayerNorm(_Affine):
         dtype: DTypeLike = np.float64,
     ) -> None:
         check_engine("LayerNorm", autograd_engine)
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        shape = (normalized_shape,) if isinstance(normalized_shape, int | np.integer) else tuple(normalized_shape)
         if not all(isinstance(n, int | np.integer) and n >= 0 for n in shape):
             raise LayerError(f"LayerNorm: normalized_shape must be whole numbers >= 0, not {normalized_shape!r}")
         self.normalized_shape = tuple(int(n) for n in shape)
