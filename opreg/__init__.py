@@ -6,7 +6,7 @@ are such plugins (the ``opreg_builtins`` package); the modules and the MLP (:mod
 registered ops.
 """
 
-from opreg import nn, ops, optim
+from opreg import nn, ops, optim, random
 from opreg.anomaly import AnomalyError, detect_anomaly
 from opreg.checkmode import apply_environment as _apply_check_environment
 from opreg.checkmode import checking
@@ -28,6 +28,7 @@ from opreg.errors import (
 from opreg.hookspecs import Register, hookimpl, hookspec
 from opreg.opcheck import check_op, gradcheck
 from opreg.opdef import OpDef, Sample
+from opreg.random import manual_seed
 from opreg.registry import (
     OpRegistry,
     get_registry,
@@ -71,10 +72,12 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "load_plugins",
+    "manual_seed",
     "nn",
     "no_grad",
     "ops",
     "optim",
+    "random",
     "register_plugin",
     "reload_plugins",
     "unregister_plugin",

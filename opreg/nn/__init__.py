@@ -3,19 +3,23 @@
 from opreg.nn.activations import Identity, ReLU, Sigmoid, Tanh
 from opreg.nn.linear import Linear
 from opreg.nn.losses import MSELoss, SoftmaxCrossEntropy
-from opreg.nn.module import BoundParameter, ModelFileError, Module, Parameter
+from opreg.nn.module import BoundParameter, IncompatibleKeys, ModelFileError, Module, ModuleInitError, Parameter
 from opreg.nn.op_module import NotUnaryOpError, OpModule, unary_ops
-from opreg.nn.sequential import MLP, Sequential
-from opreg.nn.serialization import load, read_metadata, save
+from opreg.nn.sequential import MLP, ArchitectureError, ModuleList, Sequential
+from opreg.nn.serialization import load, load_model, read_metadata, register_model, save
 
 __all__ = [
     "MLP",
+    "ArchitectureError",
     "BoundParameter",
     "Identity",
+    "IncompatibleKeys",
     "Linear",
     "MSELoss",
     "ModelFileError",
     "Module",
+    "ModuleInitError",
+    "ModuleList",
     "NotUnaryOpError",
     "OpModule",
     "Parameter",
@@ -25,7 +29,9 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "Tanh",
     "load",
+    "load_model",
     "read_metadata",
+    "register_model",
     "save",
     "unary_ops",
 ]
