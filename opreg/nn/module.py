@@ -300,8 +300,17 @@ class Module:
             yield module
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
-        """``(name, module)`` for each direct sub-module, in the order they were assigned."""
+        """``(name, module)`` for each direct sub-module, in the order they were assigned; a module assigned under
+        two names is listed once, as in PyTorch."""
         seen: set[int] = set()
+        for name, module in self._child_entries():
+            if id(module) not in seen:
+                seen.add(id(module))
+                yield name, module
+
+    def _child_entries(self) -> Iterator[tuple[str, Module]]:
+        """Every ``(name, sub-module)``, a module held twice under both names (what forward and state dicts see)."""
+        declared: list[tuple[str, Module]] = []
         if type(self).children is not Module.children:  # a subclass declaring its sub-modules the earlier way
             for position, item in enumerate(self.children()):
                 name, module = item if isinstance(item, tuple) else (self._name_of(item, position), item)
@@ -310,13 +319,11 @@ class Module:
                         f"{type(self).__name__}.children() gave {_describe(module)}, not a Module (or a (name, "
                         "Module) pair)"
                     )
-                if id(module) not in seen:
-                    seen.add(id(module))
-                    yield name, module
+                declared.append((name, module))
+        yield from declared
         modules: dict[str, Module | None] = self._modules
         for name, child in modules.items():
-            if child is not None and id(child) not in seen:
-                seen.add(id(child))
+            if child is not None and not any(child is module for _, module in declared):
                 yield name, child
 
     def _name_of(self, module: Module, position: int) -> str:
@@ -413,7 +420,7 @@ class Module:
             yield prefix + name, parameter.data, False
         for name, value in self._own_buffers():
             yield prefix + name, value, True
-        for name, child in self.named_children():
+        for name, child in self._child_entries():
             yield from child._state_entries(f"{prefix}{name}.")
 
     def state_dict(self) -> dict[str, np.ndarray]:

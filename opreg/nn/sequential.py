@@ -49,8 +49,8 @@ class Sequential(Module):
 
     @property
     def layers(self) -> list[Module]:
-        """The modules, in order (a new list: :meth:`append` adds one)."""
-        return list(self.children())
+        """The modules, in order (a new list: :meth:`append` adds one); a module held twice is there twice."""
+        return [module for _, module in self._child_entries()]
 
     def append(self, module: Module) -> Sequential:
         """Add ``module`` at the end (named by its position); returns the Sequential, as PyTorch's."""
@@ -76,7 +76,7 @@ class Sequential(Module):
     def __getitem__(self, index: slice) -> Sequential: ...
 
     def __getitem__(self, index: int | slice) -> Module | Sequential:
-        named = list(self.named_children())
+        named = list(self._child_entries())
         if isinstance(index, slice):
             return Sequential(dict(named[index]))
         if not isinstance(index, int | np.integer):
@@ -86,7 +86,7 @@ class Sequential(Module):
         return named[index][1]
 
     def forward(self, x: Any) -> Any:
-        for layer in self.children():
+        for _, layer in self._child_entries():  # a module given twice runs twice
             x = layer(x)
         return x
 
@@ -115,10 +115,10 @@ class ModuleList(Module):
         return len(self._modules)
 
     def __iter__(self) -> Iterator[Module]:
-        return self.children()
+        return (module for _, module in self._child_entries())
 
     def __getitem__(self, index: int) -> Module:
-        return list(self.children())[index]
+        return [module for _, module in self._child_entries()][index]
 
     def forward(self, *args: Any) -> Any:
         raise NotImplementedError("a ModuleList has no forward: call its modules in your model's forward")
