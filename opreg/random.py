@@ -12,6 +12,8 @@ order of their draws, and so their numbers, depend on timing. Pass each thread a
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from opreg.errors import OpUsageError
@@ -19,7 +21,7 @@ from opreg.errors import OpUsageError
 _default: np.random.Generator | None = None
 
 
-def manual_seed(seed: int) -> np.random.Generator:
+def manual_seed(seed: int | np.integer[Any]) -> np.random.Generator:
     """Seed the generator that every default initialisation draws from (see :func:`generator`); returns it.
 
     ``seed`` is a whole number of at least 0 (as NumPy's seeds). NumPy's own global ``np.random`` state is left

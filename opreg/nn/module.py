@@ -213,7 +213,8 @@ class Module:
         if module.autograd_engine is not self.autograd_engine:
             raise ValueError(
                 f"{type(self).__name__} records on {_engine_name(self.autograd_engine)}, but its sub-module "
-                f"{name!r} ({type(module).__name__}) on {_engine_name(module.autograd_engine)}: a module and its "
+                f"{name!r} ({type(module).__name__}) on {_engine_name(module.autograd_engine, self.autograd_engine)}: "
+                "a module and its "
                 "sub-modules must record on the same engine (pass the engine to super().__init__ and to each layer)"
             )
 
@@ -508,5 +509,7 @@ def _describe(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-def _engine_name(engine: object) -> str:
-    return "Tensors" if isinstance(engine, TensorEngine) else f"an Autograd tape ({id(engine):#x})"
+def _engine_name(engine: object, other: object = None) -> str:
+    if isinstance(engine, TensorEngine):
+        return "Tensors"
+    return "another Autograd tape" if isinstance(other, Autograd) else "an Autograd tape"
