@@ -471,7 +471,7 @@ def test_load_model_rebuilds_a_saved_mlp(style, kwargs, tmp_path):
     save(model, path)
     engine = engine_for(style)
     rebuilt = load_model(path, engine)
-    assert type(rebuilt) is MLP and repr(rebuilt) == repr(model)
+    assert type(rebuilt) is MLP and repr(rebuilt) == repr(model) == repr(load(path))
     assert rebuilt.autograd_engine is (engine or opreg.tensor.tensor_engine)
     x = np.random.default_rng(19).standard_normal((3, 4))
     np.testing.assert_array_equal(values(rebuilt(x)), values(model(x)), strict=True)
@@ -527,6 +527,10 @@ def test_a_crafted_model_file_never_runs_code(tmp_path, monkeypatch):
             "config": {"layer_sizes": [2, 2], "output_activation": f"relu(x=__import__('os').system({command!r}))"},
         },
         "engine-injected": {"class": "MLP", "config": {"layer_sizes": [2, 2], "autograd_engine": "os"}},
+        "rng-injected": {"class": "MLP", "config": {"layer_sizes": [2, 2], "rng": 5}},
+        "sizes-strings": {"class": "MLP", "config": {"layer_sizes": ["2", "2"]}},
+        "dtype-object": {"class": "MLP", "config": {"layer_sizes": [2, 2], "dtype": "object"}},
+        "activation-number": {"class": "MLP", "config": {"layer_sizes": [2, 2], "activation": 3}},
         "config-not-object": {"class": "MLP", "config": [1, 2]},
         "not-json": "{'class': 'MLP'}",
         "deep-json": "[" * 100000 + "]" * 100000,

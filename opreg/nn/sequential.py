@@ -204,6 +204,9 @@ class MLP(Sequential):
     def check_config(cls, config: Mapping[str, Any]) -> None:
         """What :func:`opreg.nn.load_model` checks before building an MLP from a file's ``config``: layer sizes
         that are whole numbers, and weights that fit in memory (a file can claim any size)."""
+        unknown = sorted(set(config) - {"layer_sizes", "activation", "output_activation", "dtype"})
+        if unknown:
+            raise ArchitectureError(f"MLP takes no argument {unknown[0]!r}")
         sizes, dtype = config.get("layer_sizes"), config.get("dtype", "float64")
         if not (
             isinstance(sizes, list)

@@ -16,12 +16,11 @@ import reprlib
 import zipfile
 import zlib
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import numpy as np
 
 from opreg.engine import Autograd
-from opreg.errors import OpregError
 from opreg.files import atomic_write, read_npz
 from opreg.memory import TooLargeError
 from opreg.nn.activations import Identity
@@ -82,15 +81,35 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return metadata
 
 
-def load(module: M, path: str | os.PathLike[str], *, _state: dict[str, np.ndarray] | None = None) -> M:
+@overload
+def load(module: M, path: str | os.PathLike[str]) -> M: ...
+
+
+@overload
+def load(module: str | os.PathLike[str], path: None = None) -> Module: ...
+
+
+def load(module: Module | str | os.PathLike[str], path: str | os.PathLike[str] | None = None) -> Module:
     """Read a file written by :func:`save` into ``module`` in place (``allow_pickle=False``); returns it.
+    ``load(path)`` alone is :func:`load_model(path) <load_model>`: the model rebuilt from the architecture the file
+    records.
 
     A file that is not such an archive, or whose parameters do not fit the module (the first mismatch named), or
     whose op layers differ from the module's (an activation, or its attributes: the weights would fit, and the
     model compute something else), raises :class:`ModelFileError` and leaves the module unchanged. A file
     written before op layers were recorded is compared by its parameters alone.
     """
-    state = dict(_read(path) if _state is None else _state)
+    if not isinstance(module, Module):
+        if path is not None:
+            raise TypeError("load(model, path) takes the model first; load(path) rebuilds the model the file records")
+        return load_model(module)
+    if path is None:
+        raise TypeError("load(model, path) needs the path of the file to read into the model")
+    return _load_into(module, path)
+
+
+def _load_into(module: M, path: str | os.PathLike[str], state: dict[str, np.ndarray] | None = None) -> M:
+    state = dict(_read(path) if state is None else state)
     state.pop(METADATA_KEY, None)
     state.pop(ARCHITECTURE_KEY, None)
     layers = state.pop(LAYERS_KEY, None)
@@ -211,13 +230,13 @@ def load_model(path: str | os.PathLike[str], autograd_engine: Autograd | TensorE
         if check is not None:
             check(config)
         model = cls(**config, autograd_engine=autograd_engine)
-    except (OpregError, TypeError, ValueError, KeyError, RecursionError) as exc:
-        if isinstance(exc, TooLargeError):
-            raise
+    except TooLargeError:
+        raise
+    except Exception as exc:  # a file's config reaches a constructor: whatever it raises is the file's fault
         raise ModelFileError(
             f"{name!r}: the architecture it records does not build a model of class {class_name}: {_shorten(exc)}"
         ) from None
-    return load(model, path, _state=state)
+    return _load_into(model, path, state)
 
 
 def _shorten(text: object, limit: int = 400) -> str:
