@@ -276,6 +276,8 @@ class Module:
         docstring). Unchanged when it already is; a float array or a Tensor requiring gradients is converted by
         the recorded op ``astype`` (the gradient reaches ``x`` in ``x``'s dtype); integers, booleans and Tensors
         that need no gradient are constants, converted directly. Complex input is refused."""
+        if getattr(x, "dtype", None) == dtype:  # the usual case, first: this runs in every layer's forward
+            return x
         target = np.dtype(dtype)
         current = x.dtype if isinstance(x, np.ndarray | Tensor) else np.asarray(x).dtype
         if current == target:
@@ -309,23 +311,25 @@ class Module:
                 seen.add(id(module))
                 yield name, module
 
-    def _child_entries(self) -> Iterator[tuple[str, Module]]:
+    def _child_entries(self) -> list[tuple[str, Module]]:
         """Every ``(name, sub-module)``, a module held twice under both names (what forward and state dicts see)."""
-        declared: list[tuple[str, Module]] = []
-        if type(self).children is not Module.children:  # a subclass declaring its sub-modules the earlier way
-            for position, item in enumerate(self.children()):
-                name, module = item if isinstance(item, tuple) else (self._name_of(item, position), item)
-                if not isinstance(module, Module):
-                    raise OpUsageError(
-                        f"{type(self).__name__}.children() gave {_describe(module)}, not a Module (or a (name, "
-                        "Module) pair)"
-                    )
-                declared.append((name, module))
-        yield from declared
         modules: dict[str, Module | None] = self._modules
-        for name, child in modules.items():
-            if child is not None and not any(child is module for _, module in declared):
-                yield name, child
+        if type(self).children is Module.children:
+            return [(name, child) for name, child in modules.items() if child is not None]
+        declared: list[tuple[str, Module]] = []  # a subclass declaring its sub-modules the earlier way
+        for position, item in enumerate(self.children()):
+            name, module = item if isinstance(item, tuple) else (self._name_of(item, position), item)
+            if not isinstance(module, Module):
+                raise OpUsageError(
+                    f"{type(self).__name__}.children() gave {_describe(module)}, not a Module (or a (name, "
+                    "Module) pair)"
+                )
+            declared.append((name, module))
+        return declared + [
+            (name, child)
+            for name, child in modules.items()
+            if child is not None and not any(child is module for _, module in declared)
+        ]
 
     def _name_of(self, module: Module, position: int) -> str:
         modules: dict[str, Module | None] = self._modules

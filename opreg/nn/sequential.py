@@ -86,9 +86,18 @@ class Sequential(Module):
         return named[index][1]
 
     def forward(self, x: Any) -> Any:
-        for _, layer in self._child_entries():  # a module given twice runs twice
-            x = layer(x)
+        if type(self).children is not Module.children:  # a subclass declaring its modules the earlier way
+            return _run(self.layers, x)
+        for layer in self._modules.values():  # a module given twice runs twice; the hot path: no copies
+            if layer is not None:
+                x = layer(x)
         return x
+
+
+def _run(layers: list[Module], x: Any) -> Any:
+    for layer in layers:
+        x = layer(x)
+    return x
 
 
 class ModuleList(Module):
