@@ -212,7 +212,8 @@ def test_a_tensor_parameter_is_not_silently_replaced_by_an_array():
         layer.W = np.zeros((2, 3))
     layer.W = opreg.Tensor(np.zeros((2, 3)), requires_grad=True)
     assert layer.parameters()[0] is layer.W
-    layer.cache = opreg.Tensor(np.ones(2)) * 2  # not a leaf that requires gradients: a plain attribute
+    layer.cache = layer.W * 2  # requires gradients, but an op made it (not a leaf): a plain attribute
+    layer.constant = opreg.Tensor(np.ones(2))  # a leaf that requires no gradient: a plain attribute
     assert [n for n, _ in layer.named_parameters()] == ["W", "b"]
 
 
@@ -230,6 +231,10 @@ def test_modules_in_a_plain_list_are_refused_and_module_list_registers_them(styl
     model = Listed(ModuleList)
     assert [n for n, _ in model.named_parameters()] == ["blocks.0.W", "blocks.0.b", "blocks.1.W", "blocks.1.b"]
     assert len(model.blocks) == 2 and model.blocks[-1] is list(model.blocks)[1]
+    assert isinstance(model.blocks[1:], ModuleList) and list(model.blocks[1:]) == [model.blocks[1]]
+    assert repr(model.blocks).startswith("ModuleList(\n  (0): Linear(in_features=2, out_features=2)")
+    with pytest.raises(NotImplementedError, match="a ModuleList has no forward"):
+        model.blocks(np.ones((1, 2)))
 
 
 @style_params

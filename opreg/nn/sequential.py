@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import reprlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import pairwise
 from typing import Any, overload
 
@@ -105,7 +105,8 @@ class ModuleList(Module):
     model's own ``forward`` calls in its own way. A plain list of modules assigned as an attribute is refused,
     since its modules' parameters would not be registered."""
 
-    def __init__(self, modules: Sequence[Module] = (), autograd_engine: Autograd | TensorEngine | None = None) -> None:
+    def __init__(self, modules: Iterable[Module] = (), autograd_engine: Autograd | TensorEngine | None = None) -> None:
+        modules = list(modules)
         engines = {id(module.autograd_engine) for module in modules}
         if len(engines) > 1:
             raise ValueError("the modules of a ModuleList must all record on the same engine")
@@ -126,8 +127,18 @@ class ModuleList(Module):
     def __iter__(self) -> Iterator[Module]:
         return (module for _, module in self._child_entries())
 
-    def __getitem__(self, index: int) -> Module:
-        return [module for _, module in self._child_entries()][index]
+    @overload
+    def __getitem__(self, index: int) -> Module: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> ModuleList: ...
+
+    def __getitem__(self, index: int | slice) -> Module | ModuleList:
+        """The module at ``index`` (negative counts from the end); a slice is a ModuleList, as PyTorch's."""
+        modules = [module for _, module in self._child_entries()]
+        if isinstance(index, slice):
+            return ModuleList(modules[index], self.autograd_engine)
+        return modules[index]
 
     def forward(self, *args: Any) -> Any:
         raise NotImplementedError("a ModuleList has no forward: call its modules in your model's forward")
