@@ -6,7 +6,7 @@ are such plugins (the ``opreg_builtins`` package); the modules and the MLP (:mod
 registered ops.
 """
 
-from opreg import nn, ops, optim, random
+from opreg import nn, ops, optim
 from opreg.anomaly import AnomalyError, detect_anomaly
 from opreg.checkmode import apply_environment as _apply_check_environment
 from opreg.checkmode import checking
@@ -77,7 +77,6 @@ __all__ = [
     "no_grad",
     "ops",
     "optim",
-    "random",
     "register_plugin",
     "reload_plugins",
     "unregister_plugin",

@@ -116,6 +116,11 @@ def test_a_users_module_registers_its_attributes_as_torch_does(style):
     assert [type(m).__name__ for m in model.children()] == [type(m).__name__ for m in reference.children()]
     assert [n for n, _ in model.named_modules()] == [n for n, _ in reference.named_modules()]
     assert len(list(model.modules())) == len(list(reference.modules())) == 7
+    for prefix in ("net", "net."):
+        assert [torch_name(n) for n, _ in model.named_parameters(prefix)] == [
+            n for n, _ in reference.named_parameters(prefix.rstrip("."))
+        ]
+    assert [n for n, _ in model.named_parameters(recurse=False)] == []
     copy_into_torch(model, reference)
     x, classes = rng.standard_normal((7, 4)), rng.integers(0, 3, 7)
     y = np.eye(3)[classes]

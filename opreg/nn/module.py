@@ -374,6 +374,7 @@ class Module:
         each once (a module or Tensor used in two places is listed at its first), as PyTorch's."""
         named: list[tuple[str, Parameter]] = []
         seen: set[object] = set()
+        prefix = prefix if not prefix or prefix.endswith(".") else prefix + "."  # PyTorch's "model" or "model."
         modules = self.named_modules() if recurse else iter([("", self)])
         for path, module in modules:
             for name, parameter in module._own_parameters():
@@ -394,6 +395,7 @@ class Module:
 
     def named_buffers(self, prefix: str = "") -> list[tuple[str, np.ndarray]]:
         """Every buffer (``buffer_names``, :meth:`register_buffer`) of this module and its sub-modules, by path."""
+        prefix = prefix if not prefix or prefix.endswith(".") else prefix + "."
         return [
             (f"{prefix}{path}.{name}" if path else prefix + name, value)
             for path, module in self.named_modules()
