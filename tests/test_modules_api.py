@@ -173,6 +173,31 @@ def test_a_parameter_of_ones_own_is_registered_in_both_styles(style):
     np.testing.assert_allclose(model.parameters()[1].grad, t_W.grad.numpy(), **TOL)
 
 
+def test_the_handouts_way_of_declaring_parameters_still_works():
+    """parameter_names pairs of arrays assigned directly, on a tape, beside a sub-module assigned as an attribute."""
+    engine = opreg.Autograd()
+
+    class Affine(Module):
+        parameter_names = (("W", "dW"),)
+
+        def __init__(self):
+            super().__init__(engine)
+            self.W = np.eye(2)
+            self.dW = np.zeros((2, 2))
+            self.head = Linear(2, 1, engine, rng=np.random.default_rng(9))
+
+        def forward(self, x):
+            return self.head(engine.apply("matmul", x, self.W, gradients_to_update=[None, self.dW]))
+
+    model = Affine()
+    assert [n for n, _ in model.named_parameters()] == ["W", "head.W", "head.b"]
+    model(np.ones((3, 2)))
+    engine.backward(1.0)
+    np.testing.assert_allclose(model.dW, np.full((2, 2), 3.0) * model.head.W.ravel(), **TOL)
+    SGD(model.parameters(), lr=1.0).step()
+    np.testing.assert_allclose(model.W, np.eye(2) - model.dW, **TOL)
+
+
 def test_forgetting_super_init_is_a_clear_error():
     class Forgot(Module):
         def __init__(self):
