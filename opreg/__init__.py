@@ -28,6 +28,7 @@ from opreg.errors import (
 from opreg.hookspecs import Register, hookimpl, hookspec
 from opreg.opcheck import check_op, gradcheck
 from opreg.opdef import OpDef, Sample
+from opreg.random import manual_seed
 from opreg.registry import (
     OpRegistry,
     get_registry,
@@ -71,6 +72,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "load_plugins",
+    "manual_seed",
     "nn",
     "no_grad",
     "ops",

@@ -239,9 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="accuracy and confusion matrix of a saved model",
         description="Score a model saved by opreg train --save: on every row of FILE, or with --held-out on the "
         "rows training held out of FILE, split again as training split it; without --data, a model trained on the "
-        "bundled digits on its held-out digits.",
+        "bundled digits on its held-out digits. A model saved by opreg.nn.save (which records a built-in model's "
+        "architecture) is scored on every row of FILE, or of the bundled digits.",
     )
-    evaluate_.add_argument("model", metavar="MODEL.npz", help="a model saved by opreg train --save")
+    evaluate_.add_argument("model", metavar="MODEL.npz", help="a model saved by opreg train --save or by opreg.nn.save")
     evaluate_.add_argument("--data", metavar="FILE", help="CSV or .npz to evaluate on (every row)")
     evaluate_.add_argument(
         "--held-out",

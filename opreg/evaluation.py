@@ -1,4 +1,9 @@
-"""Scoring a model saved by ``opreg train --save``: the function behind ``opreg evaluate``.
+"""Scoring a saved model: the function behind ``opreg evaluate``.
+
+Two kinds of file are scored: one saved by ``opreg train --save`` (its metadata records the training settings and
+the split, so ``--held-out`` can score the rows training held out), and one saved by :func:`opreg.nn.save` from a
+built-in model (an ``MLP``, or any class registered with :func:`opreg.nn.register_model`): it is rebuilt from the
+architecture the file records, and scored on every row of the data given (the bundled digits by default).
 
 A model file is input like any other, and anyone can write one. Its metadata is checked as :class:`TrainConfig`
 checks options, its sizes against the memory available before anything is allocated, its weights for NaN; and the
@@ -14,18 +19,19 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from opreg.datasets import load_data
+from opreg.datasets import load_data, load_digits
+from opreg.engine import Autograd
 from opreg.errors import OpregError, OpUsageError
-from opreg.nn import MLP, ModelFileError, load, read_metadata
+from opreg.nn import MLP, ModelFileError, Module, load, load_model, read_metadata
 from opreg.nn.op_module import parse_spec
 from opreg.registry import get_registry
+from opreg.tensor import Tensor, no_grad
 from opreg.train import (
     ConfigError,
     TrainConfig,
     build_model,
     check_layer_sizes,
     load_split,
-    predict,
     require_model_memory,
 )
 
@@ -50,17 +56,14 @@ def evaluate(path: str | os.PathLike[str], data: str | None = None, *, held_out:
     exactly as training split it). Without ``data``, a model trained on the bundled digits is scored on its
     held-out digits, and one trained on a file is refused, saying which ``data`` to pass."""
     name = os.fspath(path)
+    if "layer_sizes" not in read_metadata(name):  # not written by opreg train: a model opreg.nn.save recorded
+        return _evaluate_saved_model(name, data, held_out)
     config, layer_sizes = read_model_config(name)
     require_model_memory(
         layer_sizes, rows=0, copies=1, advice=f"; the sizes are the layer_sizes in the metadata of {name!r}"
     )
     model = load(build_model(layer_sizes, config), name)
-    bad = next((key for key, value in model.state_dict().items() if not np.isfinite(value).all()), None)
-    if bad is not None:
-        raise ModelFileError(
-            f"{name!r}: parameter {bad!r} holds NaN or infinite values: the training that saved it diverged, and "
-            "the model predicts nothing"
-        )
+    _refuse_nonfinite(model, name)
     if data is None and config.data is not None:
         raise EvaluationError(
             f"{name!r} was trained on {reprlib.repr(config.data)}, and opreg opens no file a model file names: pass "
@@ -73,7 +76,40 @@ def evaluate(path: str | os.PathLike[str], data: str | None = None, *, held_out:
     else:
         features, labels = load_data(data)
         source = data
-    return _score(model, layer_sizes, features, labels, source)
+    return _score(model, features, labels, source)
+
+
+def _evaluate_saved_model(name: str, data: str | None, held_out: bool) -> Evaluation:
+    """A file without training metadata: the model its architecture records (:func:`opreg.nn.load_model`), on
+    every row of ``data`` or of the bundled digits (the file records no split to hold out)."""
+    if held_out:
+        raise EvaluationError(
+            f"{name!r} records no split to hold out (it was saved by opreg.nn.save, not by opreg train --save): "
+            "leave out --held-out to score every row of --data FILE"
+        )
+    model = load_model(name)
+    _refuse_nonfinite(model, name)
+    if data is None:
+        features, labels = load_digits()
+        if isinstance(model, MLP) and model.layers[0].W.shape[1] != features.shape[1]:
+            raise EvaluationError(
+                f"{name!r} holds a model that takes {model.layers[0].W.shape[1]} features, not the bundled digits' "
+                f"{features.shape[1]}: pass --data FILE to score it on the data it was trained for"
+            )
+        source = "every bundled digit (the file records no split: rows it was trained on count too)"
+    else:
+        features, labels = load_data(data)
+        source = data
+    return _score(model, features, labels, source)
+
+
+def _refuse_nonfinite(model: Module, name: str) -> None:
+    bad = next((key for key, value in model.state_dict().items() if not np.isfinite(value).all()), None)
+    if bad is not None:
+        raise ModelFileError(
+            f"{name!r}: parameter {bad!r} holds NaN or infinite values: the training that saved it diverged, and "
+            "the model predicts nothing"
+        )
 
 
 def read_model_config(path: str) -> tuple[TrainConfig, list[int]]:
@@ -126,16 +162,32 @@ def _require_activation_op(path: str, metadata: dict[str, object]) -> None:
     raise ModelFileError(f"{path!r} was trained with the activation op {name!r}, which is not registered here: {where}")
 
 
-def _score(model: MLP, layer_sizes: list[int], features: np.ndarray, labels: np.ndarray, source: str) -> Evaluation:
-    n_classes = layer_sizes[-1]
-    if features.shape[1] != layer_sizes[0]:
-        raise EvaluationError(f"{source} has {features.shape[1]} feature columns, but the model takes {layer_sizes[0]}")
+def _score(model: Module, features: np.ndarray, labels: np.ndarray, source: str) -> Evaluation:
+    if isinstance(model, MLP):  # the width it takes is known before anything runs
+        n_inputs = model.layers[0].W.shape[1]
+        if features.shape[1] != n_inputs:
+            raise EvaluationError(f"{source} has {features.shape[1]} feature columns, but the model takes {n_inputs}")
+    try:
+        with no_grad():
+            outputs = model(features)
+    except (OpregError, ValueError) as exc:
+        raise EvaluationError(f"the model cannot score {source}: {exc}") from None
+    finally:
+        if isinstance(model.autograd_engine, Autograd):
+            model.autograd_engine.zero_grad()
+    values = np.asarray(outputs.data if isinstance(outputs, Tensor) else outputs)
+    if values.ndim != 2 or len(values) != len(labels):
+        raise EvaluationError(
+            f"the model gives outputs of shape {values.shape} for the {len(labels)} rows of {source}, not one score "
+            "per class for each row"
+        )
+    n_classes = values.shape[1]
     if labels.max() >= n_classes:
         raise EvaluationError(
             f"{source} has label {labels.max()}, but the model has outputs for classes 0..{n_classes - 1} only: is "
             "it the data the model was trained for?"
         )
-    predictions = predict(model, features)
+    predictions = values.argmax(axis=1)
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(confusion, (labels, predictions), 1)
     return Evaluation(float((predictions == labels).mean()), confusion, len(labels), source)

@@ -25,7 +25,11 @@ class Optimizer:
     def __init__(self, parameters: Iterable[Parameter], lr: float, weight_decay: float) -> None:
         self.parameters = list(parameters)
         if not self.parameters:
-            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+            raise ValueError(
+                f"{type(self).__name__} got an empty parameter list: does the model register its layers? A Module "
+                "subclass must call super().__init__() and assign its layers as attributes (self.fc = Linear(...)); "
+                "layers kept in a plain list or dict are not registered (use Sequential or ModuleList)"
+            )
         if lr < 0 or weight_decay < 0:
             raise ValueError(f"lr and weight_decay must be non-negative, got lr={lr}, weight_decay={weight_decay}")
         self.lr = float(lr)

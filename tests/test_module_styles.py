@@ -523,7 +523,7 @@ def test_load_never_unpickles(tmp_path, monkeypatch):
 
 def all_modules(module):
     yield module
-    for _, child in module.children():
+    for child in module.children():
         yield from all_modules(child)
 
 

@@ -373,9 +373,9 @@ def test_a_model_shows_its_layers_as_pytorch_does(leaky):
         [
             "Sequential(",
             "  (0): MLP(",
-            "    (0): Linear(4, 8)",
+            "    (0): Linear(in_features=4, out_features=8)",
             "    (1): OpModule('leaky', negative_slope=0.2)",
-            "    (2): Linear(8, 3)",
+            "    (2): Linear(in_features=8, out_features=3)",
             "    (3): Sigmoid()",
             "  )",
             "  (1): Tanh()",

@@ -208,7 +208,7 @@ def _fields(model: Path, **changes: object) -> dict[str, object]:
 
 
 METADATA = {
-    "none": (lambda model: None, ["holds no training metadata", "opreg train --save"]),
+    "none": (lambda model: None, ["holds a model that takes 2 features, not the bundled digits' 64: pass --data FILE"]),
     "not JSON": (lambda model: "{not json", ["its metadata is not JSON"]),
     "not an object": (lambda model: "[1, 2]", ["its metadata is not a JSON object"]),
     "epochs a string": (lambda model: _fields(model, epochs="x"), ["epochs must be a whole number", "got 'x'"]),

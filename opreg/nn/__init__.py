@@ -7,14 +7,15 @@ from opreg.nn.embedding import Embedding
 from opreg.nn.layer_errors import EmbeddingIndexError, LayerError
 from opreg.nn.linear import Linear
 from opreg.nn.losses import MSELoss, SoftmaxCrossEntropy
-from opreg.nn.module import BoundParameter, ModelFileError, Module, Parameter
+from opreg.nn.module import BoundParameter, IncompatibleKeys, ModelFileError, Module, ModuleInitError, Parameter
 from opreg.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from opreg.nn.op_module import NotUnaryOpError, OpModule, unary_ops
-from opreg.nn.sequential import MLP, Sequential
-from opreg.nn.serialization import load, read_metadata, save
+from opreg.nn.sequential import MLP, ArchitectureError, ModuleList, Sequential
+from opreg.nn.serialization import load, load_model, read_metadata, register_model, save
 
 __all__ = [
     "MLP",
+    "ArchitectureError",
     "BatchNorm1d",
     "BatchNorm2d",
     "BoundParameter",
@@ -22,12 +23,15 @@ __all__ = [
     "Embedding",
     "EmbeddingIndexError",
     "Identity",
+    "IncompatibleKeys",
     "LayerError",
     "LayerNorm",
     "Linear",
     "MSELoss",
     "ModelFileError",
     "Module",
+    "ModuleInitError",
+    "ModuleList",
     "NotUnaryOpError",
     "OpModule",
     "Parameter",
@@ -37,7 +41,9 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "Tanh",
     "load",
+    "load_model",
     "read_metadata",
+    "register_model",
     "save",
     "unary_ops",
 ]

@@ -14,9 +14,6 @@ class Identity(Module):
     def forward(self, x: Value) -> Value:
         return x
 
-    def __repr__(self) -> str:
-        return "Identity()"
-
 
 class ReLU(OpModule):
     """``OpModule("relu")``: max(x, 0), with gradient 0 at 0 as PyTorch's."""

@@ -9,13 +9,15 @@ from numpy.typing import DTypeLike
 
 from opreg.engine import Autograd
 from opreg.nn.module import Module, Value
+from opreg.random import generator
 from opreg.tensor import TensorEngine
 
 
 class Linear(Module):
     """A fully connected layer, ``W`` of shape (out, in) and ``b`` of shape (out,).
 
-    Initialised as PyTorch does (uniform in +-1/sqrt(in_features) for both). On a tape, ``dW`` and ``db`` receive
+    Initialised as PyTorch does (uniform in +-1/sqrt(in_features) for both), from ``rng`` or, without one, from
+    :func:`opreg.random.generator` (reproducible after ``opreg.manual_seed(n)``). On a tape, ``dW`` and ``db`` receive
     the gradients in place during ``backward``, and all four are plain attributes a user may read and replace, as
     in the handout. On Tensors, ``W`` and ``b`` are Tensors whose ``.grad`` holds the gradient (``dW`` and ``db``
     are ``None``).
@@ -37,14 +39,17 @@ class Linear(Module):
         dtype: DTypeLike = np.float64,
     ) -> None:
         super().__init__(autograd_engine)
-        rng = np.random.default_rng() if rng is None else rng
+        rng = generator(rng)
         bound = 1 / math.sqrt(in_features)
         self.W, self.dW = self.new_parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype))
         self.b, self.db = self.new_parameter(rng.uniform(-bound, bound, out_features).astype(dtype))
 
-    def __repr__(self) -> str:
+    def extra_repr(self) -> str:
         out_features, in_features = np.shape(self.W)
-        return f"Linear({in_features}, {out_features})"
+        return f"in_features={in_features}, out_features={out_features}"
 
     def forward(self, x: Value) -> Value:
+        """``x @ W.T + b``, computed in W's dtype: ``x`` of another dtype is converted first
+        (:meth:`~opreg.nn.Module.cast_input`, the dtype rule)."""
+        x = self.cast_input(x, self.W.dtype)
         return self.autograd_engine.apply("linear", x, self.W, self.b, gradients_to_update=[None, self.dW, self.db])
