@@ -7,6 +7,7 @@ from opreg.nn.module import BoundParameter, ModelFileError, Module, Parameter
 from opreg.nn.op_module import NotUnaryOpError, OpModule, unary_ops
 from opreg.nn.sequential import MLP, Sequential
 from opreg.nn.serialization import load, read_metadata, save
+from opreg.nn.utils import NonFiniteNormError, clip_grad_norm_, clip_grad_value_
 
 __all__ = [
     "MLP",
@@ -16,6 +17,7 @@ __all__ = [
     "MSELoss",
     "ModelFileError",
     "Module",
+    "NonFiniteNormError",
     "NotUnaryOpError",
     "OpModule",
     "Parameter",
@@ -24,6 +26,8 @@ __all__ = [
     "Sigmoid",
     "SoftmaxCrossEntropy",
     "Tanh",
+    "clip_grad_norm_",
+    "clip_grad_value_",
     "load",
     "read_metadata",
     "save",
