@@ -33,7 +33,9 @@ class _Stepping(Optimizer):
     """What every step does: for each group, the parameters that have a gradient, with their state; the versions
     of the arrays it changed are raised once at the end (or when the step stops early)."""
 
-    def _with_gradients(self, group: dict[str, Any], updated: list[np.ndarray]) -> Updates:
+    def _with_gradients(
+        self, group: dict[str, Any], updated: list[np.ndarray]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
         states = self.state
         for p in group["params"]:
             grad = p.grad  # read once: a tape parameter's is a property
