@@ -6,7 +6,7 @@ are such plugins (the ``opreg_builtins`` package); the modules and the MLP (:mod
 registered ops.
 """
 
-from opreg import nn, ops, optim
+from opreg import data, nn, ops, optim
 from opreg.anomaly import AnomalyError, detect_anomaly
 from opreg.checkmode import apply_environment as _apply_check_environment
 from opreg.checkmode import checking
@@ -65,6 +65,7 @@ __all__ = [
     "UnknownOpError",
     "check_op",
     "checking",
+    "data",
     "detect_anomaly",
     "get_registry",
     "grad",

@@ -1,4 +1,5 @@
-"""opreg.optim against torch.optim: SGD, Adam and AdamW, step by step, on Tensors and on tape-style parameters.
+"""opreg.optim against torch.optim: SGD, Adam, AdamW, RMSprop and Adagrad, step by step, on Tensors and on tape-style
+parameters; parameter groups, state dicts and zero_grad as torch's.
 
 Every optimizer configuration is run for ten steps on the same starting values and the same gradients in both
 libraries, and the parameters are compared after every step. The same configurations then train one MLP built in
@@ -12,7 +13,7 @@ import pytest
 
 import opreg
 from opreg.nn import MLP, BoundParameter, Identity, Linear, SoftmaxCrossEntropy
-from opreg.optim import SGD, Adam, AdamW
+from opreg.optim import SGD, Adagrad, Adam, AdamW, RMSprop
 
 from torch_reference import needs_torch, torch
 
@@ -40,6 +41,29 @@ CONFIGS = {
     "adamw-no-decay": ("AdamW", {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-4, "weight_decay": 0.0}),
     "adamw-strong-decay": ("AdamW", {"lr": 0.05, "betas": (0.7, 0.9), "weight_decay": 0.5}),
 }
+
+#: Added with parameter groups and state dicts: compared step by step, and (a few) in both styles.
+NEW_CONFIGS = {
+    "sgd-maximize": ("SGD", {"lr": 0.1, "momentum": 0.9, "maximize": True}),
+    "adam-amsgrad": ("Adam", {"lr": 0.02, "amsgrad": True}),
+    "adam-amsgrad-all": ("Adam", {"lr": 0.01, "betas": (0.5, 0.9), "weight_decay": 0.1, "amsgrad": True}),
+    "adam-decoupled": ("Adam", {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    "adamw-amsgrad": ("AdamW", {"lr": 0.02, "weight_decay": 0.1, "amsgrad": True, "maximize": True}),
+    "rmsprop-defaults": ("RMSprop", {}),
+    "rmsprop": ("RMSprop", {"lr": 0.01, "alpha": 0.9, "eps": 1e-6}),
+    "rmsprop-momentum": ("RMSprop", {"lr": 0.01, "momentum": 0.9}),
+    "rmsprop-centered": ("RMSprop", {"lr": 0.01, "centered": True}),
+    "rmsprop-all": ("RMSprop", {"lr": 0.005, "alpha": 0.8, "weight_decay": 0.1, "momentum": 0.5, "centered": True}),
+    "adagrad-defaults": ("Adagrad", {}),
+    "adagrad": ("Adagrad", {"lr": 0.1, "lr_decay": 0.05}),
+    "adagrad-all": (
+        "Adagrad",
+        {"lr": 0.1, "lr_decay": 0.01, "weight_decay": 0.1, "initial_accumulator_value": 0.5, "eps": 1e-6},
+    ),
+}
+STYLE_CONFIGS = {**CONFIGS, **{c: NEW_CONFIGS[c] for c in ("adam-amsgrad", "rmsprop-all", "adagrad-all")}}
+CONFIGS = {**CONFIGS, **NEW_CONFIGS}
+NAMES = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
 
 config_params = pytest.mark.parametrize(("name", "kwargs"), CONFIGS.values(), ids=CONFIGS.keys())
 
@@ -112,7 +136,7 @@ def test_missing_gradients_are_skipped_like_torch(name, kwargs):
     np.testing.assert_array_equal(params[3].data, values[3], strict=True)
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+@pytest.mark.parametrize("name", NAMES)
 def test_parameter_without_gradient_is_untouched(name):
     """With weight decay and momentum (which would otherwise move it), a parameter with .grad None stays put."""
     kwargs = {"lr": 0.1, "weight_decay": 0.5} | ({"momentum": 0.9} if name == "SGD" else {})
@@ -146,7 +170,7 @@ def test_float32_parameters_stay_float32(name, kwargs):
 # --- zero_grad -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+@pytest.mark.parametrize("name", NAMES)
 def test_zero_grad_sets_tensor_gradients_to_none(name):
     rng = np.random.default_rng(4)
     params = [opreg.Tensor(rng.standard_normal(3), requires_grad=True) for _ in range(3)]
@@ -171,7 +195,7 @@ def classification_data(seed: int, n: int = 10):
     return rng.standard_normal((n, 4)), np.eye(3)[rng.integers(0, 3, size=n)]
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+@pytest.mark.parametrize("name", NAMES)
 def test_zero_grad_zeroes_tape_gradients_in_place(name):
     """Tape style: zero_grad fills each dW/db with zeros, keeping the very arrays the engine writes into."""
     engine, model = tape_model()
@@ -208,7 +232,7 @@ def torch_copy(model: MLP):
 
 
 @needs_torch
-@config_params
+@pytest.mark.parametrize(("name", "kwargs"), STYLE_CONFIGS.values(), ids=STYLE_CONFIGS.keys())
 def test_tape_and_tensor_styles_step_identically(name, kwargs):
     """The same MLP in both styles, each with its own optimizer (BoundParameters vs Tensors), ten training steps
     on the same batches: bit-identical parameters after every step, and both equal to torch."""
@@ -247,7 +271,7 @@ def test_tape_and_tensor_styles_step_identically(name, kwargs):
     assert all(not np.allclose(a, p.data) for a, p in zip(initial, tape_params, strict=True)), "nothing moved"
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+@pytest.mark.parametrize("name", NAMES)
 def test_float32_models_in_both_styles(name):
     """A float32 MLP trained in either style stays float32 (weights and gradients) and the styles agree exactly."""
     engine, tape = tape_model(dtype=np.float32)
@@ -283,6 +307,12 @@ INVALID = {
     "adam-beta2-one": ("Adam", {"betas": (0.9, 1.0)}),
     "adam-negative-beta1": ("Adam", {"betas": (-0.1, 0.999)}),
     "adamw-beta2-above-one": ("AdamW", {"betas": (0.9, 1.5)}),
+    "rmsprop-negative-alpha": ("RMSprop", {"alpha": -0.1}),
+    "rmsprop-negative-momentum": ("RMSprop", {"momentum": -0.1}),
+    "rmsprop-negative-eps": ("RMSprop", {"eps": -1e-8}),
+    "adagrad-negative-lr-decay": ("Adagrad", {"lr_decay": -0.1}),
+    "adagrad-negative-initial-accumulator": ("Adagrad", {"initial_accumulator_value": -1.0}),
+    "adagrad-negative-eps": ("Adagrad", {"eps": -1.0}),
 }
 
 
@@ -296,7 +326,7 @@ def test_invalid_arguments_raise_value_error(name, kwargs):
         getattr(opreg.optim, name)([opreg.Tensor(np.zeros(2), requires_grad=True)], **kwargs)
 
 
-@pytest.mark.parametrize("optimizer", [SGD, Adam, AdamW])
+@pytest.mark.parametrize("optimizer", [SGD, Adam, AdamW, RMSprop, Adagrad])
 @pytest.mark.parametrize("empty", [list, tuple, lambda: iter(())], ids=["list", "tuple", "iterator"])
 def test_empty_parameter_list_raises_value_error(optimizer, empty):
     with pytest.raises(ValueError, match="empty parameter list"):
@@ -343,3 +373,336 @@ def test_torch_rejects_negative_eps_and_momentum(name, kwargs):
 def test_negative_eps_and_momentum_raise_value_error(name, kwargs):
     with pytest.raises(ValueError):
         getattr(opreg.optim, name)([opreg.Tensor(np.zeros(2), requires_grad=True)], **kwargs)
+
+
+# --- parameter groups -----------------------------------------------------------------------------------------
+
+GROUP_CONFIGS = {
+    "sgd": ("SGD", {"lr": 0.1, "momentum": 0.9}, {"lr": 0.01, "weight_decay": 0.1, "nesterov": True}),
+    "adam": ("Adam", {"lr": 0.01}, {"lr": 0.05, "betas": (0.5, 0.9), "amsgrad": True}),
+    "adamw": ("AdamW", {"lr": 0.01}, {"weight_decay": 0.5}),
+    "rmsprop": ("RMSprop", {"lr": 0.01}, {"momentum": 0.5, "centered": True}),
+    # not initial_accumulator_value: torch's Adagrad ignores a group's (see the test below)
+    "adagrad": ("Adagrad", {"lr": 0.1}, {"lr_decay": 0.1, "weight_decay": 0.1}),
+}
+group_params = pytest.mark.parametrize(("name", "defaults", "second"), GROUP_CONFIGS.values(), ids=GROUP_CONFIGS.keys())
+
+
+def grouped(values, second, module):
+    """Parameters 0 and 1 in a group with the defaults, 2 and 3 in one with ``second``'s hyperparameters."""
+    if module is torch:
+        params = [torch.tensor(v.copy(), requires_grad=True) for v in values]
+    else:
+        params = [opreg.Tensor(v.copy(), requires_grad=True) for v in values]
+    return params, [{"params": params[:2]}, {"params": params[2:], **second}]
+
+
+def set_gradients(params, t_params, grads):
+    for p, t_p, g in zip(params, t_params, grads, strict=True):
+        p.grad = g.copy()
+        t_p.grad = torch.tensor(g.copy())
+
+
+@needs_torch
+@group_params
+def test_parameter_groups_match_torch(name, defaults, second):
+    """Two groups with their own hyperparameters, built from a list of dicts, then a group's lr changed by hand
+    between steps (as a scheduler does): equal to torch.optim at every step, and the same group keys."""
+    rng = np.random.default_rng(7)
+    values, gradients = starting_values(rng), gradient_sequence(rng)
+    params, groups = grouped(values, second, opreg)
+    t_params, t_groups = grouped(values, second, torch)
+    optimizer = getattr(opreg.optim, name)(groups, **defaults)
+    t_optimizer = getattr(torch.optim, name)(t_groups, **defaults)
+    assert len(optimizer.param_groups) == 2
+    for group, t_group in zip(optimizer.param_groups, t_optimizer.param_groups, strict=True):
+        assert set(group) <= set(t_group)
+        assert {k: v for k, v in group.items() if k != "params"} == {k: t_group[k] for k in group if k != "params"}
+    for step, grads in enumerate(gradients):
+        if step == 5:
+            optimizer.param_groups[1]["lr"] *= 0.5
+            t_optimizer.param_groups[1]["lr"] *= 0.5
+        set_gradients(params, t_params, grads)
+        optimizer.step()
+        t_optimizer.step()
+        for i, (p, t_p) in enumerate(zip(params, t_params, strict=True)):
+            np.testing.assert_allclose(p.data, t_p.detach().numpy(), err_msg=f"parameter {i}, step {step}", **TOL)
+
+
+@needs_torch
+@group_params
+def test_add_param_group_matches_torch(name, defaults, second):
+    """A group added after five steps (as when unfreezing layers) starts its own state then, as in torch."""
+    rng = np.random.default_rng(8)
+    values, gradients = starting_values(rng), gradient_sequence(rng)
+    params, groups = grouped(values, second, opreg)
+    t_params, t_groups = grouped(values, second, torch)
+    optimizer = getattr(opreg.optim, name)([groups[0]], **defaults)
+    t_optimizer = getattr(torch.optim, name)([t_groups[0]], **defaults)
+    for step, grads in enumerate(gradients):
+        if step == 5:
+            optimizer.add_param_group(groups[1])
+            t_optimizer.add_param_group(t_groups[1])
+            if name == "Adagrad":  # torch's Adagrad makes its state in __init__ only; a later group's by hand
+                for p in t_groups[1]["params"]:
+                    t_optimizer.state[p] = {
+                        "step": torch.tensor(0.0),
+                        "sum": torch.full_like(p, t_optimizer.param_groups[1]["initial_accumulator_value"]),
+                    }
+        set_gradients(params, t_params, grads)
+        optimizer.step()
+        t_optimizer.step()
+        for i, (p, t_p) in enumerate(zip(params, t_params, strict=True)):
+            np.testing.assert_allclose(p.data, t_p.detach().numpy(), err_msg=f"parameter {i}, step {step}", **TOL)
+
+
+def test_named_parameters_give_param_names():
+    model = tensor_model()
+    optimizer = SGD(model.named_parameters(), lr=0.1)
+    assert optimizer.param_groups[0]["param_names"] == [n for n, _ in model.named_parameters()]
+    assert optimizer.parameters == model.parameters()
+
+
+REFUSED_GROUPS = {
+    "twice-in-one-group": (lambda a, b: [a, a], ValueError, "given twice"),
+    "in-two-groups": (lambda a, b: [{"params": [a]}, {"params": [b, a]}], ValueError, "given twice"),
+    "misspelt-hyperparameter": (lambda a, b: [{"params": [a], "learning_rate": 0.1}], ValueError, "no hyperparameter"),
+    "a-set": (lambda a, b: [{"params": {a, b}}], TypeError, "not a set"),
+    "no-params": (lambda a, b: [{"lr": 0.1}], ValueError, "needs 'params'"),
+    "an-array": (lambda a, b: [a.data], TypeError, "Tensor\\(array, requires_grad=True\\)"),
+    "a-single-tensor": (lambda a, b: a, TypeError, "not a single Tensor"),
+    "a-non-leaf": (lambda a, b: [a * 2], ValueError, "not a leaf"),
+    "negative-lr-in-a-group": (lambda a, b: [{"params": [a], "lr": -1.0}], ValueError, "lr must be non-negative"),
+}
+
+
+@pytest.mark.parametrize(("params", "error", "match"), REFUSED_GROUPS.values(), ids=REFUSED_GROUPS.keys())
+def test_parameter_groups_that_would_go_wrong_are_refused(params, error, match):
+    """A parameter given twice would be stepped twice per step, a misspelt hyperparameter silently ignored (both
+    are accepted by torch): here they are errors, as are the inputs torch refuses too."""
+    a = opreg.Tensor(np.ones(3), requires_grad=True)
+    b = opreg.Tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(error, match=match):
+        SGD(params(a, b), lr=0.1)
+
+
+def test_the_same_tape_parameter_from_two_calls_is_one_parameter():
+    """model.parameters() makes new BoundParameter objects at each call: still the same parameters."""
+    _, model = tape_model()
+    optimizer = SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="given twice"):
+        optimizer.add_param_group({"params": model.parameters()[:1]})
+
+
+def test_empty_parameter_list_says_where_parameters_come_from():
+    class Unregistered(opreg.nn.Module):  # layers made but never assigned: not sub-modules
+        def __init__(self):
+            super().__init__()
+            self.make = lambda: [Linear(2, 2)]
+
+    with pytest.raises(ValueError, match="empty parameter list") as raised:
+        Adam(Unregistered().parameters())
+    assert "Sequential" in str(raised.value)
+
+
+# --- zero_grad --------------------------------------------------------------------------------------------------
+
+
+def test_zero_grad_without_set_to_none_keeps_zero_arrays():
+    """set_to_none=False: a Tensor's gradient becomes zeros in place (None stays None), as torch's."""
+    params = [opreg.Tensor(np.ones(3), requires_grad=True) for _ in range(2)]
+    params[0].grad = np.full(3, 2.0)
+    grad = params[0].grad
+    SGD(params, lr=0.1).zero_grad(set_to_none=False)
+    assert params[0].grad is grad
+    np.testing.assert_array_equal(grad, np.zeros(3), strict=True)
+    assert params[1].grad is None
+
+
+# --- state dicts ------------------------------------------------------------------------------------------------
+
+
+def torch_state_values(value):
+    return float(value) if value.ndim == 0 else value.numpy()
+
+
+@needs_torch
+@config_params
+def test_state_dict_has_torchs_layout(name, kwargs):
+    """After a few steps (some parameters without gradients): the same parameter numbers with state, the same
+    state names and values, and the same groups (opreg's keys are torch's, torch has more: foreach, fused...)."""
+    rng = np.random.default_rng(9)
+    values, gradients = starting_values(rng), gradient_sequence(rng)
+    gradients[0][1] = None
+    for grads in gradients[:3]:
+        grads[3] = None
+    params, groups = grouped(values, {"lr": 0.005}, opreg)
+    t_params, t_groups = grouped(values, {"lr": 0.005}, torch)
+    optimizer = getattr(opreg.optim, name)(groups, **kwargs)
+    t_optimizer = getattr(torch.optim, name)(t_groups, **kwargs)
+    for grads in gradients[:3]:
+        for p, t_p, g in zip(params, t_params, grads, strict=True):
+            p.grad = None if g is None else g.copy()
+            t_p.grad = None if g is None else torch.tensor(g.copy())
+        optimizer.step()
+        t_optimizer.step()
+    state, t_state = optimizer.state_dict(), t_optimizer.state_dict()
+    assert set(state) == {"state", "param_groups"}
+    assert list(state["state"]) == sorted(t_state["state"])
+    for index, entry in state["state"].items():
+        assert set(entry) == set(t_state["state"][index]), f"parameter {index}"
+        for key, value in entry.items():
+            expected = torch_state_values(t_state["state"][index][key])
+            np.testing.assert_allclose(value, expected, err_msg=f"{key} of parameter {index}", **TOL)
+    for group, t_group in zip(state["param_groups"], t_state["param_groups"], strict=True):
+        assert set(group) <= set(t_group)
+        assert group == {key: t_group[key] for key in group}
+
+
+def train_a_few_steps(name, kwargs, style, steps, seed=0, state=None):
+    """A model and optimizer (built afresh, loaded from ``state`` when given) after ``steps`` training steps."""
+    engine, model = tape_model(seed) if style == "tape" else (None, tensor_model(seed))
+    optimizer = getattr(opreg.optim, name)(model.parameters(), **kwargs)
+    if state is not None:
+        model.load_state_dict(state[0])
+        optimizer.load_state_dict(state[1])
+    criterion = SoftmaxCrossEntropy(engine)
+    for step in range(*steps):
+        x, y = classification_data(300 + step)
+        optimizer.zero_grad()
+        if engine is not None:
+            engine.zero_grad()
+            criterion(y, model(x))
+            engine.backward(1.0)
+        else:
+            criterion(y, model(x)).backward()
+        optimizer.step()
+    return model, optimizer
+
+
+@pytest.mark.parametrize("style", ["tape", "tensor"])
+@pytest.mark.parametrize(("name", "kwargs"), STYLE_CONFIGS.values(), ids=STYLE_CONFIGS.keys())
+def test_state_dict_round_trip_resumes_bit_for_bit(name, kwargs, style):
+    """Train 4 steps, save model and optimizer, train 3 more; a fresh model and optimizer (other initial weights)
+    loaded from the save and trained the same 3 steps end bit for bit equal. Steps after the save do not change
+    the saved state (it is a copy)."""
+    model, optimizer = train_a_few_steps(name, kwargs, style, (0, 4))
+    saved = (model.state_dict(), optimizer.state_dict())
+    snapshot = repr(saved[1])
+    for step in range(4, 7):
+        x, y = classification_data(300 + step)
+        optimizer.zero_grad()
+        if isinstance(model.autograd_engine, opreg.Autograd):
+            model.autograd_engine.zero_grad()
+            SoftmaxCrossEntropy(model.autograd_engine)(y, model(x))
+            model.autograd_engine.backward(1.0)
+        else:
+            SoftmaxCrossEntropy()(y, model(x)).backward()
+        optimizer.step()
+    assert repr(saved[1]) == snapshot, "a later step changed the saved state"
+    resumed, _ = train_a_few_steps(name, kwargs, style, (4, 7), seed=1, state=saved)
+    for (pname, p), q in zip(model.named_parameters(), resumed.parameters(), strict=True):
+        np.testing.assert_array_equal(q.data, p.data, err_msg=pname, strict=True)
+
+
+def test_loaded_hyperparameters_replace_the_current_ones():
+    """As torch's: the saved groups' lr etc. come back (a scheduler's change survives a restart)."""
+    params = [opreg.Tensor(np.ones(2), requires_grad=True)]
+    saved = SGD(params, lr=0.5, momentum=0.9).state_dict()
+    optimizer = SGD([opreg.Tensor(np.ones(2), requires_grad=True)], lr=0.1)
+    optimizer.load_state_dict(saved)
+    assert optimizer.param_groups[0]["lr"] == 0.5
+    assert optimizer.param_groups[0]["momentum"] == 0.9
+
+
+def test_loaded_state_is_cast_to_the_parameters_dtype():
+    params32 = [opreg.Tensor(np.ones(3, dtype=np.float32), requires_grad=True)]
+    p = opreg.Tensor(np.ones(3), requires_grad=True)
+    p.grad = np.ones(3)
+    optimizer = Adam([p])
+    optimizer.step()
+    float32 = Adam(params32)
+    float32.load_state_dict(optimizer.state_dict())
+    assert float32.state[params32[0]]["exp_avg"].dtype == np.float32
+
+
+def refused_state(optimizer_name):
+    p = opreg.Tensor(np.ones(3), requires_grad=True)
+    p.grad = np.ones(3)
+    optimizer = getattr(opreg.optim, optimizer_name)(
+        [p], lr=0.1, **({"momentum": 0.9} if optimizer_name == "SGD" else {})
+    )
+    optimizer.step()
+    return optimizer.state_dict()
+
+
+REFUSED_STATES = {
+    "other-group-count": (
+        lambda: [{"params": [opreg.Tensor(np.ones(3))]}, {"params": [opreg.Tensor(np.ones(1))]}],
+        "Adam",
+        "1 parameter groups but this Adam has 2",
+    ),
+    "other-group-size": (
+        lambda: [opreg.Tensor(np.ones(3)), opreg.Tensor(np.ones(1))],
+        "Adam",
+        r"hold \[1\] parameters",
+    ),
+    "other-shape": (
+        lambda: [opreg.Tensor(np.ones(4))],
+        "Adam",
+        "has shape \\(3,\\) but the parameter has shape \\(4,\\)",
+    ),
+    "other-optimizer": (lambda: [opreg.Tensor(np.ones(3))], "SGD", "'exp_avg', which SGD does not keep"),
+}
+
+
+@pytest.mark.parametrize(("params", "target", "match"), REFUSED_STATES.values(), ids=REFUSED_STATES.keys())
+def test_a_state_that_does_not_fit_is_refused_and_nothing_changes(params, target, match):
+    saved = refused_state("Adam")
+    optimizer = getattr(opreg.optim, target)(params(), lr=0.3)
+    before = repr(optimizer.state_dict())
+    with pytest.raises(ValueError, match=match):
+        optimizer.load_state_dict(saved)
+    assert repr(optimizer.state_dict()) == before
+
+
+def test_adagrad_uses_each_groups_initial_accumulator_value():
+    """A group's own initial_accumulator_value starts its sums, as a group's hyperparameters override the
+    defaults. torch 2.13's Adagrad starts every sum from the constructor's value instead, ignoring the group's:
+    opreg does not copy that."""
+    a, b = (opreg.Tensor(np.ones(2), requires_grad=True) for _ in range(2))
+    optimizer = Adagrad([{"params": [a]}, {"params": [b], "initial_accumulator_value": 3.0}], lr=0.1)
+    np.testing.assert_array_equal(optimizer.state[a]["sum"], np.zeros(2), strict=True)
+    np.testing.assert_array_equal(optimizer.state[b]["sum"], np.full(2, 3.0), strict=True)
+    a.grad, b.grad = np.ones(2), np.ones(2)
+    optimizer.step()
+    np.testing.assert_allclose(b.data, 1 - 0.1 * 1 / (np.sqrt(4.0) + 1e-10), **TOL)
+
+
+def test_adagrad_state_exists_before_the_first_step():
+    """As torch's Adagrad: every parameter has its sum (initial_accumulator_value) from the start."""
+    params = [opreg.Tensor(np.ones(2), requires_grad=True)]
+    state = Adagrad(params, initial_accumulator_value=0.25).state_dict()["state"]
+    assert list(state) == [0]
+    assert state[0]["step"] == 0
+    np.testing.assert_array_equal(state[0]["sum"], np.full(2, 0.25), strict=True)
+
+
+def test_step_calls_the_closure_and_returns_its_loss():
+    p = opreg.Tensor(np.ones(2), requires_grad=True)
+    optimizer = SGD([p], lr=0.5)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = (p * p).sum()
+        loss.backward()
+        return loss
+
+    loss = optimizer.step(closure)
+    assert float(loss) == 2.0
+    np.testing.assert_array_equal(p.data, np.zeros(2), strict=True)
+
+
+def test_repr_lists_the_groups():
+    text = repr(SGD([opreg.Tensor(np.ones(2), requires_grad=True)], lr=0.5))
+    assert text.startswith("SGD (\nParameter Group 0\n") and "    lr: 0.5\n" in text

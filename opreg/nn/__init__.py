@@ -12,6 +12,7 @@ from opreg.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from opreg.nn.op_module import NotUnaryOpError, OpModule, unary_ops
 from opreg.nn.sequential import MLP, ArchitectureError, ModuleList, Sequential
 from opreg.nn.serialization import load, load_model, read_metadata, register_model, save
+from opreg.nn.utils import NonFiniteNormError, clip_grad_norm_, clip_grad_value_
 
 __all__ = [
     "MLP",
@@ -32,6 +33,7 @@ __all__ = [
     "Module",
     "ModuleInitError",
     "ModuleList",
+    "NonFiniteNormError",
     "NotUnaryOpError",
     "OpModule",
     "Parameter",
@@ -40,6 +42,8 @@ __all__ = [
     "Sigmoid",
     "SoftmaxCrossEntropy",
     "Tanh",
+    "clip_grad_norm_",
+    "clip_grad_value_",
     "load",
     "load_model",
     "read_metadata",

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 
 from opreg.engine import Autograd
-from opreg.nn.generators import generator
 from opreg.nn.layer_errors import LayerError, check_engine, values
 from opreg.nn.module import Module, Value
+from opreg.random import generator
 from opreg.tensor import TensorEngine
 
 
@@ -18,7 +18,8 @@ class Dropout(Module):
     ``1 / (1 - p)`` (inverted dropout), so that nothing changes in eval mode, where the layer is the identity.
 
     The mask is a constant drawn at each call from ``rng`` when given, else from the default generator
-    (:func:`opreg.nn.generators.generator`), and recorded as one ``mul``, so the gradient is ``g * mask``.
+    (:func:`opreg.random.generator`: seeded by ``opreg.manual_seed``), and recorded as one ``mul``, so the
+    gradient is ``g * mask``.
     Edge cases as PyTorch: ``p=0`` returns the input itself; ``p=1`` returns ``x * 0`` (zeros, NaN where ``x``
     is infinite or NaN), whose gradient is 0. ``p`` outside [0, 1] is a :class:`LayerError`.
     """

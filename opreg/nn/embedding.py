@@ -8,9 +8,9 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from opreg.engine import Autograd
-from opreg.nn.generators import generator
 from opreg.nn.layer_errors import EmbeddingIndexError, LayerError, check_engine, values
 from opreg.nn.module import Module, Value
+from opreg.random import generator
 from opreg.tensor import TensorEngine
 
 

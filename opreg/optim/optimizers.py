@@ -1,0 +1,341 @@
+"""The optimizers, with PyTorch's arguments and update rules: SGD (momentum, Nesterov, weight decay), Adam and AdamW
+(amsgrad), RMSprop (momentum, centered) and Adagrad (learning-rate decay).
+
+They update ``parameter.data`` in place from ``parameter.grad``, for Tensors and for tape-style parameters alike
+(see :meth:`opreg.nn.Module.parameters`), and raise each parameter's version (:mod:`opreg.versions`): a graph
+recorded before the step then refuses to backpropagate with the changed weights. A parameter whose gradient is
+``None`` is skipped, as in PyTorch (a tape parameter's gradient is an array, zeros until backward fills it, so it
+is never skipped). Hyperparameters are read from ``param_groups`` at every step and are Python floats, so a
+float32 model is updated in float32. ``maximize=True`` ascends, as torch's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from opreg.optim.optimizer import Optimizer
+from opreg.versions import edited
+
+#: What a step's update rule is given: ``(data, gradient, state)`` of each parameter that has a gradient.
+Updates = Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any]]]
+
+
+def _check_betas(name: str, betas: Any) -> None:
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(0 <= b < 1 for b in betas)):
+        raise ValueError(f"{name}: betas must be two numbers in [0, 1), got {betas}")
+
+
+class _Stepping(Optimizer):
+    """What every step does: for each group, the parameters that have a gradient, with their state; the versions
+    of the arrays it changed are raised once at the end (or when the step stops early)."""
+
+    def _with_gradients(
+        self, group: dict[str, Any], updated: list[np.ndarray]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
+        states = self.state
+        for p in group["params"]:
+            grad = p.grad  # read once: a tape parameter's is a property
+            if grad is None:
+                continue
+            data = p.data
+            updated.append(data)
+            state = states.get(p)
+            if state is None:
+                state = states[p] = {}
+            yield data, grad, state
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update of every parameter that has a gradient; ``closure`` (re-evaluating the loss) is called first
+        when given, and its value returned, as torch's."""
+        loss = closure() if closure is not None else None
+        self._stepped = True
+        updated: list[np.ndarray] = []
+        try:
+            for group in self.param_groups:
+                self._update(group, self._with_gradients(group, updated))
+        finally:
+            edited(*updated)
+        return loss
+
+    def _update(self, group: dict[str, Any], parameters: Updates) -> None:
+        raise NotImplementedError
+
+
+class SGD(_Stepping):
+    """Stochastic gradient descent, as ``torch.optim.SGD``.
+
+    With momentum the buffer is ``b = momentum * b + (1 - dampening) * g`` (``g`` on the first step) and the step
+    uses ``b``, or ``g + momentum * b`` with ``nesterov``; ``weight_decay`` adds ``weight_decay * p`` to ``g``.
+    """
+
+    state_keys = frozenset({"momentum_buffer"})
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults)
+
+    def check_group(self, group: Mapping[str, Any]) -> None:
+        super().check_group(group)
+        if not group["momentum"] >= 0:
+            raise ValueError(f"SGD: momentum must be non-negative, got {group['momentum']}")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening 0")
+
+    def _update(self, group: dict[str, Any], parameters: Updates) -> None:
+        lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+        weight_decay, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
+        for data, grad, state in parameters:
+            if maximize:
+                grad = -grad
+            if weight_decay:
+                grad = grad + weight_decay * data
+            if momentum:
+                buffer = state.get("momentum_buffer")
+                if buffer is None:
+                    buffer = state["momentum_buffer"] = np.array(grad, copy=True)
+                else:
+                    buffer *= momentum
+                    buffer += (1 - dampening) * grad
+                grad = grad + momentum * buffer if nesterov else buffer
+            data -= lr * grad
+
+
+class Adam(_Stepping):
+    """Adam, as ``torch.optim.Adam``; ``weight_decay`` is added to the gradient (L2), or with
+    ``decoupled_weight_decay`` shrinks the parameters directly (AdamW). ``amsgrad`` divides by the largest second
+    moment seen so far (``max_exp_avg_sq``) instead of the current one."""
+
+    state_keys = frozenset({"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"})
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "betas": tuple(betas),
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "amsgrad": amsgrad,
+            "maximize": maximize,
+            "decoupled_weight_decay": decoupled_weight_decay,
+        }
+        super().__init__(params, defaults)
+
+    def check_group(self, group: Mapping[str, Any]) -> None:
+        super().check_group(group)
+        _check_betas(type(self).__name__, group["betas"])
+
+    def _update(self, group: dict[str, Any], parameters: Updates) -> None:
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        weight_decay, amsgrad, maximize = group["weight_decay"], group["amsgrad"], group["maximize"]
+        decoupled = group["decoupled_weight_decay"]
+        for data, grad, state in parameters:
+            if maximize:
+                grad = -grad
+            if not state:
+                state.update(step=0, exp_avg=np.zeros_like(data), exp_avg_sq=np.zeros_like(data))
+                if amsgrad:
+                    state["max_exp_avg_sq"] = np.zeros_like(data)
+            state["step"] += 1
+            if weight_decay:
+                if decoupled:
+                    data *= 1 - lr * weight_decay
+                else:
+                    grad = grad + weight_decay * data
+            exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+            exp_avg *= beta1
+            exp_avg += (1 - beta1) * grad
+            exp_avg_sq *= beta2
+            exp_avg_sq += (1 - beta2) * grad * grad
+            bias_correction1 = 1 - beta1 ** state["step"]
+            bias_correction2 = 1 - beta2 ** state["step"]
+            if amsgrad:
+                second = state.get("max_exp_avg_sq")
+                if second is None:  # amsgrad switched on after steps without it: torch starts it from zero too
+                    second = state["max_exp_avg_sq"] = np.zeros_like(data)
+                np.maximum(second, exp_avg_sq, out=second)
+            else:
+                second = exp_avg_sq
+            denominator = np.sqrt(second) / math.sqrt(bias_correction2) + eps
+            data -= (lr / bias_correction1) * exp_avg / denominator
+
+
+class AdamW(Adam):
+    """AdamW, as ``torch.optim.AdamW``: weight decay shrinks the parameters directly (default 0.01)."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, decoupled_weight_decay=True)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:  # as torch's: AdamW always decouples
+            group["decoupled_weight_decay"] = True
+
+
+class RMSprop(_Stepping):
+    """RMSprop, as ``torch.optim.RMSprop``: ``v = alpha * v + (1 - alpha) * g**2`` and the step divides ``g`` by
+    ``sqrt(v) + eps``; ``centered`` subtracts the square of the mean gradient from ``v`` first (an estimate of the
+    variance), and ``momentum`` keeps a buffer of those steps."""
+
+    state_keys = frozenset({"step", "square_avg", "momentum_buffer", "grad_avg"})
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "alpha": alpha,
+            "eps": eps,
+            "centered": centered,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults)
+
+    def check_group(self, group: Mapping[str, Any]) -> None:
+        super().check_group(group)
+        for key in ("momentum", "alpha"):
+            if not group[key] >= 0:
+                raise ValueError(f"RMSprop: {key} must be non-negative, got {group[key]}")
+
+    def _update(self, group: dict[str, Any], parameters: Updates) -> None:
+        lr, alpha, eps, momentum = group["lr"], group["alpha"], group["eps"], group["momentum"]
+        weight_decay, centered, maximize = group["weight_decay"], group["centered"], group["maximize"]
+        for data, grad, state in parameters:
+            if maximize:
+                grad = -grad
+            if not state:
+                state.update(step=0, square_avg=np.zeros_like(data))
+                if momentum > 0:
+                    state["momentum_buffer"] = np.zeros_like(data)
+                if centered:
+                    state["grad_avg"] = np.zeros_like(data)
+            state["step"] += 1
+            if weight_decay:
+                grad = grad + weight_decay * data
+            square_avg = state["square_avg"]
+            square_avg *= alpha
+            square_avg += (1 - alpha) * grad * grad
+            if centered:
+                grad_avg = state.setdefault("grad_avg", np.zeros_like(data))
+                grad_avg *= alpha
+                grad_avg += (1 - alpha) * grad
+                average = np.sqrt(square_avg - grad_avg * grad_avg)
+            else:
+                average = np.sqrt(square_avg)
+            average += eps
+            if momentum > 0:
+                buffer = state.setdefault("momentum_buffer", np.zeros_like(data))
+                buffer *= momentum
+                buffer += grad / average
+                data -= lr * buffer
+            else:
+                data -= lr * grad / average
+
+
+class Adagrad(_Stepping):
+    """Adagrad, as ``torch.optim.Adagrad``: the squared gradients are summed (from
+    ``initial_accumulator_value``) and the step divides by ``sqrt(sum) + eps``, with the learning rate
+    ``lr / (1 + (step - 1) * lr_decay)``. Its state is made when it is built, as torch's (a state dict taken before
+    the first step has every parameter's)."""
+
+    state_keys = frozenset({"step", "sum"})
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "lr_decay": lr_decay,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "initial_accumulator_value": initial_accumulator_value,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults)
+
+    def check_group(self, group: Mapping[str, Any]) -> None:
+        super().check_group(group)
+        for key in ("lr_decay", "initial_accumulator_value"):
+            if not group[key] >= 0:
+                raise ValueError(f"Adagrad: {key} must be non-negative, got {group[key]}")
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        for p in group["params"]:
+            self.state[p] = {"step": 0, "sum": np.full_like(p.data, group["initial_accumulator_value"])}
+
+    def _update(self, group: dict[str, Any], parameters: Updates) -> None:
+        lr, lr_decay, eps = group["lr"], group["lr_decay"], group["eps"]
+        weight_decay, maximize = group["weight_decay"], group["maximize"]
+        for data, grad, state in parameters:
+            if maximize:
+                grad = -grad
+            if not state:  # a state dict loaded without this parameter's entry
+                state.update(step=0, sum=np.full_like(data, group["initial_accumulator_value"]))
+            state["step"] += 1
+            if weight_decay:
+                grad = grad + weight_decay * data
+            clr = lr / (1 + (state["step"] - 1) * lr_decay)
+            total = state["sum"]
+            total += grad * grad
+            data -= clr * grad / (np.sqrt(total) + eps)
