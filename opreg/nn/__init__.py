@@ -2,7 +2,16 @@
 
 from opreg.nn.activations import Identity, ReLU, Sigmoid, Tanh
 from opreg.nn.linear import Linear
-from opreg.nn.losses import MSELoss, SoftmaxCrossEntropy
+from opreg.nn.losses import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SoftmaxCrossEntropy,
+)
 from opreg.nn.module import BoundParameter, ModelFileError, Module, Parameter
 from opreg.nn.op_module import NotUnaryOpError, OpModule, unary_ops
 from opreg.nn.sequential import MLP, Sequential
@@ -10,12 +19,18 @@ from opreg.nn.serialization import load, read_metadata, save
 
 __all__ = [
     "MLP",
+    "BCELoss",
+    "BCEWithLogitsLoss",
     "BoundParameter",
+    "CrossEntropyLoss",
+    "HuberLoss",
     "Identity",
+    "L1Loss",
     "Linear",
     "MSELoss",
     "ModelFileError",
     "Module",
+    "NLLLoss",
     "NotUnaryOpError",
     "OpModule",
     "Parameter",
