@@ -1,5 +1,6 @@
 """Losses: softmax cross-entropy (from logits) and mean squared error, each a 0-d array; binary cross-entropy of
-probabilities, elementwise (``opreg.nn.BCELoss`` reduces it with ``mean`` or ``sum``).
+probabilities, and log(sigmoid(x)), elementwise (``opreg.nn.BCELoss`` and ``BCEWithLogitsLoss`` reduce them with
+``mean`` or ``sum``).
 
 The other losses of :mod:`opreg.nn.losses` (CrossEntropyLoss, NLLLoss, L1Loss, HuberLoss, BCEWithLogitsLoss, and
 MSELoss's ``sum`` and ``none``) are compositions of registered ops; binary cross-entropy is an op of its own
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, Sample, constant, divide_by_count, hookimpl
+from opreg.plugin import Register, Sample, constant, divide_by_count, hookimpl, op
 
 
 def _check_same_shape(what: str, a: np.ndarray, b: np.ndarray) -> None:
@@ -146,6 +147,19 @@ def _torch_binary_cross_entropy(torch: ModuleType) -> Any:
     return loss
 
 
+def _log_sigmoid(x: np.ndarray) -> np.ndarray:
+    """log(sigmoid(x)) = minimum(x, 0) - log1p(exp(-|x|)), as PyTorch's logsigmoid: finite at any x, no exp
+    overflows. The log-likelihood of a positive label from its logit: BCEWithLogitsLoss's building block, one op
+    so that its derivatives at x = 0 are the smooth function's (composed of minimum and abs, the second derivative
+    there would be 0 instead of -1/4)."""
+    return np.asarray(np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x))))
+
+
+def _log_sigmoid_backward(g: Any, x: Any) -> tuple[Any]:
+    """g * sigmoid(-x), with the registered sigmoid (stable at any x): it differentiates again."""
+    return (g * op("sigmoid")(-x),)
+
+
 @hookimpl
 def opreg_register_ops(register: Register) -> None:
     register(
@@ -163,6 +177,13 @@ def opreg_register_ops(register: Register) -> None:
         forward=_mse,
         backward=_mse_backward,
         reference="torch.nn.functional.mse_loss",
+    )
+    register(
+        name="log_sigmoid",
+        inputs=("x",),
+        forward=_log_sigmoid,
+        backward=_log_sigmoid_backward,
+        reference="torch.nn.functional.logsigmoid",
     )
     register(
         name="binary_cross_entropy",

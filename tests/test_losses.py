@@ -145,3 +145,153 @@ def test_loss_matches_torch_nn(case, reduction, style):
             assert grad is None
         else:
             np.testing.assert_allclose(grad, reference, strict=True, err_msg=f"gradient of the {what}", **TOL)
+
+
+@needs_torch
+@pytest.mark.parametrize("case", ["cross_entropy", "cross_entropy-probabilities", "nll", "bce", "l1"])
+def test_loss_matches_torch_nn_in_float32(case):
+    """float32 in, float32 loss and gradients, equal torch's at float32 precision."""
+    module, options, x, t = CASES[case]
+    x = x.astype(np.float32)
+    t = t.astype(np.float32) if t.dtype.kind == "f" else t
+    g = np.ones((), np.float32)
+    expected, expected_grads = run_torch(module, options, x, t, g)
+    for style in STYLES:
+        loss, grads = run_opreg(style, module, options, x, t, g)
+        assert loss.dtype == np.float32 and grads[0].dtype == np.float32
+        np.testing.assert_allclose(loss, expected, rtol=2e-6, atol=1e-6, err_msg=style)
+        np.testing.assert_allclose(grads[0], expected_grads[0], rtol=2e-5, atol=1e-6, err_msg=style)
+
+
+def _second_order(library: str, module: str, options: dict, x: np.ndarray, t: np.ndarray, v: np.ndarray):
+    """d/dx of <v, dL/dx>: the Hessian of the loss along v, by opreg (Tensors) or torch."""
+    if library == "opreg":
+        X, T = opreg.Tensor(x.copy(), requires_grad=True), opreg.Tensor(t.copy())
+        (first,) = opreg.grad(getattr(opreg.nn, module)(**options)(X, T), [X], create_graph=True)
+        (second,) = opreg.grad(opreg.ops.sum(first * v), [X])
+        return first.data, second.data
+    X, T = torch.tensor(x.copy(), requires_grad=True), torch.tensor(t.copy())
+    (first,) = torch.autograd.grad(getattr(torch.nn, module)(**_torch_options(options))(X, T), [X], create_graph=True)
+    (second,) = torch.autograd.grad((first * torch.tensor(v)).sum(), [X])
+    return first.detach().numpy(), second.numpy()
+
+
+@needs_torch
+@pytest.mark.parametrize(
+    "case",
+    ["cross_entropy-smoothing", "cross_entropy-probabilities-weight-smoothing", "bce", "bce-with-logits-pos-weight"],
+)
+def test_second_derivatives_match_torch(case):
+    """The losses' gradients differentiate again (opreg.grad with create_graph): Hessian-vector products equal
+    torch's. BCE's probabilities are taken away from 0 and 1, where PyTorch's double backward adds its epsilon."""
+    module, options, x, t = CASES[case]
+    if module == "BCELoss":
+        x = np.clip(x, 0.05, 0.95)
+    v = np.random.default_rng(3).standard_normal(x.shape)
+    mine, theirs = _second_order("opreg", module, options, x, t, v), _second_order("torch", module, options, x, t, v)
+    for what, a, b in zip(["first", "second"], mine, theirs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=f"{what} derivatives")
+    assert np.abs(theirs[1]).max() > 1e-3  # not vacuous
+
+
+@needs_torch
+def test_every_target_ignored_gives_nan_as_torch():
+    """A mean over no target at all is 0 / 0: NaN, as PyTorch's, not a quiet 0."""
+    logits, classes = np.ones((2, 3)), np.array([1, 1])
+    loss = opreg.nn.CrossEntropyLoss(ignore_index=1)(logits, classes)
+    assert np.isnan(loss)
+    assert torch.nn.CrossEntropyLoss(ignore_index=1)(torch.tensor(logits), torch.tensor(classes)).isnan()
+    assert opreg.nn.CrossEntropyLoss(ignore_index=1, reduction="sum")(logits, classes) == 0
+
+
+@needs_torch
+def test_a_pytorch_style_loop_trains():
+    """CrossEntropyLoss(logits, target) with integer classes, Adam and Tensors, as a PyTorch user writes it: the loss
+    falls (SoftmaxCrossEntropy in this order trained nothing)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((32, 5))
+    classes = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    model = opreg.nn.MLP([5, 8, 2], output_activation=opreg.nn.Identity, rng=np.random.default_rng(0))
+    optimizer = opreg.optim.Adam(model.parameters(), lr=0.05)
+    criterion = opreg.nn.CrossEntropyLoss()
+    losses = []
+    for _ in range(20):
+        optimizer.zero_grad()
+        loss = criterion(model(x), classes)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.data))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+# --- the handout's SoftmaxCrossEntropy(y, y_hat): what cannot be in its order ---------------------------------------
+
+ORDER = r"SoftmaxCrossEntropy\(y, y_hat\) takes the labels first.*CrossEntropyLoss\(logits, target\)"
+
+
+@pytest.mark.parametrize(
+    ("y", "y_hat", "problem"),
+    [
+        (np.array([0, 2, 1]), np.ones((3, 3)), r"y of shape \(3,\) cannot be the integer class indices"),
+        (np.eye(3)[:2], np.ones((3, 3)), r"y of shape \(2, 3\) cannot be the labels of y_hat of shape \(3, 3\)"),
+        (np.array([[0.5, -0.5, 1.0]]), np.ones((1, 3)), "has negative values"),
+        (np.array([[0.2, 0.2, 0.2]]), np.ones((1, 3)), "has rows that do not sum to 1 .one sums to 0.6."),
+        (np.array([[0.2, 0.3, np.nan]]), np.ones((1, 3)), "not finite"),
+        (np.array([[0.2, 0.3, 0.5]]), np.array([[0.0, 1.0, 0.0]]), "is not one-hot while y_hat is"),
+    ],
+    ids=["indices", "shapes", "negative", "sums", "nan", "swapped-probabilities"],
+)
+def test_softmax_cross_entropy_refuses_what_cannot_be_labels(y, y_hat, problem):
+    for engine in [opreg.Autograd(), None]:
+        with pytest.raises(opreg.OpUsageError, match=ORDER + ".*" + problem):
+            SoftmaxCrossEntropy(engine)(y, y_hat)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_softmax_cross_entropy_takes_one_hot_and_smoothed_labels(dtype):
+    """One-hot rows, and probabilities rounded in the labels' dtype (smoothed labels), are labels."""
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal((5, 7)).astype(dtype)
+    smoothed = (np.eye(7)[rng.integers(0, 7, 5)] * 0.9 + 0.1 / 7).astype(dtype)
+    for labels in [np.eye(7, dtype=dtype)[rng.integers(0, 7, 5)], smoothed, np.eye(7, dtype=np.int64)[[0, 1, 2, 3, 4]]]:
+        assert np.isfinite(SoftmaxCrossEntropy()(labels, logits)) and SoftmaxCrossEntropy()(labels, logits) > 0
+
+
+# --- what each loss refuses --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "arguments", "message"),
+    [
+        (lambda: opreg.nn.CrossEntropyLoss(), (np.ones((3, 4)), np.array([0.0, 1.0, 2.0])), r"convert them with"),
+        (
+            lambda: opreg.nn.CrossEntropyLoss(),
+            (np.ones((3, 4)), np.array([0, 4, 1])),
+            r"target 4 is out of bounds for 4",
+        ),
+        (lambda: opreg.nn.NLLLoss(), (np.ones((3, 4)), np.array([0, -1, 1])), r"target -1 is out of bounds"),
+        (lambda: opreg.nn.NLLLoss(), (np.ones((3, 4)), np.array([[0], [1], [1]])), r"have shape \(3,\), got \(3, 1\)"),
+        (lambda: opreg.nn.CrossEntropyLoss(), (np.ones((3, 4)), np.ones((3, 5)) / 5), "of the input's shape"),
+        (lambda: opreg.nn.CrossEntropyLoss(weight=np.ones(3)), (np.ones((3, 4)), np.array([0, 1, 2])), "3 entries"),
+        (lambda: opreg.nn.MSELoss(reduction="sum"), (np.ones((4, 1)), np.ones(4)), "the same shape"),
+        (lambda: opreg.nn.L1Loss(), (np.ones((4, 1)), np.ones(4)), r"same shape, got \(4, 1\) and \(4,\)"),
+        (lambda: opreg.nn.BCELoss(), (np.array([0.5, 1.5]), np.array([0.0, 1.0])), "between 0 and 1"),
+        (lambda: opreg.nn.BCELoss(), (np.array([0.5, 0.5]), np.array([0.0, 2.0])), "target should be between 0 and 1"),
+        (lambda: opreg.nn.CrossEntropyLoss(reduction="avg"), (), "reduction must be one of 'mean', 'sum', 'none'"),
+        (lambda: opreg.nn.CrossEntropyLoss(np.ones(4)), (), "first argument is the autograd engine"),
+        (lambda: opreg.nn.CrossEntropyLoss(label_smoothing=1.5), (), "between 0 and 1"),
+        (lambda: opreg.nn.HuberLoss(delta=0.0), (), "delta must be positive"),
+        (lambda: opreg.nn.NLLLoss(weight=np.ones((2, 2))), (), "1-D float array"),
+    ],
+)
+def test_losses_refuse_what_they_cannot_compute(build, arguments, message):
+    with pytest.raises(opreg.OpUsageError, match=message):
+        build()(*arguments)
+
+
+def test_repr_shows_the_options_that_differ_from_pytorchs_defaults():
+    assert repr(opreg.nn.CrossEntropyLoss()) == "CrossEntropyLoss()"
+    assert repr(opreg.nn.CrossEntropyLoss(reduction="sum", ignore_index=0, label_smoothing=0.1)) == (
+        "CrossEntropyLoss(reduction='sum', ignore_index=0, label_smoothing=0.1)"
+    )
+    assert repr(opreg.nn.HuberLoss(delta=2.0)) == "HuberLoss(delta=2.0)"

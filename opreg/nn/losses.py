@@ -16,8 +16,8 @@ Argument order, per module (each docstring says it again):
 
 Operands of different shapes are refused where PyTorch broadcasts them with a warning (``(N, 1)`` against ``(N,)``
 is an ``(N, N)`` loss: a classic silent mistake). Integer class indices are constants. Each loss is one registered
-op or a composition of them (``sub``, ``abs``, ``logsumexp``, ``take_along_axis``, ``where``, ``sum``, ...), so its
-gradient differentiates again (``opreg.grad(..., create_graph=True)``) in the Tensor style.
+op or a composition of them (``sub``, ``abs``, ``logsumexp``, ``log_sigmoid``, ``take_along_axis``, ``where``,
+``sum``, ...), so its gradient differentiates again (``opreg.grad(..., create_graph=True)``) in the Tensor style.
 """
 
 from __future__ import annotations
@@ -215,8 +215,8 @@ class BCEWithLogitsLoss(_Loss):
     reduced, as ``torch.nn.BCEWithLogitsLoss``; ``criterion(input, target)``: logits first, then targets, of one
     shape. ``pos_weight`` (one weight per class, broadcast along the last axis) scales the positive term.
 
-    ``log(sigmoid(x))`` is ``minimum(x, 0) - log1p(exp(-|x|))``: finite at any logit, no exp overflows, and its
-    gradient at 0 is 1/2 (``minimum`` splits a tie), PyTorch's. The target gets its gradient too, as in PyTorch.
+    ``log(sigmoid(x))`` is the registered op ``log_sigmoid``: finite at any logit, smooth to every order at 0 too.
+    The target gets its gradient too, as in PyTorch.
     """
 
     def __init__(
@@ -231,11 +231,7 @@ class BCEWithLogitsLoss(_Loss):
 
     def forward(self, input: Value, target: Value) -> Value:
         _same_shape(type(self).__name__, input, target)
-        log_sigmoid = self.op(
-            "sub",
-            self.op("minimum", input, 0.0),
-            self.op("log1p", self.op("exp", self.op("neg", self.op("abs", input)))),
-        )
+        log_sigmoid = self.op("log_sigmoid", input)
         negative = self.op("mul", self.op("sub", 1.0, target), input)
         if self.pos_weight is None:
             return self.reduce(self.op("sub", negative, log_sigmoid))
@@ -365,7 +361,8 @@ class CrossEntropyLoss(_ClassLoss):
     in [0, 1] mixes the target with the uniform distribution, as PyTorch's. The handout's order, labels first,
     is :class:`SoftmaxCrossEntropy`'s (class axis last).
 
-    The log-softmax is ``input - logsumexp(input, axis=1)``, with the registered ops: finite at any logit.
+    The log-softmax is ``shifted - logsumexp(shifted, axis=1)``, ``shifted`` the input less its max (a constant),
+    with the registered ops: finite and exact at any logit, as PyTorch's.
     """
 
     def __init__(
@@ -387,7 +384,7 @@ class CrossEntropyLoss(_ClassLoss):
         values = _values(input)
         classes, smoothing = values.shape[axis], self.label_smoothing
         weight = self.class_weight(classes, values.dtype)
-        log_probabilities = self.op("sub", input, self.op("logsumexp", input, axis=axis, keepdims=True))
+        log_probabilities = self.log_softmax(input, axis)
         if _values(target).dtype.kind == "f":
             return self.probabilities(log_probabilities, target, axis, weight)
         loss = self.nll(log_probabilities, target, axis, weight)
@@ -407,15 +404,25 @@ class CrossEntropyLoss(_ClassLoss):
             uniform = self.reduce(uniform)
         return self.op("add", self.op("mul", loss, 1.0 - smoothing), self.op("mul", uniform, smoothing / classes))
 
+    def log_softmax(self, input: Value, axis: int) -> Value:
+        """``shifted - logsumexp(shifted)`` along ``axis``, ``shifted = input - max(input)``, as PyTorch's: the
+        shift first keeps the result exact for large logits (``x - logsumexp(x)`` at 1e4 loses 1e-3 in float32).
+        The max is a constant (its derivative cancels); an infinite max is not subtracted (inf - inf is NaN)."""
+        values = _values(input)
+        shift = np.max(values, axis=axis, keepdims=True, initial=-np.inf)
+        shifted = self.op("sub", input, np.where(np.isfinite(shift), shift, 0).astype(values.dtype))
+        return self.op("sub", shifted, self.op("logsumexp", shifted, axis=axis, keepdims=True))
+
     def probabilities(self, log_probabilities: Value, target: Value, axis: int, weight: np.ndarray) -> Value:
         """``-sum_c weight[c] target[c] log_p[c]`` per element, with smoothing, reduced; the mean over the
         elements (every class axis entry counted once), as PyTorch's."""
-        shape = np.shape(_values(log_probabilities))
-        if np.shape(_values(target)) != shape:
+        shape, given = np.shape(_values(log_probabilities)), np.shape(_values(target))
+        if given != shape:
+            indices = shape[:axis] + shape[axis + 1 :]
+            hint = ": if these are class indices, convert them with target.astype(int)" if given == indices else ""
             raise OpUsageError(
                 f"CrossEntropyLoss: a float target is class probabilities, of the input's shape {shape}; got shape "
-                f"{np.shape(_values(target))} (class indices are an integer array of shape "
-                f"{shape[:axis] + shape[axis + 1 :]})"
+                f"{given} (class indices are an integer array of shape {indices}){hint}"
             )
         classes = shape[axis]
         if self.label_smoothing:
