@@ -295,3 +295,25 @@ def test_repr_shows_the_options_that_differ_from_pytorchs_defaults():
         "CrossEntropyLoss(reduction='sum', ignore_index=0, label_smoothing=0.1)"
     )
     assert repr(opreg.nn.HuberLoss(delta=2.0)) == "HuberLoss(delta=2.0)"
+
+
+@pytest.mark.parametrize("name", ["binary_cross_entropy", "log_sigmoid"])
+def test_the_loss_ops_pass_check_op(name):
+    """Their gradients against finite differences, to second order, on every declared sample."""
+    report = opreg.check_op(name)
+    assert report.samples and all(s.comparisons for s in report.samples)
+
+
+@needs_torch
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_cross_entropy_of_one_unbatched_example_with_probabilities(reduction):
+    """Input (C,) and a probability target (C,): class axis 0, as PyTorch's."""
+    rng = np.random.default_rng(8)
+    x, t = rng.standard_normal(5), _probabilities(rng, (5,), axis=0)
+    options = {"reduction": reduction, "label_smoothing": 0.3}
+    expected, expected_grads = run_torch("CrossEntropyLoss", options, x, t, np.ones(()))
+    for style in STYLES:
+        loss, grads = run_opreg(style, "CrossEntropyLoss", options, x, t, np.ones(()))
+        np.testing.assert_allclose(loss, expected, strict=True, **TOL)
+        for grad, reference in zip(grads, expected_grads, strict=True):
+            np.testing.assert_allclose(grad, reference, strict=True, **TOL)

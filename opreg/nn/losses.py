@@ -195,7 +195,7 @@ class HuberLoss(_Loss):
         size = self.op("abs", diff)
         quadratic = self.op("mul", self.op("square", diff), 0.5)
         linear = self.op("mul", self.op("sub", size, 0.5 * self.delta), self.delta)
-        inside = np.abs(_values(input) - _values(target)) < self.delta  # a constant: which branch each element takes
+        inside = _values(size) < self.delta  # a constant: which branch each element takes
         return self.reduce(self.op("where", inside, quadratic, linear))
 
     def extra_repr(self) -> str:
