@@ -83,6 +83,8 @@ def _cases() -> dict[str, tuple[str, dict, np.ndarray, np.ndarray]]:
         "huber-default": ("HuberLoss", {}, prediction * 2, target * 2),
         "bce": ("BCELoss", {}, probability, soft),
         "bce-with-logits": ("BCEWithLogitsLoss", {}, edge_logits, soft),
+        "bce-weight": ("BCELoss", {"weight": np.array([0.5, 2.0, 1.5])}, probability, soft),
+        "bce-with-logits-weight": ("BCEWithLogitsLoss", {"weight": rng.uniform(0.5, 2, (4, 1))}, edge_logits, soft),
         "bce-with-logits-pos-weight": (
             "BCEWithLogitsLoss",
             {"pos_weight": np.array([0.5, 2.0, 3.0])},
@@ -282,6 +284,7 @@ def test_softmax_cross_entropy_takes_one_hot_and_smoothed_labels(dtype):
         (lambda: opreg.nn.CrossEntropyLoss(label_smoothing=1.5), (), "between 0 and 1"),
         (lambda: opreg.nn.HuberLoss(delta=0.0), (), "delta must be positive"),
         (lambda: opreg.nn.NLLLoss(weight=np.ones((2, 2))), (), "1-D float array"),
+        (lambda: opreg.nn.BCELoss(weight=np.ones(4)), (np.ones((2, 3)) / 2, np.ones((2, 3))), "does not broadcast"),
     ],
 )
 def test_losses_refuse_what_they_cannot_compute(build, arguments, message):

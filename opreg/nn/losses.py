@@ -202,22 +202,53 @@ class HuberLoss(_Loss):
         return ", ".join(filter(None, [super().extra_repr(), "" if self.delta == 1.0 else f"delta={self.delta!r}"]))
 
 
-class BCELoss(_Loss):
+class _BinaryLoss(_Loss):
+    """BCELoss's and BCEWithLogitsLoss's ``weight``: a constant multiplying each element's loss before the
+    reduction (the mean stays over the elements, as PyTorch's), broadcast to the input's shape."""
+
+    def __init__(
+        self, autograd_engine: Autograd | TensorEngine | None = None, *, weight: Any = None, reduction: str = "mean"
+    ) -> None:
+        super().__init__(autograd_engine, reduction=reduction)
+        self.weight = None if weight is None else np.array(_values(weight), copy=True)
+
+    def weighted(self, losses: Value) -> Value:
+        if self.weight is None:
+            return self.reduce(losses)
+        values = _values(losses)
+        try:
+            fits = np.broadcast_shapes(self.weight.shape, values.shape) == values.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise OpUsageError(
+                f"{type(self).__name__}: weight of shape {self.weight.shape} does not broadcast to the input's shape "
+                f"{values.shape}"
+            )
+        return self.reduce(self.op("mul", losses, self.weight.astype(values.dtype, copy=False)))
+
+    def extra_repr(self) -> str:
+        weight = "" if self.weight is None else f"weight={self.weight.tolist()!r}"
+        return ", ".join(filter(None, [super().extra_repr(), weight]))
+
+
+class BCELoss(_BinaryLoss):
     """Binary cross-entropy of probabilities, ``-(t log(p) + (1 - t) log(1 - p))``, each log clamped at -100,
-    reduced, as ``torch.nn.BCELoss``; ``criterion(input, target)``: probabilities first, then targets, both in
-    [0, 1] and of one shape (anything else is an error, as in PyTorch). The registered op
-    ``binary_cross_entropy``, with PyTorch's gradients where the clamp applies (at p = 0 or 1). For logits use
-    :class:`BCEWithLogitsLoss`, finite at any logit."""
+    times ``weight`` if given, reduced, as ``torch.nn.BCELoss``; ``criterion(input, target)``: probabilities
+    first, then targets, both in [0, 1] and of one shape (anything else is an error, as in PyTorch). The
+    registered op ``binary_cross_entropy``, with PyTorch's gradients where the clamp applies (at p = 0 or 1). For
+    logits use :class:`BCEWithLogitsLoss`, finite at any logit."""
 
     def forward(self, input: Value, target: Value) -> Value:
         _same_shape(type(self).__name__, input, target)
-        return self.reduce(self.op("binary_cross_entropy", input, target))
+        return self.weighted(self.op("binary_cross_entropy", input, target))
 
 
-class BCEWithLogitsLoss(_Loss):
+class BCEWithLogitsLoss(_BinaryLoss):
     """Binary cross-entropy from logits, ``(1 - t) x - w log(sigmoid(x))`` with ``w = 1 + (pos_weight - 1) t``,
     reduced, as ``torch.nn.BCEWithLogitsLoss``; ``criterion(input, target)``: logits first, then targets, of one
-    shape. ``pos_weight`` (one weight per class, broadcast along the last axis) scales the positive term.
+    shape. ``pos_weight`` (one weight per class, broadcast along the last axis) scales the positive term;
+    ``weight`` each element's loss.
 
     ``log(sigmoid(x))`` is the registered op ``log_sigmoid``: finite at any logit, smooth to every order at 0 too.
     The target gets its gradient too, as in PyTorch.
@@ -227,10 +258,11 @@ class BCEWithLogitsLoss(_Loss):
         self,
         autograd_engine: Autograd | TensorEngine | None = None,
         *,
+        weight: Any = None,
         reduction: str = "mean",
         pos_weight: Any = None,
     ) -> None:
-        super().__init__(autograd_engine, reduction=reduction)
+        super().__init__(autograd_engine, weight=weight, reduction=reduction)
         self.pos_weight = None if pos_weight is None else np.array(_values(pos_weight), copy=True)
 
     def forward(self, input: Value, target: Value) -> Value:
@@ -238,10 +270,10 @@ class BCEWithLogitsLoss(_Loss):
         log_sigmoid = self.op("log_sigmoid", input)
         negative = self.op("mul", self.op("sub", 1.0, target), input)
         if self.pos_weight is None:
-            return self.reduce(self.op("sub", negative, log_sigmoid))
+            return self.weighted(self.op("sub", negative, log_sigmoid))
         dtype = np.result_type(_values(input), _values(target))
         log_weight = self.op("add", self.op("mul", target, (self.pos_weight - 1).astype(dtype, copy=False)), 1.0)
-        return self.reduce(self.op("sub", negative, self.op("mul", log_weight, log_sigmoid)))
+        return self.weighted(self.op("sub", negative, self.op("mul", log_weight, log_sigmoid)))
 
     def extra_repr(self) -> str:
         weight = "" if self.pos_weight is None else f"pos_weight={self.pos_weight.tolist()!r}"
