@@ -1,4 +1,10 @@
-"""Losses: softmax cross-entropy (from logits) and mean squared error. Both return a 0-d array."""
+"""Losses: softmax cross-entropy (from logits) and mean squared error, each a 0-d array; binary cross-entropy of
+probabilities, and log(sigmoid(x)), elementwise (``opreg.nn.BCELoss`` and ``BCEWithLogitsLoss`` reduce them with
+``mean`` or ``sum``).
+
+The other losses of :mod:`opreg.nn.losses` (CrossEntropyLoss, NLLLoss, L1Loss, HuberLoss, BCEWithLogitsLoss, and
+MSELoss's ``sum`` and ``none``) are compositions of registered ops; binary cross-entropy is an op of its own
+because PyTorch's gradient at probabilities 0 and 1 is not the derivative of the loss it computes there."""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, constant, divide_by_count, hookimpl
+from opreg.plugin import Register, Sample, constant, divide_by_count, hookimpl, op
 
 
 def _check_same_shape(what: str, a: np.ndarray, b: np.ndarray) -> None:
@@ -83,6 +89,77 @@ def _mse_backward(g: Any, prediction: Any, target: Any) -> tuple[Any, Any]:
     return grad, -grad
 
 
+def _binary_cross_entropy(probability: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """-(t log(p) + (1 - t) log(1 - p)) elementwise, each log clamped at -100, as PyTorch's binary_cross_entropy.
+
+    Both operands must lie in [0, 1] (PyTorch's check): a logit or a class index given here would be a silently
+    meaningless loss. The arithmetic is in the operands' common dtype, as PyTorch's; the clamp keeps the loss
+    finite (at most 100) where p is exactly 0 or 1, which a float32 sigmoid reaches from |x| > 17.
+    """
+    dtype = np.result_type(probability, target, np.float16)
+    p, t = np.asarray(probability, dtype), np.asarray(target, dtype)
+    for what, values in (("input (probabilities)", p), ("target", t)):
+        if not ((values >= 0) & (values <= 1)).all():
+            raise ValueError(f"all elements of {what} should be between 0 and 1 (use BCEWithLogitsLoss for logits)")
+    with np.errstate(divide="ignore"):  # log(0) = -inf, clamped to -100 at once
+        return np.asarray((t - 1) * np.maximum(np.log1p(-p), -100) - t * np.maximum(np.log(p), -100))
+
+
+#: PyTorch's floor of p (1 - p) in binary cross-entropy's gradient: the float32 nearest 1e-12, in every dtype.
+_BCE_EPSILON = float(np.float32(1e-12))
+
+
+def _binary_cross_entropy_backward(
+    g: Any, probability: Any, target: Any, *, needs_grad: tuple[bool, bool]
+) -> tuple[Any, Any]:
+    """PyTorch's gradients, also where the log is clamped: (p - t) / max(p (1 - p), 1e-12) for the probability
+    (finite, up to about 1e12, at p = 0 or 1, where the clamped loss is flat), and -logit(p) for the target (infinite at
+    p = 0 or 1). Written with registered ops: second derivatives are those of these expressions, as PyTorch's.
+    """
+    floor = _BCE_EPSILON
+    grad_p = g * (probability - target) / onp.maximum((1 - probability) * probability, floor) if needs_grad[0] else None
+    if not needs_grad[1]:
+        return grad_p, None
+    with np.errstate(divide="ignore"):  # p = 1: log(1 / 0) = inf, PyTorch's value
+        return grad_p, -g * onp.log(probability / (1 - probability))
+
+
+def _binary_cross_entropy_samples(rng: np.random.Generator) -> list[Sample]:
+    """Probabilities away from 0 and 1 (where the clamp and the 1e-12 floor make derivatives jump), targets too
+    (finite differences step past a target of 0 or 1, which forward refuses); a target broadcast along the rows.
+    Hard targets and the edges are tests/test_losses.py's."""
+    return [
+        Sample(rng.uniform(0.05, 0.95, (3, 4)), rng.uniform(0.05, 0.95, (3, 4))),
+        Sample(rng.uniform(0.05, 0.95, (5,)), rng.uniform(0.05, 0.95, (5,))),
+        Sample(rng.uniform(0.05, 0.95, (2, 3)), rng.uniform(0.0, 1.0, (3,))),
+    ]
+
+
+def _torch_binary_cross_entropy(torch: ModuleType) -> Any:
+    """torch's binary_cross_entropy with reduction="none", on operands broadcast and promoted first (torch's
+    refuses operands of different shapes or dtypes, which an elementwise op takes)."""
+
+    def loss(probability: Any, target: Any) -> Any:
+        dtype = torch.promote_types(probability.dtype, target.dtype)
+        p, t = torch.broadcast_tensors(probability.to(dtype), target.to(dtype))
+        return torch.nn.functional.binary_cross_entropy(p, t, reduction="none")
+
+    return loss
+
+
+def _log_sigmoid(x: np.ndarray) -> np.ndarray:
+    """log(sigmoid(x)) = minimum(x, 0) - log1p(exp(-|x|)), as PyTorch's logsigmoid: finite at any x, no exp
+    overflows. The log-likelihood of a positive label from its logit: BCEWithLogitsLoss's building block, one op
+    so that its derivatives at x = 0 are the smooth function's (composed of minimum and abs, the second derivative
+    there would be 0 instead of -1/4)."""
+    return np.asarray(np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x))))
+
+
+def _log_sigmoid_backward(g: Any, x: Any) -> tuple[Any]:
+    """g * sigmoid(-x), with the registered sigmoid (stable at any x): it differentiates again."""
+    return (g * op("sigmoid")(-x),)
+
+
 @hookimpl
 def opreg_register_ops(register: Register) -> None:
     register(
@@ -100,4 +177,20 @@ def opreg_register_ops(register: Register) -> None:
         forward=_mse,
         backward=_mse_backward,
         reference="torch.nn.functional.mse_loss",
+    )
+    register(
+        name="log_sigmoid",
+        inputs=("x",),
+        forward=_log_sigmoid,
+        backward=_log_sigmoid_backward,
+        reference="torch.nn.functional.logsigmoid",
+    )
+    register(
+        name="binary_cross_entropy",
+        inputs=("probability", "target"),
+        forward=_binary_cross_entropy,
+        backward=_binary_cross_entropy_backward,
+        sample_inputs=_binary_cross_entropy_samples,
+        domain=(0.0, 1.0),
+        reference=_torch_binary_cross_entropy,
     )

@@ -6,7 +6,16 @@ from opreg.nn.dropout import Dropout
 from opreg.nn.embedding import Embedding
 from opreg.nn.layer_errors import EmbeddingIndexError, LayerError
 from opreg.nn.linear import Linear
-from opreg.nn.losses import MSELoss, SoftmaxCrossEntropy
+from opreg.nn.losses import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SoftmaxCrossEntropy,
+)
 from opreg.nn.module import BoundParameter, IncompatibleKeys, ModelFileError, Module, ModuleInitError, Parameter
 from opreg.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from opreg.nn.op_module import NotUnaryOpError, OpModule, unary_ops
@@ -17,14 +26,19 @@ from opreg.nn.utils import NonFiniteNormError, clip_grad_norm_, clip_grad_value_
 __all__ = [
     "MLP",
     "ArchitectureError",
+    "BCELoss",
+    "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
     "BoundParameter",
+    "CrossEntropyLoss",
     "Dropout",
     "Embedding",
     "EmbeddingIndexError",
+    "HuberLoss",
     "Identity",
     "IncompatibleKeys",
+    "L1Loss",
     "LayerError",
     "LayerNorm",
     "Linear",
@@ -33,6 +47,7 @@ __all__ = [
     "Module",
     "ModuleInitError",
     "ModuleList",
+    "NLLLoss",
     "NonFiniteNormError",
     "NotUnaryOpError",
     "OpModule",
