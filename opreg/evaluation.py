@@ -16,7 +16,7 @@ import numpy as np
 
 from opreg.datasets import load_data
 from opreg.errors import OpregError, OpUsageError
-from opreg.nn import MLP, ModelFileError, load, read_metadata
+from opreg.nn import CNN, MLP, ModelFileError, load, read_metadata
 from opreg.nn.op_module import parse_spec
 from opreg.registry import get_registry
 from opreg.train import (
@@ -126,7 +126,9 @@ def _require_activation_op(path: str, metadata: dict[str, object]) -> None:
     raise ModelFileError(f"{path!r} was trained with the activation op {name!r}, which is not registered here: {where}")
 
 
-def _score(model: MLP, layer_sizes: list[int], features: np.ndarray, labels: np.ndarray, source: str) -> Evaluation:
+def _score(
+    model: MLP | CNN, layer_sizes: list[int], features: np.ndarray, labels: np.ndarray, source: str
+) -> Evaluation:
     n_classes = layer_sizes[-1]
     if features.shape[1] != layer_sizes[0]:
         raise EvaluationError(f"{source} has {features.shape[1]} feature columns, but the model takes {layer_sizes[0]}")
