@@ -93,15 +93,18 @@ class Geometry:
         """The number of windows, out_h * out_w."""
         return self.out[0] * self.out[1]
 
-    def windows(self, x: np.ndarray, fill: Any = 0) -> np.ndarray:
-        """A view ``(N, C, kh, kw, out_h, out_w)`` of ``x`` padded with ``fill``: element ``[n, c, i, j, a, b]``
+    def patches(self, x: np.ndarray, fill: Any = 0) -> np.ndarray:
+        """A view ``(N, C, out_h, out_w, kh, kw)`` of ``x`` padded with ``fill``: element ``[n, c, a, b, i, j]``
         is the input under kernel position ``(i, j)`` of window ``(a, b)``."""
         (ph, pw), (sh, sw), (dh, dw) = self.padding, self.stride, self.dilation
         if ph or pw:
             x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
         view = sliding_window_view(x, self.extent, axis=(2, 3))  # (N, C, H', W', eh, ew)
-        view = view[:, :, ::sh, ::sw, ::dh, ::dw]
-        return view.transpose(0, 1, 4, 5, 2, 3)
+        return view[:, :, ::sh, ::sw, ::dh, ::dw]
+
+    def windows(self, x: np.ndarray, fill: Any = 0) -> np.ndarray:
+        """The same view as :meth:`patches`, ``(N, C, kh, kw, out_h, out_w)``: the kernel's axes first."""
+        return self.patches(x, fill).transpose(0, 1, 4, 5, 2, 3)
 
     def columns(self, x: np.ndarray, fill: Any = 0) -> np.ndarray:
         """``(N, C * kh * kw, out_h * out_w)``, a new array: PyTorch's unfold layout (channel, then kernel row and
@@ -115,8 +118,15 @@ class Geometry:
         c = k // self.size
         (kh, kw), (sh, sw), (dh, dw), (ph, pw) = self.kernel, self.stride, self.dilation, self.padding
         (oh, ow), (h, w) = self.out, self.image
-        out = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
         blocks = cols.reshape(n, c, kh, kw, oh, ow)
+        if (sh, sw) == (kh, kw) and (dh, dw) == (1, 1):  # windows that tile the image (pooling's): one copy
+            tiles = blocks.transpose(0, 1, 4, 2, 5, 3).reshape(n, c, oh * kh, ow * kw)
+            if (oh * kh, ow * kw) == (h + 2 * ph, w + 2 * pw) and not (ph or pw):
+                return tiles
+            out = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+            out[:, :, : oh * kh, : ow * kw] = tiles
+            return np.ascontiguousarray(out[:, :, ph : ph + h, pw : pw + w])
+        out = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
         for i in range(kh):  # one strided add per kernel offset: kh * kw of them, whatever the image's size
             for j in range(kw):
                 out[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw] += blocks[
@@ -274,11 +284,12 @@ def _geometry(x: Any, op_name: str, kernel_size: Any, stride: Any, padding: Any,
 
 
 def _spread(g: Any, x: Any, geometry: Geometry, weights: Any) -> Any:
-    """``g`` (N, C, out_h, out_w) times ``weights`` (broadcasting against (N, C, kh*kw, L)) for each kernel position
+    """``g`` (N, C, out_h, out_w) times ``weights`` (broadcasting against (N, C, L, kh*kw)) for each kernel position
     of its window, folded back into x's shape."""
     n, c = x.shape[:2]
-    columns = onp.reshape(g, (n, c, 1, geometry.length)) * weights
-    columns = onp.broadcast_to(columns, shape=(n, c, geometry.size, geometry.length))
+    columns = onp.reshape(g, (n, c, geometry.length, 1)) * weights
+    columns = onp.broadcast_to(columns, shape=(n, c, geometry.length, geometry.size))
+    columns = onp.swapaxes(columns, 2, 3)  # fold's layout: (N, C, kh*kw, L)
     attributes = geometry.attributes()
     return op("fold")(
         onp.reshape(columns, (n, c * geometry.size, geometry.length)), output_size=geometry.image, **attributes
@@ -292,25 +303,30 @@ def _lowest(dtype: np.dtype[Any]) -> Any:
     return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min if dtype.kind in "iu" else False
 
 
-def _argmax(x: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """For each window (N, C, L), the kernel position PyTorch's max_pool2d takes: the first maximum in row-major
-    order, the last NaN if there is one, and never padding."""
-    n, c = x.shape[:2]
-    windows = np.ascontiguousarray(geometry.windows(x, _lowest(x.dtype))).reshape(n, c, geometry.size, geometry.length)
-    index = np.argmax(windows, axis=2)  # NumPy's argmax: the first maximum, or the first NaN
-    if x.dtype.kind == "f":
-        nan = np.isnan(windows)
-        if nan.any():
-            last_nan = geometry.size - 1 - np.argmax(nan[:, :, ::-1], axis=2)
-            index = np.where(nan.any(axis=2), last_nan, index)
-    if any(geometry.padding):  # a window of nothing but -inf picked the padding: its first input instead
-        inside = geometry.windows(np.ones((1, 1, *geometry.image), bool), False).reshape(
-            1, 1, geometry.size, geometry.length
+def _argmax(x: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """For each window, the kernel position PyTorch's max_pool2d takes, (N, C, L), and the window's value, (N, C,
+    out_h, out_w): PyTorch's scan in row-major order, taking an element that is greater than the maximum so far or
+    NaN (so the first of tied maxima, the last NaN), one vectorised step per kernel position; padding never."""
+    view = geometry.windows(x, _lowest(x.dtype))  # (N, C, kh, kw, out_h, out_w), no copy
+    kw = geometry.kernel[1]
+    best = view[:, :, 0, 0].copy()
+    index = np.zeros(best.shape, np.intp)
+    for k in range(1, geometry.size):
+        value = view[:, :, k // kw, k % kw]
+        taken = value > best
+        if x.dtype.kind == "f":
+            taken |= np.isnan(value)
+        np.copyto(index, k, where=taken)
+        np.copyto(best, value, where=taken)
+    index = index.reshape(*x.shape[:2], geometry.length)
+    if any(geometry.padding):  # a window of nothing but -inf kept the padding: its first input instead
+        inside = geometry.patches(np.ones((1, 1, *geometry.image), bool), False).reshape(
+            1, 1, geometry.length, geometry.size
         )
-        padded = ~np.take_along_axis(inside, index[:, :, None, :], axis=2)[:, :, 0]
+        padded = ~np.take_along_axis(inside, index[..., None], axis=-1)[..., 0]
         if padded.any():
-            index = np.where(padded, np.argmax(inside, axis=2), index)
-    return np.asarray(index)
+            index = np.where(padded, np.argmax(inside, axis=-1), index)  # its value is -inf all the same
+    return index, best
 
 
 def _max_pool2d(
@@ -319,10 +335,8 @@ def _max_pool2d(
     """The maximum of each window (stride defaults to kernel_size), as F.max_pool2d; the gradient goes to the
     first maximum of each window, as in PyTorch (ties are not split)."""
     geometry = _geometry(x, "max_pool2d", kernel_size, stride, padding, dilation)
-    index = _argmax(x, geometry)
-    windows = geometry.windows(x, _lowest(x.dtype)).reshape(*x.shape[:2], geometry.size, geometry.length)
-    out = np.take_along_axis(windows, index[:, :, None, :], axis=2)
-    return out.reshape(*x.shape[:2], *geometry.out), index
+    index, out = _argmax(x, geometry)
+    return out, index
 
 
 def _max_pool2d_backward(
@@ -330,8 +344,8 @@ def _max_pool2d_backward(
 ) -> tuple[Any]:
     """g to each window's chosen element (a constant mask), the windows folded back: overlapping windows add."""
     geometry = _geometry(x, "max_pool2d", kernel_size, stride, padding, dilation)
-    index = _argmax(constant(x), geometry) if saved is None else saved
-    chosen = (np.arange(geometry.size)[:, None] == index[:, :, None, :]).astype(g.dtype)
+    index = _argmax(constant(x), geometry)[0] if saved is None else saved
+    chosen = (index[..., None] == np.arange(geometry.size)).astype(g.dtype)  # (N, C, L, kh*kw)
     return (_spread(g, x, geometry, chosen),)
 
 
@@ -367,7 +381,7 @@ def _avg_pool2d_backward(
     """g / divisor to every element of each window, the windows folded back: overlapping windows add."""
     geometry = _geometry(x, "avg_pool2d", kernel_size, stride, padding, 1)
     divisor = np.asarray(_divisor(geometry, count_include_pad), dtype=g.dtype)
-    return (_spread(g, x, geometry, 1 / divisor),)
+    return (_spread(g, x, geometry, 1 / divisor.reshape(-1, 1)),)
 
 
 # --- samples ---------------------------------------------------------------------------------------------------------
