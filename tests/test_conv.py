@@ -278,3 +278,25 @@ def test_opreg_train_model_cnn_reaches_98_5_percent_in_under_a_minute(capsys):
     accuracy = float(out.splitlines()[-1].removeprefix("test accuracy: ").rstrip("%")) / 100
     assert accuracy >= 0.985, out
     assert elapsed < 60, f"{elapsed:.1f} s"
+
+
+def test_model_defaults_apply_to_what_is_not_given():
+    """--model cnn brings its own optimizer, learning rate, batch size and epochs; a setting given wins, and an
+    optimizer given brings that optimizer's default learning rate. The MLP's defaults are TrainConfig's."""
+    cnn = TrainConfig.for_model("cnn")
+    assert (cnn.optimizer, cnn.learning_rate, cnn.batch_size, cnn.epochs) == ("adam", 0.003, 64, 30)
+    assert TrainConfig.for_model("cnn", epochs=3).epochs == 3
+    assert TrainConfig.for_model("cnn", optimizer="sgd").learning_rate == 0.2
+    assert TrainConfig.for_model("mlp") == TrainConfig()
+
+
+def test_a_saved_cnn_in_float32_is_evaluated(tmp_path, capsys):
+    """opreg train --model cnn --dtype float32 --save, then opreg evaluate: the model is rebuilt from the file's
+    settings and scores the held-out digits as training did."""
+    path = str(tmp_path / "cnn.npz")
+    assert main(["train", "--model", "cnn", "--dtype", "float32", "--epochs", "1", "--save", path, "--quiet"]) == 0
+    trained = capsys.readouterr().out
+    assert trained.splitlines()[0] == "CNN 64-16-32-10, adam, tape engine, 1 epochs, float32"
+    assert main(["evaluate", path]) == 0
+    evaluated = capsys.readouterr().out
+    assert evaluated.split()[1] == trained.splitlines()[-1].split()[-1]  # the same accuracy
