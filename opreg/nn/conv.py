@@ -250,21 +250,21 @@ class CNN(Sequential):
                 f"rows of side * side features: {features} features are not such an image"
             )
         rng = default_rng() if rng is None else rng
-        self.features, self.classes, self.channels = features, classes, tuple(int(c) for c in channels)
-        self.dtype = np.dtype(dtype)
+        widths = tuple(int(c) for c in channels)
         layers: list[Module] = [Unflatten(1, (1, side, side), autograd_engine)]
         previous = 1
-        for count in self.channels:
+        for count in widths:
             layers += [
                 Conv2d(previous, count, 3, padding=1, autograd_engine=autograd_engine, rng=rng, dtype=dtype),
                 ReLU(autograd_engine),
                 MaxPool2d(2, autograd_engine=autograd_engine),
             ]
             previous = count
-        side >>= len(self.channels)
+        side >>= len(widths)
         layers += [Flatten(autograd_engine=autograd_engine)]
         layers += [Linear(previous * side * side, classes, autograd_engine, rng=rng, dtype=dtype)]
         super().__init__(*layers)
+        self.features, self.classes, self.channels, self.dtype = features, classes, widths, np.dtype(dtype)
 
     def config(self) -> dict[str, Any]:
         """The constructor's keyword arguments that rebuild this architecture (not its weights), as JSON values."""
