@@ -19,7 +19,17 @@ from opreg.plot import check_can_plot, plot_history
 from opreg.progress import EpochProgress, format_loss
 from opreg.registry import get_registry
 from opreg.selection import report, select, split_names
-from opreg.train import ACTIVATIONS, DEFAULT_LR, ENGINES, OPTIMIZERS, TrainConfig, train
+from opreg.train import (
+    ACTIVATIONS,
+    DEFAULT_LR,
+    DTYPES,
+    ENGINES,
+    MODEL_DEFAULTS,
+    MODELS,
+    OPTIMIZERS,
+    TrainConfig,
+    train,
+)
 
 
 def _layer_sizes(text: str) -> tuple[int, ...]:
@@ -33,31 +43,32 @@ def _layer_sizes(text: str) -> tuple[int, ...]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    config = TrainConfig(
+    # the settings a model has its own defaults for (MODEL_DEFAULTS) are passed only when given
+    given = {name: getattr(args, name) for name in ("epochs", "batch_size", "optimizer", "lr") if name in args}
+    config = TrainConfig.for_model(
+        args.model,
+        **given,
         hidden=args.hidden,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
         momentum=args.momentum,
-        optimizer=args.optimizer,
         activation=args.activation,
         engine=args.engine,
         seed=args.seed,
         data=args.data,
         allow_nonfinite=args.allow_nonfinite,
+        dtype=args.dtype,
     )
     if args.save:  # before training, not after it: a run must not end in a write that cannot happen
         check_writable(args.save)
     if args.plot:
         check_can_plot(args.plot)
-    progress = None if args.quiet else EpochProgress(args.epochs)
+    progress = None if args.quiet else EpochProgress(config.epochs)
     try:
         result = train(config, on_batch=progress)
     finally:
         if progress is not None:
             progress.close()
-    sizes = "-".join(map(str, result.layer_sizes))
-    print(f"MLP {sizes} ({config.activation}), {config.optimizer}, {config.engine} engine, {config.epochs} epochs")
+    precision = "" if config.dtype == "float64" else f", {config.dtype}"
+    print(f"{result.description}, {config.optimizer}, {config.engine} engine, {config.epochs} epochs{precision}")
     final = result.final
     _print_table(
         ["final loss", "train accuracy", "test accuracy", "time"],
@@ -200,11 +211,32 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     defaults = TrainConfig()
-    train.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training set")
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size, help="rows per step")
-    train.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer, help="the optimizer")
+    cnn = MODEL_DEFAULTS["cnn"]  # a default that depends on --model is absent from args unless given (SUPPRESS)
+    train.add_argument(
+        "--epochs",
+        type=int,
+        default=argparse.SUPPRESS,
+        help=f"passes over the training set (default: {defaults.epochs}; --model cnn: {cnn['epochs']})",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        default=argparse.SUPPRESS,
+        help=f"rows per step (default: {defaults.batch_size}; --model cnn: {cnn['batch_size']})",
+    )
+    train.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=argparse.SUPPRESS,
+        help=f"the optimizer (default: {defaults.optimizer}; --model cnn: {cnn['optimizer']})",
+    )
     lr_defaults = ", ".join(f"{k} {v}" for k, v in DEFAULT_LR.items())
-    train.add_argument("--lr", type=float, default=None, help=f"learning rate (by optimizer: {lr_defaults})")
+    train.add_argument(
+        "--lr",
+        type=float,
+        default=argparse.SUPPRESS,
+        help=f"learning rate (by optimizer: {lr_defaults}; --model cnn with adam: {cnn['lr']})",
+    )
     train.add_argument("--momentum", type=float, default=defaults.momentum, help="SGD momentum")
     # A string default goes through type= too, so the help shows it as it would be typed.
     hidden = ",".join(map(str, defaults.hidden))
@@ -220,6 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--engine", choices=ENGINES, default=defaults.engine, help="the handout's tape engine, or Tensors"
     )
+    train.add_argument(
+        "--model",
+        choices=MODELS,
+        default=defaults.model,
+        help="the handout's MLP (--hidden, --activation), or a small CNN for square images: conv 3x3 16, ReLU, "
+        "max pool 2, conv 3x3 32, ReLU, max pool 2, linear",
+    )
+    train.add_argument("--dtype", choices=DTYPES, default=defaults.dtype, help="the weights' and data's precision")
     train.add_argument("--seed", type=int, default=defaults.seed, help="seed for the split, weights and batches")
     train.add_argument(
         "--data", metavar="FILE", help="CSV (label in the last column) or .npz (x, y) to train on; default: digits"

@@ -62,6 +62,7 @@ BUILTIN_PLUGINS = (
     "opreg_builtins.casting",
     "opreg_builtins.complex_parts",
     "opreg_builtins.conditions",
+    "opreg_builtins.convolution",
     "opreg_builtins.cumulative",
     "opreg_builtins.decompositions",
     "opreg_builtins.differences",

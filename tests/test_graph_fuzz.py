@@ -745,6 +745,79 @@ class Builder:
                 shape = (*x.shape[:-2], m)
             self.checked("solve", [a, b], shape, -m * b.bound, m * b.bound, x)
 
+    # -- convolution and pooling: a node as a one-channel image ---------------------------------------------------
+
+    def image(self, x: Node) -> Node:
+        """``x`` reshaped to a batch of one one-channel image (1, 1, H, W): its last axis the width, the others the
+        height."""
+        height, width = (math.prod(x.shape[:-1]), x.shape[-1]) if x.shape else (1, 1)
+        return self.emit("reshape", [x], (1, 1, height, width), x.lo, x.hi, shape=(1, 1, height, width))
+
+    def flat(self, x: Node, shape: tuple[int, ...]) -> Node:
+        """A 4-D (or 3-D) result back to a matrix, for the ops that follow."""
+        return self.emit("reshape", [x], shape, x.lo, x.hi, shape=shape)
+
+    def windows(self, size: tuple[int, int], pooling: bool = False) -> tuple[dict[str, Any], tuple[int, int]]:
+        """A kernel (at most the image, or at most 3), a stride of 1 or 2 and a padding (at most half the kernel
+        for pooling) for an image of ``size``; the attributes and the output's size."""
+        kernel = tuple(self.draw(st.integers(1, min(n, 3))) for n in size)
+        padding = tuple(self.draw(st.integers(0, k // 2 if pooling else 1)) for k in kernel)
+        stride = tuple(self.draw(st.integers(1, 2)) for _ in size)
+        out = tuple((n + 2 * p - k) // s + 1 for n, k, p, s in zip(size, kernel, padding, stride, strict=True))
+        return {"kernel_size": kernel, "stride": stride, "padding": padding}, (int(out[0]), int(out[1]))
+
+    def convolution(self, op: str, x: Node) -> None:
+        """conv2d of ``x`` as an image with a weight made from another node (x itself when none fits) and a
+        constant bias; unfold of it into columns; fold of ``x`` (m, n) as columns of a (1, m) kernel into an
+        (m + n - 1)-long image, overlapping windows summed."""
+        if op == "fold":
+            m, n = (math.prod(x.shape[:-1]), x.shape[-1]) if x.shape else (1, 1)
+            columns = self.emit("reshape", [x], (1, m, n), x.lo, x.hi, shape=(1, m, n))
+            terms = min(m, n)
+            attributes = {"output_size": (1, m + n - 1), "kernel_size": (1, m)}
+            folded = self.emit(
+                "fold", [columns], (1, 1, 1, m + n - 1), min(0.0, terms * x.lo), max(0.0, terms * x.hi), **attributes
+            )
+            self.flat(folded, (m + n - 1,))
+            return
+        image = self.image(x)
+        size = image.shape[2:]
+        if op == "unfold":
+            attributes, out = self.windows(size)
+            k = attributes["kernel_size"][0] * attributes["kernel_size"][1]
+            lo, hi = min(x.lo, 0.0), max(x.hi, 0.0)
+            columns = self.emit("unfold", [image], (1, k, out[0] * out[1]), lo, hi, **attributes)
+            self.flat(columns, (k, out[0] * out[1]))
+            return
+        padding = (self.draw(st.integers(0, 1)), self.draw(st.integers(0, 1)))
+
+        def fits(node: Node) -> bool:
+            kernel = (math.prod(node.shape[:-1]), node.shape[-1]) if node.shape else (1, 1)
+            return all(k <= n + 2 * p for k, n, p in zip(kernel, size, padding, strict=True))
+
+        y = self.pick(fits, constants=True) or x
+        weight = y if y is x else self.image(y)
+        weight = image if y is x else weight
+        kernel = weight.shape[2:]
+        bias = self.constant_node(np.array([self.draw(st.sampled_from([0.0, 0.5, -1.0]))]))
+        stride = (self.draw(st.integers(1, 2)), self.draw(st.integers(1, 2)))
+        out = tuple((n + 2 * p - k) // s + 1 for n, k, p, s in zip(size, kernel, padding, stride, strict=True))
+        lo, hi = _interval(operator.mul, (x.lo, x.hi), (y.lo, y.hi))
+        terms = kernel[0] * kernel[1]
+        lo, hi = terms * min(lo, 0.0) + bias.lo, terms * max(hi, 0.0) + bias.hi
+        if max(abs(lo), abs(hi)) > LIMIT:
+            self.unary("tanh", x)
+            return
+        result = self.emit("conv2d", [image, weight, bias], (1, 1, *out), lo, hi, stride=stride, padding=padding)
+        self.flat(result, out)
+
+    def pooling(self, op: str, x: Node) -> None:
+        """max_pool2d or avg_pool2d of ``x`` as an image (avg's zero padding widens its interval to 0)."""
+        image = self.image(x)
+        attributes, out = self.windows(image.shape[2:], pooling=True)
+        lo, hi = (x.lo, x.hi) if op == "max_pool2d" else (min(x.lo, 0.0), max(x.hi, 0.0))
+        self.flat(self.emit(op, [image], (1, 1, *out), lo, hi, **attributes), out)
+
     def loss(self) -> None:
         """A scalar ``loss`` from the last node; maybe every dangling op result folded in with sum and add."""
         last = self.nodes[-1] if not self.nodes[-1].const else self.pick()
@@ -799,6 +872,8 @@ RULES = {
     **dict.fromkeys(["inv", "pinv", "det", "solve", "cholesky", "svdvals", "eigvalsh"], Builder.linear_algebra),
     "linspace": Builder.linspace,
     **dict.fromkeys(SHAPE_OPS, Builder.shape_op),
+    **dict.fromkeys(["conv2d", "unfold", "fold"], Builder.convolution),
+    **dict.fromkeys(["max_pool2d", "avg_pool2d"], Builder.pooling),
 }
 
 

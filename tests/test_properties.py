@@ -429,6 +429,120 @@ def linspace_case(draw, dtype: type) -> Case:
     return [draw(arrays(dtype, shape, REAL)) for shape in shapes], attributes
 
 
+@st.composite
+def window_attributes(draw, pooling: str | None = None) -> tuple[dict[str, Any], tuple[int, int]]:
+    """The attributes of a convolution's or pooling's windows, each as a pair, an int (when both are equal) or
+    left out (when the default), and an image size (H, W) they fit: kernel 1-3, stride 1-2 (or, for pooling,
+    sometimes the kernel, the default), dilation 1-2 (not avg_pool2d's), padding 0-2 (at most half the kernel for
+    pooling, as PyTorch requires)."""
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (1, 1) if pooling == "avg" else (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    limit = (kernel[0] // 2, kernel[1] // 2) if pooling else (2, 2)
+    padding = (draw(st.integers(0, limit[0])), draw(st.integers(0, limit[1])))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    if pooling and draw(st.booleans()):
+        stride = kernel
+    size = tuple(
+        max(1, d * (k - 1) + 1 - 2 * p) + draw(st.integers(0, 3))
+        for k, d, p in zip(kernel, dilation, padding, strict=True)
+    )
+    values = {"kernel_size": kernel, "stride": stride, "padding": padding, "dilation": dilation}
+    defaults = {"stride": kernel if pooling else (1, 1), "padding": (0, 0), "dilation": (1, 1)}
+    if pooling == "avg":
+        del values["dilation"]
+    attributes: dict[str, Any] = {}
+    for name, value in values.items():
+        how = draw(st.sampled_from(["pair", "int", "default"]))
+        if how == "default" and defaults.get(name) == value:
+            continue
+        attributes[name] = value[0] if how == "int" and value[0] == value[1] else value
+    return attributes, (int(size[0]), int(size[1]))
+
+
+def _window_pairs(attributes: dict[str, Any], pooling: bool = False) -> list[tuple[int, int]]:
+    """kernel_size, stride, padding and dilation as pairs, defaults filled in (stride: 1, or a pool's kernel)."""
+    kernel = attributes["kernel_size"]
+    stride = attributes.get("stride")
+    values = [kernel, (kernel if pooling else 1) if stride is None else stride]
+    values += [attributes.get("padding", 0), attributes.get("dilation", 1)]
+    return [(v, v) if isinstance(v, int) else tuple(v) for v in values]
+
+
+def _window_of_padding(size: tuple[int, int], attributes: dict[str, Any]) -> bool:
+    """Whether some window reads nothing but padding (possible only when dilated)."""
+    kernel, stride, padding, dilation = _window_pairs(attributes, pooling=True)
+    for n, k, s, p, d in zip(size, kernel, stride, padding, dilation, strict=True):
+        count = (n + 2 * p - d * (k - 1) - 1) // s + 1
+        if any(all(not 0 <= i * s - p + j * d < n for j in range(k)) for i in range(count)):
+            return True
+    return False
+
+
+def _window_count(size: tuple[int, int], attributes: dict[str, Any]) -> int:
+    """How many windows (L) the attributes of unfold or fold place on an image of ``size``."""
+    kernel, stride, padding, dilation = _window_pairs(attributes)
+    counts = [
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip(size, kernel, stride, padding, dilation, strict=True)
+    ]
+    return counts[0] * counts[1]
+
+
+@st.composite
+def conv2d_case(draw, dtype: type) -> Case:
+    """x (N, C, H, W) with N sometimes 0, weight (out, C / groups, kh, kw), bias (out,); groups 1 or 2, and every
+    spelling of the window's attributes."""
+    attributes, size = draw(window_attributes())
+    groups = draw(st.integers(1, 2))
+    n = draw(st.integers(draw(testing.min_sides()), 2))
+    per_in, per_out = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    kernel = attributes.pop("kernel_size")  # the weight's shape
+    kernel = (kernel, kernel) if isinstance(kernel, int) else kernel
+    if groups > 1:
+        attributes["groups"] = groups
+    x = draw(arrays(dtype, (n, per_in * groups, *size), floats(-10.0, 10.0)), label="x")
+    weight = draw(arrays(dtype, (per_out * groups, per_in, *kernel), floats(-10.0, 10.0)), label="weight")
+    return [x, weight, draw(arrays(dtype, (per_out * groups,), REAL), label="bias")], attributes
+
+
+@st.composite
+def unfold_case(draw, dtype: type) -> Case:
+    """x (N, C, H, W), N sometimes 0, and every spelling of the windows' attributes."""
+    attributes, size = draw(window_attributes())
+    n, c = draw(st.integers(draw(testing.min_sides()), 2)), draw(st.integers(1, 2))
+    return [draw(arrays(dtype, (n, c, *size), REAL), label="x")], attributes
+
+
+@st.composite
+def fold_case(draw, dtype: type) -> Case:
+    """Columns (N, C * kh * kw, L) folded into an image of a size the windows fit."""
+    attributes, size = draw(window_attributes())
+    n, c = draw(st.integers(draw(testing.min_sides()), 2)), draw(st.integers(1, 2))
+    kernel = attributes["kernel_size"]
+    rows = c * (kernel * kernel if isinstance(kernel, int) else kernel[0] * kernel[1])
+    attributes["output_size"] = size
+    return [draw(arrays(dtype, (n, rows, _window_count(size, attributes)), REAL), label="x")], attributes
+
+
+def pool_case(kind: str) -> CaseStrategy:
+    """x (N, C, H, W) for max_pool2d (values with ties: the first maximum of a window takes its gradient, as
+    PyTorch's) or avg_pool2d (with and without count_include_pad)."""
+
+    @st.composite
+    def case(draw, dtype: type) -> Case:
+        attributes, size = draw(window_attributes(kind))
+        # a dilated window can lie wholly in the padding: PyTorch then sends its gradient to an arbitrary element
+        # (opreg to none: the output, -inf, depends on no input), so such cases are not compared
+        assume(kind == "avg" or not _window_of_padding(size, attributes))
+        n, c = draw(st.integers(draw(testing.min_sides()), 2)), draw(st.integers(1, 2))
+        elements = floats(-3.0, 3.0) if kind == "avg" else lambda d: st.sampled_from([-1.0, 0.0, 0.5, 2.0]).map(d)
+        if kind == "avg" and draw(st.booleans()):
+            attributes["count_include_pad"] = False
+        return [draw(arrays(dtype, (n, c, *size), elements), label="x")], attributes
+
+    return case
+
+
 #: op name -> its case strategy, for each op whose inputs are constrained by more than their values: matched
 #: shapes, axes, a mask. Any other built-in op must be elementwise (``torch_reference.ELEMENTWISE``, judged on the
 #: op's samples), and its cases are drawn from its declaration alone (:func:`elementwise_case`).
@@ -458,6 +572,11 @@ STRUCTURED: dict[str, CaseStrategy] = {
     **REDUCTION_CASES,  # reductions, statistics, running sums and products, products, numpy.linalg
     "linspace": linspace_case,
     **{name: shape_op_case(name) for name in SHAPE_OPS},
+    "conv2d": conv2d_case,
+    "unfold": unfold_case,
+    "fold": fold_case,
+    "max_pool2d": pool_case("max"),
+    "avg_pool2d": pool_case("avg"),
 }
 
 #: An elementwise op's input with neither a declared ``domain`` nor ``EDGES`` takes any finite value: these, 0.0
@@ -650,9 +769,14 @@ def matches_torch(name: str, dtype: type, data: st.DataObject) -> None:
     check_against_torch(name, inputs, attributes, g)
 
 
+#: The ops of plugins/convolution.py and pooling.py: each case draws a whole window geometry, and every one of them
+#: goes through the same ``Geometry`` code, so they take the shape ops' fewer examples.
+WINDOW_OPS = ("conv2d", "unfold", "fold", "max_pool2d", "avg_pool2d")
+
 #: The ops of plugins/shapes.py, rearrange.py, selection.py and differences.py drawn by ``shape_op_case`` (and
-#: linspace): fewer examples each, as there are many of them and their derivatives move, copy or add elements.
-SHAPE_CASES = sorted({*SHAPE_OPS, "linspace"})
+#: linspace, and the window ops): fewer examples each, as there are many of them and their derivatives move, copy
+#: or add elements.
+SHAPE_CASES = sorted({*SHAPE_OPS, "linspace", *WINDOW_OPS})
 SHAPE_SETTINGS = settings(
     max_examples=testing.examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

@@ -523,4 +523,37 @@ MUTANTS = [
         "a gradient on the arbitrary columns of a complete Q is dropped instead of refused",
         ("tests/test_linalg_decompositions.py",),
     ),
+    # convolution and pooling (issue #14)
+    Mutant(
+        "max-pool-last-tie",
+        "plugins/convolution.py",
+        "        taken = value > best\n",
+        "        taken = value >= best\n",
+        "the last of a window's tied maxima takes its gradient (PyTorch's is the first)",
+        ("tests/test_conv.py",),
+    ),
+    Mutant(
+        "conv-weight-gradient-first-image",
+        "plugins/convolution.py",
+        "dw = onp.reshape(onp.sum(per_image, axis=0), weight.shape)",
+        "dw = onp.reshape(per_image[0], weight.shape)",
+        "the weight's gradient from the batch's first image only",
+        ("tests/test_conv.py",),
+    ),
+    Mutant(
+        "fold-tiles-dilated",
+        "plugins/convolution.py",
+        "        if (sh, sw) == (kh, kw) and (dh, dw) == (1, 1):",
+        "        if (sh, sw) == (kh, kw):",
+        "dilated windows that step by the kernel taken for tiles: their gradient lands on the wrong pixels",
+        ("tests/test_opcheck.py", "tests/test_properties.py"),
+    ),
+    Mutant(
+        "avg-pool-counts-padding",
+        "plugins/convolution.py",
+        "    if count_include_pad or not any(geometry.padding):",
+        "    if True:",
+        "count_include_pad=False ignored: windows at the border divided by the whole kernel",
+        ("tests/test_conv.py",),
+    ),
 ]

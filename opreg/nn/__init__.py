@@ -2,6 +2,7 @@
 and the layers Dropout, LayerNorm, BatchNorm1d, BatchNorm2d, Embedding."""
 
 from opreg.nn.activations import Identity, ReLU, Sigmoid, Tanh
+from opreg.nn.conv import CNN, AvgPool2d, Conv2d, Flatten, MaxPool2d, Unflatten
 from opreg.nn.dropout import Dropout
 from opreg.nn.embedding import Embedding
 from opreg.nn.layer_errors import EmbeddingIndexError, LayerError
@@ -24,17 +25,21 @@ from opreg.nn.serialization import load, load_model, read_metadata, register_mod
 from opreg.nn.utils import NonFiniteNormError, clip_grad_norm_, clip_grad_value_
 
 __all__ = [
+    "CNN",
     "MLP",
     "ArchitectureError",
+    "AvgPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
     "BoundParameter",
+    "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
     "Embedding",
     "EmbeddingIndexError",
+    "Flatten",
     "HuberLoss",
     "Identity",
     "IncompatibleKeys",
@@ -43,6 +48,7 @@ __all__ = [
     "LayerNorm",
     "Linear",
     "MSELoss",
+    "MaxPool2d",
     "ModelFileError",
     "Module",
     "ModuleInitError",
@@ -57,6 +63,7 @@ __all__ = [
     "Sigmoid",
     "SoftmaxCrossEntropy",
     "Tanh",
+    "Unflatten",
     "clip_grad_norm_",
     "clip_grad_value_",
     "load",

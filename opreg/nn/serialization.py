@@ -5,7 +5,7 @@ metadata, and, for a built-in model, its *architecture*: the class's registered 
 its constructor (``config()``), as JSON text. :func:`load_model` rebuilds such a model from the file alone;
 :func:`load` fills a model one built oneself. Nothing in a file can run code: arrays are read with
 ``allow_pickle=False``, the JSON with :func:`json.loads`, and a class is looked up by name among those registered
-with :func:`register_model` (``MLP``), never imported.
+with :func:`register_model` (``MLP``, ``CNN``), never imported.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from opreg.engine import Autograd
 from opreg.files import atomic_write, read_npz
 from opreg.memory import TooLargeError
 from opreg.nn.activations import Identity
+from opreg.nn.conv import CNN
 from opreg.nn.module import ModelFileError, Module
 from opreg.nn.op_module import OpModule
 from opreg.nn.sequential import MLP, ArchitectureError
@@ -257,3 +258,4 @@ def _not_a_model(path: str | os.PathLike[str], reason: str) -> ModelFileError:
 
 
 register_model(MLP)
+register_model(CNN)
