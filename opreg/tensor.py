@@ -785,7 +785,7 @@ def _seed(root: Tensor, gradient: Any, caller: str) -> np.ndarray:
 
 def grad(
     output: Tensor,
-    inputs: Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
     gradient: Any = None,
     *,
     create_graph: bool = False,
@@ -799,7 +799,17 @@ def grad(
     products, gradient penalties, second-order checks. Every op on the way must then have a backward built from
     registered ops (:class:`opreg.NotComposableError` names one that is not). The graph is kept
     when ``create_graph`` (the new graph reaches into it), released otherwise, unless ``retain_graph`` says.
+    One Tensor as ``inputs`` is a sequence of one, as in torch (never a sequence of its elements, which no graph
+    holds).
     """
+    if isinstance(inputs, Tensor):
+        inputs = (inputs,)
+    for position, x in enumerate(inputs):
+        if not isinstance(x, Tensor):
+            raise TypeError(
+                f"grad() takes Tensors as inputs; input {position} is a {type(x).__name__}: pass the Tensors the "
+                "output was computed from"
+            )
     seed: np.ndarray | Tensor = _seed(output, gradient, "grad()")
     if create_graph:  # a Tensor gradient stays one: what grad returns may depend on it, and be differentiated
         seed = gradient if isinstance(gradient, Tensor) and gradient.dtype == seed.dtype else Tensor(seed)

@@ -222,3 +222,19 @@ def test_third_and_fourth_derivatives_of_a_composite_match_torch():
             expected = b.detach().numpy()
             assert np.abs(expected).max() > 1e-3, f"order {order}, {name}: a vacuous comparison"
             assert_close(a.data, expected, expected.shape, f"derivative of order {order} with respect to {name}")
+
+
+def test_grad_of_a_single_tensor_is_its_gradient_not_its_elements():
+    """opreg.grad(y, x) with one Tensor, as torch.autograd.grad(y, x) takes it: a tuple of one gradient. It used to
+    iterate x's elements, Tensors no graph contains, and return (None, None, None): a silent wrong answer."""
+    x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    (g,) = opreg.grad((x**3).sum(), x, create_graph=True)
+    np.testing.assert_allclose(g.data, 3 * x.data**2)
+    (h,) = opreg.grad(g.sum(), x)
+    np.testing.assert_allclose(h.data, 6 * x.data)
+
+
+def test_grad_of_something_that_is_not_a_tensor_is_refused():
+    x = Tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(TypeError, match=r"grad\(\) takes Tensors as inputs; input 1 is a ndarray"):
+        opreg.grad((x * 2).sum(), [x, np.ones(2)])

@@ -30,8 +30,9 @@ def run(block: str) -> dict:
     return namespace
 
 
-def test_readme_examples_run_as_written(capsys):
-    tensors, numpy_code, walkthrough, training, plugin = python_blocks()
+def test_readme_examples_run_as_written(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the examples write files where they run
+    tensors, numpy_code, from_pytorch, walkthrough, training, plugin = python_blocks()
     namespace = run(tensors)
     assert capsys.readouterr().out.startswith("(3, 2) [")
     assert namespace["b"].grad.shape == (2,) and not namespace["prediction"].requires_grad
@@ -59,6 +60,13 @@ def test_readme_examples_run_as_written(capsys):
         namespace["A"].grad, -np.linalg.inv(A).T @ np.ones((3, 1)) @ np.linalg.solve(A, np.ones(3))[None], rtol=1e-12
     )
     assert type(namespace["both"]) is Tensor and namespace["both"].shape == (7,)
+
+    namespace = run(from_pytorch)
+    losses = namespace["losses"]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10]) / 2  # it trains
+    assert capsys.readouterr().out.startswith("Net(\n  (body): Sequential(")
+    x = load_digits()[0][:5]
+    np.testing.assert_array_equal(namespace["restored"](x).data, namespace["model"](x).data)
 
     run(walkthrough)
     assert capsys.readouterr().out.splitlines() == ["[[1. 2. 3.]] [[1. 1. 1.]]", "[[4. 5. 6.]]"]
