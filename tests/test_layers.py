@@ -661,3 +661,16 @@ def test_third_order_against_finite_differences(make):
         f_minus = np.sum(h(Tensor(minus, requires_grad=True)).data * w)
         numeric[i] = (f_plus - f_minus) / (2 * step)
     np.testing.assert_allclose(x.grad, numeric, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda e: opreg.nn.LayerNorm(4, e, dtype=np.float32), lambda e: opreg.nn.BatchNorm1d(4, e, dtype=np.float32)],
+)
+@pytest.mark.parametrize("tape", [False, True])
+def test_a_float32_norm_layer_computes_in_float32_given_float64(make, tape):
+    """The dtype rule (Module.cast_input): a layer computes in its parameters' dtype, the input converted first."""
+    engine = opreg.Autograd() if tape else None
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    y = make(engine)(x)
+    assert (y.dtype if tape else y.data.dtype) == np.float32

@@ -32,6 +32,7 @@ class _Affine(Module):
 
     def __init__(self, autograd_engine: Engine, shape: tuple[int, ...], weight: bool, bias: bool, dtype: DTypeLike):
         super().__init__(autograd_engine)
+        self.dtype = np.dtype(dtype)  # what the layer computes in (Module.cast_input, the dtype rule)
         self.weight: Any = None  # a Tensor, an array (tape), or None without the parameter
         self.dweight: np.ndarray | None = None
         self.bias: Any = None
@@ -114,6 +115,7 @@ class LayerNorm(_Affine):
         }
 
     def forward(self, x: Value) -> Value:
+        x = self.cast_input(x, self.dtype)
         shape, k = np.shape(values(x)), len(self.normalized_shape)
         if len(shape) < k or tuple(shape[len(shape) - k :]) != self.normalized_shape:
             star = ", ".join(["*", *map(str, self.normalized_shape)])
@@ -215,6 +217,7 @@ class _BatchNorm(_Affine):
             raise LayerError(f"{name}: eps must be positive when normalising with batch statistics, got {self.eps}")
 
     def forward(self, x: Value) -> Value:
+        x = self.cast_input(x, self.dtype)
         shape = tuple(np.shape(values(x)))
         batch_statistics = self.training or self.running_mean is None
         self.check_input(shape, batch_statistics)
