@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+import opreg.numpy as onp
 from opreg.plugin import Register, away_from_zero, hookimpl, positive
 
 
@@ -50,7 +51,8 @@ def opreg_register_ops(register: Register) -> None:
         name="relu",
         inputs=("x",),
         forward=lambda x: np.maximum(x, 0),
-        backward=lambda g, x: (g * (x > 0),),
+        # where, not g * (x > 0): a NaN or infinite gradient arriving where x <= 0 stops here, as PyTorch's
+        backward=lambda g, x: (onp.where(x > 0, g, 0.0),),
         sample_inputs=lambda rng: (away_from_zero(rng),),
         doc="max(x, 0); the gradient at exactly 0 is 0, as in PyTorch.",
         reference="torch.relu",

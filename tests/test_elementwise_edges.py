@@ -325,3 +325,16 @@ def test_pow_at_its_special_points_to_any_order(order: int) -> None:
         for _ in range(order):  # torch knows the derivative is constant: from then on no graph, and 0
             out = torch.autograd.grad(out, [x], create_graph=True)[0] if out.requires_grad else torch.zeros(())
         assert float(out) == 0.0
+
+
+@needs_torch
+def test_relu_stops_a_nan_gradient_where_its_input_is_not_positive_as_torch():
+    """hypot's gradient at (0, 0) is NaN (as torch's); through relu at 0 it must become 0, as torch's where-based
+    backward makes it, not NaN * 0. The graph fuzzer found it: [nan] against torch's [0.0]."""
+    engine = opreg.Autograd()
+    x, y = np.array([0.0, 2.0]), np.zeros(2)
+    engine.apply("sum", engine.apply("hypot", y, engine.apply("relu", x)))
+    engine.backward(1.0)
+    tx = torch.tensor(x, requires_grad=True)
+    torch.hypot(torch.tensor(y), torch.relu(tx)).sum().backward()
+    np.testing.assert_array_equal(engine.gradient_buffer.get_param(x), tx.grad.numpy())
