@@ -827,16 +827,23 @@ def _as_tensor(value: Tensor | np.ndarray, copy: bool = False) -> Tensor:
 
 
 def _backpropagate(
-    root: Tensor, seed: Any, retain_graph: bool, create_graph: bool = False, wanted: set[int] | None = None
+    root: Tensor,
+    seed: Any,
+    retain_graph: bool,
+    create_graph: bool = False,
+    wanted: set[int] | None = None,
+    floor: int = 0,
 ) -> dict[int, Any]:
     """Walk the graph from ``root`` back (:func:`opreg.backprop.backpropagate`), starting from the gradient
     ``seed``.
 
     Without ``wanted``, each leaf's gradient accumulates into its ``.grad``; with it, the complete gradients of
     the tensors whose ids it holds are returned by id instead. With ``create_graph``, gradients are Tensors and
-    each op's backward runs on Tensors, recording what it does.
+    each op's backward runs on Tensors, recording what it does. Nodes numbered below ``floor`` are not walked:
+    they were made before every wanted tensor, so none of them leads to one (:mod:`opreg.func` passes the number
+    drawn when it made its inputs, so that an inner transform does not walk the outer one's graph).
     """
-    leaves, made = _topological_order(root)
+    leaves, made = _topological_order(root, floor)
     if made and (versions.last_edit > made[0]._node.number or versions.fingerprinted):
         versions.check(tensor._node for tensor in made)
     retained = [t for t in made if getattr(t, "_retains", False)] if _retaining and wanted is None else []
@@ -894,7 +901,7 @@ def _leaf_gradient(current: np.ndarray | None, arrived: np.ndarray) -> np.ndarra
     return arrived.copy()
 
 
-def _topological_order(root: Tensor) -> tuple[list[Tensor], list[Any]]:
+def _topological_order(root: Tensor, floor: int = 0) -> tuple[list[Tensor], list[Any]]:
     """The tensors that reach ``root`` and require gradients: the leaves, and the tensors ops made, each after
     all of its inputs (no recursion).
 
@@ -912,6 +919,8 @@ def _topological_order(root: Tensor) -> tuple[list[Tensor], list[Any]]:
         node = tensor._node
         if node is None:
             leaves.append(tensor)
+            continue
+        if floor and node is not RELEASED and node.number < floor:  # made before what is wanted: a constant here
             continue
         if type(node) is not Node:  # released, or the node of an op with several outputs
             if node is RELEASED:

@@ -100,6 +100,15 @@ def opreg_register_ops(register: Register) -> None:
         reference="torch.neg",
     )
     register(
+        name="positive",
+        inputs=("x",),
+        forward=np.positive,
+        backward=lambda g, x: (g,),
+        doc="+x: a copy; opreg.func records it to give a transform's input a node of its own.",
+        numpy="positive",
+        reference="torch.positive",
+    )
+    register(
         name="pow",
         inputs=("base", "exponent"),
         forward=np.power,
