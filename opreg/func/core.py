@@ -63,22 +63,25 @@ def draw_floor() -> int:
 def lift(x: Any, transform: str, where: str) -> Tensor:
     """``x`` as a Tensor of its own that requires gradients: a fresh leaf for an array or number, the recorded
     ``positive`` op of a Tensor that requires gradients (so that an enclosing transform's graph reaches through it).
-    An integer, boolean or complex input has no derivative here, which is an error naming it."""
+    Under ``no_grad`` a Tensor is a fresh leaf too: as in ``torch.func``, ``no_grad`` around a transform leaves its
+    own derivatives be and keeps the enclosing graph from seeing them. An integer, boolean or complex input has no
+    derivative here, and an object that is not an array is no input, each an error naming it."""
     data = x._data if isinstance(x, Tensor) else np.asarray(x)
     if data.dtype.kind != "f":
+        what = f"an array of {data.dtype} {data.shape}" if data.dtype.kind != "O" else f"a {type(x).__name__}"
         raise OpUsageError(
-            f"{transform}: {where} is an array of {data.dtype} {data.shape}, which has no derivative; pass floats "
-            "(x.astype(float)), or leave it out of argnums"
+            f"{transform}: {where} is {what}, which has no derivative; pass floats (x.astype(float)) or a tuple, "
+            "list or dict of them, or keep it out of the differentiated arguments (argnums, or a closure)"
         )
-    if isinstance(x, Tensor) and x.requires_grad:
+    if isinstance(x, Tensor) and x._requires_grad and _grad_mode.enabled:
         return apply("positive", x)
     return Tensor(data, requires_grad=True)
 
 
 def keeps_graph(values: Sequence[Any]) -> bool:
     """Whether derivatives must be recorded: inside another transform, or for a caller's Tensors that require
-    gradients (whose graph the results then reach)."""
-    return nested() or any(isinstance(v, Tensor) and v.requires_grad for v in values)
+    gradients (whose graph the results then reach); never under ``no_grad``, whose results stay out of graphs."""
+    return _grad_mode.enabled and (nested() or any(isinstance(v, Tensor) and v._requires_grad for v in values))
 
 
 def gives_tensors(values: Sequence[Any]) -> bool:
@@ -99,9 +102,10 @@ def zeros_like(x: Tensor) -> np.ndarray:
 
 
 def argnums_tuple(argnums: int | Sequence[int], n_args: int, transform: str) -> tuple[int, ...]:
-    """``argnums`` as a tuple of positions in range, or an error naming the transform."""
+    """``argnums`` as a tuple of distinct positions in range, or an error naming the transform. A position named
+    twice would make two inputs of one argument, and the first would silently get a gradient of zeros."""
     numbers_ = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    if not numbers_ or not all(isinstance(a, int) for a in numbers_):
+    if not numbers_ or not all(isinstance(a, int) and not isinstance(a, bool) for a in numbers_):
         raise OpUsageError(f"{transform}: argnums must be an int or a non-empty tuple of ints, got {argnums!r}")
     for a in numbers_:
         if not -n_args <= a < n_args:
@@ -109,7 +113,12 @@ def argnums_tuple(argnums: int | Sequence[int], n_args: int, transform: str) -> 
                 f"{transform}: argnums={argnums!r} names argument {a}, and the function was given {n_args} "
                 "positional arguments"
             )
-    return tuple(a % n_args for a in numbers_)
+    positions = tuple(a % n_args for a in numbers_)
+    if len(set(positions)) != len(positions):
+        raise OpUsageError(
+            f"{transform}: argnums={argnums!r} names an argument twice; name each once (its gradient is the same)"
+        )
+    return positions
 
 
 def describe(function: Callable[..., Any]) -> str:

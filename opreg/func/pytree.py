@@ -1,24 +1,28 @@
-"""Pytrees: nested tuples, lists and dicts whose leaves are arrays, Tensors or numbers, as ``torch.func`` and JAX
-take them for a transform's inputs, outputs, tangents and cotangents.
+"""Pytrees: nested tuples, named tuples, lists and dicts whose leaves are arrays, Tensors or numbers, as
+``torch.func`` and JAX take them for a transform's inputs, outputs, tangents and cotangents.
 
 A tree is flattened to its leaves and a :class:`TreeSpec` that rebuilds it; two trees match when their specs are
-equal. Dicts keep their insertion order (as ``torch.utils._pytree`` does); ``None`` is a leaf.
+equal. Dicts keep their insertion order (as ``torch.utils._pytree`` does); ``None`` is a leaf, and so is any other
+object (a transform then says that it is not an array). Only these exact container types nest: a subclass of dict
+(``OrderedDict``, ``defaultdict``) or of list is a leaf, so that nothing is rebuilt as another type than given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 
 @dataclass(frozen=True)
 class TreeSpec:
-    """How a tree nests: ``kind`` is ``"leaf"``, ``"tuple"``, ``"list"`` or ``"dict"``; ``keys`` a dict's keys."""
+    """How a tree nests: ``kind`` is ``"leaf"``, ``"tuple"``, ``"namedtuple"``, ``"list"`` or ``"dict"``;
+    ``keys`` a dict's keys or a named tuple's fields, ``cls`` a named tuple's class."""
 
     kind: str
     children: tuple[TreeSpec, ...] = ()
     keys: tuple[Any, ...] = ()
+    cls: type | None = None
 
     @property
     def num_leaves(self) -> int:
@@ -28,13 +32,29 @@ class TreeSpec:
         """``(*, [*, *])``-like: the nesting, a ``*`` per leaf, for error messages."""
         if self.kind == "leaf":
             return "*"
-        inner = ", ".join(
-            f"{key!r}: {child.describe()}" if self.kind == "dict" else child.describe()
-            for key, child in zip(self.keys or [None] * len(self.children), self.children, strict=True)
-        )
-        return {"tuple": f"({inner}{',' if len(self.children) == 1 else ''})", "list": f"[{inner}]"}.get(
-            self.kind, f"{{{inner}}}"
-        )
+        if self.kind == "namedtuple":
+            fields = ", ".join(f"{key}={child.describe()}" for key, child in zip(self.keys, self.children, strict=True))
+            return f"{getattr(self.cls, '__name__', 'namedtuple')}({fields})"
+        if self.kind == "dict":
+            items = ", ".join(
+                f"{key!r}: {child.describe()}" for key, child in zip(self.keys, self.children, strict=True)
+            )
+            return f"{{{items}}}"
+        inner = ", ".join(child.describe() for child in self.children)
+        return f"[{inner}]" if self.kind == "list" else f"({inner}{',' if len(self.children) == 1 else ''})"
+
+    def paths(self) -> list[str]:
+        """Where each leaf sits, in order, as Python would index it (``['W1']``, ``[0][1]``, ``.mean``; ``''`` for
+        a tree that is one leaf): error messages name a leaf so."""
+        if self.kind == "leaf":
+            return [""]
+        if self.kind == "namedtuple":
+            steps = [f".{key}" for key in self.keys]
+        elif self.kind == "dict":
+            steps = [f"[{key!r}]" for key in self.keys]
+        else:
+            steps = [f"[{i}]" for i in range(len(self.children))]
+        return [step + rest for step, child in zip(steps, self.children, strict=True) for rest in child.paths()]
 
 
 LEAF = TreeSpec("leaf")
@@ -47,19 +67,24 @@ def tree_flatten(tree: Any) -> tuple[list[Any], TreeSpec]:
 
 
 def _flatten(tree: Any, leaves: list[Any]) -> TreeSpec:
-    if type(tree) is tuple or type(tree) is list:
-        return TreeSpec(type(tree).__name__, tuple(_flatten(x, leaves) for x in tree))
-    if type(tree) is dict:
-        return TreeSpec("dict", tuple(_flatten(x, leaves) for x in tree.values()), tuple(tree))
+    kind = type(tree)
+    if kind is tuple or kind is list:
+        return TreeSpec(kind.__name__, tuple([_flatten(x, leaves) for x in tree]))
+    if kind is dict:
+        return TreeSpec("dict", tuple([_flatten(x, leaves) for x in tree.values()]), tuple(tree))
+    if isinstance(tree, tuple) and hasattr(kind, "_fields"):  # a named tuple, rebuilt as its own class
+        return TreeSpec("namedtuple", tuple([_flatten(x, leaves) for x in tree]), kind._fields, kind)
     leaves.append(tree)
     return LEAF
 
 
-def tree_unflatten(spec: TreeSpec, leaves: list[Any] | tuple[Any, ...]) -> Any:
-    """The tree of ``spec`` with ``leaves`` in order."""
-    it = iter(leaves)
-    tree = _build(spec, it)
-    return tree
+def tree_unflatten(spec: TreeSpec, leaves: Sequence[Any]) -> Any:
+    """The tree of ``spec`` with ``leaves`` in order; a ``ValueError`` if their number is not the spec's."""
+    if len(leaves) != spec.num_leaves:
+        raise ValueError(
+            f"tree_unflatten: {spec.describe()} holds {spec.num_leaves} leaves, and {len(leaves)} were given"
+        )
+    return _build(spec, iter(leaves))
 
 
 def _build(spec: TreeSpec, leaves: Iterator[Any]) -> Any:
@@ -68,6 +93,9 @@ def _build(spec: TreeSpec, leaves: Iterator[Any]) -> Any:
     children = [_build(child, leaves) for child in spec.children]
     if spec.kind == "dict":
         return dict(zip(spec.keys, children, strict=True))
+    if spec.kind == "namedtuple":
+        assert spec.cls is not None
+        return spec.cls(*children)
     return tuple(children) if spec.kind == "tuple" else children
 
 
