@@ -519,7 +519,7 @@ def test_a_vjp_differentiated_with_respect_to_its_cotangent_gives_the_jvp():
             r"argument 0\['w'\] is an array of bool",
         ),
         (lambda: vjp(lambda a, b: a, X, [X, 3]), r"vjp: primal 1\[1\] is an array of int64 \(\)"),
-        (lambda: grad(lambda d: 1.0)(OrderedDict(a=X)), r"argument 0 is a OrderedDict, which has no derivative"),
+        (lambda: grad(lambda d: 1.0)(OrderedDict(a=X)), r"argument 0 is a OrderedDict, neither an array nor a tuple"),
         (lambda: grad(lambda x: x)(X), r"returned an array of shape \(3,\); use vjp or jacrev"),
         (
             lambda: grad(lambda x: (np.sum(x), 1))(X),
@@ -597,3 +597,19 @@ def test_jacrev_matches_central_differences(a, b):
             minus = f(*[x - e if k == arg else (a, b)[k] for k in range(2)])
             numeric[(..., *i)] = (plus - minus) / 2e-6
         np.testing.assert_allclose(jac, numeric, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: jacrev(lambda x, n: x * n, argnums=1)(X, np.arange(3)), r"^jacrev: argument 1 is an array of int64"),
+        (lambda: hessian(lambda x: np.sum(x**2))(np.arange(3)), r"^jacrev: argument 0 is an array of int64"),
+        (lambda: jacrev(np.sin, has_aux=True)(X), r"^jacrev\(has_aux=True\)"),
+        (lambda: hvp(np.sum, (np.arange(3),), (X,)), r"^hvp: primal 0 is an array of int64"),
+        (lambda: hvp(lambda x: x, (X,), (X,)), r"^hvp: .*<lambda> must return a scalar"),
+    ],
+)
+def test_errors_name_the_transform_the_caller_called(call, message):
+    """jacrev, hessian and hvp are built on vjp and grad; their errors name them, not the transform underneath."""
+    with pytest.raises(opreg.OpUsageError, match=message):
+        call()

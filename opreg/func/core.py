@@ -68,10 +68,15 @@ def lift(x: Any, transform: str, where: str) -> Tensor:
     derivative here, and an object that is not an array is no input, each an error naming it."""
     data = x._data if isinstance(x, Tensor) else np.asarray(x)
     if data.dtype.kind != "f":
-        what = f"an array of {data.dtype} {data.shape}" if data.dtype.kind != "O" else f"a {type(x).__name__}"
+        if data.dtype.kind == "O":
+            raise OpUsageError(
+                f"{transform}: {where} is a {type(x).__name__}, neither an array nor a tuple, list, named tuple or "
+                "dict of arrays (subclasses are not taken apart); convert it (dict(d)), or keep it out of the "
+                "differentiated arguments (argnums, or a closure)"
+            )
         raise OpUsageError(
-            f"{transform}: {where} is {what}, which has no derivative; pass floats (x.astype(float)) or a tuple, "
-            "list or dict of them, or keep it out of the differentiated arguments (argnums, or a closure)"
+            f"{transform}: {where} is an array of {data.dtype} {data.shape}, which has no derivative; pass floats "
+            "(x.astype(float)), or keep it out of the differentiated arguments (argnums, or a closure)"
         )
     if isinstance(x, Tensor) and x._requires_grad and _grad_mode.enabled:
         return apply("positive", x)
@@ -106,12 +111,14 @@ def argnums_tuple(argnums: int | Sequence[int], n_args: int, transform: str) -> 
     twice would make two inputs of one argument, and the first would silently get a gradient of zeros."""
     numbers_ = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     if not numbers_ or not all(isinstance(a, int) and not isinstance(a, bool) for a in numbers_):
-        raise OpUsageError(f"{transform}: argnums must be an int or a non-empty tuple of ints, got {argnums!r}")
+        raise OpUsageError(
+            f"{transform}: argnums must be an int or a non-empty tuple of ints, got {argnums!r}; e.g. argnums=(0, 2)"
+        )
     for a in numbers_:
         if not -n_args <= a < n_args:
             raise OpUsageError(
                 f"{transform}: argnums={argnums!r} names argument {a}, and the function was given {n_args} "
-                "positional arguments"
+                "positional arguments; count them from 0 (from -1 at the end), keyword arguments are not differentiated"
             )
     positions = tuple(a % n_args for a in numbers_)
     if len(set(positions)) != len(positions):

@@ -150,10 +150,15 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
     ``(output, aux)``. ``vjp_fn(cotangents)`` (a tree of ``f``'s output's structure, each leaf of its output's
     shape) returns one tree per primal: the cotangents pulled back through ``f``. It may be called any number of
     times, so the graph of ``f`` is kept as long as ``vjp_fn`` is."""
+    return _vjp(f, primals, has_aux, "vjp", [f"primal {i}" for i in range(len(primals))])
+
+
+def _vjp(f: Callable[..., Any], primals: Sequence[Any], has_aux: bool, transform: str, names: Sequence[str]) -> Any:
+    """:func:`vjp`, for ``transform``, which errors name, as they name each primal by ``names`` ("argument 2")."""
     floor = draw_floor()
     args, given, lifted = [], [], []
-    for position, primal in enumerate(primals):
-        tree, leaves, mine, _ = _lift_tree(primal, "vjp", f"primal {position}")
+    for primal, name in zip(primals, names, strict=True):
+        tree, leaves, mine, _ = _lift_tree(primal, transform, name)
         args.append(tree)
         given += leaves
         lifted += mine
@@ -161,7 +166,7 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
     tensors, record = gives_tensors(given), keeps_graph(given)
     with tracing():
         result = f(*args)
-    output, aux = _split_aux(result, has_aux, "vjp", f)
+    output, aux = _split_aux(result, has_aux, transform, f)
     out_leaves, out_spec = tree_flatten(output)
 
     def vjp_fn(cotangents: Any) -> tuple[Any, ...]:
@@ -182,7 +187,7 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
     return (value, vjp_fn, _outputs(aux, tensors, record)) if has_aux else (value, vjp_fn)
 
 
-def _check_scalar(output: Any, f: Callable[..., Any]) -> None:
+def _check_scalar(output: Any, f: Callable[..., Any], transform: str) -> None:
     """What ``grad`` differentiates must be one real number (a 0-d array or Tensor)."""
     if isinstance(output, Tensor | np.ndarray | np.generic | int | float):
         shape = np.shape(getattr(output, "_data", output))
@@ -192,8 +197,8 @@ def _check_scalar(output: Any, f: Callable[..., Any]) -> None:
     else:
         what = f"a {type(output).__name__}"
     raise OpUsageError(
-        f"grad: {describe(f)} must return a scalar (a 0-d array or Tensor), and returned {what}; use vjp or jacrev "
-        "for other outputs, reduce it (.sum()), or return (scalar, aux) with has_aux=True"
+        f"{transform}: {describe(f)} must return a scalar (a 0-d array or Tensor), and returned {what}; use vjp or "
+        "jacrev for other outputs, reduce it (.sum()), or return (scalar, aux) with has_aux=True"
     )
 
 
@@ -203,25 +208,32 @@ def value_and_grad(
     """A function returning ``(f(*args), gradient)`` (``((value, aux), gradient)`` with ``has_aux``): the gradient
     of ``f``'s scalar output with respect to the arguments ``argnums`` names, each a tree of its argument's
     structure (a tuple of them for a tuple ``argnums``). Keyword arguments are passed through, not differentiated."""
+    return _value_and_grad(f, argnums, has_aux, "grad")
+
+
+def _value_and_grad(
+    f: Callable[..., Any], argnums: int | Sequence[int], has_aux: bool, transform: str
+) -> Callable[..., Any]:
+    """:func:`value_and_grad`, for ``transform``, which errors name."""
 
     @functools.wraps(f)
     def value_and_grad_f(*args: Any, **kwargs: Any) -> Any:
-        positions = argnums_tuple(argnums, len(args), "grad")
+        positions = argnums_tuple(argnums, len(args), transform)
         floor = draw_floor()
         specs: list[TreeSpec] = []
         lifted: list[Tensor] = []
         given: list[Any] = []
         new_args = list(args)
         for a in positions:
-            new_args[a], leaves, mine, spec = _lift_tree(args[a], "grad", f"argument {a}")
+            new_args[a], leaves, mine, spec = _lift_tree(args[a], transform, f"argument {a}")
             given += leaves
             lifted += mine
             specs.append(spec)
         tensors, record = gives_tensors(given), keeps_graph(given)
         with tracing():
             result = f(*new_args, **kwargs)
-        output, aux = _split_aux(result, has_aux, "grad", f)
-        _check_scalar(output, f)
+        output, aux = _split_aux(result, has_aux, transform, f)
+        _check_scalar(output, f, transform)
         # Called once: unless recorded for someone to differentiate further, the graph is released as it goes.
         grads = pullback([output], lifted, [1.0], create_graph=record, floor=floor, retain_graph=record)
         per_argument, start = [], 0
@@ -266,7 +278,7 @@ def jacrev(f: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: boo
                 new_args[a] = v
             return f(*new_args, **kwargs)
 
-        output, vjp_fn, *aux = vjp(of_chosen, *chosen, has_aux=has_aux)
+        output, vjp_fn, *aux = _vjp(of_chosen, chosen, has_aux, "jacrev", [f"argument {a}" for a in positions])
         out_leaves, out_spec = tree_flatten(output)
         in_leaves, in_spec = tree_flatten(chosen)
         tensors = gives_tensors([*out_leaves, *in_leaves]) or nested()
@@ -325,7 +337,7 @@ def hvp(f: Callable[..., Any], primals: tuple[Any, ...], tangents: tuple[Any, ..
             f"{type(primals).__name__} and a {type(tangents).__name__} (a single array x: (x,))"
         )
     _check_tangents(primals, tangents)
-    value_grad = value_and_grad(f, tuple(range(len(primals))))
+    value_grad = _value_and_grad(f, tuple(range(len(primals))), False, "hvp")
     values: list[Any] = []
 
     def directional(*p: Any) -> Any:
@@ -333,7 +345,7 @@ def hvp(f: Callable[..., Any], primals: tuple[Any, ...], tangents: tuple[Any, ..
         values.append(value)
         return _dot(gradient, tangents)
 
-    _, pull = vjp(directional, *primals)
+    _, pull = _vjp(directional, primals, False, "hvp", [f"primal {i}" for i in range(len(primals))])
     leaves, _ = tree_flatten(primals)
     value = _output(values[0], gives_tensors(leaves), keeps_graph(leaves))
     return value, pull(1.0)
