@@ -89,8 +89,11 @@ def _lift_tree(value: Any, transform: str, name: str) -> tuple[Any, list[Any], l
     lifted, and the spec. ``name`` (``"argument 0"``) and each leaf's place in the tree name it in errors."""
     leaves, spec = tree_flatten(value)
     if spec.kind == "leaf":
-        lifted = [lift(leaves[0], transform, name)]
-    else:
+        lifted = [lift(value, transform, name)]
+        return lifted[0], leaves, lifted, spec
+    try:
+        lifted = [lift(x, transform, name) for x in leaves]
+    except OpUsageError:  # again, to name the leaf by its place (every call would pay for the paths)
         lifted = [lift(x, transform, name + path) for x, path in zip(leaves, spec.paths(), strict=True)]
     return tree_unflatten(spec, lifted), leaves, lifted, spec
 
