@@ -330,15 +330,14 @@ def hessian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable
     return jacrev(jacrev(f, argnums), argnums)
 
 
-def hvp(f: Callable[..., Any], primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+def hvp(f: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
     """``(f(*primals), H v)``: the Hessian of ``f``'s scalar output at ``primals`` times the ``tangents`` (one
     per primal, of its structure and shapes), without forming the Hessian (reverse over reverse: two passes), as
-    ``torch.autograd.functional.hvp`` returns it. ``f`` runs once."""
-    if not isinstance(primals, tuple) or not isinstance(tangents, tuple):
-        raise OpUsageError(
-            f"hvp: primals and tangents must be tuples, one entry per argument of f; got a "
-            f"{type(primals).__name__} and a {type(tangents).__name__} (a single array x: (x,))"
-        )
+    ``torch.autograd.functional.hvp`` returns it: ``primals`` a tuple of ``f``'s arguments, and ``H v`` a tuple of
+    one tree per argument; or, for a function of one argument, that argument and its ``H v``. ``f`` runs once."""
+    if not isinstance(primals, tuple):
+        value, (product,) = hvp(f, (primals,), (tangents,))
+        return value, product
     _check_tangents(primals, tangents)
     value_grad = _value_and_grad(f, tuple(range(len(primals))), False, "hvp")
     values: list[Any] = []
