@@ -604,7 +604,7 @@ def test_jacrev_matches_central_differences(a, b):
     ("call", "message"),
     [
         (lambda: jacrev(lambda x, n: x * n, argnums=1)(X, np.arange(3)), r"^jacrev: argument 1 is an array of int64"),
-        (lambda: hessian(lambda x: np.sum(x**2))(np.arange(3)), r"^jacrev: argument 0 is an array of int64"),
+        (lambda: hessian(lambda x: np.sum(x**2))(np.arange(3)), r"^hessian: argument 0 is an array of int64"),
         (lambda: jacrev(np.sin, has_aux=True)(X), r"^jacrev\(has_aux=True\)"),
         (lambda: hvp(np.sum, (np.arange(3),), (X,)), r"^hvp: primal 0 is an array of int64"),
         (lambda: hvp(lambda x: x, (X,), (X,)), r"^hvp: .*<lambda> must return a scalar"),

@@ -269,10 +269,15 @@ def jacrev(f: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: boo
     """The Jacobian of ``f`` with respect to the arguments ``argnums`` names, by reverse mode (one pass per output
     element): for each output leaf of shape ``S`` and input leaf of shape ``T``, an array of shape ``S + T``,
     nested as the output (then as ``argnums`` and the arguments), as ``torch.func.jacrev``."""
+    return _jacrev(f, argnums, has_aux, "jacrev")
+
+
+def _jacrev(f: Callable[..., Any], argnums: int | Sequence[int], has_aux: bool, transform: str) -> Callable[..., Any]:
+    """:func:`jacrev`, for ``transform``, which errors name."""
 
     @functools.wraps(f)
     def jacrev_f(*args: Any, **kwargs: Any) -> Any:
-        positions = argnums_tuple(argnums, len(args), "jacrev")
+        positions = argnums_tuple(argnums, len(args), transform)
         chosen = tuple(args[a] for a in positions)
 
         def of_chosen(*values: Any) -> Any:
@@ -281,7 +286,7 @@ def jacrev(f: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: boo
                 new_args[a] = v
             return f(*new_args, **kwargs)
 
-        output, vjp_fn, *aux = _vjp(of_chosen, chosen, has_aux, "jacrev", [f"argument {a}" for a in positions])
+        output, vjp_fn, *aux = _vjp(of_chosen, chosen, has_aux, transform, [f"argument {a}" for a in positions])
         out_leaves, out_spec = tree_flatten(output)
         in_leaves, in_spec = tree_flatten(chosen)
         tensors = gives_tensors([*out_leaves, *in_leaves]) or nested()
@@ -327,7 +332,7 @@ def _stack_rows(rows: list[Any], out_shape: tuple[int, ...], in_shape: tuple[int
 def hessian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
     """The Hessian of ``f``'s scalar output with respect to the arguments ``argnums`` names: the Jacobian of its
     gradient, as ``torch.func.hessian``."""
-    return jacrev(jacrev(f, argnums), argnums)
+    return _jacrev(_jacrev(f, argnums, False, "hessian"), argnums, False, "hessian")
 
 
 def hvp(f: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
