@@ -28,6 +28,7 @@ import opreg
 import opreg.tensor
 from opreg import Tensor, ops, testing
 from opreg.func import grad, hessian, hvp, jacrev, tree_flatten, tree_map, tree_unflatten, value_and_grad, vjp
+from opreg.func.pytree import LEAF, TreeSpec
 
 from torch_reference import BUILTIN_OPS, MULTI_OUTPUT_OPS, REGISTRY, TORCH_OPS, needs_torch, torch
 
@@ -614,3 +615,10 @@ def test_errors_name_the_transform_the_caller_called(call, message):
     """jacrev, hessian and hvp are built on vjp and grad; their errors name them, not the transform underneath."""
     with pytest.raises(opreg.OpUsageError, match=message):
         call()
+
+
+def test_a_tree_spec_made_by_hand_counts_its_leaves():
+    """A spec another module builds (an in_axes tree) counts its leaves as a flattened one does."""
+    spec = TreeSpec("tuple", (LEAF, TreeSpec("list", (LEAF, LEAF)), TreeSpec("dict", (), ())))
+    assert spec.num_leaves == 3 and spec == tree_flatten((1, [2, 3], {}))[1]
+    assert tree_unflatten(spec, [1, 2, 3]) == (1, [2, 3], {})

@@ -13,17 +13,34 @@ from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 
-class TreeSpec(NamedTuple):
-    """How a tree nests: ``kind`` is ``"leaf"``, ``"tuple"``, ``"namedtuple"``, ``"list"`` or ``"dict"``;
-    ``keys`` a dict's keys or a named tuple's fields, ``cls`` a named tuple's class, ``num_leaves`` how many
-    leaves it holds. A named tuple, not a dataclass: every transform call flattens its arguments, and a tuple is
-    made several times faster."""
-
+class _Spec(NamedTuple):
     kind: str
-    children: tuple[TreeSpec, ...] = ()
-    keys: tuple[Any, ...] = ()
-    cls: type | None = None
-    num_leaves: int = 1
+    children: tuple[TreeSpec, ...]
+    keys: tuple[Any, ...]
+    node_type: type | None
+    num_leaves: int
+
+
+class TreeSpec(_Spec):
+    """How a tree nests: ``kind`` is ``"leaf"``, ``"tuple"``, ``"namedtuple"``, ``"list"`` or ``"dict"``;
+    ``keys`` a dict's keys or a named tuple's fields, ``node_type`` a named tuple's class, ``num_leaves`` how many
+    leaves it holds (counted from the children when not given). A named tuple, not a dataclass: every transform
+    call flattens its arguments, and :func:`tree_flatten` makes it several times faster (``_make``, knowing the
+    count)."""
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        kind: str,
+        children: tuple[TreeSpec, ...] = (),
+        keys: tuple[Any, ...] = (),
+        node_type: type | None = None,
+        num_leaves: int | None = None,
+    ) -> TreeSpec:
+        if num_leaves is None:
+            num_leaves = 1 if kind == "leaf" else sum(child.num_leaves for child in children)
+        return super().__new__(cls, kind, children, keys, node_type, num_leaves)
 
     def describe(self) -> str:
         """``(*, [*, *])``-like: the nesting, a ``*`` per leaf, for error messages."""
@@ -31,7 +48,7 @@ class TreeSpec(NamedTuple):
             return "*"
         if self.kind == "namedtuple":
             fields = ", ".join(f"{key}={child.describe()}" for key, child in zip(self.keys, self.children, strict=True))
-            return f"{getattr(self.cls, '__name__', 'namedtuple')}({fields})"
+            return f"{getattr(self.node_type, '__name__', 'namedtuple')}({fields})"
         if self.kind == "dict":
             items = ", ".join(
                 f"{key!r}: {child.describe()}" for key, child in zip(self.keys, self.children, strict=True)
@@ -68,13 +85,13 @@ def _flatten(tree: Any, leaves: list[Any]) -> TreeSpec:
     if kind is dict:
         start = len(leaves)
         children = tuple([_flatten(x, leaves) for x in tree.values()])
-        return TreeSpec("dict", children, tuple(tree), None, len(leaves) - start)
+        return TreeSpec._make(("dict", children, tuple(tree), None, len(leaves) - start))
     if kind is tuple or kind is list or (isinstance(tree, tuple) and hasattr(kind, "_fields")):
         start = len(leaves)
         children = tuple([_flatten(x, leaves) for x in tree])
         if kind is tuple or kind is list:
-            return TreeSpec(kind.__name__, children, (), None, len(leaves) - start)
-        return TreeSpec("namedtuple", children, kind._fields, kind, len(leaves) - start)  # rebuilt as its class
+            return TreeSpec._make((kind.__name__, children, (), None, len(leaves) - start))
+        return TreeSpec._make(("namedtuple", children, kind._fields, kind, len(leaves) - start))  # its own class
     leaves.append(tree)
     return LEAF
 
@@ -89,8 +106,8 @@ def tree_unflatten(spec: TreeSpec, leaves: Sequence[Any]) -> Any:
         if spec.kind == "dict":
             return dict(zip(spec.keys, leaves, strict=True))
         if spec.kind == "namedtuple":
-            assert spec.cls is not None
-            return spec.cls(*leaves)
+            assert spec.node_type is not None
+            return spec.node_type(*leaves)
         return tuple(leaves) if spec.kind == "tuple" else list(leaves)
     return _build(spec, iter(leaves))
 
@@ -102,8 +119,8 @@ def _build(spec: TreeSpec, leaves: Iterator[Any]) -> Any:
     if spec.kind == "dict":
         return dict(zip(spec.keys, children, strict=True))
     if spec.kind == "namedtuple":
-        assert spec.cls is not None
-        return spec.cls(*children)
+        assert spec.node_type is not None
+        return spec.node_type(*children)
     return tuple(children) if spec.kind == "tuple" else children
 
 
