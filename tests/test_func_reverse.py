@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from test_graph_fuzz import programs
 
 import opreg
 import opreg.tensor
@@ -622,3 +623,49 @@ def test_a_tree_spec_made_by_hand_counts_its_leaves():
     spec = TreeSpec("tuple", (LEAF, TreeSpec("list", (LEAF, LEAF)), TreeSpec("dict", (), ())))
     assert spec.num_leaves == 3 and spec == tree_flatten((1, [2, 3], {}))[1]
     assert tree_unflatten(spec, [1, 2, 3]) == (1, [2, 3], {})
+
+
+# --- random programs: the graph fuzzer's, run as functions of their leaves -------------------------------------------
+
+
+def as_function(program: Any) -> tuple[Any, list[np.ndarray]]:
+    """The fuzzer's program (tests/test_graph_fuzz.py) as a function of its leaves, and their values."""
+    body = "\n".join(program.lines)
+    values: list[np.ndarray] = []
+
+    def run(leaf: Any) -> Any:
+        namespace = {"ops": ops, "inf": np.inf, "leaf": leaf, "const": lambda v: np.array(v, dtype=np.float64)}
+        exec(body, namespace)
+        return namespace["loss"]
+
+    run(lambda v: values.append(np.array(v, dtype=np.float64)) or values[-1])
+
+    def f(*leaves: Any) -> Any:
+        given = iter(leaves)
+        return run(lambda v: next(given))
+
+    return f, values
+
+
+@settings(max_examples=testing.examples(40), deadline=None, suppress_health_check=list(HealthCheck))
+@given(program=programs())
+def test_random_programs_grad_and_grad_of_grad_match_tensor_backward(program):
+    """grad, and grad of <grad, v>, of random programs of built-in ops equal what opreg.grad gives on Tensors
+    (itself checked against torch by the graph fuzzer)."""
+    f, values = as_function(program)
+    argnums = tuple(range(len(values)))
+    directions = [np.full_like(v, 0.5) for v in values]
+
+    def directional(*xs: Any) -> Any:
+        return sum(np.sum(g * d) for g, d in zip(grad(f, argnums)(*xs), directions, strict=True))
+
+    firsts, seconds = grad(f, argnums)(*values), grad(directional, argnums)(*values)
+    tensors = [Tensor(v.copy(), requires_grad=True) for v in values]
+    expected = opreg.grad(f(*tensors), tensors, create_graph=True)
+    total = sum(ops.sum(g * d) for g, d in zip(expected, directions, strict=True) if g is not None)
+    expected_seconds = opreg.grad(total, tensors) if getattr(total, "requires_grad", False) else [None] * len(values)
+    for mine, theirs in ((firsts, expected), (seconds, expected_seconds)):
+        for a, b in zip(mine, theirs, strict=True):
+            b = np.zeros_like(a) if b is None else b.data
+            scale = max(1.0, float(np.abs(b[np.isfinite(b)]).max(initial=0.0)))
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11 * scale, err_msg="\n".join(program.lines))
