@@ -2,7 +2,7 @@
 
 ``grad``, ``value_and_grad``, ``vjp``, ``jacrev``, ``hessian`` and ``hvp`` work on any function built from
 registered ops (NumPy functions on Tensors, ``opreg.numpy``, operators), on arrays and Tensors alike, and compose
-with each other to any order. Inputs and outputs may be trees of tuples, lists and dicts
+with each other to any order. Inputs and outputs may be trees of tuples, named tuples, lists and dicts
 (:mod:`opreg.func.pytree`).
 """
 
