@@ -24,7 +24,7 @@ import opreg.numpy as onp
 from opreg.calls import describe_array, input_gradients
 from opreg.errors import NotComposableError, OpContractError, OpregError
 from opreg.fit import gradient_dtype
-from opreg.func.core import draw_floor
+from opreg.func.core import draw_floor, tracing
 from opreg.func.reverse import pullback
 from opreg.opdef import OpDef
 from opreg.tensor import Node, Tensor, _topological_order
@@ -107,13 +107,23 @@ def _derived(
     op: OpDef, inputs: Sequence[Any], output: Any, attributes: Mapping[str, Any], tangents: Sequence[Any], record: bool
 ) -> Any:
     """``J t`` as the VJP of the VJP (the module's docstring): the backward run recorded on a fresh ``u`` per
-    differentiable output, then one backward pass from ``sum_i <backward(u)_i, t_i>`` to the ``u``."""
+    differentiable output, then one backward pass from ``sum_i <backward(u)_i, t_i>`` to the ``u`` (recorded
+    whatever ``no_grad`` is around: it is how the tangent is computed, not a user's graph). ``u`` is ones, not
+    zeros: a backward may skip the part of an output whose gradient is all zeros (eigh's does), and backward
+    being linear in ``u``, the result does not depend on its value."""
+    with tracing():
+        return _vjp_of_vjp(op, inputs, output, attributes, tangents, record)
+
+
+def _vjp_of_vjp(
+    op: OpDef, inputs: Sequence[Any], output: Any, attributes: Mapping[str, Any], tangents: Sequence[Any], record: bool
+) -> Any:
     floor = draw_floor()
     outputs = tuple(output) if op.multi else (output,)
     flags = op.output_flags(len(outputs)) if op.multi else (True,)
     datas = [_array(o) for o in outputs]
     us = [
-        Tensor(np.zeros(d.shape, gradient_dtype(d)), requires_grad=True) if wanted else None
+        Tensor(np.ones(d.shape, gradient_dtype(d)), requires_grad=True) if wanted else None
         for d, wanted in zip(datas, flags, strict=True)
     ]
     needed = [True if t is not None else None for t in tangents]
