@@ -370,16 +370,17 @@ def define_op(
 
 
 def _jvp_keywords(where: str, jvp: Any, attributes: Mapping[str, Any]) -> tuple[str, ...]:
-    """What a ``jvp`` rule asks for by naming keyword-only parameters: ``output`` and attributes (all of them,
-    with ``**keywords``); anything else it names is an error, as it would never be given."""
+    """What a ``jvp`` rule asks for by naming keyword-only parameters: ``output`` and attributes (every attribute,
+    with ``**attributes``: a linear op's rule passes them on to the op); anything else it names is an error, as it
+    would never be given."""
     if jvp is None:
         return ()
     if not callable(jvp):
         raise RegistrationError(f"{where}: jvp must be callable, not {type(jvp).__name__}")
     parameters = _parameters(jvp) or {}
-    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        return ("output", *attributes)
     named = [n for n, p in parameters.items() if p.kind is p.KEYWORD_ONLY]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return (*(["output"] if "output" in named else []), *attributes)
     unknown = [n for n in named if n != "output" and n not in attributes]
     if unknown:
         raise RegistrationError(
