@@ -38,10 +38,10 @@ class _Linearized:
     def __init__(
         self, f: Callable[..., Any], leaves: list[Any], spec: TreeSpec, transform: str, has_aux: bool, given: list[Any]
     ) -> None:
-        self.floor = draw_floor()
-        self.inputs = [lift(x, transform, f"primal leaf {i}") for i, x in enumerate(leaves)]
         self.tensors, self.record = gives_tensors(given), keeps_graph(given)
-        with tracing():
+        self.floor = draw_floor()
+        with tracing():  # lift too: under no_grad, a Tensor's positive would not be recorded, and cut the graph
+            self.inputs = [lift(x, transform, f"primal leaf {i}") for i, x in enumerate(leaves)]
             result = f(*tree_unflatten(spec, self.inputs))
         output, self.aux = _split_aux(result, has_aux, transform, f)
         self.outputs, self.out_spec = tree_flatten(output)
