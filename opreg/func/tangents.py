@@ -130,10 +130,12 @@ def _vjp_of_vjp(
     try:
         grads = input_gradients(op, tuple(us) if op.multi else us[0], inputs, output, attributes, needed, recorded=True)
     except NotComposableError as exc:
+        cause = exc.__cause__
+        why = f"on Tensors it raised {type(cause).__name__}: {cause}" if cause is not None else str(exc)
         raise NotComposableError(
-            f"{op.describe()} declares no jvp rule, and forward mode derived from its backward needs that backward "
-            f"built from registered ops: {exc}. Declare jvp= (the output's tangent from the inputs'), or write the "
-            "backward with opreg.numpy functions and operators"
+            f"{op.describe()} declares no jvp rule, so forward mode differentiates its backward (the VJP of the "
+            f"VJP), and it is not built from registered ops ({why}); declare jvp= (the output's tangent from the "
+            "inputs'), or write the backward with opreg.numpy functions and operators (CONTRIBUTING.md)"
         ) from exc
     terms = [onp.sum(g * t) for g, t in zip(grads, tangents, strict=True) if g is not None and t is not None]
     total = functools.reduce(lambda a, b: a + b, terms) if terms else None
