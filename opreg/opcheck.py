@@ -149,6 +149,11 @@ def _check_sample(
         report.comparisons += _check_forward_mode(op, inputs, attributes, grad_output, first, settings, rng)
     except NotComposableError:  # no jvp rule, and a backward that does not run on Tensors: no forward mode
         report.checks.append("jvp: none (no jvp rule, and the backward does not compose)")
+    if op.jvp is not None:
+        try:
+            report.comparisons.append(_check_jvp_rule_derivatives(op, inputs, attributes, settings, rng))
+        except NotComposableError:  # as a backward that does not compose: forward mode serves first order only
+            report.checks.append("jvp rule: first order only (it does not run on Tensors)")
     _check_float32(op, [x.astype(np.float32) for x in inputs], attributes)
     report.checks.append("float32: output and gradients")
 
@@ -373,6 +378,54 @@ def _check_forward_mode(
         )
     consistent = Comparison(f"jvp: <J v, u> against <v, J^T u> ({rule})", error, error / max(abs(reverse_side), 1e-300))
     return [against_numeric, consistent]
+
+
+def _check_jvp_rule_derivatives(
+    op: OpDef,
+    inputs: list[np.ndarray],
+    attributes: Mapping[str, Any],
+    settings: dict[str, float],
+    rng: np.random.Generator,
+) -> Comparison:
+    """A declared ``jvp`` rule as nested transforms run it (``jacfwd(jacrev(f))``, ``grad`` of a ``jvp``): on
+    Tensors, recorded. The derivative of ``F = <w, jvp(x, t)>`` (random ``w``) in every differentiable input and
+    tangent together, along a random direction, against the central difference of F computed by the rule on
+    arrays: a rule that leaves the graph (``constant``, ``.data``) would give nested transforms wrong numbers."""
+    flags = op.differentiable_for(len(inputs))
+    tangents = [rng.standard_normal(x.shape) if d else None for x, d in zip(inputs, flags, strict=True)]
+    like = _outputs(op, op.output_of(*inputs, **attributes))
+    wanted = op.output_flags(len(like)) or (True,)
+    weights = [rng.standard_normal(np.shape(o)) for o in like]
+    values = [*inputs, *(t for t in tangents if t is not None)]
+    directions = [rng.standard_normal(v.shape) if i >= len(inputs) or flags[i] else None for i, v in enumerate(values)]
+
+    def weighted(tangent: Any) -> Any:
+        pairs = zip(_outputs(op, tangent), weights, wanted, strict=True)
+        terms = [apply("sum", apply("mul", t, w)) for t, w, d in pairs if d and t is not None]
+        return sum(terms[1:], start=terms[0]) if terms else Tensor(np.zeros(()))
+
+    def on_arrays(*values: np.ndarray) -> np.ndarray:
+        xs, ts = list(values[: len(inputs)]), iter(values[len(inputs) :])
+        given = [next(ts) if d else None for d in flags]
+        tangent = op_tangent(op, xs, op.output_of(*xs, **attributes), attributes, given, record=False)
+        return np.asarray(weighted(tangent).data)
+
+    tensors = [Tensor(v, requires_grad=d is not None) for v, d in zip(values, directions, strict=True)]
+    xs, ts = tensors[: len(inputs)], iter(tensors[len(inputs) :])
+    total = weighted(
+        op_tangent(op, xs, call_op(op, xs, attributes), attributes, [next(ts) if d else None for d in flags], True)
+    )
+    chosen = [x for x in tensors if x.requires_grad]
+    grads = grad(total, chosen) if total.requires_grad else [None] * len(chosen)
+    along = zip(grads, [d for d in directions if d is not None], strict=True)
+    analytic = np.asarray(sum(float(np.sum(g.data * d)) for g, d in along if g is not None))
+    eps = settings["eps"]
+    plus = on_arrays(*[v + eps * d if d is not None else v for v, d in zip(values, directions, strict=True)])
+    minus = on_arrays(*[v - eps * d if d is not None else v for v, d in zip(values, directions, strict=True)])
+    numeric = np.asarray((plus - minus) / (2 * eps))
+    what = "its jvp rule run on Tensors (differentiated in the inputs and tangents, along a random direction)"
+    located = _located(op.jvp, "jvp") if op.jvp is not None else ""
+    return _compare(f"jvp of {op.describe()}", what, analytic, numeric, settings, None, located, "the derivative of")
 
 
 def _fail(op: OpDef, problem: str, prefix: str = "") -> NoReturn:
