@@ -301,33 +301,37 @@ class _JvpAsking:
 
 @pytest.mark.parametrize("name", ALL_BUILTIN_OPS, ids=str)
 def test_every_builtin_op_jvp_matches_torch(name):
-    """``jvp`` of each built-in op (its declared rule, or the one derived from its backward) on its
-    own samples, along random tangents of its differentiable inputs, equals ``torch.func.jvp`` of its reference."""
+    """``jvp`` of each built-in op (its declared rule, or the one derived from its backward) on its own samples,
+    along random tangents of its differentiable inputs, equals ``torch.func.jvp`` of its declared reference."""
     op, reference = REGISTRY[name], torch_reference(name)
     rng = np.random.default_rng(11)
     for sample in op.samples(rng):
         inputs = [np.asarray(x, dtype=np.float64) for x in sample.inputs]
-        flags = op.differentiable_for(len(inputs))
-        positions = [i for i, d in enumerate(flags) if d]
+        positions = [i for i, d in enumerate(op.differentiable_for(len(inputs))) if d]
         tangents = tuple(rng.standard_normal(inputs[i].shape) for i in positions)
-
-        def with_(values, library_inputs, function):
-            full = list(library_inputs)
-            for i, v in zip(positions, values, strict=True):
-                full[i] = v
-            result = function(*full, **sample.attributes)
-            return tuple(result) if isinstance(result, tuple) else result  # torch's named tuples as tuples
-
-        mine = ofunc.jvp(
-            lambda *v: with_(v, inputs, getattr(opreg.ops, name)), tuple(inputs[i] for i in positions), tangents
-        )
+        mine = _of_differentiable(getattr(opreg.ops, name), inputs, positions, sample.attributes)
+        close_to = ofunc.jvp(mine, tuple(inputs[i] for i in positions), tangents)
         torch_inputs = [torch.tensor(x) for x in inputs]
+        theirs = _of_differentiable(reference, torch_inputs, positions, sample.attributes)
         primals = tuple(torch_inputs[i] for i in positions)
         try:
-            theirs = torch.func.jvp(lambda *v: with_(v, torch_inputs, reference), primals, t(tangents))
+            expected = torch.func.jvp(theirs, primals, t(tangents))
         except RuntimeError:  # no forward-mode formula in torch (eigh, qr, svd, partition): its double backward
-            theirs = torch.autograd.functional.jvp(lambda *v: with_(v, torch_inputs, reference), primals, t(tangents))
-        close(mine, theirs)
+            expected = torch.autograd.functional.jvp(theirs, primals, t(tangents))
+        close(close_to, expected)
+
+
+def _of_differentiable(function: Any, inputs: list[Any], positions: list[int], attributes: dict) -> Any:
+    """``function`` of the inputs at ``positions``, the others fixed; torch's named tuples as tuples."""
+
+    def of(*values: Any) -> Any:
+        full = list(inputs)
+        for i, v in zip(positions, values, strict=True):
+            full[i] = v
+        result = function(*full, **attributes)
+        return tuple(result) if isinstance(result, tuple) else result
+
+    return of
 
 
 def test_a_jvp_rule_that_leaves_the_graph_fails_check_op(install_ops):
