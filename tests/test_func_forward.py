@@ -310,7 +310,7 @@ def test_every_builtin_op_jvp_matches_torch(name):
         positions = [i for i, d in enumerate(op.differentiable_for(len(inputs))) if d]
         tangents = tuple(rng.standard_normal(inputs[i].shape) for i in positions)
         mine = _of_differentiable(getattr(opreg.ops, name), inputs, positions, sample.attributes)
-        close_to = ofunc.jvp(mine, tuple(inputs[i] for i in positions), tangents)
+        mine_out = ofunc.jvp(mine, tuple(inputs[i] for i in positions), tangents)
         torch_inputs = [torch.tensor(x) for x in inputs]
         theirs = _of_differentiable(reference, torch_inputs, positions, sample.attributes)
         primals = tuple(torch_inputs[i] for i in positions)
@@ -318,7 +318,40 @@ def test_every_builtin_op_jvp_matches_torch(name):
             expected = torch.func.jvp(theirs, primals, t(tangents))
         except RuntimeError:  # no forward-mode formula in torch (eigh, qr, svd, partition): its double backward
             expected = torch.autograd.functional.jvp(theirs, primals, t(tangents))
-        close(close_to, expected)
+        close(mine_out, expected)
+
+
+@pytest.mark.parametrize("name", ALL_BUILTIN_OPS, ids=str)
+def test_every_builtin_op_grad_of_jvp_matches_torch(name):
+    """Forward mode recorded, as in a nested transform: the gradient of ``<w, J v>`` in the op's inputs, where
+    ``J v`` is ``jvp`` of the op (its rule, or the derived one, run on Tensors), against torch's double backward;
+    on the op's first sample."""
+    op, reference = REGISTRY[name], torch_reference(name)
+    rng = np.random.default_rng(12)
+    sample = op.samples(rng)[0]
+    inputs = [np.asarray(x, dtype=np.float64) for x in sample.inputs]
+    positions = [i for i, d in enumerate(op.differentiable_for(len(inputs))) if d]
+    tangents = tuple(rng.standard_normal(inputs[i].shape) for i in positions)
+    mine = _of_differentiable(getattr(opreg.ops, name), inputs, positions, sample.attributes)
+    weights = ofunc.tree_map(lambda o: rng.standard_normal(np.shape(o)), mine(*(inputs[i] for i in positions)))
+
+    def weighted(jv: Any, lib: Any, ws: Any) -> Any:
+        pairs = zip(ofunc.tree_flatten(jv)[0], ofunc.tree_flatten(ws)[0], strict=True)
+        return sum(lib.sum(a * b) for a, b in pairs)
+
+    argnums = tuple(range(len(positions)))
+    gradient = ofunc.grad(lambda *xs: weighted(ofunc.jvp(mine, xs, tangents)[1], np, weights), argnums)(
+        *(inputs[i] for i in positions)
+    )
+    xs = tuple(torch.tensor(inputs[i], requires_grad=True) for i in positions)
+    theirs = _of_differentiable(reference, [torch.tensor(x) for x in inputs], positions, sample.attributes)
+    _, jv = torch.autograd.functional.jvp(theirs, xs, t(tangents), create_graph=True)
+    total = weighted(jv, torch, t(weights))
+    if total.requires_grad:
+        expected = torch.autograd.grad(total, xs, allow_unused=True, materialize_grads=True)
+    else:  # J v does not depend on the inputs (a linear op)
+        expected = tuple(torch.zeros_like(x) for x in xs)
+    close(gradient, expected)
 
 
 def _of_differentiable(function: Any, inputs: list[Any], positions: list[int], attributes: dict) -> Any:
