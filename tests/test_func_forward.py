@@ -382,3 +382,26 @@ def test_a_jvp_rule_that_leaves_the_graph_fails_check_op(install_ops):
     )
     with pytest.raises(opreg.GradcheckError, match=r"^jvp of op 'my_sin' .*: the derivative of its jvp rule run on"):
         check_op("my_sin")
+
+
+def test_the_contributing_tutorials_op_works_under_jvp_jacfwd_and_hessian(site):
+    """CONTRIBUTING's swish, installed from the document as a package, declares no jvp rule."""
+    from test_contributing import tutorial_names, tutorial_section_block
+
+    op_name, plugin, module_name, dist, version = tutorial_names()
+    site.install(dist, module_name, tutorial_section_block("python"), entry_point=plugin, version=version)
+    opreg.reload_plugins()
+    op = getattr(opreg.ops, op_name)
+    assert opreg.get_registry()[op_name].jvp is None
+    rng = np.random.default_rng(7)
+    x, v = rng.standard_normal(5), rng.standard_normal(5)
+
+    def torch_swish(y):
+        return y * torch.sigmoid(2.0 * y)
+
+    close(ofunc.jvp(lambda y: op(y, beta=2.0), (x,), (v,)), torch.func.jvp(torch_swish, (t(x),), (t(v),)))
+    close(ofunc.jacfwd(lambda y: op(y, beta=2.0))(x), torch.func.jacfwd(torch_swish)(t(x)))
+    close(
+        ofunc.hessian(lambda y: np.sum(op(y, beta=2.0) * np.sin(y)))(x),
+        torch.func.hessian(lambda y: torch.sum(torch_swish(y) * torch.sin(y)))(t(x)),
+    )
