@@ -405,3 +405,41 @@ def test_the_contributing_tutorials_op_works_under_jvp_jacfwd_and_hessian(site):
         ofunc.hessian(lambda y: np.sum(op(y, beta=2.0) * np.sin(y)))(x),
         torch.func.hessian(lambda y: torch.sum(torch_swish(y) * torch.sin(y)))(t(x)),
     )
+
+
+def test_a_jvp_rule_of_an_op_with_several_outputs(install_ops):
+    """A rule returns one tangent per output; check_op checks it, and jvp and hessian use it."""
+    install_ops(
+        {
+            "name": "sincos",
+            "inputs": ("x",),
+            "outputs": ("s", "c"),
+            "forward": lambda x: (np.sin(x), np.cos(x)),
+            "backward": lambda g, x: (g[0] * np.cos(x) - g[1] * np.sin(x),),
+            "jvp": lambda t, x, *, output: (t[0] * output[1], -t[0] * output[0]),
+        },
+        name="my-ops",
+    )
+    report = check_op("sincos")
+    assert any("jvp rule run on Tensors" in c.what for s in report.samples for c in s.comparisons)
+    rng = np.random.default_rng(8)
+    x, v = rng.standard_normal(3), rng.standard_normal(3)
+
+    def f(y):
+        s, c = opreg.ops.sincos(y)
+        return s * c[::-1] + c
+
+    def tf(y):
+        return torch.sin(y) * torch.cos(y.flip(0)) + torch.cos(y)
+
+    close(ofunc.jvp(f, (x,), (v,)), torch.func.jvp(tf, (t(x),), (t(v),)))
+    close(ofunc.hessian(lambda y: np.sum(f(y) ** 2))(x), torch.func.hessian(lambda y: torch.sum(tf(y) ** 2))(t(x)))
+
+
+def test_identity_and_constant_outputs():
+    x, v = np.arange(3.0), np.ones(3)
+    out, tangent = ofunc.jvp(lambda y: (y, np.ones(2)), (x,), (v,))
+    np.testing.assert_array_equal(out[0], x)
+    np.testing.assert_array_equal(tangent[0], v)
+    np.testing.assert_array_equal(tangent[1], np.zeros(2))
+    np.testing.assert_array_equal(ofunc.jacfwd(lambda y: y)(x), np.eye(3))
