@@ -81,13 +81,12 @@ def _tangent(tangent: Any, primal: Tensor, position: int) -> Any:
     return array.astype(primal.dtype)
 
 
-def jvp(
-    f: Callable[..., Any], primals: tuple[Any, ...], tangents: tuple[Any, ...], *, has_aux: bool = False
-) -> tuple[Any, ...]:
+def jvp(f: Callable[..., Any], primals: Any, tangents: Any, *, has_aux: bool = False) -> tuple[Any, ...]:
     """``(f(*primals), J v)``: ``f``'s output and its directional derivative along ``tangents`` (``v``), each a
     tree of the output's structure, as ``torch.func.jvp``; with ``has_aux`` ``(output, jvp_out, aux)`` for ``f``
     returning ``(output, aux)``. ``primals`` and ``tangents`` are tuples, one tree per argument of ``f``, the
-    tangents of the primals' structure and shapes."""
+    tangents of the primals' structure and shapes (typed ``Any``: anything else is this function's error, which
+    says what to pass, rather than typeguard's)."""
     if not isinstance(primals, tuple) or not isinstance(tangents, tuple):
         raise OpUsageError(
             f"jvp: primals and tangents must be tuples, one entry per argument of {describe(f)}; got "
