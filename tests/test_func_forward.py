@@ -443,3 +443,18 @@ def test_identity_and_constant_outputs():
     np.testing.assert_array_equal(tangent[0], v)
     np.testing.assert_array_equal(tangent[1], np.zeros(2))
     np.testing.assert_array_equal(ofunc.jacfwd(lambda y: y)(x), np.eye(3))
+
+
+def test_an_array_changed_in_place_after_it_was_recorded_is_an_error():
+    """Forward mode reads the recorded arrays, as backward does: one changed since raises rather than giving a
+    tangent at other values."""
+
+    def f(x):
+        y = x * 2.0
+        z = np.sin(y)
+        with opreg.no_grad():
+            y.data += 1.0
+        return z
+
+    with pytest.raises(opreg.ModifiedInPlaceError, match=r"op 'sin' .*: input 0 'x' float64 \(2,\)"):
+        ofunc.jvp(f, (np.ones(2),), (np.ones(2),))

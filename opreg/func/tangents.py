@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
+from opreg import versions
 from opreg.calls import describe_array, input_gradients
 from opreg.errors import NotComposableError, OpContractError, OpregError
 from opreg.fit import gradient_dtype
@@ -188,7 +189,10 @@ def _nodes(outputs: Sequence[Any], floor: int) -> list[Any]:
             for entry in _topological_order(o, floor)[1]:
                 node = entry._node
                 found.setdefault(id(node), (node.number, entry))
-    return [entry for _, entry in sorted(found.values(), key=lambda pair: pair[0])]
+    ordered = [entry for _, entry in sorted(found.values(), key=lambda pair: pair[0])]
+    if ordered and (versions.last_edit > ordered[0]._node.number or versions.fingerprinted):
+        versions.check(entry._node for entry in ordered)  # an array changed in place since: its tangent would be wrong
+    return ordered
 
 
 def _array(x: Any) -> np.ndarray:
