@@ -47,7 +47,8 @@ class _Linearized:
         self.outputs, self.out_spec = tree_flatten(output)
 
     def push(self, tangents: Sequence[Any], record: bool) -> list[Any]:
-        """Each output's tangent given each input's (zeros of the output's shape where nothing reaches it)."""
+        """Each output's tangent given each input's (``None``: zero, and nothing pushed from it); zeros of the
+        output's shape where nothing reaches it."""
         with tracing():  # derived rules record their small passes, whatever no_grad is around
             pushed = push_forward(
                 self.outputs, {id(x): t for x, t in zip(self.inputs, tangents, strict=True)}, self.floor, record
@@ -127,14 +128,13 @@ def jacfwd(f: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: boo
         leaves, spec = tree_flatten(chosen)
         linear = _Linearized(of_chosen, leaves, spec, "jacfwd", has_aux, leaves)
         tensors = linear.tensors
-        zeros = [np.zeros(x.shape, x.dtype) for x in linear.inputs]
         blocks: list[list[Any]] = [[] for _ in linear.outputs]  # per output leaf, per input leaf
         for j, x in enumerate(linear.inputs):
             columns: list[list[Any]] = [[] for _ in linear.outputs]
             for m in range(x.size):
                 basis = np.zeros(x.shape, x.dtype)
                 basis.flat[m] = 1.0
-                seeds = [basis if i == j else z for i, z in enumerate(zeros)]
+                seeds = [basis if i == j else None for i in range(len(linear.inputs))]  # None: nothing to push
                 for k, t in enumerate(linear.push(seeds, linear.record)):
                     columns[k].append(t)
             for k, o in enumerate(linear.outputs):
