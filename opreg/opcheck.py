@@ -357,8 +357,8 @@ def _check_forward_mode(
     analytic = np.concatenate([np.ravel(p) for p in pieces])
     forward = _flat_forward(op, attributes)
     eps = settings["eps"]
-    plus = forward(*[x + eps * t if t is not None else x for x, t in zip(inputs, tangents, strict=True)])
-    minus = forward(*[x - eps * t if t is not None else x for x, t in zip(inputs, tangents, strict=True)])
+    plus = forward(*[np.asarray(x + eps * t) if t is not None else x for x, t in zip(inputs, tangents, strict=True)])
+    minus = forward(*[np.asarray(x - eps * t) if t is not None else x for x, t in zip(inputs, tangents, strict=True)])
     numeric = np.ravel((plus - minus) / (2 * eps))
     what = f"the output along random input tangents ({rule})"
     against_numeric = _compare(where, what, analytic, numeric, settings, None, located, subject="the tangent of")
@@ -420,8 +420,12 @@ def _check_jvp_rule_derivatives(
     along = zip(grads, [d for d in directions if d is not None], strict=True)
     analytic = np.asarray(sum(float(np.sum(g.data * d)) for g, d in along if g is not None))
     eps = settings["eps"]
-    plus = on_arrays(*[v + eps * d if d is not None else v for v, d in zip(values, directions, strict=True)])
-    minus = on_arrays(*[v - eps * d if d is not None else v for v, d in zip(values, directions, strict=True)])
+    plus = on_arrays(
+        *[np.asarray(v + eps * d) if d is not None else v for v, d in zip(values, directions, strict=True)]
+    )
+    minus = on_arrays(
+        *[np.asarray(v - eps * d) if d is not None else v for v, d in zip(values, directions, strict=True)]
+    )
     numeric = np.asarray((plus - minus) / (2 * eps))
     what = "its jvp rule run on Tensors (differentiated in the inputs and tangents, along a random direction)"
     located = _located(op.jvp, "jvp") if op.jvp is not None else ""
