@@ -28,7 +28,7 @@ from opreg.func.core import (
 )
 from opreg.func.pytree import TreeSpec, tree_flatten, tree_unflatten
 from opreg.func.reverse import _float_dtype, _output, _split_aux, jacrev
-from opreg.func.tangents import push_forward
+from opreg.func.tangents import push_forward, recorded
 from opreg.tensor import Tensor
 
 
@@ -45,14 +45,14 @@ class _Linearized:
             result = f(*tree_unflatten(spec, self.inputs))
         output, self.aux = _split_aux(result, has_aux, transform, f)
         self.outputs, self.out_spec = tree_flatten(output)
+        self.order = recorded(self.outputs, self.floor)
 
     def push(self, tangents: Sequence[Any], record: bool) -> list[Any]:
         """Each output's tangent given each input's (``None``: zero, and nothing pushed from it); zeros of the
         output's shape where nothing reaches it."""
         with tracing():  # derived rules record their small passes, whatever no_grad is around
-            pushed = push_forward(
-                self.outputs, {id(x): t for x, t in zip(self.inputs, tangents, strict=True)}, self.floor, record
-            )
+            seeds = {id(x): t for x, t in zip(self.inputs, tangents, strict=True)}
+            pushed = push_forward(self.outputs, self.order, seeds, record)
         return [
             np.zeros(np.shape(o), _float_dtype(o)) if t is None else t
             for o, t in zip(self.outputs, pushed, strict=True)

@@ -150,12 +150,12 @@ def _vjp_of_vjp(
     return tuple(tangent) if op.multi else tangent[0]
 
 
-def push_forward(outputs: Sequence[Any], seeds: Mapping[int, Any], floor: int, record: bool) -> list[Any]:
+def push_forward(outputs: Sequence[Any], order: Sequence[Any], seeds: Mapping[int, Any], record: bool) -> list[Any]:
     """The tangent of each of ``outputs`` (``None`` for one that does not depend on the seeded Tensors), given
-    the tangents ``seeds`` of a transform's input Tensors (by ``id``): each node recorded after ``floor`` between
-    them and the outputs, in the order it was made, gets its output's tangent from its inputs'."""
+    the tangents ``seeds`` of a transform's input Tensors (by ``id``): each node of ``order`` (:func:`recorded`),
+    in turn, gets its output's tangent from its inputs'."""
     tangents = dict(seeds)
-    for entry in _nodes(outputs, floor):
+    for entry in order:
         node: Node = entry._node
         several = isinstance(entry, tuple)
         made = tuple(entry) if several else (entry,)
@@ -180,9 +180,9 @@ def push_forward(outputs: Sequence[Any], seeds: Mapping[int, Any], floor: int, r
     return [tangents.get(id(o)) if isinstance(o, Tensor) else None for o in outputs]
 
 
-def _nodes(outputs: Sequence[Any], floor: int) -> list[Any]:
+def recorded(outputs: Sequence[Any], floor: int) -> list[Any]:
     """The Tensors (an op's several outputs: their tuple) recorded after ``floor`` that reach ``outputs``, each
-    after its inputs."""
+    after its inputs: what :func:`push_forward` walks, found once for any number of pushes."""
     found: dict[int, tuple[int, Any]] = {}
     for o in outputs:
         if isinstance(o, Tensor) and o._node is not None:
