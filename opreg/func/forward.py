@@ -47,12 +47,12 @@ class _Linearized:
         self.outputs, self.out_spec = tree_flatten(output)
         self.order = recorded(self.outputs, self.floor)
 
-    def push(self, tangents: Sequence[Any], record: bool) -> list[Any]:
+    def push(self, tangents: Sequence[Any]) -> list[Any]:
         """Each output's tangent given each input's (``None``: zero, and nothing pushed from it); zeros of the
         output's shape where nothing reaches it."""
-        with tracing():  # derived rules record their small passes, whatever no_grad is around
+        with tracing():  # when recording, the tangents are recorded whatever no_grad is around
             seeds = {id(x): t for x, t in zip(self.inputs, tangents, strict=True)}
-            pushed = push_forward(self.outputs, self.order, seeds, record)
+            pushed = push_forward(self.outputs, self.order, seeds, self.record)
         return [
             np.zeros(np.shape(o), _float_dtype(o)) if t is None else t
             for o, t in zip(self.outputs, pushed, strict=True)
@@ -102,7 +102,7 @@ def jvp(f: Callable[..., Any], primals: Any, tangents: Any, *, has_aux: bool = F
         )
     linear = _Linearized(f, leaves, spec, "jvp", has_aux, [*leaves, *t_leaves])
     seeds = [_tangent(t, x, i) for i, (t, x) in enumerate(zip(t_leaves, linear.inputs, strict=True))]
-    pushed = linear.push(seeds, linear.record)
+    pushed = linear.push(seeds)
     tensors = linear.tensors
     out = tree_unflatten(linear.out_spec, [lower(t, tensors) for t in pushed])
     return (linear.value(), out, linear.aux) if has_aux else (linear.value(), out)
@@ -135,7 +135,7 @@ def jacfwd(f: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: boo
                 basis = np.zeros(x.shape, x.dtype)
                 basis.flat[m] = 1.0
                 seeds = [basis if i == j else None for i in range(len(linear.inputs))]  # None: nothing to push
-                for k, t in enumerate(linear.push(seeds, linear.record)):
+                for k, t in enumerate(linear.push(seeds)):
                     columns[k].append(t)
             for k, o in enumerate(linear.outputs):
                 blocks[k].append(_block(columns[k], np.shape(o), x.shape, tensors, o))
