@@ -43,6 +43,7 @@ class Register(Protocol):
         overrides: bool = False,
         outputs: tuple[str, ...] | list[str] | None = None,
         differentiable_outputs: tuple[str, ...] | list[str] | None = None,
+        jvp: Callable[..., Any] | None = None,
     ) -> None:
         """Declare op ``name``.
 
@@ -55,6 +56,12 @@ class Register(Protocol):
           or the input's shape. It names as keyword-only parameters what it needs besides: ``output``, ``saved``
           (forward then returns ``(output, saved)``), ``needs_grad`` (one bool per input), any attribute.
           Written with ``opreg.numpy`` and operators, it can be differentiated again, to any order.
+        - ``jvp(tangents, *inputs, *, ...)``: forward mode, optional. ``tangents`` holds one entry per input: an
+          array of the input's shape (zeros where the input carries no tangent), ``None`` for an input the op
+          declares not differentiable. It returns the output's tangent (a tuple, one per output, for several
+          outputs; ``None`` for one that takes no gradient), and may name ``output`` and attributes as
+          keyword-only parameters. Without it, forward mode is derived from backward (a VJP of the VJP), which
+          costs a small backward pass per op. Written with ``opreg.numpy``, it composes (``jacfwd(jacrev(f))``).
         - ``differentiable``: the inputs that get gradients (default: all; a loss's labels do not).
         - ``sample_inputs(rng)``: valid inputs for gradient checks, or a list of :class:`opreg.plugin.Sample`.
         - ``doc``: one line for listings (default: forward's docstring).

@@ -10,7 +10,11 @@ plugin author gets these checks without writing a test. On the op's declared sam
 * the analytic gradient, routed through the engine as a user's would be, matches central finite differences:
   ``|analytic - numeric| <= atol + rtol * |numeric|`` (PyTorch ``gradcheck``'s rule and defaults);
 * for an op whose backward is built from registered ops (found out by running it on Tensors), so are the
-  derivatives of that backward, recorded on Tensors (PyTorch's ``gradgradcheck``).
+  derivatives of that backward, recorded on Tensors (PyTorch's ``gradgradcheck``);
+* forward mode as :mod:`opreg.func` runs it (the op's ``jvp`` rule, or the one derived from its backward): the
+  tangent of the output along random input tangents against central differences, and against the backward
+  (``<J v, u> == <v, J^T u>``); failures read "jvp of op 'x' (plugin 'p') ...". Skipped for an op with no rule
+  whose backward does not compose (forward mode then raises :class:`NotComposableError`, naming it).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from opreg.calls import backward_keywords, run_forward
 from opreg.contract import check_gradients, check_unchanged, describe_array, nonfinite, tuple_output_error
 from opreg.engine import Autograd
 from opreg.errors import GradcheckError, NotComposableError, OpContractError
+from opreg.func.tangents import op_tangent
 from opreg.opdef import CHECK_TOLERANCES, OpDef, Sample
 from opreg.registry import get_registry
 from opreg.tensor import Tensor, apply, call_op, grad, no_grad
@@ -131,7 +136,8 @@ def _check_sample(
     report.checks.append("backward: one gradient per input, shapes and dtypes, inputs unchanged")
     forward = _flat_forward(op, attributes)
     flat_g = _flatten(op, grad_output)
-    for position, analytic in enumerate(analytic_gradients(op, inputs, grad_output, **attributes)):
+    first = analytic_gradients(op, inputs, grad_output, **attributes)
+    for position, analytic in enumerate(first):
         if analytic is not None:
             what = op.describe_input(position)
             report.comparisons.append(
@@ -139,6 +145,15 @@ def _check_sample(
             )
     if composes(op, inputs, attributes, grad_output):
         report.comparisons += _check_second_order(op, inputs, attributes, grad_output, settings, rng, fast)
+    try:
+        report.comparisons += _check_forward_mode(op, inputs, attributes, grad_output, first, settings, rng)
+    except NotComposableError:  # no jvp rule, and a backward that does not run on Tensors: no forward mode
+        report.checks.append("jvp: none (no jvp rule, and the backward does not compose)")
+    if op.jvp is not None:
+        try:
+            report.comparisons.append(_check_jvp_rule_derivatives(op, inputs, attributes, settings, rng))
+        except NotComposableError:  # as a backward that does not compose: forward mode serves first order only
+            report.checks.append("jvp rule: first order only (it does not run on Tensors)")
     _check_float32(op, [x.astype(np.float32) for x in inputs], attributes)
     report.checks.append("float32: output and gradients")
 
@@ -240,14 +255,14 @@ def _check_against_numeric(
     return _compare(op.describe(), what, analytic, numeric, settings, value, _located(op.backward))
 
 
-def _located(function: Callable[..., Any]) -> str:
+def _located(function: Callable[..., Any], role: str = "backward") -> str:
     """`` (backward at path/to/ops.py:42)``, where Python can tell; empty where it cannot (a builtin)."""
     try:
         path = inspect.getsourcefile(function)
         line = inspect.getsourcelines(function)[1]
     except (OSError, TypeError):
         return ""
-    return f" (backward at {path}:{line})" if path else ""
+    return f" ({role} at {path}:{line})" if path else ""
 
 
 def composes(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], grad_output: Any) -> bool:
@@ -313,8 +328,112 @@ def _check_second_order(
     return comparisons
 
 
-def _fail(op: OpDef, problem: str) -> NoReturn:
-    raise GradcheckError(f"{op.describe()}: {problem}")
+def _check_forward_mode(
+    op: OpDef,
+    inputs: list[np.ndarray],
+    attributes: Mapping[str, Any],
+    grad_output: Any,
+    pulled: Sequence[np.ndarray | None],
+    settings: dict[str, float],
+    rng: np.random.Generator,
+) -> list[Comparison]:
+    """Forward mode, as :mod:`opreg.func` computes it for the op (its ``jvp`` rule, or the one derived from its
+    backward): ``J v`` for random input tangents ``v`` against the central difference of forward along ``v``, and
+    against the backward, ``<J v, u> == <v, J^T u>`` (``u`` is ``grad_output``, ``J^T u`` the gradients ``pulled``
+    from it)."""
+    where = f"jvp of {op.describe()}"
+    rule = "its jvp rule" if op.jvp is not None else "forward mode derived from its backward"
+    located = _located(op.jvp, "jvp") if op.jvp is not None else _located(op.backward)
+    flags = op.differentiable_for(len(inputs))
+    tangents = [rng.standard_normal(x.shape) if d else None for x, d in zip(inputs, flags, strict=True)]
+    output = op.output_of(*inputs, **attributes)
+    tangent = op_tangent(op, inputs, output, attributes, tangents, record=False)
+    like = _outputs(op, output)
+    pieces = [
+        np.zeros(np.shape(o)) if t is None else np.asarray(getattr(t, "data", t))
+        for o, t, wanted in zip(like, _outputs(op, tangent), op.output_flags(len(like)) or (True,), strict=True)
+        if wanted
+    ]
+    analytic = np.concatenate([np.ravel(p) for p in pieces])
+    forward = _flat_forward(op, attributes)
+    eps = settings["eps"]
+    plus = forward(*[np.asarray(x + eps * t) if t is not None else x for x, t in zip(inputs, tangents, strict=True)])
+    minus = forward(*[np.asarray(x - eps * t) if t is not None else x for x, t in zip(inputs, tangents, strict=True)])
+    numeric = np.ravel((plus - minus) / (2 * eps))
+    what = f"the output along random input tangents ({rule})"
+    against_numeric = _compare(where, what, analytic, numeric, settings, None, located, subject="the tangent of")
+    u = np.ravel(_flatten(op, grad_output))
+    forward_side = float(np.dot(analytic, u))
+    pairs = [(t, g) for t, g in zip(tangents, pulled, strict=True) if t is not None and g is not None]
+    reverse_side = float(sum(np.sum(t * g) for t, g in pairs))
+    scale = np.linalg.norm(analytic) * np.linalg.norm(u) + sum(np.linalg.norm(t) * np.linalg.norm(g) for t, g in pairs)
+    error = abs(forward_side - reverse_side)
+    if error > 1e-8 * scale + 1e-300:
+        _fail(
+            op,
+            f"{rule} disagrees with its backward{located}: <J v, u> = {forward_side!r} by forward mode, and "
+            f"<v, J^T u> = {reverse_side!r} by the backward, for random input tangents v and output gradient u "
+            f"(error {error:.3g}, allowed {1e-8 * scale:.3g}); one of the two is wrong",
+            prefix="jvp of ",
+        )
+    consistent = Comparison(f"jvp: <J v, u> against <v, J^T u> ({rule})", error, error / max(abs(reverse_side), 1e-300))
+    return [against_numeric, consistent]
+
+
+def _check_jvp_rule_derivatives(
+    op: OpDef,
+    inputs: list[np.ndarray],
+    attributes: Mapping[str, Any],
+    settings: dict[str, float],
+    rng: np.random.Generator,
+) -> Comparison:
+    """A declared ``jvp`` rule as nested transforms run it (``jacfwd(jacrev(f))``, ``grad`` of a ``jvp``): on
+    Tensors, recorded. The derivative of ``F = <w, jvp(x, t)>`` (random ``w``) in every differentiable input and
+    tangent together, along a random direction, against the central difference of F computed by the rule on
+    arrays: a rule that leaves the graph (``constant``, ``.data``) would give nested transforms wrong numbers."""
+    flags = op.differentiable_for(len(inputs))
+    tangents = [rng.standard_normal(x.shape) if d else None for x, d in zip(inputs, flags, strict=True)]
+    like = _outputs(op, op.output_of(*inputs, **attributes))
+    wanted = op.output_flags(len(like)) or (True,)
+    weights = [rng.standard_normal(np.shape(o)) for o in like]
+    values = [*inputs, *(t for t in tangents if t is not None)]
+    directions = [rng.standard_normal(v.shape) if i >= len(inputs) or flags[i] else None for i, v in enumerate(values)]
+
+    def weighted(tangent: Any) -> Any:
+        pairs = zip(_outputs(op, tangent), weights, wanted, strict=True)
+        terms = [apply("sum", apply("mul", t, w)) for t, w, d in pairs if d and t is not None]
+        return sum(terms[1:], start=terms[0]) if terms else Tensor(np.zeros(()))
+
+    def on_arrays(*values: np.ndarray) -> np.ndarray:
+        xs, ts = list(values[: len(inputs)]), iter(values[len(inputs) :])
+        given = [next(ts) if d else None for d in flags]
+        tangent = op_tangent(op, xs, op.output_of(*xs, **attributes), attributes, given, record=False)
+        return np.asarray(weighted(tangent).data)
+
+    tensors = [Tensor(v, requires_grad=d is not None) for v, d in zip(values, directions, strict=True)]
+    xs, ts = tensors[: len(inputs)], iter(tensors[len(inputs) :])
+    total = weighted(
+        op_tangent(op, xs, call_op(op, xs, attributes), attributes, [next(ts) if d else None for d in flags], True)
+    )
+    chosen = [x for x in tensors if x.requires_grad]
+    grads = grad(total, chosen) if total.requires_grad else [None] * len(chosen)
+    along = zip(grads, [d for d in directions if d is not None], strict=True)
+    analytic = np.asarray(sum(float(np.sum(g.data * d)) for g, d in along if g is not None))
+    eps = settings["eps"]
+    plus = on_arrays(
+        *[np.asarray(v + eps * d) if d is not None else v for v, d in zip(values, directions, strict=True)]
+    )
+    minus = on_arrays(
+        *[np.asarray(v - eps * d) if d is not None else v for v, d in zip(values, directions, strict=True)]
+    )
+    numeric = np.asarray((plus - minus) / (2 * eps))
+    what = "its jvp rule run on Tensors (differentiated in the inputs and tangents, along a random direction)"
+    located = _located(op.jvp, "jvp") if op.jvp is not None else ""
+    return _compare(f"jvp of {op.describe()}", what, analytic, numeric, settings, None, located, "the derivative of")
+
+
+def _fail(op: OpDef, problem: str, prefix: str = "") -> NoReturn:
+    raise GradcheckError(f"{prefix}{op.describe()}: {problem}")
 
 
 def _refuse_integer_samples(op: OpDef, sample: Sample) -> None:
@@ -475,6 +594,7 @@ def _compare(
     settings: Mapping[str, float],
     value: np.ndarray | None = None,
     located: str = "",
+    subject: str = "the gradient of",
 ) -> Comparison:
     """Raise if ``analytic`` and ``numeric`` differ beyond ``atol + rtol * |numeric|`` anywhere, naming the worst
     element (and the input's ``value`` there, when given); else how far apart they were."""
@@ -488,7 +608,7 @@ def _compare(
     at_value = value is not None and value.shape == excess.shape
     there = f" (where the input is {float(cast(np.ndarray, value)[worst])!r})" if at_value else ""
     raise GradcheckError(
-        f"{where}: the gradient of {what} disagrees with finite differences{located}: "
+        f"{where}: {subject} {what} disagrees with finite differences{located}: "
         f"max abs error {error.max():.3g}, max rel error {relative.max():.3g}; worst at index {worst}{there}: "
         f"analytic {float(analytic[worst])!r}, numeric {float(numeric[worst])!r} "
         f"(eps {settings['eps']}, atol {settings['atol']}, rtol {settings['rtol']})"

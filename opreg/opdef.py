@@ -124,6 +124,11 @@ class OpDef:
     #: Whether the one output is starred (``outputs=("*pieces",)``): forward returns a tuple of any length
     #: (``split``), each a differentiable output.
     variadic_outputs: bool = False
+    #: ``jvp(tangents, *inputs, **asked)``: the output's tangent (a tuple for several outputs) from the inputs'
+    #: (:func:`define_op` documents the contract); None: forward mode derives it from backward (:mod:`opreg.func`).
+    jvp: Callable[..., Any] | None = None
+    #: What ``jvp`` names among ``output`` and the attributes (the keywords it is passed).
+    jvp_keywords: tuple[str, ...] = ()
     # Derived once, in __post_init__, as plain fields: the hot path reads them on every op.
     no_targets: tuple[None, ...] = field(default=(), compare=False)  # (None,) * len(inputs)
     all_needed: tuple[bool, ...] = field(default=(), compare=False)  # (True,) * len(inputs)
@@ -257,6 +262,7 @@ REGISTER_KEYWORDS = (
     "overrides",
     "outputs",
     "differentiable_outputs",
+    "jvp",
     *LEGACY_KEYWORDS,
 )
 
@@ -286,6 +292,7 @@ def define_op(
     overrides: bool = False,
     outputs: tuple[str, ...] | list[str] | None = None,
     differentiable_outputs: tuple[str, ...] | list[str] | None = None,
+    jvp: Callable[..., Any] | None = None,
     **legacy: Any,
 ) -> OpDef:
     """Validate one op declaration and return its :class:`OpDef`; the keywords are those of ``register``
@@ -331,6 +338,10 @@ def define_op(
     for extra in (0, 2) if variadic else (0,):  # a variadic op's forward and backward take any number
         _check_arity(where, "forward", forward, len(inputs) + extra, attributes)
         _check_arity(where, "backward", backward, 1 + len(inputs) + extra, asked)
+    jvp_keywords = _jvp_keywords(where, jvp, attributes)
+    if jvp is not None:
+        for extra in (0, 2) if variadic else (0,):
+            _check_arity(where, "jvp", jvp, 1 + len(inputs) + extra, dict.fromkeys(jvp_keywords))
     return OpDef(
         name=name,
         inputs=inputs,
@@ -353,7 +364,30 @@ def define_op(
         outputs=output_names,
         differentiable_outputs=output_flags,
         variadic_outputs=variadic_outputs,
+        jvp=jvp,
+        jvp_keywords=jvp_keywords,
     )
+
+
+def _jvp_keywords(where: str, jvp: Any, attributes: Mapping[str, Any]) -> tuple[str, ...]:
+    """What a ``jvp`` rule asks for by naming keyword-only parameters: ``output`` and attributes (every attribute,
+    with ``**attributes``: a linear op's rule passes them on to the op); anything else it names is an error, as it
+    would never be given."""
+    if jvp is None:
+        return ()
+    if not callable(jvp):
+        raise RegistrationError(f"{where}: jvp must be callable, not {type(jvp).__name__}")
+    parameters = _parameters(jvp) or {}
+    named = [n for n, p in parameters.items() if p.kind is p.KEYWORD_ONLY]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return (*(["output"] if "output" in named else []), *attributes)
+    unknown = [n for n in named if n != "output" and n not in attributes]
+    if unknown:
+        raise RegistrationError(
+            f"{where}: jvp asks for {', '.join(unknown)}, and a jvp rule is given only output= and the attributes "
+            f"({', '.join(attributes) or 'none'}) by name; the tangents come first, one per input, then the inputs"
+        )
+    return tuple(named)
 
 
 def _variadic(where: str, inputs: tuple[Any, ...]) -> tuple[tuple[Any, ...], bool]:

@@ -10,6 +10,8 @@ The built-in plugins import from here and from :mod:`opreg.numpy` only, exactly 
   :func:`gradient_dtype` is the dtype a gradient must have.
 - :func:`op` is a registered op by its own name, as a function of arrays and Tensors (``opreg.ops.<name>``), for a
   backward that calls an op with no NumPy name (``getitem``'s calls ``scatter_add``, sort's ``scatter_along``).
+- :func:`linear_jvp` is the ``jvp`` rule of an op linear in its one input (a reshape, a sum): the op itself,
+  applied to the tangent.
 - :func:`constant` is a value with the graph cut off (a softmax's shift), :func:`contiguous` a memory layout
   for speed: neither changes a value, so neither changes a derivative.
 """
@@ -41,6 +43,7 @@ __all__ = [
     "divide_by_count",
     "gradient_dtype",
     "hookimpl",
+    "linear_jvp",
     "normalize_axes",
     "numpy_reduction",
     "op",
@@ -91,6 +94,17 @@ def op(name: str) -> Callable[..., Any]:
 
     call.__name__ = call.__qualname__ = name
     return call
+
+
+def linear_jvp(name: str) -> Callable[..., Any]:
+    """The ``jvp`` rule of op ``name`` when it is linear in its one input (reshapes, transposes, flips, sums): the
+    output's tangent is the op applied to the input's, with the same attributes."""
+    function = op(name)
+
+    def jvp(tangents: tuple[Any, ...], x: Any, **attributes: Any) -> Any:
+        return function(tangents[0], **attributes)
+
+    return jvp
 
 
 def numpy_reduction(name: str) -> Callable[[ModuleType], Callable[..., Any]]:

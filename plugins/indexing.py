@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, Sample, hookimpl, op
+from opreg.plugin import Register, Sample, hookimpl, linear_jvp, op
 
 #: An index as NumPy takes it: an int, a slice, None, Ellipsis, an array or list, or a tuple of them.
 Index = Any
@@ -289,6 +289,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_getitem,
         backward=_getitem_backward,
+        jvp=linear_jvp("getitem"),
         sample_inputs=_getitem_samples,
         doc="x[index] for any index NumPy takes (t[...] on a Tensor); an element read twice gets both gradients.",
         reference=_torch_getitem,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, Sample, contiguous, hookimpl
+from opreg.plugin import Register, Sample, contiguous, hookimpl, linear_jvp
 
 
 def _matmul_backward(g: Any, a: Any, b: Any, *, needs_grad: tuple[bool, bool]) -> tuple[Any, Any]:
@@ -78,6 +78,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("a", "b"),
         forward=np.matmul,
         backward=_matmul_backward,
+        jvp=lambda t, a, b: t[0] @ b + a @ t[1],
         sample_inputs=lambda rng: [
             Sample(rng.standard_normal((3, 4)), rng.standard_normal((4, 5))),
             Sample(rng.standard_normal(4), rng.standard_normal((2, 4, 5))),
@@ -94,6 +95,7 @@ def opreg_register_ops(register: Register) -> None:
         # Contiguous: a transposed view would make adding it into dW (or W.grad) walk memory against its layout,
         # which bench/ measured at 20x the cost of this copy for a 784x512 weight.
         backward=lambda g, x: (contiguous(onp.matrix_transpose(g)),),
+        jvp=linear_jvp("transpose"),
         doc="Swap the last two axes (x.T for a matrix); needs at least 2 dimensions.",
         numpy="matrix_transpose",
         reference=lambda torch: lambda x: x.mT,
@@ -103,6 +105,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x", "weight", "bias"),
         forward=_linear,
         backward=_linear_backward,
+        jvp=lambda t, x, weight, bias: t[0] @ onp.matrix_transpose(weight) + x @ onp.matrix_transpose(t[1]) + t[2],
         sample_inputs=_linear_samples,
         doc="x @ weight.T + bias: a fully connected layer; weight is (out_features, in_features), x 1-D or batched.",
         reference=lambda torch: lambda x, weight, bias: torch.nn.functional.linear(x, weight) + bias,

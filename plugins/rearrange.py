@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Axis, Register, Sample, hookimpl, normalize_axes, op
+from opreg.plugin import Axis, Register, Sample, hookimpl, linear_jvp, normalize_axes, op
 
 #: np.pad, untyped: its overloads take the mode as a literal, which an attribute is not.
 _numpy_pad: Any = np.pad
@@ -265,6 +265,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_flip,
         backward=lambda g, x, *, axis: (onp.flip(g, axis),),
+        jvp=linear_jvp("flip"),
         sample_inputs=_flip_samples,
         numpy="flip",
         reference=lambda torch: lambda x, axis=None: torch.flip(x, _dims(x, axis)),
@@ -274,6 +275,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_fliplr,
         backward=lambda g, x: (onp.fliplr(g),),
+        jvp=linear_jvp("fliplr"),
         sample_inputs=lambda rng: [Sample(rng.standard_normal(s)) for s in [(3, 4), (2, 3, 4)]],
         numpy="fliplr",
         reference="torch.fliplr",
@@ -283,6 +285,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_flipud,
         backward=lambda g, x: (onp.flipud(g),),
+        jvp=linear_jvp("flipud"),
         sample_inputs=lambda rng: [Sample(rng.standard_normal(s)) for s in [(3,), (3, 4), (2, 3, 4)]],
         numpy="flipud",
         reference="torch.flipud",
@@ -292,6 +295,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_rot90,
         backward=lambda g, x, *, k, axes: (onp.rot90(g, -k, axes),),
+        jvp=linear_jvp("rot90"),
         sample_inputs=_rot90_samples,
         numpy="rot90",
         reference=lambda torch: lambda x, k=1, axes=(0, 1): torch.rot90(x, k, axes),
@@ -301,6 +305,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_roll,
         backward=_unroll,
+        jvp=linear_jvp("roll"),
         sample_inputs=_roll_samples,
         numpy="roll",
         reference=_torch_roll,
@@ -310,6 +315,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_tile,
         backward=_tile_backward,
+        jvp=linear_jvp("tile"),
         sample_inputs=_tile_samples,
         numpy="tile",
         reference=lambda torch: lambda x, reps=1: torch.tile(x, (reps,) if isinstance(reps, int) else reps),
@@ -319,6 +325,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_repeat,
         backward=_repeat_backward,
+        jvp=linear_jvp("repeat"),
         sample_inputs=_repeat_samples,
         numpy="repeat",
         reference=_torch_repeat,

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Axis, Register, Sample, hookimpl, normalize_axes
+from opreg.plugin import Axis, Register, Sample, hookimpl, linear_jvp, normalize_axes
 
 #: A ``shape`` attribute as NumPy takes it: an int or a sequence of ints (one may be -1).
 Shape = int | Sequence[int] | None
@@ -192,6 +192,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_reshape,
         backward=_back_to_shape,
+        jvp=linear_jvp("reshape"),
         sample_inputs=_reshape_samples,
         doc="x with a new shape (required attribute shape; one entry may be -1), as np.reshape in C order.",
         numpy="reshape",
@@ -202,6 +203,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_ravel,
         backward=_back_to_shape,
+        jvp=linear_jvp("ravel"),
         sample_inputs=lambda rng: [Sample(rng.standard_normal(s)) for s in [(2, 3, 4), (), (0, 2)]],
         numpy="ravel",
         reference="torch.ravel",
@@ -221,6 +223,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_expand_dims,
         backward=lambda g, x, *, axis: (onp.squeeze(g, axis),),
+        jvp=linear_jvp("expand_dims"),
         sample_inputs=lambda rng: [Sample(rng.standard_normal((3, 4)), axis=a) for a in (0, -1, (0, 2))],
         numpy="expand_dims",
         reference=lambda torch: lambda x, axis=0: x.reshape(np.expand_dims(np.empty(x.shape), axis).shape),
@@ -230,6 +233,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_squeeze,
         backward=_squeeze_backward,
+        jvp=linear_jvp("squeeze"),
         sample_inputs=lambda rng: [Sample(rng.standard_normal((3, 1, 4, 1)), axis=a) for a in (None, 1, (-1, 1))],
         numpy="squeeze",
         reference=lambda torch: lambda x, axis=None: x.reshape(np.squeeze(np.empty(x.shape), axis).shape),
@@ -239,6 +243,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_broadcast_to,
         backward=lambda g, x: (g,),  # the engine sums the broadcast axes back to x's shape
+        jvp=linear_jvp("broadcast_to"),
         sample_inputs=lambda rng: [
             Sample(rng.standard_normal((3, 1)), shape=(2, 3, 4)),
             Sample(rng.standard_normal(4), shape=(3, 4)),
@@ -251,6 +256,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_permute,
         backward=_permute_backward,
+        jvp=linear_jvp("permute"),
         sample_inputs=_permute_samples,
         numpy="transpose",
         reference=_torch_permute,
@@ -260,6 +266,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_swapaxes,
         backward=lambda g, x, *, axis1, axis2: (onp.swapaxes(g, axis1, axis2),),
+        jvp=linear_jvp("swapaxes"),
         sample_inputs=lambda rng: [
             Sample(rng.standard_normal((2, 3, 4)), axis1=a, axis2=b) for a, b in [(0, 2), (-1, 1), (1, 1)]
         ],
@@ -271,6 +278,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_moveaxis,
         backward=_moveaxis_backward,
+        jvp=linear_jvp("moveaxis"),
         sample_inputs=lambda rng: [
             Sample(rng.standard_normal((2, 3, 4, 5)), source=s, destination=d)
             for s, d in [(0, -1), (-1, 1), ((0, 1), (-1, 0)), ((3, 0), (1, 2))]
@@ -283,6 +291,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x",),
         forward=_rollaxis,
         backward=_rollaxis_backward,
+        jvp=linear_jvp("rollaxis"),
         sample_inputs=lambda rng: [
             Sample(rng.standard_normal((2, 3, 4, 5)), axis=a, start=s) for a, s in [(3, 1), (-1, 0), (1, 4), (2, -2)]
         ],

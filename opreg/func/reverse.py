@@ -1,5 +1,5 @@
-"""Reverse mode as functions: :func:`vjp`, :func:`grad`, :func:`value_and_grad`, :func:`jacrev`, :func:`hessian`,
-:func:`hvp`.
+"""Reverse mode as functions: :func:`vjp`, :func:`grad`, :func:`value_and_grad`, :func:`jacrev`, :func:`hvp`
+(:func:`opreg.func.forward.hessian` is forward over reverse).
 
 Each runs ``f`` on inputs of its own (:func:`opreg.func.core.lift`) and walks the Tensor graph from the outputs
 back to them, with the one backward pass every front end uses. Names and conventions are ``torch.func``'s (and
@@ -327,12 +327,6 @@ def _stack_rows(rows: list[Any], out_shape: tuple[int, ...], in_shape: tuple[int
     if any(isinstance(r, Tensor) for r in rows):
         return onp.reshape(onp.stack(rows), out_shape + in_shape)
     return lower(np.stack(rows).reshape(out_shape + in_shape), tensors)
-
-
-def hessian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
-    """The Hessian of ``f``'s scalar output with respect to the arguments ``argnums`` names: the Jacobian of its
-    gradient, as ``torch.func.hessian``."""
-    return _jacrev(_jacrev(f, argnums, False, "hessian"), argnums, False, "hessian")
 
 
 def hvp(f: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
