@@ -10,6 +10,9 @@ The built-in plugins import from here and from :mod:`opreg.numpy` only, exactly 
   :func:`gradient_dtype` is the dtype a gradient must have.
 - :func:`op` is a registered op by its own name, as a function of arrays and Tensors (``opreg.ops.<name>``), for a
   backward that calls an op with no NumPy name (``getitem``'s calls ``scatter_add``, sort's ``scatter_along``).
+- :func:`over_axes`, :func:`along_axis`, :func:`align`, :func:`matrix_ops`, :func:`loop`, :func:`batch_all` and
+  :func:`shift_axis` are the common batching rules (``register(batch=...)``) and their parts
+  (:mod:`opreg.batch_rules`).
 - :func:`constant` is a value with the graph cut off (a softmax's shift), :func:`contiguous` a memory layout
   for speed: neither changes a value, so neither changes a derivative.
 """
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from opreg.axes import Axis, divide_by_count, normalize_axes, reduce, restore_axes
+from opreg.batch_rules import align, along_axis, batch_all, loop, matrix_ops, over_axes, shift_axis
 from opreg.dispatch import op_function
 from opreg.fit import gradient_dtype
 from opreg.hookspecs import Register, hookimpl
@@ -35,18 +39,25 @@ __all__ = [
     "Register",
     "Sample",
     "SampleInputs",
+    "align",
+    "along_axis",
     "away_from_zero",
+    "batch_all",
     "constant",
     "contiguous",
     "divide_by_count",
     "gradient_dtype",
     "hookimpl",
+    "loop",
+    "matrix_ops",
     "normalize_axes",
     "numpy_reduction",
     "op",
+    "over_axes",
     "positive",
     "reduce",
     "restore_axes",
+    "shift_axis",
     "standard_normal",
 ]
 

@@ -60,6 +60,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="a + b, broadcasting.",
         numpy="add",
         reference="torch.add",
+        batch="elementwise",
     )
     register(
         name="sub",
@@ -69,6 +70,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="a - b, broadcasting.",
         numpy="subtract",
         reference="torch.sub",
+        batch="elementwise",
     )
     register(
         name="mul",
@@ -78,6 +80,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="a * b elementwise, broadcasting.",
         numpy="multiply",
         reference="torch.mul",
+        batch="elementwise",
     )
     register(
         name="div",
@@ -89,6 +92,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy=("divide", "true_divide"),
         reference="torch.div",
         domain={"b": (0.5, 2.0)},
+        batch="elementwise",
     )
     register(
         name="neg",
@@ -98,6 +102,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="-x.",
         numpy="negative",
         reference="torch.neg",
+        batch="elementwise",
     )
     register(
         name="positive",
@@ -107,6 +112,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="+x: a copy; opreg.func records it to give a transform's input a node of its own.",
         numpy="positive",
         reference="torch.positive",
+        batch="elementwise",
     )
     register(
         name="pow",
@@ -121,6 +127,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="power",
         reference="torch.pow",
         domain={"base": (0.5, 2.0)},
+        batch="elementwise",
     )
     register(
         name="where",
@@ -132,4 +139,5 @@ def opreg_register_ops(register: Register) -> None:
         doc="x where condition holds, else y, broadcasting all three; condition gets no gradient.",
         numpy="where",
         reference=lambda torch: lambda condition, x, y: torch.where(condition != 0, x, y),
+        batch="elementwise",
     )

@@ -38,6 +38,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="sinh",
         reference="torch.sinh",
         domain=(-5.0, 5.0),
+        batch="elementwise",
     )
     register(
         name="cosh",
@@ -48,6 +49,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="cosh",
         reference="torch.cosh",
         domain=(-5.0, 5.0),
+        batch="elementwise",
     )
     register(
         name="arcsinh",
@@ -58,6 +60,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="arcsinh",
         reference="torch.asinh",
         domain=(-100.0, 100.0),
+        batch="elementwise",
     )
     register(
         name="arccosh",
@@ -69,6 +72,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="arccosh",
         reference="torch.acosh",
         domain=(1.0, 100.0),
+        batch="elementwise",
     )
     register(
         name="arctanh",
@@ -80,4 +84,5 @@ def opreg_register_ops(register: Register) -> None:
         numpy="arctanh",
         reference="torch.atanh",
         domain=(-0.99, 0.99),
+        batch="elementwise",
     )

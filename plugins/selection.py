@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, Sample, constant, hookimpl, normalize_axes, op
+from opreg.plugin import Register, Sample, along_axis, constant, hookimpl, normalize_axes, op
 
 Indices = Any  # an integer array, a list of ints or an int (a Tensor's values are taken, never differentiated)
 
@@ -318,6 +318,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_sort_samples,
         numpy="sort",
         reference=_torch_sort,
+        batch=along_axis,
     )
     register(
         name="partition",
@@ -327,6 +328,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_partition_samples,
         numpy="partition",
         reference=_torch_partition,
+        batch=along_axis,
     )
     register(
         name="diagonal",

@@ -88,6 +88,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="sin",
         reference="torch.sin",
         domain=(-10.0, 10.0),
+        batch="elementwise",
     )
     register(
         name="cos",
@@ -98,6 +99,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="cos",
         reference="torch.cos",
         domain=(-10.0, 10.0),
+        batch="elementwise",
     )
     register(
         name="tan",
@@ -109,6 +111,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="tan",
         reference="torch.tan",
         domain=(-1.5, 1.5),
+        batch="elementwise",
     )
     register(
         name="arcsin",
@@ -120,6 +123,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="arcsin",
         reference="torch.asin",
         domain=(-1.0, 1.0),
+        batch="elementwise",
     )
     register(
         name="arccos",
@@ -131,6 +135,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="arccos",
         reference="torch.acos",
         domain=(-1.0, 1.0),
+        batch="elementwise",
     )
     register(
         name="arctan",
@@ -140,6 +145,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="Inverse tangent.",
         numpy="arctan",
         reference="torch.atan",
+        batch="elementwise",
     )
     register(
         name="arctan2",
@@ -150,6 +156,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="The angle of the point (x, y), broadcasting; its gradient is 0 at (0, 0), as in torch.",
         numpy="arctan2",
         reference="torch.atan2",
+        batch="elementwise",
     )
     register(
         name="hypot",
@@ -160,6 +167,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="sqrt(a^2 + b^2) without overflow, broadcasting; its gradient is NaN at (0, 0), as in torch.",
         numpy="hypot",
         reference="torch.hypot",
+        batch="elementwise",
     )
     register(
         name="sinc",
@@ -171,6 +179,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="sinc",
         reference="torch.sinc",
         domain=(-4.0, 4.0),
+        batch="elementwise",
     )
     register(
         name="deg2rad",
@@ -180,6 +189,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="Degrees to radians: x * pi / 180.",
         numpy=("deg2rad", "radians"),
         reference="torch.deg2rad",
+        batch="elementwise",
     )
     register(
         name="rad2deg",
@@ -189,4 +199,5 @@ def opreg_register_ops(register: Register) -> None:
         doc="Radians to degrees: x * 180 / pi.",
         numpy=("rad2deg", "degrees"),
         reference="torch.rad2deg",
+        batch="elementwise",
     )

@@ -2,12 +2,13 @@
 
 ``grad``, ``value_and_grad``, ``vjp``, ``jacrev``, ``hessian`` and ``hvp`` work on any function built from
 registered ops (NumPy functions on Tensors, ``opreg.numpy``, operators), on arrays and Tensors alike, and compose
-with each other to any order. Inputs and outputs may be trees of tuples, lists and dicts
-(:mod:`opreg.func.pytree`).
+with each other to any order; ``vmap`` batches any of them (``vmap(grad(loss))``: per-example gradients).
+Inputs and outputs may be trees of tuples, lists and dicts (:mod:`opreg.func.pytree`).
 """
 
 from opreg.func.pytree import tree_flatten, tree_map, tree_unflatten
 from opreg.func.reverse import grad, hessian, hvp, jacrev, value_and_grad, vjp
+from opreg.func.vmap import vmap
 
 __all__ = [
     "grad",
@@ -19,4 +20,5 @@ __all__ = [
     "tree_unflatten",
     "value_and_grad",
     "vjp",
+    "vmap",
 ]

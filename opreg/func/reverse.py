@@ -14,7 +14,18 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
+from opreg.dispatch import op_function
 from opreg.errors import OpUsageError
+from opreg.func.batching import (
+    Batched,
+    active_levels,
+    at_level,
+    from_physical,
+    levels_of,
+    map_physical,
+    strip,
+    to_physical,
+)
 from opreg.func.core import (
     argnums_tuple,
     describe,
@@ -32,11 +43,26 @@ from opreg.tensor import Tensor, _backpropagate, _seed
 
 
 def pullback(
-    outputs: Sequence[Any], inputs: Sequence[Tensor], cotangents: Sequence[Any], *, create_graph: bool, floor: int
+    outputs: Sequence[Any],
+    inputs: Sequence[Any],
+    cotangents: Sequence[Any],
+    *,
+    create_graph: bool,
+    floor: int,
+    levels: Sequence[tuple[int, int]] = (),
 ) -> list[Any]:
     """``J^T ct``: for each of ``inputs``, the sum over ``outputs`` of each output's cotangent pulled back to it,
     in one backward pass (several outputs are joined as ``sum(<output, cotangent>)``, whose gradient is the same).
-    Zeros where nothing reaches an input. Tensors when ``create_graph`` (recorded), arrays otherwise."""
+    Zeros where nothing reaches an input. Tensors when ``create_graph`` (recorded), arrays otherwise.
+
+    ``levels``: the ``vmap`` levels the inputs were lifted at (batched at every one); the pass runs on physical
+    values (one leading axis per level), each example's cotangent seeding its own output, and the gradients come
+    back batched as the inputs are."""
+    if levels:
+        outputs = [to_physical(o, levels) for o in outputs]
+        cotangents = [to_physical(c, levels) for c in cotangents]
+        grads = pullback(outputs, [strip(x) for x in inputs], cotangents, create_graph=create_graph, floor=floor)
+        return [from_physical(g, levels) for g in grads]
     pairs = [(o, c) for o, c in zip(outputs, cotangents, strict=True) if isinstance(o, Tensor) and o.requires_grad]
     wanted = {id(x) for x in inputs}
     found: dict[int, Any] = {}
@@ -74,7 +100,7 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
     ``(output, aux)``. ``vjp_fn(cotangents)`` (a tree of ``f``'s output's structure) returns one tree per primal:
     the cotangents pulled back through ``f``. It may be called any number of times."""
     leaves, spec = tree_flatten(primals)
-    floor = draw_floor()
+    floor, levels = draw_floor(), active_levels()
     lifted = [lift(x, "vjp", f"primal leaf {i}") for i, x in enumerate(leaves)]
     tensors, record = gives_tensors(leaves), keeps_graph(leaves)
     with tracing():
@@ -90,8 +116,17 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
                 f"{out_spec.describe()}; pass one of the output's structure"
             )
         cts = [_check_cotangent(o, c, i) for i, (o, c) in enumerate(zip(out_leaves, ct_leaves, strict=True))]
+        unknown = _unknown_level(cts, levels)
+        if unknown is not None:  # batched by a vmap the recording is outside of: one example at a time
+            level, size = unknown
+            per_example = [
+                tree_flatten(vjp_fn(tree_unflatten(ct_spec, [at_level(c, level, i) for c in cts])))[0]
+                for i in range(size)
+            ]
+            stacked = [Batched(op_function("stack")(*parts), level) for parts in zip(*per_example, strict=True)]
+            return tuple(tree_unflatten(spec, stacked))
         create = record or nested() or keeps_graph(cts)
-        grads = pullback(out_leaves, lifted, cts, create_graph=create, floor=floor)
+        grads = pullback(out_leaves, lifted, cts, create_graph=create, floor=floor, levels=levels)
         as_tensors = tensors or gives_tensors(cts)
         return tuple(tree_unflatten(spec, [lower(g, as_tensors) for g in grads]))
 
@@ -99,10 +134,24 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
     return (value, vjp_fn, aux) if has_aux else (value, vjp_fn)
 
 
+def _unknown_level(cotangents: Sequence[Any], levels: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
+    """The highest ``vmap`` level that batches a cotangent and that the recording was not made in, with its size;
+    None if there is none."""
+    known = {level for level, _ in levels}
+    sizes = dict(active_levels())
+    found = [level for c in cotangents for level in levels_of(c) if level not in known]
+    if not found:
+        return None
+    level = max(found)
+    return level, sizes[level]
+
+
 def _output(value: Any, tensors: bool) -> Any:
     """An output of ``f`` as the caller gets it: in the graph when nested, else detached from the transform's."""
     if tensors:
         return value
+    if isinstance(value, Batched):
+        return map_physical(lambda physical: _output(physical, tensors), value)
     return value._data if isinstance(value, Tensor) else value
 
 
@@ -127,7 +176,7 @@ def value_and_grad(
     @functools.wraps(f)
     def value_and_grad_f(*args: Any, **kwargs: Any) -> Any:
         positions = argnums_tuple(argnums, len(args), "grad")
-        floor = draw_floor()
+        floor, levels = draw_floor(), active_levels()
         specs: list[TreeSpec] = []
         lifted: list[Tensor] = []
         given: list[Any] = []
@@ -149,7 +198,9 @@ def value_and_grad(
                 f"grad: {describe(f)} must return a scalar (0-d), and returned shape {np.shape(output)}; use vjp or "
                 "jacrev for other outputs, or reduce it (.sum())"
             )
-        grads = pullback([output], lifted, [1.0], create_graph=record, floor=floor)
+        grads = pullback(
+            [output], lifted, [np.ones((), _float_dtype(output))], create_graph=record, floor=floor, levels=levels
+        )
         per_argument, start = [], 0
         for spec in specs:
             per_argument.append(
@@ -221,7 +272,7 @@ def jacrev(f: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: boo
 
 
 def _float_dtype(x: Any) -> np.dtype:
-    dtype = np.asarray(getattr(x, "_data", x)).dtype
+    dtype = np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
     return dtype if dtype.kind == "f" else np.dtype(float)
 
 
