@@ -357,40 +357,40 @@ class Tensor:
 
     # --- operators, each a registered op ------------------------------------------------------------------------
 
-    def __add__(self, other: Any) -> Tensor:
+    def __add__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("add", self, other)
 
-    def __radd__(self, other: Any) -> Tensor:
+    def __radd__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("add", other, self)
 
-    def __sub__(self, other: Any) -> Tensor:
+    def __sub__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("sub", self, other)
 
-    def __rsub__(self, other: Any) -> Tensor:
+    def __rsub__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("sub", other, self)
 
-    def __mul__(self, other: Any) -> Tensor:
+    def __mul__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("mul", self, other)
 
-    def __rmul__(self, other: Any) -> Tensor:
+    def __rmul__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("mul", other, self)
 
-    def __truediv__(self, other: Any) -> Tensor:
+    def __truediv__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("div", self, other)
 
-    def __rtruediv__(self, other: Any) -> Tensor:
+    def __rtruediv__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("div", other, self)
 
-    def __matmul__(self, other: Any) -> Tensor:
+    def __matmul__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("matmul", self, other)
 
-    def __rmatmul__(self, other: Any) -> Tensor:
+    def __rmatmul__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("matmul", other, self)
 
-    def __pow__(self, other: Any) -> Tensor:
+    def __pow__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("pow", self, other)
 
-    def __rpow__(self, other: Any) -> Tensor:
+    def __rpow__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("pow", other, self)
 
     def __mod__(self, other: Any) -> Any:
@@ -960,7 +960,7 @@ def _topological_order(root: Tensor, floor: int = 0) -> tuple[list[Tensor], list
     return leaves, [tensor for _, tensor in made]
 
 
-def apply(name: str, *args: Any, **attributes: Any) -> Tensor:
+def apply(name: str, *args: Any, **attributes: Any) -> Tensor | Any:
     """Run op ``name`` on Tensors, arrays or numbers, and record it when an input requires gradients."""
     try:
         op = TABLE[name]
@@ -972,7 +972,7 @@ def apply(name: str, *args: Any, **attributes: Any) -> Tensor:
     return apply_op(op, args, attributes)
 
 
-def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> Tensor:
+def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> Tensor | Any:
     """:func:`apply` for an op already looked up: a Tensor always, recording when an input requires gradients."""
     if attributes or op.attributes:
         attributes = op.bind_attributes(attributes)
@@ -994,7 +994,7 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
     if convert:
         for x in args:
             if isinstance(x, Interceptor):  # a batched value (vmap), which stands for a Tensor
-                return cast("Tensor", x.intercept(op, args, attributes))
+                return x.intercept(op, args, attributes)
         for position, x in enumerate(datas):  # a list with a Tensor in it: stacked by the recorded stack op
             if type(x) in (list, tuple) and holds_tensor(x):
                 stacked = stack_sequence(x)
@@ -1125,7 +1125,7 @@ def holds_tensor(sequence: Sequence[Any]) -> bool:
     return any(isinstance(x, Tensor | Interceptor) or (type(x) in (list, tuple) and holds_tensor(x)) for x in sequence)
 
 
-def stack_sequence(sequence: Sequence[Any]) -> Tensor:
+def stack_sequence(sequence: Sequence[Any]) -> Tensor | Any:
     """A list or tuple holding Tensors (arrays, numbers, nested lists beside them) as one Tensor, made by the
     recorded ``stack`` op along a new first axis, as ``np.array`` nests it; its gradient reaches every Tensor."""
     items = [stack_sequence(x) if type(x) in (list, tuple) and holds_tensor(x) else x for x in sequence]
@@ -1185,7 +1185,7 @@ class TensorEngine:
     parameter's gradient) is accepted and not needed.
     """
 
-    def apply(self, name: str, *inputs: Any, gradients_to_update: Any = None, **attributes: Any) -> Tensor:
+    def apply(self, name: str, *inputs: Any, gradients_to_update: Any = None, **attributes: Any) -> Tensor | Any:
         return apply(name, *inputs, **attributes)
 
 

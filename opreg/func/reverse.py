@@ -178,7 +178,7 @@ def value_and_grad(
         positions = argnums_tuple(argnums, len(args), "grad")
         floor, levels = draw_floor(), active_levels()
         specs: list[TreeSpec] = []
-        lifted: list[Tensor] = []
+        lifted: list[Any] = []  # Tensors, batched inside vmap
         given: list[Any] = []
         new_args = list(args)
         for a in positions:
