@@ -65,14 +65,14 @@ def loop(call: Callable[..., Any], batched: Sequence[bool], *inputs: Any, **attr
     results = [
         call(*[x[i] if b else x for x, b in zip(inputs, batched, strict=True)], **attributes) for i in range(size)
     ]
-    return _stack(results, getattr(getattr(call, "func", call), "__name__", "the function"))
+    return stack_examples(results, getattr(getattr(call, "func", call), "__name__", "the function"))
 
 
-def _stack(results: Sequence[Any], what: str) -> Any:
+def stack_examples(results: Sequence[Any], what: str) -> Any:
     """Per-example results (or tuples of them) stacked along a new axis 0, or an error naming ``what`` where the
     examples' results differ in shape."""
     if results and isinstance(results[0], tuple):
-        return tuple(_stack(list(parts), what) for parts in zip(*results, strict=True))
+        return tuple(stack_examples(list(parts), what) for parts in zip(*results, strict=True))
     shapes = {tuple(np.shape(r)) for r in results}
     if len(shapes) > 1:
         raise OpUsageError(

@@ -254,6 +254,17 @@ def test_an_op_without_a_rule_is_looped():
     )
 
 
+def test_a_batched_index_is_read_per_example():
+    rng = np.random.default_rng(10)
+    x, index = rng.standard_normal((4, 5)), np.array([0, 3, 1, 4])
+
+    def f(row, i):
+        return onp.sum(onp.exp(row)[i] * row[np.argmax(row)])
+
+    np.testing.assert_allclose(vmap(lambda row, i: row[i])(x, index), x[np.arange(4), index], **TOL)
+    np.testing.assert_allclose(vmap(grad(f))(x, index), [grad(f)(x[k], index[k]) for k in range(4)], **TOL)
+
+
 def test_batch_sizes_must_agree():
     with pytest.raises(
         OpUsageError, match=r"different batch sizes: argument leaf 0 has 3 along axis 0, argument leaf 1 has 4"

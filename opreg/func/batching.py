@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from opreg.batch_rules import align, loop
+from opreg.batch_rules import align, loop, stack_examples
 from opreg.dispatch import op_function
 from opreg.errors import OpregError, OpUsageError
 from opreg.nondifferentiable import NON_DIFFERENTIABLE
@@ -139,9 +139,12 @@ class Batched(Interceptor):
     # --- NumPy's protocols and ndarray's methods ---------------------------------------------------------------
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        if method == "__call__" and numpy_op(ufunc.__name__) is None and ufunc.__name__ in NON_DIFFERENTIABLE:
+        name = ufunc.__name__
+        if method == "__call__" and numpy_op(name) is not None:
+            return numpy_call(ufunc, name, method, inputs, kwargs)
+        if method == "__call__" and name in NON_DIFFERENTIABLE:
             return _elementwise_values(ufunc, inputs, kwargs)
-        return numpy_call(ufunc, ufunc.__name__, method, inputs, kwargs)
+        raise _unbatchable(name if method == "__call__" else f"{name}.{method}")
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         if func is np.shape:
@@ -153,9 +156,11 @@ class Batched(Interceptor):
         name = func.__name__
         if getattr(func, "__module__", None) == "numpy.linalg":
             name = f"linalg.{name}"
-        if numpy_op(name) is None and name in NON_DIFFERENTIABLE:
+        if numpy_op(name) is not None:
+            return numpy_call(func, func.__name__, "__call__", args, kwargs)
+        if name in NON_DIFFERENTIABLE:
             return _loop_values(func, args, kwargs)
-        return numpy_call(func, func.__name__, "__call__", args, kwargs)
+        raise _unbatchable(name)
 
     def reshape(self, *shape: Any) -> Any:
         return _np_call(np.reshape, self, shape[0] if len(shape) == 1 else shape)
@@ -215,11 +220,6 @@ class Batched(Interceptor):
         return _loop_values(np.argmin, (self,), {"axis": axis})
 
     def __getitem__(self, index: Any) -> Any:
-        if _holds_batched(index if isinstance(index, tuple) else (index,)):
-            raise OpUsageError(
-                "vmap: an index that differs per example (a batched index) is not supported; use "
-                "onp.take_along_axis, or onp.where with a mask"
-            )
         return op_function("getitem")(self, index=index)
 
     def __setitem__(self, index: Any, value: Any) -> None:
@@ -302,6 +302,14 @@ class Batched(Interceptor):
     __hash__ = None  # type: ignore[assignment]
 
 
+def _unbatchable(name: str) -> OpUsageError:
+    return OpUsageError(
+        f"vmap: numpy.{name} was called on a batched value, and no registered op implements it, so it can be "
+        f"neither batched nor differentiated; use opreg.numpy functions, or register an op declaring "
+        f'numpy="{name}" (without a batching rule, vmap loops over the examples)'
+    )
+
+
 def _op(name: str, *args: Any) -> Any:
     return op_function(name)(*args)
 
@@ -311,23 +319,21 @@ def _np_call(function: Any, *args: Any, **kwargs: Any) -> Any:
     return numpy_call(function, function.__name__, "__call__", args, kwargs)
 
 
-def _holds_batched(items: Sequence[Any]) -> bool:
-    return any(isinstance(x, Batched) or (type(x) in (list, tuple) and _holds_batched(x)) for x in items)
-
-
 # --- the batched call of an op -----------------------------------------------------------------------------------
 
 
 def call_batched(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> Any:
     """Op ``op`` on ``args``, some of them :class:`Batched`: batched at the highest level among them, by the op's
     rule or a loop, its output a Batched value of that level (a tuple of them for several outputs)."""
-    level, size = _level_of(args)
+    attributes = op.bind_attributes(attributes)
+    level, size = _level_of([*args, *_batched_in(attributes.values())])
     values = [a.value if isinstance(a, Batched) and a.level == level else a for a in args]
     flags = tuple(isinstance(a, Batched) and a.level == level for a in args)
-    attributes = op.bind_attributes(attributes)
     rule = op.batch
     try:
-        if rule is None:
+        if any(b.level == level for b in _batched_in(attributes.values())):  # a batched index: one per example
+            output = _loop_attributes(op, values, flags, size, attributes, level)
+        elif rule is None:
             output = loop(op_function(op.name), flags, *values, **attributes)
         elif rule == ELEMENTWISE:
             output = op_function(op.name)(*align(values, flags), **attributes)
@@ -346,6 +352,38 @@ def call_batched(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) 
     return _wrap(output, level, size, op)
 
 
+def _batched_in(values: Any) -> list[Batched]:
+    """The batched values among ``values`` (attributes: in tuples and lists too)."""
+    found: list[Batched] = []
+    for v in values:
+        if isinstance(v, Batched):
+            found.append(v)
+        elif type(v) in (list, tuple):
+            found += _batched_in(v)
+    return found
+
+
+def _loop_attributes(
+    op: OpDef, values: Sequence[Any], flags: Sequence[bool], size: int, attributes: Mapping[str, Any], level: int
+) -> Any:
+    """The op on each example, with its own attributes where they are batched (``x[i]`` with a batched index)."""
+
+    def example(value: Any, i: int) -> Any:
+        if type(value) in (list, tuple):
+            return type(value)(example(v, i) for v in value)
+        return at_level(value, level, i)
+
+    call = op_function(op.name)
+    results = [
+        call(
+            *[v[i] if b else v for v, b in zip(values, flags, strict=True)],
+            **{k: example(v, i) for k, v in attributes.items()},
+        )
+        for i in range(size)
+    ]
+    return stack_examples(results, op.describe())
+
+
 def _describe(x: Any) -> str:
     if isinstance(x, Batched):
         return f"batched {x.dtype} {x.shape} (vmap level {x.level}, {x.value.shape[0]} examples)"
@@ -356,6 +394,11 @@ def _level_of(args: Sequence[Any]) -> tuple[int, int]:
     """The highest level among ``args``' batched values, and its batch size."""
     batched = [a for a in args if isinstance(a, Batched)]
     top = max(batched, key=lambda a: a.level)
+    if all(level != top.level for level, _ in _active.levels):
+        raise OpUsageError(
+            f"vmap: a batched value of shape {top.shape} was used after its vmap returned (kept in a list, a global "
+            "or a closure); return it from the vmapped function instead"
+        )
     return top.level, int(top.value.shape[0])
 
 
@@ -413,8 +456,8 @@ def to_physical(x: Any, levels: Sequence[tuple[int, int]]) -> Any:
     if not levels:
         if isinstance(x, Batched):
             raise OpUsageError(
-                f"vmap: a batched value of level {x.level} was used outside its vmap (returned through a closure "
-                "or kept in a global); return it from the vmapped function instead"
+                f"vmap: a batched value of shape {x.shape} was used after its vmap returned (kept in a list, a "
+                "global or a closure); return it from the vmapped function instead"
             )
         return x
     (level, size), below = levels[-1], levels[:-1]
