@@ -10,6 +10,8 @@ import opreg
 import opreg.numpy as onp
 from opreg.errors import OpUsageError, RegistrationError
 from opreg.func import grad, hessian, jacrev, vjp, vmap
+from opreg.opcheck import check_op
+from opreg.plugin import hookimpl
 
 from torch_reference import REGISTRY, needs_torch, torch, torch_reference
 
@@ -130,6 +132,40 @@ def test_per_example_gradients_match_torch_func():
     want = torch.func.vmap(torch.func.grad(_torch_mlp_loss), in_dims=(None, 0, 0))(tparams, _to_torch(x), _to_torch(y))
     for g, w in zip(opreg.func.tree_flatten(got)[0], opreg.func.tree_flatten(want)[0], strict=True):
         np.testing.assert_allclose(g, w.numpy(), **TOL)
+
+
+def test_per_example_gradients_on_the_digits_mlp_equal_64_backward_passes():
+    """The issue's case: the digits MLP (64 -> 32 -> 10, relu, the linear op), a batch of 64 images; vmap(grad)
+    against 64 separate loss.backward() calls on Tensors, and against torch.func."""
+    from opreg.datasets import load_digits, one_hot
+
+    features, labels = load_digits()
+    x, y = features[:64] / 16.0, one_hot(labels[:64], 10)
+    rng = np.random.default_rng(11)
+    params = [rng.standard_normal((32, 64)) * 0.1, np.zeros(32), rng.standard_normal((10, 32)) * 0.1, np.zeros(10)]
+
+    def loss(params, x, y):
+        w1, b1, w2, b2 = params
+        return opreg.ops.softmax_cross_entropy(opreg.ops.linear(opreg.ops.relu(opreg.ops.linear(x, w1, b1)), w2, b2), y)
+
+    got = vmap(grad(loss), in_axes=(None, 0, 0))(params, x, y)
+    for i in range(64):
+        tensors = [opreg.Tensor(p, requires_grad=True) for p in params]
+        loss(tensors, x[i], y[i]).backward()
+        for g, t in zip(got, tensors, strict=True):
+            np.testing.assert_allclose(g[i], t.grad, **TOL)
+    if torch is not None:
+
+        def torch_loss(params, x, y):
+            w1, b1, w2, b2 = params
+            logits = torch.relu(x @ w1.T + b1) @ w2.T + b2
+            return -(y * torch.log_softmax(logits, -1)).sum()
+
+        want = torch.func.vmap(torch.func.grad(torch_loss), in_dims=(None, 0, 0))(
+            [_to_torch(p) for p in params], _to_torch(x), _to_torch(y)
+        )
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w.numpy(), **TOL)
 
 
 def test_per_example_gradients_of_a_batched_input_and_a_closure_over_a_batched_value():
@@ -263,6 +299,44 @@ def test_a_batched_index_is_read_per_example():
 
     np.testing.assert_allclose(vmap(lambda row, i: row[i])(x, index), x[np.arange(4), index], **TOL)
     np.testing.assert_allclose(vmap(grad(f))(x, index), [grad(f)(x[k], index[k]) for k in range(4)], **TOL)
+
+
+class _Swish:
+    """The CONTRIBUTING tutorial's op: no batching rule, so vmap loops over the examples."""
+
+    @hookimpl
+    def opreg_register_ops(self, register):
+        def swish(x, *, beta=1.0):
+            return x * 0.5 * (1 + onp.tanh(beta * x / 2))
+
+        def swish_backward(g, x, *, output, beta):
+            s = 0.5 * (1 + onp.tanh(beta * x / 2))
+            return (g * (beta * output + s * (1 - beta * output)),)
+
+        register(name="swish", inputs=("x",), forward=swish, backward=swish_backward)
+
+
+def test_a_plugin_op_without_a_rule_works_under_vmap_and_is_checked():
+    opreg.register_plugin(_Swish(), name="swish-plugin")
+    try:
+        report = check_op("swish")
+        assert any(check.startswith("vmap: against a loop") for check in report.samples[0].checks)
+        xs = np.random.default_rng(12).standard_normal((3, 4))
+
+        def f(x):
+            return onp.sum(opreg.ops.swish(x, beta=2.0) ** 2)
+
+        np.testing.assert_allclose(vmap(grad(f))(xs), [grad(f)(x) for x in xs], **TOL)
+    finally:
+        opreg.unregister_plugin("swish-plugin")
+
+
+def test_a_wrong_batching_rule_fails_check_op():
+    import dataclasses
+
+    wrong = dataclasses.replace(REGISTRY["exp"], batch=lambda call, batched, x: call(x)[::-1])
+    with pytest.raises(opreg.errors.GradcheckError, match="vmap of the op batched on axis 0 disagrees with a loop"):
+        check_op(wrong)
 
 
 def test_batch_sizes_must_agree():
