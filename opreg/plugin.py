@@ -31,6 +31,7 @@ from opreg.dispatch import op_function
 from opreg.fit import gradient_dtype
 from opreg.hookspecs import Register, hookimpl
 from opreg.opdef import Domain, Reference, Sample, SampleInputs
+from opreg.tensor import Interceptor
 
 __all__ = [
     "Axis",
@@ -78,10 +79,12 @@ def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...] = (3, 4), lo
     return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(low, 2.0, size=shape)
 
 
-def constant(x: Any) -> np.ndarray:
+def constant(x: Any) -> np.ndarray | Any:
     """``x``'s values, with no derivative: a Tensor's array, an array itself. For quantities whose derivative is
     zero or cancels, such as the shift that keeps a softmax from overflowing."""
     data = getattr(x, "data", x)
+    if isinstance(data, Interceptor):  # a batched value (vmap): its values, batched as they are
+        return data
     return data if isinstance(data, np.ndarray) and not isinstance(x, np.ndarray) else np.asarray(x)
 
 

@@ -171,7 +171,7 @@ def _per_example(batched: Any, a: Any, b: Any, what: str) -> tuple[Any, Any]:
 def _batch_softmax_cross_entropy(call: Any, batched: Any, logits: Any, labels: Any) -> Any:
     """vmap of softmax_cross_entropy: each example's loss, the mean over its rows of -sum(labels * log_softmax),
     with registered ops (logsumexp's derivatives are the softmax's)."""
-    logits, labels = _per_example(batched, logits, labels, "logits and labels")
+    logits, labels = _per_example(batched, logits, constant(labels), "logits and labels")  # labels: no gradient
     size = np.shape(logits)[0]
     rows = max(1, int(np.prod(np.shape(logits)[1:-1])))
     log_softmax = logits - op("logsumexp")(logits, axis=-1, keepdims=True)

@@ -280,6 +280,21 @@ def test_numpy_heavy_function_against_a_loop():
     np.testing.assert_allclose(vmap(grad(lambda x: np.sum(f(x))))(xs), [grad(lambda x: np.sum(f(x)))(x) for x in xs])
 
 
+def test_labels_take_no_gradient_under_vmap_as_without_it():
+    """softmax_cross_entropy's rule is a composition of ops; its labels stay without a gradient, as the op's."""
+    rng = np.random.default_rng(13)
+    logits, labels = rng.standard_normal((3, 2, 4)), np.eye(4)[rng.integers(0, 4, (3, 2))]
+
+    def f(logits, labels):
+        return opreg.ops.softmax_cross_entropy(logits, labels)
+
+    got = vmap(grad(f, argnums=(0, 1)))(logits, labels)
+    for i in range(3):
+        want = grad(f, argnums=(0, 1))(logits[i], labels[i])
+        np.testing.assert_allclose(got[0][i], want[0], **TOL)
+        np.testing.assert_array_equal(got[1][i], want[1])
+
+
 def test_an_op_without_a_rule_is_looped():
     rng = np.random.default_rng(9)
     a = rng.standard_normal((3, 4, 4)) + 4 * np.eye(4)

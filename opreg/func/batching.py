@@ -99,6 +99,11 @@ class Batched(Interceptor):
         return dtype
 
     @property
+    def data(self) -> Any:
+        """The values without the graph, as ``Tensor.data``: the same batch, of arrays."""
+        return map_physical(lambda physical: getattr(physical, "data", physical), self)
+
+    @property
     def T(self) -> Any:
         return self if self.ndim < 2 else _np_call(np.transpose, self)
 
