@@ -66,7 +66,23 @@ def test_vmap_of_each_op_with_a_rule_matches_torch_func(name):
 
 @needs_torch
 @pytest.mark.parametrize(
-    "name", ["add", "mul", "div", "tanh", "sum", "mean", "reshape", "matmul", "linear", "einsum", "getitem", "mse"]
+    "name",
+    [
+        "add",
+        "mul",
+        "div",
+        "tanh",
+        "sum",
+        "mean",
+        "reshape",
+        "matmul",
+        "linear",
+        "einsum",
+        "getitem",
+        "mse",
+        "inv",
+        "trace",
+    ],
 )
 def test_per_example_gradients_through_each_rule_match_torch_func(name):
     """vmap(grad(f)) with f an op and a weighted sum: the gradient of every example, through the op's rule."""
@@ -297,12 +313,19 @@ def test_labels_take_no_gradient_under_vmap_as_without_it():
 
 def test_an_op_without_a_rule_is_looped():
     rng = np.random.default_rng(9)
-    a = rng.standard_normal((3, 4, 4)) + 4 * np.eye(4)
-    assert REGISTRY["inv"].batch is None
-    np.testing.assert_allclose(vmap(np.linalg.inv)(a), np.linalg.inv(a), **TOL)
+    a, b = rng.standard_normal((3, 4, 4)) + 4 * np.eye(4), rng.standard_normal((3, 4))
+    assert REGISTRY["solve"].batch is None
+
+    def f(a, b):
+        return np.sum(np.linalg.solve(a, b) ** 2)
+
     np.testing.assert_allclose(
-        vmap(grad(lambda m: np.sum(np.linalg.inv(m))))(a), [grad(lambda m: np.sum(np.linalg.inv(m)))(m) for m in a]
+        vmap(np.linalg.solve)(a, b), [np.linalg.solve(m, v) for m, v in zip(a, b, strict=True)], **TOL
     )
+    got = vmap(grad(f, argnums=(0, 1)))(a, b)
+    for i in range(3):
+        for g, w in zip(got, grad(f, argnums=(0, 1))(a[i], b[i]), strict=True):
+            np.testing.assert_allclose(g[i], w, **TOL)
 
 
 def test_a_batched_index_is_read_per_example():
