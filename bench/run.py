@@ -20,6 +20,7 @@ import gemm
 import memory
 import numpy as np
 import numpy_heavy
+import per_example
 import perop
 import torch
 import trainers
@@ -180,6 +181,22 @@ def bench_numpy_heavy(X: np.ndarray, y: np.ndarray, theta: np.ndarray, settings:
     return [Row(*group, name, t.median * 1e3, "ms", details=t.as_dict()) for name, t in timings.items()]
 
 
+def bench_per_example(settings: Settings) -> list[Row]:
+    """Per-example gradients of the digits MLP (:mod:`per_example`): loops of backward passes and ``vmap(grad)``,
+    against the hand-written NumPy reference."""
+    params, x, y = per_example.data()
+    group = (
+        "per-example gradients",
+        f"digits {'-'.join(map(str, per_example.LAYERS))} b{per_example.BATCH}",
+        "float64",
+    )
+    candidates = per_example.implementations(params, x, y)
+    timings = compare(
+        candidates, settings.repetitions, settings.batch_seconds, separate=("torch loop", "torch.func vmap")
+    )
+    return [Row(*group, name, t.median * 1e3, "ms", details=t.as_dict()) for name, t in timings.items()]
+
+
 def bench_memory(case: StepCase, steps: int) -> tuple[list[Row], dict[str, object]]:
     params, x, y = case.data()
     rows = []
@@ -285,6 +302,8 @@ def measure(settings: Settings, load: environment.OtherLoad, wait_idle: bool) ->
     X, y, theta = numpy_heavy.data()
     errors["GP likelihood gradient"] = {"opreg Tensor vs torch": numpy_heavy.check(X, y, theta)}
     rows += timed("numpy-heavy function", lambda: bench_numpy_heavy(X, y, theta, settings))
+    errors["per-example gradients"] = per_example.check(*per_example.data())
+    rows += timed("per-example gradients", lambda: bench_per_example(settings))
     log("memory (tracemalloc: not a timing, needs no quiet)")
     memory_rows, flat = bench_memory(MEMORY_CASE, settings.flatness_steps)
     load.mark("memory")

@@ -6,7 +6,7 @@ are such plugins (the ``opreg_builtins`` package); the modules and the MLP (:mod
 registered ops.
 """
 
-from opreg import data, nn, ops, optim
+from opreg import data, func, nn, ops, optim
 from opreg.anomaly import AnomalyError, detect_anomaly
 from opreg.checkmode import apply_environment as _apply_check_environment
 from opreg.checkmode import checking
@@ -67,6 +67,7 @@ __all__ = [
     "checking",
     "data",
     "detect_anomaly",
+    "func",
     "get_registry",
     "grad",
     "gradcheck",

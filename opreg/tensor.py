@@ -405,6 +405,9 @@ class Tensor:
     def __neg__(self) -> Tensor:
         return apply("neg", self)
 
+    def __pos__(self) -> Tensor:
+        return apply("positive", self)
+
     # --- comparisons and masks: plain boolean arrays computed on the values (a mask is a constant) -----------------
 
     def __lt__(self, other: Any) -> Any:

@@ -1076,3 +1076,14 @@ def test_a_gradient_made_in_the_graph_reaching_two_leaves_gives_each_its_own(los
     assert not np.shares_memory(a.grad, b.grad)
     a.grad *= 10
     np.testing.assert_array_equal(b.grad, expected)
+
+
+@needs_torch
+def test_unary_plus_is_a_recorded_copy_as_torch() -> None:
+    x = Tensor(np.array([1.5, -2.0]), requires_grad=True)
+    y = +x
+    assert y is not x and y.requires_grad
+    (y * y).sum().backward()
+    xt = torch.tensor([1.5, -2.0], dtype=torch.float64, requires_grad=True)
+    ((+xt) * (+xt)).sum().backward()
+    np.testing.assert_allclose(x.grad, xt.grad.numpy(), rtol=0, atol=1e-12)

@@ -3,7 +3,7 @@
 ``grad``, ``value_and_grad``, ``vjp``, ``jacrev``, ``hessian`` and ``hvp`` work on any function built from
 registered ops (NumPy functions on Tensors, ``opreg.numpy``, operators), on arrays and Tensors alike, and compose
 with each other to any order; ``vmap`` batches any of them (``vmap(grad(loss))``: per-example gradients).
-Inputs and outputs may be trees of tuples, lists and dicts (:mod:`opreg.func.pytree`).
+Inputs and outputs may be trees of tuples, named tuples, lists and dicts (:mod:`opreg.func.pytree`).
 """
 
 from opreg.func.pytree import tree_flatten, tree_map, tree_unflatten
