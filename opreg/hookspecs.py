@@ -44,6 +44,7 @@ class Register(Protocol):
         outputs: tuple[str, ...] | list[str] | None = None,
         differentiable_outputs: tuple[str, ...] | list[str] | None = None,
         jvp: Callable[..., Any] | None = None,
+        batch: str | Callable[..., Any] | None = None,
     ) -> None:
         """Declare op ``name``.
 
@@ -79,6 +80,13 @@ class Register(Protocol):
           reached) and ``output`` is the tuple. Default: one output.
         - ``differentiable_outputs``: the outputs that take gradients (default: all); the others (``sign``) get
           ``None`` in ``g`` and never require gradients.
+        - ``batch``: how ``opreg.func.vmap`` batches the op. ``"elementwise"`` for an op that broadcasts its
+          inputs as NumPy's ufuncs do (no axis attributes): vmap aligns the batched inputs and calls it once. Or a
+          rule ``rule(call, batched, *inputs, **attributes)``: ``call`` runs this op, ``batched`` holds one bool
+          per input, a batched input has the batch on its axis 0, and the rule returns the output (a tuple for
+          several) with the batch on axis 0, calling ops (``call``, ``opreg.numpy``) so that it composes with
+          ``grad`` and nested ``vmap``; :mod:`opreg.batch_rules` has the common ones. Default: a loop over the
+          batch, one call per example (correct, and slow).
         """
 
 

@@ -32,6 +32,7 @@ from opreg.contract import check_gradients, check_unchanged, describe_array, non
 from opreg.engine import Autograd
 from opreg.errors import GradcheckError, NotComposableError, OpContractError
 from opreg.func.tangents import op_tangent
+from opreg.func.vmap import vmap
 from opreg.opdef import CHECK_TOLERANCES, OpDef, Sample
 from opreg.registry import get_registry
 from opreg.tensor import Tensor, apply, call_op, grad, no_grad
@@ -156,6 +157,7 @@ def _check_sample(
             report.checks.append("jvp rule: first order only (it does not run on Tensors)")
     _check_float32(op, [x.astype(np.float32) for x in inputs], attributes)
     report.checks.append("float32: output and gradients")
+    report.checks.append(_check_vmap(op, inputs, attributes))
 
 
 # An op with several outputs is checked as the function of its inputs that returns its differentiable outputs
@@ -434,6 +436,64 @@ def _check_jvp_rule_derivatives(
 
 def _fail(op: OpDef, problem: str, prefix: str = "") -> NoReturn:
     raise GradcheckError(f"{prefix}{op.describe()}: {problem}")
+
+
+def _check_vmap(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[str, Any]) -> str:
+    """``vmap`` of the op against a loop over the examples, to 1e-10: by its batching rule (``batch=``) or the
+    loop every op without one gets. Two examples, the sample and its elements reversed (in the op's domain, as
+    the sample is: a one-hot row stays one, a symmetric positive definite matrix stays one), batched on axis 0,
+    on the last axis, and with the first input unbatched."""
+
+    def call(*values: Any) -> Any:
+        return call_op(op, values, attributes)
+
+    second = [np.flip(x) for x in inputs]
+    try:
+        call(*second)
+    except Exception:  # the reversal took an input out of the op's domain: two equal examples
+        second = [x.copy() for x in inputs]
+    rule = _rule_location(op)
+    cases: list[tuple[str, list[int | None]]] = [
+        ("batched on axis 0", [0] * len(inputs)),
+        ("batched on the last axis", [-1] * len(inputs)),
+        ("with input 0 unbatched", [None] + [0] * (len(inputs) - 1)),
+    ]
+    for what, axes in cases:
+        if all(a is None for a in axes):
+            continue
+        given = [x if a is None else np.stack([x, y], axis=a) for x, y, a in zip(inputs, second, axes, strict=True)]
+        loop = [
+            _outputs(op, call(*[x if a is None else e for x, e, a in zip(inputs, example, axes, strict=True)]))
+            for example in (inputs, second)
+        ]
+        try:
+            batched = _outputs(op, vmap(call, in_axes=tuple(axes))(*given))
+        except Exception as exc:
+            _fail(op, f"vmap of the op {what} raised {type(exc).__name__}: {exc} ({rule})")
+        for k, got in enumerate(batched):
+            want, got = np.stack([np.asarray(per[k]) for per in loop]), np.asarray(got)
+            scale = max(1.0, float(np.max(np.abs(want), initial=0.0, where=np.isfinite(want))))
+            if got.shape != want.shape or not np.allclose(got, want, rtol=1e-10, atol=1e-10 * scale, equal_nan=True):
+                error = f"max abs error {np.max(np.abs(got - want))}" if got.shape == want.shape else "a wrong shape"
+                _fail(
+                    op,
+                    f"vmap of the op {what} disagrees with a loop over the examples: output {k} has shape {got.shape} "
+                    f"and {error} against the loop's {want.shape} ({rule})",
+                )
+    return "vmap: against a loop over the examples (batch on axis 0, on the last axis, one input unbatched)"
+
+
+def _rule_location(op: OpDef) -> str:
+    """Where the op's batching rule is, for a failure: ``batching rule 'elementwise'``, the function's file and
+    line, or the loop's (which only a wrong forward can fail)."""
+    if op.batch is None:
+        return "no batching rule: the loop over the examples"
+    if isinstance(op.batch, str):
+        return f"batching rule {op.batch!r}: is the op elementwise?"
+    try:
+        return f"batching rule at {inspect.getsourcefile(op.batch)}:{inspect.getsourcelines(op.batch)[1]}"
+    except (OSError, TypeError):
+        return f"batching rule {op.batch!r}"
 
 
 def _refuse_integer_samples(op: OpDef, sample: Sample) -> None:

@@ -121,6 +121,9 @@ class OpDef:
     outputs: tuple[str, ...] = ()
     #: Per output, whether it takes a gradient (``sign`` does not); ``()`` for a single output.
     differentiable_outputs: tuple[bool, ...] = ()
+    #: How ``vmap`` batches the op (:mod:`opreg.func.batching`): :data:`ELEMENTWISE`, a rule
+    #: ``rule(call, batched, *inputs, **attributes)``, or None for a loop over the batch (correct, and slow).
+    batch: str | Callable[..., Any] | None = None
     #: Whether the one output is starred (``outputs=("*pieces",)``): forward returns a tuple of any length
     #: (``split``), each a differentiable output.
     variadic_outputs: bool = False
@@ -245,6 +248,10 @@ LEGACY_KEYWORDS = MappingProxyType(
     }
 )
 
+#: ``register(batch=ELEMENTWISE)``: the op broadcasts its inputs elementwise (NumPy's rules, no axis attributes),
+#: so ``vmap`` batches it by aligning the batched inputs' axes and calling it once.
+ELEMENTWISE = "elementwise"
+
 #: Every keyword ``register`` takes, for suggestions when a plugin misspells one.
 REGISTER_KEYWORDS = (
     "name",
@@ -263,6 +270,7 @@ REGISTER_KEYWORDS = (
     "outputs",
     "differentiable_outputs",
     "jvp",
+    "batch",
     *LEGACY_KEYWORDS,
 )
 
@@ -293,6 +301,7 @@ def define_op(
     outputs: tuple[str, ...] | list[str] | None = None,
     differentiable_outputs: tuple[str, ...] | list[str] | None = None,
     jvp: Callable[..., Any] | None = None,
+    batch: str | Callable[..., Any] | None = None,
     **legacy: Any,
 ) -> OpDef:
     """Validate one op declaration and return its :class:`OpDef`; the keywords are those of ``register``
@@ -316,6 +325,11 @@ def define_op(
         raise RegistrationError(
             f"{where}: numpy_call= is how the NumPy function the op declares with numpy= is called, so it must be "
             f"a function and needs numpy=; got a {type(numpy_call).__name__} and numpy={numpy!r}"
+        )
+    if batch is not None and batch != ELEMENTWISE and (isinstance(batch, str) or not callable(batch)):
+        raise RegistrationError(
+            f"{where}: batch= is how vmap batches the op: batch={ELEMENTWISE!r} for an op that broadcasts "
+            f"elementwise, or a function rule(call, batched, *inputs, **attributes); got {batch!r}"
         )
     wanted = inputs if differentiable is None else tuple(str(d).lstrip("*") for d in differentiable)
     unknown = sorted(set(wanted) - set(inputs))
@@ -366,6 +380,7 @@ def define_op(
         variadic_outputs=variadic_outputs,
         jvp=jvp,
         jvp_keywords=jvp_keywords,
+        batch=batch,
     )
 
 

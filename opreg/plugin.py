@@ -12,6 +12,9 @@ The built-in plugins import from here and from :mod:`opreg.numpy` only, exactly 
   backward that calls an op with no NumPy name (``getitem``'s calls ``scatter_add``, sort's ``scatter_along``).
 - :func:`linear_jvp` is the ``jvp`` rule of an op linear in its one input (a reshape, a sum): the op itself,
   applied to the tangent.
+- :func:`over_axes`, :func:`along_axis`, :func:`align`, :func:`matrix_ops`, :func:`loop`, :func:`batch_all` and
+  :func:`shift_axis` are the common batching rules (``register(batch=...)``) and their parts
+  (:mod:`opreg.batch_rules`).
 - :func:`constant` is a value with the graph cut off (a softmax's shift), :func:`contiguous` a memory layout
   for speed: neither changes a value, so neither changes a derivative.
 """
@@ -25,10 +28,12 @@ from typing import Any
 import numpy as np
 
 from opreg.axes import Axis, divide_by_count, normalize_axes, reduce, restore_axes
+from opreg.batch_rules import align, along_axis, batch_all, loop, matrix_ops, over_axes, shift_axis
 from opreg.dispatch import op_function
 from opreg.fit import gradient_dtype
 from opreg.hookspecs import Register, hookimpl
 from opreg.opdef import Domain, Reference, Sample, SampleInputs
+from opreg.tensor import Interceptor
 
 __all__ = [
     "Axis",
@@ -37,19 +42,26 @@ __all__ = [
     "Register",
     "Sample",
     "SampleInputs",
+    "align",
+    "along_axis",
     "away_from_zero",
+    "batch_all",
     "constant",
     "contiguous",
     "divide_by_count",
     "gradient_dtype",
     "hookimpl",
     "linear_jvp",
+    "loop",
+    "matrix_ops",
     "normalize_axes",
     "numpy_reduction",
     "op",
+    "over_axes",
     "positive",
     "reduce",
     "restore_axes",
+    "shift_axis",
     "standard_normal",
 ]
 
@@ -70,10 +82,12 @@ def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...] = (3, 4), lo
     return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(low, 2.0, size=shape)
 
 
-def constant(x: Any) -> np.ndarray:
+def constant(x: Any) -> np.ndarray | Any:
     """``x``'s values, with no derivative: a Tensor's array, an array itself. For quantities whose derivative is
     zero or cancels, such as the shift that keeps a softmax from overflowing."""
     data = getattr(x, "data", x)
+    if isinstance(data, Interceptor):  # a batched value (vmap): its values, batched as they are
+        return data
     return data if isinstance(data, np.ndarray) and not isinstance(x, np.ndarray) else np.asarray(x)
 
 

@@ -70,6 +70,20 @@ class no_grad:
         return without_grad
 
 
+class Interceptor:
+    """A value that takes over every op call it is an argument of: :class:`opreg.func.batching.Batched`, the
+    values ``vmap`` runs a function on. Defined here so that the op-call paths below recognise one without
+    importing the transforms; checked only where an argument is neither an ndarray nor a Tensor, so arrays and
+    Tensors pay nothing for it."""
+
+    __slots__ = ()
+
+    @classmethod
+    def intercept(cls, op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> Any:
+        """Op ``op`` on ``args`` (its inputs; attributes given by keyword), some of which are of this class."""
+        raise NotImplementedError
+
+
 class Node:
     """How a Tensor was made: the op, the input arrays, the attributes it was called with, what its forward
     saved for backward, and the observers (checking, anomaly) that were on. ``number`` orders it among records
@@ -343,40 +357,40 @@ class Tensor:
 
     # --- operators, each a registered op ------------------------------------------------------------------------
 
-    def __add__(self, other: Any) -> Tensor:
+    def __add__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("add", self, other)
 
-    def __radd__(self, other: Any) -> Tensor:
+    def __radd__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("add", other, self)
 
-    def __sub__(self, other: Any) -> Tensor:
+    def __sub__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("sub", self, other)
 
-    def __rsub__(self, other: Any) -> Tensor:
+    def __rsub__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("sub", other, self)
 
-    def __mul__(self, other: Any) -> Tensor:
+    def __mul__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("mul", self, other)
 
-    def __rmul__(self, other: Any) -> Tensor:
+    def __rmul__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("mul", other, self)
 
-    def __truediv__(self, other: Any) -> Tensor:
+    def __truediv__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("div", self, other)
 
-    def __rtruediv__(self, other: Any) -> Tensor:
+    def __rtruediv__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("div", other, self)
 
-    def __matmul__(self, other: Any) -> Tensor:
+    def __matmul__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("matmul", self, other)
 
-    def __rmatmul__(self, other: Any) -> Tensor:
+    def __rmatmul__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("matmul", other, self)
 
-    def __pow__(self, other: Any) -> Tensor:
+    def __pow__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("pow", self, other)
 
-    def __rpow__(self, other: Any) -> Tensor:
+    def __rpow__(self, other: Any) -> Tensor | Any:  # Any: a batched value (vmap)
         return apply("pow", other, self)
 
     def __mod__(self, other: Any) -> Any:
@@ -949,7 +963,7 @@ def _topological_order(root: Tensor, floor: int = 0) -> tuple[list[Tensor], list
     return leaves, [tensor for _, tensor in made]
 
 
-def apply(name: str, *args: Any, **attributes: Any) -> Tensor:
+def apply(name: str, *args: Any, **attributes: Any) -> Tensor | Any:
     """Run op ``name`` on Tensors, arrays or numbers, and record it when an input requires gradients."""
     try:
         op = TABLE[name]
@@ -961,7 +975,7 @@ def apply(name: str, *args: Any, **attributes: Any) -> Tensor:
     return apply_op(op, args, attributes)
 
 
-def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> Tensor:
+def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> Tensor | Any:
     """:func:`apply` for an op already looked up: a Tensor always, recording when an input requires gradients."""
     if attributes or op.attributes:
         attributes = op.bind_attributes(attributes)
@@ -981,9 +995,16 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
             followed.append(None)
             convert = convert or type(x) is not np.ndarray
     if convert:
+        for x in args:
+            if isinstance(x, Interceptor):  # a batched value (vmap), which stands for a Tensor
+                return x.intercept(op, args, attributes)
         for position, x in enumerate(datas):  # a list with a Tensor in it: stacked by the recorded stack op
             if type(x) in (list, tuple) and holds_tensor(x):
                 stacked = stack_sequence(x)
+                if isinstance(stacked, Interceptor):
+                    return cast(
+                        "Tensor", stacked.intercept(op, [*args[:position], stacked, *args[position + 1 :]], attributes)
+                    )
                 datas[position] = stacked._data
                 if stacked._requires_grad:
                     followed[position] = stacked
@@ -1015,9 +1036,11 @@ def _call_several(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any])
     datas: list[Any] = []
     followed: list[Tensor | None] = []
     tensors_in = record = False
+    args = [stack_sequence(x) if type(x) in (list, tuple) and holds_tensor(x) else x for x in args]
     for x in args:
-        if type(x) in (list, tuple) and holds_tensor(x):
-            x = stack_sequence(x)
+        if isinstance(x, Interceptor):
+            return cast("tuple[Any, ...]", x.intercept(op, args, attributes))
+    for x in args:
         if isinstance(x, Tensor):
             tensors_in = True
             datas.append(x._data)
@@ -1052,12 +1075,17 @@ def call_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> An
         if op.multi:
             return _call_several(op, args, attributes)
         args, attributes = _positional_attributes(op, args, attributes)
-    convert = False
+    convert = tensor = False
     for x in args:
         if type(x) is not np.ndarray:
             if isinstance(x, Tensor):
-                return apply_op(op, args, attributes)
-            convert = True
+                tensor = True
+            elif isinstance(x, Interceptor):
+                return x.intercept(op, args, attributes)
+            else:
+                convert = True
+    if tensor:
+        return apply_op(op, args, attributes)
     if convert and any(type(x) in (list, tuple) and holds_tensor(x) for x in args):
         return apply_op(op, args, attributes)  # a list holding a Tensor: stacked, recorded
     if attributes or op.attributes:
@@ -1097,10 +1125,10 @@ def call_as_numpy(function: Any, op: OpDef, args: Sequence[Any], kwargs: Mapping
 def holds_tensor(sequence: Sequence[Any]) -> bool:
     """Whether a list or tuple (nested ones too) holds a Tensor: then it is stacked by an op, never converted to
     an array of numbers (which would drop the graph) or of objects."""
-    return any(isinstance(x, Tensor) or (type(x) in (list, tuple) and holds_tensor(x)) for x in sequence)
+    return any(isinstance(x, Tensor | Interceptor) or (type(x) in (list, tuple) and holds_tensor(x)) for x in sequence)
 
 
-def stack_sequence(sequence: Sequence[Any]) -> Tensor:
+def stack_sequence(sequence: Sequence[Any]) -> Tensor | Any:
     """A list or tuple holding Tensors (arrays, numbers, nested lists beside them) as one Tensor, made by the
     recorded ``stack`` op along a new first axis, as ``np.array`` nests it; its gradient reaches every Tensor."""
     items = [stack_sequence(x) if type(x) in (list, tuple) and holds_tensor(x) else x for x in sequence]
@@ -1160,7 +1188,7 @@ class TensorEngine:
     parameter's gradient) is accepted and not needed.
     """
 
-    def apply(self, name: str, *inputs: Any, gradients_to_update: Any = None, **attributes: Any) -> Tensor:
+    def apply(self, name: str, *inputs: Any, gradients_to_update: Any = None, **attributes: Any) -> Tensor | Any:
         return apply(name, *inputs, **attributes)
 
 

@@ -61,6 +61,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="a + b, broadcasting.",
         numpy="add",
         reference="torch.add",
+        batch="elementwise",
     )
     register(
         name="sub",
@@ -71,6 +72,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="a - b, broadcasting.",
         numpy="subtract",
         reference="torch.sub",
+        batch="elementwise",
     )
     register(
         name="mul",
@@ -81,6 +83,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="a * b elementwise, broadcasting.",
         numpy="multiply",
         reference="torch.mul",
+        batch="elementwise",
     )
     register(
         name="div",
@@ -93,6 +96,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy=("divide", "true_divide"),
         reference="torch.div",
         domain={"b": (0.5, 2.0)},
+        batch="elementwise",
     )
     register(
         name="neg",
@@ -103,6 +107,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="-x.",
         numpy="negative",
         reference="torch.neg",
+        batch="elementwise",
     )
     register(
         name="positive",
@@ -113,6 +118,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="+x: a copy; opreg.func records it to give a transform's input a node of its own.",
         numpy="positive",
         reference="torch.positive",
+        batch="elementwise",
     )
     register(
         name="pow",
@@ -127,6 +133,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="power",
         reference="torch.pow",
         domain={"base": (0.5, 2.0)},
+        batch="elementwise",
     )
     register(
         name="where",
@@ -139,4 +146,5 @@ def opreg_register_ops(register: Register) -> None:
         doc="x where condition holds, else y, broadcasting all three; condition gets no gradient.",
         numpy="where",
         reference=lambda torch: lambda condition, x, y: torch.where(condition != 0, x, y),
+        batch="elementwise",
     )

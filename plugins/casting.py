@@ -54,4 +54,5 @@ def opreg_register_ops(register: Register) -> None:
         doc="x cast to another floating dtype; the gradient is g cast back to x's dtype.",
         numpy="astype",
         reference=_torch_astype,
+        batch="elementwise",
     )

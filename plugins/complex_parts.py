@@ -86,6 +86,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="The real part: x itself for real x. Complex input is refused (not supported yet).",
         numpy="real",
         reference="torch.real",
+        batch="elementwise",
     )
     register(
         name="imag",
@@ -95,6 +96,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="The imaginary part: zeros for real x, gradient 0. Complex input is refused (not supported yet).",
         numpy="imag",
         reference=_imag_reference,
+        batch="elementwise",
     )
     register(
         name="conj",
@@ -104,6 +106,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="The complex conjugate: x itself for real x. Complex input is refused (not supported yet).",
         numpy=("conjugate", "conj"),
         reference="torch.conj_physical",
+        batch="elementwise",
     )
     register(
         name="real_if_close",
@@ -125,4 +128,5 @@ def opreg_register_ops(register: Register) -> None:
         ],
         numpy="angle",
         reference=_torch_angle,
+        batch="elementwise",
     )

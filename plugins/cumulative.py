@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, Sample, constant, hookimpl, normalize_axes
+from opreg.plugin import Register, Sample, along_axis, constant, hookimpl, normalize_axes
 
 
 def _along(x: np.ndarray, axis: int | None) -> tuple[np.ndarray, int]:
@@ -153,6 +153,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_cumsum_samples,
         numpy="cumsum",
         reference=_torch_cumsum,
+        batch=along_axis,
     )
     register(
         name="cumprod",
@@ -162,4 +163,5 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_cumprod_samples,
         numpy="cumprod",
         reference=_torch_cumprod,
+        batch=along_axis,
     )

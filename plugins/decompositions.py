@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, Sample, constant, hookimpl, op
+from opreg.plugin import Register, Sample, constant, hookimpl, matrix_ops, op
 
 _inv = op("inv")
 
@@ -501,6 +501,7 @@ def opreg_register_ops(register: Register) -> None:
         ],
         numpy="linalg.slogdet",
         reference=_torch_slogdet,
+        batch=matrix_ops(2),
     )
     register(
         name="eigh",
@@ -511,6 +512,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_eigh_samples,
         numpy="linalg.eigh",
         reference=_torch_eigh,
+        batch=matrix_ops(2),
     )
     register(
         name="eigvalsh",
@@ -521,6 +523,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="The eigenvalues of a symmetric matrix (its UPLO triangle), ascending, as np.linalg.eigvalsh.",
         numpy="linalg.eigvalsh",
         reference=_torch_eigvalsh,
+        batch=matrix_ops(2),
     )
     register(
         name="svd",
@@ -532,6 +535,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="linalg.svd",
         numpy_call=_numpy_svd,  # compute_uv=False: the op svdvals
         reference=_torch_svd,
+        batch=matrix_ops(2),
     )
     register(
         name="svdvals",
@@ -541,6 +545,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_svdvals_samples,
         numpy="linalg.svdvals",
         reference=_torch_svdvals,
+        batch=matrix_ops(2),
     )
     register(
         name="qr",
@@ -551,4 +556,5 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_qr_samples,
         numpy="linalg.qr",
         reference=_torch_qr,
+        batch=matrix_ops(2),
     )

@@ -170,6 +170,17 @@ def _samples(rng: np.random.Generator) -> list[Sample]:
     ]
 
 
+def _batch_einsum(
+    call: Callable[..., Any], batched: Sequence[bool], *operands: Any, subscripts: str = "", optimize: Any = False
+) -> Any:
+    """vmap of einsum: one more letter, which no subscript uses, for the batch axis of each batched operand and
+    of the output (the subscripts spelled out first, ellipses and an implicit output included)."""
+    specs, output = _parse(subscripts, [np.ndim(x) - b for x, b in zip(operands, batched, strict=True)])
+    letter = next(c for c in string.ascii_letters if c not in "".join(specs) + output)
+    lhs = ",".join(letter + spec if b else spec for spec, b in zip(specs, batched, strict=True))
+    return call(*operands, subscripts=f"{lhs}->{letter}{output}", optimize=optimize)
+
+
 @hookimpl
 def opreg_register_ops(register: Register) -> None:
     register(
@@ -181,4 +192,5 @@ def opreg_register_ops(register: Register) -> None:
         numpy="einsum",
         numpy_call=_numpy_einsum,
         reference=lambda torch: lambda *operands, subscripts="", optimize=False: torch.einsum(subscripts, *operands),
+        batch=_batch_einsum,
     )

@@ -37,6 +37,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="log",
         reference="torch.log",
         domain=(0.5, 2.0),
+        batch="elementwise",
     )
     register(
         name="exp",
@@ -48,6 +49,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="exp",
         reference="torch.exp",
         domain=(-5.0, 5.0),
+        batch="elementwise",
     )
     register(
         name="relu",
@@ -59,6 +61,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=lambda rng: (away_from_zero(rng),),
         doc="max(x, 0); the gradient at exactly 0 is 0, as in PyTorch.",
         reference="torch.relu",
+        batch="elementwise",
     )
     register(
         name="sigmoid",
@@ -68,6 +71,7 @@ def opreg_register_ops(register: Register) -> None:
         jvp=lambda t, x, *, output: t[0] * output * (1 - output),
         doc="1 / (1 + exp(-x)), without overflow for large |x|.",
         reference="torch.sigmoid",
+        batch="elementwise",
     )
     register(
         name="tanh",
@@ -78,4 +82,5 @@ def opreg_register_ops(register: Register) -> None:
         doc="Hyperbolic tangent.",
         numpy="tanh",
         reference="torch.tanh",
+        batch="elementwise",
     )

@@ -57,6 +57,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="exp2",
         reference="torch.exp2",
         domain=(-8.0, 8.0),
+        batch="elementwise",
     )
     register(
         name="expm1",
@@ -68,6 +69,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="expm1",
         reference="torch.expm1",
         domain=(-5.0, 5.0),
+        batch="elementwise",
     )
     register(
         name="log2",
@@ -80,6 +82,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="log2",
         reference="torch.log2",
         domain=(0.5, 2.0),
+        batch="elementwise",
     )
     register(
         name="log10",
@@ -92,6 +95,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="log10",
         reference="torch.log10",
         domain=(0.5, 2.0),
+        batch="elementwise",
     )
     register(
         name="log1p",
@@ -104,6 +108,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="log1p",
         reference="torch.log1p",
         domain=(-0.5, 2.0),
+        batch="elementwise",
     )
     register(
         name="logaddexp",
@@ -114,6 +119,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="log(exp(a) + exp(b)) without overflow, broadcasting.",
         numpy="logaddexp",
         reference="torch.logaddexp",
+        batch="elementwise",
     )
     register(
         name="logaddexp2",
@@ -124,4 +130,5 @@ def opreg_register_ops(register: Register) -> None:
         doc="log2(2^a + 2^b) without overflow, broadcasting.",
         numpy="logaddexp2",
         reference="torch.logaddexp2",
+        batch="elementwise",
     )

@@ -39,6 +39,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="sinh",
         reference="torch.sinh",
         domain=(-5.0, 5.0),
+        batch="elementwise",
     )
     register(
         name="cosh",
@@ -50,6 +51,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="cosh",
         reference="torch.cosh",
         domain=(-5.0, 5.0),
+        batch="elementwise",
     )
     register(
         name="arcsinh",
@@ -61,6 +63,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="arcsinh",
         reference="torch.asinh",
         domain=(-100.0, 100.0),
+        batch="elementwise",
     )
     register(
         name="arccosh",
@@ -72,6 +75,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="arccosh",
         reference="torch.acosh",
         domain=(1.0, 100.0),
+        batch="elementwise",
     )
     register(
         name="arctanh",
@@ -83,4 +87,5 @@ def opreg_register_ops(register: Register) -> None:
         numpy="arctanh",
         reference="torch.atanh",
         domain=(-0.99, 0.99),
+        batch="elementwise",
     )

@@ -22,7 +22,7 @@ element of ``x[index]`` is.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -282,6 +282,24 @@ def _setitem_samples(rng: np.random.Generator) -> list[Sample]:
     ]
 
 
+def _batch_getitem(call: Callable[..., Any], batched: Sequence[bool], x: Any, *, index: Index = ()) -> Any:
+    """vmap of ``x[index]``: ``x[:, *index]``. Where the index's arrays are apart (``x[[0, 1], :, [2, 3]]``)
+    NumPy puts their axes first, in front of the batch too, so they are moved back behind it."""
+    items = _as_tuple(index)
+    result = call(x, index=(slice(None), *items))
+    arrays = [isinstance(i, np.ndarray | list) for i in items]
+    if any(arrays):
+        advanced = [k for k, i in enumerate(items) if arrays[k] or isinstance(i, int | np.integer)]
+        if advanced[-1] - advanced[0] + 1 != len(advanced):
+            shapes = [
+                (np.count_nonzero(i),) if np.asarray(i).dtype == bool else np.shape(i)
+                for i, a in zip(items, arrays, strict=True)
+                if a
+            ]
+            result = onp.moveaxis(result, len(np.broadcast_shapes(*shapes)), 0)
+    return result
+
+
 @hookimpl
 def opreg_register_ops(register: Register) -> None:
     register(
@@ -293,6 +311,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_getitem_samples,
         doc="x[index] for any index NumPy takes (t[...] on a Tensor); an element read twice gets both gradients.",
         reference=_torch_getitem,
+        batch=_batch_getitem,
     )
     register(
         name="scatter_add",

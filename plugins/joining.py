@@ -10,12 +10,13 @@ arrays (``atleast_2d``, a new axis) before concatenating them. Integer and boole
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from opreg.plugin import Register, Sample, hookimpl, op
+import opreg.numpy as onp
+from opreg.plugin import Register, Sample, batch_all, hookimpl, op, shift_axis
 
 
 def _slice_along(x: np.ndarray, *, axis: int | None = 0, start: int = 0, stop: int = 0, shape: Any = None) -> Any:
@@ -243,6 +244,21 @@ def _pad_samples(rng: np.random.Generator) -> list[Sample]:
     ]
 
 
+def _batch_stack(call: Callable[..., Any], batched: Sequence[bool], *arrays: Any, axis: int = 0) -> Any:
+    """vmap of stack: every array batched, the new axis placed past the batch."""
+    arrays_ = batch_all(arrays, batched)
+    return call(*arrays_, axis=shift_axis(axis, np.ndim(arrays_[0])))
+
+
+def _batch_concatenate(call: Callable[..., Any], batched: Sequence[bool], *arrays: Any, axis: int | None = 0) -> Any:
+    """vmap of concatenate: every array batched, joined along the axis past the batch (each example flattened
+    first for axis=None)."""
+    arrays_ = batch_all(arrays, batched)
+    if axis is None:
+        return call(*[onp.reshape(a, (np.shape(a)[0], -1)) for a in arrays_], axis=1)
+    return call(*arrays_, axis=shift_axis(axis, np.ndim(arrays_[0]) - 1))
+
+
 @hookimpl
 def opreg_register_ops(register: Register) -> None:
     register(
@@ -253,6 +269,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_concatenate_samples,
         numpy="concatenate",
         reference=_torch_concatenate,
+        batch=_batch_concatenate,
     )
     register(
         name="stack",
@@ -262,6 +279,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_stack_samples,
         numpy="stack",
         reference=lambda torch: lambda *arrays, axis=0: torch.stack(arrays, dim=axis),
+        batch=_batch_stack,
     )
     for kind in ("hstack", "vstack", "dstack", "column_stack"):
         forward, backward = _joining(kind)

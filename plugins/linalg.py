@@ -4,12 +4,13 @@ squeeze, broadcast_to) are plugins/shapes.py's."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, Sample, contiguous, hookimpl, linear_jvp
+from opreg.plugin import Register, Sample, align, contiguous, hookimpl, linear_jvp, matrix_ops
 
 
 def _matmul_backward(g: Any, a: Any, b: Any, *, needs_grad: tuple[bool, bool]) -> tuple[Any, Any]:
@@ -65,6 +66,41 @@ def _linear_backward(
     return grad_x, grad_weight, grad_bias
 
 
+def _batch_matmul(call: Callable[..., Any], batched: Sequence[bool], a: Any, b: Any) -> Any:
+    """vmap of ``a @ b``: a batched 1-D operand made a matrix (a row for a, a column for b, as ``@`` does), a
+    batched operand given singleton axes after the batch up to the other's rank, so that ``@``'s broadcasting of
+    leading axes pairs the batch only with itself; the promoted axes are squeezed away again."""
+    a_vector, b_vector = batched[0] and np.ndim(a) == 2, batched[1] and np.ndim(b) == 2
+    if a_vector:
+        a = onp.expand_dims(a, 1)
+    if b_vector:
+        b = onp.expand_dims(b, -1)
+    rank = max(np.ndim(a) - batched[0], np.ndim(b) - batched[1])
+    a, b = (
+        onp.reshape(x, (np.shape(x)[0],) + (1,) * (rank + 1 - np.ndim(x)) + tuple(np.shape(x)[1:]))
+        if flag and np.ndim(x) - 1 < rank
+        else x
+        for x, flag in ((a, batched[0]), (b, batched[1]))
+    )
+    product = call(a, b)
+    if b_vector:
+        product = onp.squeeze(product, -1)
+    if a_vector:
+        product = onp.squeeze(product, -1 if b_vector or np.ndim(b) == 1 else -2)
+    return product
+
+
+def _batch_linear(call: Callable[..., Any], batched: Sequence[bool], x: Any, weight: Any, bias: Any) -> Any:
+    """vmap of ``x @ W.T + b``: the op itself when only x is batched; else (per-example weights, as vmap(grad)
+    makes them) the batched matmul with W's transpose, plus the bias."""
+    if not batched[1] and not batched[2]:
+        return call(x, weight, bias)
+    if np.ndim(weight) - batched[1] != 2:
+        raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {np.shape(weight)[batched[1] :]}")
+    product = _batch_matmul(onp.matmul, (batched[0], batched[1]), x, onp.swapaxes(weight, -1, -2))
+    return onp.add(*align([product, bias], [True, batched[2]]))
+
+
 def _linear_samples(rng: np.random.Generator) -> list[Sample]:
     """A batch, a single 1-D input, and a batch with two leading axes."""
     weight, bias = rng.standard_normal((4, 3)), rng.standard_normal(4)
@@ -87,6 +123,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="a @ b, with NumPy's rules for 1-D and batched operands.",
         numpy="matmul",
         reference="torch.matmul",
+        batch=_batch_matmul,
     )
     register(
         name="transpose",
@@ -99,6 +136,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="Swap the last two axes (x.T for a matrix); needs at least 2 dimensions.",
         numpy="matrix_transpose",
         reference=lambda torch: lambda x: x.mT,
+        batch=matrix_ops(2),
     )
     register(
         name="linear",
@@ -109,4 +147,5 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_linear_samples,
         doc="x @ weight.T + bias: a fully connected layer; weight is (out_features, in_features), x 1-D or batched.",
         reference=lambda torch: lambda x, weight, bias: torch.nn.functional.linear(x, weight) + bias,
+        batch=_batch_linear,
     )

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, Sample, constant, divide_by_count, hookimpl, op
+from opreg.plugin import Register, Sample, batch_all, constant, divide_by_count, hookimpl, op
 
 
 def _check_same_shape(what: str, a: np.ndarray, b: np.ndarray) -> None:
@@ -160,6 +160,32 @@ def _log_sigmoid_backward(g: Any, x: Any) -> tuple[Any]:
     return (g * op("sigmoid")(-x),)
 
 
+def _per_example(batched: Any, a: Any, b: Any, what: str) -> tuple[Any, Any]:
+    """Both operands of a loss batched, of one shape, as the loss's forward demands of each example."""
+    a, b = batch_all([a, b], batched)
+    if np.shape(a) != np.shape(b):
+        raise ValueError(f"{what} must have the same shape, got {np.shape(a)[1:]} and {np.shape(b)[1:]}")
+    return a, b
+
+
+def _batch_softmax_cross_entropy(call: Any, batched: Any, logits: Any, labels: Any) -> Any:
+    """vmap of softmax_cross_entropy: each example's loss, the mean over its rows of -sum(labels * log_softmax),
+    with registered ops (logsumexp's derivatives are the softmax's)."""
+    logits, labels = _per_example(batched, logits, constant(labels), "logits and labels")  # labels: no gradient
+    size = np.shape(logits)[0]
+    rows = max(1, int(np.prod(np.shape(logits)[1:-1])))
+    log_softmax = logits - op("logsumexp")(logits, axis=-1, keepdims=True)
+    terms = onp.reshape(onp.sum(labels * log_softmax, axis=-1), (size, -1))
+    return -onp.sum(terms, axis=1) / rows
+
+
+def _batch_mse(call: Any, batched: Any, prediction: Any, target: Any) -> Any:
+    """vmap of mse: each example's mean of squared differences."""
+    prediction, target = _per_example(batched, prediction, target, "prediction and target")
+    diff = onp.reshape(prediction - target, (np.shape(prediction)[0], -1))
+    return onp.mean(diff * diff, axis=1)
+
+
 @hookimpl
 def opreg_register_ops(register: Register) -> None:
     register(
@@ -170,6 +196,7 @@ def opreg_register_ops(register: Register) -> None:
         differentiable=("logits",),
         sample_inputs=_one_hot_sample,
         reference=_torch_softmax_cross_entropy,
+        batch=_batch_softmax_cross_entropy,
     )
     register(
         name="mse",
@@ -177,6 +204,7 @@ def opreg_register_ops(register: Register) -> None:
         forward=_mse,
         backward=_mse_backward,
         reference="torch.nn.functional.mse_loss",
+        batch=_batch_mse,
     )
     register(
         name="log_sigmoid",
@@ -184,6 +212,7 @@ def opreg_register_ops(register: Register) -> None:
         forward=_log_sigmoid,
         backward=_log_sigmoid_backward,
         reference="torch.nn.functional.logsigmoid",
+        batch="elementwise",
     )
     register(
         name="binary_cross_entropy",
@@ -193,4 +222,5 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_binary_cross_entropy_samples,
         domain=(0.0, 1.0),
         reference=_torch_binary_cross_entropy,
+        batch="elementwise",
     )

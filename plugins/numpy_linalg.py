@@ -42,7 +42,16 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, Sample, constant, divide_by_count, hookimpl, normalize_axes, restore_axes
+from opreg.plugin import (
+    Register,
+    Sample,
+    constant,
+    divide_by_count,
+    hookimpl,
+    matrix_ops,
+    normalize_axes,
+    restore_axes,
+)
 
 
 def _t(x: Any) -> Any:
@@ -390,6 +399,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="The inverse of a square matrix (or of each in a batch).",
         numpy="linalg.inv",
         reference="torch.linalg.inv",
+        batch=matrix_ops(2),
     )
     register(
         name="det",
@@ -400,6 +410,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="The determinant of a square matrix (or of each in a batch); backward needs it invertible.",
         numpy="linalg.det",
         reference="torch.linalg.det",
+        batch=matrix_ops(2),
     )
     register(
         name="solve",
@@ -418,6 +429,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=lambda rng: [Sample(_positive_definite(rng, (3, 3))), Sample(_positive_definite(rng, (2, 4, 4)))],
         numpy="linalg.cholesky",
         reference=_torch_cholesky,
+        batch=matrix_ops(2),
     )
     register(
         name="norm",
@@ -436,4 +448,5 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_pinv_samples,
         numpy="linalg.pinv",
         reference=_torch_pinv,
+        batch=matrix_ops(2),
     )

@@ -133,6 +133,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="|x|; the gradient at 0.0 and -0.0 is 0, as in torch.",
         numpy=("absolute", "abs"),
         reference="torch.abs",
+        batch="elementwise",
     )
     register(
         name="fabs",
@@ -143,6 +144,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="|x| as a float (NumPy's fabs); the gradient at 0.0 and -0.0 is 0, as abs's.",
         numpy="fabs",
         reference="torch.abs",
+        batch="elementwise",
     )
     register(
         name="maximum",
@@ -153,6 +155,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="The larger of a and b, broadcasting; NaN if either is. A tie gives each half of the gradient (torch).",
         numpy="maximum",
         reference="torch.maximum",
+        batch="elementwise",
     )
     register(
         name="minimum",
@@ -163,6 +166,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="The smaller of a and b, broadcasting; NaN if either is. A tie gives each half of the gradient (torch).",
         numpy="minimum",
         reference="torch.minimum",
+        batch="elementwise",
     )
     register(
         name="fmax",
@@ -173,6 +177,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="The larger of a and b, ignoring NaN, broadcasting. A tie gives the whole gradient to a (torch).",
         numpy="fmax",
         reference="torch.fmax",
+        batch="elementwise",
     )
     register(
         name="fmin",
@@ -183,6 +188,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="The smaller of a and b, ignoring NaN, broadcasting. A tie gives the whole gradient to a (torch).",
         numpy="fmin",
         reference="torch.fmin",
+        batch="elementwise",
     )
     register(
         name="clip",
@@ -194,6 +200,7 @@ def opreg_register_ops(register: Register) -> None:
         "x's gradient passes at the bounds too; with a_min > a_max every output is a_max (torch.clamp's rules).",
         numpy="clip",
         reference=_clamp_reference,
+        batch="elementwise",
     )
     register(
         name="nan_to_num",
@@ -204,4 +211,5 @@ def opreg_register_ops(register: Register) -> None:
         doc="NaN and infinities replaced by finite numbers; the gradient is g where x is finite, else 0 (torch).",
         numpy="nan_to_num",
         reference="torch.nan_to_num",
+        batch="elementwise",
     )

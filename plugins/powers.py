@@ -43,6 +43,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="sqrt",
         reference="torch.sqrt",
         domain=(0.0, 1e4),
+        batch="elementwise",
     )
     register(
         name="cbrt",
@@ -54,6 +55,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="cbrt",
         reference=_cbrt_reference,
         domain=(2.0**-20, 1e4),
+        batch="elementwise",
     )
     register(
         name="square",
@@ -65,6 +67,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="square",
         reference="torch.square",
         domain=(-100.0, 100.0),
+        batch="elementwise",
     )
     register(
         name="reciprocal",
@@ -76,4 +79,5 @@ def opreg_register_ops(register: Register) -> None:
         doc="1 / x; the gradient -1 / x^2 is taken from the output. Infinite at 0, as torch's.",
         numpy="reciprocal",
         reference="torch.reciprocal",
+        batch="elementwise",
     )

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Axis, Register, Sample, hookimpl, linear_jvp, normalize_axes, op
+from opreg.plugin import Axis, Register, Sample, hookimpl, linear_jvp, normalize_axes, op, over_axes
 
 #: np.pad, untyped: its overloads take the mode as a literal, which an attribute is not.
 _numpy_pad: Any = np.pad
@@ -269,6 +269,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_flip_samples,
         numpy="flip",
         reference=lambda torch: lambda x, axis=None: torch.flip(x, _dims(x, axis)),
+        batch=over_axes,
     )
     register(
         name="fliplr",

@@ -36,6 +36,7 @@ from opreg.plugin import (
     normalize_axes,
     numpy_reduction,
     op,
+    over_axes,
     reduce,
     restore_axes,
 )
@@ -302,6 +303,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=axis_samples,
         numpy="sum",
         reference=numpy_reduction("sum"),
+        batch=over_axes,
     )
     register(
         name="mean",
@@ -312,6 +314,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=axis_samples,
         numpy="mean",
         reference=numpy_reduction("mean"),
+        batch=over_axes,
     )
     register(
         name="prod",
@@ -321,6 +324,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_prod_samples,
         numpy="prod",
         reference=_torch_prod,
+        batch=over_axes,
     )
     register(
         name="max",
@@ -330,6 +334,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=lambda rng: [Sample(distinct(rng), **s) for s in AXIS_SETTINGS],
         numpy=("max", "amax"),
         reference=numpy_reduction("amax"),
+        batch=over_axes,
     )
     register(
         name="min",
@@ -339,6 +344,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=lambda rng: [Sample(distinct(rng), **s) for s in AXIS_SETTINGS],
         numpy=("min", "amin"),
         reference=numpy_reduction("amin"),
+        batch=over_axes,
     )
     register(
         name="logsumexp",
@@ -349,6 +355,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="logsumexp",  # not NumPy's: scipy.special.logsumexp, reached as opreg.numpy.logsumexp
         numpy_call=_numpy_logsumexp,  # scipy's signature; with b=, weighted_logsumexp
         reference=numpy_reduction("logsumexp"),
+        batch=over_axes,
     )
     register(
         name="weighted_logsumexp",

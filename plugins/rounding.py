@@ -80,6 +80,7 @@ def opreg_register_ops(register: Register) -> None:
             doc=f"{doc}; its gradient is 0 everywhere, as torch's.",
             numpy=name,
             reference=reference,
+            batch="elementwise",
         )
     register(
         name="round",
@@ -90,6 +91,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="x rounded half to even to `decimals` places; its gradient is 0 everywhere, as torch's.",
         numpy=("round", "around"),
         reference="torch.round",
+        batch="elementwise",
     )
     register(
         name="sign",
@@ -100,6 +102,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="-1, 0 or 1 by the sign of x (0 for 0.0 and -0.0); its gradient is 0 everywhere, as torch's.",
         numpy="sign",
         reference="torch.sign",
+        batch="elementwise",
     )
     register(
         name="mod",
@@ -110,6 +113,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="a - b * floor(a / b), with b's sign (Python's %); gradients g and -g * floor(a / b), as torch's.",
         numpy=("remainder", "mod"),
         reference="torch.remainder",
+        batch="elementwise",
     )
     register(
         name="fmod",
@@ -120,4 +124,5 @@ def opreg_register_ops(register: Register) -> None:
         doc="a - b * trunc(a / b), with a's sign (C's fmod); gradients g and -g * trunc(a / b), as torch's.",
         numpy="fmod",
         reference="torch.fmod",
+        batch="elementwise",
     )

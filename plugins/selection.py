@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, Sample, constant, hookimpl, normalize_axes, op
+from opreg.plugin import Register, Sample, along_axis, constant, hookimpl, matrix_ops, normalize_axes, op, shift_axis
 
 Indices = Any  # an integer array, a list of ints or an int (a Tensor's values are taken, never differentiated)
 
@@ -300,6 +300,13 @@ def _triangle_samples(rng: np.random.Generator) -> list[Sample]:
     ]
 
 
+def _batch_axis_pair(call: Callable[..., Any], batched: Sequence[bool], x: Any, **attributes: Any) -> Any:
+    """vmap of diagonal and trace: their two axes moved past the batch."""
+    ndim = np.ndim(x) - 1
+    axes = {name: shift_axis(attributes[name], ndim) for name in ("axis1", "axis2")}
+    return call(x, **{**attributes, **axes})
+
+
 @hookimpl
 def opreg_register_ops(register: Register) -> None:
     register(
@@ -318,6 +325,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_sort_samples,
         numpy="sort",
         reference=_torch_sort,
+        batch=along_axis,
     )
     register(
         name="partition",
@@ -327,6 +335,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_partition_samples,
         numpy="partition",
         reference=_torch_partition,
+        batch=along_axis,
     )
     register(
         name="diagonal",
@@ -336,6 +345,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_diagonal_samples,
         numpy="diagonal",
         reference=_torch_diagonal,
+        batch=_batch_axis_pair,
     )
     register(
         name="trace",
@@ -345,6 +355,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_diagonal_samples,
         numpy="trace",
         reference=_torch_trace,
+        batch=_batch_axis_pair,
     )
     register(
         name="diag",
@@ -363,6 +374,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_triangle_samples,
         numpy="tril",
         reference=lambda torch: lambda x, k=0: torch.tril(x, k),
+        batch=matrix_ops(2),
     )
     register(
         name="triu",
@@ -372,4 +384,5 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_triangle_samples,
         numpy="triu",
         reference=lambda torch: lambda x, k=0: torch.triu(x, k),
+        batch=matrix_ops(2),
     )

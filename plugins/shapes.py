@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Axis, Register, Sample, hookimpl, linear_jvp, normalize_axes
+from opreg.plugin import Axis, Register, Sample, hookimpl, linear_jvp, normalize_axes, shift_axis
 
 #: A ``shape`` attribute as NumPy takes it: an int or a sequence of ints (one may be -1).
 Shape = int | Sequence[int] | None
@@ -185,6 +185,60 @@ def _torch_atleast(ndim: int) -> Callable[[ModuleType], Callable[..., Any]]:
     return lambda torch: getattr(torch, f"atleast_{ndim}d")
 
 
+# --- batching rules (vmap): the batch is axis 0, so every axis an attribute names moves one place up ----------------
+
+
+def _dims(shape: Any) -> tuple[int, ...]:
+    return (shape,) if isinstance(shape, int) else tuple(shape)
+
+
+def _batch_reshape(call: Callable[..., Any], batched: Sequence[bool], x: Any, *, shape: Shape = None) -> Any:
+    return call(x, shape=shape if shape is None else (np.shape(x)[0], *_dims(shape)))
+
+
+def _batch_ravel(call: Callable[..., Any], batched: Sequence[bool], x: Any) -> Any:
+    return onp.reshape(x, (np.shape(x)[0], -1))
+
+
+def _batch_expand_dims(call: Callable[..., Any], batched: Sequence[bool], x: Any, *, axis: Axis = 0) -> Any:
+    return call(x, axis=shift_axis(axis, np.ndim(x) - 1 + len(_dims(axis))))
+
+
+def _batch_squeeze(call: Callable[..., Any], batched: Sequence[bool], x: Any, *, axis: Axis = None) -> Any:
+    logical = np.shape(x)[1:]
+    axes = tuple(i for i, n in enumerate(logical) if n == 1) if axis is None else axis
+    return call(x, axis=shift_axis(axes, len(logical)))
+
+
+def _batch_broadcast_to(call: Callable[..., Any], batched: Sequence[bool], x: Any, *, shape: Any = ()) -> Any:
+    size, logical, target = np.shape(x)[0], tuple(np.shape(x)[1:]), _dims(shape)
+    if len(logical) < len(target):
+        x = onp.reshape(x, (size,) + (1,) * (len(target) - len(logical)) + logical)
+    return call(x, shape=(size, *target))
+
+
+def _batch_permute(
+    call: Callable[..., Any], batched: Sequence[bool], x: Any, *, axes: Sequence[int] | None = None
+) -> Any:
+    ndim = np.ndim(x) - 1
+    order = tuple(reversed(range(ndim))) if axes is None else tuple(axes)
+    return call(x, axes=(0, *shift_axis(order, ndim)))
+
+
+def _batch_swapaxes(
+    call: Callable[..., Any], batched: Sequence[bool], x: Any, *, axis1: int = 0, axis2: int = 1
+) -> Any:
+    ndim = np.ndim(x) - 1
+    return call(x, axis1=shift_axis(axis1, ndim), axis2=shift_axis(axis2, ndim))
+
+
+def _batch_moveaxis(
+    call: Callable[..., Any], batched: Sequence[bool], x: Any, *, source: Any = 0, destination: Any = -1
+) -> Any:
+    ndim = np.ndim(x) - 1
+    return call(x, source=shift_axis(source, ndim), destination=shift_axis(destination, ndim))
+
+
 @hookimpl
 def opreg_register_ops(register: Register) -> None:
     register(
@@ -197,6 +251,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="x with a new shape (required attribute shape; one entry may be -1), as np.reshape in C order.",
         numpy="reshape",
         reference=_torch_reshape,
+        batch=_batch_reshape,
     )
     register(
         name="ravel",
@@ -207,6 +262,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=lambda rng: [Sample(rng.standard_normal(s)) for s in [(2, 3, 4), (), (0, 2)]],
         numpy="ravel",
         reference="torch.ravel",
+        batch=_batch_ravel,
     )
     for ndim in (1, 2, 3):
         register(
@@ -227,6 +283,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=lambda rng: [Sample(rng.standard_normal((3, 4)), axis=a) for a in (0, -1, (0, 2))],
         numpy="expand_dims",
         reference=lambda torch: lambda x, axis=0: x.reshape(np.expand_dims(np.empty(x.shape), axis).shape),
+        batch=_batch_expand_dims,
     )
     register(
         name="squeeze",
@@ -237,6 +294,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=lambda rng: [Sample(rng.standard_normal((3, 1, 4, 1)), axis=a) for a in (None, 1, (-1, 1))],
         numpy="squeeze",
         reference=lambda torch: lambda x, axis=None: x.reshape(np.squeeze(np.empty(x.shape), axis).shape),
+        batch=_batch_squeeze,
     )
     register(
         name="broadcast_to",
@@ -250,6 +308,7 @@ def opreg_register_ops(register: Register) -> None:
         ],
         numpy="broadcast_to",
         reference=lambda torch: lambda x, shape=(): x.broadcast_to(shape),
+        batch=_batch_broadcast_to,
     )
     register(
         name="permute",
@@ -260,6 +319,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_permute_samples,
         numpy="transpose",
         reference=_torch_permute,
+        batch=_batch_permute,
     )
     register(
         name="swapaxes",
@@ -272,6 +332,7 @@ def opreg_register_ops(register: Register) -> None:
         ],
         numpy="swapaxes",
         reference=lambda torch: lambda x, axis1=0, axis2=1: torch.swapaxes(x, axis1, axis2),
+        batch=_batch_swapaxes,
     )
     register(
         name="moveaxis",
@@ -285,6 +346,7 @@ def opreg_register_ops(register: Register) -> None:
         ],
         numpy="moveaxis",
         reference=lambda torch: lambda x, source=0, destination=-1: torch.movedim(x, source, destination),
+        batch=_batch_moveaxis,
     )
     register(
         name="rollaxis",

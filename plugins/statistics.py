@@ -25,6 +25,7 @@ from opreg.plugin import (
     divide_by_count,
     hookimpl,
     normalize_axes,
+    over_axes,
     reduce,
     restore_axes,
 )
@@ -138,6 +139,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_samples,
         numpy="var",
         reference=_statistic("var"),
+        batch=over_axes,
     )
     register(
         name="std",
@@ -147,6 +149,7 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_samples,
         numpy="std",
         reference=_statistic("std"),
+        batch=over_axes,
     )
     register(
         name="ptp",
@@ -156,4 +159,5 @@ def opreg_register_ops(register: Register) -> None:
         sample_inputs=_ptp_samples,
         numpy="ptp",
         reference=_torch_ptp,
+        batch=over_axes,
     )

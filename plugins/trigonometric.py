@@ -89,6 +89,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="sin",
         reference="torch.sin",
         domain=(-10.0, 10.0),
+        batch="elementwise",
     )
     register(
         name="cos",
@@ -100,6 +101,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="cos",
         reference="torch.cos",
         domain=(-10.0, 10.0),
+        batch="elementwise",
     )
     register(
         name="tan",
@@ -112,6 +114,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="tan",
         reference="torch.tan",
         domain=(-1.5, 1.5),
+        batch="elementwise",
     )
     register(
         name="arcsin",
@@ -123,6 +126,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="arcsin",
         reference="torch.asin",
         domain=(-1.0, 1.0),
+        batch="elementwise",
     )
     register(
         name="arccos",
@@ -134,6 +138,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="arccos",
         reference="torch.acos",
         domain=(-1.0, 1.0),
+        batch="elementwise",
     )
     register(
         name="arctan",
@@ -144,6 +149,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="Inverse tangent.",
         numpy="arctan",
         reference="torch.atan",
+        batch="elementwise",
     )
     register(
         name="arctan2",
@@ -154,6 +160,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="The angle of the point (x, y), broadcasting; its gradient is 0 at (0, 0), as in torch.",
         numpy="arctan2",
         reference="torch.atan2",
+        batch="elementwise",
     )
     register(
         name="hypot",
@@ -164,6 +171,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="sqrt(a^2 + b^2) without overflow, broadcasting; its gradient is NaN at (0, 0), as in torch.",
         numpy="hypot",
         reference="torch.hypot",
+        batch="elementwise",
     )
     register(
         name="sinc",
@@ -175,6 +183,7 @@ def opreg_register_ops(register: Register) -> None:
         numpy="sinc",
         reference="torch.sinc",
         domain=(-4.0, 4.0),
+        batch="elementwise",
     )
     register(
         name="deg2rad",
@@ -185,6 +194,7 @@ def opreg_register_ops(register: Register) -> None:
         doc="Degrees to radians: x * pi / 180.",
         numpy=("deg2rad", "radians"),
         reference="torch.deg2rad",
+        batch="elementwise",
     )
     register(
         name="rad2deg",
@@ -195,4 +205,5 @@ def opreg_register_ops(register: Register) -> None:
         doc="Radians to degrees: x * 180 / pi.",
         numpy=("rad2deg", "degrees"),
         reference="torch.rad2deg",
+        batch="elementwise",
     )

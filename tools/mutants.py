@@ -556,4 +556,21 @@ MUTANTS = [
         "count_include_pad=False ignored: windows at the border divided by the whole kernel",
         ("tests/test_conv.py",),
     ),
+    # vmap
+    Mutant(
+        "vmap-shared-parameters",
+        "opreg/func/core.py",
+        "    if levels or isinstance(x, Batched):\n",
+        "    if isinstance(x, Batched):\n",
+        "grad inside vmap differentiates one leaf shared by the batch: unbatched parameters get the batch's sum",
+        ("tests/test_func_vmap.py",),
+    ),
+    Mutant(
+        "vmap-matmul-vector-row",
+        "plugins/linalg.py",
+        "        product = onp.squeeze(product, -1 if b_vector or np.ndim(b) == 1 else -2)",
+        "        product = onp.squeeze(product, -1)",
+        "a batched vector times a matrix squeezes the wrong axis (right whenever the matrix has one column)",
+        ("tests/test_func_vmap.py", "tests/test_opcheck.py"),
+    ),
 ]

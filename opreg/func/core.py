@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from opreg.errors import OpUsageError
+from opreg.func.batching import Batched, active_levels, from_physical, map_physical, strip, to_physical
 from opreg.tensor import Tensor, _grad_mode, apply
 from opreg.versions import numbers
 
@@ -62,12 +63,23 @@ def draw_floor() -> int:
     return next(numbers)
 
 
-def lift(x: Any, transform: str, where: str) -> Tensor:
+def lift(x: Any, transform: str, where: str) -> Any:
     """``x`` as a Tensor of its own that requires gradients: a fresh leaf for an array or number, the recorded
     ``positive`` op of a Tensor that requires gradients (so that an enclosing transform's graph reaches through it).
     Under ``no_grad`` a Tensor is a fresh leaf too: as in ``torch.func``, ``no_grad`` around a transform leaves its
     own derivatives be and keeps the enclosing graph from seeing them. An integer, boolean or complex input has no
-    derivative here, and an object that is not an array is no input, each an error naming it."""
+    derivative here, and an object that is not an array is no input, each an error naming it.
+
+    Inside ``vmap`` the Tensor is made batched at every active ``vmap`` level, an input that is not batched at one
+    being repeated along it first: each example differentiates its own copy, so a gradient is per example, never
+    the sum over the batch that one shared leaf would get."""
+    levels = active_levels()
+    if levels or isinstance(x, Batched):
+        return from_physical(_leaf(to_physical(x, levels), transform, where), levels)
+    return _leaf(x, transform, where)
+
+
+def _leaf(x: Any, transform: str, where: str) -> Tensor:
     data = x if type(x) is np.ndarray else x._data if isinstance(x, Tensor) else np.asarray(x)
     if data.dtype.kind != "f":
         if data.dtype.kind == "O":
@@ -90,16 +102,21 @@ def lift(x: Any, transform: str, where: str) -> Tensor:
 def keeps_graph(values: Sequence[Any]) -> bool:
     """Whether derivatives must be recorded: inside another transform, or for a caller's Tensors that require
     gradients (whose graph the results then reach); never under ``no_grad``, whose results stay out of graphs."""
-    return _grad_mode.enabled and (nested() or any(isinstance(v, Tensor) and v._requires_grad for v in values))
+    return _grad_mode.enabled and (
+        nested() or any(isinstance(strip(v), Tensor) and strip(v)._requires_grad for v in values)
+    )
 
 
 def gives_tensors(values: Sequence[Any]) -> bool:
     """Whether results are handed back as Tensors: inside another transform, or when the caller passed any."""
-    return nested() or any(isinstance(v, Tensor) for v in values)
+    return nested() or any(isinstance(strip(v), Tensor) for v in values)
 
 
 def lower(value: Any, tensors: bool) -> Any:
-    """A result as the caller gets it: the Tensor itself when ``tensors``, its array otherwise."""
+    """A result as the caller gets it: the Tensor itself when ``tensors``, its array otherwise (inside a batched
+    value's wrappers, for a result batched by ``vmap``)."""
+    if isinstance(value, Batched):
+        return map_physical(lambda physical: lower(physical, tensors), value)
     if tensors:
         return value if isinstance(value, Tensor) else Tensor(value)
     return value._data if isinstance(value, Tensor) else np.asarray(value)

@@ -16,6 +16,7 @@ import numpy as np
 
 import opreg.numpy as onp
 from opreg.errors import OpUsageError
+from opreg.func.batching import Batched, active_levels, from_physical, strip, to_physical
 from opreg.func.core import (
     argnums_tuple,
     describe,
@@ -47,6 +48,9 @@ class _Linearized:
     ) -> None:
         self.tensors, self.record = gives_tensors(given), keeps_graph(given)
         self.floor = draw_floor()
+        #: Inside vmap the inputs are lifted batched at every active level (:func:`lift`), and tangents are pushed
+        #: through the physical graph (one leading axis per level), each example's tangent its own.
+        self.levels = active_levels()
         with tracing():  # lift too: under no_grad, a Tensor's positive would not be recorded, and cut the graph
             where = names or [f"primal leaf {i}" for i in range(len(leaves))]
             self.inputs = [lift(x, transform, w) for x, w in zip(leaves, where, strict=True)]
@@ -54,14 +58,20 @@ class _Linearized:
         output, aux = _split_aux(result, has_aux, transform, f)
         self.aux = _outputs(aux, self.tensors, self.record)
         self.outputs, self.out_spec = tree_flatten(output)
-        self.order = recorded(self.outputs, self.floor)
+        with tracing():
+            self.physical = [to_physical(o, self.levels) for o in self.outputs] if self.levels else self.outputs
+        self.order = recorded(self.physical, self.floor)
 
     def push(self, tangents: Sequence[Any]) -> list[Any]:
         """Each output's tangent given each input's (``None``: zero, and nothing pushed from it); zeros of the
         output's shape where nothing reaches it."""
         with tracing():  # when recording, the tangents are recorded whatever no_grad is around
-            seeds = {id(x): t for x, t in zip(self.inputs, tangents, strict=True)}
-            pushed = push_forward(self.outputs, self.order, seeds, self.record)
+            if self.levels:
+                tangents = [None if t is None else to_physical(t, self.levels) for t in tangents]
+            seeds = {id(strip(x)): t for x, t in zip(self.inputs, tangents, strict=True)}
+            pushed = push_forward(self.physical, self.order, seeds, self.record)
+        if self.levels:
+            pushed = [None if t is None else from_physical(t, self.levels) for t in pushed]
         return [
             np.zeros(np.shape(o), _float_dtype(o)) if t is None else t
             for o, t in zip(self.outputs, pushed, strict=True)
@@ -173,7 +183,7 @@ def _block(columns: list[Any], out_shape: tuple[int, ...], in_shape: tuple[int, 
     the graph)."""
     if not columns:
         return lower(np.zeros(out_shape + in_shape, dtype=_float_dtype(o)), tensors)
-    if any(isinstance(c, Tensor) for c in columns):
+    if any(isinstance(c, Tensor | Batched) for c in columns):
         return onp.reshape(onp.stack(columns, axis=-1), out_shape + in_shape)
     return lower(np.stack(columns, axis=-1).reshape(out_shape + in_shape), tensors)
 

@@ -20,7 +20,18 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
+from opreg.dispatch import op_function
 from opreg.errors import OpUsageError
+from opreg.func.batching import (
+    Batched,
+    active_levels,
+    at_level,
+    from_physical,
+    levels_of,
+    map_physical,
+    strip,
+    to_physical,
+)
 from opreg.func.core import (
     argnums_tuple,
     describe,
@@ -39,12 +50,13 @@ from opreg.tensor import Tensor, _backpropagate, _seed
 
 def pullback(
     outputs: Sequence[Any],
-    inputs: Sequence[Tensor],
+    inputs: Sequence[Any],
     cotangents: Sequence[Any],
     *,
     create_graph: bool,
     floor: int,
     retain_graph: bool = True,
+    levels: Sequence[tuple[int, int]] = (),
 ) -> list[Any]:
     """``J^T ct``: for each of ``inputs``, the sum over ``outputs`` of each output's cotangent pulled back to it,
     in one backward pass (several outputs are joined as ``sum(<output, cotangent>)``, whose gradient is the same).
@@ -54,7 +66,17 @@ def pullback(
     every gradient float64), recorded when it is a Tensor, so that a cotangent that requires gradients (a
     VJP differentiated with respect to its cotangent, as forward mode does) stays in the graph.
     ``retain_graph=False`` releases the graph as the pass goes, for a caller that will not pass through it again.
+
+    ``levels``: the ``vmap`` levels the inputs were lifted at (batched at every one, :func:`lift`); the pass runs on
+    physical values (one leading axis per level), each example's cotangent seeding its own output, and the
+    gradients come back batched as the inputs are.
     """
+    if levels:
+        outputs = [to_physical(o, levels) for o in outputs]
+        cotangents = [to_physical(c, levels) for c in cotangents]
+        inputs = [strip(x) for x in inputs]
+        grads = pullback(outputs, inputs, cotangents, create_graph=create_graph, floor=floor, retain_graph=retain_graph)
+        return [from_physical(g, levels) for g in grads]
     pairs = [(o, c) for o, c in zip(outputs, cotangents, strict=True) if isinstance(o, Tensor) and o._requires_grad]
     wanted = {id(x) for x in inputs}
     found: dict[int, Any] = {}
@@ -84,7 +106,7 @@ def _in_dtype(value: Any, dtype: np.dtype) -> Any:
     return np.asarray(value, dtype=dtype)
 
 
-def _lift_tree(value: Any, transform: str, name: str) -> tuple[Any, list[Any], list[Tensor], TreeSpec]:
+def _lift_tree(value: Any, transform: str, name: str) -> tuple[Any, list[Any], list[Any], TreeSpec]:
     """One argument of ``f`` with every leaf lifted (:func:`lift`): the new tree, the leaves given, the leaves
     lifted, and the spec. ``name`` (``"argument 0"``) and each leaf's place in the tree name it in errors."""
     leaves, spec = tree_flatten(value)
@@ -101,7 +123,10 @@ def _lift_tree(value: Any, transform: str, name: str) -> tuple[Any, list[Any], l
 def _output(value: Any, tensors: bool, record: bool) -> Any:
     """A Tensor that ``f`` returned (its output, or in its ``aux``), as the caller gets it: its array when
     ``tensors`` is false; itself when ``record`` (the caller or an enclosing transform differentiates it
-    further); else detached, so that it does not lead into the transform's private graph. Anything else as is."""
+    further); else detached, so that it does not lead into the transform's private graph. Anything else as is
+    (a batched value's physical value so treated, inside its wrappers)."""
+    if isinstance(value, Batched):
+        return map_physical(lambda physical: _output(physical, tensors, record), value)
     if not isinstance(value, Tensor):
         return value
     if not tensors:
@@ -116,8 +141,12 @@ def _outputs(tree: Any, tensors: bool, record: bool) -> Any:
 def _check_cotangent(output: Any, cotangent: Any, where: str) -> Any:
     """``cotangent`` if it can stand for ``output`` (a real number or array of the output's shape), else an
     error naming the cotangent by its place (``where``) in the tree."""
-    if isinstance(cotangent, Tensor | np.ndarray | np.generic | int | float) and not isinstance(cotangent, bool):
-        dtype = cotangent.dtype if isinstance(cotangent, Tensor | np.ndarray | np.generic) else np.dtype(float)
+    if isinstance(cotangent, Tensor | Batched | np.ndarray | np.generic | int | float) and not isinstance(
+        cotangent, bool
+    ):
+        dtype = (
+            cotangent.dtype if isinstance(cotangent, Tensor | Batched | np.ndarray | np.generic) else np.dtype(float)
+        )
         if dtype.kind not in "fiu":
             raise OpUsageError(
                 f"vjp_fn: the cotangent{where} is an array of {dtype} {np.shape(cotangent)}; pass real numbers "
@@ -158,7 +187,7 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
 
 def _vjp(f: Callable[..., Any], primals: Sequence[Any], has_aux: bool, transform: str, names: Sequence[str]) -> Any:
     """:func:`vjp`, for ``transform``, which errors name, as they name each primal by ``names`` ("argument 2")."""
-    floor = draw_floor()
+    floor, levels = draw_floor(), active_levels()
     args, given, lifted = [], [], []
     for primal, name in zip(primals, names, strict=True):
         tree, leaves, mine, _ = _lift_tree(primal, transform, name)
@@ -181,8 +210,17 @@ def _vjp(f: Callable[..., Any], primals: Sequence[Any], has_aux: bool, transform
             )
         paths = out_spec.paths()
         cts = [_check_cotangent(o, c, p) for o, c, p in zip(out_leaves, ct_leaves, paths, strict=True)]
+        unknown = _unknown_level(cts, levels)
+        if unknown is not None:  # batched by a vmap the recording is outside of: one example at a time
+            level, size = unknown
+            per_example = [
+                tree_flatten(vjp_fn(tree_unflatten(ct_spec, [at_level(c, level, i) for c in cts])))[0]
+                for i in range(size)
+            ]
+            stacked = [Batched(op_function("stack")(*parts), level) for parts in zip(*per_example, strict=True)]
+            return tuple(tree_unflatten(spec, stacked))
         create = record or nested() or keeps_graph(cts)
-        grads = pullback(out_leaves, lifted, cts, create_graph=create, floor=floor)
+        grads = pullback(out_leaves, lifted, cts, create_graph=create, floor=floor, levels=levels)
         as_tensors = tensors or gives_tensors(cts)
         return tuple(tree_unflatten(spec, [lower(g, as_tensors) for g in grads]))
 
@@ -190,9 +228,20 @@ def _vjp(f: Callable[..., Any], primals: Sequence[Any], has_aux: bool, transform
     return (value, vjp_fn, _outputs(aux, tensors, record)) if has_aux else (value, vjp_fn)
 
 
+def _unknown_level(cotangents: Sequence[Any], levels: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
+    """The highest ``vmap`` level that batches a cotangent and that the recording was not made in, with its size;
+    None if there is none."""
+    known = {level for level, _ in levels}
+    found = [level for c in cotangents for level in levels_of(c) if level not in known]
+    if not found:
+        return None
+    level = max(found)
+    return level, dict(active_levels())[level]
+
+
 def _check_scalar(output: Any, f: Callable[..., Any], transform: str) -> None:
     """What ``grad`` differentiates must be one real number (a 0-d array or Tensor)."""
-    if isinstance(output, Tensor | np.ndarray | np.generic | int | float):
+    if isinstance(output, Tensor | Batched | np.ndarray | np.generic | int | float):
         shape = np.shape(getattr(output, "_data", output))
         if shape == ():
             return
@@ -222,9 +271,9 @@ def _value_and_grad(
     @functools.wraps(f)
     def value_and_grad_f(*args: Any, **kwargs: Any) -> Any:
         positions = argnums_tuple(argnums, len(args), transform)
-        floor = draw_floor()
+        floor, levels = draw_floor(), active_levels()
         specs: list[TreeSpec] = []
-        lifted: list[Tensor] = []
+        lifted: list[Any] = []  # Tensors, batched inside vmap
         given: list[Any] = []
         new_args = list(args)
         for a in positions:
@@ -238,7 +287,7 @@ def _value_and_grad(
         output, aux = _split_aux(result, has_aux, transform, f)
         _check_scalar(output, f, transform)
         # Called once: unless recorded for someone to differentiate further, the graph is released as it goes.
-        grads = pullback([output], lifted, [1.0], create_graph=record, floor=floor, retain_graph=record)
+        grads = pullback([output], lifted, [1.0], create_graph=record, floor=floor, retain_graph=record, levels=levels)
         per_argument, start = [], 0
         for spec in specs:
             per_argument.append(
@@ -315,7 +364,7 @@ def _jacrev(f: Callable[..., Any], argnums: int | Sequence[int], has_aux: bool, 
 
 
 def _float_dtype(x: Any) -> np.dtype:
-    dtype = np.asarray(getattr(x, "_data", x)).dtype
+    dtype = np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
     return dtype if dtype.kind == "f" else np.dtype(float)
 
 
