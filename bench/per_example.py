@@ -3,7 +3,8 @@
 What differential privacy (clipping each example's gradient) and gradient-noise studies need. Four ways side by
 side, each returning ``{name: (batch, *shape)}`` arrays for the weights ``W0, b0, W1, b1``:
 
-- ``numpy``: hand-written, the reference: the backward of each example written out, batched with ``einsum``;
+- ``numpy``: hand-written, the reference: the backward of each example written out, the weights' gradients as
+  batched outer products;
 - ``opreg loop``: one ``opreg.grad`` per example (64 backward passes);
 - ``opreg vmap``: ``opreg.func.vmap(opreg.func.grad(loss), in_axes=(None, 0, 0))``;
 - ``torch loop`` and ``torch.func vmap``: the same two in PyTorch.
@@ -55,9 +56,9 @@ def numpy_reference(params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray)
         dz = p / p.sum(axis=1, keepdims=True) - y
         dh = (dz @ params["W1"]) * (pre > 0)
         return {
-            "W0": np.einsum("bj,bi->bij", x, dh),
+            "W0": dh[:, :, None] * x[:, None, :],
             "b0": dh,
-            "W1": np.einsum("bj,bi->bij", h, dz),
+            "W1": dz[:, :, None] * h[:, None, :],
             "b1": dz,
         }
 

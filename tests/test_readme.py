@@ -32,7 +32,7 @@ def run(block: str) -> dict:
 
 def test_readme_examples_run_as_written(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the examples write files where they run
-    tensors, numpy_code, from_pytorch, walkthrough, training, plugin = python_blocks()
+    tensors, numpy_code, transforms, from_pytorch, walkthrough, training, plugin = python_blocks()
     namespace = run(tensors)
     assert capsys.readouterr().out.startswith("(3, 2) [")
     assert namespace["b"].grad.shape == (2,) and not namespace["prediction"].requires_grad
@@ -60,6 +60,20 @@ def test_readme_examples_run_as_written(capsys, tmp_path, monkeypatch):
         namespace["A"].grad, -np.linalg.inv(A).T @ np.ones((3, 1)) @ np.linalg.solve(A, np.ones(3))[None], rtol=1e-12
     )
     assert type(namespace["both"]) is Tensor and namespace["both"].shape == (7,)
+
+    namespace = run(transforms)
+    x = namespace["x"]
+    np.testing.assert_allclose(namespace["g"], np.sin(x) + x * np.cos(x), rtol=1e-12)
+    np.testing.assert_allclose(namespace["H"], np.diag(2 * np.cos(x) - x * np.sin(x)), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(namespace["J"], np.diag(1 - np.tanh(x) ** 2), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(namespace["slope"], np.sum(np.sin(x) + x * np.cos(x)), rtol=1e-12)
+    params, xs, ys, per_example = (namespace[k] for k in ("params", "xs", "ys", "per_example"))
+    assert {k: v.shape for k, v in per_example.items()} == {"W": (8, 4, 3), "b": (8, 3)}
+    for i in range(len(xs)):  # each example's gradient, by its own backward pass
+        leaves = {k: Tensor(v, requires_grad=True) for k, v in params.items()}
+        grads = opreg.grad(namespace["loss"](leaves, xs[i], ys[i]), list(leaves.values()))
+        for k, g in zip(leaves, grads, strict=True):
+            np.testing.assert_allclose(per_example[k][i], g.data, rtol=1e-12, atol=1e-15)
 
     namespace = run(from_pytorch)
     losses = namespace["losses"]

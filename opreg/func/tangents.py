@@ -3,8 +3,10 @@
 An op's output tangent comes from its declared ``jvp`` rule where it has one; otherwise it is derived from its
 backward. A backward computes ``J^T g``, linear in ``g``; so with a fresh ``u`` of the output's shape standing for
 ``g``, ``d/du sum_i <backward(u)_i, t_i> = J t``: the VJP of the VJP (HIPS autograd's ``make_jvp_reversemode``),
-one small backward pass per op. That needs the backward to run recorded on Tensors (as ``create_graph`` does);
-one that does not is a :class:`NotComposableError` naming the op.
+one small backward pass per op. An elementwise op of one input (``batch="elementwise"``) has a diagonal Jacobian,
+its own transpose, so its backward applied to the tangent is ``J t`` at once. Recorded (nested transforms), either
+needs the backward to run on Tensors (as ``create_graph`` does); one that does not is a
+:class:`NotComposableError` naming the op.
 
 :func:`push_forward` walks the nodes a function recorded, from the transform's inputs to its outputs, in the order
 they were made, giving each output its tangent. ``record``: on the graph's Tensors, so that the tangents are
@@ -27,7 +29,7 @@ from opreg.errors import NotComposableError, OpContractError, OpregError
 from opreg.fit import gradient_dtype
 from opreg.func.core import draw_floor, tracing
 from opreg.func.reverse import pullback
-from opreg.opdef import OpDef
+from opreg.opdef import ELEMENTWISE, OpDef
 from opreg.tensor import Node, Tensor, _topological_order
 
 
@@ -44,7 +46,31 @@ def op_tangent(
     ``output`` is forward's (a tuple for several outputs)."""
     if op.jvp is not None:
         return _declared(op, inputs, output, attributes, tangents, record)
+    if (
+        op.batch == ELEMENTWISE
+        and len(inputs) == 1
+        and not op.multi
+        and _array(inputs[0]).dtype == _array(output).dtype
+    ):
+        return _diagonal(op, inputs, output, attributes, tangents, record)
     return _derived(op, inputs, output, attributes, tangents, record)
+
+
+def _diagonal(
+    op: OpDef, inputs: Sequence[Any], output: Any, attributes: Mapping[str, Any], tangents: Sequence[Any], record: bool
+) -> Any:
+    """An elementwise op of one input has a diagonal Jacobian, which is its own transpose: ``J t = J^T t``, its
+    backward given the tangent. One backward call, where deriving it takes a backward pass of its own."""
+    (tangent,) = tangents
+    if tangent is None:
+        return None
+    if record and not isinstance(tangent, Tensor):  # a backward may use g alone (abs: g * sign(x), a constant)
+        tangent = Tensor(tangent)
+    try:
+        (result,) = input_gradients(op, tangent, inputs, output, attributes, None, recorded=record)
+    except NotComposableError as exc:
+        raise _not_composable(op, exc) from exc
+    return result
 
 
 def _declared(
@@ -116,6 +142,17 @@ def _derived(
         return _vjp_of_vjp(op, inputs, output, attributes, tangents, record)
 
 
+def _not_composable(op: OpDef, exc: NotComposableError) -> NotComposableError:
+    cause = exc.__cause__
+    why = f"on Tensors it raised {type(cause).__name__}: {cause}" if cause is not None else str(exc)
+    return NotComposableError(
+        f"{op.describe()} declares no jvp rule, so forward mode is computed from its backward (the VJP of the "
+        f"VJP; for an elementwise op, the VJP itself), and that is not built from registered ops ({why}); declare "
+        "jvp= (the output's tangent from the inputs'), or write the backward with opreg.numpy functions and "
+        "operators (CONTRIBUTING.md)"
+    )
+
+
 def _vjp_of_vjp(
     op: OpDef, inputs: Sequence[Any], output: Any, attributes: Mapping[str, Any], tangents: Sequence[Any], record: bool
 ) -> Any:
@@ -131,13 +168,7 @@ def _vjp_of_vjp(
     try:
         grads = input_gradients(op, tuple(us) if op.multi else us[0], inputs, output, attributes, needed, recorded=True)
     except NotComposableError as exc:
-        cause = exc.__cause__
-        why = f"on Tensors it raised {type(cause).__name__}: {cause}" if cause is not None else str(exc)
-        raise NotComposableError(
-            f"{op.describe()} declares no jvp rule, so forward mode differentiates its backward (the VJP of the "
-            f"VJP), and it is not built from registered ops ({why}); declare jvp= (the output's tangent from the "
-            "inputs'), or write the backward with opreg.numpy functions and operators (CONTRIBUTING.md)"
-        ) from exc
+        raise _not_composable(op, exc) from exc
     terms = [onp.sum(g * t) for g, t in zip(grads, tangents, strict=True) if g is not None and t is not None]
     total = functools.reduce(lambda a, b: a + b, terms) if terms else None
     found = [u for u in us if u is not None]
