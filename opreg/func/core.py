@@ -23,6 +23,7 @@ import numpy as np
 
 from opreg.errors import OpUsageError
 from opreg.func.batching import Batched, active_levels, from_physical, map_physical, strip, to_physical
+from opreg.func.pytree import TreeSpec, tree_unflatten
 from opreg.tensor import Tensor, _grad_mode, apply
 from opreg.versions import numbers
 
@@ -154,3 +155,28 @@ def argnums_tuple(argnums: int | Sequence[int], n_args: int, transform: str) -> 
 def describe(function: Callable[..., Any]) -> str:
     """``f`` by its name, for error messages."""
     return getattr(function, "__qualname__", None) or repr(function)
+
+
+def of_arguments(
+    f: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], positions: Sequence[int]
+) -> Callable[..., Any]:
+    """``f`` as a function of the arguments at ``positions`` alone, the others fixed: what a Jacobian
+    transform differentiates."""
+
+    def of_chosen(*values: Any) -> Any:
+        new_args = list(args)
+        for a, v in zip(positions, values, strict=True):
+            new_args[a] = v
+        return f(*new_args, **kwargs)
+
+    return of_chosen
+
+
+def nest_jacobian(blocks: list[list[Any]], in_spec: TreeSpec, out_spec: TreeSpec, one_argument: bool) -> Any:
+    """A Jacobian's blocks (per output leaf, per input leaf) nested as ``torch.func`` nests them: as the output,
+    then as the arguments (their tuple, or the one argument's tree when ``argnums`` was an int)."""
+    per_output = []
+    for row in blocks:
+        tree = tree_unflatten(in_spec, row)
+        per_output.append(tree[0] if one_argument else tree)
+    return tree_unflatten(out_spec, per_output)

@@ -25,6 +25,8 @@ from opreg.func.core import (
     keeps_graph,
     lift,
     lower,
+    nest_jacobian,
+    of_arguments,
     tracing,
 )
 from opreg.func.pytree import TreeSpec, tree_flatten, tree_unflatten
@@ -142,12 +144,7 @@ def _jacfwd(f: Callable[..., Any], argnums: int | Sequence[int], has_aux: bool, 
     def jacfwd_f(*args: Any, **kwargs: Any) -> Any:
         positions = argnums_tuple(argnums, len(args), transform)
         chosen = tuple(args[a] for a in positions)
-
-        def of_chosen(*values: Any) -> Any:
-            new_args = list(args)
-            for a, v in zip(positions, values, strict=True):
-                new_args[a] = v
-            return f(*new_args, **kwargs)
+        of_chosen = of_arguments(f, args, kwargs, positions)
 
         leaves, spec = tree_flatten(chosen)
         names = [f"argument {a}{path}" for a in positions for path in tree_flatten(args[a])[1].paths()]
@@ -164,11 +161,7 @@ def _jacfwd(f: Callable[..., Any], argnums: int | Sequence[int], has_aux: bool, 
                     columns[k].append(t)
             for k, o in enumerate(linear.outputs):
                 blocks[k].append(_block(columns[k], np.shape(o), x.shape, tensors, o))
-        per_output = []
-        for row in blocks:
-            tree = tree_unflatten(spec, row)
-            per_output.append(tree[0] if isinstance(argnums, int) else tree)
-        jacobian = tree_unflatten(linear.out_spec, per_output)
+        jacobian = nest_jacobian(blocks, spec, linear.out_spec, isinstance(argnums, int))
         return (jacobian, linear.aux) if has_aux else jacobian
 
     return jacfwd_f

@@ -40,7 +40,9 @@ from opreg.func.core import (
     keeps_graph,
     lift,
     lower,
+    nest_jacobian,
     nested,
+    of_arguments,
     tracing,
     zeros_like,
 )
@@ -328,12 +330,7 @@ def _jacrev(f: Callable[..., Any], argnums: int | Sequence[int], has_aux: bool, 
     def jacrev_f(*args: Any, **kwargs: Any) -> Any:
         positions = argnums_tuple(argnums, len(args), transform)
         chosen = tuple(args[a] for a in positions)
-
-        def of_chosen(*values: Any) -> Any:
-            new_args = list(args)
-            for a, v in zip(positions, values, strict=True):
-                new_args[a] = v
-            return f(*new_args, **kwargs)
+        of_chosen = of_arguments(f, args, kwargs, positions)
 
         output, vjp_fn, *aux = _vjp(of_chosen, chosen, has_aux, transform, [f"argument {a}" for a in positions])
         out_leaves, out_spec = tree_flatten(output)
@@ -353,11 +350,7 @@ def _jacrev(f: Callable[..., Any], argnums: int | Sequence[int], has_aux: bool, 
             blocks.append(
                 [_stack_rows(r, shape, np.shape(x), tensors, x) for r, x in zip(rows, in_leaves, strict=True)]
             )
-        per_output = []
-        for row in blocks:
-            tree = tree_unflatten(in_spec, row)
-            per_output.append(tree[0] if isinstance(argnums, int) else tree)
-        jacobian = tree_unflatten(out_spec, per_output)
+        jacobian = nest_jacobian(blocks, in_spec, out_spec, isinstance(argnums, int))
         return (jacobian, aux[0]) if has_aux else jacobian
 
     return jacrev_f
