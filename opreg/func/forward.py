@@ -83,7 +83,7 @@ class _Linearized:
         return tree_unflatten(self.out_spec, [_output(o, self.tensors, self.record) for o in self.outputs])
 
 
-def _tangent(tangent: Any, primal: Tensor, position: int) -> Any:
+def _tangent(tangent: Any, primal: Tensor | Batched, position: int) -> Any:
     """A tangent checked against its primal: of its shape, real; an array is cast to the primal's dtype."""
     if np.shape(tangent) != primal.shape:
         raise OpUsageError(
