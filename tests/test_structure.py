@@ -107,3 +107,20 @@ def test_without_torch_only_the_comparisons_with_torch_skip(tmp_path):
     assert collected.returncode == 0, collected.stdout + collected.stderr
     skipped = [line for line in collected.stdout.splitlines() if line.startswith("SKIPPED")]
     assert skipped == []
+
+
+def test_every_subpackage_of_opreg_is_installed():
+    """pyproject.toml lists the packages a non-editable install (README's `pip install .`) copies: a subpackage left
+    out installs an opreg whose `import opreg` fails (opreg.func once did, caught only by CONTRIBUTING's
+    fresh-venv test)."""
+    import tomllib
+
+    root = Path(opreg.__file__).resolve().parent
+    found = {
+        ".".join(("opreg", *init.parent.relative_to(root).parts))
+        for init in root.rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    pyproject = tomllib.loads((root.parent / "pyproject.toml").read_text())
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
+    assert found - listed == set(), f"add {sorted(found - listed)} to [tool.setuptools] packages in pyproject.toml"
