@@ -1075,17 +1075,14 @@ def call_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> An
         if op.multi:
             return _call_several(op, args, attributes)
         args, attributes = _positional_attributes(op, args, attributes)
-    convert = tensor = False
+    convert = False
     for x in args:
         if type(x) is not np.ndarray:
             if isinstance(x, Tensor):
-                tensor = True
-            elif isinstance(x, Interceptor):
+                return apply_op(op, args, attributes)  # which hands a batched value among args to its intercept
+            if isinstance(x, Interceptor):
                 return x.intercept(op, args, attributes)
-            else:
-                convert = True
-    if tensor:
-        return apply_op(op, args, attributes)
+            convert = True
     if convert and any(type(x) in (list, tuple) and holds_tensor(x) for x in args):
         return apply_op(op, args, attributes)  # a list holding a Tensor: stacked, recorded
     if attributes or op.attributes:
