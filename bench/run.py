@@ -98,8 +98,13 @@ def log(message: str) -> None:
     print(f"[{time.perf_counter() - _START:5.0f} s] {message}", file=sys.stderr, flush=True)
 
 
-def check_one_step(case: StepCase) -> dict[str, dict[str, float]]:
-    """Run one step in every implementation and compare with the reference's; abort on a mismatch.
+#: Steps every implementation takes before its weights are compared with the reference's.
+CHECKED_STEPS = 3
+
+
+def check_steps(case: StepCase) -> dict[str, dict[str, float]]:
+    """Run three steps in every implementation and compare with the reference's; abort on a mismatch. Three, so
+    that a compiled step (recorded on its first two calls) is checked replaying too.
 
     Each weight array must keep the reference's dtype and match it within ``rtol`` (1e-6 float64, 1e-3 float32)
     and ``atol = rtol * max|array|``, so entries near 0 are not held to a relative error of rounding noise. The
@@ -109,12 +114,14 @@ def check_one_step(case: StepCase) -> dict[str, dict[str, float]]:
     """
     params, x, y = case.data()
     reference = trainers.numpy_trainer(params, x, y, LR)
-    reference.step()
+    for _ in range(CHECKED_STEPS):
+        reference.step()
     rtol = TOLERANCE[case.dtype]
     errors, problems = {}, []
     for build in trainers.builders()[1:]:
         trainer = build(params, x, y, LR)
-        trainer.step()
+        for _ in range(CHECKED_STEPS):
+            trainer.step()
         errors[trainer.name] = {"weights": 0.0, "updates": 0.0}
         for i, (got, want, initial) in enumerate(zip(trainer.weights(), reference.weights(), params, strict=True)):
             if got.dtype != want.dtype:
@@ -128,8 +135,8 @@ def check_one_step(case: StepCase) -> dict[str, dict[str, float]]:
                 errors[trainer.name][what] = max(errors[trainer.name][what], error)
     if problems:
         sys.exit(
-            f"correctness check failed for {case.size} {case.dtype}: after one step these differ from the NumPy "
-            "reference's:\n  " + "\n  ".join(problems)
+            f"correctness check failed for {case.size} {case.dtype}: after {CHECKED_STEPS} steps these differ from "
+            "the NumPy reference's:\n  " + "\n  ".join(problems)
         )
     return errors
 
@@ -288,7 +295,7 @@ def measure(settings: Settings, load: environment.OtherLoad, wait_idle: bool) ->
         return timed_section(label, run, load, wait_idle)
 
     log("correctness: one step of every implementation against the NumPy reference")
-    errors = {f"{case.size} {case.dtype}": check_one_step(case) for case in STEP_CASES}
+    errors = {f"{case.size} {case.dtype}": check_steps(case) for case in STEP_CASES}
     load.mark("correctness")
     rates = timed("GEMM rates", lambda: gemm.gemm_rates((512, 1024), ("float32", "float64"), repetitions=30))
     rows: list[Row] = []

@@ -85,6 +85,18 @@ def opreg_tensor_trainer(params: list[np.ndarray], x: np.ndarray, y: np.ndarray,
     return Trainer("opreg Tensor", step, lambda: [p.data for p in model.parameters()])
 
 
+def compiled(builder: Builder) -> Builder:
+    """``builder``'s step through ``opreg.compile``: recorded on its first calls, replayed after (the suite's
+    warm-up makes the recordings before anything is timed)."""
+
+    def build(params: list[np.ndarray], x: np.ndarray, y: np.ndarray, lr: float) -> Trainer:
+        trainer = builder(params, x, y, lr)
+        return Trainer(f"{trainer.name} compiled", opreg.compile(trainer.step), trainer.weights)
+
+    build.__name__ = f"{builder.__name__}_compiled"
+    return build
+
+
 def torch_trainer(params: list[np.ndarray], x: np.ndarray, y: np.ndarray, lr: float) -> Trainer:
     """PyTorch CPU eager; ``cross_entropy`` with probability targets is the same loss as the reference's."""
     layers: list[torch.nn.Module] = []
@@ -132,5 +144,12 @@ def autograd_trainer(params: list[np.ndarray], x: np.ndarray, y: np.ndarray, lr:
 
 def builders() -> list[Builder]:
     """Every implementation that can run here, the reference first."""
-    found = [numpy_trainer, opreg_tape_trainer, opreg_tensor_trainer, torch_trainer]
+    found = [
+        numpy_trainer,
+        opreg_tape_trainer,
+        opreg_tensor_trainer,
+        compiled(opreg_tape_trainer),
+        compiled(opreg_tensor_trainer),
+        torch_trainer,
+    ]
     return found + ([autograd_trainer] if autograd is not None else [])

@@ -10,6 +10,7 @@ from opreg import data, func, nn, ops, optim
 from opreg.anomaly import AnomalyError, detect_anomaly
 from opreg.checkmode import apply_environment as _apply_check_environment
 from opreg.checkmode import checking
+from opreg.compiled import CaptureWarning, CompiledStep, compile
 from opreg.engine import Autograd, GradientBuffer, Operation
 from opreg.errors import (
     BackwardError,
@@ -45,6 +46,8 @@ __all__ = [
     "AnomalyError",
     "Autograd",
     "BackwardError",
+    "CaptureWarning",
+    "CompiledStep",
     "EngineStateError",
     "GradcheckError",
     "GradientBuffer",
@@ -65,6 +68,7 @@ __all__ = [
     "UnknownOpError",
     "check_op",
     "checking",
+    "compile",
     "data",
     "detect_anomaly",
     "func",

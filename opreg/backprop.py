@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from opreg import capture
 from opreg.calls import input_gradients
 from opreg.errors import OpUsageError
 from opreg.fit import gradient_dtype
@@ -77,6 +78,8 @@ def backpropagate(
     kept: Container[int] = () if isinstance(keep, bool) else keep
     landings: list[tuple[Any, Any]] = []  # (target, gradient): applied once every backward has returned
     grads_in: list[Any] | None  # None between records (see the end of the loop)
+    if capture.active:
+        capture.seed(grads)
     for output, record in records:
         key = id(output)
         grad_output = grads.get(key) if keep_all or key in kept else grads.pop(key, None)
@@ -98,7 +101,14 @@ def backpropagate(
                 record.saved,
                 record.observers,
             )
+            if capture.active:
+                capture.backward(
+                    record.op, grad_output, record.datas, record.output_data, record.attributes, sources,
+                    record.saved, grads_in,
+                )  # fmt: skip
         else:
+            if capture.active:
+                capture.refuse("it records a backward pass (create_graph: second derivatives)")
             grads_in = input_gradients(
                 record.op, grad_output, graph_inputs(record), output, record.attributes, sources, None,
                 record.observers, recorded=True,
@@ -110,6 +120,8 @@ def backpropagate(
                 if grad is not None:
                     current = grads.get(id(source))
                     grads[id(source)] = grad if current is None else total(current, grad)
+                    if capture.active and current is not None:
+                        capture.total(total, grads[id(source)], current, grad)
         else:
             for source, grad, target in zip(sources, grads_in, targets, strict=False):
                 if grad is None:
@@ -119,8 +131,12 @@ def backpropagate(
                     continue
                 current = grads.get(id(source))
                 grads[id(source)] = grad if current is None else total(current, grad)
+                if capture.active and current is not None:
+                    capture.total(total, grads[id(source)], current, grad)
         grads_in = grad = None  # so that the gradients count as the dict's alone (a leaf's .grad may take them)
     for target, grad in landings:
+        if capture.active:
+            capture.land(array_lock, target, grad)
         with array_lock(target):  # another thread's backward may land in the same dW
             target += grad
     return grads

@@ -56,6 +56,7 @@ def _train(args: argparse.Namespace) -> int:
         data=args.data,
         allow_nonfinite=args.allow_nonfinite,
         dtype=args.dtype,
+        compile=not args.no_compile,
     )
     if args.save:  # before training, not after it: a run must not end in a write that cannot happen
         check_writable(args.save)
@@ -71,13 +72,14 @@ def _train(args: argparse.Namespace) -> int:
     print(f"{result.description}, {config.optimizer}, {config.engine} engine, {config.epochs} epochs{precision}")
     final = result.final
     _print_table(
-        ["final loss", "train accuracy", "test accuracy", "time"],
+        ["final loss", "train accuracy", "test accuracy", "time", "steps/s"],
         [
             [
                 format_loss(final.loss),
                 f"{final.train_accuracy:.1%}",
                 f"{final.test_accuracy:.1%}",
                 f"{result.seconds:.1f} s",
+                f"{result.steps_per_second:,.0f}" + ("" if config.compile else " (eager)"),
             ]
         ],
     )
@@ -267,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--save", metavar="MODEL.npz", help="save the trained model, for opreg evaluate")
     train.add_argument("--plot", metavar="CURVES.png", help="plot loss and accuracy per epoch (needs matplotlib)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="run every training step eagerly, not recorded once and replayed (opreg.compile; the same numbers)",
+    )
     train.add_argument(
         "--allow-nonfinite",
         action="store_true",

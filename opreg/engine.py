@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from opreg import observe, recording, versions
+from opreg import capture, observe, recording, versions
 from opreg.backprop import backpropagate, seed, total
 from opreg.calls import arity_error, as_arrays, complex_error, run_forward
 from opreg.contract import describe_array
@@ -195,6 +195,8 @@ class Autograd:
                 break
         observers = observe.current() if observe.active else ()
         output, saved = run_forward(op, inputs, attributes, observers)
+        if capture.active:
+            capture.forward(op, inputs, inputs, attributes, output, saved)
         if type(output) is np.ndarray and output.dtype.kind == "c":
             raise complex_error(op, inputs)
         self._record(op, inputs, output, gradients_to_update, attributes, saved, observers)
@@ -216,6 +218,11 @@ class Autograd:
         values are compared.
         """
         op = self._lookup(backward_operation)
+        if capture.active:
+            capture.refuse(
+                f"it records {op.name} with add_operation, whose output the caller computed outside opreg; record "
+                "it with engine.apply, which runs the op"
+            )
         recording.check_added(op, inputs, output, (self._added, self.gradient_buffer.memory))
         attributes = op.bind_attributes(attributes)  # type: ignore[assignment]  # as in apply
         observers = observe.current() if observe.active else ()
@@ -328,6 +335,7 @@ class Autograd:
         else:
             backpropagate(_popping(self.operation_list, self.gradient_buffer), memory)
 
+    @capture.replayed
     def zero_grad(self) -> None:
         """Forget the tape and the tracked gradients, ready for the next step (``dW``/``db`` are the caller's)."""
         self.gradient_buffer.clear()

@@ -21,7 +21,7 @@ from typing import Any, Final, Literal, cast
 import numpy as np
 from numpy.typing import DTypeLike
 
-from opreg import backprop, observe, versions
+from opreg import backprop, capture, observe, versions
 from opreg.backprop import backpropagate, total
 from opreg.calls import as_arrays, complex_error, run_forward
 from opreg.errors import EngineStateError, OpregError, OpUsageError
@@ -210,6 +210,7 @@ class Tensor:
             versions.edited(value)
         else:
             self._data = np.asarray(value)
+            capture.bump()
 
     @property
     def version(self) -> int:
@@ -244,6 +245,8 @@ class Tensor:
                 "requires_grad = False on a tensor an op made would cut it from the graph, and every gradient "
                 "through it would silently be 0; use t.detach() for a tensor outside the graph (or t.detach_())"
             )
+        if getattr(self, "_requires_grad", value) != value:  # a change, not a new tensor's first setting
+            capture.bump()
         self._requires_grad = bool(value)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
@@ -298,6 +301,8 @@ class Tensor:
         :meth:`detach`, as PyTorch's: writing to the memory the graph saved would change the gradient."""
         if self._requires_grad:
             raise _leaves_graph_error("t.numpy()")
+        if capture.active:
+            capture.read(self, "t.numpy()")
         return self._data
 
     def __array__(self, dtype: DTypeLike | None = None, copy: bool | None = None) -> np.ndarray:
@@ -311,16 +316,22 @@ class Tensor:
                 "; Tensors in a list (np.array([t, s]), np.mean([t, s])): np.stack([t, s]) or opreg.numpy.array "
                 "record the stack",
             )
+        if capture.active:
+            capture.read(self, "np.asarray(t)")
         if copy:
             return np.array(self._data, dtype=dtype, copy=True)
         return self._data if dtype is None else self._data.astype(dtype, copy=False)
 
     def item(self) -> Any:
         """The single element as a Python number (as ``ndarray.item``); fine on a tensor in the graph."""
+        if capture.active:
+            capture.read(self, "t.item()")
         return self._data.item()
 
     def tolist(self) -> Any:
         """The values as nested Python lists (as ``ndarray.tolist``)."""
+        if capture.active:
+            capture.read(self, "t.tolist()")
         return self._data.tolist()
 
     def detach(self) -> Tensor:
@@ -343,15 +354,23 @@ class Tensor:
     def __bool__(self) -> bool:
         """As an array's: a single element's truth; more than one is ambiguous and raises (``x in [t1, t2]``
         compares elementwise, and must not quietly be true)."""
+        if capture.active:
+            capture.read(self, "bool(t) (an if or a comparison)")
         return bool(self._data)
 
     def __float__(self) -> float:
+        if capture.active:
+            capture.read(self, "float(t)")
         return float(self._data)
 
     def __int__(self) -> int:
+        if capture.active:
+            capture.read(self, "int(t)")
         return int(self._data)
 
     def __repr__(self) -> str:
+        if capture.active:
+            capture.read(self, "repr(t) (print)")
         grad = ", requires_grad=True" if self.requires_grad else ""
         return f"Tensor({np.array2string(self._data, separator=', ')}{grad})"
 
@@ -865,6 +884,8 @@ def _backpropagate(
         versions.check(tensor._node for tensor in made)
     retained = [t for t in made if getattr(t, "_retains", False)] if _retaining and wanted is None else []
     keep: bool | set[int] = wanted or ({id(t) for t in retained} if retained else False)
+    if capture.active and (wanted is not None or create_graph or retained):
+        capture.refuse("it asks for gradients as values (opreg.grad, opreg.func, retain_grad or create_graph)")
     grads = backpropagate(
         _releasing(made, retain_graph),
         {id(root): seed},
@@ -881,6 +902,8 @@ def _backpropagate(
     for leaf in leaves:
         arrived = grads.pop(id(leaf), None)
         if arrived is not None:
+            if capture.active:
+                capture.leaf(object_lock, leaf, arrived)
             with object_lock(leaf):  # another thread's backward may reach the same leaf
                 leaf._grad = _leaf_gradient(leaf._grad, arrived)
             arrived = None
@@ -916,6 +939,9 @@ def _leaf_gradient(current: np.ndarray | None, arrived: np.ndarray) -> np.ndarra
     if isinstance(arrived, np.ndarray) and arrived.base is None and sys.getrefcount(arrived) <= 3:
         return arrived
     return arrived.copy()
+
+
+capture.bind_tensor(Tensor, _leaf_gradient)
 
 
 def _topological_order(root: Tensor, floor: int = 0) -> tuple[list[Tensor], list[Any]]:
@@ -1013,6 +1039,8 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
     observers = observe.current() if observe.active else ()
     result = Tensor.__new__(Tensor)  # without __init__'s conversions and checks: this is the hot path
     data, saved = run_forward(op, datas, attributes, observers, False)  # False: one output (call_op: several)
+    if capture.active:
+        capture.forward(op, args, datas, attributes, data, saved)
     result._data = data
     result._grad = None
     if record and _grad_mode.enabled:
@@ -1052,6 +1080,8 @@ def _call_several(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any])
     observers = observe.current() if observe.active else ()
     datas = list(as_arrays(datas))
     outputs, saved = run_forward(op, datas, attributes, observers)
+    if capture.active:
+        capture.forward(op, args, datas, attributes, outputs, saved)
     if not tensors_in:
         return tuple(outputs)
     tensors = tuple(Tensor(data) for data in outputs)

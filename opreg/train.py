@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
+from opreg.compiled import compile as opreg_compile
 from opreg.datasets import CLASSES, load_data, load_digits, one_hot, train_test_split
 from opreg.engine import Autograd
 from opreg.errors import OpregError
@@ -65,6 +66,8 @@ class TrainConfig:
     ``data`` is a CSV or ``.npz`` file of features and integer labels (see :func:`opreg.datasets.load_data`),
     or ``None`` for the bundled digits. ``lr=None`` takes the optimizer's default (:data:`DEFAULT_LR`).
     ``allow_nonfinite`` trains on past a NaN or infinite loss instead of raising :class:`DivergedError`.
+    ``compile`` runs the training step through :func:`opreg.compile` (recorded, then replayed: the same numbers,
+    faster); ``False`` runs every step eagerly.
     ``activation`` is any registered unary op, by name or as ``NAME(attribute=value, ...)``
     (``"leaky_relu(negative_slope=0.1)"``); it is kept as :attr:`opreg.nn.OpModule.spec` writes it.
     Every setting is checked here, whether it comes from an option, a caller or a model file's metadata: a
@@ -85,6 +88,7 @@ class TrainConfig:
     allow_nonfinite: bool = False
     model: str = "mlp"
     dtype: str = "float64"
+    compile: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.hidden, list):  # as JSON and callers spell a sequence
@@ -104,6 +108,7 @@ class TrainConfig:
             ("allow_nonfinite", isinstance(self.allow_nonfinite, bool), "True or False"),
             ("model", self.model in MODELS, f"one of {', '.join(MODELS)}"),
             ("dtype", self.dtype in DTYPES, f"one of {', '.join(DTYPES)}"),
+            ("compile", isinstance(self.compile, bool), "True or False"),
         ]
         for name, valid, rule in rules:
             if not valid:
@@ -170,6 +175,12 @@ class TrainResult:
     layer_sizes: list[int]
     history: list[EpochStats] = field(default_factory=list)
     seconds: float = 0.0
+    steps: int = 0
+    training_seconds: float = 0.0  # in training steps alone, not evaluation
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.training_seconds if self.training_seconds else 0.0
 
     @property
     def final(self) -> EpochStats:
@@ -250,6 +261,9 @@ def train(config: TrainConfig = TrainConfig(), on_batch: BatchCallback | None = 
     targets = one_hot(y_train, layer_sizes[-1]).astype(config.dtype)
     result = TrainResult(model, config, layer_sizes)
     n_batches = -(-len(x_train) // config.batch_size)
+    step = step_function(model, criterion, optimizer)
+    if config.compile:
+        step = opreg_compile(step)
     # The loop finds NaN and infinity itself and says where: NumPy's warnings would only say it first, less well.
     with np.errstate(over="ignore", invalid="ignore"):
         for epoch in range(1, config.epochs + 1):
@@ -257,7 +271,10 @@ def train(config: TrainConfig = TrainConfig(), on_batch: BatchCallback | None = 
             total = 0.0
             for batch, first in enumerate(range(0, len(x_train), config.batch_size), start=1):
                 rows = order[first : first + config.batch_size]
-                loss = train_step(model, criterion, optimizer, x_train[rows], targets[rows])
+                started = time.perf_counter()
+                loss = float(step(x_train[rows], targets[rows]))
+                result.training_seconds += time.perf_counter() - started
+                result.steps += 1
                 if not (math.isfinite(loss) or config.allow_nonfinite):
                     raise _diverged(f"the training loss is {loss} at epoch {epoch}, batch {batch}", config, x_train)
                 total += loss * len(rows)
@@ -327,14 +344,26 @@ def train_step(
 ) -> float:
     """One optimizer step on a batch ``(x, y)`` (one-hot ``y``), in the model's style (tape or Tensors); returns
     the batch loss. What :func:`train` runs per batch, for a loop of one's own."""
-    optimizer.zero_grad()
+    return float(step_function(model, criterion, optimizer)(x, y))
+
+
+def step_function(
+    model: MLP | CNN, criterion: SoftmaxCrossEntropy, optimizer: Optimizer
+) -> Callable[[np.ndarray, np.ndarray], Any]:
+    """``step(x, y)``: one optimizer step on a batch, returning the loss (an array on a tape, a Tensor otherwise)
+    without reading it, so that :func:`opreg.compile` can replay it."""
     engine = model.autograd_engine
-    if isinstance(engine, Autograd):
-        engine.zero_grad()
-        loss = criterion(y, model(x))
-        engine.backward(1.0)
-    else:
-        loss = criterion(y, model(x))
-        loss.backward()
-    optimizer.step()
-    return float(loss)
+
+    def step(x: np.ndarray, y: np.ndarray) -> Any:
+        optimizer.zero_grad()
+        if isinstance(engine, Autograd):
+            engine.zero_grad()
+            loss = criterion(y, model(x))
+            engine.backward(1.0)
+        else:
+            loss = criterion(y, model(x))
+            loss.backward()
+        optimizer.step()
+        return loss
+
+    return step

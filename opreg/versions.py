@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from opreg import capture
 from opreg.contract import describe_array
 from opreg.errors import ModifiedInPlaceError
 from opreg.opdef import OpDef
@@ -82,6 +83,8 @@ def edited(*arrays: np.ndarray) -> None:
     """Note that ``arrays`` (or the memory each views) were just changed in place: their versions go up by one.
     An optimizer's step passes all its parameters in one call (one number for the step, one call's overhead)."""
     global last_edit
+    if capture.active:
+        capture.refuse("it edits arrays in place outside an optimizer's step, which a replay would not do")
     last_edit = number = next(numbers)
     for array in arrays:
         # Only memory owners are keys, and a view's id is never a live owner's: so this finds an owner's history,

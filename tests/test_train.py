@@ -44,6 +44,17 @@ def test_the_tape_engine_and_tensors_train_to_the_same_numbers():
     assert [s.test_accuracy for s in tape.history] == [s.test_accuracy for s in tensors.history]
 
 
+@pytest.mark.parametrize("engine", ["tape", "tensor"])
+def test_a_compiled_training_run_gives_the_eager_runs_numbers(engine):
+    """opreg train replays its step by default (opreg.compile): bit for bit the eager run, most steps replayed."""
+    compiled = train(TrainConfig(epochs=3, optimizer="adam", engine=engine))
+    eager = train(TrainConfig(epochs=3, optimizer="adam", engine=engine, compile=False))
+    assert compiled.history == eager.history
+    for a, b in zip(compiled.model.parameters(), eager.model.parameters(), strict=True):
+        assert np.array_equal(a.data, b.data)
+    assert compiled.steps == eager.steps == 3 * 45  # 1437 training rows in batches of 32
+
+
 def test_invalid_settings_are_refused():
     with pytest.raises(ConfigError, match="optimizer must be one of sgd, adam, got 'lbfgs'"):
         TrainConfig(optimizer="lbfgs")
@@ -56,7 +67,8 @@ def test_the_train_command_prints_a_summary_and_ends_with_the_test_accuracy(caps
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert lines[0] == "MLP 64-32-16-10 (tanh), adam, tape engine, 2 epochs"
-    assert lines[1].split() == ["final", "loss", "train", "accuracy", "test", "accuracy", "time"]
+    assert lines[1].split() == ["final", "loss", "train", "accuracy", "test", "accuracy", "time", "steps/s"]
+    assert float(lines[2].split()[-1].replace(",", "")) > 0
     assert lines[-1].startswith("test accuracy: ")
     assert "epoch 2/2" in err
 

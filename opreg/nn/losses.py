@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from opreg import capture
 from opreg.engine import Autograd
 from opreg.errors import OpUsageError
 from opreg.nn.module import Module, Value
@@ -114,6 +115,7 @@ class SoftmaxCrossEntropy(Module):
         return self.autograd_engine.apply("softmax_cross_entropy", y_hat, y)
 
     @staticmethod
+    @capture.replayed
     def check_order(y: Value, y_hat: Value) -> None:
         """:class:`~opreg.errors.OpUsageError` unless ``y`` can be the labels of ``y_hat`` (see the class). About
         20 us on a batch of 64 rows of 10 classes: a few reductions, no copy of either array."""

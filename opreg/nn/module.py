@@ -47,10 +47,13 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import DTypeLike
 
+from opreg import capture
 from opreg.engine import Autograd
 from opreg.errors import OpregError, OpUsageError
 from opreg.tensor import Tensor, TensorEngine, tensor_engine
 from opreg.versions import edited
+
+_MISSING = object()
 
 
 class BoundParameter:
@@ -189,6 +192,8 @@ class Module:
         else:
             self._claims_pending(name, value)
             _refuse_hidden_modules(self, name, value)
+        if state.get(name, _MISSING) is not value:  # train() on a module in training mode changes nothing
+            capture.bump()
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
@@ -405,6 +410,7 @@ class Module:
     def buffers(self) -> list[np.ndarray]:
         return [value for _, value in self.named_buffers()]
 
+    @capture.replayed
     def zero_grad(self) -> None:
         for parameter in self.parameters():
             zero_grad_of(parameter)

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any, SupportsFloat
 
+from opreg import capture
 from opreg.optim.optimizer import Optimizer
 
 __all__ = [
@@ -97,6 +98,7 @@ class LRScheduler:
     def get_lr(self) -> list[float]:
         raise NotImplementedError
 
+    @capture.replayed
     def step(self) -> None:
         """Advance the schedule by one (an epoch, or a batch for OneCycleLR) and set each group's ``lr``; call it
         after ``optimizer.step()``."""
@@ -433,6 +435,8 @@ class ReduceLROnPlateau(LRScheduler):
 
     def step(self, metrics: SupportsFloat) -> None:  # type: ignore[override]
         """Take the metric of this epoch; reduce the learning rates if it has not improved for too long."""
+        if capture.active:
+            capture.refuse("ReduceLROnPlateau.step reads a metric into Python; call it after the compiled step")
         current = float(metrics)
         epoch = self.last_epoch + 1
         self.last_epoch = epoch

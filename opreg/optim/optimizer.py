@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from opreg import capture
 from opreg.nn.module import BoundParameter, Parameter
 from opreg.tensor import Tensor
 
@@ -150,6 +151,7 @@ class Optimizer:
         param_group.update(group)  # torch changes the dict it is given too
         self.param_groups.append(param_group)
 
+    @capture.replayed
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the gradients: a Tensor's ``.grad`` becomes ``None`` (zeros with ``set_to_none=False``), as in
         torch. A tape parameter's gradient (``dW``) is filled with zeros in place either way: the engine writes

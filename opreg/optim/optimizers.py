@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from opreg import capture
 from opreg.optim.optimizer import Optimizer
 from opreg.versions import edited
 
@@ -48,6 +49,7 @@ class _Stepping(Optimizer):
                 state = states[p] = {}
             yield data, grad, state
 
+    @capture.replayed
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a gradient; ``closure`` (re-evaluating the loss) is called first
         when given, and its value returned, as torch's."""

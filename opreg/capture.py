@@ -1,0 +1,446 @@
+"""Recording a training step as straight-line Python, for :func:`opreg.compile` to replay.
+
+While a step runs under a :class:`Recorder`, the engine reports what it does, at the places where it does it:
+each op's forward (:func:`forward`, from both front ends), the backward pass (:func:`seed`, :func:`backward`,
+:func:`total`, :func:`land`, :func:`leaf`, from :mod:`opreg.backprop` and the Tensor front end), and the library
+calls that change state outside ops, such as an optimizer's step (methods decorated :func:`replayed`). Every
+array is named by identity as it appears: an argument of the step (``a0``), a value the step computed (``v3``), or
+something that was there before it (``k2``: a parameter Tensor, a tape's ``dW``, an op, a constant). The result
+is the source of a function that makes the same calls in the same order, on the same kinds of values, with none of
+the per-op bookkeeping: no Tensors, no graph, no topological sort, no checks that the shapes already passed.
+
+Whatever the engine cannot see, it cannot replay, so the recorder notes what would make a replay differ
+(:attr:`Recorder.problem`): a value the step computed read into Python (``float(loss)``, ``if t > 0``), an array
+edited in place outside an optimizer, a module attribute assigned, ``add_operation`` (its output was computed by the
+caller). :mod:`opreg.compiled` then runs that step eagerly, always, and says why.
+
+The hooks cost the eager path one module-flag test each (:data:`active`), as :mod:`opreg.observe`'s do.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import threading
+import types
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from opreg.calls import backward_keywords, input_gradients
+from opreg.opdef import OpDef
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Whether a step is being recorded in some thread: the one thing the hooks read on the eager path.
+active = False
+
+#: Bumped whenever state a recorded step may depend on changes outside ops: a module's attribute is assigned
+#: (``train()``/``eval()``, a new layer or array), a Tensor's ``.data`` is rebound, or its ``requires_grad`` flips.
+#: A recorded step remembers the value it was recorded at; any other value means: record again before replaying.
+epoch = 0
+
+
+def bump() -> None:
+    global epoch
+    epoch += 1
+    recorder = _thread.recorder
+    if recorder is not None and not recorder.suspended:
+        recorder.refuse("it assigns module attributes or rebinds a Tensor's .data while it runs")
+
+
+class _Thread(threading.local):
+    recorder: Recorder | None = None
+
+
+_thread = _Thread()
+_count = 0  # recorders open in any thread
+_lock = threading.Lock()
+
+
+def current() -> Recorder | None:
+    """The recorder of this thread, unless it is inside a replayed call (whose inner workings are not recorded)."""
+    recorder = _thread.recorder
+    return recorder if recorder is not None and not recorder.suspended else None
+
+
+class Recorder:
+    """Names the values of one run of a step and writes down what the engine did with them.
+
+    ``arguments`` are the step's array and Tensor arguments, flattened; they become ``a0``, ``a1``, ...
+    """
+
+    def __init__(self, arguments: Sequence[Any]) -> None:
+        self.lines: list[str] = []
+        self.constants: dict[str, Any] = {}  # k-names of the generated function's namespace
+        self.static: set[str] = set()  # constants compared by value between two recordings, not by identity
+        self.names: dict[int, str] = {}  # id of an array (or Tensor) -> its name in the generated code
+        self.alive: list[Any] = []  # every named object, so that no id is reused while recording
+        self.problem: str | None = None
+        self.seeds: dict[int, Any] = {}  # id -> a backward pass's starting gradient, not yet used
+        self.suspended = 0
+        self.preamble: list[str] = []
+        self.values = 0
+        for position, x in enumerate(arguments):
+            name = f"a{position}"
+            self.preamble.append(f"{name} = A[{position}]._data" if _is_tensor(x) else f"{name} = A[{position}]")
+            self._name(x._data if _is_tensor(x) else x, name)
+            if _is_tensor(x):
+                self._name(x, f"A[{position}]")
+
+    # --- naming ------------------------------------------------------------------------------------------------
+
+    def _name(self, x: Any, name: str) -> str:
+        self.names[id(x)] = name
+        self.alive.append(x)
+        return name
+
+    def constant(self, value: Any, static: bool = False) -> str:
+        """A name for ``value`` in the generated function's namespace: compared between recordings by identity,
+        or by value when ``static`` (what the step made from Python numbers: the same each time it runs)."""
+        name = f"k{len(self.constants)}"
+        self.constants[name] = value
+        if static:
+            self.static.add(name)
+        self.alive.append(value)
+        return name
+
+    def value(self, x: Any) -> str:
+        """The name of ``x``, computed by the step from here on."""
+        name = f"v{self.values}"
+        self.values += 1
+        return self._name(x, name)
+
+    def ref(self, x: Any, tensor: Any = None) -> str:
+        """How the generated code reads array ``x`` (``tensor`` is the Tensor it came from, if any)."""
+        name = self.names.get(id(x))
+        if name is not None:
+            return name
+        if id(x) in self.seeds:  # a backward pass's seed: a fresh copy each run, as the eager pass makes one
+            source = self.constant(np.array(self.seeds.pop(id(x)), copy=True), static=True)
+            name = self.value(x)
+            self.lines.append(f"{name} = {source}.copy()")
+            return name
+        if tensor is not None:  # a Tensor from before the step (a parameter): read its array when replaying
+            owner = self.names.get(id(tensor)) or self._name(tensor, self.constant(tensor))
+            name = f"{owner}._data"
+            self.preamble.append(f"p{len(self.preamble)} = {name}")
+            return self._name(x, f"p{len(self.preamble) - 1}")
+        return self._name(x, self.constant(x))
+
+    def refuse(self, why: str) -> None:
+        if self.problem is None:
+            self.problem = why
+
+    # --- the generated function --------------------------------------------------------------------------------
+
+    def source(self, returns: str) -> str:
+        """The step as a function of its flattened arguments ``A``: every value dropped after its last use, so a
+        replay holds no more memory than the eager step."""
+        body = [*self.preamble, *self.lines, f"return {returns}"]
+        last: dict[str, int] = {}
+        for number, line in enumerate(body):
+            for word in _words(line):
+                last[word] = number
+        out = []
+        for number, line in enumerate(body):
+            out.append(line)
+            dead = sorted(n for n in _words(line) if last.get(n) == number and n[0] in "vp" and n[1:].isdigit())
+            if dead and not line.startswith("return"):
+                out.append(f"del {', '.join(dead)}")
+        return "def replay(A):\n" + "".join(f"    {line}\n" for line in out)
+
+
+def _words(line: str) -> set[str]:
+    word = ""
+    found = set()
+    for ch in line + " ":
+        if ch.isalnum() or ch == "_":
+            word += ch
+        else:
+            if word:
+                found.add(word)
+            word = ""
+    return found
+
+
+#: opreg.tensor's Tensor class and its function for a leaf's ``.grad``, given when opreg.tensor loads (it imports
+#: this module, so this one cannot import it).
+_tensor_class: type = type(None)
+_leaf_gradient: Callable[[Any, Any], Any] = operator.add
+
+
+def bind_tensor(tensor_class: type, leaf_gradient: Callable[[Any, Any], Any]) -> None:
+    global _tensor_class, _leaf_gradient
+    _tensor_class, _leaf_gradient = tensor_class, leaf_gradient
+
+
+def _is_tensor(x: Any) -> bool:
+    return isinstance(x, _tensor_class)
+
+
+# --- recording ---------------------------------------------------------------------------------------------------
+
+
+def start(recorder: Recorder) -> None:
+    global active, _count
+    with _lock:
+        _thread.recorder = recorder
+        _count += 1
+        active = True
+
+
+def stop() -> None:
+    global active, _count
+    with _lock:
+        _thread.recorder = None
+        _count -= 1
+        active = _count > 0
+
+
+def forward(
+    op: OpDef,
+    args: Sequence[Any],
+    datas: Sequence[Any],
+    attributes: Mapping[str, Any],
+    output: Any,
+    saved: Any,
+) -> None:
+    """``op``'s forward ran on ``datas`` (the arrays of ``args``, which may hold Tensors) and gave ``output``."""
+    recorder = current()
+    if recorder is None:
+        return
+    inputs = []
+    for x, data in zip(args, datas, strict=True):
+        if _is_tensor(x):
+            inputs.append(recorder.ref(data, x))
+        elif id(data) in recorder.names or type(x) is np.ndarray:
+            inputs.append(recorder.ref(data))
+        else:  # a Python number or list the op call converted: the same every run
+            inputs.append(recorder.constant(data, static=True))
+    function = functools.partial(op.forward, **attributes) if attributes else op.forward
+    call = f"{recorder.constant(function, static=True)}({', '.join(inputs)})"
+    if isinstance(output, tuple):  # several outputs: each an array of its own, as run_forward makes them
+        names = [recorder.value(each) for each in output]
+        call = f"{recorder.constant(_several, static=True)}({call})" if not op.saves else call
+        if op.saves:
+            recorder.lines.append(f"_o, {_saved(recorder, saved)} = {call}")
+            call = f"{recorder.constant(_several, static=True)}(_o)"
+        recorder.lines.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = {call}")
+        return
+    name = recorder.value(output)
+    if op.saves:
+        recorder.lines.append(f"{name}, {_saved(recorder, saved)} = {call}")
+    else:
+        recorder.lines.append(f"{name} = {call}")
+    if output.ndim == 0:  # a 0-d result may come back a NumPy scalar, which run_forward makes an array
+        recorder.lines.append(f"{name} = asarray({name})")
+
+
+def _saved(recorder: Recorder, saved: Any) -> str:
+    return "_" if saved is None else recorder.value(saved)
+
+
+def _several(outputs: Sequence[Any]) -> tuple[np.ndarray, ...]:
+    return tuple(np.asarray(each) for each in outputs)
+
+
+def refuse(why: str) -> None:
+    """Note that the step does something a replay would not do (``why`` completes "the step cannot be
+    replayed because ...")."""
+    recorder = current()
+    if recorder is not None:
+        recorder.refuse(why)
+
+
+def read(x: Any, how: str) -> None:
+    """A Tensor's values were read into Python (``how``: ``float()``, ``.item()``, ...)."""
+    recorder = current()
+    if recorder is not None and id(getattr(x, "_data", None)) in recorder.names:
+        name = recorder.names[id(x._data)]
+        if name[0] == "v":
+            recorder.refuse(
+                f"it reads a value it computed into Python ({how} on a {x.dtype} Tensor of shape {x.shape}), and a "
+                "replay runs no Python of the step: return the Tensor and read it after the call"
+            )
+
+
+def seed(grads: Mapping[int, Any]) -> None:
+    """A backward pass starts from the gradients in ``grads`` (the seed: ones, or the caller's gradient): each is
+    written as a copy of its value where it is first used (:meth:`Recorder.ref`)."""
+    recorder = current()
+    if recorder is None:
+        return
+    for array in grads.values():
+        if array is not None and id(array) not in recorder.names:
+            recorder.seeds[id(array)] = array
+            recorder.alive.append(array)
+
+
+def backward(
+    op: OpDef,
+    grad_output: Any,
+    datas: Sequence[Any],
+    output: Any,
+    attributes: Mapping[str, Any],
+    sources: Sequence[Any],
+    saved: Any,
+    grads_in: Sequence[Any],
+) -> None:
+    """:func:`opreg.calls.input_gradients` ran for ``op`` and gave ``grads_in``."""
+    recorder = current()
+    if recorder is None:
+        return
+    if isinstance(grad_output, tuple) or isinstance(output, tuple):
+        recorder.refuse(f"the backward pass goes through {op.describe()}, which has several outputs (not yet replayed)")
+        return
+    names = [recorder.ref(x) for x in datas]
+    inputs = f"{', '.join(names)}{',' if len(names) == 1 else ''}"
+    saved_name = "None" if saved is None else recorder.ref(saved)
+    results = [recorder.value(g) if g is not None else "_" for g in grads_in]
+    targets = f"{', '.join(results)}{',' if len(results) == 1 else ''}"
+    direct = _direct_backward(recorder, op, grad_output, datas, output, attributes, sources, saved, grads_in)
+    if direct is not None:
+        function, dynamic = direct
+        more = "".join(f", {key}={recorder.ref(output) if key == 'output' else saved_name}" for key in dynamic)
+        recorder.lines.append(f"{targets} = {function}({recorder.ref(grad_output)}, {', '.join(names)}{more})")
+        return
+    needed = recorder.constant(tuple(None if s is None else True for s in sources), static=True)
+    function = recorder.constant(functools.partial(_input_gradients, op), static=True)
+    attrs = recorder.constant(attributes, static=True)
+    call = (
+        f"{function}({recorder.ref(grad_output)}, ({inputs}), {recorder.ref(output)}, {attrs}, {needed}, {saved_name})"
+    )
+    recorder.lines.append(f"{targets} = {call}")
+
+
+def _input_gradients(
+    op: OpDef, grad_output: Any, inputs: Any, output: Any, attributes: Any, needed: Any, saved: Any
+) -> list[Any]:
+    return input_gradients(op, grad_output, inputs, output, attributes, needed, saved)
+
+
+def _direct_backward(
+    recorder: Recorder,
+    op: OpDef,
+    grad_output: Any,
+    datas: Sequence[Any],
+    output: Any,
+    attributes: Mapping[str, Any],
+    sources: Sequence[Any],
+    saved: Any,
+    grads_in: Sequence[Any],
+) -> tuple[str, list[str]] | None:
+    """``op.backward`` with its keywords bound, and the keywords that change per run (``output``, ``saved``),
+    when what it returns needs no fitting to the inputs (:func:`opreg.calls.input_gradients` checked and fitted
+    it while recording): then the replay calls it directly, as the eager pass's fast path does. ``None`` where a
+    gradient was fitted (broadcast, a NumPy scalar): the replay then fits it as the eager pass does."""
+    keywords = backward_keywords(op, attributes, output, sources, saved)
+    recorder.suspended += 1
+    try:
+        raw = op.backward(grad_output, *datas, **keywords)
+    finally:
+        recorder.suspended -= 1
+    for grad, fitted, x in zip(raw, grads_in, datas, strict=True):
+        if fitted is not None and not (type(grad) is np.ndarray and grad.shape == x.shape and grad.dtype == x.dtype):
+            return None
+    dynamic: list[str] = [key for key in ("output", "saved") if key in keywords]
+    bound = {key: value for key, value in keywords.items() if key not in dynamic}
+    function = functools.partial(op.backward, **bound) if bound else op.backward
+    return recorder.constant(function, static=True), dynamic
+
+
+def total(add: Callable[[Any, Any], Any], result: Any, current_grad: Any, grad: Any) -> None:
+    """Two gradients of one value were added by ``add`` (:func:`opreg.backprop.total`) into ``result``."""
+    recorder = current()
+    if recorder is None:
+        return
+    function = recorder.constant(add, static=True)
+    a, b = recorder.ref(current_grad), recorder.ref(grad)
+    recorder.lines.append(f"{recorder.value(result)} = {function}({a}, {b})")
+
+
+def land(lock: Callable[[Any], Any], target: np.ndarray, grad: Any) -> None:
+    """A gradient landed in the caller's array ``target`` (the tape's ``dW``), under ``lock(target)``."""
+    recorder = current()
+    if recorder is None:
+        return
+    lock_name = recorder.constant(lock, static=True)
+    name = recorder.ref(target)
+    recorder.lines.append(f"with {lock_name}({name}):")
+    recorder.lines.append(f"    {recorder.constant(operator.iadd, static=True)}({name}, {recorder.ref(grad)})")  # +=
+
+
+def leaf(lock: Callable[[Any], Any], tensor: Any, arrived: Any) -> None:
+    """A gradient reached a leaf Tensor's ``.grad``: written as the Tensor front end writes it, under the leaf's
+    lock, so that its test of whether ``arrived`` needs copying counts the same references."""
+    recorder = current()
+    if recorder is None:
+        return
+    lock_name = recorder.constant(lock, static=True)
+    function = recorder.constant(_leaf_gradient, static=True)
+    owner = recorder.names.get(id(tensor)) or recorder._name(tensor, recorder.constant(tensor))
+    recorder.lines.append(f"with {lock_name}({owner}):")
+    recorder.lines.append(f"    {owner}._grad = {function}({owner}._grad, {recorder.ref(arrived)})")
+
+
+def replayed(method: F) -> F:
+    """A library method that changes state outside ops (an optimizer's step, ``zero_grad``): recorded as one call,
+    to be made again in every replay, with what happens inside it left unrecorded."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        recorder = current() if active else None
+        if recorder is None:
+            return method(self, *args, **kwargs)
+        call = _host_call(recorder, method, self, args, kwargs)
+        if call is not None:
+            recorder.lines.append(call)
+        recorder.suspended += 1
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            recorder.suspended -= 1
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _host_call(recorder: Recorder, method: Callable[..., Any], owner: Any, args: Any, kwargs: Any) -> str | None:
+    parts = []
+    for x in (owner, *args):
+        parts.append(_argument(recorder, x))
+    for key, x in kwargs.items():
+        parts.append(f"{key}={_argument(recorder, x)}")
+    if recorder.problem is not None:
+        return None
+    return f"{recorder.constant(method, static=True)}({', '.join(parts)})"
+
+
+def _argument(recorder: Recorder, x: Any) -> str:
+    if _is_tensor(x):
+        return recorder.names.get(id(x)) or _tensor_of(recorder, x)
+    if type(x) is np.ndarray:
+        return recorder.ref(x)
+    if x is None or type(x) in (bool, int, float, str):
+        return recorder.constant(x, static=True)
+    if isinstance(x, types.FunctionType | types.MethodType | types.BuiltinFunctionType | functools.partial):
+        recorder.refuse(f"it passes a function ({x!r}) to a library call, which a replay could not run again")
+        return "None"
+    return recorder.constant(x)
+
+
+def _tensor_of(recorder: Recorder, x: Any) -> str:
+    """A Tensor given to a replayed call: rebuilt around its array when the step computed it."""
+    name = recorder.names.get(id(x._data))
+    if name is None:
+        return recorder._name(x, recorder.constant(x))
+    wrap = recorder.constant(_wrap, static=True)
+    return f"{wrap}({name}, {recorder.constant(x.requires_grad, static=True)})"
+
+
+def _wrap(data: np.ndarray, requires_grad: bool) -> Any:
+    result: Any = object.__new__(_tensor_class)
+    result._data, result._grad, result._node = data, None, None
+    result._requires_grad = requires_grad
+    return result

@@ -1,0 +1,285 @@
+"""``opreg.compile(step)``: a training step recorded while it runs, then replayed without eager mode's bookkeeping.
+
+A step (forward, loss, backward, the optimizer's update) makes the same calls on arrays of the same shapes every
+time, and eager mode pays for learning them again each time: a Tensor and a Node per op, a topological sort,
+checks of shapes that passed last time. :mod:`opreg.capture` writes down the calls of one run as a Python function
+(:attr:`CompiledStep.code` shows it); a replay runs that function on the new arguments: the same kernels, in the
+same order, so the numbers are those of the eager step, bit for bit.
+
+When a replay would be wrong, the step runs eagerly instead:
+
+* **Guards.** A replay needs the arguments' structure, shapes, dtypes and ``requires_grad`` of the recording, the
+  same Python values among them (numbers, strings, flags: part of the key), grad mode, no checking or anomaly mode,
+  and no change since the recording to module attributes (``train()``/``eval()``, a new layer), to which array a
+  Tensor holds, or to ``requires_grad`` (:data:`opreg.capture.epoch`). Otherwise the step is recorded again: one
+  program per key, up to ``max_programs``.
+* **Two runs agree.** A program is used once two consecutive eager runs recorded the same calls on the same
+  objects: an array the step makes outside ops (``x / 255`` in NumPy, a mask drawn in Python) is a new object
+  each run, and a replay would reuse the first. Until two runs agree the step runs eagerly, recording.
+* **What a replay cannot do.** A step that reads a value it computed into Python (``float(loss)``, ``if loss >
+  1``), edits arrays in place outside an optimizer, assigns module attributes, records with ``add_operation``,
+  takes second derivatives, or returns a Tensor that still needs a backward pass, always runs eagerly; a
+  :class:`CaptureWarning` says why, once.
+
+What a replay does not run: the step's own Python between opreg calls. Python values the step reads from
+elsewhere (a global learning rate multiplied in, a counter) are frozen at recording: pass what changes as an
+argument. An optimizer's hyperparameters are read by its step, which is replayed: schedulers work. A replay
+returns copies of the step's results; ``.grad`` arrays and tape ``dW`` arrays are written as the eager step writes
+them.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from opreg import capture, observe
+from opreg.func.pytree import TreeSpec, tree_flatten, tree_unflatten
+from opreg.tensor import Node, Tensor, _grad_mode
+
+__all__ = ["CaptureWarning", "CompiledStep", "compile"]
+
+
+class CaptureWarning(UserWarning):
+    """A compiled step runs eagerly, and why."""
+
+
+def compile(step: Callable[..., Any], *, max_programs: int = 8) -> CompiledStep:
+    """``step`` recorded on its first calls and replayed on later ones (see the module's documentation); usable
+    as a decorator. The result is called as ``step`` is."""
+    return CompiledStep(step, max_programs=max_programs)
+
+
+class _Program:
+    """One recording of the step: the generated function, and what two recordings must agree on."""
+
+    __slots__ = ("code", "constants", "epoch", "function", "kinds", "outputs", "static", "verified")
+
+    def __init__(self, recorder: capture.Recorder, outputs: TreeSpec, returns: list[tuple[str, type | None]]) -> None:
+        names = [name for name, _ in returns]
+        self.code = recorder.source(f"({', '.join(names)}{',' if len(names) == 1 else ''})")
+        self.kinds = [kind for _, kind in returns]
+        self.constants = recorder.constants
+        self.static = recorder.static
+        self.outputs = outputs
+        self.epoch = capture.epoch
+        self.verified = False
+        namespace: dict[str, Any] = {"asarray": np.asarray, **self.constants}
+        exec(self.code, namespace)
+        self.function = namespace["replay"]
+
+    def agrees(self, other: _Program) -> bool:
+        """Whether ``other`` recorded the same calls on the same objects (and equal values where made from Python
+        numbers)."""
+        return self.difference(other) is None
+
+    def difference(self, other: _Program) -> str | None:
+        """What differs between two recordings, for the warning when they keep differing; None if nothing."""
+        if self.code != other.code:
+            return "it made different calls (another code path, or another number of ops)"
+        for name, value in self.constants.items():
+            if name in self.static:
+                if not same_value(value, other.constants[name]):
+                    return f"a value made from Python numbers changed: {_describe(value)}"
+            elif value is not other.constants[name]:
+                return (
+                    f"it used a new {_describe(other.constants[name])} in place of the last run's: an array the "
+                    "step makes outside ops (NumPy on arrays, a mask drawn in Python) is not recorded; make it with "
+                    "opreg ops, or pass it as an argument"
+                )
+        return None
+
+    def results(self, values: tuple[Any, ...]) -> list[Any]:
+        """The replay's results as the step returned them: copies, since the next replay writes new arrays over
+        nothing a caller holds."""
+        return [
+            Tensor(value.copy()) if kind is Tensor else value.copy() if kind is np.ndarray else value
+            for value, kind in zip(values, self.kinds, strict=True)
+        ]
+
+
+class CompiledStep:
+    """A step that replays its recording when it safely can (:func:`compile`).
+
+    ``replays``, ``eager_calls`` and ``recordings`` count what happened; ``code`` is the generated source of the
+    latest program; ``reason`` says why the last call ran eagerly, if it did.
+    """
+
+    def __init__(self, step: Callable[..., Any], *, max_programs: int = 8) -> None:
+        functools.update_wrapper(self, step)
+        self.step = step
+        self.max_programs = max_programs
+        self._programs: dict[Any, _Program] = {}
+        self._refused: dict[Any, tuple[str, int]] = {}  # key -> why it runs eagerly, and the epoch that holds for
+        self._disagreements: dict[Any, tuple[int, int]] = {}  # key -> runs in a row that differed, at which epoch
+        self.replays = self.eager_calls = self.recordings = 0
+        self.reason: str | None = None
+        self.code: str | None = None
+        self._warned: set[str] = set()
+        self._watched = _watched(step)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        leaves, spec = tree_flatten((args, kwargs))
+        key = self._key(leaves, spec)
+        program = self._programs.get(key)
+        if program is not None and program.verified and program.epoch == capture.epoch and not observe.active:
+            self.replays += 1
+            self.reason = None
+            return tree_unflatten(program.outputs, program.results(program.function(leaves)))
+        return self._eager(key, args, kwargs, leaves, program)
+
+    def _key(self, leaves: list[Any], spec: TreeSpec) -> tuple[Any, ...]:
+        parts: list[Any] = [spec, _grad_mode.enabled, *[read() for read in self._watched]]
+        for x in leaves:
+            if type(x) is np.ndarray:
+                parts.append((x.shape, x.dtype))
+            elif isinstance(x, Tensor):
+                parts.append((x.shape, x.dtype, x.requires_grad, x.is_leaf))
+            elif x is None or type(x) in (bool, int, float, str):
+                parts.append((type(x), x))
+            else:
+                parts.append((type(x), id(x)))
+        return tuple(parts)
+
+    def _eager(self, key: Any, args: Any, kwargs: Any, leaves: list[Any], previous: _Program | None) -> Any:
+        self.eager_calls += 1
+        refused = self._refused.get(key)
+        why = refused[0] if refused is not None and refused[1] == capture.epoch else self._why_not(key)
+        if why is not None:
+            return self._plain(why, args, kwargs)
+        arrays = [x if type(x) is np.ndarray or isinstance(x, Tensor) else None for x in leaves]
+        recorder = capture.Recorder(arrays)
+        capture.start(recorder)
+        try:
+            result = self.step(*args, **kwargs)
+        finally:
+            capture.stop()
+        self.recordings += 1
+        out_leaves, out_spec = tree_flatten(result)
+        returns = [_returned(recorder, x) for x in out_leaves]
+        if recorder.problem is not None:
+            self._refused[key] = (recorder.problem, capture.epoch)
+            self._warn(recorder.problem)
+            self.reason = recorder.problem
+            return result
+        program = _Program(recorder, out_spec, returns)
+        difference = "it was recorded once" if previous is None else previous.difference(program)
+        if previous is not None and difference is None:
+            previous.epoch = program.epoch
+            previous.verified = True
+            program = previous
+        elif previous is not None:
+            count, epoch = self._disagreements.get(key, (0, capture.epoch))
+            count = count + 1 if epoch == capture.epoch else 1
+            self._disagreements[key] = (count, capture.epoch)
+            if count >= 3:
+                why = f"three runs of the step in a row did not record the same thing: {difference}"
+                self._refused[key] = (why, capture.epoch)
+                self._warn(why)
+        self._programs[key] = program
+        self.code = program.code
+        self.reason = "recording: a program is replayed once two runs of the step agree"
+        return result
+
+    def _why_not(self, key: Any) -> str | None:
+        if observe.active:
+            return "checking or anomaly mode is on, which watches every op call eagerly"
+        if key not in self._programs and len(self._programs) >= self.max_programs:
+            return (
+                f"the step was recorded for {self.max_programs} different argument shapes or values already "
+                "(max_programs): pad the batches to one shape, or pass compile(..., max_programs=more)"
+            )
+        return None
+
+    def _plain(self, why: str, args: Any, kwargs: Any) -> Any:
+        self.reason = why
+        return self.step(*args, **kwargs)
+
+    def _warn(self, why: str) -> None:
+        if why not in self._warned:
+            self._warned.add(why)
+            name = getattr(self.step, "__qualname__", repr(self.step))
+            warnings.warn(f"opreg.compile({name}) runs the step eagerly: {why}", CaptureWarning, stacklevel=4)
+
+
+def _watched(step: Callable[..., Any]) -> list[Callable[[], Any]]:
+    """Readers of the Python numbers, strings and flags the step's own code reads from its closure and its
+    module's globals: they become part of the key, so that a change re-records rather than replaying a frozen
+    value. (Values read deeper down, in functions it calls, are not watched: pass them as arguments.)"""
+    code = getattr(step, "__code__", None)
+    if code is None:
+        return []
+    readers: list[Callable[[], Any]] = []
+    for cell in getattr(step, "__closure__", None) or ():
+        readers.append(functools.partial(_scalar_in_cell, cell))
+    namespace = getattr(step, "__globals__", {})
+    for name in code.co_names:
+        if name in namespace and type(namespace[name]) in _SCALARS:
+            readers.append(functools.partial(_scalar_in, namespace, name))
+    return readers
+
+
+_SCALARS = (bool, int, float, str, complex)
+
+
+def _scalar_in_cell(cell: Any) -> Any:
+    try:
+        value = cell.cell_contents
+    except ValueError:  # not yet filled
+        return None
+    return (type(value), value) if type(value) in _SCALARS else None
+
+
+def _scalar_in(namespace: dict[str, Any], name: str) -> Any:
+    value = namespace.get(name)
+    return (type(value), value) if type(value) in _SCALARS else None
+
+
+def _returned(recorder: capture.Recorder, x: Any) -> tuple[str, type | None]:
+    """How the generated function gives back one leaf of what the step returned, and its kind."""
+    if isinstance(x, Tensor):
+        if x.requires_grad and isinstance(x._node, Node):
+            recorder.refuse(
+                "it returns a Tensor whose graph no backward() in the step used: compile the whole step, "
+                "backward() included (or return loss.detach())"
+            )
+        return recorder.ref(x._data, x), Tensor
+    if type(x) is np.ndarray:
+        return recorder.ref(x), np.ndarray
+    if x is None:
+        return "None", None
+    recorder.refuse(
+        f"it returns a {type(x).__name__}, which a replay would give back frozen: return the Tensor or array "
+        "(float() it after the call)"
+    )
+    return "None", None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray | Tensor):
+        return f"{type(value).__name__} {value.dtype} {value.shape}"
+    return type(value).__name__
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two values a step made from Python numbers (constants, attributes, op partials) are the same."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+    if isinstance(a, functools.partial):
+        return a.func is b.func and same_value(a.args, b.args) and same_value(a.keywords, b.keywords)
+    if isinstance(a, tuple | list):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    if hasattr(a, "keys") and hasattr(a, "items"):
+        return a.keys() == b.keys() and all(same_value(v, b[k]) for k, v in a.items())
+    try:
+        return bool(a == b)
+    except Exception:
+        return False

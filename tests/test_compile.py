@@ -1,0 +1,280 @@
+"""``opreg.compile``: a replayed step gives the eager step's numbers bit for bit, and runs eagerly whenever a replay
+could differ (:mod:`opreg.compiled`)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import opreg
+from opreg.nn import MLP, Dropout, Identity, Linear, ReLU, Sequential, SoftmaxCrossEntropy
+from opreg.optim import SGD, Adam
+
+#: Under OPREG_CHECK=1 (checking mode) every compiled step runs eagerly: checking mode watches every op call.
+REPLAYS = not opreg.observe.active
+
+
+def batches(n: int, rows: int = 8, features: int = 5, classes: int = 3, dtype: Any = np.float64) -> list[Any]:
+    rng = np.random.default_rng(n)
+    return [
+        (rng.normal(size=(rows, features)).astype(dtype), np.eye(classes, dtype=dtype)[rng.integers(0, classes, rows)])
+        for _ in range(n)
+    ]
+
+
+def mlp_step(style: str, optimizer: str = "sgd", dtype: Any = np.float64) -> tuple[Callable[..., Any], MLP]:
+    """A training step of a fresh 5-7-3 MLP (same weights every call), in the tape or the Tensor style."""
+    engine = opreg.Autograd(keep_gradients=False) if style == "tape" else None
+    model = MLP([5, 7, 3], engine, output_activation=Identity, rng=np.random.default_rng(1), dtype=dtype)
+    criterion = SoftmaxCrossEntropy(engine)
+    if optimizer == "adam":
+        opt: Any = Adam(model.parameters(), lr=0.01)
+    else:
+        opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def step(x: np.ndarray, y: np.ndarray) -> Any:
+        opt.zero_grad()
+        if engine is not None:
+            engine.zero_grad()
+            loss = criterion(y, model(x))
+            engine.backward(1.0)
+        else:
+            loss = criterion(y, model(x))
+            loss.backward()
+        opt.step()
+        return loss
+
+    return step, model
+
+
+def run(step: Callable[..., Any], data: list[Any]) -> list[np.ndarray]:
+    return [np.array(getattr(loss, "data", loss)) for loss in (step(x, y) for x, y in data)]
+
+
+def weights(model: MLP) -> list[np.ndarray]:
+    return [p.data.copy() for p in model.parameters()]
+
+
+def assert_same(a: list[np.ndarray], b: list[np.ndarray]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        assert np.array_equal(x, y), np.max(np.abs(x - y))
+
+
+@pytest.mark.parametrize("style", ["tape", "tensor"])
+@pytest.mark.parametrize(("optimizer", "dtype"), [("sgd", np.float64), ("adam", np.float32)])
+def test_replay_is_bit_for_bit_the_eager_step(style: str, optimizer: str, dtype: Any) -> None:
+    data = batches(30, dtype=dtype)
+    eager, eager_model = mlp_step(style, optimizer, dtype)
+    plain, compiled_model = mlp_step(style, optimizer, dtype)
+    compiled = opreg.compile(plain)
+    assert_same(run(eager, data), run(compiled, data))
+    assert_same(weights(eager_model), weights(compiled_model))
+    assert compiled.replays == (28 if REPLAYS else 0)
+    if REPLAYS:
+        assert compiled.code is not None and "def replay(A):" in compiled.code
+
+
+@pytest.mark.parametrize("style", ["tape", "tensor"])
+def test_a_new_shape_records_again_and_both_replay(style: str) -> None:
+    data = batches(6) + batches(6, rows=3) + batches(6)
+    eager, eager_model = mlp_step(style)
+    compiled = opreg.compile(mlp_step(style)[0])
+    plain, compiled_model = mlp_step(style)
+    compiled = opreg.compile(plain)
+    assert_same(run(eager, data), run(compiled, data))
+    assert_same(weights(eager_model), weights(compiled_model))
+    assert compiled.replays == (6 + 4 + 4 if REPLAYS else 0)
+
+
+def test_results_are_the_callers_own() -> None:
+    compiled = opreg.compile(mlp_step("tensor")[0])
+    losses = [compiled(x, y) for x, y in batches(6)]
+    values = [float(loss.detach()) for loss in losses]
+    assert len(set(values)) == len(values)  # a later replay did not write over an earlier loss
+
+
+def test_a_learning_rate_changed_between_steps_is_used() -> None:
+    data = batches(10)
+    results = []
+    for compile_it in (False, True):
+        step, model = mlp_step("tensor")
+        opt = step.__closure__[
+            [c.cell_contents.__class__.__name__ for c in step.__closure__].index("SGD")
+        ].cell_contents
+        f = opreg.compile(step) if compile_it else step
+        for i, (x, y) in enumerate(data):
+            opt.param_groups[0]["lr"] = 0.1 / (i + 1)
+            f(x, y)
+        results.append(weights(model))
+    assert_same(*results)
+
+
+def _caught(function: Callable[[], Any]) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        function()
+    return [str(w.message) for w in caught if issubclass(w.category, opreg.CaptureWarning)]
+
+
+def test_a_value_read_in_the_step_makes_it_run_eagerly() -> None:
+    data = batches(5)
+    eager, eager_model = mlp_step("tensor")
+    plain, compiled_model = mlp_step("tensor")
+    seen: list[float] = []
+
+    def reading(x: np.ndarray, y: np.ndarray) -> Any:
+        loss = plain(x, y)
+        seen.append(float(loss))  # a replay would skip this
+        return loss
+
+    compiled = opreg.compile(reading)
+    messages = _caught(lambda: run(compiled, data))
+    run(eager, data)
+    assert_same(weights(eager_model), weights(compiled_model))
+    assert len(seen) == 5 and compiled.replays == 0
+    if REPLAYS:
+        assert len(messages) == 1 and "float(t)" in messages[0] and "return the Tensor" in messages[0]
+
+
+def test_an_array_made_outside_ops_each_step_is_never_replayed() -> None:
+    """``x / 255`` in NumPy is invisible to opreg: a replay would reuse the first step's array."""
+    data = batches(8)
+    eager, eager_model = mlp_step("tensor")
+    plain, compiled_model = mlp_step("tensor")
+    compiled = opreg.compile(lambda x, y: plain(x / 2.0, y))
+    messages = _caught(lambda: run(compiled, data))
+    run(lambda x, y: eager(x / 2.0, y), data)
+    assert_same(weights(eager_model), weights(compiled_model))
+    assert compiled.replays == 0
+    if REPLAYS:
+        assert len(messages) == 1 and "outside ops" in messages[0]
+
+
+def test_eval_and_train_between_steps_record_again() -> None:
+    """Dropout draws its mask in Python: in training mode the step runs eagerly; in eval mode it replays."""
+
+    def build() -> tuple[Any, Any]:
+        opreg.manual_seed(3)
+        model = Sequential(Linear(5, 7, rng=np.random.default_rng(1)), ReLU(), Dropout(0.5), Linear(7, 3))
+        criterion = SoftmaxCrossEntropy()
+
+        def evaluate(x: np.ndarray, y: np.ndarray) -> Any:
+            return criterion(y, model(x)).detach()
+
+        return model, evaluate
+
+    data = batches(12)
+    outputs = []
+    compiled: Any = None
+    for compile_it in (False, True):
+        model, evaluate = build()
+        f = compiled = opreg.compile(evaluate) if compile_it else evaluate
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", opreg.CaptureWarning)
+            values = []
+            for i, (x, y) in enumerate(data):
+                model.train(i % 6 < 3)
+                values.append(np.array(f(x, y).data))
+        outputs.append(values)
+    assert_same(*outputs)
+    assert compiled.replays == (2 if REPLAYS else 0)  # the third eval step of each stretch
+
+
+def test_a_replaced_parameter_records_again() -> None:
+    data = batches(8)
+    results = []
+    for compile_it in (False, True):
+        step, model = mlp_step("tensor")
+        f = opreg.compile(step) if compile_it else step
+        for i, (x, y) in enumerate(data):
+            if i == 4:
+                first = model[0]
+                first.W = opreg.Tensor(np.full(first.W.shape, 0.01), requires_grad=True)
+            f(x, y)
+        results.append([p.data.copy() for p in model.parameters()])
+    # the optimizer still steps the old W: both runs agree on that
+    assert_same(*results)
+
+
+def scaled_step(step: Callable[..., Any], where: str) -> tuple[Callable[..., Any], Callable[[float], None]]:
+    """``step`` on ``x * factor``, ``factor`` a Python number in the closure or in this module's globals, and
+    the function that changes it."""
+    factor = 1.0
+
+    def closure(x: Any, y: Any) -> Any:
+        return step(x * factor, y)
+
+    def module_global(x: Any, y: Any) -> Any:
+        return step(x * FACTOR, y)
+
+    def change(value: float) -> None:
+        nonlocal factor
+        global FACTOR
+        factor = FACTOR = value
+
+    return (closure if where == "closure" else module_global), change
+
+
+FACTOR = 1.0
+
+
+@pytest.mark.parametrize("where", ["closure", "global"])
+def test_a_python_number_the_step_reads_records_again_when_it_changes(where: str) -> None:
+    data = batches(6)
+    results = []
+    compiled: Any = None
+    for compile_it in (False, True):
+        step, model = mlp_step("tensor")
+        scaled, change = scaled_step(step, where)
+        f = compiled = opreg.compile(scaled) if compile_it else scaled
+        for i, (x, y) in enumerate(data):
+            change(1.0 + i // 3)
+            f(opreg.Tensor(x), y)
+        results.append(weights(model))
+    assert_same(*results)
+    assert compiled.replays == (2 if REPLAYS else 0)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("returns_graph", "backward() included"),
+        ("returns_float", "return the Tensor or array"),
+        ("add_operation", "add_operation"),
+        ("grad", "gradients as values"),
+    ],
+)
+def test_what_cannot_be_replayed_runs_eagerly_and_says_why(body: str, expected: str) -> None:
+    w = opreg.Tensor(np.ones(3), requires_grad=True)
+    engine = opreg.Autograd()
+
+    def step(x: np.ndarray) -> Any:
+        if body == "returns_graph":
+            return (w * x).sum()
+        if body == "returns_float":
+            return float(np.sum(x))
+        if body == "add_operation":
+            out = x * 2.0
+            engine.add_operation([x, np.asarray(2.0)], out, [None, None], "mul")
+            return None
+        return opreg.grad((w * x).sum(), [w])[0]
+
+    compiled = opreg.compile(step)
+    messages = _caught(lambda: [compiled(np.arange(3.0)) for _ in range(4)])
+    assert compiled.replays == 0
+    if REPLAYS:
+        assert len(messages) == 1 and expected in messages[0], messages
+
+
+def test_checking_mode_runs_the_step_eagerly() -> None:
+    step, _ = mlp_step("tensor")
+    compiled = opreg.compile(step)
+    with opreg.checking():
+        run(compiled, batches(4))
+    assert compiled.replays == 0 and compiled.reason is not None and "checking" in compiled.reason
