@@ -79,6 +79,8 @@ class Recorder:
         self.alive: list[Any] = []  # every named object, so that no id is reused while recording
         self.problem: str | None = None
         self.seeds: dict[int, Any] = {}  # id -> a backward pass's starting gradient, not yet used
+        self.allocations: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # values out forms write
+        self.escaping: set[str] = set()
         self.suspended = 0
         self.preamble: list[str] = []
         self.values = 0
@@ -135,21 +137,57 @@ class Recorder:
 
     # --- the generated function --------------------------------------------------------------------------------
 
-    def source(self, returns: str) -> str:
-        """The step as a function of its flattened arguments ``A``: every value dropped after its last use, so a
-        replay holds no more memory than the eager step."""
+    def allocate(self, x: np.ndarray) -> str:
+        """A name for a value an op's ``forward_out``/``backward_out`` will write, of ``x``'s shape and dtype:
+        :meth:`source` gives it a buffer kept from one replay to the next where that is safe, else a new array."""
+        name = self.value(x)
+        self.allocations[name] = (x.shape, x.dtype)
+        self.lines.append(f"{name} = <alloc>")
+        return name
+
+    def shared(self, *names: str) -> None:
+        """``names`` are read by a call that may return them, or views of them (an op without an out form, a
+        leaf's ``.grad`` taking its gradient): their memory must be new each replay, never a reused buffer."""
+        self.escaping.update(names)
+
+    def source(self, returns: str) -> tuple[str, dict[str, Any]]:
+        """The step as a function of its flattened arguments ``A``, and the buffers it writes into.
+
+        Every value is dropped after its last use, so a replay holds no more memory than the eager step. A value
+        an out form writes is given a buffer (``b0``, ...) kept across replays, shared by values of one shape and
+        dtype whose lives do not overlap, unless it escapes (:meth:`shared`): then a new array (``empty``).
+        """
         body = [*self.preamble, *self.lines, f"return {returns}"]
         last: dict[str, int] = {}
         for number, line in enumerate(body):
             for word in _words(line):
                 last[word] = number
+        free: dict[tuple[Any, ...], list[str]] = {}
+        held: dict[str, str] = {}  # value -> its buffer
+        buffers: dict[str, Any] = {}
         out = []
         for number, line in enumerate(body):
+            if line.endswith(" = <alloc>"):
+                name = line.split(" ", 1)[0]
+                shape, dtype = self.allocations[name]
+                kind = (shape, dtype.str)
+                if name in self.escaping:
+                    buffers[f"s{len(buffers)}"] = (shape, dtype)
+                    line = f"{name} = empty(*s{len(buffers) - 1})"
+                else:
+                    pool = free.setdefault(kind, [])
+                    held[name] = pool.pop() if pool else f"b{len(buffers)}"
+                    buffers.setdefault(held[name], np.empty(shape, dtype))
+                    line = f"{name} = {held[name]}"
             out.append(line)
             dead = sorted(n for n in _words(line) if last.get(n) == number and n[0] in "vp" and n[1:].isdigit())
+            for name in dead:
+                if name in held:
+                    shape, dtype = self.allocations[name]
+                    free.setdefault((shape, dtype.str), []).append(held.pop(name))
             if dead and not line.startswith("return"):
                 out.append(f"del {', '.join(dead)}")
-        return "def replay(A):\n" + "".join(f"    {line}\n" for line in out)
+        return "def replay(A):\n" + "".join(f"    {line}\n" for line in out), buffers
 
 
 def _words(line: str) -> set[str]:
@@ -219,6 +257,13 @@ def forward(
             inputs.append(recorder.ref(data))
         else:  # a Python number or list the op call converted: the same every run
             inputs.append(recorder.constant(data, static=True))
+    out_form = op.forward_out
+    if out_form is not None and type(output) is np.ndarray and not op.saves:
+        name = recorder.allocate(output)
+        function = functools.partial(out_form, **attributes) if attributes else out_form
+        recorder.lines.append(f"{recorder.constant(function, static=True)}({name}, {', '.join(inputs)})")
+        return
+    recorder.shared(*inputs)
     function = functools.partial(op.forward, **attributes) if attributes else op.forward
     call = f"{recorder.constant(function, static=True)}({', '.join(inputs)})"
     if isinstance(output, tuple):  # several outputs: each an array of its own, as run_forward makes them
@@ -300,6 +345,10 @@ def backward(
     saved_name = "None" if saved is None else recorder.ref(saved)
     results = [recorder.value(g) if g is not None else "_" for g in grads_in]
     targets = f"{', '.join(results)}{',' if len(results) == 1 else ''}"
+    if op.backward_out is not None and not (op.saves and "saved" in op.wants):
+        _backward_out(recorder, op, grad_output, datas, output, attributes, sources, grads_in)
+        return
+    recorder.shared(recorder.ref(grad_output), *names, recorder.ref(output))
     direct = _direct_backward(recorder, op, grad_output, datas, output, attributes, sources, saved, grads_in)
     if direct is not None:
         function, dynamic = direct
@@ -319,6 +368,33 @@ def _input_gradients(
     op: OpDef, grad_output: Any, inputs: Any, output: Any, attributes: Any, needed: Any, saved: Any
 ) -> list[Any]:
     return input_gradients(op, grad_output, inputs, output, attributes, needed, saved)
+
+
+def _backward_out(
+    recorder: Recorder,
+    op: OpDef,
+    grad_output: Any,
+    datas: Sequence[Any],
+    output: Any,
+    attributes: Mapping[str, Any],
+    sources: Sequence[Any],
+    grads_in: Sequence[Any],
+) -> None:
+    """``op.backward_out`` writing each wanted gradient into an array of its input's shape and dtype."""
+    keywords = backward_keywords(op, attributes, output, sources, None)
+    keywords.pop("saved", None)
+    dynamic = "output" in keywords
+    bound = {key: value for key, value in keywords.items() if key != "output"}
+    out_form = op.backward_out
+    assert out_form is not None  # the caller's condition
+    function = functools.partial(out_form, **bound) if bound else out_form
+    outs = [recorder.allocate(g) if g is not None else "None" for g in grads_in]
+    names = [recorder.ref(x) for x in datas]
+    more = f", output={recorder.ref(output)}" if dynamic else ""
+    recorder.lines.append(
+        f"{recorder.constant(function, static=True)}(({', '.join(outs)},), {recorder.ref(grad_output)}, "
+        f"{', '.join(names)}{more})"
+    )
 
 
 def _direct_backward(
@@ -381,6 +457,7 @@ def leaf(lock: Callable[[Any], Any], tensor: Any, arrived: Any) -> None:
     lock_name = recorder.constant(lock, static=True)
     function = recorder.constant(_leaf_gradient, static=True)
     owner = recorder.names.get(id(tensor)) or recorder._name(tensor, recorder.constant(tensor))
+    recorder.shared(recorder.ref(arrived))
     recorder.lines.append(f"with {lock_name}({owner}):")
     recorder.lines.append(f"    {owner}._grad = {function}({owner}._grad, {recorder.ref(arrived)})")
 

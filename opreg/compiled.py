@@ -61,14 +61,14 @@ class _Program:
 
     def __init__(self, recorder: capture.Recorder, outputs: TreeSpec, returns: list[tuple[str, type | None]]) -> None:
         names = [name for name, _ in returns]
-        self.code = recorder.source(f"({', '.join(names)}{',' if len(names) == 1 else ''})")
+        self.code, buffers = recorder.source(f"({', '.join(names)}{',' if len(names) == 1 else ''})")
         self.kinds = [kind for _, kind in returns]
         self.constants = recorder.constants
         self.static = recorder.static
         self.outputs = outputs
         self.epoch = capture.epoch
         self.verified = False
-        namespace: dict[str, Any] = {"asarray": np.asarray, **self.constants}
+        namespace: dict[str, Any] = {"asarray": np.asarray, "empty": np.empty, **self.constants, **buffers}
         exec(self.code, namespace)
         self.function = namespace["replay"]
 

@@ -132,6 +132,9 @@ class OpDef:
     jvp: Callable[..., Any] | None = None
     #: What ``jvp`` names among ``output`` and the attributes (the keywords it is passed).
     jvp_keywords: tuple[str, ...] = ()
+    #: TEMPORARY (lead's placeholder until the out-forms branch merges)
+    forward_out: Callable[..., Any] | None = None
+    backward_out: Callable[..., Any] | None = None
     # Derived once, in __post_init__, as plain fields: the hot path reads them on every op.
     no_targets: tuple[None, ...] = field(default=(), compare=False)  # (None,) * len(inputs)
     all_needed: tuple[bool, ...] = field(default=(), compare=False)  # (True,) * len(inputs)

@@ -278,3 +278,34 @@ def test_checking_mode_runs_the_step_eagerly() -> None:
     with opreg.checking():
         run(compiled, batches(4))
     assert compiled.replays == 0 and compiled.reason is not None and "checking" in compiled.reason
+
+
+def test_a_view_of_a_value_an_out_form_wrote_is_not_overwritten_by_a_reused_buffer() -> None:
+    """``h.reshape`` views ``h``'s memory: ``h`` must not live in a buffer a later value reuses."""
+    rng = np.random.default_rng(0)
+    data = [rng.normal(size=(4, 3)) for _ in range(6)]
+
+    def build() -> tuple[Callable[..., Any], list[Any]]:
+        w = opreg.Tensor(np.random.default_rng(1).normal(size=(5, 3)), requires_grad=True)
+        b = opreg.Tensor(np.zeros(5), requires_grad=True)
+
+        def step(x: np.ndarray) -> Any:
+            h = opreg.ops.linear(x, w, b)
+            flat = h.reshape(-1)
+            q = opreg.ops.relu(h)
+            loss = (flat * flat).sum() + opreg.ops.relu(q).sum()
+            loss.backward()  # no zero_grad: the gradients accumulate over the steps
+            return loss
+
+        return step, [w, b]
+
+    results = []
+    for compile_it in (False, True):
+        step, params = build()
+        f = opreg.compile(step) if compile_it else step
+        held = []
+        for x in data:
+            f(x)
+            held.append(params[0].grad)  # each step's accumulated .grad, kept
+        results.append([*held, *(p.grad for p in params)])
+    assert_same(*results)

@@ -19,6 +19,10 @@ from opreg.datasets import load_digits, one_hot
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+#: Under OPREG_CHECK=1 a compiled step runs eagerly (checking mode watches every op call).
+REPLAYS = not opreg.observe.active
+
+
 def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
@@ -32,7 +36,7 @@ def run(block: str) -> dict:
 
 def test_readme_examples_run_as_written(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the examples write files where they run
-    tensors, numpy_code, transforms, from_pytorch, walkthrough, training, plugin = python_blocks()
+    tensors, numpy_code, transforms, from_pytorch, compiling, walkthrough, training, plugin = python_blocks()
     namespace = run(tensors)
     assert capsys.readouterr().out.startswith("(3, 2) [")
     assert namespace["b"].grad.shape == (2,) and not namespace["prediction"].requires_grad
@@ -81,6 +85,13 @@ def test_readme_examples_run_as_written(capsys, tmp_path, monkeypatch):
     assert capsys.readouterr().out.startswith("Net(\n  (body): Sequential(")
     x = load_digits()[0][:5]
     np.testing.assert_array_equal(namespace["restored"](x).data, namespace["model"](x).data)
+
+    namespace = run(compiling)
+    step = namespace["step"]
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{float(namespace['loss'])} {26 if REPLAYS else 0} {2 if REPLAYS else 0}\n")
+    if REPLAYS:
+        assert "def replay(A):" in printed and step.code in printed
 
     run(walkthrough)
     assert capsys.readouterr().out.splitlines() == ["[[1. 2. 3.]] [[1. 1. 1.]]", "[[4. 5. 6.]]"]
