@@ -340,28 +340,26 @@ def backward(
     if isinstance(grad_output, tuple) or isinstance(output, tuple):
         recorder.refuse(f"the backward pass goes through {op.describe()}, which has several outputs (not yet replayed)")
         return
-    names = [recorder.ref(x) for x in datas]
-    inputs = f"{', '.join(names)}{',' if len(names) == 1 else ''}"
+    # the inputs named before the results: a backward may return its grad_output itself (add's does)
+    g_name, names, out_name = recorder.ref(grad_output), [recorder.ref(x) for x in datas], recorder.ref(output)
+    if op.backward_out is not None and not (op.saves and "saved" in op.wants):
+        _backward_out(recorder, op, g_name, names, output, out_name, attributes, sources, grads_in)
+        return
     saved_name = "None" if saved is None else recorder.ref(saved)
+    recorder.shared(g_name, *names, out_name)
     results = [recorder.value(g) if g is not None else "_" for g in grads_in]
     targets = f"{', '.join(results)}{',' if len(results) == 1 else ''}"
-    if op.backward_out is not None and not (op.saves and "saved" in op.wants):
-        _backward_out(recorder, op, grad_output, datas, output, attributes, sources, grads_in)
-        return
-    recorder.shared(recorder.ref(grad_output), *names, recorder.ref(output))
     direct = _direct_backward(recorder, op, grad_output, datas, output, attributes, sources, saved, grads_in)
     if direct is not None:
         function, dynamic = direct
-        more = "".join(f", {key}={recorder.ref(output) if key == 'output' else saved_name}" for key in dynamic)
-        recorder.lines.append(f"{targets} = {function}({recorder.ref(grad_output)}, {', '.join(names)}{more})")
+        more = "".join(f", {key}={out_name if key == 'output' else saved_name}" for key in dynamic)
+        recorder.lines.append(f"{targets} = {function}({g_name}, {', '.join(names)}{more})")
         return
     needed = recorder.constant(tuple(None if s is None else True for s in sources), static=True)
     function = recorder.constant(functools.partial(_input_gradients, op), static=True)
     attrs = recorder.constant(attributes, static=True)
-    call = (
-        f"{function}({recorder.ref(grad_output)}, ({inputs}), {recorder.ref(output)}, {attrs}, {needed}, {saved_name})"
-    )
-    recorder.lines.append(f"{targets} = {call}")
+    inputs = f"{', '.join(names)}{',' if len(names) == 1 else ''}"
+    recorder.lines.append(f"{targets} = {function}({g_name}, ({inputs}), {out_name}, {attrs}, {needed}, {saved_name})")
 
 
 def _input_gradients(
@@ -373,9 +371,10 @@ def _input_gradients(
 def _backward_out(
     recorder: Recorder,
     op: OpDef,
-    grad_output: Any,
-    datas: Sequence[Any],
+    g_name: str,
+    names: list[str],
     output: Any,
+    out_name: str,
     attributes: Mapping[str, Any],
     sources: Sequence[Any],
     grads_in: Sequence[Any],
@@ -383,18 +382,12 @@ def _backward_out(
     """``op.backward_out`` writing each wanted gradient into an array of its input's shape and dtype."""
     keywords = backward_keywords(op, attributes, output, sources, None)
     keywords.pop("saved", None)
-    dynamic = "output" in keywords
-    bound = {key: value for key, value in keywords.items() if key != "output"}
+    more = f", output={out_name}" if keywords.pop("output", None) is not None else ""
     out_form = op.backward_out
     assert out_form is not None  # the caller's condition
-    function = functools.partial(out_form, **bound) if bound else out_form
+    function = recorder.constant(functools.partial(out_form, **keywords) if keywords else out_form, static=True)
     outs = [recorder.allocate(g) if g is not None else "None" for g in grads_in]
-    names = [recorder.ref(x) for x in datas]
-    more = f", output={recorder.ref(output)}" if dynamic else ""
-    recorder.lines.append(
-        f"{recorder.constant(function, static=True)}(({', '.join(outs)},), {recorder.ref(grad_output)}, "
-        f"{', '.join(names)}{more})"
-    )
+    recorder.lines.append(f"{function}(({', '.join(outs)},), {g_name}, {', '.join(names)}{more})")
 
 
 def _direct_backward(
