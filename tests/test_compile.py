@@ -281,7 +281,8 @@ def test_checking_mode_runs_the_step_eagerly() -> None:
 
 
 def test_a_view_of_a_value_an_out_form_wrote_is_not_overwritten_by_a_reused_buffer() -> None:
-    """``h.reshape`` views ``h``'s memory: ``h`` must not live in a buffer a later value reuses."""
+    """``h.T`` views ``h``'s memory, and outlives ``h``'s last use: a later value of ``h``'s shape must not be
+    written into ``h``'s buffer. The gradients also accumulate (no zero_grad), each step's ``.grad`` kept."""
     rng = np.random.default_rng(0)
     data = [rng.normal(size=(4, 3)) for _ in range(6)]
 
@@ -290,12 +291,10 @@ def test_a_view_of_a_value_an_out_form_wrote_is_not_overwritten_by_a_reused_buff
         b = opreg.Tensor(np.zeros(5), requires_grad=True)
 
         def step(x: np.ndarray) -> Any:
-            h = opreg.ops.linear(x, w, b)
-            flat = h.reshape(-1)
-            q = opreg.ops.relu(h)
-            loss = (flat * flat).sum() + opreg.ops.relu(q).sum()
-            loss.backward()  # no zero_grad: the gradients accumulate over the steps
-            return loss
+            view = opreg.ops.linear(x, w, b).T  # no backward reads the linear's output: it dies here
+            loss = opreg.ops.relu(opreg.ops.linear(opreg.Tensor(x) * 2.0, w, b)).sum()  # of its shape
+            loss.backward()
+            return loss, view.detach()
 
         return step, [w, b]
 
@@ -303,9 +302,7 @@ def test_a_view_of_a_value_an_out_form_wrote_is_not_overwritten_by_a_reused_buff
     for compile_it in (False, True):
         step, params = build()
         f = opreg.compile(step) if compile_it else step
-        held = []
-        for x in data:
-            f(x)
-            held.append(params[0].grad)  # each step's accumulated .grad, kept
-        results.append([*held, *(p.grad for p in params)])
+        outputs = [f(x) for x in data]
+        held = [params[0].grad]
+        results.append([*(o[1].data for o in outputs), *held, *(p.grad for p in params)])
     assert_same(*results)
