@@ -115,11 +115,23 @@ def autograd_chain(x: np.ndarray, c: np.ndarray, n_ops: int) -> Modes:
     return {"forward": lambda: traced(x), "forward+backward": forward_backward}
 
 
+def compiled_chain(chain: Callable[[np.ndarray, np.ndarray, int], Modes]) -> Callable[..., Modes]:
+    """``chain``'s forward+backward through ``opreg.compile`` (a forward alone leaves a graph waiting for its
+    backward, which a replay cannot hand out)."""
+
+    def build(x: np.ndarray, c: np.ndarray, n_ops: int) -> Modes:
+        return {"forward+backward": opreg.compile(chain(x, c, n_ops)["forward+backward"])}
+
+    return build
+
+
 def chains() -> dict[str, Callable[[np.ndarray, np.ndarray, int], Modes]]:
     found = {
         "numpy": numpy_chain,
         "opreg tape": opreg_tape_chain,
         "opreg Tensor": opreg_tensor_chain,
+        "opreg tape compiled": compiled_chain(opreg_tape_chain),
+        "opreg Tensor compiled": compiled_chain(opreg_tensor_chain),
         "torch": torch_chain,
     }
     return found | ({"autograd": autograd_chain} if autograd is not None else {})
