@@ -153,13 +153,18 @@ def _norm(x: np.ndarray, *, ord: Any = None, axis: Any = None, keepdims: bool = 
 
     The 2-norm (and 'fro') is scaled by the largest magnitude first, as BLAS's nrm2 and torch compute it: NumPy's
     ``sqrt(sum(x * x))`` is 0 for x = 1e-200 and inf for 1e200, and a norm of 0 would get gradient 0 where the
-    true one is x / |x|."""
+    true one is x / |x|. So are the other p-norms, whose ``|x|^p`` underflows sooner."""
     kind, axes = _norm_kind(x, ord, axis)
-    if x.size and np.issubdtype(x.dtype, np.floating) and (ord in (None, 2, "fro") and (kind, ord) != ("matrix", 2)):
+    two = ord in (None, 2, "fro") and (kind, ord) != ("matrix", 2)
+    if x.size and np.issubdtype(x.dtype, np.floating) and (two or (kind == "vector" and _p_norm(ord))):
         scale = np.max(np.abs(x), axis=axes, keepdims=True)
         if np.isfinite(scale).all():
             safe = np.where(scale == 0, 1, scale)
-            out = scale * np.sqrt(np.sum(np.square(x / safe), axis=axes, keepdims=True))
+            if two:
+                out = scale * np.sqrt(np.sum(np.square(x / safe), axis=axes, keepdims=True))
+            else:  # |x|^p underflows long before |x| does (1e-15 ** 3 in float32): scaled as the 2-norm
+                p = float(ord)
+                out = scale * np.sum(np.abs(x / safe) ** p, axis=axes, keepdims=True) ** (1 / p)
             return np.asarray(out if keepdims else np.squeeze(out, axis=axes))
     return np.asarray(np.linalg.norm(x, ord=ord, axis=axis, keepdims=keepdims))
 
@@ -365,8 +370,19 @@ def _torch_pinv(torch: Any) -> Any:
 
 
 def _torch_norm(torch: Any) -> Any:
+    """torch.linalg.norm; a vector p-norm (p not 1, 2, inf) of a floating vector scaled by its largest magnitude
+    first, as opreg's forward computes it: torch's ``|x|^p`` underflows (1e-15 ** 4.5 in float32), and its gradient
+    is then NaN where the norm is not 0."""
+
     def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
-        return torch.linalg.norm(x, ord=ord, dim=axis, keepdim=keepdims)
+        vector = x.ndim == 1 or isinstance(axis, int)
+        if not (vector and _p_norm(ord) and x.is_floating_point() and x.numel()):
+            return torch.linalg.norm(x, ord=ord, dim=axis, keepdim=keepdims)
+        dim = 0 if axis is None else axis
+        scale = x.detach().abs().amax(dim=dim, keepdim=True)
+        scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+        scaled = torch.linalg.norm(x / scale, ord=ord, dim=dim, keepdim=True) * scale
+        return scaled if keepdims else scaled.squeeze(dim)
 
     return norm
 

@@ -325,3 +325,15 @@ def test_vector_norm_ord_hips_cases(ord_):
         rtol=1e-14,
     )
     np.testing.assert_array_equal(gradient(lambda t: np.linalg.norm(t, ord=3), np.zeros(3)), np.zeros(3))
+
+
+@pytest.mark.parametrize("ord", [3, 4.5])
+def test_a_p_norm_of_tiny_values_does_not_underflow(ord):
+    """|x|^p underflows long before |x| (1e-15 ** 3 is below float32's smallest normal): the p-norm is scaled by
+    the largest magnitude first, as the 2-norm is, so its value and gradient stay exact (the gradient of the
+    p-norm of one element is its sign; it was 0.80 before, with no error)."""
+    x = Tensor(np.array([1e-15], np.float32), requires_grad=True)
+    n = opreg.ops.norm(x, ord=ord, axis=0)
+    n.backward()
+    assert n.data == np.float32(1e-15)
+    np.testing.assert_allclose(x.grad, [1.0], rtol=1e-6)
