@@ -57,7 +57,7 @@ def compile(step: Callable[..., Any], *, max_programs: int = 8) -> CompiledStep:
 class _Program:
     """One recording of the step: the generated function, and what two recordings must agree on."""
 
-    __slots__ = ("code", "constants", "epoch", "function", "kinds", "outputs", "static", "verified")
+    __slots__ = ("code", "constants", "epoch", "function", "held", "kinds", "outputs", "static", "verified")
 
     def __init__(self, recorder: capture.Recorder, outputs: TreeSpec, returns: list[tuple[str, type | None]]) -> None:
         names = [name for name, _ in returns]
@@ -68,6 +68,7 @@ class _Program:
         self.outputs = outputs
         self.epoch = capture.epoch
         self.verified = False
+        self.held: list[Any] = []
         namespace: dict[str, Any] = {"asarray": np.asarray, "empty": np.empty, **self.constants, **buffers}
         exec(self.code, namespace)
         self.function = namespace["replay"]
@@ -123,7 +124,10 @@ class CompiledStep:
         self._watched = _watched(step)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        leaves, spec = tree_flatten((args, kwargs))
+        if kwargs or any(type(x) is not np.ndarray for x in args):
+            leaves, spec = tree_flatten((args, kwargs))
+        else:  # arrays only, the usual training step: no tree to walk
+            leaves, spec = list(args), None
         key = self._key(leaves, spec)
         program = self._programs.get(key)
         if program is not None and program.verified and program.epoch == capture.epoch and not observe.active:
@@ -132,17 +136,17 @@ class CompiledStep:
             return tree_unflatten(program.outputs, program.results(program.function(leaves)))
         return self._eager(key, args, kwargs, leaves, program)
 
-    def _key(self, leaves: list[Any], spec: TreeSpec) -> tuple[Any, ...]:
+    def _key(self, leaves: list[Any], spec: TreeSpec | None) -> tuple[Any, ...]:
         parts: list[Any] = [spec, _grad_mode.enabled, *[read() for read in self._watched]]
         for x in leaves:
             if type(x) is np.ndarray:
                 parts.append((x.shape, x.dtype))
             elif isinstance(x, Tensor):
                 parts.append((x.shape, x.dtype, x.requires_grad, x.is_leaf))
-            elif x is None or type(x) in (bool, int, float, str):
-                parts.append((type(x), x))
-            else:
+            elif _by_identity(x):
                 parts.append((type(x), id(x)))
+            else:
+                parts.append((type(x), x))
         return tuple(parts)
 
     def _eager(self, key: Any, args: Any, kwargs: Any, leaves: list[Any], previous: _Program | None) -> Any:
@@ -167,6 +171,8 @@ class CompiledStep:
             self.reason = recorder.problem
             return result
         program = _Program(recorder, out_spec, returns)
+        # Other objects among the arguments are keyed by identity: held, so that no new object takes their id
+        program.held = [x for x in leaves if _by_identity(x)]
         difference = "it was recorded once" if previous is None else previous.difference(program)
         if previous is not None and difference is None:
             previous.epoch = program.epoch
@@ -204,6 +210,11 @@ class CompiledStep:
             self._warned.add(why)
             name = getattr(self.step, "__qualname__", repr(self.step))
             warnings.warn(f"opreg.compile({name}) runs the step eagerly: {why}", CaptureWarning, stacklevel=4)
+
+
+def _by_identity(x: Any) -> bool:
+    """Whether an argument is keyed by its identity (not an array, Tensor, number, string or None)."""
+    return not (x is None or type(x) in (bool, int, float, str, np.ndarray) or isinstance(x, Tensor))
 
 
 def _watched(step: Callable[..., Any]) -> list[Callable[[], Any]]:
