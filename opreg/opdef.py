@@ -434,6 +434,11 @@ def _check_out_form(
         )
     given = set(keywords)
     unknown = [n for n, p in parameters.items() if p.kind is p.KEYWORD_ONLY and n not in given]
+    if "saved" in unknown and role == "backward_out":
+        raise RegistrationError(
+            f"{where}: backward_out names saved, and it is never given saved= (a replay keeps no values forward "
+            "saved); recompute them from the inputs as forward computes them"
+        )
     if unknown:
         what = "the attributes" if role == "forward_out" else "what the op's backward asks for, except saved,"
         raise RegistrationError(

@@ -10,6 +10,8 @@ import pytest
 
 import opreg
 from opreg import GradcheckError, RegistrationError
+from opreg.calls import input_gradients, run_forward
+from opreg.fit import gradient_dtype
 from opreg.opcheck import check_op
 from opreg.outforms import backward_out_keywords, check_out_forms
 
@@ -194,3 +196,48 @@ def test_the_built_ins_out_forms_are_exact_on_large_arrays(name):
     for inputs in _large(rng)[name]:
         for attributes in settings:
             check_out_forms(op, inputs, op.bind_attributes(attributes))
+
+
+def _mixed(rng):
+    """float32 beside float64 (a bias, a target), and float16, which NumPy's mean sums in float32."""
+    f32 = rng.standard_normal((5, 3)).astype(np.float32)
+    return {
+        "linear": [(f32, rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal(4))],
+        "matmul": [(f32, rng.standard_normal((3, 4)))],
+        "add": [(f32, rng.standard_normal(3))],
+        "sub": [(f32, rng.standard_normal(3))],
+        "mul": [(f32, rng.standard_normal(3))],
+        "relu": [(f32,)],
+        "sigmoid": [(f32,)],
+        "tanh": [(f32,)],
+        "exp": [(f32,)],
+        "log": [(np.abs(f32) + np.float32(0.5),)],
+        "sum": [(f32,), (f32.astype(np.float16),)],
+        "mean": [(f32,), (f32.astype(np.float16),)],
+        "mse": [(f32, rng.standard_normal((5, 3))), (f32.astype(np.float16), f32[::-1].astype(np.float16))],
+        "softmax_cross_entropy": [(f32, np.eye(3)[[0, 1, 2, 0, 1]])],
+    }
+
+
+@pytest.mark.parametrize("name", [*TRAINING_OPS, "softmax_cross_entropy"])
+def test_the_built_ins_out_forms_are_exact_across_dtypes(name):
+    """check_op's samples are of one dtype; a replay also meets mixed ones, and a float64 g on a float32 output."""
+    rng = np.random.default_rng(3)
+    op = opreg.get_registry()[name]
+    for inputs in _mixed(rng)[name]:
+        output, saved = run_forward(op, inputs, op.attributes)
+        if op.forward_out is not None:
+            out = np.full(output.shape, np.nan, output.dtype)
+            op.forward_out(out, *inputs)
+            assert np.array_equal(out, output)
+        for dtype in (np.float64, np.float32):
+            g = rng.standard_normal(output.shape).astype(dtype)
+            expected = input_gradients(op, g, inputs, output, op.attributes, saved=saved)
+            flags = op.differentiable_for(len(inputs))
+            outs = tuple(
+                np.full(x.shape, np.nan, gradient_dtype(x)) if d else None for x, d in zip(inputs, flags, strict=True)
+            )
+            op.backward_out(outs, g, *inputs, **backward_out_keywords(op, op.attributes, output, outs))
+            for got, want in zip(outs, expected, strict=True):
+                if got is not None:
+                    assert np.array_equal(got, want) and (np.signbit(got) == np.signbit(want)).all()
