@@ -20,7 +20,6 @@ step equals the eager one exactly. :func:`check_out_forms`, run by :func:`opreg.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -65,7 +64,7 @@ def _check_forward_out(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapp
     expected = run_forward(op, inputs, attributes)[0]
     out = np.full(expected.shape, np.nan, expected.dtype)
     names = [f"forward_out: {op.describe_input(i)}" for i in range(len(inputs))]
-    _call(op, "forward_out", functools.partial(op.forward_out, out, *inputs, **attributes), inputs, names)
+    _call(op, "forward_out", op.forward_out, (out, *inputs), attributes, inputs, names)
     _compare(op, "forward_out", "forward", "the output", out, expected)
 
 
@@ -85,18 +84,26 @@ def _check_backward_out(
         outs = tuple(np.full(x.shape, np.nan, gradient_dtype(x)) if i in wanted else None for i, x in enumerate(inputs))
         keywords = backward_out_keywords(op, attributes, output, outs)
         names = ["backward_out: g", *(f"backward_out: {op.describe_input(i)}" for i in range(len(inputs)))]
-        call = functools.partial(op.backward_out, outs, g, *inputs, **keywords)
-        _call(op, "backward_out", call, [g, *inputs], names)
+        _call(op, "backward_out", op.backward_out, (outs, g, *inputs), keywords, [g, *inputs], names)
         for i in wanted:
             want = expected[i]
             reference = np.zeros_like(outs[i]) if want is None else want
             _compare(op, "backward_out", "backward", f"the gradient of {op.describe_input(i)}", outs[i], reference)
 
 
-def _call(op: OpDef, form: str, call: Callable[[], Any], arrays: Sequence[np.ndarray], names: Sequence[str]) -> None:
-    """``call()``, which must leave ``arrays`` as they were; what it raises names the op and the form."""
+def _call(
+    op: OpDef,
+    form: str,
+    function: Callable[..., Any],
+    args: Sequence[Any],
+    keywords: Mapping[str, Any],
+    arrays: Sequence[np.ndarray],
+    names: Sequence[str],
+) -> None:
+    """``function(*args, **keywords)``, which must leave ``arrays`` as they were; what it raises names the op and
+    the form."""
     try:
-        check_unchanged(op, call, arrays, names)
+        check_unchanged(op, lambda: function(*args, **keywords), arrays, names)
     except OpContractError:
         raise
     except Exception as exc:
