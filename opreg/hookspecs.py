@@ -94,8 +94,9 @@ class Register(Protocol):
           returns None. A captured step's replay runs it into buffers it reuses every step.
         - ``backward_out(outs, g, *inputs, **keywords)``: optional, for an op with one output; ``outs`` has one
           entry per input, an array of the input's shape and gradient dtype or ``None`` where that gradient is not
-          wanted, and each array gets backward's gradient fitted to the input (``opreg.plugin.fit_into``). It is
-          given the keywords backward asks for, except ``saved``; plain NumPy will do, it is never differentiated.
+          wanted (aliasing no input, ``g`` nor ``output``), and each array gets backward's gradient fitted to the
+          input (``opreg.plugin.fit_into``), zeros where backward returns ``None``. It is given the keywords
+          backward asks for, except ``saved``; plain NumPy will do, it is never differentiated.
           Both must give forward's and backward's values bit for bit (the same NumPy calls in the same order, with
           ``out=``): ``opreg check`` compares them exactly (:mod:`opreg.outforms`).
         """

@@ -12,7 +12,8 @@ of the same numbers. The contract, for an op with one output whose forward retur
   wanted (a non-differentiable input, or one nobody reads); ``keywords`` (:func:`backward_out_keywords`) are what
   the op's backward asks for, except ``saved``. Each wanted entry gets what the engine would get from backward:
   its gradient fitted to the input (:func:`opreg.fit.fit_into`), zeros where backward returns ``None``.
-  Plain NumPy; it is never differentiated again.
+  The arrays of ``outs`` alias no input, no other entry, neither ``g`` nor ``output`` (a backward_out may write
+  one before it has read the others: relu's fills zeros first). Plain NumPy; it is never differentiated again.
 
 Both must give the same values bit for bit (the same NumPy calls in the same order, with ``out=``), so a replayed
 step equals the eager one exactly. :func:`check_out_forms`, run by :func:`opreg.opcheck.check_op`, holds them to it.
