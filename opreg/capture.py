@@ -30,6 +30,7 @@ import numpy as np
 
 from opreg.calls import backward_keywords, input_gradients
 from opreg.opdef import OpDef
+from opreg.outforms import backward_out_keywords
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -342,7 +343,7 @@ def backward(
         return
     # the inputs named before the results: a backward may return its grad_output itself (add's does)
     g_name, names, out_name = recorder.ref(grad_output), [recorder.ref(x) for x in datas], recorder.ref(output)
-    if op.backward_out is not None and not (op.saves and "saved" in op.wants):
+    if op.backward_out is not None:
         _backward_out(recorder, op, g_name, names, output, out_name, attributes, sources, grads_in)
         return
     saved_name = "None" if saved is None else recorder.ref(saved)
@@ -380,8 +381,7 @@ def _backward_out(
     grads_in: Sequence[Any],
 ) -> None:
     """``op.backward_out`` writing each wanted gradient into an array of its input's shape and dtype."""
-    keywords = backward_keywords(op, attributes, output, sources, None)
-    keywords.pop("saved", None)
+    keywords = backward_out_keywords(op, attributes, output, grads_in)
     more = f", output={out_name}" if keywords.pop("output", None) is not None else ""
     out_form = op.backward_out
     assert out_form is not None  # the caller's condition

@@ -68,3 +68,35 @@ def fit_gradient(grad: np.ndarray, x: np.ndarray) -> np.ndarray | None:
         return None
     dtype = gradient_dtype(x)
     return fitted if fitted.dtype == dtype else fitted.astype(dtype)
+
+
+def fit_into(out: np.ndarray, grad: Any) -> None:
+    """Write ``grad`` fitted to ``out`` (what :func:`fit_gradient` returns for an input of ``out``'s shape and
+    gradient dtype) into ``out``, bit for bit: the fitting step of an op's ``backward_out``.
+
+    A gradient of ``out``'s dtype summed over leading axes only, or over stretched axes only, is summed straight
+    into ``out`` (``np.sum(g, axis, out=)`` is the reduction ``g.sum(axis)`` is); anything else is fitted as the
+    engine fits it and copied.
+    """
+    grad = np.asarray(grad)
+    extra = grad.ndim - out.ndim
+    stretched = tuple(a for a, n in enumerate(out.shape) if n == 1 and extra >= 0 and grad.shape[a + extra] != 1)
+    if grad.dtype == out.dtype and extra > 0 and not stretched and grad.shape[extra:] == out.shape:
+        np.sum(grad, axis=tuple(range(extra)), out=out)
+        return
+    if grad.dtype == out.dtype and extra == 0 and stretched and grad.ndim == out.ndim:
+        np.sum(grad, axis=stretched, keepdims=True, out=out)
+        return
+    fitted = sum_to_shape(grad, out.shape)
+    if fitted is None:
+        raise ValueError(f"a gradient of shape {grad.shape} does not sum to its input's shape {out.shape}")
+    np.copyto(out, fitted)
+
+
+def ufunc_into(out: np.ndarray, ufunc: np.ufunc, *args: Any) -> None:
+    """``fit_into(out, ufunc(*args))``, with the ufunc writing straight into ``out`` where its result already has
+    ``out``'s shape and dtype: a ``backward_out``'s last step with no temporary array in the usual case."""
+    if np.broadcast_shapes(*(np.shape(a) for a in args)) == out.shape and np.result_type(*args) == out.dtype:
+        ufunc(*args, out=out)
+    else:
+        fit_into(out, ufunc(*args))

@@ -45,6 +45,8 @@ class Register(Protocol):
         differentiable_outputs: tuple[str, ...] | list[str] | None = None,
         jvp: Callable[..., Any] | None = None,
         batch: str | Callable[..., Any] | None = None,
+        forward_out: Callable[..., Any] | None = None,
+        backward_out: Callable[..., Any] | None = None,
     ) -> None:
         """Declare op ``name``.
 
@@ -87,6 +89,16 @@ class Register(Protocol):
           several) with the batch on axis 0, calling ops (``call``, ``opreg.numpy``) so that it composes with
           ``grad`` and nested ``vmap``; :mod:`opreg.batch_rules` has the common ones. Default: a loop over the
           batch, one call per example (correct, and slow).
+        - ``forward_out(out, *inputs, **attributes)``: optional, for an op with one output and no ``saved``; writes
+          what forward returns into ``out`` (an array of the output's shape and dtype, aliasing no input) and
+          returns None. A captured step's replay runs it into buffers it reuses every step.
+        - ``backward_out(outs, g, *inputs, **keywords)``: optional, for an op with one output; ``outs`` has one
+          entry per input, an array of the input's shape and gradient dtype or ``None`` where that gradient is not
+          wanted (aliasing no input, ``g`` nor ``output``), and each array gets backward's gradient fitted to the
+          input (``opreg.plugin.fit_into``), zeros where backward returns ``None``. It is given the keywords
+          backward asks for, except ``saved``; plain NumPy will do, it is never differentiated.
+          Both must give forward's and backward's values bit for bit (the same NumPy calls in the same order, with
+          ``out=``): ``opreg check`` compares them exactly (:mod:`opreg.outforms`).
         """
 
 

@@ -14,7 +14,9 @@ plugin author gets these checks without writing a test. On the op's declared sam
 * forward mode as :mod:`opreg.func` runs it (the op's ``jvp`` rule, or the one derived from its backward): the
   tangent of the output along random input tangents against central differences, and against the backward
   (``<J v, u> == <v, J^T u>``); failures read "jvp of op 'x' (plugin 'p') ...". Skipped for an op with no rule
-  whose backward does not compose (forward mode then raises :class:`NotComposableError`, naming it).
+  whose backward does not compose (forward mode then raises :class:`NotComposableError`, naming it);
+* an op's forms that write into given arrays (``forward_out``, ``backward_out``) write forward's and backward's
+  values bit for bit, every element, in float64 and float32 (:mod:`opreg.outforms`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from opreg.errors import GradcheckError, NotComposableError, OpContractError
 from opreg.func.tangents import op_tangent
 from opreg.func.vmap import vmap
 from opreg.opdef import CHECK_TOLERANCES, OpDef, Sample
+from opreg.outforms import check_out_forms
 from opreg.registry import get_registry
 from opreg.tensor import Tensor, apply, call_op, grad, no_grad
 
@@ -135,6 +138,8 @@ def _check_sample(
     grad_output = _random_gradients(op, output, rng)
     _check_backward_contract(op, inputs, attributes, output, grad_output)
     report.checks.append("backward: one gradient per input, shapes and dtypes, inputs unchanged")
+    if op.forward_out is not None or op.backward_out is not None:
+        report.checks.append(check_out_forms(op, inputs, attributes))
     forward = _flat_forward(op, attributes)
     flat_g = _flatten(op, grad_output)
     first = analytic_gradients(op, inputs, grad_output, **attributes)

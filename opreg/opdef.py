@@ -132,8 +132,11 @@ class OpDef:
     jvp: Callable[..., Any] | None = None
     #: What ``jvp`` names among ``output`` and the attributes (the keywords it is passed).
     jvp_keywords: tuple[str, ...] = ()
-    #: TEMPORARY (lead's placeholder until the out-forms branch merges)
+    #: ``forward_out(out, *inputs, **attributes)``: forward's output written into ``out``, bit for bit; None: the
+    #: op has no such form. Read only by a captured step's replay (:mod:`opreg.outforms` documents the contract).
     forward_out: Callable[..., Any] | None = None
+    #: ``backward_out(outs, g, *inputs, **keywords)``: backward's gradients, fitted to their inputs, written into
+    #: ``outs`` (None where not wanted), bit for bit; None: the op has no such form. Read only by the replay.
     backward_out: Callable[..., Any] | None = None
     # Derived once, in __post_init__, as plain fields: the hot path reads them on every op.
     no_targets: tuple[None, ...] = field(default=(), compare=False)  # (None,) * len(inputs)
@@ -274,6 +277,8 @@ REGISTER_KEYWORDS = (
     "differentiable_outputs",
     "jvp",
     "batch",
+    "forward_out",
+    "backward_out",
     *LEGACY_KEYWORDS,
 )
 
@@ -305,6 +310,8 @@ def define_op(
     differentiable_outputs: tuple[str, ...] | list[str] | None = None,
     jvp: Callable[..., Any] | None = None,
     batch: str | Callable[..., Any] | None = None,
+    forward_out: Callable[..., Any] | None = None,
+    backward_out: Callable[..., Any] | None = None,
     **legacy: Any,
 ) -> OpDef:
     """Validate one op declaration and return its :class:`OpDef`; the keywords are those of ``register``
@@ -359,6 +366,11 @@ def define_op(
     if jvp is not None:
         for extra in (0, 2) if variadic else (0,):
             _check_arity(where, "jvp", jvp, 1 + len(inputs) + extra, dict.fromkeys(jvp_keywords))
+    multi = len(output_names) > 1 or variadic_outputs
+    out_keywords = dict.fromkeys(k for k in asked if k != "saved")
+    for extra in (0, 2) if variadic else (0,):
+        _check_out_form(where, "forward_out", forward_out, ("out",), len(inputs) + extra, attributes, multi, wants)
+        _check_out_form(where, "backward_out", backward_out, ("outs", "g"), len(inputs) + extra, out_keywords, multi)
     return OpDef(
         name=name,
         inputs=inputs,
@@ -384,7 +396,56 @@ def define_op(
         jvp=jvp,
         jvp_keywords=jvp_keywords,
         batch=batch,
+        forward_out=forward_out,
+        backward_out=backward_out,
     )
+
+
+def _check_out_form(
+    where: str,
+    role: str,
+    fn: Any,
+    leading: tuple[str, ...],
+    n_inputs: int,
+    keywords: Mapping[str, Any],
+    multi: bool,
+    wants: frozenset[str] = frozenset(),
+) -> None:
+    """A ``forward_out`` or ``backward_out`` declaration: a function of one output, taking ``leading`` (``out``;
+    ``outs, g``) by those names, then the inputs, then exactly the keywords it will be given."""
+    if fn is None:
+        return
+    if not callable(fn):
+        raise RegistrationError(f"{where}: {role} must be callable, not {type(fn).__name__}")
+    if multi or (role == "forward_out" and "saved" in wants):
+        why = "it has several outputs" if multi else "its forward also returns what backward saves"
+        raise RegistrationError(
+            f"{where}: {role} is for ops with one output whose forward returns that output alone, and {why}; "
+            f"drop {role}= (a captured step then allocates this op's results where it runs)"
+        )
+    parameters = _parameters(fn)
+    if parameters is None:
+        return
+    names = [p.name for p in parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if tuple(names[: len(leading)]) != leading:
+        raise RegistrationError(
+            f"{where}: {role} must take {', '.join(leading)} first, then the op's inputs: "
+            f"def {role}({', '.join(leading)}, *inputs, ...); got {role}({', '.join(parameters)})"
+        )
+    given = set(keywords)
+    unknown = [n for n, p in parameters.items() if p.kind is p.KEYWORD_ONLY and n not in given]
+    if "saved" in unknown and role == "backward_out":
+        raise RegistrationError(
+            f"{where}: backward_out names saved, and it is never given saved= (a replay keeps no values forward "
+            "saved); recompute them from the inputs as forward computes them"
+        )
+    if unknown:
+        what = "the attributes" if role == "forward_out" else "what the op's backward asks for, except saved,"
+        raise RegistrationError(
+            f"{where}: {role} names {', '.join(unknown)}, and it is given only {what} by name "
+            f"({', '.join(keywords) or 'none'})"
+        )
+    _check_arity(where, role, fn, len(leading) + n_inputs, keywords)
 
 
 def _jvp_keywords(where: str, jvp: Any, attributes: Mapping[str, Any]) -> tuple[str, ...]:

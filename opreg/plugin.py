@@ -8,6 +8,8 @@ The built-in plugins import from here and from :mod:`opreg.numpy` only, exactly 
 - :func:`normalize_axes`, :func:`restore_axes` and :func:`reduce` hold NumPy's ``axis``/``keepdims``
   conventions for reductions, and :func:`divide_by_count` a mean's scale (float16 cannot count past 65,504);
   :func:`gradient_dtype` is the dtype a gradient must have.
+- :func:`fit_into` and :func:`ufunc_into` write a gradient fitted to its input into a given array, as the engine
+  fits it: the last step of an op's ``backward_out`` (``register(forward_out=, backward_out=)``).
 - :func:`op` is a registered op by its own name, as a function of arrays and Tensors (``opreg.ops.<name>``), for a
   backward that calls an op with no NumPy name (``getitem``'s calls ``scatter_add``, sort's ``scatter_along``).
 - :func:`linear_jvp` is the ``jvp`` rule of an op linear in its one input (a reshape, a sum): the op itself,
@@ -30,7 +32,7 @@ import numpy as np
 from opreg.axes import Axis, divide_by_count, normalize_axes, reduce, restore_axes
 from opreg.batch_rules import align, along_axis, batch_all, loop, matrix_ops, over_axes, shift_axis
 from opreg.dispatch import op_function
-from opreg.fit import gradient_dtype
+from opreg.fit import fit_into, gradient_dtype, ufunc_into
 from opreg.hookspecs import Register, hookimpl
 from opreg.opdef import Domain, Reference, Sample, SampleInputs
 from opreg.tensor import Interceptor
@@ -49,6 +51,7 @@ __all__ = [
     "constant",
     "contiguous",
     "divide_by_count",
+    "fit_into",
     "gradient_dtype",
     "hookimpl",
     "linear_jvp",
@@ -63,6 +66,7 @@ __all__ = [
     "restore_axes",
     "shift_axis",
     "standard_normal",
+    "ufunc_into",
 ]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, Sample, away_from_zero, hookimpl, positive
+from opreg.plugin import Register, Sample, away_from_zero, fit_into, hookimpl, positive, ufunc_into
 
 
 def _pow_backward(g: Any, base: Any, exponent: Any, *, output: Any) -> tuple[Any, Any]:
@@ -50,12 +50,34 @@ def _where_samples(rng: np.random.Generator) -> list[Sample]:
     ]
 
 
+def _add_backward_out(outs: tuple[Any, Any], g: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    for out in outs:
+        if out is not None:
+            fit_into(out, g)
+
+
+def _sub_backward_out(outs: tuple[Any, Any], g: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    if outs[0] is not None:
+        fit_into(outs[0], g)
+    if outs[1] is not None:
+        ufunc_into(outs[1], np.negative, g)
+
+
+def _mul_backward_out(outs: tuple[Any, Any], g: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    if outs[0] is not None:
+        ufunc_into(outs[0], np.multiply, g, b)
+    if outs[1] is not None:
+        ufunc_into(outs[1], np.multiply, g, a)
+
+
 @hookimpl
 def opreg_register_ops(register: Register) -> None:
     register(
         name="add",
         inputs=("a", "b"),
         forward=np.add,
+        forward_out=lambda out, a, b: np.add(a, b, out=out),
+        backward_out=_add_backward_out,
         backward=lambda g, a, b: (g, g),
         jvp=lambda t, a, b: t[0] + t[1],
         doc="a + b, broadcasting.",
@@ -67,6 +89,8 @@ def opreg_register_ops(register: Register) -> None:
         name="sub",
         inputs=("a", "b"),
         forward=np.subtract,
+        forward_out=lambda out, a, b: np.subtract(a, b, out=out),
+        backward_out=_sub_backward_out,
         backward=lambda g, a, b: (g, -g),
         jvp=lambda t, a, b: t[0] - t[1],
         doc="a - b, broadcasting.",
@@ -78,6 +102,8 @@ def opreg_register_ops(register: Register) -> None:
         name="mul",
         inputs=("a", "b"),
         forward=np.multiply,
+        forward_out=lambda out, a, b: np.multiply(a, b, out=out),
+        backward_out=_mul_backward_out,
         backward=lambda g, a, b: (g * b, g * a),
         jvp=lambda t, a, b: t[0] * b + a * t[1],
         doc="a * b elementwise, broadcasting.",

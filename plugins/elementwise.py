@@ -12,12 +12,50 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, away_from_zero, hookimpl, positive
+from opreg.plugin import Register, away_from_zero, hookimpl, positive, ufunc_into
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-x)), computed as exp(-log(1 + exp(-x))) so that no intermediate overflows."""
     return np.asarray(np.exp(-np.logaddexp(0, -x)))  # asarray: a 0-d x would give a NumPy scalar
+
+
+def _sigmoid_out(out: np.ndarray, x: np.ndarray) -> None:
+    """:func:`_sigmoid`'s four steps, each into ``out``."""
+    np.negative(x, out=out)
+    np.logaddexp(0, out, out=out)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+
+
+def _relu_backward_out(outs: tuple[Any], g: np.ndarray, x: np.ndarray) -> None:
+    """where(x > 0, g, 0.0), into ``outs[0]``: zeros, then g where x > 0 (a NaN in g where x <= 0 stays out)."""
+    if outs[0] is not None:
+        outs[0].fill(0.0)
+        np.copyto(outs[0], g, where=x > 0)
+
+
+# The backwards in NumPy, each last product written into the gradient's array (an input needing none has None).
+
+
+def _log_backward_out(outs: tuple[Any], g: np.ndarray, x: np.ndarray) -> None:
+    if outs[0] is not None:
+        ufunc_into(outs[0], np.divide, g, x)
+
+
+def _exp_backward_out(outs: tuple[Any], g: np.ndarray, x: np.ndarray, *, output: np.ndarray) -> None:
+    if outs[0] is not None:
+        ufunc_into(outs[0], np.multiply, g, output)
+
+
+def _sigmoid_backward_out(outs: tuple[Any], g: np.ndarray, x: np.ndarray, *, output: np.ndarray) -> None:
+    if outs[0] is not None:
+        ufunc_into(outs[0], np.multiply, g * output, 1 - output)
+
+
+def _tanh_backward_out(outs: tuple[Any], g: np.ndarray, x: np.ndarray, *, output: np.ndarray) -> None:
+    if outs[0] is not None:
+        ufunc_into(outs[0], np.multiply, g, 1 - output * output)
 
 
 def _exp_backward(g: Any, x: Any, *, output: Any) -> tuple[Any]:
@@ -30,6 +68,8 @@ def opreg_register_ops(register: Register) -> None:
         name="log",
         inputs=("x",),
         forward=np.log,
+        forward_out=lambda out, x: np.log(x, out=out),
+        backward_out=_log_backward_out,
         backward=lambda g, x: (g / x,),
         jvp=lambda t, x: t[0] / x,
         sample_inputs=lambda rng: (positive(rng),),
@@ -43,6 +83,8 @@ def opreg_register_ops(register: Register) -> None:
         name="exp",
         inputs=("x",),
         forward=np.exp,
+        forward_out=lambda out, x: np.exp(x, out=out),
+        backward_out=_exp_backward_out,
         backward=_exp_backward,
         jvp=lambda t, x, *, output: t[0] * output,
         doc="e ** x.",
@@ -55,6 +97,8 @@ def opreg_register_ops(register: Register) -> None:
         name="relu",
         inputs=("x",),
         forward=lambda x: np.maximum(x, 0),
+        forward_out=lambda out, x: np.maximum(x, 0, out=out),
+        backward_out=_relu_backward_out,
         # where, not g * (x > 0): a NaN or infinite gradient arriving where x <= 0 stops here, as PyTorch's
         backward=lambda g, x: (onp.where(x > 0, g, 0.0),),
         jvp=lambda t, x: onp.where(x > 0, t[0], 0.0),
@@ -67,6 +111,8 @@ def opreg_register_ops(register: Register) -> None:
         name="sigmoid",
         inputs=("x",),
         forward=_sigmoid,
+        forward_out=_sigmoid_out,
+        backward_out=_sigmoid_backward_out,
         backward=lambda g, x, *, output: (g * output * (1 - output),),
         jvp=lambda t, x, *, output: t[0] * output * (1 - output),
         doc="1 / (1 + exp(-x)), without overflow for large |x|.",
@@ -77,6 +123,8 @@ def opreg_register_ops(register: Register) -> None:
         name="tanh",
         inputs=("x",),
         forward=np.tanh,
+        forward_out=lambda out, x: np.tanh(x, out=out),
+        backward_out=_tanh_backward_out,
         backward=lambda g, x, *, output: (g * (1 - output * output),),
         jvp=lambda t, x, *, output: t[0] * (1 - output * output),
         doc="Hyperbolic tangent.",

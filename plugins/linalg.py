@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, Sample, align, contiguous, hookimpl, linear_jvp, matrix_ops
+from opreg.plugin import Register, Sample, align, contiguous, fit_into, hookimpl, linear_jvp, matrix_ops
 
 
 def _matmul_backward(g: Any, a: Any, b: Any, *, needs_grad: tuple[bool, bool]) -> tuple[Any, Any]:
@@ -31,6 +31,36 @@ def _matmul_backward(g: Any, a: Any, b: Any, *, needs_grad: tuple[bool, bool]) -
         grad_b = onp.matrix_transpose(a2) @ g2
         grad_b = onp.squeeze(grad_b, -1) if b.ndim == 1 else grad_b
     return grad_a, grad_b
+
+
+def _matmul_into(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """``fit_into(out, a @ b)``, the product written straight into ``out`` when it has ``out``'s shape and dtype."""
+    if a.ndim >= 2 and b.ndim >= 2 and np.result_type(a, b) == out.dtype:
+        shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
+        if shape == out.shape:
+            np.matmul(a, b, out=out)
+            return
+    fit_into(out, a @ b)
+
+
+def _matmul_backward_out(
+    outs: tuple[Any, Any], g: np.ndarray, a: np.ndarray, b: np.ndarray, *, needs_grad: tuple[bool, bool]
+) -> None:
+    """:func:`_matmul_backward` in NumPy, each product into its array."""
+    a2 = np.expand_dims(a, 0) if a.ndim == 1 else a
+    b2 = np.expand_dims(b, -1) if b.ndim == 1 else b
+    g2 = np.expand_dims(g, -1) if b.ndim == 1 else g
+    g2 = np.expand_dims(g2, -2) if a.ndim == 1 else g2
+    if outs[0] is not None:
+        if a.ndim == 1:
+            fit_into(outs[0], np.squeeze(g2 @ np.swapaxes(b2, -1, -2), -2))
+        else:
+            _matmul_into(outs[0], g2, np.swapaxes(b2, -1, -2))
+    if outs[1] is not None:
+        if b.ndim == 1:
+            fit_into(outs[1], np.squeeze(np.swapaxes(a2, -1, -2) @ g2, -1))
+        else:
+            _matmul_into(outs[1], np.swapaxes(a2, -1, -2), g2)
 
 
 def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -64,6 +94,44 @@ def _linear_backward(
     batch_axes = 0 if g.ndim == 2 else tuple(range(g.ndim - 1))
     grad_bias = g.sum(axis=batch_axes) if bias.ndim == 1 else g  # the usual (out,) bias, summed here
     return grad_x, grad_weight, grad_bias
+
+
+def _linear_out(out: np.ndarray, x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> None:
+    """:func:`_linear` into ``out``: the product, then the bias added in place (forward's sum of the two). A bias
+    that widens the dtype (float32 x and weight, a float64 bias) makes forward's product a narrower array first."""
+    if np.result_type(x, weight) != out.dtype:
+        np.copyto(out, _linear(x, weight, bias))
+        return
+    np.matmul(x, weight.T, out=out)
+    np.add(out, bias, out=out)
+
+
+def _linear_backward_out(
+    outs: tuple[Any, Any, Any],
+    g: np.ndarray,
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    *,
+    needs_grad: tuple[bool, bool, bool],
+) -> None:
+    """:func:`_linear_backward` in NumPy, each gradient into its array."""
+    if outs[0] is not None:
+        _matmul_into(outs[0], g, weight) if g.ndim >= 2 else fit_into(outs[0], g @ weight)
+    if outs[1] is not None:
+        if g.ndim == 2:
+            _matmul_into(outs[1], g.T, x)
+        elif x.ndim == 1:
+            fit_into(outs[1], np.expand_dims(g, -1) * x)
+        else:
+            fit_into(outs[1], np.swapaxes(g, -1, -2) @ x)
+    if outs[2] is not None:
+        if bias.ndim != 1:
+            fit_into(outs[2], g)
+        elif g.dtype == outs[2].dtype:
+            np.sum(g, axis=0 if g.ndim == 2 else tuple(range(g.ndim - 1)), out=outs[2])
+        else:
+            fit_into(outs[2], g.sum(axis=0 if g.ndim == 2 else tuple(range(g.ndim - 1))))
 
 
 def _batch_matmul(call: Callable[..., Any], batched: Sequence[bool], a: Any, b: Any) -> Any:
@@ -114,6 +182,8 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("a", "b"),
         forward=np.matmul,
         backward=_matmul_backward,
+        forward_out=lambda out, a, b: np.matmul(a, b, out=out),
+        backward_out=_matmul_backward_out,
         jvp=lambda t, a, b: t[0] @ b + a @ t[1],
         sample_inputs=lambda rng: [
             Sample(rng.standard_normal((3, 4)), rng.standard_normal((4, 5))),
@@ -143,6 +213,8 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("x", "weight", "bias"),
         forward=_linear,
         backward=_linear_backward,
+        forward_out=_linear_out,
+        backward_out=_linear_backward_out,
         jvp=lambda t, x, weight, bias: t[0] @ onp.matrix_transpose(weight) + x @ onp.matrix_transpose(t[1]) + t[2],
         sample_inputs=_linear_samples,
         doc="x @ weight.T + bias: a fully connected layer; weight is (out_features, in_features), x 1-D or batched.",

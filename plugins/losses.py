@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 import opreg.numpy as onp
-from opreg.plugin import Register, Sample, batch_all, constant, divide_by_count, hookimpl, op
+from opreg.plugin import Register, Sample, batch_all, constant, divide_by_count, fit_into, hookimpl, op
 
 
 def _check_same_shape(what: str, a: np.ndarray, b: np.ndarray) -> None:
@@ -62,6 +62,23 @@ def _softmax_cross_entropy_backward(
     return grad, None
 
 
+def _softmax_cross_entropy_backward_out(outs: tuple[Any, None], g: np.ndarray, logits: Any, labels: Any) -> None:
+    """The backward from what forward saves, recomputed as forward computes it (``saved`` is not given), with the
+    division written into the logits' gradient and the three in-place steps done there."""
+    if outs[0] is None:
+        return
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    total = exp.sum(axis=-1, keepdims=True)
+    grad = outs[0] if exp.dtype == outs[0].dtype else np.empty(exp.shape, exp.dtype)
+    np.divide(exp, total, out=grad)
+    grad *= labels.sum(axis=-1, keepdims=True)
+    grad -= labels
+    grad *= divide_by_count(g, logits.size // logits.shape[-1])
+    if grad is not outs[0]:
+        fit_into(outs[0], grad)
+
+
 def _one_hot_sample(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     logits = rng.standard_normal((4, 5))
     return logits, np.eye(5)[rng.integers(0, 5, size=4)]
@@ -87,6 +104,26 @@ def _mse(prediction: np.ndarray, target: np.ndarray) -> np.ndarray:
 def _mse_backward(g: Any, prediction: Any, target: Any) -> tuple[Any, Any]:
     grad = divide_by_count(g * 2 * (prediction - target), prediction.size)
     return grad, -grad
+
+
+def _mse_out(out: np.ndarray, prediction: np.ndarray, target: np.ndarray) -> None:
+    """:func:`_mse` into ``out`` (a 0-d array): the mean written there, as ``mean`` divides in place; float16
+    (which np.mean sums in float32 and rounds twice) is copied."""
+    _check_same_shape("prediction and target", prediction, target)
+    diff = prediction - target
+    if diff.dtype.itemsize < 4:
+        np.copyto(out, _mse(prediction, target))
+        return
+    np.multiply(diff, diff, out=diff)
+    np.mean(diff, out=out)
+
+
+def _mse_backward_out(outs: tuple[Any, Any], g: np.ndarray, prediction: Any, target: Any) -> None:
+    grad = divide_by_count(g * 2 * (prediction - target), prediction.size)
+    if outs[0] is not None:
+        fit_into(outs[0], grad)
+    if outs[1] is not None:
+        fit_into(outs[1], -grad)
 
 
 def _binary_cross_entropy(probability: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -193,6 +230,7 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("logits", "labels"),
         forward=_softmax_cross_entropy,
         backward=_softmax_cross_entropy_backward,
+        backward_out=_softmax_cross_entropy_backward_out,
         differentiable=("logits",),
         sample_inputs=_one_hot_sample,
         reference=_torch_softmax_cross_entropy,
@@ -203,6 +241,8 @@ def opreg_register_ops(register: Register) -> None:
         inputs=("prediction", "target"),
         forward=_mse,
         backward=_mse_backward,
+        forward_out=_mse_out,
+        backward_out=_mse_backward_out,
         reference="torch.nn.functional.mse_loss",
         batch=_batch_mse,
     )

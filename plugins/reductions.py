@@ -31,6 +31,7 @@ from opreg.plugin import (
     Sample,
     constant,
     divide_by_count,
+    fit_into,
     hookimpl,
     linear_jvp,
     normalize_axes,
@@ -83,6 +84,33 @@ def _sum(x: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> np.ndar
 def _mean(x: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> np.ndarray:
     """Mean over axis (None: all)."""
     return reduce(np.mean, x, axis, keepdims)
+
+
+def _sum_out(out: np.ndarray, x: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> None:
+    np.sum(x, axis=normalize_axes(axis, x.ndim), keepdims=keepdims, out=out)
+
+
+def _mean_out(out: np.ndarray, x: np.ndarray, *, axis: Axis = None, keepdims: bool = False) -> None:
+    """np.mean's sum then division, into ``out``; float16 (summed in float32, rounded twice) is copied."""
+    if x.dtype.kind == "f" and x.dtype.itemsize >= 4:
+        np.mean(x, axis=normalize_axes(axis, x.ndim), keepdims=keepdims, out=out)
+    else:
+        np.copyto(out, _mean(x, axis=axis, keepdims=keepdims))
+
+
+def _sum_backward_out(outs: tuple[Any], g: np.ndarray, x: np.ndarray, *, axis: Axis, keepdims: bool) -> None:
+    if outs[0] is not None:
+        np.copyto(outs[0], restore_axes(g, x, axis, keepdims))
+
+
+def _mean_backward_out(outs: tuple[Any], g: np.ndarray, x: np.ndarray, *, axis: Axis, keepdims: bool) -> None:
+    """g over the count, broadcast: one division into ``outs[0]`` where ``divide_by_count`` divides by the int."""
+    if outs[0] is None:
+        return
+    if g.dtype == outs[0].dtype and g.dtype.itemsize >= 4:
+        np.divide(restore_axes(g, x, axis, keepdims), _count(x, axis), out=outs[0])
+    else:
+        fit_into(outs[0], divide_by_count(_spread(g, x, axis, keepdims), _count(x, axis)))
 
 
 # --- prod -------------------------------------------------------------------------------------------------------------
@@ -298,6 +326,8 @@ def opreg_register_ops(register: Register) -> None:
         name="sum",
         inputs=("x",),
         forward=_sum,
+        forward_out=_sum_out,
+        backward_out=_sum_backward_out,
         backward=lambda g, x, *, axis, keepdims: (_spread(g, x, axis, keepdims),),
         jvp=linear_jvp("sum"),
         sample_inputs=axis_samples,
@@ -309,6 +339,8 @@ def opreg_register_ops(register: Register) -> None:
         name="mean",
         inputs=("x",),
         forward=_mean,
+        forward_out=_mean_out,
+        backward_out=_mean_backward_out,
         backward=lambda g, x, *, axis, keepdims: (divide_by_count(_spread(g, x, axis, keepdims), _count(x, axis)),),
         jvp=linear_jvp("mean"),
         sample_inputs=axis_samples,
