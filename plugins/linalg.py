@@ -35,7 +35,11 @@ def _matmul_backward(g: Any, a: Any, b: Any, *, needs_grad: tuple[bool, bool]) -
 
 def _matmul_into(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
     """``fit_into(out, a @ b)``, the product written straight into ``out`` when it has ``out``'s shape and dtype."""
-    if a.ndim >= 2 and b.ndim >= 2 and np.result_type(a, b) == out.dtype:
+    if a.ndim == 2 and b.ndim == 2:  # a training step's case, decided without broadcast_shapes
+        if a.dtype == b.dtype == out.dtype and out.shape == (a.shape[0], b.shape[1]):
+            np.matmul(a, b, out=out)
+            return
+    elif a.ndim >= 2 and b.ndim >= 2 and np.result_type(a, b) == out.dtype:
         shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
         if shape == out.shape:
             np.matmul(a, b, out=out)
