@@ -108,12 +108,12 @@ def test_a_program_that_froze_objects_itself_is_left_alone():
     mine = [[]]
     gc.freeze()
     try:
-        frozen = gc.get_freeze_count()
+        frozen = gc.get_freeze_count()  # frozen objects that die meanwhile leave it: it can only go down
         x = Tensor(np.array([0.5]), requires_grad=True)
         y = chain(LARGE, x)
-        assert gc.get_freeze_count() == frozen
+        assert 0 < gc.get_freeze_count() <= frozen  # nothing more frozen
         y.backward(np.ones(1))
-        assert gc.get_freeze_count() == frozen
+        assert 0 < gc.get_freeze_count() <= frozen  # nor the program's objects unfrozen
     finally:
         gc.unfreeze()
     del mine
