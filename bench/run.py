@@ -1,8 +1,9 @@
 """opreg's benchmark suite: ``python bench/run.py [--quick] [--out bench/results]``; see bench/README.md.
 
-In one process, side by side: an MLP training step at four sizes, per-operation overhead, peak memory and its
-flatness over many steps, the GEMM limit, and the environment. Every implementation is checked against the NumPy
-reference before anything is timed. Prints a table; writes ``<out>.json`` and ``<out>.png``.
+In one process, side by side: an MLP training step at four sizes, per-operation overhead and how it grows with the
+graph's size (10 to 1,000,000 ops, the garbage collector on), peak memory and its flatness over many steps, the
+GEMM limit, and the environment. Every implementation is checked against the NumPy reference before anything is
+timed. Prints a table; writes ``<out>.json`` and ``<out>.png``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TypeVar
 
 import environment
 import gemm
+import graph_size
 import memory
 import numpy as np
 import numpy_heavy
@@ -74,6 +76,8 @@ NOTES = [
     "'matmuls alone' runs just the step's matmuls (3 per Linear) at their real shapes; 'GEMM-rate floor' is their "
     "FLOPs at the 1024x1024 rate",
     "peak memory: tracemalloc, weights + kept state + one step's allocations; torch is invisible to it",
+    "graph size: per-op forward+backward of chains of 10 to 1,000,000 ops with the garbage collector on, as in a "
+    "user's program (every other row times with it off); ratios to NumPy's forward at that length",
 ]
 
 
@@ -85,10 +89,28 @@ class Settings:
     large_repetitions: int
     batch_seconds: float
     flatness_steps: int
+    #: graph size rows (:mod:`graph_size`): seconds of repetitions per size and implementation, and at least how
+    #: many (a 1,000,000-op chain takes seconds per call)
+    graph_seconds: float
+    graph_repetitions: int
 
 
-FULL = Settings(repetitions=100, large_repetitions=50, batch_seconds=0.01, flatness_steps=2000)
-QUICK = Settings(repetitions=30, large_repetitions=30, batch_seconds=0.003, flatness_steps=200)
+FULL = Settings(
+    repetitions=100,
+    large_repetitions=50,
+    batch_seconds=0.01,
+    flatness_steps=2000,
+    graph_seconds=2.0,
+    graph_repetitions=3,
+)
+QUICK = Settings(
+    repetitions=30,
+    large_repetitions=30,
+    batch_seconds=0.003,
+    flatness_steps=200,
+    graph_seconds=0.5,
+    graph_repetitions=1,
+)
 
 
 _START = time.perf_counter()
@@ -306,6 +328,7 @@ def measure(settings: Settings, load: environment.OtherLoad, wait_idle: bool) ->
         )
     for size in PER_OP_SIZES:
         rows += timed(f"per-op {size} element(s)", lambda size=size: bench_per_op(size, settings))
+    rows += timed("graph size", lambda: graph_size.bench_graph_size(settings.graph_seconds, settings.graph_repetitions))
     X, y, theta = numpy_heavy.data()
     errors["GP likelihood gradient"] = {"opreg Tensor vs torch": numpy_heavy.check(X, y, theta)}
     rows += timed("numpy-heavy function", lambda: bench_numpy_heavy(X, y, theta, settings))

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from opreg import capture, observe, recording, versions
+from opreg import capture, gcpause, observe, recording, versions
 from opreg.backprop import backpropagate, seed, total
 from opreg.calls import arity_error, as_arrays, complex_error, run_forward
 from opreg.contract import describe_array
@@ -86,6 +86,8 @@ class Operation:
         self.observers = observers
         self.fingerprints = versions.fingerprints(op, inputs, output, observers) if observers else None
         self.number = next(numbers)
+        if self.number >= gcpause.check_at:  # once in gcpause.EVERY records: is a large tape being recorded?
+            gcpause.checkpoint(self.number, output)
 
     def __repr__(self) -> str:
         shapes = ", ".join(describe_array(x) for x in self.inputs)
@@ -329,11 +331,12 @@ class Autograd:
                 scalar_fills=True,
             )
         self._backward_done = True
-        if self.keep_gradients:
-            records = ((record.output, record) for record in reversed(self.operation_list))
-            backpropagate(records, memory, keep=True)
-        else:
-            backpropagate(_popping(self.operation_list, self.gradient_buffer), memory)
+        with gcpause.walking(len(self.operation_list)):  # a large tape: no automatic collection meanwhile
+            if self.keep_gradients:
+                records = ((record.output, record) for record in reversed(self.operation_list))
+                backpropagate(records, memory, keep=True)
+            else:
+                backpropagate(_popping(self.operation_list, self.gradient_buffer), memory)
 
     @capture.replayed
     def zero_grad(self) -> None:

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
 from opreg.errors import OpregError
 from opreg.memory import require_memory
+
+if TYPE_CHECKING:  # imported where an archive is read: `import opreg` need not load zipfile
+    import zipfile
 
 NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
 
@@ -65,7 +66,7 @@ def _create_temporary(name: str) -> tuple[int, str]:
     if os.path.isdir(name):
         raise OutputFileError(f"cannot write {name!r}: it is a folder; name a file in it")
     folder, base = os.path.split(name)
-    temporary = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp")
+    temporary = os.path.join(folder, f".{base}.{os.urandom(4).hex()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
         return os.open(temporary, flags, 0o666), temporary
@@ -85,6 +86,8 @@ def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     fit in memory: a kilobyte file can claim terabytes. Anything else raises ``ValueError`` (or ``OSError``),
     saying what the file is instead: ``np.load`` would call any file it does not recognise pickled, and suggest
     ``allow_pickle``."""
+    import zipfile
+
     name = os.fspath(path)
     with open(name, "rb") as file:
         magic = file.read(len(NPY_MAGIC))

@@ -14,13 +14,15 @@ Where it cannot be written, nothing is remembered, and a hung plugin costs each 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import sys
-from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # entry points come from opreg.plugin_manager, which imports importlib.metadata when it loads them
+    from importlib import metadata
 
 RETRY_VAR = "OPREG_RETRY_PLUGINS"
 CACHE_VAR = "OPREG_CACHE_DIR"
@@ -48,6 +50,8 @@ def forget_all() -> None:
 def identity(entry_point: metadata.EntryPoint) -> str:
     """What a remembered hang holds for: the distribution, its version, the entry point, and a digest of the
     distribution's ``RECORD`` (which lists a hash of every installed file), so that reinstalling ends the skip."""
+    import hashlib  # only for a plugin that hung: not imported by every `import opreg`
+
     dist = entry_point.dist
     record = (dist.read_text("RECORD") if dist else None) or ""
     digest = hashlib.sha256(record.encode()).hexdigest()[:16]

@@ -46,14 +46,16 @@ import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import pluggy
 
 from opreg import hookspecs, hung_plugins
 from opreg.errors import RegistrationError
 from opreg.hung_plugins import RETRY_VAR
+
+if TYPE_CHECKING:  # importlib.metadata is imported where plugins load, not by `import opreg` (a third of its time)
+    from importlib import metadata
 
 #: The built-in op plugins (the ``plugins/`` folder, installed as ``opreg_builtins``). Each is an ordinary plugin
 #: module implementing ``opreg_register_ops``, registered exactly as an installed op package is.
@@ -322,6 +324,8 @@ def _in_package(module: object, package: str | None) -> bool:
 
 
 def _version(distribution: str) -> str | None:
+    from importlib import metadata
+
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
@@ -333,6 +337,8 @@ def _flag(variable: str) -> bool:
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    from importlib import metadata
+
     autoload = not _flag(DISABLE_AUTOLOAD_VAR)
     only = os.environ.get(LOAD_ONLY_VAR)
     wanted = None if only is None else {part.strip() for part in only.split(",") if part.strip()}

@@ -1,8 +1,8 @@
 """The op registry: the name -> op table, filled from the plugins' ``opreg_register_ops`` hooks.
 
 This module runs that hook once per plugin when the registry is first used, validates every declaration
-(:func:`opreg.opdef.define_op`), and fills one plain dict that the engine reads on its hot path. Neither pluggy
-nor typeguard runs after that.
+(:func:`opreg.opdef.define_op`, with checks of its own: typeguard is not imported), and fills one plain dict that
+the engine reads on its hot path. pluggy does not run after that.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import dataclasses
 import difflib
 import functools
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pluggy
-from typeguard import TypeCheckError
 
 from opreg import plugin_manager
 from opreg.errors import PluginLoadError, RegistrationError, UnknownOpError
@@ -224,14 +224,16 @@ def _ops_of(plugin: str, hook: Callable[..., object], table: Mapping[str, OpDef]
         try:
             try:  # define_op called from here, so that its warnings point at the plugin's register() call
                 op = define_op(plugin=plugin, **declaration)
-            except TypeCheckError as exc:  # under typeguard's import hook, its check of define_op's hints comes first
-                raise RegistrationError(f"op {declaration.get('name')!r} (plugin {plugin!r}): {exc}") from None
             except TypeError as exc:  # a missing keyword: often one misspelt (input= for inputs=), named first
                 where = f"op {declaration.get('name')!r} (plugin {plugin!r})"
                 unknown = [keyword for keyword in declaration if keyword not in REGISTER_KEYWORDS]
                 if unknown:
                     raise unknown_keyword_error(where, unknown[0]) from None
                 raise RegistrationError(f"{where}: register(): {exc}") from None
+            except Exception as exc:
+                if not _is_typeguard_error(exc):
+                    raise
+                raise RegistrationError(f"op {declaration.get('name')!r} (plugin {plugin!r}): {exc}") from None
             op = admitted(op)
         except Exception as exc:
             if not isolated:
@@ -272,6 +274,14 @@ def _ops_of(plugin: str, hook: Callable[..., object], table: Mapping[str, OpDef]
     if isolated:
         plugin_manager.keep_skipped_ops(plugin, skipped)
     return ops
+
+
+def _is_typeguard_error(exc: Exception) -> bool:
+    """Whether ``exc`` is typeguard's ``TypeCheckError``: under typeguard's import hook (CI's typeguard pass) its
+    check of define_op's annotations comes before define_op's own checks. Looked up, not imported: only a loaded
+    typeguard raises it, and importing typeguard would take most of ``import opreg``'s time."""
+    typeguard = sys.modules.get("typeguard")
+    return typeguard is not None and isinstance(exc, typeguard.TypeCheckError)
 
 
 def _check_numpy_names(op: OpDef, table: Mapping[str, OpDef], ops: Mapping[str, OpDef]) -> None:

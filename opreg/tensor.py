@@ -21,7 +21,7 @@ from typing import Any, Final, Literal, cast
 import numpy as np
 from numpy.typing import DTypeLike
 
-from opreg import backprop, capture, observe, versions
+from opreg import backprop, capture, gcpause, observe, versions
 from opreg.backprop import backpropagate, total
 from opreg.calls import as_arrays, complex_error, run_forward
 from opreg.errors import EngineStateError, OpregError, OpUsageError
@@ -127,6 +127,8 @@ class Node:
         self.observers = observers
         self.fingerprints = versions.fingerprints(op, datas, output_data, observers) if observers else None
         self.number = next(numbers)  # later than every input's: the backward pass orders nodes by it
+        if self.number >= gcpause.check_at:  # once in gcpause.EVERY records: is a large graph being recorded?
+            gcpause.checkpoint(self.number, output_data)
 
     def graph_inputs(self) -> list[Tensor]:
         """The inputs as Tensors, constants too: what a recorded backward (``create_graph``) runs on."""
@@ -879,19 +881,21 @@ def _backpropagate(
     they were made before every wanted tensor, so none of them leads to one (:mod:`opreg.func` passes the number
     drawn when it made its inputs, so that an inner transform does not walk the outer one's graph).
     """
-    leaves, made = _topological_order(root, floor)
+    with gcpause.walking():  # after a large graph was recorded: no automatic collection while it is ordered
+        leaves, made = _topological_order(root, floor)
     if made and (versions.last_edit > made[0]._node.number or versions.fingerprinted):
         versions.check(tensor._node for tensor in made)
     retained = [t for t in made if getattr(t, "_retains", False)] if _retaining and wanted is None else []
     keep: bool | set[int] = wanted or ({id(t) for t in retained} if retained else False)
     if capture.active and (wanted is not None or create_graph or retained):
         capture.refuse("it asks for gradients as values (opreg.grad, opreg.func, retain_grad or create_graph)")
-    grads = backpropagate(
-        _releasing(made, retain_graph),
-        {id(root): seed},
-        keep=keep,
-        graph_inputs=Node.graph_inputs if create_graph else None,
-    )
+    with gcpause.walking(len(made)):  # a large graph: no automatic collection meanwhile
+        grads = backpropagate(
+            _releasing(made, retain_graph),
+            {id(root): seed},
+            keep=keep,
+            graph_inputs=Node.graph_inputs if create_graph else None,
+        )
     if wanted is not None:
         return {key: grads[key] for key in wanted if key in grads}
     for tensor in retained:  # retain_grad(): a non-leaf's gradient, kept as a leaf's is

@@ -124,3 +124,22 @@ def test_every_subpackage_of_opreg_is_installed():
     pyproject = tomllib.loads((root.parent / "pyproject.toml").read_text())
     listed = set(pyproject["tool"]["setuptools"]["packages"])
     assert found - listed == set(), f"add {sorted(found - listed)} to [tool.setuptools] packages in pyproject.toml"
+
+
+def test_import_opreg_leaves_typeguard_and_the_other_heavy_modules_to_where_they_are_used():
+    """``import opreg`` took 70 ms, 51 of them importing typeguard, which opreg uses nowhere at run time (only CI's
+    typeguard pass does), and most of the rest importing ``importlib.metadata`` (plugin loading), ``numpy.random``
+    and ``zipfile`` (model files). Each is imported where it is used; loading the ops (registering every plugin)
+    needs no typeguard either. Checked by what a fresh process imports, which no machine's load makes flaky."""
+    heavy = ["typeguard", "importlib.metadata", "numpy.random", "zipfile"]
+    script = (
+        "import sys, numpy\n"
+        "before = set(sys.modules)\n"
+        "import opreg\n"
+        f"print(sorted(set({heavy!r}) & (set(sys.modules) - before)))\n"
+        "opreg.get_registry()\n"
+        "print('typeguard' in sys.modules)\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "OPREG_CHECK"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, check=True)
+    assert result.stdout.split("\n")[:2] == ["[]", "False"], result.stdout + result.stderr

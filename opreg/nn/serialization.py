@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import reprlib
-import zipfile
-import zlib
 from collections.abc import Mapping
 from typing import Any, TypeVar, overload
 
@@ -247,6 +245,9 @@ def _shorten(text: object, limit: int = 400) -> str:
 
 
 def _read(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    import zipfile  # here, where a model file is read, rather than by every `import opreg`
+    import zlib
+
     try:
         return read_npz(path)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
