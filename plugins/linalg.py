@@ -25,12 +25,20 @@ def _matmul_backward(g: Any, a: Any, b: Any, *, needs_grad: tuple[bool, bool]) -
     g2 = onp.expand_dims(g2, -2) if a.ndim == 1 else g2
     grad_a = grad_b = None
     if needs_grad[0]:
-        grad_a = g2 @ onp.matrix_transpose(b2)
+        grad_a = _product(g2, onp.matrix_transpose(b2))
         grad_a = onp.squeeze(grad_a, -2) if a.ndim == 1 else grad_a
     if needs_grad[1]:
-        grad_b = onp.matrix_transpose(a2) @ g2
+        grad_b = _product(onp.matrix_transpose(a2), g2)
         grad_b = onp.squeeze(grad_b, -1) if b.ndim == 1 else grad_b
     return grad_a, grad_b
+
+
+def _product(a: Any, b: Any) -> Any:
+    """``a @ b``, as a broadcast multiply when the inner dimension is 1 (an outer product: a batch of one, a
+    matrix-vector product's matrix gradient). NumPy's ``@`` takes 3-5x as long there (418 us against 87 for a
+    784x512 float32 weight's gradient); each element is one product either way, so the values are the same (a
+    zero may differ in sign: ``@`` adds the product to +0.0, which ``+=`` into a zeroed ``dW`` does too)."""
+    return a * b if a.shape[-1] == 1 else a @ b
 
 
 def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -56,7 +64,7 @@ def _linear_backward(
     grad_weight = None
     if needs_grad[1]:
         if g.ndim == 2:  # a batch, the hot case: .T is a view of an array, the transpose op on a Tensor
-            grad_weight = g.T @ x
+            grad_weight = _product(g.T, x)
         elif x.ndim == 1:
             grad_weight = onp.expand_dims(g, -1) * x
         else:
@@ -102,9 +110,10 @@ def _batch_linear(call: Callable[..., Any], batched: Sequence[bool], x: Any, wei
 
 
 def _linear_samples(rng: np.random.Generator) -> list[Sample]:
-    """A batch, a single 1-D input, and a batch with two leading axes."""
+    """A batch, a batch of one (its weight gradient an outer product), a single 1-D input, and a batch with two
+    leading axes."""
     weight, bias = rng.standard_normal((4, 3)), rng.standard_normal(4)
-    return [Sample(rng.standard_normal(shape), weight, bias) for shape in [(5, 3), (3,), (2, 5, 3)]]
+    return [Sample(rng.standard_normal(shape), weight, bias) for shape in [(5, 3), (1, 3), (3,), (2, 5, 3)]]
 
 
 @hookimpl
