@@ -327,13 +327,13 @@ def train_step(
 ) -> float:
     """One optimizer step on a batch ``(x, y)`` (one-hot ``y``), in the model's style (tape or Tensors); returns
     the batch loss. What :func:`train` runs per batch, for a loop of one's own."""
-    optimizer.zero_grad()
     engine = model.autograd_engine
     if isinstance(engine, Autograd):
         engine.zero_grad()
         loss = criterion(y, model(x))
-        engine.backward(1.0)
+        engine.backward(1.0, zero_grad=optimizer.parameters)  # dW zeroed as the gradients land: one pass, not two
     else:
+        optimizer.zero_grad()
         loss = criterion(y, model(x))
         loss.backward()
     optimizer.step()
