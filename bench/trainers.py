@@ -54,7 +54,9 @@ def _opreg_mlp(params: list[np.ndarray], engine: opreg.Autograd | None) -> MLP:
 def opreg_tape_trainer(params: list[np.ndarray], x: np.ndarray, y: np.ndarray, lr: float) -> Trainer:
     """The handout's style: arrays on an ``opreg.Autograd`` tape, gradients landing in each layer's dW/db.
 
-    ``keep_gradients=False``, as ``opreg train`` does it: only dW and db are wanted.
+    ``keep_gradients=False``, as ``opreg train`` does it: only dW and db are wanted; and as it does, the optimizer's
+    zero_grad is handed to backward, which zeroes dW and db as the gradients land (one pass over them, not a fill
+    and then an addition).
     """
     engine = opreg.Autograd(keep_gradients=False)
     model = _opreg_mlp(params, engine)
@@ -62,9 +64,8 @@ def opreg_tape_trainer(params: list[np.ndarray], x: np.ndarray, y: np.ndarray, l
     optimizer = SGD(model.parameters(), lr=lr)
 
     def step() -> None:
-        optimizer.zero_grad()  # dW, db filled with zeros: backward adds into them
         criterion(y, model(x))
-        engine.backward(1.0)
+        engine.backward(1.0, zero_grad=optimizer.parameters)  # dW, db: the first gradient is written, not added
         optimizer.step()
         engine.zero_grad()  # forget the tape now rather than at the next step: it holds no activations between steps
 

@@ -28,7 +28,7 @@ from opreg import capture
 from opreg.calls import input_gradients
 from opreg.errors import OpUsageError
 from opreg.fit import gradient_dtype
-from opreg.landing import array_lock
+from opreg.landing import land
 from opreg.opdef import OpDef
 
 
@@ -66,13 +66,15 @@ def backpropagate(
     *,
     keep: bool | Container[int] = False,
     graph_inputs: Callable[[R], list[Any]] | None = None,
+    zeroed: Iterable[np.ndarray] = (),
 ) -> dict[int, Any]:
     """Walk ``records`` (``(output, record)`` pairs, last recorded first), starting from the gradients in
     ``grads`` (keyed by ``id`` of the object), and return ``grads`` holding what reached the inputs.
 
     ``keep`` keeps every output's gradient in ``grads`` after use (``True``) or those whose keys it holds;
     others are dropped once passed on, so memory peaks lower. With ``graph_inputs`` (``create_graph``), each
-    backward runs on the Tensors it returns for a record and on ``output`` itself, so it is recorded.
+    backward runs on the Tensors it returns for a record and on ``output`` itself, so it is recorded. ``zeroed``
+    arrays are zeroed as the gradients land (:func:`opreg.landing.land`).
     """
     keep_all = keep is True
     kept: Container[int] = () if isinstance(keep, bool) else keep
@@ -134,11 +136,10 @@ def backpropagate(
                 if capture.active and current is not None:
                     capture.total(total, grads[id(source)], current, grad)
         grads_in = grad = None  # so that the gradients count as the dict's alone (a leaf's .grad may take them)
-    for target, grad in landings:
-        if capture.active:
-            capture.land(array_lock, target, grad)
-        with array_lock(target):  # another thread's backward may land in the same dW
-            target += grad
+    if capture.active:
+        zeroed = tuple(zeroed)
+        capture.landings(land, landings, zeroed)
+    land(landings, zeroed)
     return grads
 
 

@@ -430,15 +430,19 @@ def total(add: Callable[[Any, Any], Any], result: Any, current_grad: Any, grad: 
     recorder.lines.append(f"{recorder.value(result)} = {function}({a}, {b})")
 
 
-def land(lock: Callable[[Any], Any], target: np.ndarray, grad: Any) -> None:
-    """A gradient landed in the caller's array ``target`` (the tape's ``dW``), under ``lock(target)``."""
+def landings(
+    land: Callable[[Any, Any], None], landings: Sequence[tuple[np.ndarray, Any]], zeroed: Sequence[np.ndarray]
+) -> None:
+    """The backward pass's gradients were landed in the caller's arrays (the tape's ``dW``) by ``land``
+    (:func:`opreg.landing.land`): the same call is made with the replay's gradients, the arrays named by identity."""
     recorder = current()
-    if recorder is None:
+    if recorder is None or not (landings or zeroed):
         return
-    lock_name = recorder.constant(lock, static=True)
-    name = recorder.ref(target)
-    recorder.lines.append(f"with {lock_name}({name}):")
-    recorder.lines.append(f"    {recorder.constant(operator.iadd, static=True)}({name}, {recorder.ref(grad)})")  # +=
+    pairs = ", ".join(f"({recorder.ref(target)}, {recorder.ref(grad)})" for target, grad in landings)
+    arrays = ", ".join(recorder.ref(array) for array in zeroed)
+    recorder.lines.append(
+        f"{recorder.constant(land, static=True)}([{pairs}], ({arrays}{',' if len(zeroed) == 1 else ''}))"
+    )
 
 
 def leaf(lock: Callable[[Any], Any], tensor: Any, arrived: Any) -> None:

@@ -18,7 +18,7 @@ Differences from the handout, each for a reason:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,9 @@ from opreg.opdef import OpDef
 from opreg.registry import op_table, unknown_op_error
 from opreg.tensor import Tensor
 from opreg.versions import numbers
+
+#: ``backward``'s default ``zero_grad``: nothing to zero, told apart without looking into what a caller passes.
+NOTHING: tuple[()] = ()
 
 
 class Operation:
@@ -303,12 +306,21 @@ class Autograd:
             Operation(inputs, output, gradients_to_update, op.name, op, attributes, sources, saved, observers)
         )
 
-    def backward(self, divergence: Any) -> None:
+    def backward(self, divergence: Any, *, zero_grad: Iterable[Any] = NOTHING) -> None:
         """Back-propagate ``divergence``, the gradient of the last recorded output, through the whole tape.
 
         ``divergence`` has the last output's shape, or is a scalar that stands for that value everywhere
         (``1.0`` for a scalar loss). Operations whose output does not reach the last output contribute nothing.
+
+        ``zero_grad`` (gradient arrays, or tape parameters such as ``optimizer.parameters`` or
+        ``model.parameters()``) zeroes their gradient arrays as the gradients land, the same numbers as calling
+        ``optimizer.zero_grad()`` just before: the first gradient to reach each array is written into it rather
+        than added to zeros, and an array none reaches is filled, which saves writing every ``dW`` twice per step.
+        It is an argument here, not a promise that ``zero_grad()`` could take: between ``zero_grad()`` and
+        ``backward()`` the caller's code may read or add into ``dW``, and must find zeros there. If a backward
+        raises, nothing is zeroed, as nothing lands.
         """
+        zeroed = () if zero_grad is NOTHING else _gradient_arrays(zero_grad)
         if self._backward_done:
             raise EngineStateError(
                 "backward() already ran over this tape; call zero_grad() before recording the next step"
@@ -334,9 +346,9 @@ class Autograd:
         with gcpause.walking(len(self.operation_list)):  # a large tape: no automatic collection meanwhile
             if self.keep_gradients:
                 records = ((record.output, record) for record in reversed(self.operation_list))
-                backpropagate(records, memory, keep=True)
+                backpropagate(records, memory, keep=True, zeroed=zeroed)
             else:
-                backpropagate(_popping(self.operation_list, self.gradient_buffer), memory)
+                backpropagate(_popping(self.operation_list, self.gradient_buffer), memory, zeroed=zeroed)
 
     @capture.replayed
     def zero_grad(self) -> None:
@@ -345,6 +357,37 @@ class Autograd:
         self.operation_list = []
         self._added = {}
         self._backward_done = False
+
+
+def _gradient_arrays(zero_grad: Iterable[Any]) -> list[np.ndarray]:
+    """The arrays ``backward(zero_grad=...)`` zeroes: each given array, or each tape parameter's ``.grad``; refused,
+    before anything runs, is what no gradient could land in."""
+    if isinstance(zero_grad, np.ndarray | Tensor):
+        raise OpUsageError(
+            f"backward(zero_grad=...) takes a list of gradient arrays or tape parameters, not one "
+            f"{type(zero_grad).__name__} ({describe_array(zero_grad)}); wrap it: zero_grad=[dW]"
+        )
+    arrays = []
+    for i, item in enumerate(zero_grad):
+        if isinstance(item, Tensor):
+            raise OpUsageError(
+                f"backward(zero_grad=...): item {i} is a Tensor ({describe_array(item.data)}), whose .grad a tape "
+                "never writes; pass the tape's gradient arrays (dW) or a tape model's parameters(), and call "
+                "optimizer.zero_grad() for Tensors"
+            )
+        array = item if isinstance(item, np.ndarray) else getattr(item, "grad", None)
+        if type(array) is not np.ndarray:
+            raise OpUsageError(
+                f"backward(zero_grad=...): item {i} is a {type(item).__name__}, not a gradient array (dW) nor a tape "
+                "parameter (what model.parameters() gives on a tape: its .grad is the array)"
+            )
+        if not array.flags.writeable:
+            raise OpUsageError(
+                f"backward(zero_grad=...): item {i}'s gradient array ({describe_array(array)}) is read-only, so no "
+                "gradient can land in it; give the parameter a writeable one (np.zeros_like(W))"
+            )
+        arrays.append(array)
+    return arrays
 
 
 def _seed_outputs(last: Operation, divergence: Any, memory: dict[int, Any]) -> None:

@@ -14,8 +14,15 @@ tape, its gradient buffer, the graph's intermediate gradients) belongs to one th
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
+
+try:
+    from numpy.lib.array_utils import byte_bounds
+except ImportError:  # NumPy < 2
+    from numpy import byte_bounds  # type: ignore[attr-defined,no-redef]
 
 from opreg.versions import owner
 
@@ -30,3 +37,44 @@ def array_lock(array: np.ndarray) -> threading.Lock:
 def object_lock(target: object) -> threading.Lock:
     """The lock that guards landing in an object's attribute: a leaf Tensor's ``.grad``, which is replaced."""
     return _LOCKS[id(target) % 251]
+
+
+def land(landings: list[tuple[np.ndarray, Any]], zeroed: Iterable[np.ndarray] = ()) -> None:
+    """Add each ``(target, gradient)`` into its target in place, holding the target's lock.
+
+    ``zeroed`` arrays (the caller's gradient arrays, given to ``Autograd.backward(zero_grad=...)``) count as
+    zeros here, though nobody has filled them: the first gradient to land in one is written into it, as the sum
+    ``0.0 + gradient`` that filling and then adding computes (bit for bit, a zero's sign included), and one that no
+    gradient reaches is filled with zeros. One pass over its memory instead of two: the fill costs as much as the
+    addition (both write the whole array), and the addition reading zeros back is not cheaper than a write.
+    """
+    pending = _unshared({id(array): array for array in zeroed}, landings)
+    for target, grad in landings:
+        with array_lock(target):  # another thread's backward may land in the same dW
+            if pending and pending.pop(id(target), None) is not None:
+                np.add(grad, 0.0, out=target)
+            else:
+                target += grad
+    for array in pending.values():
+        with array_lock(array):
+            array.fill(0)
+
+
+def _unshared(pending: dict[int, np.ndarray], landings: list[tuple[np.ndarray, Any]]) -> dict[int, np.ndarray]:
+    """``pending`` without the arrays whose memory another zeroed array or another landing's target may share
+    (``dW`` and ``dW.T``, or a row of it), which are filled at once instead: writing into one of them would not
+    leave the other reading as zeros plus its own gradients. Arrays that own their memory share none (the usual
+    case, decided without looking further); views are compared by the bytes they span."""
+    objects = {id(target): target for target, _ in landings} | pending
+    if not pending or all(array.base is None for array in objects.values()):
+        return pending
+    spans = sorted((*byte_bounds(array), key) for key, array in objects.items())
+    reach = -1  # the furthest byte an earlier span reaches
+    for i, (low, high, key) in enumerate(spans):
+        overlaps = low < reach or (i + 1 < len(spans) and high > spans[i + 1][0])
+        reach = max(reach, high)
+        array = pending.pop(key, None) if overlaps else None
+        if array is not None:
+            with array_lock(array):
+                array.fill(0)
+    return pending

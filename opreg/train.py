@@ -355,12 +355,12 @@ def step_function(
     engine = model.autograd_engine
 
     def step(x: np.ndarray, y: np.ndarray) -> Any:
-        optimizer.zero_grad()
         if isinstance(engine, Autograd):
             engine.zero_grad()
             loss = criterion(y, model(x))
-            engine.backward(1.0)
+            engine.backward(1.0, zero_grad=optimizer.parameters)  # dW zeroed as the gradients land: one pass
         else:
+            optimizer.zero_grad()
             loss = criterion(y, model(x))
             loss.backward()
         optimizer.step()

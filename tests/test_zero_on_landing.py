@@ -1,0 +1,145 @@
+"""``Autograd.backward(..., zero_grad=params)``: the parameters' gradient arrays zeroed as the gradients land (the
+first written, not added to a fill of zeros), giving bit for bit what ``optimizer.zero_grad()`` then ``backward()``
+gives; ``zero_grad()`` itself still fills, since the caller may read ``dW`` before ``backward``."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import opreg
+from opreg import OpUsageError, Tensor
+from opreg.nn import MLP, Identity, SoftmaxCrossEntropy
+from opreg.optim import SGD
+
+
+def _trainer(dtype, keep_gradients, seed=0):
+    engine = opreg.Autograd(keep_gradients=keep_gradients)
+    model = MLP([6, 5, 4, 3], engine, output_activation=Identity, rng=np.random.default_rng(seed), dtype=dtype)
+    return engine, model, SoftmaxCrossEntropy(engine), SGD(model.parameters(), lr=0.5)
+
+
+@pytest.mark.parametrize("keep_gradients", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zeroing_as_the_gradients_land_gives_the_bits_of_zero_grad_then_backward(dtype, keep_gradients):
+    """Over several SGD steps (ReLU makes -0.0 products, which a fill then += turns into +0.0), weights and
+    gradients agree bit for bit with the handout's loop."""
+    rng = np.random.default_rng(1)
+    handout, fused = _trainer(dtype, keep_gradients), _trainer(dtype, keep_gradients)
+    for _ in range(4):
+        x = rng.standard_normal((3, 6)).astype(dtype)
+        x[:, :2] = 0.0
+        y = np.eye(3, dtype=dtype)[rng.integers(0, 3, 3)]
+        engine, model, criterion, optimizer = handout
+        optimizer.zero_grad()
+        criterion(y, model(x))
+        engine.backward(1.0)
+        optimizer.step()
+        engine.zero_grad()
+        engine, model, criterion, optimizer = fused
+        criterion(y, model(x))
+        engine.backward(1.0, zero_grad=optimizer.parameters)
+        optimizer.step()
+        engine.zero_grad()
+        for a, b in zip(handout[1].parameters(), fused[1].parameters(), strict=True):
+            assert a.grad.tobytes() == b.grad.tobytes()
+            assert a.data.tobytes() == b.data.tobytes()
+
+
+def test_without_zero_grad_gradients_still_accumulate_and_unreached_arrays_are_filled():
+    engine, model, criterion, optimizer = _trainer(np.float64, False)
+    x, y = np.ones((2, 6)), np.eye(3)[[0, 1]]
+    unused = np.full(4, 7.0)  # a parameter the step does not reach: zeroed as zero_grad() would
+    criterion(y, model(x))
+    engine.backward(1.0, zero_grad=[*optimizer.parameters, unused])
+    once = [p.grad.copy() for p in optimizer.parameters]
+    engine.zero_grad()
+    criterion(y, model(x))
+    engine.backward(1.0)  # no zeroing: adds
+    for p, g in zip(optimizer.parameters, once, strict=True):
+        np.testing.assert_array_equal(p.grad, 2 * g)
+    assert not unused.any()
+
+
+def test_zero_grad_still_fills_so_that_dw_reads_as_zeros_before_backward():
+    optimizer = _trainer(np.float64, False)[3]
+    for p in optimizer.parameters:
+        p.grad[...] = 3.0
+    optimizer.zero_grad()
+    assert all(not p.grad.any() for p in optimizer.parameters)
+
+
+def test_a_failed_backward_zeroes_nothing(install_ops):
+    install_ops({"name": "broken", "inputs": ("x",), "forward": lambda x: x * 2, "backward": lambda g, x: (g[100],)})
+    engine = opreg.Autograd()
+    W, dW = np.ones(3), np.full(3, 5.0)
+    h = engine.apply("mul", np.ones(3), W, gradients_to_update=[None, dW])
+    engine.apply("broken", h)
+    with pytest.raises(opreg.BackwardError):
+        engine.backward(1.0, zero_grad=[dW])
+    np.testing.assert_array_equal(dW, np.full(3, 5.0))
+
+
+def test_views_of_one_memory_land_as_a_fill_then_additions():
+    """dW lands through itself and through its transpose; a row of a flat buffer through itself only: each ends
+    as zeros plus what reached it, as with a fill first."""
+    engine = opreg.Autograd()
+    x, W = np.arange(6.0).reshape(2, 3), np.ones((2, 3))
+    dW, flat = np.full((2, 3), 9.0), np.full(8, 9.0)
+    row, other = flat[:3], flat[3:6]
+    h = engine.apply("mul", x, W, gradients_to_update=[None, dW])
+    t = engine.apply("mul", x.T, W.T, gradients_to_update=[None, dW.T])
+    u = engine.apply("mul", np.ones(3), np.ones(3), gradients_to_update=[None, row])
+    both = engine.apply("add", engine.apply("sum", h), engine.apply("sum", t))
+    engine.apply("add", both, engine.apply("sum", u))
+    engine.backward(1.0, zero_grad=[dW, row, other])
+    np.testing.assert_array_equal(dW, 2 * x)
+    np.testing.assert_array_equal(flat, [1, 1, 1, 0, 0, 0, 9, 9])
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        (Tensor(np.ones(2), requires_grad=True), "item 0 is a Tensor"),
+        ("dW", "item 0 is a str, not a gradient array"),
+        (np.broadcast_to(np.zeros(2), (2,)), "is read-only"),
+        (np.zeros(2), r"backward\(zero_grad=...\) takes a list"),
+    ],
+)
+def test_what_no_gradient_could_land_in_is_refused_before_anything_runs(item, message):
+    engine = opreg.Autograd()
+    engine.apply("exp", np.ones(2))
+    with pytest.raises(OpUsageError, match=message):
+        engine.backward(1.0, zero_grad=item if message.startswith("backward") else [item])
+    engine.backward(1.0)  # the tape is untouched
+
+
+def test_threads_zeroing_their_own_arrays_lose_no_addition_to_a_shared_one():
+    """Each thread writes its own dW (zeroed as it lands) and adds into one shared array, under the landing locks."""
+    size, steps, threads = 50_000, 30, 2
+    shared, own = np.zeros(size), [np.full(size, 5.0) for _ in range(threads)]
+    start, errors = threading.Barrier(threads), []
+
+    def train(i: int) -> None:
+        start.wait()
+        try:
+            engine = opreg.Autograd(keep_gradients=False)
+            for _ in range(steps):
+                a = engine.apply("mul", np.ones(size), np.zeros(size), gradients_to_update=[None, shared])
+                b = engine.apply("mul", np.ones(size), np.zeros(size), gradients_to_update=[None, own[i]])
+                engine.apply("add", a, b)
+                engine.backward(1.0, zero_grad=[own[i]])
+                engine.zero_grad()
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=train, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors
+    assert np.array_equal(shared, np.full(size, float(threads * steps)))
+    assert all(np.array_equal(dw, np.ones(size)) for dw in own)
