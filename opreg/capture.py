@@ -69,7 +69,8 @@ def current() -> Recorder | None:
 class Recorder:
     """Names the values of one run of a step and writes down what the engine did with them.
 
-    ``arguments`` are the step's array and Tensor arguments, flattened; they become ``a0``, ``a1``, ...
+    ``arguments`` are the step's arguments, flattened, with ``None`` for those that are not arrays or Tensors;
+    argument ``i`` becomes ``a{i}``.
     """
 
     def __init__(self, arguments: Sequence[Any]) -> None:
@@ -86,6 +87,8 @@ class Recorder:
         self.preamble: list[str] = []
         self.values = 0
         for position, x in enumerate(arguments):
+            if x is None:  # not an array: part of the key, not of the program
+                continue
             name = f"a{position}"
             self.preamble.append(f"{name} = A[{position}]._data" if _is_tensor(x) else f"{name} = A[{position}]")
             self._name(x._data if _is_tensor(x) else x, name)
@@ -344,7 +347,7 @@ def backward(
     # the inputs named before the results: a backward may return its grad_output itself (add's does)
     g_name, names, out_name = recorder.ref(grad_output), [recorder.ref(x) for x in datas], recorder.ref(output)
     if op.backward_out is not None:
-        _backward_out(recorder, op, g_name, names, output, out_name, attributes, sources, grads_in)
+        _backward_out(recorder, op, g_name, names, output, out_name, attributes, grads_in)
         return
     saved_name = "None" if saved is None else recorder.ref(saved)
     recorder.shared(g_name, *names, out_name)
@@ -377,7 +380,6 @@ def _backward_out(
     output: Any,
     out_name: str,
     attributes: Mapping[str, Any],
-    sources: Sequence[Any],
     grads_in: Sequence[Any],
 ) -> None:
     """``op.backward_out`` writing each wanted gradient into an array of its input's shape and dtype."""
