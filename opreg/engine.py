@@ -170,6 +170,7 @@ class Autograd:
         self._ops = op_table()
         self._backward_done = False
         self._added: dict[int, Any] = {}  # add_operation's outputs by id: an output recorded twice is refused
+        self._landed: list[np.ndarray] = []  # the last pass's gradients of dW/db, kept until the next: see backward
 
     def apply(
         self,
@@ -346,9 +347,11 @@ class Autograd:
         with gcpause.walking(len(self.operation_list)):  # a large tape: no automatic collection meanwhile
             if self.keep_gradients:
                 records = ((record.output, record) for record in reversed(self.operation_list))
-                backpropagate(records, memory, keep=True, zeroed=zeroed)
+                backpropagate(records, memory, keep=True, zeroed=zeroed, landed=self._landed)
             else:
-                backpropagate(_popping(self.operation_list, self.gradient_buffer), memory, zeroed=zeroed)
+                backpropagate(
+                    _popping(self.operation_list, self.gradient_buffer), memory, zeroed=zeroed, landed=self._landed
+                )
 
     @capture.replayed
     def zero_grad(self) -> None:

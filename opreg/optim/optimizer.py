@@ -64,6 +64,7 @@ class Optimizer:
         self.state: dict[Parameter, dict[str, Any]] = {}
         self.param_groups: list[dict[str, Any]] = []
         self._stepped = False  # for the schedulers' warning when they step before the optimizer
+        self._released: list[np.ndarray] = []  # the gradients zero_grad set to None, until step: see zero_grad
         groups = list(params)
         if not groups:
             raise ValueError(EMPTY.format(type(self).__name__))
@@ -155,13 +156,21 @@ class Optimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the gradients: a Tensor's ``.grad`` becomes ``None`` (zeros with ``set_to_none=False``), as in
         torch. A tape parameter's gradient (``dW``) is filled with zeros in place either way: the engine writes
-        into that very array, so it cannot be ``None``."""
+        into that very array, so it cannot be ``None``.
+
+        The arrays set to ``None`` are kept until the next :meth:`step`, when backward has given the new ones:
+        freed now, they would be memory at the top of the heap that glibc's malloc returns to the kernel along
+        with the step's other arrays, to be faulted in again a page at a time at every step (bench/README.md,
+        "Page faults"); kept, they hold that memory until the new gradients have taken memory of their own."""
+        released = self._released
+        released.clear()
         for group in self.param_groups:
             for p in group["params"]:
                 grad = p.grad
                 if grad is None:
                     continue
                 if isinstance(p, Tensor) and set_to_none:
+                    released.append(grad)
                     p.grad = None
                 elif grad.flags.writeable:
                     grad.fill(0)

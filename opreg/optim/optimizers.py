@@ -55,6 +55,7 @@ class _Stepping(Optimizer):
         when given, and its value returned, as torch's."""
         loss = closure() if closure is not None else None
         self._stepped = True
+        self._released.clear()  # backward has given the new gradients: see zero_grad
         updated: list[np.ndarray] = []
         try:
             for group in self.param_groups:

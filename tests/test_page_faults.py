@@ -1,0 +1,114 @@
+"""An MNIST-sized float64 training step takes its memory again from step to step without page faults.
+
+glibc's malloc returns the free memory at the top of its heap to the kernel whenever more than its trim threshold
+is free there: twice the largest block it has handed out with mmap and freed, so twice the largest array in a
+process that has made nothing larger. A step whose arrays all come free together at its end, more than that
+threshold, therefore gives its memory back at every step and faults it in again at the next, a page at a time:
+about 1,500-2,000 minor page faults per step of this model, and 1.7-2.2x NumPy's time in bench/. Each case runs
+in a fresh process, so that what earlier tests allocated does not decide malloc's thresholds; one runs NumPy's
+hand-written step first, as bench/ does, which set them so that the Tensor step faulted there.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux" or platform.libc_ver()[0] != "glibc",
+    reason="the faults come from glibc malloc's heap trimming; other allocators behave otherwise",
+)
+
+STEPS = 5
+BOUND = 100  # faults per step; the defect made 1,500-2,000, a step that reuses its memory makes none
+
+SCRIPT = """
+import resource, sys
+import numpy as np
+import opreg
+from opreg.nn import MLP, Identity, SoftmaxCrossEntropy
+from opreg.optim import SGD
+
+style, numpy_first, steps = sys.argv[1], sys.argv[2] == "numpy-first", int(sys.argv[3])
+rng = np.random.default_rng(0)
+sizes, batch = [784, 512, 256, 10], 256
+x = rng.standard_normal((batch, sizes[0]))
+y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], batch)]
+
+if numpy_first:  # one step of the hand-written NumPy MLP, as bench/numpy_reference.py writes it
+    weights = [rng.standard_normal((n, m)) * 0.05 for m, n in zip(sizes, sizes[1:])]
+    inputs = [x]
+    for w in weights:
+        z = inputs[-1] @ w.T
+        inputs.append(np.maximum(z, 0.0))
+    dz = np.exp(z - z.max(axis=1, keepdims=True))
+    dz = (dz / dz.sum(axis=1, keepdims=True) - y) / batch
+    grads = []
+    for i in range(len(weights) - 1, -1, -1):
+        grads.append(dz.T @ inputs[i])
+        dz = (dz @ weights[i]) * (inputs[i] > 0)
+    for w, g in zip(weights, reversed(grads)):
+        w -= 0.01 * g
+    del weights, inputs, grads, dz, z
+
+engine = opreg.Autograd(keep_gradients=False) if style == "tape" else None
+model = MLP(sizes, engine, output_activation=Identity, rng=rng)
+criterion = SoftmaxCrossEntropy(engine)
+optimizer = SGD(model.parameters(), lr=0.01)
+
+def step():
+    optimizer.zero_grad()
+    if engine is None:
+        criterion(y, model(x)).backward()
+    else:
+        criterion(y, model(x))
+        engine.backward(1.0)
+    optimizer.step()
+    if engine is not None:
+        engine.zero_grad()
+
+for _ in range(3):  # the first steps take the memory a step needs
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(steps):
+    step()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps)
+"""
+
+
+CASES = [(style, history) for style in ("tensor", "tape") for history in ("fresh", "numpy-first")]
+
+
+@pytest.fixture(scope="module")
+def faults_per_step() -> dict[tuple[str, str], float]:
+    """Each case's faults per step, the processes run side by side (each is mostly importing opreg)."""
+    # The normal path, whatever mode the suite runs in: checking mode keeps copies that change what is allocated.
+    environment = {k: v for k, v in os.environ.items() if k != "OPREG_CHECK"}
+    processes = {
+        case: subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, *case, str(STEPS)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        for case in CASES
+    }
+    results = {}
+    for case, process in processes.items():
+        out, err = process.communicate()
+        assert process.returncode == 0, err
+        results[case] = float(out)
+    return results
+
+
+@pytest.mark.parametrize(("style", "history"), CASES)
+def test_mnist_float64_step_does_not_fault(
+    faults_per_step: dict[tuple[str, str], float], style: str, history: str
+) -> None:
+    faults = faults_per_step[style, history]
+    assert faults < BOUND, f"{style} step ({history}): {faults:.0f} minor page faults per step"
