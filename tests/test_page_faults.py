@@ -55,7 +55,7 @@ if numpy_first:  # one step of the hand-written NumPy MLP, as bench/numpy_refere
         w -= 0.01 * g
     del weights, inputs, grads, dz, z
 
-engine = opreg.Autograd(keep_gradients=False) if style == "tape" else None
+engine = opreg.Autograd(keep_gradients=False) if style.startswith("tape") else None
 model = MLP(sizes, engine, output_activation=Identity, rng=rng)
 criterion = SoftmaxCrossEntropy(engine)
 optimizer = SGD(model.parameters(), lr=0.01)
@@ -71,6 +71,8 @@ def step():
     if engine is not None:
         engine.zero_grad()
 
+if style.endswith("compiled"):  # recorded on two calls, then replayed into buffers kept across steps
+    step = opreg.compile(step)
 for _ in range(3):  # the first steps take the memory a step needs
     step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -80,7 +82,11 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps)
 """
 
 
-CASES = [(style, history) for style in ("tensor", "tape") for history in ("fresh", "numpy-first")]
+CASES = [
+    *((style, history) for style in ("tensor", "tape") for history in ("fresh", "numpy-first")),
+    ("tensor-compiled", "numpy-first"),
+    ("tape-compiled", "numpy-first"),
+]
 
 
 @pytest.fixture(scope="module")
