@@ -96,7 +96,14 @@ def fit_into(out: np.ndarray, grad: Any) -> None:
 def ufunc_into(out: np.ndarray, ufunc: np.ufunc, *args: Any) -> None:
     """``fit_into(out, ufunc(*args))``, with the ufunc writing straight into ``out`` where its result already has
     ``out``'s shape and dtype: a ``backward_out``'s last step with no temporary array in the usual case."""
-    if np.broadcast_shapes(*(np.shape(a) for a in args)) == out.shape and np.result_type(*args) == out.dtype:
+    shape, dtype = out.shape, out.dtype
+    for a in args:  # operands of out's shape and dtype, the usual case, decided without broadcast_shapes
+        if type(a) is not np.ndarray or a.shape != shape or a.dtype != dtype:
+            break
+    else:
+        ufunc(*args, out=out)
+        return
+    if np.broadcast_shapes(*(np.shape(a) for a in args)) == shape and np.result_type(*args) == dtype:
         ufunc(*args, out=out)
     else:
         fit_into(out, ufunc(*args))
