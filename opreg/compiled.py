@@ -188,12 +188,15 @@ class CompiledStep:
                 self._warn(why)
         self._programs[key] = program
         self.code = program.code
-        self.reason = "recording: a program is replayed once two runs of the step agree"
+        self.reason = (
+            "checking or anomaly mode is on, which watches every op call: the step is recorded (and what cannot be "
+            "replayed is reported), never replayed"
+            if observe.active
+            else "recording: a program is replayed once two runs of the step agree"
+        )
         return result
 
     def _why_not(self, key: Any) -> str | None:
-        if observe.active:
-            return "checking or anomaly mode is on, which watches every op call eagerly"
         if key not in self._programs and len(self._programs) >= self.max_programs:
             return (
                 f"the step was recorded for {self.max_programs} different argument shapes or values already "
