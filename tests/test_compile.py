@@ -14,7 +14,7 @@ import opreg
 from opreg.nn import MLP, Dropout, Identity, Linear, ReLU, Sequential, SoftmaxCrossEntropy
 from opreg.optim import SGD, Adam
 
-#: Under OPREG_CHECK=1 (checking mode) a compiled step is recorded but never replayed: checking mode watches every op call.
+#: Under OPREG_CHECK=1 (checking mode) a compiled step is recorded, never replayed: checking mode watches every op.
 REPLAYS = not opreg.observe.active
 
 
