@@ -14,34 +14,20 @@ the per-op rows. The implementations take turns within each repetition, PyTorch 
 from __future__ import annotations
 
 import argparse
-import gc
-import resource
 import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import numpy as np
 import perop
 from report import Row, add_ratios, table
+from timing import time_batch
 
 SIZES = (10, 100, 1_000, 10_000, 100_000, 1_000_000)
 IMPLEMENTATIONS = ("numpy", "opreg tape", "opreg Tensor", "torch")
 APART = ("torch",)
 BENCHMARK = "graph size, per-op forward+backward"
 BATCH_SECONDS = 0.02  # short chains: calls per timed batch, so that a batch takes about this long
-
-
-def time_batch(fn: Callable[[], object], number: int) -> tuple[float, int]:
-    """Seconds per call of ``fn`` over ``number`` calls, the collector on, and their minor page faults; collected
-    (untimed) before."""
-    gc.collect()
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    start = time.perf_counter()
-    for _ in range(number):
-        fn()
-    seconds = (time.perf_counter() - start) / number
-    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
 
 
 def chains(n_ops: int) -> dict[str, Callable[[], object]]:
@@ -60,7 +46,9 @@ def chains(n_ops: int) -> dict[str, Callable[[], object]]:
 def bench_size(n_ops: int, seconds: float, minimum: int) -> list[Row]:
     """The rows of one chain length: microseconds per op, median over the repetitions."""
     calls = chains(n_ops)
-    first = {name: time_batch(fn, 1)[0] for name, fn in calls.items()}  # warm-up, and how long one call takes
+    first = {
+        name: time_batch(fn, 1, collector=True)[0] for name, fn in calls.items()
+    }  # warm-up, and how long one call takes
     numbers = {name: max(1, round(BATCH_SECONDS / t)) for name, t in first.items()}
     repetitions = {name: max(minimum, min(30, round(seconds / (numbers[name] * t)))) for name, t in first.items()}
     samples: dict[str, list[float]] = {name: [] for name in calls}
@@ -70,7 +58,7 @@ def bench_size(n_ops: int, seconds: float, minimum: int) -> list[Row]:
         for i in range(max(repetitions[name] for name in block)):
             for name in block:
                 if i < repetitions[name]:
-                    t, f = time_batch(calls[name], numbers[name])
+                    t, f = time_batch(calls[name], numbers[name], collector=True)
                     samples[name].append(t / n_ops)
                     faults[name] += f
     rows = []
