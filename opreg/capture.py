@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 import threading
 import types
 from collections.abc import Callable, Mapping, Sequence
@@ -195,16 +196,8 @@ class Recorder:
 
 
 def _words(line: str) -> set[str]:
-    word = ""
-    found = set()
-    for ch in line + " ":
-        if ch.isalnum() or ch == "_":
-            word += ch
-        else:
-            if word:
-                found.add(word)
-            word = ""
-    return found
+    """The names a generated line mentions."""
+    return set(re.findall(r"\w+", line))
 
 
 #: opreg.tensor's Tensor class and its function for a leaf's ``.grad``, given when opreg.tensor loads (it imports
@@ -272,11 +265,11 @@ def forward(
     call = f"{recorder.constant(function, static=True)}({', '.join(inputs)})"
     if isinstance(output, tuple):  # several outputs: each an array of its own, as run_forward makes them
         names = [recorder.value(each) for each in output]
-        call = f"{recorder.constant(_several, static=True)}({call})" if not op.saves else call
         if op.saves:
             recorder.lines.append(f"_o, {_saved(recorder, saved)} = {call}")
-            call = f"{recorder.constant(_several, static=True)}(_o)"
-        recorder.lines.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = {call}")
+            call = "_o"
+        several = recorder.constant(_several, static=True)
+        recorder.lines.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = {several}({call})")
         return
     name = recorder.value(output)
     if op.saves:
@@ -306,13 +299,11 @@ def refuse(why: str) -> None:
 def read(x: Any, how: str) -> None:
     """A Tensor's values were read into Python (``how``: ``float()``, ``.item()``, ...)."""
     recorder = current()
-    if recorder is not None and id(getattr(x, "_data", None)) in recorder.names:
-        name = recorder.names[id(x._data)]
-        if name[0] == "v":
-            recorder.refuse(
-                f"it reads a value it computed into Python ({how} on a {x.dtype} Tensor of shape {x.shape}), and a "
-                "replay runs no Python of the step: return the Tensor and read it after the call"
-            )
+    if recorder is not None and recorder.names.get(id(x._data), "").startswith("v"):  # a value the step computed
+        recorder.refuse(
+            f"it reads a value it computed into Python ({how} on a {x.dtype} Tensor of shape {x.shape}), and a "
+            "replay runs no Python of the step: return the Tensor and read it after the call"
+        )
 
 
 def seed(grads: Mapping[int, Any]) -> None:

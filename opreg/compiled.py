@@ -73,13 +73,9 @@ class _Program:
         exec(self.code, namespace)
         self.function = namespace["replay"]
 
-    def agrees(self, other: _Program) -> bool:
-        """Whether ``other`` recorded the same calls on the same objects (and equal values where made from Python
-        numbers)."""
-        return self.difference(other) is None
-
     def difference(self, other: _Program) -> str | None:
-        """What differs between two recordings, for the warning when they keep differing; None if nothing."""
+        """What differs between two recordings (``None``: the same calls on the same objects, and equal values
+        where made from Python numbers), for the warning when they keep differing."""
         if self.code != other.code:
             return "it made different calls (another code path, or another number of ops)"
         for name, value in self.constants.items():
