@@ -259,6 +259,57 @@ def test_softmax_cross_entropy_takes_one_hot_and_smoothed_labels(dtype):
         assert np.isfinite(SoftmaxCrossEntropy()(labels, logits)) and SoftmaxCrossEntropy()(labels, logits) > 0
 
 
+def _at_tolerance(dtype, tolerance: float, inside: bool) -> np.ndarray:
+    """A one-class row summing to the last value of ``dtype`` within ``tolerance`` of 1, or the first beyond it."""
+    value, up = np.array(1.0 + tolerance, dtype), np.array(np.inf, dtype)
+    while float(value) - 1.0 > tolerance:  # rounded up: a step or two down
+        value = np.nextafter(value, -up)
+    while float(np.nextafter(value, up)) - 1.0 <= tolerance:
+        value = np.nextafter(value, up)
+    return np.array([[value if inside else np.nextafter(value, up)]], dtype)
+
+
+LOGITS = np.array([[-0.5, 2.0, 0.25], [1.5, -1.0, 0.0]])
+
+
+@pytest.mark.parametrize(
+    ("y", "y_hat", "problem"),
+    [
+        (np.eye(3)[[0, 2]], np.array([[0.0, 2.0, 0.0], [0.0, 0.0, 3.0]]), None),  # logits of a relu: 0 first
+        (np.eye(3)[[0, 2]], np.array([[1.0, 0.0, 2.0], [0.5, 0.0, 0.5]]), None),  # 1 first, not one-hot
+        (np.full((2, 3), 1 / 3), np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), None),  # 0s and 1s, a row of two 1s
+        (np.eye(3)[[0, 2]], np.eye(3)[[1, 2]], None),  # both one-hot: nothing to tell
+        (np.full((2, 3), 1 / 3), np.eye(3)[[1, 2]].astype(complex), None),  # complex logits are never labels
+        (np.eye(3, dtype=np.int64)[[0, 2]], LOGITS, None),
+        (np.eye(3, dtype=bool)[[0, 2]], LOGITS, None),
+        (np.array([[-0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), LOGITS, None),  # -0.0 is not negative
+        (np.eye(3)[[[0, 2], [1, 1]]], np.zeros((2, 2, 3)), None),  # (batch, time, classes)
+        (_at_tolerance(np.float64, 1.5e-8, True), np.array([[-1.0]]), None),
+        (_at_tolerance(np.float32, 3.5e-4, True), np.array([[-1.0]], np.float32), None),
+        (_at_tolerance(np.float16, 1e-3, True), np.array([[-1.0]], np.float16), None),
+        (_at_tolerance(np.float64, 1.5e-8, False), np.array([[-1.0]]), "do not sum to 1"),
+        (_at_tolerance(np.float32, 3.5e-4, False), np.array([[-1.0]], np.float32), "do not sum to 1"),
+        (_at_tolerance(np.float16, 1e-3, False), np.array([[-1.0]], np.float16), "do not sum to 1"),
+        (np.full((2, 3), 1 / 3), np.eye(3)[[0, 2]], "is not one-hot while y_hat is"),  # y_hat's first value 1
+        (np.full((2, 3), 1 / 3), np.eye(3)[[1, 2]], "is not one-hot while y_hat is"),  # y_hat's first value 0
+        (np.array([[0.0, 1.0, np.inf]]), np.ones((1, 3)), "not finite"),
+        (np.array([[2.0, 0.0, -np.inf]]), np.ones((1, 3)), "not finite"),
+        (np.array([[0.5, 0.5, 0.0], [0.2, 0.0, 0.7]]), LOGITS, r"do not sum to 1 \(one sums to 0.9\)"),
+        (np.array([[1.5, -0.5, 0.0]]), np.ones((1, 3)), r"negative values \(the smallest -0.5\)"),
+        (np.array([[0, 2, -1]]), np.ones((1, 3)), r"negative values \(the smallest -1\)"),
+    ],
+)
+def test_softmax_cross_entropy_tells_labels_at_the_edges(y, y_hat, problem):
+    """What the check's fast path decides by a shortcut (y_hat's first value, the sums' distance from 1 by the
+    dtype's tolerance, at its last representable value and the next) is what the full check decides."""
+    for logits in [y_hat, opreg.Tensor(y_hat)]:
+        if problem is None:
+            SoftmaxCrossEntropy.check_order(y, logits)
+        else:
+            with pytest.raises(opreg.OpUsageError, match=ORDER + ".*" + problem):
+                SoftmaxCrossEntropy.check_order(y, logits)
+
+
 # --- what each loss refuses --------------------------------------------------------------------------------------
 
 
