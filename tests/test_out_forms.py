@@ -241,3 +241,39 @@ def test_the_built_ins_out_forms_are_exact_across_dtypes(name):
             for got, want in zip(outs, expected, strict=True):
                 if got is not None:
                     assert np.array_equal(got, want) and (np.signbit(got) == np.signbit(want)).all()
+
+
+@pytest.mark.parametrize(
+    "case", ["float64", "float32", "float16", "longdouble", "strided", "float64-g-on-float32", "broadcast-g"]
+)
+@pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
+def test_relus_backward_out_is_its_backward_bit_for_bit_at_every_edge(case, large):
+    """relu's backward is where(x > 0, g, 0.0): g's very bits where x > 0 (a NaN's sign and payload, -0.0), +0.0
+    elsewhere (an infinite or NaN g stops there, and -0.0 becomes +0.0), x's NaN, infinities and zeros of both
+    signs against every such g; on each dtype, a strided view, and a g of another dtype than the gradient; small
+    and large (its backward_out takes another way from 512 elements)."""
+    dtype = {"float32": np.float32, "float16": np.float16, "longdouble": np.longdouble}.get(case, np.float64)
+    if case == "float64-g-on-float32":
+        dtype = np.float32
+    edges = [-np.inf, -1.0, -0.0, 0.0, 1e-300, 1.0, np.inf, np.nan, 2.5]
+    x, g = (a.astype(dtype) for a in np.meshgrid(edges, [*edges, -np.nan], indexing="ij"))
+    if dtype != np.longdouble:  # a NaN with its sign bit and every payload bit set: all ones
+        g[:, -1] = np.array(-1, {2: np.int16, 4: np.int32, 8: np.int64}[g.itemsize]).view(dtype)
+    if case == "strided":
+        x, g = np.tile(x, (3, 2))[::3, ::-2], np.tile(g, (3, 2))[::3, ::-2]
+    if large:
+        x, g = np.tile(x, (8, 1)), np.tile(g, (8, 1))
+    elif case == "float64-g-on-float32":
+        g = g.astype(np.float64)
+    elif case == "broadcast-g":  # as a seed of ones is: one row, strides of 0
+        g = np.broadcast_to(g[:1], x.shape)
+    op = opreg.get_registry()["relu"]
+    (expected,) = input_gradients(op, g, (x,), None, op.attributes)
+    out = np.full(x.shape, np.nan, gradient_dtype(x))
+    op.backward_out((out,), g, x)
+    assert out.dtype == expected.dtype
+    if dtype == np.longdouble:  # its padding bytes are not the value's: compare the values, and the signs
+        assert np.array_equal(out, expected, equal_nan=True) and (np.signbit(out) == np.signbit(expected)).all()
+    else:
+        bits = {2: np.uint16, 4: np.uint32, 8: np.uint64}[out.itemsize]
+        assert np.array_equal(out.view(bits), expected.view(bits))
