@@ -404,6 +404,28 @@ def set_gradients(params, t_params, grads):
 
 
 @needs_torch
+def test_sgd_hyperparameters_changed_between_steps_take_effect_as_torchs():
+    """Plain SGD (no momentum, weight decay or maximize) has a path of its own; a group's momentum, weight decay
+    and maximize switched on and off between steps, as a user or scheduler does, move between the two paths: the
+    momentum buffer starts at the first step with momentum, as torch's, and every step equals torch's."""
+    rng = np.random.default_rng(12)
+    values, gradients = starting_values(rng), gradient_sequence(rng)
+    params, groups = grouped(values, {}, opreg)
+    t_params, t_groups = grouped(values, {}, torch)
+    optimizer, t_optimizer = SGD(groups, lr=0.1), torch.optim.SGD(t_groups, lr=0.1)
+    changes = [{}, {"momentum": 0.9}, {}, {"momentum": 0.0}, {"weight_decay": 0.1}, {"weight_decay": 0.0}]
+    changes += [{"maximize": True}, {"maximize": False, "lr": 0.05}, {"momentum": 0.5}, {}]
+    for step, (change, grads) in enumerate(zip(changes, gradients, strict=True)):
+        for group in [optimizer.param_groups[1], t_optimizer.param_groups[1]]:
+            group.update(change)
+        set_gradients(params, t_params, grads)
+        optimizer.step()
+        t_optimizer.step()
+        for i, (p, t_p) in enumerate(zip(params, t_params, strict=True)):
+            np.testing.assert_allclose(p.data, t_p.detach().numpy(), err_msg=f"{i} after step {step + 1}", **TOL)
+
+
+@needs_torch
 @group_params
 def test_parameter_groups_match_torch(name, defaults, second):
     """Two groups with their own hyperparameters, built from a list of dicts, then a group's lr changed by hand
@@ -517,6 +539,20 @@ def test_zero_grad_without_set_to_none_keeps_zero_arrays():
     assert params[0].grad is grad
     np.testing.assert_array_equal(grad, np.zeros(3), strict=True)
     assert params[1].grad is None
+
+
+def test_zero_grad_replaces_a_read_only_tape_gradient_with_zeros():
+    """A dW the engine cannot write into (a user's read-only or broadcast array): zero_grad sets the attribute to a
+    new array of zeros, as it does a Tensor's read-only .grad (it raised AttributeError: a BoundParameter's grad
+    has no setter)."""
+    _, model = tape_model()
+    linear = model.layers[0]
+    frozen = np.broadcast_to(np.ones(linear.W.shape[1]), linear.W.shape)  # read-only
+    linear.dW = frozen
+    SGD(model.parameters(), lr=0.1).zero_grad()
+    assert linear.dW is not frozen and linear.dW.flags.writeable
+    np.testing.assert_array_equal(linear.dW, np.zeros(linear.W.shape), strict=True)
+    np.testing.assert_array_equal(frozen, np.ones(linear.W.shape))
 
 
 # --- state dicts ------------------------------------------------------------------------------------------------

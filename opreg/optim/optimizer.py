@@ -156,7 +156,8 @@ class Optimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the gradients: a Tensor's ``.grad`` becomes ``None`` (zeros with ``set_to_none=False``), as in
         torch. A tape parameter's gradient (``dW``) is filled with zeros in place either way: the engine writes
-        into that very array, so it cannot be ``None``.
+        into that very array, so it cannot be ``None``. A gradient that cannot be written (a read-only or broadcast
+        array a user assigned) is replaced by a new array of zeros, a Tensor's ``.grad`` or the module's attribute.
 
         The arrays set to ``None`` are kept until the next :meth:`step`, when backward has given the new ones:
         freed now, they would be memory at the top of the heap that glibc's malloc returns to the kernel along
@@ -174,8 +175,10 @@ class Optimizer:
                     p.grad = None
                 elif grad.flags.writeable:
                     grad.fill(0)
-                else:
+                elif isinstance(p, Tensor):
                     p.grad = np.zeros_like(grad)
+                else:  # a BoundParameter reads its module's attribute, and has no setter
+                    setattr(p.module, p.grad_name, np.zeros_like(grad))
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         raise NotImplementedError
