@@ -299,9 +299,12 @@ LOGITS = np.array([[-0.5, 2.0, 0.25], [1.5, -1.0, 0.0]])
         (np.array([[0, 2, -1]]), np.ones((1, 3)), r"negative values \(the smallest -1\)"),
     ],
 )
-def test_softmax_cross_entropy_tells_labels_at_the_edges(y, y_hat, problem):
+@pytest.mark.parametrize("rows", [1, 40], ids=["few-rows", "many-rows"])
+def test_softmax_cross_entropy_tells_labels_at_the_edges(y, y_hat, problem, rows):
     """What the check's fast path decides by a shortcut (y_hat's first value, the sums' distance from 1 by the
-    dtype's tolerance, at its last representable value and the next) is what the full check decides."""
+    dtype's tolerance, at its last representable value and the next) is what the full check decides, on a few
+    rows and on many (the distance is found two ways)."""
+    y, y_hat = np.concatenate([y] * rows), np.concatenate([y_hat] * rows)
     for logits in [y_hat, opreg.Tensor(y_hat)]:
         if problem is None:
             SoftmaxCrossEntropy.check_order(y, logits)
