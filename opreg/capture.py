@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from opreg import tracing
 from opreg.calls import backward_keywords, input_gradients
 from opreg.opdef import OpDef
 from opreg.outforms import backward_out_keywords
@@ -84,6 +85,7 @@ class Recorder:
         self.seeds: dict[int, Any] = {}  # id -> a backward pass's starting gradient, not yet used
         self.allocations: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # values out forms write
         self.escaping: set[str] = set()
+        self.pure: set[int] = set()  # lines that only compute what they assign: left out when nothing reads it
         self.suspended = 0
         self.preamble: list[str] = []
         self.values = 0
@@ -162,7 +164,7 @@ class Recorder:
         an out form writes is given a buffer (``b0``, ...) kept across replays, shared by values of one shape and
         dtype whose lives do not overlap, unless it escapes (:meth:`shared`): then a new array (``empty``).
         """
-        body = [*self.preamble, *self.lines, f"return {returns}"]
+        body = [*self.preamble, *_live(self.lines, self.pure, returns), f"return {returns}"]
         last: dict[str, int] = {}
         for number, line in enumerate(body):
             for word in _words(line):
@@ -193,6 +195,25 @@ class Recorder:
             if dead and not line.startswith("return"):
                 out.append(f"del {', '.join(dead)}")
         return "def replay(A):\n" + "".join(f"    {line}\n" for line in out), buffers
+
+
+def _live(lines: list[str], pure: set[int], returns: str) -> list[str]:
+    """``lines`` without the pure ones whose results nothing after them reads (or returns): an op's forward whose
+    output only a backward's seed followed (the loss of a step that returns nothing) is not run again."""
+    needed = _words(returns)
+    kept = []
+    for number in range(len(lines) - 1, -1, -1):
+        line = lines[number]
+        if number in pure:
+            targets, expression = line.split(" = ", 1)
+            assigned = _words(targets)
+            if not assigned & needed:
+                continue
+            needed = needed - assigned | _words(expression)
+        else:
+            needed |= _words(line)
+        kept.append(line)
+    return kept[::-1]
 
 
 def _words(line: str) -> set[str]:
@@ -257,12 +278,16 @@ def forward(
     out_form = op.forward_out
     if out_form is not None and type(output) is np.ndarray and not op.saves:
         name = recorder.allocate(output)
+        arguments = [(np.empty(output.shape, output.dtype), name), *zip(datas, inputs, strict=True)]
+        if _inline(recorder, out_form, arguments, attributes):
+            return
         function = functools.partial(out_form, **attributes) if attributes else out_form
         recorder.lines.append(f"{recorder.constant(function, static=True)}({name}, {', '.join(inputs)})")
         return
     recorder.shared(*inputs)
     function = functools.partial(op.forward, **attributes) if attributes else op.forward
     call = f"{recorder.constant(function, static=True)}({', '.join(inputs)})"
+    first = len(recorder.lines)
     if isinstance(output, tuple):  # several outputs: each an array of its own, as run_forward makes them
         names = [recorder.value(each) for each in output]
         if op.saves:
@@ -270,14 +295,15 @@ def forward(
             call = "_o"
         several = recorder.constant(_several, static=True)
         recorder.lines.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = {several}({call})")
-        return
-    name = recorder.value(output)
-    if op.saves:
-        recorder.lines.append(f"{name}, {_saved(recorder, saved)} = {call}")
     else:
-        recorder.lines.append(f"{name} = {call}")
-    if output.ndim == 0:  # a 0-d result may come back a NumPy scalar, which run_forward makes an array
-        recorder.lines.append(f"{name} = asarray({name})")
+        name = recorder.value(output)
+        if op.saves:
+            recorder.lines.append(f"{name}, {_saved(recorder, saved)} = {call}")
+        else:
+            recorder.lines.append(f"{name} = {call}")
+        if output.ndim == 0:  # a 0-d result may come back a NumPy scalar, which run_forward makes an array
+            recorder.lines.append(f"{name} = asarray({name})")
+    recorder.pure.update(range(first, len(recorder.lines)))  # an op's forward changes nothing it is given
 
 
 def _saved(recorder: Recorder, saved: Any) -> str:
@@ -338,7 +364,16 @@ def backward(
     # the inputs named before the results: a backward may return its grad_output itself (add's does)
     g_name, names, out_name = recorder.ref(grad_output), [recorder.ref(x) for x in datas], recorder.ref(output)
     if op.backward_out is not None:
-        _backward_out(recorder, op, g_name, names, output, out_name, attributes, grads_in)
+        _backward_out(
+            recorder,
+            op,
+            (grad_output, g_name),
+            list(zip(datas, names, strict=True)),
+            output,
+            out_name,
+            attributes,
+            grads_in,
+        )
         return
     saved_name = "None" if saved is None else recorder.ref(saved)
     recorder.shared(g_name, *names, out_name)
@@ -366,21 +401,58 @@ def _input_gradients(
 def _backward_out(
     recorder: Recorder,
     op: OpDef,
-    g_name: str,
-    names: list[str],
+    g: tuple[Any, str],
+    inputs: list[tuple[Any, str]],
     output: Any,
     out_name: str,
     attributes: Mapping[str, Any],
     grads_in: Sequence[Any],
 ) -> None:
-    """``op.backward_out`` writing each wanted gradient into an array of its input's shape and dtype."""
+    """``op.backward_out`` writing each wanted gradient into an array of its input's shape and dtype (``g`` and the
+    ``inputs`` are given as ``(array, its name)``)."""
     keywords = backward_out_keywords(op, attributes, output, grads_in)
     more = f", output={out_name}" if keywords.pop("output", None) is not None else ""
     out_form = op.backward_out
     assert out_form is not None  # the caller's condition
+    outs = [recorder.allocate(grad) if grad is not None else "None" for grad in grads_in]
+    scratch = tuple(
+        None if grad is None else (np.empty(grad.shape, grad.dtype), name)
+        for grad, name in zip(grads_in, outs, strict=True)
+    )
+    arguments = [scratch, g, *inputs]
+    if more:
+        keywords["output"] = (output, out_name)
+    if _inline(recorder, out_form, arguments, keywords):
+        return
+    keywords.pop("output", None)
     function = recorder.constant(functools.partial(out_form, **keywords) if keywords else out_form, static=True)
-    outs = [recorder.allocate(g) if g is not None else "None" for g in grads_in]
-    recorder.lines.append(f"{function}(({', '.join(outs)},), {g_name}, {', '.join(names)}{more})")
+    names = ", ".join(name for _, name in inputs)
+    recorder.lines.append(f"{function}(({', '.join(outs)},), {g[1]}, {names}{more})")
+
+
+def _inline(
+    recorder: Recorder, form: Callable[..., Any], arguments: Sequence[Any], keywords: Mapping[str, Any]
+) -> bool:
+    """Write the NumPy calls ``form`` makes in place of a call to it (:mod:`opreg.tracing`), if it can be traced.
+
+    ``arguments`` and ``keywords`` are the form's, with each array given as ``(array, its name)``; the arrays a form
+    writes into are scratch arrays of their shape and dtype (the recording's own values are left alone)."""
+    trace = tracing.Trace(recorder.value, functools.partial(recorder.constant, static=True))
+
+    def stand_in(x: Any) -> Any:
+        if isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], str):
+            return trace.array(*x) if isinstance(x[0], np.ndarray) else x[0]
+        if isinstance(x, tuple):
+            return tuple(stand_in(each) for each in x)
+        return x
+
+    try:
+        trace.run(form, [stand_in(x) for x in arguments], {key: stand_in(x) for key, x in keywords.items()})
+    except tracing.Untraceable:
+        return False
+    recorder.lines.extend(trace.lines)
+    recorder.shared(*trace.shared)
+    return True
 
 
 def _direct_backward(
@@ -450,6 +522,21 @@ def leaf(lock: Callable[[Any], Any], tensor: Any, arrived: Any) -> None:
     recorder.shared(recorder.ref(arrived))
     recorder.lines.append(f"with {lock_name}({owner}):")
     recorder.lines.append(f"    {owner}._grad = {function}({owner}._grad, {recorder.ref(arrived)})")
+
+
+def assigned_grad(tensor: Any, value: np.ndarray | None) -> None:
+    """``tensor.grad = value`` (``p.grad = None`` before a backward, as many a training loop writes): written down,
+    so that a replay starts each gradient where the eager step does."""
+    recorder = current()
+    if recorder is None:
+        return
+    owner = recorder.names.get(id(tensor)) or recorder._name(tensor, recorder.constant(tensor))
+    if value is None:
+        recorder.lines.append(f"{owner}._grad = None")
+        return
+    name = recorder.ref(value)
+    recorder.shared(name)
+    recorder.lines.append(f"{owner}._grad = {name}")
 
 
 def replayed(method: F) -> F:

@@ -69,7 +69,7 @@ class _Program:
         self.epoch = capture.epoch
         self.verified = False
         self.held: list[Any] = []
-        namespace: dict[str, Any] = {"asarray": np.asarray, "empty": np.empty, **self.constants, **buffers}
+        namespace: dict[str, Any] = {"np": np, "asarray": np.asarray, "empty": np.empty, **self.constants, **buffers}
         exec(self.code, namespace)
         self.function = namespace["replay"]
 

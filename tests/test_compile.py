@@ -306,3 +306,25 @@ def test_a_view_of_a_value_an_out_form_wrote_is_not_overwritten_by_a_reused_buff
         held = [params[0].grad]
         results.append([*(o[1].data for o in outputs), *held, *(p.grad for p in params)])
     assert_same(*results)
+
+
+def test_grad_set_to_none_in_the_step_is_replayed() -> None:
+    """``p.grad = None`` before backward, as hand-written loops do: a replay that skipped it would add each step's
+    gradient to the last one's (it did, silently, before the assignment was recorded)."""
+
+    def make() -> tuple[Callable[..., Any], opreg.Tensor]:
+        w = opreg.Tensor(np.linspace(-1.0, 1.0, 4), requires_grad=True)
+
+        def step(x: np.ndarray) -> None:
+            w.grad = None
+            opreg.ops.sum(opreg.ops.mul(w, x)).backward()
+
+        return step, w
+
+    (eager, w_eager), (step, w) = make(), make()
+    compiled = opreg.compile(step)
+    for x in np.arange(16.0).reshape(4, 4):
+        eager(x)
+        compiled(x)
+        assert np.array_equal(w.grad, w_eager.grad)
+    assert compiled.replays == (2 if REPLAYS else 0)
