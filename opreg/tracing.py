@@ -18,6 +18,7 @@ the program's guards fix them.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -34,6 +35,18 @@ class Untraceable(Exception):
 
 #: NumPy functions that read only shapes and dtypes: answered, not written down (the guards fix what they read).
 _METADATA = frozenset({np.shape, np.ndim, np.size, np.result_type, np.iscomplexobj, np.isrealobj})
+
+#: Reductions written as the ufunc reduction NumPy makes for them on an ndarray (``np.sum(x, axis)`` and
+#: ``x.sum(axis)`` are ``np.add.reduce(x, axis)``), without the layers of Python in between.
+_REDUCTIONS: dict[Any, np.ufunc] = {
+    np.sum: np.add,
+    np.prod: np.multiply,
+    np.max: np.maximum,
+    np.amax: np.maximum,
+    np.min: np.minimum,
+    np.amin: np.minimum,
+}
+_REDUCING_METHODS = {"sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min}
 
 #: Array methods a form may call on a stand-in.
 _METHODS = frozenset(
@@ -91,6 +104,11 @@ class Trace:
         real_kwargs = {key: self.real(x) for key, x in kwargs.items()}
         if function in _METADATA:
             return function(*real_args, **real_kwargs)
+        if function in _REDUCTIONS and args and isinstance(args[0], Traced) and type(args[0].array) is np.ndarray:
+            bound = inspect.signature(function).bind(*args, **kwargs).arguments
+            del bound["a"]
+            bound.setdefault("axis", None)  # the reduction's own default is axis 0
+            return self.ufunc(_REDUCTIONS[function], "reduce", (args[0],), bound)
         text = [self.text(x) for x in args] + [f"{key}={self.text(x)}" for key, x in kwargs.items()]
         call = f"{self._named(function, np)}({', '.join(text)})"
         result = function(*real_args, **real_kwargs)
@@ -100,6 +118,8 @@ class Trace:
         return self._result(result, call, [x for x in (*args, *kwargs.values()) if isinstance(x, Traced)])
 
     def method(self, traced: Traced, name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        if name in _REDUCING_METHODS and type(traced.array) is np.ndarray:  # x.sum(...) is np.sum(x, ...)
+            return self.function(_REDUCING_METHODS[name], (traced, *args), kwargs)
         text = [self.text(x) for x in args] + [f"{key}={self.text(x)}" for key, x in kwargs.items()]
         if name == "__getitem__":
             call = f"{traced.name}[{text[0]}]"

@@ -15,16 +15,44 @@ from opreg.tracing import Trace, Untraceable
 REPLAYS = not opreg.observe.active
 
 
-def _trace(form, *arrays, **keywords):
+def _trace(form, *arrays, constants=None, **keywords):
     """``form`` traced on ``arrays`` (named a0, a1, ...); the lines, or the reason it cannot be."""
     names = iter(range(100))
-    trace = Trace(lambda x: f"t{next(names)}", lambda value: f"k({value!r})")
+    constants = {} if constants is None else constants
+
+    def constant(value):
+        constants[f"k{len(constants)}"] = value
+        return f"k{len(constants) - 1}"
+
+    trace = Trace(lambda x: f"t{next(names)}", constant)
     stand_ins = [trace.array(a, f"a{i}") for i, a in enumerate(arrays)]
     try:
         trace.run(form, stand_ins, keywords)
     except Untraceable as exc:
         return str(exc)
     return trace.lines
+
+
+def _reductions(out, x):
+    np.sum(x, out=out[0])  # no axis: every axis, where np.add.reduce's own default is axis 0
+    np.copyto(out[1], x.max(axis=1) + np.prod(x, 1, keepdims=True).min() + x.sum(0, dtype=np.float32)[:2])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_traced_calls_replayed_on_new_arrays_give_what_the_form_gives(dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3)).astype(dtype)
+    scratch = (np.empty((), dtype), np.empty(2, dtype))
+    constants: dict = {}
+    lines = _trace(lambda a0, a1, a2: _reductions((a0, a1), a2), *scratch, x, constants=constants)
+    assert isinstance(lines, list) and any("np.add.reduce(a2, axis=None" in line for line in lines), lines
+    for _ in range(3):
+        x = rng.standard_normal((2, 3)).astype(dtype)
+        want = (np.empty((), dtype), np.empty(2, dtype))
+        _reductions(want, x)
+        got = {"np": np, **constants, "a0": np.empty((), dtype), "a1": np.empty(2, dtype), "a2": x}
+        exec("\n".join(lines), got)
+        assert np.array_equal(got["a0"], want[0]) and np.array_equal(got["a1"], want[1])
 
 
 def test_ufuncs_functions_methods_and_operators_are_written_down_with_their_arguments():
@@ -37,7 +65,7 @@ def test_ufuncs_functions_methods_and_operators_are_written_down_with_their_argu
     assert _trace(form, np.empty((2, 3)), x, y) == [
         "t0 = a2.T",
         "np.multiply(a1, t0, out=a0)",
-        "t1 = a1.sum(axis=0, keepdims=True)",
+        "t1 = np.add.reduce(a1, axis=0, keepdims=True)",
         "np.add(a0, t1, out=a0)",
         "t2 = np.less(a1, 0)",
         "np.copyto(a0, 0.0, where=t2)",
