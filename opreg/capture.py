@@ -278,8 +278,9 @@ def forward(
     out_form = op.forward_out
     if out_form is not None and type(output) is np.ndarray and not op.saves:
         name = recorder.allocate(output)
-        arguments = [(np.empty(output.shape, output.dtype), name), *zip(datas, inputs, strict=True)]
-        if _inline(recorder, out_form, arguments, attributes):
+        scratch = np.empty(output.shape, output.dtype)
+        arguments = [(scratch, name), *zip(datas, inputs, strict=True)]
+        if _inline(recorder, out_form, arguments, attributes, [(scratch, output, f"{op.describe()}: forward_out")]):
             return
         function = functools.partial(out_form, **attributes) if attributes else out_form
         recorder.lines.append(f"{recorder.constant(function, static=True)}({name}, {', '.join(inputs)})")
@@ -422,7 +423,12 @@ def _backward_out(
     arguments = [scratch, g, *inputs]
     if more:
         keywords["output"] = (output, out_name)
-    if _inline(recorder, out_form, arguments, keywords):
+    written = [
+        (pair[0], grad, f"{op.describe()}: backward_out, for {op.describe_input(i)},")
+        for i, (pair, grad) in enumerate(zip(scratch, grads_in, strict=True))
+        if pair is not None
+    ]
+    if _inline(recorder, out_form, arguments, keywords, written):
         return
     keywords.pop("output", None)
     function = recorder.constant(functools.partial(out_form, **keywords) if keywords else out_form, static=True)
@@ -431,12 +437,19 @@ def _backward_out(
 
 
 def _inline(
-    recorder: Recorder, form: Callable[..., Any], arguments: Sequence[Any], keywords: Mapping[str, Any]
+    recorder: Recorder,
+    form: Callable[..., Any],
+    arguments: Sequence[Any],
+    keywords: Mapping[str, Any],
+    written: Sequence[tuple[np.ndarray, np.ndarray, str]],
 ) -> bool:
     """Write the NumPy calls ``form`` makes in place of a call to it (:mod:`opreg.tracing`), if it can be traced.
 
     ``arguments`` and ``keywords`` are the form's, with each array given as ``(array, its name)``; the arrays a form
-    writes into are scratch arrays of their shape and dtype (the recording's own values are left alone)."""
+    writes into are scratch arrays of their shape and dtype (the recording's own values are left alone). Each
+    ``(scratch, eager, what)`` of ``written`` must then hold the eager step's values bit for bit, as the out-form
+    contract says: a form that gives other numbers on this step's arrays makes the step run eagerly, never a
+    replay with other numbers."""
     trace = tracing.Trace(recorder.value, functools.partial(recorder.constant, static=True))
 
     def stand_in(x: Any) -> Any:
@@ -450,9 +463,25 @@ def _inline(
         trace.run(form, [stand_in(x) for x in arguments], {key: stand_in(x) for key, x in keywords.items()})
     except tracing.Untraceable:
         return False
+    for scratch, eager, what in written:
+        if not _same_bits(scratch, eager):
+            recorder.refuse(
+                f"{what} does not give the eager step's numbers bit for bit on this step's arrays (opreg check "
+                "tests it on the op's samples; CONTRIBUTING.md, 'Forms that write into given arrays')"
+            )
     recorder.lines.extend(trace.lines)
     recorder.shared(*trace.shared)
     return True
+
+
+def _same_bits(a: np.ndarray, b: Any) -> bool:
+    """Whether ``b`` is ``a``'s values exactly: NaN where it has NaN, zeros of the same sign."""
+    b = np.asarray(b)
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.dtype.kind not in "fc":
+        return bool(np.array_equal(a, b))
+    return bool(np.array_equal(a, b, equal_nan=True) and np.array_equal(np.signbit(a.real), np.signbit(b.real)))
 
 
 def _direct_backward(

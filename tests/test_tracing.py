@@ -182,3 +182,29 @@ def test_a_forward_nothing_reads_is_left_out_and_one_returned_is_kept():
         assert quiet.replays == loud.replays == 1
         assert "asarray(" in loud.code  # the loss, a 0-d array
         assert "asarray(" not in quiet.code  # its forward not run: backward recomputes what it needs
+
+
+@pytest.mark.skipif(not REPLAYS, reason="checking mode validates the op, and refuses its forward_out, first")
+def test_an_out_form_that_differs_from_forward_on_the_steps_arrays_makes_the_step_run_eagerly(install_ops):
+    """The out-form contract, held on the step's own arrays at recording: a replay never gives other numbers than
+    the eager step, even when a form's samples did not show the difference."""
+    install_ops(
+        {
+            "name": "my_twice",
+            "inputs": ("x",),
+            "forward": lambda x: x * 2.0,
+            "backward": lambda g, x: (g * 2.0,),
+            "forward_out": lambda out, x: np.multiply(x, 2.0 if x.size < 100 else 2.0000001, out=out),
+        }
+    )
+    w = Tensor(np.ones(200), requires_grad=True)
+
+    def step():
+        w.grad = None
+        opreg.ops.sum(opreg.ops.my_twice(w)).backward()
+
+    compiled = opreg.compile(step)
+    with pytest.warns(opreg.CaptureWarning, match="my_twice.*forward_out does not give the eager step's numbers"):
+        for _ in range(4):
+            compiled()
+    assert compiled.replays == 0
