@@ -545,11 +545,11 @@ def leaf(lock: Callable[[Any], Any], tensor: Any, arrived: Any) -> None:
     recorder = current()
     if recorder is None:
         return
-    lock_name = recorder.constant(lock, static=True)
+    lock_name = recorder.constant(lock(tensor))  # the tensor's own lock: the same object while the tensor lives
     function = recorder.constant(_leaf_gradient, static=True)
     owner = recorder.names.get(id(tensor)) or recorder._name(tensor, recorder.constant(tensor))
     recorder.shared(recorder.ref(arrived))
-    recorder.lines.append(f"with {lock_name}({owner}):")
+    recorder.lines.append(f"with {lock_name}:")
     recorder.lines.append(f"    {owner}._grad = {function}({owner}._grad, {recorder.ref(arrived)})")
 
 
