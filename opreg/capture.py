@@ -24,7 +24,7 @@ import operator
 import re
 import threading
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -85,7 +85,9 @@ class Recorder:
         self.seeds: dict[int, Any] = {}  # id -> a backward pass's starting gradient, not yet used
         self.allocations: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # values out forms write
         self.escaping: set[str] = set()
-        self.pure: set[int] = set()  # lines that only compute what they assign: left out when nothing reads it
+        # lines that change nothing but the names they give: (the names they assign, the names whose values they
+        # may change), for leaving out those whose results nothing reads
+        self.pure: dict[int, tuple[set[str], set[str]]] = {}
         self.suspended = 0
         self.preamble: list[str] = []
         self.values = 0
@@ -197,7 +199,7 @@ class Recorder:
         return "def replay(A):\n" + "".join(f"    {line}\n" for line in out), buffers
 
 
-def _live(lines: list[str], pure: set[int], returns: str) -> list[str]:
+def _live(lines: list[str], pure: Mapping[int, tuple[set[str], set[str]]], returns: str) -> list[str]:
     """``lines`` without the pure ones whose results nothing after them reads (or returns): an op's forward whose
     output only a backward's seed followed (the loss of a step that returns nothing) is not run again."""
     needed = _words(returns)
@@ -205,11 +207,10 @@ def _live(lines: list[str], pure: set[int], returns: str) -> list[str]:
     for number in range(len(lines) - 1, -1, -1):
         line = lines[number]
         if number in pure:
-            targets, expression = line.split(" = ", 1)
-            assigned = _words(targets)
-            if not assigned & needed:
+            assigned, written = pure[number]
+            if not written & needed:
                 continue
-            needed = needed - assigned | _words(expression)
+            needed = needed - assigned | _words(line.split(" = ", 1)[1] if assigned else line)
         else:
             needed |= _words(line)
         kept.append(line)
@@ -285,6 +286,8 @@ def forward(
         function = functools.partial(out_form, **attributes) if attributes else out_form
         recorder.lines.append(f"{recorder.constant(function, static=True)}({name}, {', '.join(inputs)})")
         return
+    if not isinstance(output, tuple) and _inline_forward(recorder, op, datas, inputs, attributes, output, saved):
+        return
     recorder.shared(*inputs)
     function = functools.partial(op.forward, **attributes) if attributes else op.forward
     call = f"{recorder.constant(function, static=True)}({', '.join(inputs)})"
@@ -304,7 +307,69 @@ def forward(
             recorder.lines.append(f"{name} = {call}")
         if output.ndim == 0:  # a 0-d result may come back a NumPy scalar, which run_forward makes an array
             recorder.lines.append(f"{name} = asarray({name})")
-    recorder.pure.update(range(first, len(recorder.lines)))  # an op's forward changes nothing it is given
+    for number in range(first, len(recorder.lines)):  # an op's forward changes nothing it is given
+        assigned = _words(recorder.lines[number].split(" = ", 1)[0])
+        recorder.pure[number] = (assigned, assigned)
+
+
+def _inline_forward(
+    recorder: Recorder,
+    op: OpDef,
+    datas: Sequence[Any],
+    inputs: Sequence[str],
+    attributes: Mapping[str, Any],
+    output: np.ndarray,
+    saved: Any,
+) -> bool:
+    """The NumPy calls of ``op``'s forward in place of a call to it (an op with no ``forward_out``, or whose forward
+    also returns what backward saves), if it can be traced: each line marked pure, so that what only a loss nobody
+    reads needed is left out. Its results must be the eager step's, bit for bit."""
+    trace = tracing.Trace(recorder.value, functools.partial(recorder.constant, static=True))
+    args = [trace.array(x, name) if type(x) is np.ndarray else x for x, name in zip(datas, inputs, strict=True)]
+    try:
+        result = trace.run(op.forward, args, attributes)
+        if op.saves and not (isinstance(result, tuple) and len(result) == 2):
+            return False
+        value, kept = result if op.saves else (result, None)
+        if not isinstance(value, tracing.Traced) or any(value is x for x in args):
+            return False
+        kept_text = trace.text(kept)
+    except tracing.Untraceable:
+        return False
+    if not all(_same_bits(np.asarray(x), y) for x, y in _arrays(value, output, kept, saved)):
+        recorder.refuse(
+            f"{op.describe()}'s forward gave other numbers when traced than when it ran (read the values of its "
+            "inputs in some way tracing cannot see?)"
+        )
+    first = len(recorder.lines)
+    recorder.lines.extend(trace.lines)
+    recorder.pure.update(zip(range(first, len(recorder.lines)), trace.effects, strict=True))
+    if output.ndim == 0:  # a 0-d result may come back a NumPy scalar, which run_forward makes an array
+        _pure(recorder, f"{recorder.value(output)} = asarray({value.name})")
+    else:
+        recorder._name(output, value.name)
+    if saved is not None:
+        _pure(recorder, f"{recorder.value(saved)} = {kept_text}")
+    recorder.shared(*trace.shared)
+    return True
+
+
+def _arrays(traced: Any, eager: Any, *more: Any) -> Iterator[tuple[Any, Any]]:
+    """Pairs of (a traced result, the eager value in its place), through tuples and lists."""
+    if isinstance(traced, tracing.Traced):
+        yield traced.array, eager
+    elif isinstance(traced, tuple | list) and isinstance(eager, tuple | list) and len(traced) == len(eager):
+        for pair in zip(traced, eager, strict=True):
+            yield from _arrays(*pair)
+    if more:
+        yield from _arrays(*more)
+
+
+def _pure(recorder: Recorder, line: str) -> None:
+    """An assignment that changes nothing but its name."""
+    assigned = _words(line.split(" = ", 1)[0])
+    recorder.pure[len(recorder.lines)] = (assigned, assigned)
+    recorder.lines.append(line)
 
 
 def _saved(recorder: Recorder, saved: Any) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,9 @@ _REDUCTIONS: dict[Any, np.ufunc] = {
 }
 _REDUCING_METHODS = {"sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min}
 
+#: Array methods that write into the array they are called on.
+_WRITING_METHODS = frozenset({"fill", "__setitem__"})
+
 #: Array methods a form may call on a stand-in.
 _METHODS = frozenset(
     {"sum", "max", "min", "mean", "prod", "copy", "astype", "fill", "reshape", "transpose", "swapaxes", "ravel"}
@@ -57,22 +60,29 @@ _METHODS = frozenset(
 
 class Trace:
     """The calls of one traced form. ``value(x)`` names a result the form made (the recorder's ``vN``);
-    ``lines`` are the generated code, and ``shared`` the names whose memory a result may view."""
+    ``lines`` are the generated code; ``effects`` say, for each line, the names it assigns and the names whose
+    values it may change (those, and arrays it writes into), for leaving out lines whose results nothing reads;
+    ``shared`` are the names whose memory a result may view."""
 
     def __init__(self, value: Callable[[Any], str], constant: Callable[[Any], str]) -> None:
         self._value = value
         self._constant = constant
         self.lines: list[str] = []
+        self.effects: list[tuple[set[str], set[str]]] = []
         self.shared: set[str] = set()
+
+    def _emit(self, line: str, assigned: set[str], written: Iterable[Any]) -> None:
+        self.lines.append(line)
+        self.effects.append((assigned, assigned | {x.name for x in written if isinstance(x, Traced)}))
 
     def array(self, array: Any, name: str) -> Traced:
         """A stand-in for ``array``, called ``name`` in the generated code."""
         return Traced(self, array, name)
 
-    def run(self, form: Callable[..., Any], args: Sequence[Any], keywords: Mapping[str, Any]) -> None:
-        """Call ``form`` on ``args`` (stand-ins among them); :class:`Untraceable` if it cannot be written down."""
+    def run(self, form: Callable[..., Any], args: Sequence[Any], keywords: Mapping[str, Any]) -> Any:
+        """``form(*args, **keywords)`` (stand-ins among them); :class:`Untraceable` if it cannot be written down."""
         try:
-            form(*args, **keywords)  # what it returns is not used (a lambda may return its ufunc's out)
+            return form(*args, **keywords)
         except Untraceable:
             raise
         except Exception as exc:  # a stand-in lacks something the form uses: call the form instead
@@ -95,9 +105,9 @@ class Trace:
             real["out"] = tuple(self.real(x) for x in outs)
         result = getattr(ufunc, method)(*(self.real(x) for x in inputs), **real)
         if outs is not None:
-            self.lines.append(call)
+            self._emit(call, set(), outs)
             return outs[0] if len(outs) == 1 else outs
-        return self._result(result, call, ())
+        return self._result(result, call, (), ())
 
     def function(self, function: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         real_args = [self.real(x) for x in args]
@@ -112,10 +122,11 @@ class Trace:
         text = [self.text(x) for x in args] + [f"{key}={self.text(x)}" for key, x in kwargs.items()]
         call = f"{self._named(function, np)}({', '.join(text)})"
         result = function(*real_args, **real_kwargs)
+        arrays = [x for x in (*args, *kwargs.values()) if isinstance(x, Traced)]  # any of them it may write into
         if kwargs.get("out") is not None:
-            self.lines.append(call)
+            self._emit(call, set(), arrays)
             return kwargs["out"]
-        return self._result(result, call, [x for x in (*args, *kwargs.values()) if isinstance(x, Traced)])
+        return self._result(result, call, arrays, arrays)
 
     def method(self, traced: Traced, name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         if name in _REDUCING_METHODS and type(traced.array) is np.ndarray:  # x.sum(...) is np.sum(x, ...)
@@ -129,25 +140,27 @@ class Trace:
             call = f"{traced.name}.{name}({', '.join(text)})"
         real_kwargs = {key: self.real(x) for key, x in kwargs.items()}
         result = getattr(traced.array, name)(*(self.real(x) for x in args), **real_kwargs)
-        return self._result(result, call, [traced])
+        return self._result(result, call, [traced], [traced] if name in _WRITING_METHODS else ())
 
     def attribute_view(self, traced: Traced, name: str) -> Traced:
         """``x.T`` and its like: a view, named."""
-        result = self._result(getattr(traced.array, name), f"{traced.name}.{name}", [traced])
+        result = self._result(getattr(traced.array, name), f"{traced.name}.{name}", [traced], ())
         assert isinstance(result, Traced)
         return result
 
     # --- writing the calls ---------------------------------------------------------------------------------------
 
-    def _result(self, result: Any, call: str, viewed: Sequence[Traced]) -> Any:
+    def _result(self, result: Any, call: str, viewed: Sequence[Traced], written: Sequence[Traced]) -> Any:
+        """The result of ``call``, named; ``viewed`` are the arrays it may be a view of, ``written`` those the
+        call may write into."""
         if result is None:
-            self.lines.append(call)
+            self._emit(call, set(), written)
             return None
         if not isinstance(result, np.ndarray | np.generic):
             raise Untraceable(f"{call} returned a {type(result).__name__}")
         traced = Traced(self, result, "")
         traced.name = self._value(traced)
-        self.lines.append(f"{traced.name} = {call}")
+        self._emit(f"{traced.name} = {call}", {traced.name}, written)
         for source in viewed:  # a result that may view an argument: neither may be a reused buffer
             if isinstance(result, np.ndarray) and np.may_share_memory(result, source.array):
                 self.shared.update((source.name, traced.name))
