@@ -85,9 +85,9 @@ class Recorder:
         self.seeds: dict[int, Any] = {}  # id -> a backward pass's starting gradient, not yet used
         self.allocations: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # values out forms write
         self.escaping: set[str] = set()
-        # lines that change nothing but the names they give: (the names they assign, the names whose values they
-        # may change), for leaving out those whose results nothing reads
-        self.pure: dict[int, tuple[set[str], set[str]]] = {}
+        # line -> (the names it assigns, the names whose values it may change), for lines known to change nothing
+        # else (traced NumPy calls, forwards): what nothing reads is left out, what was computed already is reused
+        self.effects: dict[int, tuple[set[str], set[str]]] = {}
         self.suspended = 0
         self.preamble: list[str] = []
         self.values = 0
@@ -131,6 +131,7 @@ class Recorder:
         if id(x) in self.seeds:  # a backward pass's seed: a fresh copy each run, as the eager pass makes one
             source = self.constant(np.array(self.seeds.pop(id(x)), copy=True), static=True)
             name = self.value(x)
+            self.effects[len(self.lines)] = ({name}, {name})
             self.lines.append(f"{name} = {source}.copy()")
             return name
         if tensor is not None:  # a Tensor from before the step (a parameter): read its array when replaying
@@ -151,6 +152,7 @@ class Recorder:
         :meth:`source` gives it a buffer kept from one replay to the next where that is safe, else a new array."""
         name = self.value(x)
         self.allocations[name] = (x.shape, x.dtype)
+        self.effects[len(self.lines)] = ({name}, {name})
         self.lines.append(f"{name} = <alloc>")
         return name
 
@@ -166,7 +168,8 @@ class Recorder:
         an out form writes is given a buffer (``b0``, ...) kept across replays, shared by values of one shape and
         dtype whose lives do not overlap, unless it escapes (:meth:`shared`): then a new array (``empty``).
         """
-        body = [*self.preamble, *_live(self.lines, self.pure, returns), f"return {returns}"]
+        lines = _common(self.lines, _live(self.lines, self.effects, returns), self.effects)
+        body = [*self.preamble, *lines, f"return {returns}"]
         last: dict[str, int] = {}
         for number, line in enumerate(body):
             for word in _words(line):
@@ -199,22 +202,65 @@ class Recorder:
         return "def replay(A):\n" + "".join(f"    {line}\n" for line in out), buffers
 
 
-def _live(lines: list[str], pure: Mapping[int, tuple[set[str], set[str]]], returns: str) -> list[str]:
-    """``lines`` without the pure ones whose results nothing after them reads (or returns): an op's forward whose
-    output only a backward's seed followed (the loss of a step that returns nothing) is not run again."""
+Effects = Mapping[int, tuple[set[str], set[str]]]
+
+
+def _live(lines: list[str], effects: Effects, returns: str) -> list[int]:
+    """The numbers of ``lines`` to run: not those with known effects whose results nothing after them reads (or
+    returns). An op's forward whose output only a backward's seed followed (the loss of a step that returns
+    nothing) is not run again."""
     needed = _words(returns)
     kept = []
     for number in range(len(lines) - 1, -1, -1):
         line = lines[number]
-        if number in pure:
-            assigned, written = pure[number]
+        if number in effects:
+            assigned, written = effects[number]
             if not written & needed:
                 continue
             needed = needed - assigned | _words(line.split(" = ", 1)[1] if assigned else line)
         else:
             needed |= _words(line)
-        kept.append(line)
+        kept.append(number)
     return kept[::-1]
+
+
+def _common(lines: list[str], numbers: list[int], effects: Effects) -> list[str]:
+    """``lines[n]`` for each of ``numbers``, but a line that computes what an earlier one did, from values nothing
+    changed in between, is left out and its name replaced by the earlier one's (a loss's forward and its backward
+    both take the softmax of the logits). Only for results nothing changes after they are made: a line of unknown
+    effects (a library call, a landing) may change any value it names, and any array the step did not compute."""
+    changed: set[str] = set()  # names whose values change after they are made
+    for number in numbers:
+        if number in effects:
+            assigned, written = effects[number]
+            changed |= written - assigned
+        else:
+            changed |= _words(lines[number])
+    made: dict[str, str] = {}  # an expression -> the name of its value
+    renamed: dict[str, str] = {}
+    kept = []
+    for number in numbers:
+        line = lines[number]
+        if renamed:
+            line = re.sub(r"\b[va]\d+\b", lambda m: renamed.get(m.group(), m.group()), line)
+        if number not in effects:
+            made.clear()
+            kept.append(line)
+            continue
+        assigned, written = effects[number]
+        if made:
+            made = {expression: name for expression, name in made.items() if not _words(expression) & written}
+        if len(assigned) == 1 and assigned == written and not line.endswith("<alloc>"):
+            (name,) = assigned
+            expression = line.split(" = ", 1)[1]
+            if name not in changed:
+                earlier = made.get(expression)
+                if earlier is not None:
+                    renamed[name] = earlier
+                    continue
+                made[expression] = name
+        kept.append(line)
+    return kept
 
 
 def _words(line: str) -> set[str]:
@@ -274,8 +320,8 @@ def forward(
             inputs.append(recorder.ref(data, x))
         elif id(data) in recorder.names or type(x) is np.ndarray:
             inputs.append(recorder.ref(data))
-        else:  # a Python number or list the op call converted: the same every run
-            inputs.append(recorder.constant(data, static=True))
+        else:  # a Python number or list the op call converted: the same every run (named for backward too)
+            inputs.append(recorder._name(data, recorder.constant(data, static=True)))
     out_form = op.forward_out
     if out_form is not None and type(output) is np.ndarray and not op.saves:
         name = recorder.allocate(output)
@@ -309,7 +355,7 @@ def forward(
             recorder.lines.append(f"{name} = asarray({name})")
     for number in range(first, len(recorder.lines)):  # an op's forward changes nothing it is given
         assigned = _words(recorder.lines[number].split(" = ", 1)[0])
-        recorder.pure[number] = (assigned, assigned)
+        recorder.effects[number] = (assigned, assigned)
 
 
 def _inline_forward(
@@ -322,8 +368,8 @@ def _inline_forward(
     saved: Any,
 ) -> bool:
     """The NumPy calls of ``op``'s forward in place of a call to it (an op with no ``forward_out``, or whose forward
-    also returns what backward saves), if it can be traced: each line marked pure, so that what only a loss nobody
-    reads needed is left out. Its results must be the eager step's, bit for bit."""
+    also returns what backward saves), if it can be traced: each line's effects known, so that what only a loss
+    nobody reads needed is left out. Its results must be the eager step's, bit for bit."""
     trace = tracing.Trace(recorder.value, functools.partial(recorder.constant, static=True))
     args = [trace.array(x, name) if type(x) is np.ndarray else x for x, name in zip(datas, inputs, strict=True)]
     try:
@@ -343,13 +389,13 @@ def _inline_forward(
         )
     first = len(recorder.lines)
     recorder.lines.extend(trace.lines)
-    recorder.pure.update(zip(range(first, len(recorder.lines)), trace.effects, strict=True))
+    recorder.effects.update(zip(range(first, len(recorder.lines)), trace.effects, strict=True))
     if output.ndim == 0:  # a 0-d result may come back a NumPy scalar, which run_forward makes an array
-        _pure(recorder, f"{recorder.value(output)} = asarray({value.name})")
+        _assignment(recorder, f"{recorder.value(output)} = asarray({value.name})")
     else:
         recorder._name(output, value.name)
     if saved is not None:
-        _pure(recorder, f"{recorder.value(saved)} = {kept_text}")
+        _assignment(recorder, f"{recorder.value(saved)} = {kept_text}")
     recorder.shared(*trace.shared)
     return True
 
@@ -365,10 +411,10 @@ def _arrays(traced: Any, eager: Any, *more: Any) -> Iterator[tuple[Any, Any]]:
         yield from _arrays(*more)
 
 
-def _pure(recorder: Recorder, line: str) -> None:
+def _assignment(recorder: Recorder, line: str) -> None:
     """An assignment that changes nothing but its name."""
     assigned = _words(line.split(" = ", 1)[0])
-    recorder.pure[len(recorder.lines)] = (assigned, assigned)
+    recorder.effects[len(recorder.lines)] = (assigned, assigned)
     recorder.lines.append(line)
 
 
@@ -534,6 +580,8 @@ def _inline(
                 f"{what} does not give the eager step's numbers bit for bit on this step's arrays (opreg check "
                 "tests it on the op's samples; CONTRIBUTING.md, 'Forms that write into given arrays')"
             )
+    first = len(recorder.lines)
+    recorder.effects.update(zip(range(first, first + len(trace.lines)), trace.effects, strict=True))
     recorder.lines.extend(trace.lines)
     recorder.shared(*trace.shared)
     return True
