@@ -328,3 +328,22 @@ def test_grad_set_to_none_in_the_step_is_replayed() -> None:
         compiled(x)
         assert np.array_equal(w.grad, w_eager.grad)
     assert compiled.replays == (2 if REPLAYS else 0)
+
+
+def test_a_python_number_an_op_takes_is_the_same_constant_in_every_recording() -> None:
+    """``w / 2.0``: the op call makes the number an array, a new one each run; named by its value, the two
+    recordings agree and the step replays (it ran eagerly for ever, with a warning, when its backward named it by
+    identity)."""
+    w = opreg.Tensor(np.linspace(-1.0, 1.0, 4), requires_grad=True)
+
+    def step(x: np.ndarray) -> None:
+        w.grad = None
+        opreg.ops.sum(opreg.ops.mul(opreg.ops.div(w, 2.0), x)).backward()
+
+    compiled = opreg.compile(step)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", opreg.CaptureWarning)
+        for x in np.arange(20.0).reshape(5, 4):
+            compiled(x)
+            assert np.array_equal(w.grad, x / 2.0)
+    assert compiled.replays == (3 if REPLAYS else 0)
