@@ -25,6 +25,7 @@ import re
 import threading
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
 
 import numpy as np
@@ -87,7 +88,7 @@ class Recorder:
         self.escaping: set[str] = set()
         # line -> (the names it assigns, the names whose values it may change), for lines known to change nothing
         # else (traced NumPy calls, forwards): what nothing reads is left out, what was computed already is reused
-        self.effects: dict[int, tuple[set[str], set[str]]] = {}
+        self.effects: dict[int, tuple[AbstractSet[str], AbstractSet[str]]] = {}
         self.suspended = 0
         self.preamble: list[str] = []
         self.values = 0
@@ -202,7 +203,7 @@ class Recorder:
         return "def replay(A):\n" + "".join(f"    {line}\n" for line in out), buffers
 
 
-Effects = Mapping[int, tuple[set[str], set[str]]]
+Effects = Mapping[int, tuple[AbstractSet[str], AbstractSet[str]]]
 
 
 def _live(lines: list[str], effects: Effects, returns: str) -> list[int]:
@@ -237,6 +238,7 @@ def _common(lines: list[str], numbers: list[int], effects: Effects) -> list[str]
         else:
             changed |= _words(lines[number])
     made: dict[str, str] = {}  # an expression -> the name of its value
+    readers: dict[str, list[str]] = {}  # a name -> the expressions of made that read it
     renamed: dict[str, str] = {}
     kept = []
     for number in numbers:
@@ -245,11 +247,13 @@ def _common(lines: list[str], numbers: list[int], effects: Effects) -> list[str]
             line = re.sub(r"\b[va]\d+\b", lambda m: renamed.get(m.group(), m.group()), line)
         if number not in effects:
             made.clear()
+            readers.clear()
             kept.append(line)
             continue
         assigned, written = effects[number]
-        if made:
-            made = {expression: name for expression, name in made.items() if not _words(expression) & written}
+        for name in written:
+            for expression in readers.pop(name, ()):
+                made.pop(expression, None)
         if len(assigned) == 1 and assigned == written and not line.endswith("<alloc>"):
             (name,) = assigned
             expression = line.split(" = ", 1)[1]
@@ -259,13 +263,16 @@ def _common(lines: list[str], numbers: list[int], effects: Effects) -> list[str]
                     renamed[name] = earlier
                     continue
                 made[expression] = name
+                for word in _words(expression):
+                    readers.setdefault(word, []).append(expression)
         kept.append(line)
     return kept
 
 
-def _words(line: str) -> set[str]:
-    """The names a generated line mentions."""
-    return set(re.findall(r"\w+", line))
+@functools.lru_cache(maxsize=1 << 16)
+def _words(line: str) -> frozenset[str]:
+    """The names a generated line mentions (each line is asked about many times while a program is planned)."""
+    return frozenset(re.findall(r"\w+", line))
 
 
 #: opreg.tensor's Tensor class and its function for a leaf's ``.grad``, given when opreg.tensor loads (it imports

@@ -57,7 +57,7 @@ def compile(step: Callable[..., Any], *, max_programs: int = 8) -> CompiledStep:
 class _Program:
     """One recording of the step: the generated function, and what two recordings must agree on."""
 
-    __slots__ = ("code", "constants", "epoch", "function", "held", "kinds", "outputs", "static", "verified")
+    __slots__ = ("buffers", "code", "constants", "epoch", "function", "held", "kinds", "outputs", "static", "verified")
 
     def __init__(self, recorder: capture.Recorder, outputs: TreeSpec, returns: list[tuple[str, type | None]]) -> None:
         names = [name for name, _ in returns]
@@ -69,9 +69,18 @@ class _Program:
         self.epoch = capture.epoch
         self.verified = False
         self.held: list[Any] = []
-        namespace: dict[str, Any] = {"np": np, "asarray": np.asarray, "empty": np.empty, **self.constants, **buffers}
+        self.buffers = buffers
+        self.function: Callable[[list[Any]], tuple[Any, ...]] | None = None  # made when first replayed
+
+    def compiled(self) -> Callable[[list[Any]], tuple[Any, ...]]:
+        """The generated function, made from the code when the program is first replayed: most recordings never
+        are (the first of two that agree, one made after ``train()`` or ``eval()``, a last batch of another size)."""
+        namespace: dict[str, Any] = {"np": np, "asarray": np.asarray, "empty": np.empty, **self.constants}
+        namespace.update(self.buffers)
         exec(self.code, namespace)
-        self.function = namespace["replay"]
+        function: Callable[[list[Any]], tuple[Any, ...]] = namespace["replay"]
+        self.function = function
+        return function
 
     def difference(self, other: _Program) -> str | None:
         """What differs between two recordings (``None``: the same calls on the same objects, and equal values
@@ -129,7 +138,8 @@ class CompiledStep:
         if program is not None and program.verified and program.epoch == capture.epoch and not observe.active:
             self.replays += 1
             self.reason = None
-            return tree_unflatten(program.outputs, program.results(program.function(leaves)))
+            function = program.function or program.compiled()
+            return tree_unflatten(program.outputs, program.results(function(leaves)))
         return self._eager(key, args, kwargs, leaves, program)
 
     def _key(self, leaves: list[Any], spec: TreeSpec | None) -> tuple[Any, ...]:

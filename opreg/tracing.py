@@ -18,6 +18,7 @@ the program's guards fix them.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -115,7 +116,7 @@ class Trace:
         if function in _METADATA:
             return function(*real_args, **real_kwargs)
         if function in _REDUCTIONS and args and isinstance(args[0], Traced) and type(args[0].array) is np.ndarray:
-            bound = inspect.signature(function).bind(*args, **kwargs).arguments
+            bound = _signature(function).bind(*args, **kwargs).arguments
             del bound["a"]
             bound.setdefault("axis", None)  # the reduction's own default is axis 0
             return self.ufunc(_REDUCTIONS[function], "reduce", (args[0],), bound)
@@ -195,6 +196,11 @@ class Trace:
     def _named(self, function: Any, module: Any) -> str:
         name = getattr(function, "__name__", "")
         return f"np.{name}" if getattr(module, name, None) is function else self._constant(function)
+
+
+@functools.cache
+def _signature(function: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(function)
 
 
 def _refuse(what: str) -> Callable[..., Any]:
