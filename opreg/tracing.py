@@ -71,10 +71,16 @@ class Trace:
         self.lines: list[str] = []
         self.effects: list[tuple[set[str], set[str]]] = []
         self.shared: set[str] = set()
+        self._memory: dict[str, set[str]] = {}  # a name -> the names that may share its memory (views)
 
     def _emit(self, line: str, assigned: set[str], written: Iterable[Any]) -> None:
+        """A line, and its effects: a write to an array is a write to every view of its memory."""
         self.lines.append(line)
-        self.effects.append((assigned, assigned | {x.name for x in written if isinstance(x, Traced)}))
+        changed = set(assigned)
+        for x in written:
+            if isinstance(x, Traced):
+                changed |= self._memory.get(x.name, {x.name})
+        self.effects.append((assigned, changed))
 
     def array(self, array: Any, name: str) -> Traced:
         """A stand-in for ``array``, called ``name`` in the generated code."""
@@ -165,6 +171,9 @@ class Trace:
         for source in viewed:  # a result that may view an argument: neither may be a reused buffer
             if isinstance(result, np.ndarray) and np.may_share_memory(result, source.array):
                 self.shared.update((source.name, traced.name))
+                names = self._memory.get(source.name, {source.name}) | self._memory.get(traced.name, {traced.name})
+                for name in names:
+                    self._memory[name] = names
         return traced
 
     def text(self, x: Any) -> str:

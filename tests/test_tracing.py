@@ -244,3 +244,40 @@ def test_a_value_changed_in_place_between_two_equal_expressions_is_computed_agai
     if REPLAYS:
         assert compiled.replays == 3
         assert compiled.code.count("np.sin(p") == 2
+
+
+def test_a_backward_out_writing_through_a_view_of_its_array_is_replayed(install_ops):
+    """``outs[0].reshape(-1)`` is the gradient's memory under another name: a write through it is a write to the
+    gradient, and must stay in the program (leaving out lines whose results nothing reads must see that)."""
+
+    def backward_out(outs, g, x):
+        if outs[0] is not None:
+            np.multiply(g.reshape(-1), 2.0, out=outs[0].reshape(-1))
+
+    install_ops(
+        {
+            "name": "my_double",
+            "inputs": ("x",),
+            "forward": lambda x: x * 2.0,
+            "backward": lambda g, x: (g * 2.0,),
+            "forward_out": lambda out, x: np.multiply(x, 2.0, out=out),
+            "backward_out": backward_out,
+        }
+    )
+
+    def make():
+        w = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+
+        def step(x):
+            w.grad = None
+            opreg.ops.sum(opreg.ops.mul(opreg.ops.my_double(w), x)).backward()
+
+        return step, w
+
+    (eager, w_eager), (step, w) = make(), make()
+    compiled = opreg.compile(step)
+    for x in np.random.default_rng(0).standard_normal((5, 2, 3)):
+        eager(x)
+        compiled(x)
+        assert np.array_equal(w.grad, w_eager.grad)
+    assert compiled.replays == (3 if REPLAYS else 0)
