@@ -9,6 +9,11 @@ something that was there before it (``k2``: a parameter Tensor, a tape's ``dW``,
 is the source of a function that makes the same calls in the same order, on the same kinds of values, with none of
 the per-op bookkeeping: no Tensors, no graph, no topological sort, no checks that the shapes already passed.
 
+An op's forward and its out forms are written down as the NumPy calls they make (:mod:`opreg.tracing`), each
+checked against the eager step's values. Then the program is tidied as a compiler would, on what is known of each
+line's effects: a computation whose result nothing reads is left out (the loss of a step that returns none), and
+one made twice from values nothing changed in between is made once (a loss's softmax, in its forward and backward).
+
 Whatever the engine cannot see, it cannot replay, so the recorder notes what would make a replay differ
 (:attr:`Recorder.problem`): a value the step computed read into Python (``float(loss)``, ``if t > 0``), an array
 edited in place outside an optimizer, a module attribute assigned, ``add_operation`` (its output was computed by the

@@ -3,8 +3,9 @@
 A step (forward, loss, backward, the optimizer's update) makes the same calls on arrays of the same shapes every
 time, and eager mode pays for learning them again each time: a Tensor and a Node per op, a topological sort,
 checks of shapes that passed last time. :mod:`opreg.capture` writes down the calls of one run as a Python function
-(:attr:`CompiledStep.code` shows it); a replay runs that function on the new arguments: the same kernels, in the
-same order, so the numbers are those of the eager step, bit for bit.
+(:attr:`CompiledStep.code` shows it: the NumPy calls of each op, into buffers kept between replays); a replay runs
+that function on the new arguments: the same kernels, in the same order, so the numbers are those of the eager
+step, bit for bit.
 
 When a replay would be wrong, the step runs eagerly instead:
 
