@@ -122,9 +122,10 @@ class Trace:
         if function in _METADATA:
             return function(*real_args, **real_kwargs)
         if function in _REDUCTIONS and args and isinstance(args[0], Traced) and type(args[0].array) is np.ndarray:
-            bound = _signature(function).bind(*args, **kwargs).arguments
-            del bound["a"]
-            bound.setdefault("axis", None)  # the reduction's own default is axis 0
+            names = _parameters(function)  # a, axis, ...
+            if len(args) > len(names) or not set(kwargs) <= set(names[1:]):
+                raise Untraceable(f"np.{function.__name__} called with arguments it does not take")
+            bound = {"axis": None, **dict(zip(names[1:], args[1:], strict=False)), **kwargs}  # reduce's axis is 0
             return self.ufunc(_REDUCTIONS[function], "reduce", (args[0],), bound)
         text = [self.text(x) for x in args] + [f"{key}={self.text(x)}" for key, x in kwargs.items()]
         call = f"{self._named(function, np)}({', '.join(text)})"
@@ -208,8 +209,9 @@ class Trace:
 
 
 @functools.cache
-def _signature(function: Callable[..., Any]) -> inspect.Signature:
-    return inspect.signature(function)
+def _parameters(function: Callable[..., Any]) -> tuple[str, ...]:
+    """The names of a NumPy reduction's parameters, in order (``a``, ``axis``, ...)."""
+    return tuple(inspect.signature(function).parameters)
 
 
 def _refuse(what: str) -> Callable[..., Any]:
