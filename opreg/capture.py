@@ -45,8 +45,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Whether a step is being recorded in some thread: the one thing the hooks read on the eager path.
 active = False
 
-#: Bumped whenever state a recorded step may depend on changes outside ops: a module's attribute is assigned
-#: (``train()``/``eval()``, a new layer or array), a Tensor's ``.data`` is rebound, or its ``requires_grad`` flips.
+#: Bumped whenever state a recorded step may depend on changes outside ops: a module's attribute is assigned (a new
+#: layer or array; not ``training``, which is read through :func:`mode`), a Tensor's ``.data`` is rebound, or its
+#: ``requires_grad`` flips.
 #: A recorded step remembers the value it was recorded at; any other value means: record again before replaying.
 epoch = 0
 
@@ -95,6 +96,7 @@ class Recorder:
         # else (traced NumPy calls, forwards): what nothing reads is left out, what was computed already is reused
         self.effects: dict[int, tuple[AbstractSet[str], AbstractSet[str]]] = {}
         self.suspended = 0
+        self.modes: dict[int, Any] = {}  # id -> a module whose training flag the step read
         self.preamble: list[str] = []
         self.values = 0
         for position, x in enumerate(arguments):
@@ -454,6 +456,14 @@ def read(x: Any, how: str) -> None:
             f"it reads a value it computed into Python ({how} on a {x.dtype} Tensor of shape {x.shape}), and a "
             "replay runs no Python of the step: return the Tensor and read it after the call"
         )
+
+
+def mode(module: Any) -> None:
+    """The step read ``module.training``: a replay needs the same flag (:class:`opreg.compiled.CompiledStep` keys
+    its programs by it), so that ``train()`` and ``eval()`` between steps need no new recording."""
+    recorder = current()
+    if recorder is not None:
+        recorder.modes[id(module)] = module
 
 
 def seed(grads: Mapping[int, Any]) -> None:

@@ -10,7 +10,8 @@ step, bit for bit.
 When a replay would be wrong, the step runs eagerly instead:
 
 * **Guards.** A replay needs the arguments' structure, shapes, dtypes and ``requires_grad`` of the recording, the
-  same Python values among them (numbers, strings, flags: part of the key), grad mode, no checking or anomaly mode,
+  same Python values among them (numbers, strings, flags: part of the key), grad mode, the training flag of each
+  module whose flag the step read (``train()``/``eval()``: a program for each), no checking or anomaly mode,
   and no change since the recording to module attributes (``train()``/``eval()``, a new layer), to which array a
   Tensor holds, or to ``requires_grad`` (:data:`opreg.capture.epoch`). Otherwise the step is recorded again: one
   program per key, up to ``max_programs``.
@@ -128,6 +129,7 @@ class CompiledStep:
         self.code: str | None = None
         self._warned: set[str] = set()
         self._watched = _watched(step)
+        self._modes: dict[int, Any] = {}  # id -> a module whose training flag a recording read: part of the key
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs or any(type(x) is not np.ndarray for x in args):
@@ -141,10 +143,11 @@ class CompiledStep:
             self.reason = None
             function = program.function or program.compiled()
             return tree_unflatten(program.outputs, program.results(function(leaves)))
-        return self._eager(key, args, kwargs, leaves, program)
+        return self._eager(key, args, kwargs, leaves, spec, program)
 
     def _key(self, leaves: list[Any], spec: TreeSpec | None) -> tuple[Any, ...]:
         parts: list[Any] = [spec, _grad_mode.enabled, *[read() for read in self._watched]]
+        parts.extend(module.training for module in self._modes.values())
         for x in leaves:
             if type(x) is np.ndarray:
                 parts.append((x.shape, x.dtype))
@@ -156,7 +159,9 @@ class CompiledStep:
                 parts.append((type(x), x))
         return tuple(parts)
 
-    def _eager(self, key: Any, args: Any, kwargs: Any, leaves: list[Any], previous: _Program | None) -> Any:
+    def _eager(
+        self, key: Any, args: Any, kwargs: Any, leaves: list[Any], spec: TreeSpec | None, previous: _Program | None
+    ) -> Any:
         self.eager_calls += 1
         refused = self._refused.get(key)
         why = refused[0] if refused is not None and refused[1] == capture.epoch else self._why_not(key)
@@ -170,6 +175,10 @@ class CompiledStep:
         finally:
             capture.stop()
         self.recordings += 1
+        if recorder.modes.keys() - self._modes.keys():  # the step reads these modules' modes: keyed from now on
+            self._modes.update(recorder.modes)
+            key = self._key(leaves, spec)
+            previous = self._programs.get(key)
         out_leaves, out_spec = tree_flatten(result)
         returns = [_returned(recorder, x) for x in out_leaves]
         if recorder.problem is not None:
