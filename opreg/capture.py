@@ -24,7 +24,9 @@ The hooks cost the eager path one module-flag test each (:data:`active`), as :mo
 
 from __future__ import annotations
 
+import bisect
 import functools
+import heapq
 import operator
 import re
 import threading
@@ -92,6 +94,9 @@ class Recorder:
         self.seeds: dict[int, Any] = {}  # id -> a backward pass's starting gradient, not yet used
         self.allocations: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # values out forms write
         self.escaping: set[str] = set()
+        self.holders: list[list[Any]] = []  # lists the eager step keeps arrays in: see held()
+        # value -> the zeroed array it lands in, and the name of the land function of that landing's line
+        self.landing: dict[str, tuple[np.ndarray, str]] = {}
         # line -> (the names it assigns, the names whose values it may change), for lines known to change nothing
         # else (traced NumPy calls, forwards): what nothing reads is left out, what was computed already is reused
         self.effects: dict[int, tuple[AbstractSet[str], AbstractSet[str]]] = {}
@@ -153,6 +158,12 @@ class Recorder:
         if self.problem is None:
             self.problem = why
 
+    def release(self) -> None:
+        """Empty the lists in which the recorded (eager) run holds arrays against page faults (:func:`held`): its
+        step is replayed from now on, and a replay holds nothing."""
+        for holder in self.holders:
+            holder.clear()
+
     # --- the generated function --------------------------------------------------------------------------------
 
     def allocate(self, x: np.ndarray) -> str:
@@ -170,11 +181,14 @@ class Recorder:
         self.escaping.update(names)
 
     def source(self, returns: str) -> tuple[str, dict[str, Any]]:
-        """The step as a function of its flattened arguments ``A``, and the buffers it writes into.
+        """The step as a function of its flattened arguments ``A``, and the names its code reads besides the
+        recorder's constants (the memory it writes into).
 
-        Every value is dropped after its last use, so a replay holds no more memory than the eager step. A value
-        an out form writes is given a buffer (``b0``, ...) kept across replays, shared by values of one shape and
-        dtype whose lives do not overlap, unless it escapes (:meth:`shared`): then a new array (``empty``).
+        Every value is dropped after its last use, so a replay holds no more memory than the eager step. The
+        values out forms write are views (``b0``, ...) of one slab of bytes kept across replays, each at an offset
+        planned by liveness (:func:`_plan`): values whose lives do not overlap share memory, whatever their shapes,
+        and the slab is as large as the most the step has alive at once. A value that escapes (:meth:`shared`) gets
+        a new array each replay (``empty``) instead.
         """
         lines = _common(self.lines, _live(self.lines, self.effects, returns), self.effects)
         body = [*self.preamble, *lines, f"return {returns}"]
@@ -182,32 +196,119 @@ class Recorder:
         for number, line in enumerate(body):
             for word in _words(line):
                 last[word] = number
-        free: dict[tuple[Any, ...], list[str]] = {}
-        held: dict[str, str] = {}  # value -> its buffer
-        buffers: dict[str, Any] = {}
+        landing = self._landing_in_place(body, last)
+        lives = {}  # value -> (its <alloc> line, its last use, its bytes), for those given a place in the slab
+        for number, line in enumerate(body):
+            if line.endswith(" = <alloc>"):
+                name = line.split(" ", 1)[0]
+                shape, dtype = self.allocations[name]
+                if name not in self.escaping and name not in landing and not dtype.hasobject:  # (object arrays
+                    lives[name] = (number, last[name], int(np.prod(shape)) * dtype.itemsize)  # view no bytes)
+        offsets, size = _plan(lives)
+        slab = np.empty(size, np.uint8)
+        namespace: dict[str, Any] = {}
         out = []
         for number, line in enumerate(body):
             if line.endswith(" = <alloc>"):
                 name = line.split(" ", 1)[0]
                 shape, dtype = self.allocations[name]
-                kind = (shape, dtype.str)
-                if name in self.escaping:
-                    buffers[f"s{len(buffers)}"] = (shape, dtype)
-                    line = f"{name} = empty(*s{len(buffers) - 1})"
+                if name in landing:
+                    line = f"{name} = {landing[name]}"
+                elif name in offsets:
+                    namespace[f"b{len(namespace)}"] = np.ndarray(shape, dtype, slab, offsets[name])
+                    line = f"{name} = b{len(namespace) - 1}"
                 else:
-                    pool = free.setdefault(kind, [])
-                    held[name] = pool.pop() if pool else f"b{len(buffers)}"
-                    buffers.setdefault(held[name], np.empty(shape, dtype))
-                    line = f"{name} = {held[name]}"
+                    namespace[f"s{len(namespace)}"] = (shape, dtype)
+                    line = f"{name} = empty(*s{len(namespace) - 1})"
             out.append(line)
             dead = sorted(n for n in _words(line) if last.get(n) == number and n[0] in "vp" and n[1:].isdigit())
-            for name in dead:
-                if name in held:
-                    shape, dtype = self.allocations[name]
-                    free.setdefault((shape, dtype.str), []).append(held.pop(name))
             if dead and not line.startswith("return"):
                 out.append(f"del {', '.join(dead)}")
-        return "def replay(A):\n" + "".join(f"    {line}\n" for line in out), buffers
+        return "def replay(A):\n" + "".join(f"    {line}\n" for line in out), namespace
+
+    def _landing_in_place(self, body: Sequence[str], last: Mapping[str, int]) -> dict[str, str]:
+        """The values written straight into the zeroed array they land in (value -> the array's name), rather
+        than into memory of their own that the landing then copies: the tape's ``dW``, ``db``. The landing then
+        adds 0.0 to the array in place, as it would have added it to the gradient (turning a -0.0 into +0.0).
+
+        Only where nothing could tell the difference: the array is a whole one (no view) of the value's shape and
+        dtype, the value is used by nothing after its landing, and no line between its writing and its landing
+        reads the array or anything that may share its memory."""
+        arrays = {name: x for name, x in self.constants.items() if type(x) is np.ndarray}
+        arrays.update((self.names[id(x)], x) for x in self.alive if type(x) is np.ndarray and id(x) in self.names)
+        functions = {function for _, function in self.landing.values()}  # each names one landing's line
+        lands = {word: number for number, line in enumerate(body) for word in _words(line) if word in functions}
+        result = {}
+        for name, (target, function) in self.landing.items():
+            landing = lands.get(function, -1)
+            if name not in self.allocations or name in self.escaping or last.get(name) != landing:
+                continue
+            shape, dtype = self.allocations[name]
+            if not (
+                type(target) is np.ndarray
+                and target.base is None
+                and target.flags.c_contiguous
+                and target.flags.writeable
+                and target.shape == shape
+                and target.dtype == dtype
+            ):
+                continue
+            made = body.index(f"{name} = <alloc>")
+            between = {word for line in body[made + 1 : landing] for word in _words(line)} - {name}
+            if not any(np.may_share_memory(arrays[word], target) for word in between if word in arrays):
+                result[name] = self.names[id(target)]
+        return result
+
+
+#: Each value's offset in the slab is a multiple of this: a cache line, at least the alignment malloc gives.
+ALIGN = 64
+
+
+def _plan(lives: Mapping[str, tuple[int, int, int]]) -> tuple[dict[str, int], int]:
+    """Offsets in one slab for values alive from line ``first`` to line ``last`` (both included) of ``nbytes``
+    each (``lives``: name -> ``(first, last, nbytes)``), such that no two values alive on one line overlap; and the
+    slab's size.
+
+    The values are placed in the order the lines make them, as an allocator would at run time, but one that knows
+    when each is freed: a value takes the smallest free range that fits it (the lowest, of equal ones), or the top
+    of the slab, grown. Freed ranges merge with free neighbours. A value is made on its ``<alloc>`` line, before
+    the call that writes it, and freed after its last line: a call's inputs never share memory with its outputs.
+    """
+    free: list[tuple[int, int]] = []  # (offset, size), sorted by offset, none touching the next
+    ending: list[tuple[int, int, int]] = []  # a heap of (last line, offset, size) of the values placed
+    offsets: dict[str, int] = {}
+    top = 0
+    for name, (first, last, nbytes) in sorted(lives.items(), key=lambda item: item[1][0]):
+        while ending and ending[0][0] < first:
+            _, offset, size = heapq.heappop(ending)
+            _release(free, offset, size)
+        size = -(-nbytes // ALIGN) * ALIGN
+        fits = [(length, offset) for offset, length in free if length >= size]
+        if fits:
+            length, offset = min(fits)
+            free.remove((offset, length))
+            if length > size:
+                bisect.insort(free, (offset + size, length - size))
+        elif free and sum(free[-1]) == top:  # the free range at the top, grown to fit
+            offset = free.pop()[0]
+            top = offset + size
+        else:
+            offset, top = top, top + size
+        offsets[name] = offset
+        heapq.heappush(ending, (last, offset, size))
+    return offsets, max((offsets[name] + lives[name][2] for name in offsets), default=0)
+
+
+def _release(free: list[tuple[int, int]], offset: int, size: int) -> None:
+    """``[offset, offset + size)`` added to ``free``, merged with the free ranges it touches."""
+    i = bisect.bisect(free, (offset, size))
+    if i < len(free) and offset + size == free[i][0]:  # the next range
+        size += free.pop(i)[1]
+    if i and sum(free[i - 1]) == offset:  # the previous one
+        offset, size = free[i - 1][0], free[i - 1][1] + size
+        free.pop(i - 1)
+        i -= 1
+    free.insert(i, (offset, size))
 
 
 Effects = Mapping[int, tuple[AbstractSet[str], AbstractSet[str]]]
@@ -669,9 +770,31 @@ def landings(
         return
     pairs = ", ".join(f"({recorder.ref(target)}, {recorder.ref(grad)})" for target, grad in landings)
     arrays = ", ".join(recorder.ref(array) for array in zeroed)
-    recorder.lines.append(
-        f"{recorder.constant(land, static=True)}([{pairs}], ({arrays}{',' if len(zeroed) == 1 else ''}))"
-    )
+    function = recorder.constant(land, static=True)  # a name of this line's alone
+    pending = {id(array) for array in zeroed}
+    for target, grad in landings:  # the first gradient to land in a zeroed array: written there (Recorder.source)
+        if id(target) in pending:
+            pending.discard(id(target))
+            recorder.landing[recorder.ref(grad)] = (target, function)
+    recorder.lines.append(f"{function}([{pairs}], ({arrays}{',' if len(zeroed) == 1 else ''}))")
+
+
+def held(holder: list[Any]) -> None:
+    """The eager step keeps arrays in ``holder`` until its next step (the tape's landed gradients, the gradients
+    ``zero_grad`` released): freed at the end of the step, with its other arrays, that memory would be given back
+    to the kernel and faulted in again at the next (bench/README.md, "Page faults"). A replay writes into memory it
+    keeps, so it holds nothing: ``holder`` is emptied where the eager step fills it, and at its start (of what an
+    eager step left there; :meth:`Recorder.release` empties it once the recording is to be replayed). Called inside
+    replayed methods too (``zero_grad``), whose own calls are not recorded."""
+    recorder = _thread.recorder
+    if recorder is None:
+        return
+    name = recorder.names.get(id(holder))
+    if name is None:
+        name = recorder._name(holder, recorder.constant(holder))
+        recorder.preamble.append(f"{name}.clear()")
+        recorder.holders.append(holder)
+    recorder.lines.append(f"{name}.clear()")
 
 
 def leaf(lock: Callable[[Any], Any], tensor: Any, arrived: Any) -> None:

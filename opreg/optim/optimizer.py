@@ -176,6 +176,8 @@ class Optimizer:
                     grad.fill(0)
                 else:
                     p.grad = np.zeros_like(grad)
+        if capture.active:
+            capture.held(released)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         raise NotImplementedError

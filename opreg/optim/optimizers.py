@@ -25,6 +25,29 @@ from opreg.versions import edited
 Updates = Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any]]]
 
 
+#: Elements per piece of an update made a piece at a time (:func:`_subtract_scaled`): 256 KiB of float32.
+PIECE = 1 << 16
+
+
+def _subtract_scaled(data: np.ndarray, scale: Any, grad: np.ndarray) -> None:
+    """``data -= scale * grad``, a piece of :data:`PIECE` elements at a time where both are C-contiguous arrays of
+    one shape that share no memory. The same numbers (each element is the same product, then the same difference),
+    but a temporary of one piece rather than of the whole parameter: that one comes on top of everything a step
+    holds at its end (the weights, their gradients, a compiled step's kept memory), adding the largest
+    parameter's size to the step's peak. The pieces take no longer: their temporary stays in cache."""
+    if (
+        data.size <= PIECE
+        or data.shape != grad.shape
+        or not (data.flags.c_contiguous and grad.flags.c_contiguous)
+        or np.may_share_memory(data, grad)
+    ):
+        data -= scale * grad
+        return
+    flat_data, flat_grad = data.reshape(-1), grad.reshape(-1)
+    for start in range(0, data.size, PIECE):
+        flat_data[start : start + PIECE] -= scale * flat_grad[start : start + PIECE]
+
+
 def _check_betas(name: str, betas: Any) -> None:
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(0 <= b < 1 for b in betas)):
         raise ValueError(f"{name}: betas must be two numbers in [0, 1), got {betas}")
@@ -121,7 +144,7 @@ class SGD(_Stepping):
                     buffer *= momentum
                     buffer += (1 - dampening) * grad
                 grad = grad + momentum * buffer if nesterov else buffer
-            data -= lr * grad
+            _subtract_scaled(data, lr, grad)
 
 
 class Adam(_Stepping):
