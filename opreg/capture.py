@@ -862,7 +862,9 @@ def _argument(recorder: Recorder, x: Any) -> str:
     if _is_tensor(x):
         return recorder.names.get(id(x)) or _tensor_of(recorder, x)
     if type(x) is np.ndarray:
-        return recorder.ref(x)
+        name = recorder.ref(x)
+        recorder.shared(name)  # the call may keep it: memory of its own each replay, never the slab's
+        return name
     if x is None or type(x) in (bool, int, float, str):
         return recorder.constant(x, static=True)
     if isinstance(x, types.FunctionType | types.MethodType | types.BuiltinFunctionType | functools.partial):
@@ -876,6 +878,7 @@ def _tensor_of(recorder: Recorder, x: Any) -> str:
     name = recorder.names.get(id(x._data))
     if name is None:
         return recorder._name(x, recorder.constant(x))
+    recorder.shared(name)  # the call may keep it: memory of its own each replay, never the slab's
     wrap = recorder.constant(_wrap, static=True)
     return f"{wrap}({name}, {recorder.constant(x.requires_grad, static=True)})"
 

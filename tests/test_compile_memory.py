@@ -11,6 +11,7 @@ import pytest
 from test_compile import REPLAYS, assert_same, batches, run, weights
 
 import opreg
+from opreg import capture
 from opreg.capture import ALIGN, _plan
 from opreg.nn import MLP, Identity, SoftmaxCrossEntropy
 from opreg.optim import SGD
@@ -121,3 +122,39 @@ def test_a_gradient_written_into_its_dw_is_landed_with_the_zeros_signs(dtype: An
             assert f.replays == 4
             assert re.search(r"v\d+ = k\d+\n", f.code or ""), f.code  # a gradient written into its dW
     assert runs[0] == runs[1]
+
+
+class Keeper:
+    """A library object whose replayed method keeps what it is given (a history of losses, say)."""
+
+    def __init__(self) -> None:
+        self.kept: list[Any] = []
+
+    @capture.replayed
+    def keep(self, tensor: Any, array: np.ndarray) -> None:
+        self.kept.append((tensor.data, array))
+
+
+def test_an_array_a_replayed_call_may_keep_is_never_written_over_by_a_later_replay() -> None:
+    rng = np.random.default_rng(0)
+    data = [rng.normal(size=(4, 3)) for _ in range(6)]
+    runs = []
+    for compile_it in (False, True):
+        w = opreg.Tensor(np.random.default_rng(1).normal(size=(5, 3)), requires_grad=True)
+        b = opreg.Tensor(np.zeros(5), requires_grad=True)
+        keeper = Keeper()
+
+        def step(x: np.ndarray, w: Any = w, b: Any = b, keeper: Keeper = keeper) -> Any:
+            h = opreg.ops.linear(x, w, b)  # an out form's value: in the slab, unless it escapes
+            keeper.keep(h, opreg.ops.relu(h).data)
+            loss = (h * h).sum()
+            loss.backward()
+            return loss.detach()
+
+        f = opreg.compile(step) if compile_it else step
+        for x in data:
+            f(x)
+        runs.append([array for pair in keeper.kept for array in pair])
+        if compile_it:
+            assert f.replays == (4 if REPLAYS else 0)
+    assert_same(*runs)
