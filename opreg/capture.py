@@ -94,6 +94,7 @@ class Recorder:
         self.seeds: dict[int, Any] = {}  # id -> a backward pass's starting gradient, not yet used
         self.allocations: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # values out forms write
         self.escaping: set[str] = set()
+        self.views: list[tuple[str, str]] = []  # (a value, a value whose memory it may view), in the order made
         self.holders: list[list[Any]] = []  # lists the eager step keeps arrays in: see held()
         # value -> the zeroed array it lands in, and the name of the land function of that landing's line
         self.landing: dict[str, tuple[np.ndarray, str]] = {}
@@ -180,6 +181,12 @@ class Recorder:
         leaf's ``.grad`` taking its gradient): their memory must be new each replay, never a reused buffer."""
         self.escaping.update(names)
 
+    def viewing(self, views: Sequence[tuple[str, str]]) -> None:
+        """Each ``(view, base)`` of ``views``: the value ``view`` may view the memory of the value ``base`` (``g.T``
+        in a traced form). The lines name every use of the view, so ``base``'s memory is kept for as long as the
+        view is used; if the view escapes (:meth:`shared`), so does ``base``."""
+        self.views.extend(views)
+
     def source(self, returns: str) -> tuple[str, dict[str, Any]]:
         """The step as a function of its flattened arguments ``A``, and the names its code reads besides the
         recorder's constants (the memory it writes into).
@@ -196,14 +203,20 @@ class Recorder:
         for number, line in enumerate(body):
             for word in _words(line):
                 last[word] = number
-        landing = self._landing_in_place(body, last)
-        lives = {}  # value -> (its <alloc> line, its last use, its bytes), for those given a place in the slab
+        escaping, ends = set(self.escaping), dict(last)  # ends: the last line that uses a value's memory
+        for view, base in reversed(self.views):  # a view of a view comes after its base's view: read first
+            if view in escaping:
+                escaping.add(base)
+            if view in ends:
+                ends[base] = max(ends.get(base, -1), ends[view])
+        landing = self._landing_in_place(body, last, escaping)
+        lives = {}  # value -> (its <alloc> line, the last use of its memory, its bytes), for those in the slab
         for number, line in enumerate(body):
             if line.endswith(" = <alloc>"):
                 name = line.split(" ", 1)[0]
                 shape, dtype = self.allocations[name]
-                if name not in self.escaping and name not in landing and not dtype.hasobject:  # (object arrays
-                    lives[name] = (number, last[name], int(np.prod(shape)) * dtype.itemsize)  # view no bytes)
+                if name not in escaping and name not in landing and not dtype.hasobject:  # (object arrays view
+                    lives[name] = (number, ends[name], int(np.prod(shape)) * dtype.itemsize)  # no bytes)
         offsets, size = _plan(lives)
         slab = np.empty(size, np.uint8)
         namespace: dict[str, Any] = {}
@@ -226,22 +239,23 @@ class Recorder:
                 out.append(f"del {', '.join(dead)}")
         return "def replay(A):\n" + "".join(f"    {line}\n" for line in out), namespace
 
-    def _landing_in_place(self, body: Sequence[str], last: Mapping[str, int]) -> dict[str, str]:
+    def _landing_in_place(self, body: Sequence[str], last: Mapping[str, int], escaping: set[str]) -> dict[str, str]:
         """The values written straight into the zeroed array they land in (value -> the array's name), rather
         than into memory of their own that the landing then copies: the tape's ``dW``, ``db``. The landing then
         adds 0.0 to the array in place, as it would have added it to the gradient (turning a -0.0 into +0.0).
 
         Only where nothing could tell the difference: the array is a whole one (no view) of the value's shape and
-        dtype, the value is used by nothing after its landing, and no line between its writing and its landing
-        reads the array or anything that may share its memory."""
+        dtype, the value (viewed by nothing) is used by nothing after its landing, and no line between its writing
+        and its landing reads the array or anything that may share its memory."""
         arrays = {name: x for name, x in self.constants.items() if type(x) is np.ndarray}
         arrays.update((self.names[id(x)], x) for x in self.alive if type(x) is np.ndarray and id(x) in self.names)
+        viewed = {base for _, base in self.views}
         functions = {function for _, function in self.landing.values()}  # each names one landing's line
         lands = {word: number for number, line in enumerate(body) for word in _words(line) if word in functions}
         result = {}
         for name, (target, function) in self.landing.items():
             landing = lands.get(function, -1)
-            if name not in self.allocations or name in self.escaping or last.get(name) != landing:
+            if name not in self.allocations or name in escaping or name in viewed or last.get(name) != landing:
                 continue
             shape, dtype = self.allocations[name]
             if not (
@@ -511,7 +525,7 @@ def _inline_forward(
         recorder._name(output, value.name)
     if saved is not None:
         _assignment(recorder, f"{recorder.value(saved)} = {kept_text}")
-    recorder.shared(*trace.shared)
+    recorder.viewing(trace.views)
     return True
 
 
@@ -706,7 +720,7 @@ def _inline(
     first = len(recorder.lines)
     recorder.effects.update(zip(range(first, first + len(trace.lines)), trace.effects, strict=True))
     recorder.lines.extend(trace.lines)
-    recorder.shared(*trace.shared)
+    recorder.viewing(trace.views)
     return True
 
 

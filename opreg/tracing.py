@@ -63,14 +63,14 @@ class Trace:
     """The calls of one traced form. ``value(x)`` names a result the form made (the recorder's ``vN``);
     ``lines`` are the generated code; ``effects`` say, for each line, the names it assigns and the names whose
     values it may change (those, and arrays it writes into), for leaving out lines whose results nothing reads;
-    ``shared`` are the names whose memory a result may view."""
+    ``views`` pairs each result that may view an array's memory with that array's name, in the order made."""
 
     def __init__(self, value: Callable[[Any], str], constant: Callable[[Any], str]) -> None:
         self._value = value
         self._constant = constant
         self.lines: list[str] = []
         self.effects: list[tuple[set[str], set[str]]] = []
-        self.shared: set[str] = set()
+        self.views: list[tuple[str, str]] = []
         self._memory: dict[str, set[str]] = {}  # a name -> the names that may share its memory (views)
 
     def _emit(self, line: str, assigned: set[str], written: Iterable[Any]) -> None:
@@ -169,9 +169,9 @@ class Trace:
         traced = Traced(self, result, "")
         traced.name = self._value(traced)
         self._emit(f"{traced.name} = {call}", {traced.name}, written)
-        for source in viewed:  # a result that may view an argument: neither may be a reused buffer
+        for source in viewed:  # a result that may view an argument: its memory lives as long as the view
             if isinstance(result, np.ndarray) and np.may_share_memory(result, source.array):
-                self.shared.update((source.name, traced.name))
+                self.views.append((traced.name, source.name))
                 names = self._memory.get(source.name, {source.name}) | self._memory.get(traced.name, {traced.name})
                 for name in names:
                     self._memory[name] = names

@@ -158,3 +158,32 @@ def test_an_array_a_replayed_call_may_keep_is_never_written_over_by_a_later_repl
         if compile_it:
             assert f.replays == (4 if REPLAYS else 0)
     assert_same(*runs)
+
+
+def recorded_view(view_escapes: bool) -> tuple[str, dict[str, Any]]:
+    """A program in which ``v1 = v0.T`` is used after ``v0``'s own last use, and a value ``v2`` of another shape
+    but as many bytes is made in between: ``v2`` may not take ``v0``'s memory while the view reads it."""
+    recorder = capture.Recorder([])
+    a = recorder.allocate(np.empty((4, 8)))
+    recorder.lines.append(f"fill({a})")
+    view = recorder.value(np.empty((8, 4)))
+    recorder.lines.append(f"{view} = {a}.T")
+    recorder.viewing([(view, a)])
+    recorder.lines.append(f"use({a})")
+    c = recorder.allocate(np.empty(32))
+    recorder.lines.append(f"fill({c})")
+    recorder.lines.append(f"use({view}, {c})")
+    if view_escapes:
+        recorder.shared(view)
+    return recorder.source("None")
+
+
+def test_a_views_base_keeps_its_memory_while_the_view_is_used() -> None:
+    code, namespace = recorded_view(view_escapes=False)
+    assert "v0 = b0" in code and "v2 = b1" in code, code  # both in the slab
+    assert not np.shares_memory(namespace["b0"], namespace["b1"])
+
+
+def test_a_view_that_escapes_takes_its_base_with_it() -> None:
+    code, _ = recorded_view(view_escapes=True)
+    assert "v0 = empty(" in code, code
