@@ -267,6 +267,8 @@ class Recorder:
                 and target.dtype == dtype
             ):
                 continue
+            if f"{name} = <alloc>" not in body:  # left out (nothing read it)
+                continue
             made = body.index(f"{name} = <alloc>")
             between = {word for line in body[made + 1 : landing] for word in _words(line)} - {name}
             if not any(np.may_share_memory(arrays[word], target) for word in between if word in arrays):
