@@ -844,14 +844,25 @@ def assigned_grad(tensor: Any, value: np.ndarray | None) -> None:
 
 def replayed(method: F) -> F:
     """A library method that changes state outside ops (an optimizer's step, ``zero_grad``): recorded as one call,
-    to be made again in every replay, with what happens inside it left unrecorded."""
+    to be made again in every replay, with what happens inside it left unrecorded. The arrays the step computed
+    that it is given escape (:meth:`Recorder.shared`): it may keep them, and a later replay must not write over
+    them."""
+    return _replayed(method, keeps=True)
 
+
+def replayed_reading(method: F) -> F:
+    """:func:`replayed`, for a method that keeps none of the arrays it is given (a check of its arguments): they
+    may stay in memory that later replays write into."""
+    return _replayed(method, keeps=False)
+
+
+def _replayed(method: F, keeps: bool) -> F:
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         recorder = current() if active else None
         if recorder is None:
             return method(self, *args, **kwargs)
-        call = _host_call(recorder, method, self, args, kwargs)
+        call = _host_call(recorder, method, self, args, kwargs, keeps)
         if call is not None:
             recorder.lines.append(call)
         recorder.suspended += 1
@@ -863,23 +874,26 @@ def replayed(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _host_call(recorder: Recorder, method: Callable[..., Any], owner: Any, args: Any, kwargs: Any) -> str | None:
+def _host_call(
+    recorder: Recorder, method: Callable[..., Any], owner: Any, args: Any, kwargs: Any, keeps: bool
+) -> str | None:
     parts = []
     for x in (owner, *args):
-        parts.append(_argument(recorder, x))
+        parts.append(_argument(recorder, x, keeps))
     for key, x in kwargs.items():
-        parts.append(f"{key}={_argument(recorder, x)}")
+        parts.append(f"{key}={_argument(recorder, x, keeps)}")
     if recorder.problem is not None:
         return None
     return f"{recorder.constant(method, static=True)}({', '.join(parts)})"
 
 
-def _argument(recorder: Recorder, x: Any) -> str:
+def _argument(recorder: Recorder, x: Any, keeps: bool) -> str:
     if _is_tensor(x):
-        return recorder.names.get(id(x)) or _tensor_of(recorder, x)
+        return recorder.names.get(id(x)) or _tensor_of(recorder, x, keeps)
     if type(x) is np.ndarray:
         name = recorder.ref(x)
-        recorder.shared(name)  # the call may keep it: memory of its own each replay, never the slab's
+        if keeps:  # the call may keep it: memory of its own each replay, never the slab's
+            recorder.shared(name)
         return name
     if x is None or type(x) in (bool, int, float, str):
         return recorder.constant(x, static=True)
@@ -889,12 +903,13 @@ def _argument(recorder: Recorder, x: Any) -> str:
     return recorder.constant(x)
 
 
-def _tensor_of(recorder: Recorder, x: Any) -> str:
+def _tensor_of(recorder: Recorder, x: Any, keeps: bool) -> str:
     """A Tensor given to a replayed call: rebuilt around its array when the step computed it."""
     name = recorder.names.get(id(x._data))
     if name is None:
         return recorder._name(x, recorder.constant(x))
-    recorder.shared(name)  # the call may keep it: memory of its own each replay, never the slab's
+    if keeps:  # the call may keep it: memory of its own each replay, never the slab's
+        recorder.shared(name)
     wrap = recorder.constant(_wrap, static=True)
     return f"{wrap}({name}, {recorder.constant(x.requires_grad, static=True)})"
 

@@ -187,3 +187,28 @@ def test_a_views_base_keeps_its_memory_while_the_view_is_used() -> None:
 def test_a_view_that_escapes_takes_its_base_with_it() -> None:
     code, _ = recorded_view(view_escapes=True)
     assert "v0 = empty(" in code, code
+
+
+class Checker:
+    @capture.replayed_reading
+    def check(self, array: np.ndarray) -> None:
+        assert np.isfinite(array).all()
+
+
+def test_an_array_a_replayed_call_only_reads_stays_in_the_slab() -> None:
+    w = opreg.Tensor(np.random.default_rng(1).normal(size=(5, 3)), requires_grad=True)
+    b = np.zeros(5)
+    checker = Checker()
+
+    def step(x: np.ndarray) -> None:
+        h = opreg.ops.linear(x, w, b)
+        checker.check(h.data)
+        (h * h).sum().backward()
+
+    compiled = opreg.compile(step)
+    for x in np.random.default_rng(0).normal(size=(4, 2, 3)):
+        compiled(x)
+    if REPLAYS:
+        assert compiled.replays == 2
+        checked = re.search(r"k\d+\(k\d+, (v\d+)\)", compiled.code or "")
+        assert checked is not None and re.search(rf"\b{checked.group(1)} = b\d+\n", compiled.code or ""), compiled.code
