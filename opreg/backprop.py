@@ -149,6 +149,8 @@ def backpropagate(
     land(landings, zeroed)
     if landed is not None:
         landed[:] = [grad for _, grad in landings]
+        if capture.active:
+            capture.held(landed)
     return grads
 
 

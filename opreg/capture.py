@@ -9,6 +9,11 @@ something that was there before it (``k2``: a parameter Tensor, a tape's ``dW``,
 is the source of a function that makes the same calls in the same order, on the same kinds of values, with none of
 the per-op bookkeeping: no Tensors, no graph, no topological sort, no checks that the shapes already passed.
 
+An op's forward and its out forms are written down as the NumPy calls they make (:mod:`opreg.tracing`), each
+checked against the eager step's values. Then the program is tidied as a compiler would, on what is known of each
+line's effects: a computation whose result nothing reads is left out (the loss of a step that returns none), and
+one made twice from values nothing changed in between is made once (a loss's softmax, in its forward and backward).
+
 Whatever the engine cannot see, it cannot replay, so the recorder notes what would make a replay differ
 (:attr:`Recorder.problem`): a value the step computed read into Python (``float(loss)``, ``if t > 0``), an array
 edited in place outside an optimizer, a module attribute assigned, ``add_operation`` (its output was computed by the
@@ -19,16 +24,20 @@ The hooks cost the eager path one module-flag test each (:data:`active`), as :mo
 
 from __future__ import annotations
 
+import bisect
 import functools
+import heapq
 import operator
 import re
 import threading
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
 
 import numpy as np
 
+from opreg import tracing
 from opreg.calls import backward_keywords, input_gradients
 from opreg.opdef import OpDef
 from opreg.outforms import backward_out_keywords
@@ -38,8 +47,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Whether a step is being recorded in some thread: the one thing the hooks read on the eager path.
 active = False
 
-#: Bumped whenever state a recorded step may depend on changes outside ops: a module's attribute is assigned
-#: (``train()``/``eval()``, a new layer or array), a Tensor's ``.data`` is rebound, or its ``requires_grad`` flips.
+#: Bumped whenever state a recorded step may depend on changes outside ops: a module's attribute is assigned (a new
+#: layer or array; not ``training``, which is read through :func:`mode`), a Tensor's ``.data`` is rebound, or its
+#: ``requires_grad`` flips.
 #: A recorded step remembers the value it was recorded at; any other value means: record again before replaying.
 epoch = 0
 
@@ -84,7 +94,15 @@ class Recorder:
         self.seeds: dict[int, Any] = {}  # id -> a backward pass's starting gradient, not yet used
         self.allocations: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # values out forms write
         self.escaping: set[str] = set()
+        self.views: list[tuple[str, str]] = []  # (a value, a value whose memory it may view), in the order made
+        self.holders: list[list[Any]] = []  # lists the eager step keeps arrays in: see held()
+        # value -> the zeroed array it lands in, and the name of the land function of that landing's line
+        self.landing: dict[str, tuple[np.ndarray, str]] = {}
+        # line -> (the names it assigns, the names whose values it may change), for lines known to change nothing
+        # else (traced NumPy calls, forwards): what nothing reads is left out, what was computed already is reused
+        self.effects: dict[int, tuple[AbstractSet[str], AbstractSet[str]]] = {}
         self.suspended = 0
+        self.modes: dict[int, Any] = {}  # id -> a module whose training flag the step read
         self.preamble: list[str] = []
         self.values = 0
         for position, x in enumerate(arguments):
@@ -127,6 +145,7 @@ class Recorder:
         if id(x) in self.seeds:  # a backward pass's seed: a fresh copy each run, as the eager pass makes one
             source = self.constant(np.array(self.seeds.pop(id(x)), copy=True), static=True)
             name = self.value(x)
+            self.effects[len(self.lines)] = ({name}, {name})
             self.lines.append(f"{name} = {source}.copy()")
             return name
         if tensor is not None:  # a Tensor from before the step (a parameter): read its array when replaying
@@ -140,6 +159,12 @@ class Recorder:
         if self.problem is None:
             self.problem = why
 
+    def release(self) -> None:
+        """Empty the lists in which the recorded (eager) run holds arrays against page faults (:func:`held`): its
+        step is replayed from now on, and a replay holds nothing."""
+        for holder in self.holders:
+            holder.clear()
+
     # --- the generated function --------------------------------------------------------------------------------
 
     def allocate(self, x: np.ndarray) -> str:
@@ -147,6 +172,7 @@ class Recorder:
         :meth:`source` gives it a buffer kept from one replay to the next where that is safe, else a new array."""
         name = self.value(x)
         self.allocations[name] = (x.shape, x.dtype)
+        self.effects[len(self.lines)] = ({name}, {name})
         self.lines.append(f"{name} = <alloc>")
         return name
 
@@ -155,49 +181,222 @@ class Recorder:
         leaf's ``.grad`` taking its gradient): their memory must be new each replay, never a reused buffer."""
         self.escaping.update(names)
 
-    def source(self, returns: str) -> tuple[str, dict[str, Any]]:
-        """The step as a function of its flattened arguments ``A``, and the buffers it writes into.
+    def viewing(self, views: Sequence[tuple[str, str]]) -> None:
+        """Each ``(view, base)`` of ``views``: the value ``view`` may view the memory of the value ``base`` (``g.T``
+        in a traced form). The lines name every use of the view, so ``base``'s memory is kept for as long as the
+        view is used; if the view escapes (:meth:`shared`), so does ``base``."""
+        self.views.extend(views)
 
-        Every value is dropped after its last use, so a replay holds no more memory than the eager step. A value
-        an out form writes is given a buffer (``b0``, ...) kept across replays, shared by values of one shape and
-        dtype whose lives do not overlap, unless it escapes (:meth:`shared`): then a new array (``empty``).
+    def source(self, returns: str) -> tuple[str, dict[str, Any]]:
+        """The step as a function of its flattened arguments ``A``, and the names its code reads besides the
+        recorder's constants (the memory it writes into).
+
+        Every value is dropped after its last use, so a replay holds no more memory than the eager step. The
+        values out forms write are views (``b0``, ...) of one slab of bytes kept across replays, each at an offset
+        planned by liveness (:func:`_plan`): values whose lives do not overlap share memory, whatever their shapes,
+        and the slab is as large as the most the step has alive at once. A value that escapes (:meth:`shared`) gets
+        a new array each replay (``empty``) instead.
         """
-        body = [*self.preamble, *self.lines, f"return {returns}"]
+        lines = _common(self.lines, _live(self.lines, self.effects, returns), self.effects)
+        body = [*self.preamble, *lines, f"return {returns}"]
         last: dict[str, int] = {}
         for number, line in enumerate(body):
             for word in _words(line):
                 last[word] = number
-        free: dict[tuple[Any, ...], list[str]] = {}
-        held: dict[str, str] = {}  # value -> its buffer
-        buffers: dict[str, Any] = {}
+        escaping, ends = set(self.escaping), dict(last)  # ends: the last line that uses a value's memory
+        for view, base in reversed(self.views):  # a view of a view comes after its base's view: read first
+            if view in escaping:
+                escaping.add(base)
+            if view in ends:
+                ends[base] = max(ends.get(base, -1), ends[view])
+        landing = self._landing_in_place(body, last, escaping)
+        lives = {}  # value -> (its <alloc> line, the last use of its memory, its bytes), for those in the slab
+        for number, line in enumerate(body):
+            if line.endswith(" = <alloc>"):
+                name = line.split(" ", 1)[0]
+                shape, dtype = self.allocations[name]
+                if name not in escaping and name not in landing and not dtype.hasobject:  # (object arrays view
+                    lives[name] = (number, ends[name], int(np.prod(shape)) * dtype.itemsize)  # no bytes)
+        offsets, size = _plan(lives)
+        slab = np.empty(size, np.uint8)
+        namespace: dict[str, Any] = {}
         out = []
         for number, line in enumerate(body):
             if line.endswith(" = <alloc>"):
                 name = line.split(" ", 1)[0]
                 shape, dtype = self.allocations[name]
-                kind = (shape, dtype.str)
-                if name in self.escaping:
-                    buffers[f"s{len(buffers)}"] = (shape, dtype)
-                    line = f"{name} = empty(*s{len(buffers) - 1})"
+                if name in landing:
+                    line = f"{name} = {landing[name]}"
+                elif name in offsets:
+                    namespace[f"b{len(namespace)}"] = np.ndarray(shape, dtype, slab, offsets[name])
+                    line = f"{name} = b{len(namespace) - 1}"
                 else:
-                    pool = free.setdefault(kind, [])
-                    held[name] = pool.pop() if pool else f"b{len(buffers)}"
-                    buffers.setdefault(held[name], np.empty(shape, dtype))
-                    line = f"{name} = {held[name]}"
+                    namespace[f"s{len(namespace)}"] = (shape, dtype)
+                    line = f"{name} = empty(*s{len(namespace) - 1})"
             out.append(line)
             dead = sorted(n for n in _words(line) if last.get(n) == number and n[0] in "vp" and n[1:].isdigit())
-            for name in dead:
-                if name in held:
-                    shape, dtype = self.allocations[name]
-                    free.setdefault((shape, dtype.str), []).append(held.pop(name))
             if dead and not line.startswith("return"):
                 out.append(f"del {', '.join(dead)}")
-        return "def replay(A):\n" + "".join(f"    {line}\n" for line in out), buffers
+        return "def replay(A):\n" + "".join(f"    {line}\n" for line in out), namespace
+
+    def _landing_in_place(self, body: Sequence[str], last: Mapping[str, int], escaping: set[str]) -> dict[str, str]:
+        """The values written straight into the zeroed array they land in (value -> the array's name), rather
+        than into memory of their own that the landing then copies: the tape's ``dW``, ``db``. The landing then
+        adds 0.0 to the array in place, as it would have added it to the gradient (turning a -0.0 into +0.0).
+
+        Only where nothing could tell the difference: the array is a whole one (no view) of the value's shape and
+        dtype, the value (viewed by nothing) is used by nothing after its landing, and no line between its writing
+        and its landing reads the array or anything that may share its memory."""
+        arrays = {name: x for name, x in self.constants.items() if type(x) is np.ndarray}
+        arrays.update((self.names[id(x)], x) for x in self.alive if type(x) is np.ndarray and id(x) in self.names)
+        viewed = {base for _, base in self.views}
+        functions = {function for _, function in self.landing.values()}  # each names one landing's line
+        lands = {word: number for number, line in enumerate(body) for word in _words(line) if word in functions}
+        result = {}
+        for name, (target, function) in self.landing.items():
+            landing = lands.get(function, -1)
+            if name not in self.allocations or name in escaping or name in viewed or last.get(name) != landing:
+                continue
+            shape, dtype = self.allocations[name]
+            if not (
+                type(target) is np.ndarray
+                and target.base is None
+                and target.flags.c_contiguous
+                and target.flags.writeable
+                and target.shape == shape
+                and target.dtype == dtype
+            ):
+                continue
+            if f"{name} = <alloc>" not in body:  # left out (nothing read it)
+                continue
+            made = body.index(f"{name} = <alloc>")
+            between = {word for line in body[made + 1 : landing] for word in _words(line)} - {name}
+            if not any(np.may_share_memory(arrays[word], target) for word in between if word in arrays):
+                result[name] = self.names[id(target)]
+        return result
 
 
-def _words(line: str) -> set[str]:
-    """The names a generated line mentions."""
-    return set(re.findall(r"\w+", line))
+#: Each value's offset in the slab is a multiple of this: a cache line, at least the alignment malloc gives.
+ALIGN = 64
+
+
+def _plan(lives: Mapping[str, tuple[int, int, int]]) -> tuple[dict[str, int], int]:
+    """Offsets in one slab for values alive from line ``first`` to line ``last`` (both included) of ``nbytes``
+    each (``lives``: name -> ``(first, last, nbytes)``), such that no two values alive on one line overlap; and the
+    slab's size.
+
+    The values are placed in the order the lines make them, as an allocator would at run time, but one that knows
+    when each is freed: a value takes the smallest free range that fits it (the lowest, of equal ones), or the top
+    of the slab, grown. Freed ranges merge with free neighbours. A value is made on its ``<alloc>`` line, before
+    the call that writes it, and freed after its last line: a call's inputs never share memory with its outputs.
+    """
+    free: list[tuple[int, int]] = []  # (offset, size), sorted by offset, none touching the next
+    ending: list[tuple[int, int, int]] = []  # a heap of (last line, offset, size) of the values placed
+    offsets: dict[str, int] = {}
+    top = 0
+    for name, (first, last, nbytes) in sorted(lives.items(), key=lambda item: item[1][0]):
+        while ending and ending[0][0] < first:
+            _, offset, size = heapq.heappop(ending)
+            _release(free, offset, size)
+        size = -(-nbytes // ALIGN) * ALIGN
+        fits = [(length, offset) for offset, length in free if length >= size]
+        if fits:
+            length, offset = min(fits)
+            free.remove((offset, length))
+            if length > size:
+                bisect.insort(free, (offset + size, length - size))
+        elif free and sum(free[-1]) == top:  # the free range at the top, grown to fit
+            offset = free.pop()[0]
+            top = offset + size
+        else:
+            offset, top = top, top + size
+        offsets[name] = offset
+        heapq.heappush(ending, (last, offset, size))
+    return offsets, max((offsets[name] + lives[name][2] for name in offsets), default=0)
+
+
+def _release(free: list[tuple[int, int]], offset: int, size: int) -> None:
+    """``[offset, offset + size)`` added to ``free``, merged with the free ranges it touches."""
+    i = bisect.bisect(free, (offset, size))
+    if i < len(free) and offset + size == free[i][0]:  # the next range
+        size += free.pop(i)[1]
+    if i and sum(free[i - 1]) == offset:  # the previous one
+        offset, size = free[i - 1][0], free[i - 1][1] + size
+        free.pop(i - 1)
+        i -= 1
+    free.insert(i, (offset, size))
+
+
+Effects = Mapping[int, tuple[AbstractSet[str], AbstractSet[str]]]
+
+
+def _live(lines: list[str], effects: Effects, returns: str) -> list[int]:
+    """The numbers of ``lines`` to run: not those with known effects whose results nothing after them reads (or
+    returns). An op's forward whose output only a backward's seed followed (the loss of a step that returns
+    nothing) is not run again."""
+    needed = _words(returns)
+    kept = []
+    for number in range(len(lines) - 1, -1, -1):
+        line = lines[number]
+        if number in effects:
+            assigned, written = effects[number]
+            if not written & needed:
+                continue
+            needed = needed - assigned | _words(line.split(" = ", 1)[1] if assigned else line)
+        else:
+            needed |= _words(line)
+        kept.append(number)
+    return kept[::-1]
+
+
+def _common(lines: list[str], numbers: list[int], effects: Effects) -> list[str]:
+    """``lines[n]`` for each of ``numbers``, but a line that computes what an earlier one did, from values nothing
+    changed in between, is left out and its name replaced by the earlier one's (a loss's forward and its backward
+    both take the softmax of the logits). Only for results nothing changes after they are made: a line of unknown
+    effects (a library call, a landing) may change any value it names, and any array the step did not compute."""
+    changed: set[str] = set()  # names whose values change after they are made
+    for number in numbers:
+        if number in effects:
+            assigned, written = effects[number]
+            changed |= written - assigned
+        else:
+            changed |= _words(lines[number])
+    made: dict[str, str] = {}  # an expression -> the name of its value
+    readers: dict[str, list[str]] = {}  # a name -> the expressions of made that read it
+    renamed: dict[str, str] = {}
+    kept = []
+    for number in numbers:
+        line = lines[number]
+        if renamed:
+            line = re.sub(r"\b[va]\d+\b", lambda m: renamed.get(m.group(), m.group()), line)
+        if number not in effects:
+            made.clear()
+            readers.clear()
+            kept.append(line)
+            continue
+        assigned, written = effects[number]
+        for name in written:
+            for expression in readers.pop(name, ()):
+                made.pop(expression, None)
+        if len(assigned) == 1 and assigned == written and not line.endswith("<alloc>"):
+            (name,) = assigned
+            expression = line.split(" = ", 1)[1]
+            if name not in changed:
+                earlier = made.get(expression)
+                if earlier is not None:
+                    renamed[name] = earlier
+                    continue
+                made[expression] = name
+                for word in _words(expression):
+                    readers.setdefault(word, []).append(expression)
+        kept.append(line)
+    return kept
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _words(line: str) -> frozenset[str]:
+    """The names a generated line mentions (each line is asked about many times while a program is planned)."""
+    return frozenset(re.findall(r"\w+", line))
 
 
 #: opreg.tensor's Tensor class and its function for a leaf's ``.grad``, given when opreg.tensor loads (it imports
@@ -252,17 +451,24 @@ def forward(
             inputs.append(recorder.ref(data, x))
         elif id(data) in recorder.names or type(x) is np.ndarray:
             inputs.append(recorder.ref(data))
-        else:  # a Python number or list the op call converted: the same every run
-            inputs.append(recorder.constant(data, static=True))
+        else:  # a Python number or list the op call converted: the same every run (named for backward too)
+            inputs.append(recorder._name(data, recorder.constant(data, static=True)))
     out_form = op.forward_out
     if out_form is not None and type(output) is np.ndarray and not op.saves:
         name = recorder.allocate(output)
+        scratch = np.empty(output.shape, output.dtype)
+        arguments = [(scratch, name), *zip(datas, inputs, strict=True)]
+        if _inline(recorder, out_form, arguments, attributes, [(scratch, output, f"{op.describe()}: forward_out")]):
+            return
         function = functools.partial(out_form, **attributes) if attributes else out_form
         recorder.lines.append(f"{recorder.constant(function, static=True)}({name}, {', '.join(inputs)})")
+        return
+    if not isinstance(output, tuple) and _inline_forward(recorder, op, datas, inputs, attributes, output, saved):
         return
     recorder.shared(*inputs)
     function = functools.partial(op.forward, **attributes) if attributes else op.forward
     call = f"{recorder.constant(function, static=True)}({', '.join(inputs)})"
+    first = len(recorder.lines)
     if isinstance(output, tuple):  # several outputs: each an array of its own, as run_forward makes them
         names = [recorder.value(each) for each in output]
         if op.saves:
@@ -270,14 +476,77 @@ def forward(
             call = "_o"
         several = recorder.constant(_several, static=True)
         recorder.lines.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = {several}({call})")
-        return
-    name = recorder.value(output)
-    if op.saves:
-        recorder.lines.append(f"{name}, {_saved(recorder, saved)} = {call}")
     else:
-        recorder.lines.append(f"{name} = {call}")
+        name = recorder.value(output)
+        if op.saves:
+            recorder.lines.append(f"{name}, {_saved(recorder, saved)} = {call}")
+        else:
+            recorder.lines.append(f"{name} = {call}")
+        if output.ndim == 0:  # a 0-d result may come back a NumPy scalar, which run_forward makes an array
+            recorder.lines.append(f"{name} = asarray({name})")
+    for number in range(first, len(recorder.lines)):  # an op's forward changes nothing it is given
+        assigned = _words(recorder.lines[number].split(" = ", 1)[0])
+        recorder.effects[number] = (assigned, assigned)
+
+
+def _inline_forward(
+    recorder: Recorder,
+    op: OpDef,
+    datas: Sequence[Any],
+    inputs: Sequence[str],
+    attributes: Mapping[str, Any],
+    output: np.ndarray,
+    saved: Any,
+) -> bool:
+    """The NumPy calls of ``op``'s forward in place of a call to it (an op with no ``forward_out``, or whose forward
+    also returns what backward saves), if it can be traced: each line's effects known, so that what only a loss
+    nobody reads needed is left out. Its results must be the eager step's, bit for bit."""
+    trace = tracing.Trace(recorder.value, functools.partial(recorder.constant, static=True))
+    args = [trace.array(x, name) if type(x) is np.ndarray else x for x, name in zip(datas, inputs, strict=True)]
+    try:
+        result = trace.run(op.forward, args, attributes)
+        if op.saves and not (isinstance(result, tuple) and len(result) == 2):
+            return False
+        value, kept = result if op.saves else (result, None)
+        if not isinstance(value, tracing.Traced) or any(value is x for x in args):
+            return False
+        kept_text = trace.text(kept)
+    except tracing.Untraceable:
+        return False
+    if not all(_same_bits(np.asarray(x), y) for x, y in _arrays(value, output, kept, saved)):
+        recorder.refuse(
+            f"{op.describe()}'s forward gave other numbers when traced than when it ran (read the values of its "
+            "inputs in some way tracing cannot see?)"
+        )
+    first = len(recorder.lines)
+    recorder.lines.extend(trace.lines)
+    recorder.effects.update(zip(range(first, len(recorder.lines)), trace.effects, strict=True))
     if output.ndim == 0:  # a 0-d result may come back a NumPy scalar, which run_forward makes an array
-        recorder.lines.append(f"{name} = asarray({name})")
+        _assignment(recorder, f"{recorder.value(output)} = asarray({value.name})")
+    else:
+        recorder._name(output, value.name)
+    if saved is not None:
+        _assignment(recorder, f"{recorder.value(saved)} = {kept_text}")
+    recorder.viewing(trace.views)
+    return True
+
+
+def _arrays(traced: Any, eager: Any, *more: Any) -> Iterator[tuple[Any, Any]]:
+    """Pairs of (a traced result, the eager value in its place), through tuples and lists."""
+    if isinstance(traced, tracing.Traced):
+        yield traced.array, eager
+    elif isinstance(traced, tuple | list) and isinstance(eager, tuple | list) and len(traced) == len(eager):
+        for pair in zip(traced, eager, strict=True):
+            yield from _arrays(*pair)
+    if more:
+        yield from _arrays(*more)
+
+
+def _assignment(recorder: Recorder, line: str) -> None:
+    """An assignment that changes nothing but its name."""
+    assigned = _words(line.split(" = ", 1)[0])
+    recorder.effects[len(recorder.lines)] = (assigned, assigned)
+    recorder.lines.append(line)
 
 
 def _saved(recorder: Recorder, saved: Any) -> str:
@@ -304,6 +573,14 @@ def read(x: Any, how: str) -> None:
             f"it reads a value it computed into Python ({how} on a {x.dtype} Tensor of shape {x.shape}), and a "
             "replay runs no Python of the step: return the Tensor and read it after the call"
         )
+
+
+def mode(module: Any) -> None:
+    """The step read ``module.training``: a replay needs the same flag (:class:`opreg.compiled.CompiledStep` keys
+    its programs by it), so that ``train()`` and ``eval()`` between steps need no new recording."""
+    recorder = current()
+    if recorder is not None:
+        recorder.modes[id(module)] = module
 
 
 def seed(grads: Mapping[int, Any]) -> None:
@@ -338,7 +615,16 @@ def backward(
     # the inputs named before the results: a backward may return its grad_output itself (add's does)
     g_name, names, out_name = recorder.ref(grad_output), [recorder.ref(x) for x in datas], recorder.ref(output)
     if op.backward_out is not None:
-        _backward_out(recorder, op, g_name, names, output, out_name, attributes, grads_in)
+        _backward_out(
+            recorder,
+            op,
+            (grad_output, g_name),
+            list(zip(datas, names, strict=True)),
+            output,
+            out_name,
+            attributes,
+            grads_in,
+        )
         return
     saved_name = "None" if saved is None else recorder.ref(saved)
     recorder.shared(g_name, *names, out_name)
@@ -366,21 +652,88 @@ def _input_gradients(
 def _backward_out(
     recorder: Recorder,
     op: OpDef,
-    g_name: str,
-    names: list[str],
+    g: tuple[Any, str],
+    inputs: list[tuple[Any, str]],
     output: Any,
     out_name: str,
     attributes: Mapping[str, Any],
     grads_in: Sequence[Any],
 ) -> None:
-    """``op.backward_out`` writing each wanted gradient into an array of its input's shape and dtype."""
+    """``op.backward_out`` writing each wanted gradient into an array of its input's shape and dtype (``g`` and the
+    ``inputs`` are given as ``(array, its name)``)."""
     keywords = backward_out_keywords(op, attributes, output, grads_in)
     more = f", output={out_name}" if keywords.pop("output", None) is not None else ""
     out_form = op.backward_out
     assert out_form is not None  # the caller's condition
+    outs = [recorder.allocate(grad) if grad is not None else "None" for grad in grads_in]
+    scratch = tuple(
+        None if grad is None else (np.empty(grad.shape, grad.dtype), name)
+        for grad, name in zip(grads_in, outs, strict=True)
+    )
+    arguments = [scratch, g, *inputs]
+    if more:
+        keywords["output"] = (output, out_name)
+    written = [
+        (pair[0], grad, f"{op.describe()}: backward_out, for {op.describe_input(i)},")
+        for i, (pair, grad) in enumerate(zip(scratch, grads_in, strict=True))
+        if pair is not None
+    ]
+    if _inline(recorder, out_form, arguments, keywords, written):
+        return
+    keywords.pop("output", None)
     function = recorder.constant(functools.partial(out_form, **keywords) if keywords else out_form, static=True)
-    outs = [recorder.allocate(g) if g is not None else "None" for g in grads_in]
-    recorder.lines.append(f"{function}(({', '.join(outs)},), {g_name}, {', '.join(names)}{more})")
+    names = ", ".join(name for _, name in inputs)
+    recorder.lines.append(f"{function}(({', '.join(outs)},), {g[1]}, {names}{more})")
+
+
+def _inline(
+    recorder: Recorder,
+    form: Callable[..., Any],
+    arguments: Sequence[Any],
+    keywords: Mapping[str, Any],
+    written: Sequence[tuple[np.ndarray, np.ndarray, str]],
+) -> bool:
+    """Write the NumPy calls ``form`` makes in place of a call to it (:mod:`opreg.tracing`), if it can be traced.
+
+    ``arguments`` and ``keywords`` are the form's, with each array given as ``(array, its name)``; the arrays a form
+    writes into are scratch arrays of their shape and dtype (the recording's own values are left alone). Each
+    ``(scratch, eager, what)`` of ``written`` must then hold the eager step's values bit for bit, as the out-form
+    contract says: a form that gives other numbers on this step's arrays makes the step run eagerly, never a
+    replay with other numbers."""
+    trace = tracing.Trace(recorder.value, functools.partial(recorder.constant, static=True))
+
+    def stand_in(x: Any) -> Any:
+        if isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], str):
+            return trace.array(*x) if isinstance(x[0], np.ndarray) else x[0]
+        if isinstance(x, tuple):
+            return tuple(stand_in(each) for each in x)
+        return x
+
+    try:
+        trace.run(form, [stand_in(x) for x in arguments], {key: stand_in(x) for key, x in keywords.items()})
+    except tracing.Untraceable:
+        return False
+    for scratch, eager, what in written:
+        if not _same_bits(scratch, eager):
+            recorder.refuse(
+                f"{what} does not give the eager step's numbers bit for bit on this step's arrays (opreg check "
+                "tests it on the op's samples; CONTRIBUTING.md, 'Forms that write into given arrays')"
+            )
+    first = len(recorder.lines)
+    recorder.effects.update(zip(range(first, first + len(trace.lines)), trace.effects, strict=True))
+    recorder.lines.extend(trace.lines)
+    recorder.viewing(trace.views)
+    return True
+
+
+def _same_bits(a: np.ndarray, b: Any) -> bool:
+    """Whether ``b`` is ``a``'s values exactly: NaN where it has NaN, zeros of the same sign."""
+    b = np.asarray(b)
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.dtype.kind not in "fc":
+        return bool(np.array_equal(a, b))
+    return bool(np.array_equal(a, b, equal_nan=True) and np.array_equal(np.signbit(a.real), np.signbit(b.real)))
 
 
 def _direct_backward(
@@ -433,9 +786,31 @@ def landings(
         return
     pairs = ", ".join(f"({recorder.ref(target)}, {recorder.ref(grad)})" for target, grad in landings)
     arrays = ", ".join(recorder.ref(array) for array in zeroed)
-    recorder.lines.append(
-        f"{recorder.constant(land, static=True)}([{pairs}], ({arrays}{',' if len(zeroed) == 1 else ''}))"
-    )
+    function = recorder.constant(land, static=True)  # a name of this line's alone
+    pending = {id(array) for array in zeroed}
+    for target, grad in landings:  # the first gradient to land in a zeroed array: written there (Recorder.source)
+        if id(target) in pending:
+            pending.discard(id(target))
+            recorder.landing[recorder.ref(grad)] = (target, function)
+    recorder.lines.append(f"{function}([{pairs}], ({arrays}{',' if len(zeroed) == 1 else ''}))")
+
+
+def held(holder: list[Any]) -> None:
+    """The eager step keeps arrays in ``holder`` until its next step (the tape's landed gradients, the gradients
+    ``zero_grad`` released): freed at the end of the step, with its other arrays, that memory would be given back
+    to the kernel and faulted in again at the next (bench/README.md, "Page faults"). A replay writes into memory it
+    keeps, so it holds nothing: ``holder`` is emptied where the eager step fills it, and at its start (of what an
+    eager step left there; :meth:`Recorder.release` empties it once the recording is to be replayed). Called inside
+    replayed methods too (``zero_grad``), whose own calls are not recorded."""
+    recorder = _thread.recorder
+    if recorder is None:
+        return
+    name = recorder.names.get(id(holder))
+    if name is None:
+        name = recorder._name(holder, recorder.constant(holder))
+        recorder.preamble.append(f"{name}.clear()")
+        recorder.holders.append(holder)
+    recorder.lines.append(f"{name}.clear()")
 
 
 def leaf(lock: Callable[[Any], Any], tensor: Any, arrived: Any) -> None:
@@ -444,24 +819,50 @@ def leaf(lock: Callable[[Any], Any], tensor: Any, arrived: Any) -> None:
     recorder = current()
     if recorder is None:
         return
-    lock_name = recorder.constant(lock, static=True)
+    lock_name = recorder.constant(lock(tensor))  # the tensor's own lock: the same object while the tensor lives
     function = recorder.constant(_leaf_gradient, static=True)
     owner = recorder.names.get(id(tensor)) or recorder._name(tensor, recorder.constant(tensor))
     recorder.shared(recorder.ref(arrived))
-    recorder.lines.append(f"with {lock_name}({owner}):")
+    recorder.lines.append(f"with {lock_name}:")
     recorder.lines.append(f"    {owner}._grad = {function}({owner}._grad, {recorder.ref(arrived)})")
+
+
+def assigned_grad(tensor: Any, value: np.ndarray | None) -> None:
+    """``tensor.grad = value`` (``p.grad = None`` before a backward, as many a training loop writes): written down,
+    so that a replay starts each gradient where the eager step does."""
+    recorder = current()
+    if recorder is None:
+        return
+    owner = recorder.names.get(id(tensor)) or recorder._name(tensor, recorder.constant(tensor))
+    if value is None:
+        recorder.lines.append(f"{owner}._grad = None")
+        return
+    name = recorder.ref(value)
+    recorder.shared(name)
+    recorder.lines.append(f"{owner}._grad = {name}")
 
 
 def replayed(method: F) -> F:
     """A library method that changes state outside ops (an optimizer's step, ``zero_grad``): recorded as one call,
-    to be made again in every replay, with what happens inside it left unrecorded."""
+    to be made again in every replay, with what happens inside it left unrecorded. The arrays the step computed
+    that it is given escape (:meth:`Recorder.shared`): it may keep them, and a later replay must not write over
+    them."""
+    return _replayed(method, keeps=True)
 
+
+def replayed_reading(method: F) -> F:
+    """:func:`replayed`, for a method that keeps none of the arrays it is given (a check of its arguments): they
+    may stay in memory that later replays write into."""
+    return _replayed(method, keeps=False)
+
+
+def _replayed(method: F, keeps: bool) -> F:
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         recorder = current() if active else None
         if recorder is None:
             return method(self, *args, **kwargs)
-        call = _host_call(recorder, method, self, args, kwargs)
+        call = _host_call(recorder, method, self, args, kwargs, keeps)
         if call is not None:
             recorder.lines.append(call)
         recorder.suspended += 1
@@ -473,22 +874,27 @@ def replayed(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _host_call(recorder: Recorder, method: Callable[..., Any], owner: Any, args: Any, kwargs: Any) -> str | None:
+def _host_call(
+    recorder: Recorder, method: Callable[..., Any], owner: Any, args: Any, kwargs: Any, keeps: bool
+) -> str | None:
     parts = []
     for x in (owner, *args):
-        parts.append(_argument(recorder, x))
+        parts.append(_argument(recorder, x, keeps))
     for key, x in kwargs.items():
-        parts.append(f"{key}={_argument(recorder, x)}")
+        parts.append(f"{key}={_argument(recorder, x, keeps)}")
     if recorder.problem is not None:
         return None
     return f"{recorder.constant(method, static=True)}({', '.join(parts)})"
 
 
-def _argument(recorder: Recorder, x: Any) -> str:
+def _argument(recorder: Recorder, x: Any, keeps: bool) -> str:
     if _is_tensor(x):
-        return recorder.names.get(id(x)) or _tensor_of(recorder, x)
+        return recorder.names.get(id(x)) or _tensor_of(recorder, x, keeps)
     if type(x) is np.ndarray:
-        return recorder.ref(x)
+        name = recorder.ref(x)
+        if keeps:  # the call may keep it: memory of its own each replay, never the slab's
+            recorder.shared(name)
+        return name
     if x is None or type(x) in (bool, int, float, str):
         return recorder.constant(x, static=True)
     if isinstance(x, types.FunctionType | types.MethodType | types.BuiltinFunctionType | functools.partial):
@@ -497,11 +903,13 @@ def _argument(recorder: Recorder, x: Any) -> str:
     return recorder.constant(x)
 
 
-def _tensor_of(recorder: Recorder, x: Any) -> str:
+def _tensor_of(recorder: Recorder, x: Any, keeps: bool) -> str:
     """A Tensor given to a replayed call: rebuilt around its array when the step computed it."""
     name = recorder.names.get(id(x._data))
     if name is None:
         return recorder._name(x, recorder.constant(x))
+    if keeps:  # the call may keep it: memory of its own each replay, never the slab's
+        recorder.shared(name)
     wrap = recorder.constant(_wrap, static=True)
     return f"{wrap}({name}, {recorder.constant(x.requires_grad, static=True)})"
 

@@ -3,13 +3,15 @@
 A step (forward, loss, backward, the optimizer's update) makes the same calls on arrays of the same shapes every
 time, and eager mode pays for learning them again each time: a Tensor and a Node per op, a topological sort,
 checks of shapes that passed last time. :mod:`opreg.capture` writes down the calls of one run as a Python function
-(:attr:`CompiledStep.code` shows it); a replay runs that function on the new arguments: the same kernels, in the
-same order, so the numbers are those of the eager step, bit for bit.
+(:attr:`CompiledStep.code` shows it: the NumPy calls of each op, into buffers kept between replays); a replay runs
+that function on the new arguments: the same kernels, in the same order, so the numbers are those of the eager
+step, bit for bit.
 
 When a replay would be wrong, the step runs eagerly instead:
 
 * **Guards.** A replay needs the arguments' structure, shapes, dtypes and ``requires_grad`` of the recording, the
-  same Python values among them (numbers, strings, flags: part of the key), grad mode, no checking or anomaly mode,
+  same Python values among them (numbers, strings, flags: part of the key), grad mode, the training flag of each
+  module whose flag the step read (``train()``/``eval()``: a program for each), no checking or anomaly mode,
   and no change since the recording to module attributes (``train()``/``eval()``, a new layer), to which array a
   Tensor holds, or to ``requires_grad`` (:data:`opreg.capture.epoch`). Otherwise the step is recorded again: one
   program per key, up to ``max_programs``.
@@ -57,7 +59,7 @@ def compile(step: Callable[..., Any], *, max_programs: int = 8) -> CompiledStep:
 class _Program:
     """One recording of the step: the generated function, and what two recordings must agree on."""
 
-    __slots__ = ("code", "constants", "epoch", "function", "held", "kinds", "outputs", "static", "verified")
+    __slots__ = ("buffers", "code", "constants", "epoch", "function", "held", "kinds", "outputs", "static", "verified")
 
     def __init__(self, recorder: capture.Recorder, outputs: TreeSpec, returns: list[tuple[str, type | None]]) -> None:
         names = [name for name, _ in returns]
@@ -69,9 +71,18 @@ class _Program:
         self.epoch = capture.epoch
         self.verified = False
         self.held: list[Any] = []
-        namespace: dict[str, Any] = {"asarray": np.asarray, "empty": np.empty, **self.constants, **buffers}
+        self.buffers = buffers
+        self.function: Callable[[list[Any]], tuple[Any, ...]] | None = None  # made when first replayed
+
+    def compiled(self) -> Callable[[list[Any]], tuple[Any, ...]]:
+        """The generated function, made from the code when the program is first replayed: most recordings never
+        are (the first of two that agree, one made after ``train()`` or ``eval()``, a last batch of another size)."""
+        namespace: dict[str, Any] = {"np": np, "asarray": np.asarray, "empty": np.empty, **self.constants}
+        namespace.update(self.buffers)
         exec(self.code, namespace)
-        self.function = namespace["replay"]
+        function: Callable[[list[Any]], tuple[Any, ...]] = namespace["replay"]
+        self.function = function
+        return function
 
     def difference(self, other: _Program) -> str | None:
         """What differs between two recordings (``None``: the same calls on the same objects, and equal values
@@ -118,6 +129,7 @@ class CompiledStep:
         self.code: str | None = None
         self._warned: set[str] = set()
         self._watched = _watched(step)
+        self._modes: dict[int, Any] = {}  # id -> a module whose training flag a recording read: part of the key
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs or any(type(x) is not np.ndarray for x in args):
@@ -129,11 +141,13 @@ class CompiledStep:
         if program is not None and program.verified and program.epoch == capture.epoch and not observe.active:
             self.replays += 1
             self.reason = None
-            return tree_unflatten(program.outputs, program.results(program.function(leaves)))
-        return self._eager(key, args, kwargs, leaves, program)
+            function = program.function or program.compiled()
+            return tree_unflatten(program.outputs, program.results(function(leaves)))
+        return self._eager(key, args, kwargs, leaves, spec, program)
 
     def _key(self, leaves: list[Any], spec: TreeSpec | None) -> tuple[Any, ...]:
         parts: list[Any] = [spec, _grad_mode.enabled, *[read() for read in self._watched]]
+        parts.extend(module.training for module in self._modes.values())
         for x in leaves:
             if type(x) is np.ndarray:
                 parts.append((x.shape, x.dtype))
@@ -145,7 +159,9 @@ class CompiledStep:
                 parts.append((type(x), x))
         return tuple(parts)
 
-    def _eager(self, key: Any, args: Any, kwargs: Any, leaves: list[Any], previous: _Program | None) -> Any:
+    def _eager(
+        self, key: Any, args: Any, kwargs: Any, leaves: list[Any], spec: TreeSpec | None, previous: _Program | None
+    ) -> Any:
         self.eager_calls += 1
         refused = self._refused.get(key)
         why = refused[0] if refused is not None and refused[1] == capture.epoch else self._why_not(key)
@@ -159,6 +175,10 @@ class CompiledStep:
         finally:
             capture.stop()
         self.recordings += 1
+        if recorder.modes.keys() - self._modes.keys():  # the step reads these modules' modes: keyed from now on
+            self._modes.update(recorder.modes)
+            key = self._key(leaves, spec)
+            previous = self._programs.get(key)
         out_leaves, out_spec = tree_flatten(result)
         returns = [_returned(recorder, x) for x in out_leaves]
         if recorder.problem is not None:
@@ -174,6 +194,7 @@ class CompiledStep:
             previous.epoch = program.epoch
             previous.verified = True
             program = previous
+            recorder.release()
         elif previous is not None:
             count, epoch = self._disagreements.get(key, (0, capture.epoch))
             count = count + 1 if epoch == capture.epoch else 1

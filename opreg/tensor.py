@@ -197,7 +197,7 @@ class Tensor:
             requires_grad = requires_grad or stacked._requires_grad
         self._data: np.ndarray = np.asarray(data._data if isinstance(data, Tensor) else data, dtype=dtype)
         self.requires_grad = requires_grad
-        self.grad: np.ndarray | None = None
+        self._grad = None  # not the setter: a new Tensor has nothing a compiled step need write down
 
     @property
     def data(self) -> np.ndarray:
@@ -231,6 +231,8 @@ class Tensor:
             value = np.asarray(value, dtype=gradient_dtype(self._data))
             if value.shape != self._data.shape:
                 raise OpUsageError(f"a gradient of shape {value.shape} for a tensor of shape {self._data.shape}")
+        if capture.active:
+            capture.assigned_grad(self, value)
         self._grad = value
 
     @property

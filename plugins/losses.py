@@ -36,9 +36,9 @@ def _softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[np.n
     exp = np.exp(shifted)
     total = exp.sum(axis=-1, keepdims=True)
     terms = labels * (shifted - np.log(total))
-    if terms.dtype.itemsize >= 4:
-        return np.asarray(-terms.sum() / batch), (exp, total)
-    return np.asarray(-terms.sum(dtype=np.float32) / batch, dtype=terms.dtype), (exp, total)
+    if terms.dtype.itemsize >= 4:  # a NumPy scalar, which the engine makes a 0-d array
+        return -terms.sum() / batch, (exp, total)
+    return (-terms.sum(dtype=np.float32) / batch).astype(terms.dtype), (exp, total)
 
 
 def _softmax_cross_entropy_backward(

@@ -183,7 +183,9 @@ def test_eval_and_train_between_steps_record_again() -> None:
                 values.append(np.array(f(x, y).data))
         outputs.append(values)
     assert_same(*outputs)
-    assert compiled.replays == (2 if REPLAYS else 0)  # the third eval step of each stretch
+    # eval mode: the third step of the first stretch, and every step of the second (its program kept, keyed by
+    # the modes the step read: train() and eval() in between cost no recording)
+    assert compiled.replays == (4 if REPLAYS else 0)
 
 
 def test_a_replaced_parameter_records_again() -> None:
@@ -306,3 +308,75 @@ def test_a_view_of_a_value_an_out_form_wrote_is_not_overwritten_by_a_reused_buff
         held = [params[0].grad]
         results.append([*(o[1].data for o in outputs), *held, *(p.grad for p in params)])
     assert_same(*results)
+
+
+def test_grad_set_to_none_in_the_step_is_replayed() -> None:
+    """``p.grad = None`` before backward, as hand-written loops do: a replay that skipped it would add each step's
+    gradient to the last one's (it did, silently, before the assignment was recorded)."""
+
+    def make() -> tuple[Callable[..., Any], opreg.Tensor]:
+        w = opreg.Tensor(np.linspace(-1.0, 1.0, 4), requires_grad=True)
+
+        def step(x: np.ndarray) -> None:
+            w.grad = None
+            opreg.ops.sum(opreg.ops.mul(w, x)).backward()
+
+        return step, w
+
+    (eager, w_eager), (step, w) = make(), make()
+    compiled = opreg.compile(step)
+    for x in np.arange(16.0).reshape(4, 4):
+        eager(x)
+        compiled(x)
+        assert np.array_equal(w.grad, w_eager.grad)
+    assert compiled.replays == (2 if REPLAYS else 0)
+
+
+def test_a_python_number_an_op_takes_is_the_same_constant_in_every_recording() -> None:
+    """``w / 2.0``: the op call makes the number an array, a new one each run; named by its value, the two
+    recordings agree and the step replays (it ran eagerly for ever, with a warning, when its backward named it by
+    identity)."""
+    w = opreg.Tensor(np.linspace(-1.0, 1.0, 4), requires_grad=True)
+
+    def step(x: np.ndarray) -> None:
+        w.grad = None
+        opreg.ops.sum(opreg.ops.mul(opreg.ops.div(w, 2.0), x)).backward()
+
+    compiled = opreg.compile(step)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", opreg.CaptureWarning)
+        for x in np.arange(20.0).reshape(5, 4):
+            compiled(x)
+            assert np.array_equal(w.grad, x / 2.0)
+    assert compiled.replays == (3 if REPLAYS else 0)
+
+
+def test_a_step_reading_a_modules_mode_replays_the_program_of_that_mode() -> None:
+    """``self.training`` read in forward: one program per mode, each replayed only in its own mode, and
+    ``train()``/``eval()`` between steps cost no recording once both are made."""
+
+    class Scale(opreg.nn.Module):
+        def forward(self, x: Any) -> Any:
+            return opreg.ops.mul(x, 2.0 if self.training else 3.0)
+
+    def make() -> tuple[Callable[..., Any], Any, opreg.Tensor]:
+        w = opreg.Tensor(np.linspace(-1.0, 1.0, 4), requires_grad=True)
+        model = Scale()
+
+        def step(x: np.ndarray) -> Any:
+            w.grad = None
+            loss = opreg.ops.sum(model(opreg.ops.mul(w, x)))
+            loss.backward()
+            return loss
+
+        return step, model, w
+
+    (eager, eager_model, w_eager), (step, model, w) = make(), make()
+    compiled = opreg.compile(step)
+    for i, x in enumerate(np.arange(48.0).reshape(12, 4)):
+        mode = i % 2 == 0
+        model.train(mode)
+        eager_model.train(mode)
+        assert np.array_equal(compiled(x).data, eager(x).data)
+        assert np.array_equal(w.grad, w_eager.grad)
+    assert compiled.recordings == (4 if REPLAYS else 12) and compiled.replays == (8 if REPLAYS else 0)

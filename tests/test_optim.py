@@ -742,3 +742,28 @@ def test_step_calls_the_closure_and_returns_its_loss():
 def test_repr_lists_the_groups():
     text = repr(SGD([opreg.Tensor(np.ones(2), requires_grad=True)], lr=0.5))
     assert text.startswith("SGD (\nParameter Group 0\n") and "    lr: 0.5\n" in text
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sgd_updates_a_large_parameter_a_piece_at_a_time_with_the_same_bits(dtype):
+    """``data -= lr * grad`` made whole would need a temporary of the parameter's size, on top of everything a
+    step holds at its end; made a piece at a time it needs one piece, and gives the same bits."""
+    import tracemalloc
+
+    from opreg.optim.optimizers import PIECE
+
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((3 * PIECE // 8 + 1, 8)).astype(dtype)  # 3 pieces and a part
+    p = opreg.Tensor(data.copy(), requires_grad=True)
+    p.grad = rng.standard_normal(data.shape).astype(dtype)
+    expected = data - 0.1 * p.grad
+    optimizer = SGD([p], lr=0.1)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        optimizer.step()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert p.data.tobytes() == expected.tobytes()
+    assert peak < data.nbytes / 2

@@ -25,6 +25,10 @@ from torch_reference import ALL_BUILTIN_OPS, BUILTIN_OPS, REGISTRY, TORCH_OPS, F
 
 F64 = {"rtol": 1e-10, "atol": 1e-12}
 F32 = {"rtol": 1e-5, "atol": 1e-6}
+#: pinv's samples include a rank-deficient matrix (condition number 5e16): its float32 gradient goes through
+#: singular values near the cutoff, and NumPy's and torch's float32 SVDs (LAPACK builds, OPENBLAS_CORETYPE)
+#: differ there by up to about 1e-5 relative; float64 holds it to 1e-10.
+F32_LOOSER = {"pinv": {"rtol": 1e-4, "atol": 1e-5}}
 
 ops = opreg.ops
 
@@ -159,7 +163,7 @@ def test_builtin_op_on_tensors_matches_torch_float64(name, seed):
 @pytest.mark.parametrize("name", BUILTIN_OPS, ids=str)
 def test_builtin_op_on_tensors_matches_torch_float32(name):
     """float32 Tensors give float32 outputs and float32 gradients, matching torch at float32 tolerance."""
-    _run_builtin(name, 7, np.float32, F32)
+    _run_builtin(name, 7, np.float32, F32_LOOSER.get(name, F32))
 
 
 @needs_torch

@@ -129,7 +129,7 @@ class SoftmaxCrossEntropy(Module):
         return self.autograd_engine.apply("softmax_cross_entropy", y_hat, y)
 
     @staticmethod
-    @capture.replayed
+    @capture.replayed_reading
     def check_order(y: Value, y_hat: Value) -> None:
         """:class:`~opreg.errors.OpUsageError` unless ``y`` can be the labels of ``y_hat`` (see the class).
 

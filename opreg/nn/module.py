@@ -119,7 +119,7 @@ class IncompatibleKeys(NamedTuple):
 
 
 #: The attributes ``Module.__init__`` sets, which a subclass that skipped it lacks.
-_INTERNALS = frozenset({"_modules", "_parameters", "_buffers", "_pending", "autograd_engine", "training"})
+_INTERNALS = frozenset({"_modules", "_parameters", "_buffers", "_pending", "autograd_engine", "_training"})
 
 #: A tape-style parameter made by new_parameter whose gradient array has not been assigned to an attribute yet.
 _NO_GRAD_YET = ""
@@ -142,7 +142,6 @@ class Module:
     _buffers: list[str]
     _pending: list[list[Any]]
     autograd_engine: Autograd | TensorEngine
-    training: bool
 
     def __init__(self, autograd_engine: Autograd | TensorEngine | None = None) -> None:
         state = self.__dict__
@@ -151,11 +150,27 @@ class Module:
         state["_buffers"] = []  # names given to register_buffer
         state["_pending"] = []  # [array, gradient, array's name, gradient's name] made by new_parameter on a tape
         state["autograd_engine"] = tensor_engine if autograd_engine is None else autograd_engine
-        state["training"] = True
+        state["_training"] = True
 
     # --- registration ------------------------------------------------------------------------------------------
 
+    @property
+    def training(self) -> bool:
+        """Training mode (``train()``, ``eval()``), which layers such as Dropout read. A compiled step that reads it
+        is replayed only in the mode it was recorded in (:func:`opreg.capture.mode`)."""
+        training: bool = self._training
+        if capture.active:
+            capture.mode(self)
+        return training
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        self.__dict__["_training"] = mode  # no capture.bump(): a compiled step keys its programs by the modes read
+
     def __setattr__(self, name: str, value: Any) -> None:
+        if name == "training":
+            object.__setattr__(self, name, value)
+            return
         state = self.__dict__
         modules: dict[str, Module | None] | None = state.get("_modules")
         if modules is None:

@@ -179,6 +179,8 @@ class Optimizer:
                     p.grad = np.zeros_like(grad)
                 else:  # a BoundParameter reads its module's attribute, and has no setter
                     setattr(p.module, p.grad_name, np.zeros_like(grad))
+        if capture.active:
+            capture.held(released)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         raise NotImplementedError

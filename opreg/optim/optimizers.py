@@ -21,6 +21,28 @@ from opreg import capture
 from opreg.optim.optimizer import Optimizer
 from opreg.versions import edited
 
+#: Elements per piece of an update made a piece at a time (:func:`_subtract_scaled`): 256 KiB of float32.
+PIECE = 1 << 16
+
+
+def _subtract_scaled(data: np.ndarray, scale: Any, grad: np.ndarray) -> None:
+    """``data -= scale * grad``, a piece of :data:`PIECE` elements at a time where both are C-contiguous arrays of
+    one shape that share no memory. The same numbers (each element is the same product, then the same difference),
+    but a temporary of one piece rather than of the whole parameter: that one comes on top of everything a step
+    holds at its end (the weights, their gradients, a compiled step's kept memory), adding the largest
+    parameter's size to the step's peak. The pieces take no longer: their temporary stays in cache."""
+    if (
+        data.size <= PIECE
+        or data.shape != grad.shape
+        or not (data.flags.c_contiguous and grad.flags.c_contiguous)
+        or np.may_share_memory(data, grad)
+    ):
+        data -= scale * grad
+        return
+    flat_data, flat_grad = data.reshape(-1), grad.reshape(-1)
+    for start in range(0, data.size, PIECE):
+        flat_data[start : start + PIECE] -= scale * flat_grad[start : start + PIECE]
+
 
 def _check_betas(name: str, betas: Any) -> None:
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(0 <= b < 1 for b in betas)):
@@ -110,13 +132,13 @@ class SGD(_Stepping):
         lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
         weight_decay, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
         if not (momentum or weight_decay or maximize):
-            # Plain SGD, the common case, keeps no state: one loop, no generator (a third of a tiny step's update)
+            # Plain SGD, the common case, keeps no state: one loop, no generator (0.4 us less on 4 small parameters)
             for p in group["params"]:
                 grad = p.grad  # read once: a tape parameter's is a property
                 if grad is not None:
                     data = p.data
                     updated.append(data)
-                    data -= lr * grad
+                    _subtract_scaled(data, lr, grad)
             return
         for data, grad, state in self._with_gradients(group, updated):
             if maximize:
@@ -131,7 +153,7 @@ class SGD(_Stepping):
                     buffer *= momentum
                     buffer += (1 - dampening) * grad
                 grad = grad + momentum * buffer if nesterov else buffer
-            data -= lr * grad
+            _subtract_scaled(data, lr, grad)
 
 
 class Adam(_Stepping):
