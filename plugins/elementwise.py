@@ -45,7 +45,8 @@ def _relu_backward_out(outs: tuple[Any], g: np.ndarray, x: np.ndarray) -> None:
     out = outs[0]
     if out is None:
         return
-    if out.size >= _MASKED_BELOW and isinstance(g, np.ndarray) and g.dtype == out.dtype and out.dtype.kind == "f":
+    # g's dtype, not isinstance(g, np.ndarray): a compiled step traces this form on stand-ins (opreg.tracing)
+    if out.size >= _MASKED_BELOW and getattr(g, "dtype", None) == out.dtype and out.dtype.kind == "f":
         bits = _BITS.get(out.dtype.itemsize)
         if bits is not None:
             np.multiply(g.view(bits), np.greater(x, 0), out=out.view(bits))
