@@ -26,10 +26,12 @@ def batches(n: int, rows: int = 8, features: int = 5, classes: int = 3, dtype: A
     ]
 
 
-def mlp_step(style: str, optimizer: str = "sgd", dtype: Any = np.float64) -> tuple[Callable[..., Any], MLP]:
-    """A training step of a fresh 5-7-3 MLP (same weights every call), in the tape or the Tensor style."""
+def mlp_step(
+    style: str, optimizer: str = "sgd", dtype: Any = np.float64, sizes: tuple[int, ...] = (5, 7, 3)
+) -> tuple[Callable[..., Any], MLP]:
+    """A training step of a fresh MLP of ``sizes`` (same weights every call), in the tape or the Tensor style."""
     engine = opreg.Autograd(keep_gradients=False) if style == "tape" else None
-    model = MLP([5, 7, 3], engine, output_activation=Identity, rng=np.random.default_rng(1), dtype=dtype)
+    model = MLP(list(sizes), engine, output_activation=Identity, rng=np.random.default_rng(1), dtype=dtype)
     criterion = SoftmaxCrossEntropy(engine)
     if optimizer == "adam":
         opt: Any = Adam(model.parameters(), lr=0.01)
@@ -78,6 +80,18 @@ def test_replay_is_bit_for_bit_the_eager_step(style: str, optimizer: str, dtype:
     assert compiled.replays == (28 if REPLAYS else 0)
     if REPLAYS:
         assert compiled.code is not None and "def replay(A):" in compiled.code
+
+
+@pytest.mark.parametrize("style", ["tape", "tensor"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_replay_of_layers_past_the_out_forms_small_array_paths_is_bit_for_bit(style: str, dtype: Any) -> None:
+    """32 rows of 64 hidden units: relu's backward_out takes its integer-mask path (512 elements and more)."""
+    data = batches(8, rows=32, features=20, classes=4, dtype=dtype)
+    (eager, eager_model), (plain, compiled_model) = (mlp_step(style, "sgd", dtype, (20, 64, 64, 4)) for _ in "ab")
+    compiled = opreg.compile(plain)
+    assert_same(run(eager, data), run(compiled, data))
+    assert_same(weights(eager_model), weights(compiled_model))
+    assert compiled.replays == (6 if REPLAYS else 0)
 
 
 @pytest.mark.parametrize("style", ["tape", "tensor"])
