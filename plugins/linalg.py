@@ -115,7 +115,12 @@ def _linear_backward(
         else:
             grad_weight = onp.matrix_transpose(g) @ x
     batch_axes = 0 if g.ndim == 2 else tuple(range(g.ndim - 1))
-    grad_bias = g.sum(axis=batch_axes) if bias.ndim == 1 else g  # the usual (out,) bias, summed here
+    if bias.ndim != 1:
+        grad_bias = g
+    elif type(g) is np.ndarray:  # the usual (out,) bias, summed here: g.sum's reduction, without its Python layers
+        grad_bias = np.add.reduce(g, axis=batch_axes)
+    else:  # a Tensor: a backward differentiated again
+        grad_bias = g.sum(axis=batch_axes)
     return grad_x, grad_weight, grad_bias
 
 
