@@ -453,8 +453,10 @@ def forward(
             inputs.append(recorder.ref(data))
         else:  # a Python number or list the op call converted: the same every run (named for backward too)
             inputs.append(recorder._name(data, recorder.constant(data, static=True)))
+    # a forward that draws random numbers (``draws``) is called as it is, never traced (a trace runs it again,
+    # drawing), and its lines get no effects: never left out nor shared, a replay draws as the eager step does
     out_form = op.forward_out
-    if out_form is not None and type(output) is np.ndarray and not op.saves:
+    if out_form is not None and type(output) is np.ndarray and not op.saves and not op.draws:
         name = recorder.allocate(output)
         scratch = np.empty(output.shape, output.dtype)
         arguments = [(scratch, name), *zip(datas, inputs, strict=True)]
@@ -463,7 +465,9 @@ def forward(
         function = functools.partial(out_form, **attributes) if attributes else out_form
         recorder.lines.append(f"{recorder.constant(function, static=True)}({name}, {', '.join(inputs)})")
         return
-    if not isinstance(output, tuple) and _inline_forward(recorder, op, datas, inputs, attributes, output, saved):
+    if not (isinstance(output, tuple) or op.draws) and _inline_forward(
+        recorder, op, datas, inputs, attributes, output, saved
+    ):
         return
     recorder.shared(*inputs)
     function = functools.partial(op.forward, **attributes) if attributes else op.forward
@@ -484,6 +488,8 @@ def forward(
             recorder.lines.append(f"{name} = {call}")
         if output.ndim == 0:  # a 0-d result may come back a NumPy scalar, which run_forward makes an array
             recorder.lines.append(f"{name} = asarray({name})")
+    if op.draws:
+        return
     for number in range(first, len(recorder.lines)):  # an op's forward changes nothing it is given
         assigned = _words(recorder.lines[number].split(" = ", 1)[0])
         recorder.effects[number] = (assigned, assigned)

@@ -47,6 +47,7 @@ class Register(Protocol):
         batch: str | Callable[..., Any] | None = None,
         forward_out: Callable[..., Any] | None = None,
         backward_out: Callable[..., Any] | None = None,
+        draws: bool = False,
     ) -> None:
         """Declare op ``name``.
 
@@ -99,6 +100,9 @@ class Register(Protocol):
           backward asks for, except ``saved``; plain NumPy will do, it is never differentiated.
           Both must give forward's and backward's values bit for bit (the same NumPy calls in the same order, with
           ``out=``): ``opreg check`` compares them exactly (:mod:`opreg.outforms`).
+        - ``draws``: True for an op whose forward draws random numbers (``dropout_mask``), so that each call gives
+          new values: a compiled step's replay calls it exactly as often as the eager step did, never tracing it
+          (a trace runs forward again), leaving a call out or reusing one call's result for another.
         """
 
 

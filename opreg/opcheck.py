@@ -140,6 +140,12 @@ def _check_sample(
     report.checks.append("backward: one gradient per input, shapes and dtypes, inputs unchanged")
     if op.forward_out is not None or op.backward_out is not None:
         report.checks.append(check_out_forms(op, inputs, attributes))
+    if not any(op.differentiable_for(len(inputs))):  # dropout_mask: no derivative to check, its forward checked
+        report.checks.append("derivatives: none (no input is differentiable)")
+        _check_float32(op, [x.astype(np.float32) for x in inputs], attributes)
+        report.checks.append("float32: output")
+        report.checks.append(_check_vmap(op, inputs, attributes))
+        return
     forward = _flat_forward(op, attributes)
     flat_g = _flatten(op, grad_output)
     first = analytic_gradients(op, inputs, grad_output, **attributes)
@@ -546,7 +552,8 @@ def _checked_forward(op: OpDef, inputs: list[np.ndarray], attributes: Mapping[st
                 'it (sample_inputs=), and declare it (domain={"x": (0.1, 10.0)}) for the checks that draw inputs',
             )
         if not np.array_equal(output, repeated):
-            _fail(op, "forward is not deterministic: two calls on the same inputs differ")
+            hint = " (it draws random numbers: give its samples a fixed seed)" if op.draws else ""
+            _fail(op, f"forward is not deterministic: two calls on the same inputs differ{hint}")
     return tuple(outputs) if op.multi else outputs[0]
 
 

@@ -139,6 +139,9 @@ class OpDef:
     #: ``backward_out(outs, g, *inputs, **keywords)``: backward's gradients, fitted to their inputs, written into
     #: ``outs`` (None where not wanted), bit for bit; None: the op has no such form. Read only by the replay.
     backward_out: Callable[..., Any] | None = None
+    #: Whether forward draws random numbers (``dropout_mask``): each call draws anew, so a captured step's replay
+    #: calls it exactly where the eager step did, never traced (a trace runs forward again) nor left out or shared.
+    draws: bool = False
     # Derived once, in __post_init__, as plain fields: the hot path reads them on every op.
     no_targets: tuple[None, ...] = field(default=(), compare=False)  # (None,) * len(inputs)
     all_needed: tuple[bool, ...] = field(default=(), compare=False)  # (True,) * len(inputs)
@@ -280,6 +283,7 @@ REGISTER_KEYWORDS = (
     "batch",
     "forward_out",
     "backward_out",
+    "draws",
     *LEGACY_KEYWORDS,
 )
 
@@ -313,6 +317,7 @@ def define_op(
     batch: str | Callable[..., Any] | None = None,
     forward_out: Callable[..., Any] | None = None,
     backward_out: Callable[..., Any] | None = None,
+    draws: bool = False,
     **legacy: Any,
 ) -> OpDef:
     """Validate one op declaration and return its :class:`OpDef`; the keywords are those of ``register``
@@ -323,6 +328,10 @@ def define_op(
     )
     if not name.isidentifier():
         raise RegistrationError(f"{where}: the name must be a Python identifier")
+    if not isinstance(draws, bool):
+        raise RegistrationError(
+            f"{where}: draws= says whether forward draws random numbers: True or False, not {draws!r}"
+        )
     declared_inputs = tuple(inputs)
     inputs, variadic = _variadic(where, declared_inputs)
     if (
@@ -399,6 +408,7 @@ def define_op(
         batch=batch,
         forward_out=forward_out,
         backward_out=backward_out,
+        draws=draws,
     )
 
 

@@ -19,6 +19,7 @@ The built-in plugins import from here and from :mod:`opreg.numpy` only, exactly 
   (:mod:`opreg.batch_rules`).
 - :func:`constant` is a value with the graph cut off (a softmax's shift), :func:`contiguous` a memory layout
   for speed: neither changes a value, so neither changes a derivative.
+- :func:`generator` is the generator a random op draws from when given none (``opreg.manual_seed`` seeds it).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from opreg.dispatch import op_function
 from opreg.fit import fit_into, gradient_dtype, ufunc_into
 from opreg.hookspecs import Register, hookimpl
 from opreg.opdef import Domain, Reference, Sample, SampleInputs
+from opreg.random import generator
 from opreg.tensor import Interceptor
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "contiguous",
     "divide_by_count",
     "fit_into",
+    "generator",
     "gradient_dtype",
     "hookimpl",
     "linear_jvp",

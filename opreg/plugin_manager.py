@@ -68,6 +68,7 @@ BUILTIN_PLUGINS = (
     "opreg_builtins.cumulative",
     "opreg_builtins.decompositions",
     "opreg_builtins.differences",
+    "opreg_builtins.dropout",
     "opreg_builtins.einsum",
     "opreg_builtins.elementwise",
     "opreg_builtins.exponential",

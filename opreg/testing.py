@@ -284,6 +284,8 @@ def run_torch(
     out = function(*(t.to(common) for t in tensors), **attributes)
     if g is None:
         return out.detach().numpy(), None
+    if not any(differentiable):  # dropout_mask: nothing to differentiate (torch would refuse a backward)
+        return out.detach().numpy(), [None] * len(tensors)
     out.backward(torch.tensor(g.copy()))
     return out.detach().numpy(), [t.grad.numpy() if d else None for t, d in zip(tensors, differentiable, strict=True)]
 

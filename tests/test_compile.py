@@ -170,8 +170,144 @@ def test_an_array_made_outside_ops_each_step_is_never_replayed() -> None:
         assert len(messages) == 1 and "outside ops" in messages[0]
 
 
+def dropout_step(style: str, rng: np.random.Generator | None) -> tuple[Callable[..., Any], Any]:
+    """A training step of Linear -> ReLU -> Dropout(0.5) -> Linear (same weights every call); the mask drawn from
+    ``rng``, or from the default generator when None."""
+    engine = opreg.Autograd(keep_gradients=False) if style == "tape" else None
+    model = Sequential(
+        Linear(5, 7, engine, rng=np.random.default_rng(1)),
+        ReLU(engine),
+        Dropout(0.5, engine, rng=rng),
+        Linear(7, 3, engine, rng=np.random.default_rng(2)),
+    )
+    criterion = SoftmaxCrossEntropy(engine)
+    opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def step(x: np.ndarray, y: np.ndarray) -> Any:
+        opt.zero_grad()
+        if engine is not None:
+            engine.zero_grad()
+            loss = criterion(y, model(x))
+            engine.backward(1.0)
+        else:
+            loss = criterion(y, model(x))
+            loss.backward()
+        opt.step()
+        return loss
+
+    return step, model
+
+
+@pytest.mark.parametrize("style", ["tape", "tensor"])
+@pytest.mark.parametrize("source", ["generator", "default"])
+def test_a_step_with_dropout_replays_bit_for_bit(style: str, source: str) -> None:
+    """The dropout op draws its mask inside itself: a replay draws a new one each step from the same generator,
+    consuming it as the eager step does, so losses, weights and the generator's state equal the eager run's."""
+    data = batches(30)
+    results = []
+    for compile_it in (False, True):
+        opreg.manual_seed(5)
+        rng = np.random.default_rng(7) if source == "generator" else None
+        step, model = dropout_step(style, rng)
+        compiled = opreg.compile(step) if compile_it else step
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", opreg.CaptureWarning)
+            losses = run(compiled, data)
+        after = (rng or opreg.random.default_generator()).random(4)  # the generator consumed alike
+        results.append((losses, weights(model), after))
+    (eager_losses, eager_weights, eager_after), (losses, compiled_weights, after) = results
+    assert_same(eager_losses, losses)
+    assert_same(eager_weights, compiled_weights)
+    assert np.array_equal(eager_after, after)
+    assert len({float(loss) for loss in losses}) == len(losses)
+    assert compiled.replays == (28 if REPLAYS else 0)
+
+
+def test_a_replay_draws_from_the_default_generator_manual_seed_put_in_place() -> None:
+    """``opreg.manual_seed`` replaces the default generator: a replay looks it up at each call, as eager mode does,
+    rather than drawing from the one it was recorded with."""
+    data = batches(12)
+    results = []
+    for compile_it in (False, True):
+        opreg.manual_seed(5)
+        step, model = dropout_step("tensor", None)
+        compiled = opreg.compile(step) if compile_it else step
+        losses = []
+        for i, (x, y) in enumerate(data):
+            if i % 4 == 3:
+                opreg.manual_seed(100 + i)
+            losses.append(np.array(compiled(x, y).data))
+        results.append((losses, weights(model)))
+    assert_same(results[0][0], results[1][0])
+    assert_same(results[0][1], results[1][1])
+    assert compiled.replays == (10 if REPLAYS else 0)
+
+
+def _after_an_unread_dropout(step: Callable[..., Any], dropout: Dropout) -> Callable[..., Any]:
+    def both(x: np.ndarray, y: np.ndarray) -> Any:
+        dropout(opreg.Tensor(x))
+        return step(x, y)
+
+    return both
+
+
+def test_a_dropout_nothing_reads_still_draws_in_a_replay() -> None:
+    """Drawing a mask changes the generator: a replay makes the call even where nothing reads its output (a call
+    left out as unused would leave the generator behind the eager step's, and every later mask different)."""
+    data = batches(10)
+    results = []
+    for compile_it in (False, True):
+        rng = np.random.default_rng(7)
+        step, model = dropout_step("tensor", rng)
+        both = _after_an_unread_dropout(step, Dropout(0.5, rng=rng))
+        compiled = opreg.compile(both) if compile_it else both
+        results.append((run(compiled, data), weights(model), rng.random(4)))
+    assert_same(results[0][0], results[1][0])
+    assert_same(results[0][1], results[1][1])
+    assert np.array_equal(results[0][2], results[1][2])
+    assert compiled.replays == (8 if REPLAYS else 0)
+
+
+def two_dropouts_step(style: str, rng: np.random.Generator) -> tuple[Callable[..., Any], Any]:
+    """A training step of Linear, then one Dropout called twice on its output, the two results added."""
+    engine = opreg.Autograd(keep_gradients=False) if style == "tape" else None
+    layer = Linear(5, 3, engine, rng=np.random.default_rng(1))
+    dropout, criterion = Dropout(0.5, engine, rng=rng), SoftmaxCrossEntropy(engine)
+    opt = SGD(layer.parameters(), lr=0.1)
+
+    def step(x: np.ndarray, y: np.ndarray) -> Any:
+        opt.zero_grad()
+        if engine is not None:
+            engine.zero_grad()
+        h = layer(x if engine else opreg.Tensor(x))
+        loss = criterion(y, engine.apply("add", dropout(h), dropout(h)) if engine else dropout(h) + dropout(h))
+        engine.backward(1.0) if engine is not None else loss.backward()
+        opt.step()
+        return loss
+
+    return step, layer
+
+
+@pytest.mark.parametrize("style", ["tape", "tensor"])
+def test_two_dropouts_of_one_value_draw_two_masks_in_a_replay(style: str) -> None:
+    """One Dropout called twice on one value makes the same call twice: a replay must make both (one result used
+    twice would hold one mask where the eager step drew two, and the generator one draw behind)."""
+    data = batches(10)
+    results = []
+    for compile_it in (False, True):
+        rng = np.random.default_rng(7)
+        step, layer = two_dropouts_step(style, rng)
+        compiled = opreg.compile(step) if compile_it else step
+        results.append((run(compiled, data), weights(layer), rng.random(4)))
+    assert_same(results[0][0], results[1][0])
+    assert_same(results[0][1], results[1][1])
+    assert np.array_equal(results[0][2], results[1][2])
+    assert compiled.replays == (8 if REPLAYS else 0)
+
+
 def test_eval_and_train_between_steps_record_again() -> None:
-    """Dropout draws its mask in Python: in training mode the step runs eagerly; in eval mode it replays."""
+    """A step reading the mode (Dropout does) has a program per mode: each replays once two of its runs agree, and
+    replays again after train() or eval() brings its mode back."""
 
     def build() -> tuple[Any, Any]:
         opreg.manual_seed(3)
@@ -197,9 +333,9 @@ def test_eval_and_train_between_steps_record_again() -> None:
                 values.append(np.array(f(x, y).data))
         outputs.append(values)
     assert_same(*outputs)
-    # eval mode: the third step of the first stretch, and every step of the second (its program kept, keyed by
-    # the modes the step read: train() and eval() in between cost no recording)
-    assert compiled.replays == (4 if REPLAYS else 0)
+    # each mode: the third step of its first stretch, and every step of its second (its program kept, keyed by
+    # the modes the step read: train() and eval() in between cost no recording); dropout's mask drawn by an op
+    assert compiled.replays == (8 if REPLAYS else 0)
 
 
 def test_a_replaced_parameter_records_again() -> None:

@@ -692,6 +692,19 @@ class Builder:
             attributes["reverse"] = True
         self.checked(op, [x], x.shape, lo, hi, x, **attributes)
 
+    def dropout_mask(self, op: str, x: Node) -> None:
+        """x times its dropout mask, as ``nn.Dropout``: the mask drawn from a seed (the torch reference draws the
+        same one from it), 0 or 1 / (1 - p), a constant (no gradient flows into it)."""
+        p = self.draw(st.sampled_from([0.0, 0.25, 0.5, 1.0]))
+        scale = 0.0 if p == 1 else 1 / (1 - p)
+        if max(abs(x.lo), abs(x.hi)) * scale > LIMIT:
+            self.unary("tanh", x)
+            return
+        seed = self.draw(st.integers(0, 2**32 - 1))
+        mask = self.emit(op, [x], x.shape, 0.0, scale, p=p, rng=seed)
+        mask.const = True  # no gradient flows through it: never an op's first operand, as a constant array
+        self.emit("mul", [x, mask], x.shape, min(0.0, x.lo * scale), max(0.0, x.hi * scale))
+
     def product(self, op: str, x: Node) -> None:
         """tensordot, dot, inner, vdot, outer, cross with a node whose shape fits ``x`` (x itself, if none does)."""
         fits, result = PRODUCT_SHAPES[op]
@@ -874,6 +887,7 @@ RULES = {
     **dict.fromkeys(SHAPE_OPS, Builder.shape_op),
     **dict.fromkeys(["conv2d", "unfold", "fold"], Builder.convolution),
     **dict.fromkeys(["max_pool2d", "avg_pool2d"], Builder.pooling),
+    "dropout_mask": Builder.dropout_mask,
 }
 
 

@@ -45,6 +45,8 @@ def run_torch(
     """The same through torch autograd (inputs copied, so torch cannot see opreg's arrays)."""
     tensors = [torch.tensor(np.array(x), requires_grad=d) for x, d in zip(inputs, differentiable, strict=True)]
     out = fn(*tensors, **(attributes or {}))
+    if not any(differentiable):  # dropout_mask: its forward compared, nothing to differentiate
+        return out.detach().numpy(), [None] * len(tensors)
     out.backward(torch.tensor(np.array(g)))
     grads = [t.grad.numpy() if d else None for t, d in zip(tensors, differentiable, strict=True)]
     return out.detach().numpy(), grads

@@ -543,6 +543,10 @@ def pool_case(kind: str) -> CaseStrategy:
     return case
 
 
+#: dropout_mask's x: only its shape and dtype matter.
+ANY_DROPOUT = with_zeros(LARGE)
+
+
 #: op name -> its case strategy, for each op whose inputs are constrained by more than their values: matched
 #: shapes, axes, a mask. Any other built-in op must be elementwise (``torch_reference.ELEMENTWISE``, judged on the
 #: op's samples), and its cases are drawn from its declaration alone (:func:`elementwise_case`).
@@ -577,6 +581,8 @@ STRUCTURED: dict[str, CaseStrategy] = {
     "fold": fold_case,
     "max_pool2d": pool_case("max"),
     "avg_pool2d": pool_case("avg"),
+    # a seed: the op draws the same mask as its torch reference, which draws it from that seed as the op does
+    "dropout_mask": unary(ANY_DROPOUT, p=st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0]), rng=st.integers(0, 2**32 - 1)),
 }
 
 #: An elementwise op's input with neither a declared ``domain`` nor ``EDGES`` takes any finite value: these, 0.0

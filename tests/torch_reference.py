@@ -38,6 +38,9 @@ ALL_BUILTIN_OPS = sorted(name for name, op in REGISTRY.items() if op.plugin.star
 MULTI_OUTPUT_OPS = [name for name in ALL_BUILTIN_OPS if REGISTRY[name].multi]
 #: The built-in ops with one output: what the harnesses that compare one output and its gradient take.
 BUILTIN_OPS = [name for name in ALL_BUILTIN_OPS if not REGISTRY[name].multi]
+#: The built-in ops no input of which takes a gradient (``dropout_mask``): the harnesses that compare derivatives
+#: have nothing to check on them (their forwards are compared all the same). tests/test_dropout.py pins the list.
+NO_GRADIENT_OPS = [name for name in ALL_BUILTIN_OPS if not any(REGISTRY[name].differentiable)]
 
 
 def resolve(reference: opreg.plugin.Reference) -> Callable[..., Any]:
