@@ -344,7 +344,8 @@ class Autograd:
                 scalar_fills=True,
             )
         self._backward_done = True
-        with gcpause.walking(len(self.operation_list)):  # a large tape: no automatic collection meanwhile
+        paused = gcpause.pause(len(self.operation_list))  # a large tape: no automatic collection meanwhile
+        try:
             if self.keep_gradients:
                 records = ((record.output, record) for record in reversed(self.operation_list))
                 backpropagate(records, memory, keep=True, zeroed=zeroed, landed=self._landed)
@@ -352,6 +353,9 @@ class Autograd:
                 backpropagate(
                     _popping(self.operation_list, self.gradient_buffer), memory, zeroed=zeroed, landed=self._landed
                 )
+        finally:
+            if paused is not None:
+                gcpause.resume(paused)
 
     @capture.replayed
     def zero_grad(self) -> None:
