@@ -886,7 +886,7 @@ def _backpropagate(
     paused = gcpause.pause()  # after a large graph was recorded: no automatic collection while it is walked
     try:
         leaves, made = _topological_order(root, floor)
-        if paused is None:
+        if paused is None and len(made) >= gcpause.EVERY:
             paused = gcpause.pause(len(made))  # a large graph: none while it is walked back
         if made and (versions.last_edit > made[0]._node.number or versions.fingerprinted):
             versions.check(tensor._node for tensor in made)
