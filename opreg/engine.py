@@ -375,7 +375,7 @@ def _gradient_arrays(zero_grad: Iterable[Any]) -> list[np.ndarray]:
             f"backward(zero_grad=...) takes a list of gradient arrays or tape parameters, not one "
             f"{type(zero_grad).__name__} ({describe_array(zero_grad)}); wrap it: zero_grad=[dW]"
         )
-    arrays = []
+    arrays: list[np.ndarray] = []
     for item in zero_grad:
         array = item if type(item) is np.ndarray else getattr(item, "grad", None)
         if type(array) is not np.ndarray or not array.flags.writeable or isinstance(item, Tensor):

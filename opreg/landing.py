@@ -68,11 +68,11 @@ def _unshared(zeroed: Iterable[np.ndarray], landings: list[tuple[np.ndarray, Any
     share (``dW`` and ``dW.T``, or a row of it), which are filled at once instead: writing into one of them would
     not leave the other reading as zeros plus its own gradients. Arrays that own their memory share none (the usual
     case, decided in one look at each array); views are compared by the bytes they span."""
-    pending = {}
+    pending: dict[int, np.ndarray] = {}
     views = False
-    for array in zeroed:
-        pending[id(array)] = array
-        views = views or array.base is not None
+    for each in zeroed:
+        pending[id(each)] = each
+        views = views or each.base is not None
     if not views:
         for target, _ in landings:
             if target.base is not None:
