@@ -67,7 +67,7 @@ def backpropagate(
     keep: bool | Container[int] = False,
     graph_inputs: Callable[[R], list[Any]] | None = None,
     zeroed: Iterable[np.ndarray] = (),
-    landed: list[Any] | None = None,
+    landed: list[tuple[Any, Any]] | None = None,
 ) -> dict[int, Any]:
     """Walk ``records`` (``(output, record)`` pairs, last recorded first), starting from the gradients in
     ``grads`` (keyed by ``id`` of the object), and return ``grads`` holding what reached the inputs.
@@ -77,11 +77,12 @@ def backpropagate(
     backward runs on the Tensors it returns for a record and on ``output`` itself, so it is recorded. ``zeroed``
     arrays are zeroed as the gradients land (:func:`opreg.landing.land`).
 
-    ``landed``, where given, receives the gradient arrays that landed in the caller's arrays, in place of what it
-    held: the tape keeps them until its next pass has landed its own. They are the last large arrays a step makes,
-    high on malloc's heap; freed with the step's other arrays, all of that memory would be free at the top of the
-    heap, which glibc's malloc returns to the kernel past a threshold, and the next step would fault it in again a
-    page at a time (bench/README.md, "Page faults").
+    ``landed``, where given, receives the ``(target, gradient)`` pairs that landed in the caller's arrays, in place
+    of what it held: the tape keeps the gradients until its next pass has landed its own. They are the last large
+    arrays a step makes, high on malloc's heap; freed with the step's other arrays, all of that memory would be free
+    at the top of the heap, which glibc's malloc returns to the kernel past a threshold, and the next step would
+    fault it in again a page at a time (bench/README.md, "Page faults"). The pairs as they are, not the gradients
+    picked out of them: a list made per step costs more than holding the targets, which their model holds anyway.
     """
     keep_all = keep is True
     kept: Container[int] = () if isinstance(keep, bool) else keep
@@ -146,9 +147,10 @@ def backpropagate(
     if capture.active:
         zeroed = tuple(zeroed)
         capture.landings(land, landings, zeroed)
-    land(landings, zeroed)
+    if landings or zeroed:  # a Tensor's backward has neither
+        land(landings, zeroed)
     if landed is not None:
-        landed[:] = [grad for _, grad in landings]
+        landed[:] = landings
         if capture.active:
             capture.held(landed)
     return grads

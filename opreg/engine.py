@@ -170,7 +170,7 @@ class Autograd:
         self._ops = op_table()
         self._backward_done = False
         self._added: dict[int, Any] = {}  # add_operation's outputs by id: an output recorded twice is refused
-        self._landed: list[np.ndarray] = []  # the last pass's gradients of dW/db, kept until the next: see backward
+        self._landed: list[tuple[Any, Any]] = []  # the last pass's (dW, gradient) pairs, kept until the next
 
     def apply(
         self,
@@ -344,7 +344,8 @@ class Autograd:
                 scalar_fills=True,
             )
         self._backward_done = True
-        with gcpause.walking(len(self.operation_list)):  # a large tape: no automatic collection meanwhile
+        paused = gcpause.pause(len(self.operation_list))  # a large tape: no automatic collection meanwhile
+        try:
             if self.keep_gradients:
                 records = ((record.output, record) for record in reversed(self.operation_list))
                 backpropagate(records, memory, keep=True, zeroed=zeroed, landed=self._landed)
@@ -352,6 +353,9 @@ class Autograd:
                 backpropagate(
                     _popping(self.operation_list, self.gradient_buffer), memory, zeroed=zeroed, landed=self._landed
                 )
+        finally:
+            if paused is not None:
+                gcpause.resume(paused)
 
     @capture.replayed
     def zero_grad(self) -> None:
@@ -364,33 +368,40 @@ class Autograd:
 
 def _gradient_arrays(zero_grad: Iterable[Any]) -> list[np.ndarray]:
     """The arrays ``backward(zero_grad=...)`` zeroes: each given array, or each tape parameter's ``.grad``; refused,
-    before anything runs, is what no gradient could land in."""
-    if isinstance(zero_grad, np.ndarray | Tensor):
+    before anything runs, is what no gradient could land in. Per step, so the usual item is looked at once, and
+    everything else only once it is known to be wrong."""
+    if isinstance(zero_grad, (np.ndarray, Tensor)):
         raise OpUsageError(
             f"backward(zero_grad=...) takes a list of gradient arrays or tape parameters, not one "
             f"{type(zero_grad).__name__} ({describe_array(zero_grad)}); wrap it: zero_grad=[dW]"
         )
-    arrays = []
-    for i, item in enumerate(zero_grad):
-        if isinstance(item, Tensor):
-            raise OpUsageError(
-                f"backward(zero_grad=...): item {i} is a Tensor ({describe_array(item.data)}), whose .grad a tape "
-                "never writes; pass the tape's gradient arrays (dW) or a tape model's parameters(), and call "
-                "optimizer.zero_grad() for Tensors"
-            )
-        array = item if isinstance(item, np.ndarray) else getattr(item, "grad", None)
-        if type(array) is not np.ndarray:
-            raise OpUsageError(
-                f"backward(zero_grad=...): item {i} is a {type(item).__name__}, not a gradient array (dW) nor a tape "
-                "parameter (what model.parameters() gives on a tape: its .grad is the array)"
-            )
-        if not array.flags.writeable:
-            raise OpUsageError(
-                f"backward(zero_grad=...): item {i}'s gradient array ({describe_array(array)}) is read-only, so no "
-                "gradient can land in it; give the parameter a writeable one (np.zeros_like(W))"
-            )
+    arrays: list[np.ndarray] = []
+    for item in zero_grad:
+        array = item if type(item) is np.ndarray else getattr(item, "grad", None)
+        if type(array) is not np.ndarray or not array.flags.writeable or isinstance(item, Tensor):
+            raise _zero_grad_error(len(arrays), item)  # every item before it was taken
         arrays.append(array)
     return arrays
+
+
+def _zero_grad_error(i: int, item: Any) -> OpUsageError:
+    """Why ``backward(zero_grad=...)``'s item ``i`` can take no gradient."""
+    if isinstance(item, Tensor):
+        return OpUsageError(
+            f"backward(zero_grad=...): item {i} is a Tensor ({describe_array(item.data)}), whose .grad a tape "
+            "never writes; pass the tape's gradient arrays (dW) or a tape model's parameters(), and call "
+            "optimizer.zero_grad() for Tensors"
+        )
+    array = item if isinstance(item, np.ndarray) else getattr(item, "grad", None)
+    if type(array) is not np.ndarray:
+        return OpUsageError(
+            f"backward(zero_grad=...): item {i} is a {type(item).__name__}, not a gradient array (dW) nor a tape "
+            "parameter (what model.parameters() gives on a tape: its .grad is the array)"
+        )
+    return OpUsageError(
+        f"backward(zero_grad=...): item {i}'s gradient array ({describe_array(array)}) is read-only, so no "
+        "gradient can land in it; give the parameter a writeable one (np.zeros_like(W))"
+    )
 
 
 def _seed_outputs(last: Operation, divergence: Any, memory: dict[int, Any]) -> None:

@@ -46,28 +46,41 @@ def land(landings: list[tuple[np.ndarray, Any]], zeroed: Iterable[np.ndarray] = 
     zeros here, though nobody has filled them: the first gradient to land in one is written into it, as the sum
     ``0.0 + gradient`` that filling and then adding computes (bit for bit, a zero's sign included), and one that no
     gradient reaches is filled with zeros. One pass over its memory instead of two: the fill costs as much as the
-    addition (both write the whole array), and the addition reading zeros back is not cheaper than a write.
+    addition (both write the whole array), and the addition reading zeros back is not cheaper than a write. On
+    small arrays (a few dozen elements) the two ways cost the same, which is why the bookkeeping here is kept to
+    one dict lookup per landing.
     """
-    pending = _unshared({id(array): array for array in zeroed}, landings)
+    pending = _unshared(zeroed, landings) if zeroed else None
     for target, grad in landings:
         with array_lock(target):  # another thread's backward may land in the same dW
             if pending and pending.pop(id(target), None) is not None:
                 np.add(grad, 0.0, out=target)
             else:
                 target += grad
-    for array in pending.values():
-        with array_lock(array):
-            array.fill(0)
+    if pending:
+        for array in pending.values():
+            with array_lock(array):
+                array.fill(0)
 
 
-def _unshared(pending: dict[int, np.ndarray], landings: list[tuple[np.ndarray, Any]]) -> dict[int, np.ndarray]:
-    """``pending`` without the arrays whose memory another zeroed array or another landing's target may share
-    (``dW`` and ``dW.T``, or a row of it), which are filled at once instead: writing into one of them would not
-    leave the other reading as zeros plus its own gradients. Arrays that own their memory share none (the usual
-    case, decided without looking further); views are compared by the bytes they span."""
+def _unshared(zeroed: Iterable[np.ndarray], landings: list[tuple[np.ndarray, Any]]) -> dict[int, np.ndarray]:
+    """The ``zeroed`` arrays by id, without those whose memory another zeroed array or another landing's target may
+    share (``dW`` and ``dW.T``, or a row of it), which are filled at once instead: writing into one of them would
+    not leave the other reading as zeros plus its own gradients. Arrays that own their memory share none (the usual
+    case, decided in one look at each array); views are compared by the bytes they span."""
+    pending: dict[int, np.ndarray] = {}
+    views = False
+    for each in zeroed:
+        pending[id(each)] = each
+        views = views or each.base is not None
+    if not views:
+        for target, _ in landings:
+            if target.base is not None:
+                views = True
+                break
+        else:
+            return pending
     objects = {id(target): target for target, _ in landings} | pending
-    if not pending or all(array.base is None for array in objects.values()):
-        return pending
     spans = sorted((*byte_bounds(array), key) for key, array in objects.items())
     reach = -1  # the furthest byte an earlier span reaches
     for i, (low, high, key) in enumerate(spans):

@@ -883,21 +883,26 @@ def _backpropagate(
     they were made before every wanted tensor, so none of them leads to one (:mod:`opreg.func` passes the number
     drawn when it made its inputs, so that an inner transform does not walk the outer one's graph).
     """
-    with gcpause.walking():  # after a large graph was recorded: no automatic collection while it is ordered
+    paused = gcpause.pause()  # after a large graph was recorded: no automatic collection while it is walked
+    try:
         leaves, made = _topological_order(root, floor)
-    if made and (versions.last_edit > made[0]._node.number or versions.fingerprinted):
-        versions.check(tensor._node for tensor in made)
-    retained = [t for t in made if getattr(t, "_retains", False)] if _retaining and wanted is None else []
-    keep: bool | set[int] = wanted or ({id(t) for t in retained} if retained else False)
-    if capture.active and (wanted is not None or create_graph or retained):
-        capture.refuse("it asks for gradients as values (opreg.grad, opreg.func, retain_grad or create_graph)")
-    with gcpause.walking(len(made)):  # a large graph: no automatic collection meanwhile
+        if paused is None and len(made) >= gcpause.EVERY:
+            paused = gcpause.pause(len(made))  # a large graph: none while it is walked back
+        if made and (versions.last_edit > made[0]._node.number or versions.fingerprinted):
+            versions.check(tensor._node for tensor in made)
+        retained = [t for t in made if getattr(t, "_retains", False)] if _retaining and wanted is None else []
+        keep: bool | set[int] = wanted or ({id(t) for t in retained} if retained else False)
+        if capture.active and (wanted is not None or create_graph or retained):
+            capture.refuse("it asks for gradients as values (opreg.grad, opreg.func, retain_grad or create_graph)")
         grads = backpropagate(
             _releasing(made, retain_graph),
             {id(root): seed},
             keep=keep,
             graph_inputs=Node.graph_inputs if create_graph else None,
         )
+    finally:
+        if paused is not None:
+            gcpause.resume(paused)
     if wanted is not None:
         return {key: grads[key] for key in wanted if key in grads}
     for tensor in retained:  # retain_grad(): a non-leaf's gradient, kept as a leaf's is

@@ -109,7 +109,7 @@ def _linear_backward(
     grad_weight = None
     if needs_grad[1]:
         if g.ndim == 2:  # a batch, the hot case: .T is a view of an array, the transpose op on a Tensor
-            grad_weight = _product(g.T, x)
+            grad_weight = g.T @ x if g.shape[0] != 1 else _product(g.T, x)  # a batch of one: see _product
         elif x.ndim == 1:
             grad_weight = onp.expand_dims(g, -1) * x
         else:
