@@ -38,6 +38,13 @@ def mlp_step(
     else:
         opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
 
+    return training_step(model, criterion, opt), model
+
+
+def training_step(model: Any, criterion: Any, opt: Any) -> Callable[..., Any]:
+    """``step(x, y)``: zero the gradients, forward, loss, backward, update; returns the loss."""
+    engine = model.autograd_engine if isinstance(model.autograd_engine, opreg.Autograd) else None
+
     def step(x: np.ndarray, y: np.ndarray) -> Any:
         opt.zero_grad()
         if engine is not None:
@@ -50,7 +57,14 @@ def mlp_step(
         opt.step()
         return loss
 
-    return step, model
+    return step
+
+
+def assert_same_runs(eager: Any, compiled: Any) -> None:
+    """Two runs' ``(losses, weights, the generator's next draws)`` are the same, bit for bit."""
+    assert_same(eager[0], compiled[0])
+    assert_same(eager[1], compiled[1])
+    assert np.array_equal(eager[2], compiled[2])
 
 
 def run(step: Callable[..., Any], data: list[Any]) -> list[np.ndarray]:
@@ -183,19 +197,7 @@ def dropout_step(style: str, rng: np.random.Generator | None) -> tuple[Callable[
     criterion = SoftmaxCrossEntropy(engine)
     opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
 
-    def step(x: np.ndarray, y: np.ndarray) -> Any:
-        opt.zero_grad()
-        if engine is not None:
-            engine.zero_grad()
-            loss = criterion(y, model(x))
-            engine.backward(1.0)
-        else:
-            loss = criterion(y, model(x))
-            loss.backward()
-        opt.step()
-        return loss
-
-    return step, model
+    return training_step(model, criterion, opt), model
 
 
 @pytest.mark.parametrize("style", ["tape", "tensor"])
@@ -262,9 +264,7 @@ def test_a_dropout_nothing_reads_still_draws_in_a_replay() -> None:
         both = _after_an_unread_dropout(step, Dropout(0.5, rng=rng))
         compiled = opreg.compile(both) if compile_it else both
         results.append((run(compiled, data), weights(model), rng.random(4)))
-    assert_same(results[0][0], results[1][0])
-    assert_same(results[0][1], results[1][1])
-    assert np.array_equal(results[0][2], results[1][2])
+    assert_same_runs(*results)
     assert compiled.replays == (8 if REPLAYS else 0)
 
 
@@ -299,9 +299,7 @@ def test_two_dropouts_of_one_value_draw_two_masks_in_a_replay(style: str) -> Non
         step, layer = two_dropouts_step(style, rng)
         compiled = opreg.compile(step) if compile_it else step
         results.append((run(compiled, data), weights(layer), rng.random(4)))
-    assert_same(results[0][0], results[1][0])
-    assert_same(results[0][1], results[1][1])
-    assert np.array_equal(results[0][2], results[1][2])
+    assert_same_runs(*results)
     assert compiled.replays == (8 if REPLAYS else 0)
 
 
