@@ -23,7 +23,7 @@ def _check_same_shape(what: str, a: np.ndarray, b: np.ndarray) -> None:
         raise ValueError(f"{what} must have the same shape, got {a.shape} and {b.shape}")
 
 
-def _softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, tuple[Any, Any]]:
+def _softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray | np.generic, tuple[Any, Any]]:
     """Mean over the batch of -sum(labels * log_softmax(logits)); labels are one-hot (or any distribution).
 
     Saves the exponentials and their row sums, from which backward gets the softmax with one division. The sum

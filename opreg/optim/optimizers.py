@@ -25,7 +25,7 @@ from opreg.versions import edited
 PIECE = 1 << 16
 
 
-def _subtract_scaled(data: np.ndarray, scale: Any, grad: np.ndarray) -> None:
+def _subtract_scaled(data: np.ndarray, scale: Any, grad: np.ndarray | np.generic) -> None:
     """``data -= scale * grad``, a piece of :data:`PIECE` elements at a time where both are C-contiguous arrays of
     one shape that share no memory. The same numbers (each element is the same product, then the same difference),
     but a temporary of one piece rather than of the whole parameter: that one comes on top of everything a step
