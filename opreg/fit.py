@@ -78,7 +78,8 @@ def fit_into(out: np.ndarray, grad: Any) -> None:
     into ``out`` (``np.sum(g, axis, out=)`` is the reduction ``g.sum(axis)`` is); anything else is fitted as the
     engine fits it and copied.
     """
-    grad = np.asarray(grad)
+    if not hasattr(grad, "ndim"):  # a Python number; an array, a NumPy scalar or a traced one (opreg.tracing) as is
+        grad = np.asarray(grad)
     extra = grad.ndim - out.ndim
     stretched = tuple(a for a, n in enumerate(out.shape) if n == 1 and extra >= 0 and grad.shape[a + extra] != 1)
     if grad.dtype == out.dtype and extra > 0 and not stretched and grad.shape[extra:] == out.shape:

@@ -4,6 +4,8 @@ eager step's numbers bit for bit."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -281,3 +283,28 @@ def test_a_backward_out_writing_through_a_view_of_its_array_is_replayed(install_
         compiled(x)
         assert np.array_equal(w.grad, w_eager.grad)
     assert compiled.replays == (3 if REPLAYS else 0)
+
+
+def test_backward_outs_that_fit_their_gradient_are_written_inline():
+    """add's and sub's backward_out fit the gradient to each input (``fit_into``: the bias's broadcast summed away),
+    which a trace follows into its NumPy calls: no form is called whole, and the replay equals the eager step."""
+
+    def make():
+        w, b = Tensor(np.linspace(-1, 1, 6).reshape(3, 2), requires_grad=True), Tensor(np.ones(2), requires_grad=True)
+
+        def step(x):
+            w.grad = b.grad = None
+            opreg.ops.sum(opreg.ops.sub(opreg.ops.add(opreg.ops.mul(w, x), b), x)).backward()
+
+        return step, w, b
+
+    (eager, *eager_params), (step, *params) = make(), make()
+    compiled = opreg.compile(step)
+    for x in np.random.default_rng(0).standard_normal((5, 3, 2)):
+        eager(x)
+        compiled(x)
+        assert all(np.array_equal(p.grad, q.grad) for p, q in zip(params, eager_params, strict=True))
+    if REPLAYS:
+        assert compiled.replays == 3
+        assert not re.search(r"k\d+\(\(", compiled.code)  # no backward_out called with its tuple of outs
+        assert "np.add.reduce(" in compiled.code  # the bias's gradient, summed over the batch
