@@ -4,10 +4,9 @@ gives; ``zero_grad()`` itself still fills, since the caller may read ``dW`` befo
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
+from test_threads import run_together
 
 import opreg
 from opreg import OpUsageError, Tensor
@@ -120,26 +119,16 @@ def test_threads_zeroing_their_own_arrays_lose_no_addition_to_a_shared_one():
     """Each thread writes its own dW (zeroed as it lands) and adds into one shared array, under the landing locks."""
     size, steps, threads = 50_000, 30, 2
     shared, own = np.zeros(size), [np.full(size, 5.0) for _ in range(threads)]
-    start, errors = threading.Barrier(threads), []
 
     def train(i: int) -> None:
-        start.wait()
-        try:
-            engine = opreg.Autograd(keep_gradients=False)
-            for _ in range(steps):
-                a = engine.apply("mul", np.ones(size), np.zeros(size), gradients_to_update=[None, shared])
-                b = engine.apply("mul", np.ones(size), np.zeros(size), gradients_to_update=[None, own[i]])
-                engine.apply("add", a, b)
-                engine.backward(1.0, zero_grad=[own[i]])
-                engine.zero_grad()
-        except BaseException as exc:
-            errors.append(exc)
+        engine = opreg.Autograd(keep_gradients=False)
+        for _ in range(steps):
+            a = engine.apply("mul", np.ones(size), np.zeros(size), gradients_to_update=[None, shared])
+            b = engine.apply("mul", np.ones(size), np.zeros(size), gradients_to_update=[None, own[i]])
+            engine.apply("add", a, b)
+            engine.backward(1.0, zero_grad=[own[i]])
+            engine.zero_grad()
 
-    workers = [threading.Thread(target=train, args=(i,)) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert not errors
+    run_together(train, threads)
     assert np.array_equal(shared, np.full(size, float(threads * steps)))
     assert all(np.array_equal(dw, np.ones(size)) for dw in own)
