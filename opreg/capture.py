@@ -31,7 +31,7 @@ import operator
 import re
 import threading
 import types
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
 
@@ -472,27 +472,23 @@ def forward(
     recorder.shared(*inputs)
     function = functools.partial(op.forward, **attributes) if attributes else op.forward
     call = f"{recorder.constant(function, static=True)}({', '.join(inputs)})"
-    first = len(recorder.lines)
+    # an op's forward changes nothing it is given: its lines are assignments, unless it draws (see above)
+    emit = recorder.lines.append if op.draws else functools.partial(_assignment, recorder)
     if isinstance(output, tuple):  # several outputs: each an array of its own, as run_forward makes them
         names = [recorder.value(each) for each in output]
         if op.saves:
-            recorder.lines.append(f"_o, {_saved(recorder, saved)} = {call}")
+            emit(f"_o, {_saved(recorder, saved)} = {call}")
             call = "_o"
         several = recorder.constant(_several, static=True)
-        recorder.lines.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = {several}({call})")
+        emit(f"{', '.join(names)}{',' if len(names) == 1 else ''} = {several}({call})")
     else:
         name = recorder.value(output)
         if op.saves:
-            recorder.lines.append(f"{name}, {_saved(recorder, saved)} = {call}")
+            emit(f"{name}, {_saved(recorder, saved)} = {call}")
         else:
-            recorder.lines.append(f"{name} = {call}")
+            emit(f"{name} = {call}")
         if output.ndim == 0:  # a 0-d result may come back a NumPy scalar, which run_forward makes an array
-            recorder.lines.append(f"{name} = asarray({name})")
-    if op.draws:
-        return
-    for number in range(first, len(recorder.lines)):  # an op's forward changes nothing it is given
-        assigned = _words(recorder.lines[number].split(" = ", 1)[0])
-        recorder.effects[number] = (assigned, assigned)
+            emit(f"{name} = asarray({name})")
 
 
 def _inline_forward(
@@ -519,21 +515,17 @@ def _inline_forward(
         kept_text = trace.text(kept)
     except tracing.Untraceable:
         return False
-    if not all(_same_bits(np.asarray(x), y) for x, y in _arrays(value, output, kept, saved)):
-        recorder.refuse(
-            f"{op.describe()}'s forward gave other numbers when traced than when it ran (read the values of its "
-            "inputs in some way tracing cannot see?)"
-        )
-    first = len(recorder.lines)
-    recorder.lines.extend(trace.lines)
-    recorder.effects.update(zip(range(first, len(recorder.lines)), trace.effects, strict=True))
+    why = (
+        f"{op.describe()}'s forward gave other numbers when traced than when it ran (read the values of its inputs "
+        "in some way tracing cannot see?)"
+    )
+    _adopt(recorder, trace, ((np.asarray(x), y, why) for x, y in _arrays(value, output, kept, saved)))
     if output.ndim == 0:  # a 0-d result may come back a NumPy scalar, which run_forward makes an array
         _assignment(recorder, f"{recorder.value(output)} = asarray({value.name})")
     else:
         recorder._name(output, value.name)
     if saved is not None:
         _assignment(recorder, f"{recorder.value(saved)} = {kept_text}")
-    recorder.viewing(trace.views)
     return True
 
 
@@ -719,17 +711,26 @@ def _inline(
         trace.run(form, [stand_in(x) for x in arguments], {key: stand_in(x) for key, x in keywords.items()})
     except tracing.Untraceable:
         return False
-    for scratch, eager, what in written:
-        if not _same_bits(scratch, eager):
-            recorder.refuse(
-                f"{what} does not give the eager step's numbers bit for bit on this step's arrays (opreg check "
-                "tests it on the op's samples; CONTRIBUTING.md, 'Forms that write into given arrays')"
-            )
-    first = len(recorder.lines)
-    recorder.effects.update(zip(range(first, first + len(trace.lines)), trace.effects, strict=True))
-    recorder.lines.extend(trace.lines)
-    recorder.viewing(trace.views)
+    _adopt(recorder, trace, [(scratch, eager, f"{what} {_DIFFERS}") for scratch, eager, what in written])
     return True
+
+
+_DIFFERS = (
+    "does not give the eager step's numbers bit for bit on this step's arrays (opreg check tests it on the op's "
+    "samples; CONTRIBUTING.md, 'Forms that write into given arrays')"
+)
+
+
+def _adopt(recorder: Recorder, trace: tracing.Trace, results: Iterable[tuple[Any, Any, str]]) -> None:
+    """A trace's lines into the program, their effects and views noted. Each ``(traced, eager, why)`` of
+    ``results`` must be the same bits, or the step is refused for ``why``: never a replay with other numbers."""
+    for traced, eager, why in results:
+        if not _same_bits(traced, eager):
+            recorder.refuse(why)
+    first = len(recorder.lines)
+    recorder.lines.extend(trace.lines)
+    recorder.effects.update(zip(range(first, len(recorder.lines)), trace.effects, strict=True))
+    recorder.viewing(trace.views)
 
 
 def _same_bits(a: np.ndarray, b: Any) -> bool:
