@@ -40,7 +40,7 @@ import numpy as np
 from opreg import tracing
 from opreg.calls import backward_keywords, input_gradients
 from opreg.opdef import OpDef
-from opreg.outforms import backward_out_keywords
+from opreg.outforms import backward_out_keywords, bit_differences
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -736,11 +736,7 @@ def _adopt(recorder: Recorder, trace: tracing.Trace, results: Iterable[tuple[Any
 def _same_bits(a: np.ndarray, b: Any) -> bool:
     """Whether ``b`` is ``a``'s values exactly: NaN where it has NaN, zeros of the same sign."""
     b = np.asarray(b)
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    if a.dtype.kind not in "fc":
-        return bool(np.array_equal(a, b))
-    return bool(np.array_equal(a, b, equal_nan=True) and np.array_equal(np.signbit(a.real), np.signbit(b.real)))
+    return a.shape == b.shape and a.dtype == b.dtype and not bit_differences(a, b).any()
 
 
 def _direct_backward(

@@ -32,7 +32,7 @@ from opreg.errors import OpContractError
 from opreg.fit import gradient_dtype
 from opreg.opdef import OpDef
 
-__all__ = ["backward_out_keywords", "check_out_forms"]
+__all__ = ["backward_out_keywords", "bit_differences", "check_out_forms"]
 
 
 def backward_out_keywords(
@@ -111,10 +111,19 @@ def _call(
         raise OpContractError(f"{op.describe()}: {form} raised {type(exc).__name__}: {exc}") from exc
 
 
+def bit_differences(got: Any, want: np.ndarray) -> np.ndarray:
+    """Where ``got`` is not ``want`` bit for bit: unequal values, a NaN on one side only, zeros of other signs (the
+    real parts', for complex values). Both of one shape."""
+    if want.dtype.kind not in "fc":
+        return np.asarray(got != want)
+    nan = np.isnan(want)
+    same = (got == want) & (np.signbit(np.real(got)) == np.signbit(np.real(want))) | (nan & np.isnan(got))
+    return np.asarray(~same)
+
+
 def _compare(op: OpDef, form: str, reference: str, what: str, got: Any, want: np.ndarray) -> None:
     """Raise unless ``got`` is ``want`` bit for bit: equal values, NaN where it has NaN, zeros of the same sign."""
-    nan = np.isnan(want)
-    differs = ~((got == want) & (np.signbit(got) == np.signbit(want)) | (nan & np.isnan(got)))
+    differs = bit_differences(got, want)
     if not differs.any():
         return
     index = tuple(int(i) for i in np.argwhere(differs)[0])
