@@ -19,6 +19,7 @@ are what :mod:`opreg.versions` checks before the pass.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Container, Iterable
 from typing import Any, Protocol, TypeVar
 
@@ -183,12 +184,25 @@ def seed(output: np.ndarray, gradient: Any, *, name: str, misfit: str, scalar_fi
     ``scalar_fills`` a scalar stands for that value everywhere (the handout's ``backward(1)``); otherwise, and
     for any other shape, ``"{name} of shape (...) {misfit}"`` is raised."""
     dtype = gradient_dtype(output)
+    value = seed_array(gradient, output.shape, dtype, scalar_fills)
+    if value is None:
+        raise OpUsageError(f"{name} of shape {np.shape(gradient)} {misfit}")
+    if capture.active and type(gradient) is np.ndarray:  # the caller's array, which may change between steps
+        capture.seeded(
+            value, gradient, functools.partial(seed_array, shape=output.shape, dtype=dtype, fills=scalar_fills)
+        )
+    return value
+
+
+def seed_array(gradient: Any, shape: tuple[int, ...], dtype: np.dtype, fills: bool) -> np.ndarray | None:
+    """``gradient`` as a new array of ``dtype`` and ``shape``, a scalar standing for that value everywhere if
+    ``fills``; ``None`` if it has another shape."""
     value = np.array(gradient, dtype=dtype)
-    if value.shape == output.shape:
+    if value.shape == shape:
         return value
-    if scalar_fills and value.ndim == 0:
-        return np.full(output.shape, value, dtype=dtype)
-    raise OpUsageError(f"{name} of shape {value.shape} {misfit}")
+    if fills and value.ndim == 0:
+        return np.full(shape, value, dtype=dtype)
+    return None
 
 
 def total(current: Any, grad: Any) -> Any:

@@ -98,6 +98,7 @@ class Recorder:
         self.holders: list[list[Any]] = []  # lists the eager step keeps arrays in: see held()
         # value -> the zeroed array it lands in, and the name of the land function of that landing's line
         self.landing: dict[str, tuple[np.ndarray, str]] = {}
+        self.land_calls: dict[str, tuple[list[tuple[str, str]], list[str]]] = {}  # land function -> its arguments
         # line -> (the names it assigns, the names whose values it may change), for lines known to change nothing
         # else (traced NumPy calls, forwards): what nothing reads is left out, what was computed already is reused
         self.effects: dict[int, tuple[AbstractSet[str], AbstractSet[str]]] = {}
@@ -197,7 +198,7 @@ class Recorder:
         and the slab is as large as the most the step has alive at once. A value that escapes (:meth:`shared`) gets
         a new array each replay (``empty``) instead.
         """
-        lines = _common(self.lines, _live(self.lines, self.effects, returns), self.effects)
+        lines = _common(self.lines, _live(self.lines, self.effects, returns), self.effects, self._folded)
         body = [*self.preamble, *lines, f"return {returns}"]
         last: dict[str, int] = {}
         for number, line in enumerate(body):
@@ -233,16 +234,54 @@ class Recorder:
                 else:
                     namespace[f"s{len(namespace)}"] = (shape, dtype)
                     line = f"{name} = empty(*s{len(namespace) - 1})"
-            out.append(line)
+            if landing and line.split("(", 1)[0] in self.land_calls:
+                out.extend(self._landed_in_place(line.split("(", 1)[0], landing))
+            else:
+                out.append(line)
             dead = sorted(n for n in _words(line) if last.get(n) == number and n[0] in "vp" and n[1:].isdigit())
             if dead and not line.startswith("return"):
                 out.append(f"del {', '.join(dead)}")
         return "def replay(A):\n" + "".join(f"    {line}\n" for line in out), namespace
 
+    def _folded(self, expression: str) -> str | None:
+        """A constant holding ``expression``'s value, computed now, if it reads nothing but values made from Python
+        numbers (the seed of a backward pass, a number an op was given, what was folded before): the same every
+        replay, so computed once (``loss / n``'s backward divides the seed by n). Read-only, so that nothing can
+        change it unseen; :func:`_common` folds only values nothing changes after they are made."""
+        words = _words(expression)
+        if any(_NAME.fullmatch(word) and word not in self.static for word in words):
+            return None
+        namespace = {"np": np, "asarray": np.asarray, **{w: self.constants[w] for w in words if w in self.static}}
+        try:
+            value = eval(expression, namespace)  # a line this module wrote: NumPy calls on constants
+        except Exception:  # the replay would raise the same: leave it to the replay
+            return None
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+        return self.constant(value, static=True)
+
+    def _landed_in_place(self, function: str, landing: Mapping[str, str]) -> list[str]:
+        """The lines of the land call made by ``function``, for gradients ``landing`` in place: each such array
+        gets 0.0 added in place, as the landing would have added the gradient to 0.0 (turning a -0.0 into +0.0),
+        inline; the call is left the other gradients and zeroed arrays, if any remain."""
+        pairs, arrays = self.land_calls[function]
+        lines, written, zeros = [], set(), {}
+        for target, name in pairs:
+            if landing.get(name) == target:
+                dtype = self.allocations[name][1]
+                zero = zeros.get(dtype) or zeros.setdefault(dtype, self.constant(np.zeros((), dtype), static=True))
+                lines.append(f"np.add({target}, {zero}, out={target})")
+                written.add(target)
+        rest = [(target, name) for target, name in pairs if landing.get(name) != target]
+        zeroed = [array for array in arrays if array not in written]
+        if rest or zeroed:
+            lines.append(_land_call(function, rest, zeroed))
+        return lines
+
     def _landing_in_place(self, body: Sequence[str], last: Mapping[str, int], escaping: set[str]) -> dict[str, str]:
         """The values written straight into the zeroed array they land in (value -> the array's name), rather
-        than into memory of their own that the landing then copies: the tape's ``dW``, ``db``. The landing then
-        adds 0.0 to the array in place, as it would have added it to the gradient (turning a -0.0 into +0.0).
+        than into memory of their own that the landing then copies: the tape's ``dW``, ``db``
+        (:meth:`_landed_in_place` writes what the landing then does).
 
         Only where nothing could tell the difference: the array is a whole one (no view) of the value's shape and
         dtype, the value (viewed by nothing) is used by nothing after its landing, and no line between its writing
@@ -349,11 +388,13 @@ def _live(lines: list[str], effects: Effects, returns: str) -> list[int]:
     return kept[::-1]
 
 
-def _common(lines: list[str], numbers: list[int], effects: Effects) -> list[str]:
+def _common(lines: list[str], numbers: list[int], effects: Effects, folded: Callable[[str], str | None]) -> list[str]:
     """``lines[n]`` for each of ``numbers``, but a line that computes what an earlier one did, from values nothing
     changed in between, is left out and its name replaced by the earlier one's (a loss's forward and its backward
-    both take the softmax of the logits). Only for results nothing changes after they are made: a line of unknown
-    effects (a library call, a landing) may change any value it names, and any array the step did not compute."""
+    both take the softmax of the logits); and one whose value ``folded`` can make a constant (it reads only
+    constants) is left out, its name replaced by the constant's. Only for results nothing changes after they are
+    made: a line of unknown effects (a library call, a landing) may change any value it names, and any array the
+    step did not compute."""
     changed: set[str] = set()  # names whose values change after they are made
     for number in numbers:
         if number in effects:
@@ -382,7 +423,7 @@ def _common(lines: list[str], numbers: list[int], effects: Effects) -> list[str]
             (name,) = assigned
             expression = line.split(" = ", 1)[1]
             if name not in changed:
-                earlier = made.get(expression)
+                earlier = made.get(expression) or folded(expression)
                 if earlier is not None:
                     renamed[name] = earlier
                     continue
@@ -391,6 +432,10 @@ def _common(lines: list[str], numbers: list[int], effects: Effects) -> list[str]
                     readers.setdefault(word, []).append(expression)
         kept.append(line)
     return kept
+
+
+#: The names the generated code gives values: arguments, parameters' arrays, computed values, constants.
+_NAME = re.compile(r"[apvk]\d+|A")
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -593,6 +638,17 @@ def seed(grads: Mapping[int, Any]) -> None:
             recorder.alive.append(array)
 
 
+def seeded(value: np.ndarray, gradient: np.ndarray, remake: Callable[[np.ndarray], Any]) -> None:
+    """A backward pass's seed ``value`` was made by ``remake`` from the caller's array ``gradient``
+    (``backward(g)``), which may hold other numbers at the next step: made from it again in every replay. (A seed
+    made from a Python number is the same every run: a constant, :meth:`Recorder.ref`.)"""
+    recorder = current()
+    if recorder is None:
+        return
+    function = recorder.constant(remake, static=True)
+    _assignment(recorder, f"{recorder.value(value)} = {function}({recorder.ref(gradient)})")
+
+
 def backward(
     op: OpDef,
     grad_output: Any,
@@ -787,15 +843,22 @@ def landings(
     recorder = current()
     if recorder is None or not (landings or zeroed):
         return
-    pairs = ", ".join(f"({recorder.ref(target)}, {recorder.ref(grad)})" for target, grad in landings)
-    arrays = ", ".join(recorder.ref(array) for array in zeroed)
+    pairs = [(recorder.ref(target), recorder.ref(grad)) for target, grad in landings]
+    arrays = [recorder.ref(array) for array in zeroed]
     function = recorder.constant(land, static=True)  # a name of this line's alone
     pending = {id(array) for array in zeroed}
-    for target, grad in landings:  # the first gradient to land in a zeroed array: written there (Recorder.source)
-        if id(target) in pending:
+    for (target, _), (_, name) in zip(landings, pairs, strict=True):
+        if id(target) in pending:  # the first gradient to land in a zeroed array: written there (Recorder.source)
             pending.discard(id(target))
-            recorder.landing[recorder.ref(grad)] = (target, function)
-    recorder.lines.append(f"{function}([{pairs}], ({arrays}{',' if len(zeroed) == 1 else ''}))")
+            recorder.landing[name] = (target, function)
+    recorder.land_calls[function] = (pairs, arrays)
+    recorder.lines.append(_land_call(function, pairs, arrays))
+
+
+def _land_call(function: str, pairs: Sequence[tuple[str, str]], arrays: Sequence[str]) -> str:
+    """The line that lands ``(target, gradient)`` ``pairs`` and zeroes ``arrays`` with the land ``function``."""
+    landings = ", ".join(f"({target}, {grad})" for target, grad in pairs)
+    return f"{function}([{landings}], ({', '.join(arrays)}{',' if len(arrays) == 1 else ''}))"
 
 
 def held(holder: list[Any]) -> None:

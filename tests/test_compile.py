@@ -528,3 +528,42 @@ def test_a_step_reading_a_modules_mode_replays_the_program_of_that_mode() -> Non
         assert np.array_equal(compiled(x).data, eager(x).data)
         assert np.array_equal(w.grad, w_eager.grad)
     assert compiled.recordings == (4 if REPLAYS else 12) and compiled.replays == (8 if REPLAYS else 0)
+
+
+@pytest.mark.parametrize("style", ["tape", "tensor"])
+@pytest.mark.parametrize("where", ["closure", "argument"])
+def test_a_gradient_array_given_to_backward_is_read_at_every_replay(style: str, where: str) -> None:
+    """``backward(g)`` with the caller's array ``g``: a replay starts from what ``g`` holds then, not from what it
+    held when the step was recorded (the array is the caller's, changed between steps in place)."""
+    g = np.ones((4, 2))
+
+    def make() -> tuple[Callable[..., Any], np.ndarray | opreg.Tensor]:
+        w = np.linspace(-1.0, 1.0, 6).reshape(2, 3)
+        if style == "tape":
+            engine, dw, bias = opreg.Autograd(keep_gradients=False), np.zeros_like(w), np.zeros(2)
+
+            def tape_step(x: np.ndarray, gradient: np.ndarray) -> None:
+                engine.apply("linear", x, w, bias, gradients_to_update=[None, dw, None])
+                engine.backward(g if where == "closure" else gradient, zero_grad=[dw])
+                engine.zero_grad()
+
+            return tape_step, dw
+        tensor = opreg.Tensor(w, requires_grad=True)
+
+        def tensor_step(x: np.ndarray, gradient: np.ndarray) -> None:
+            tensor.grad = None
+            opreg.ops.matmul(x, opreg.ops.transpose(tensor)).backward(g if where == "closure" else gradient)
+
+        return tensor_step, tensor
+
+    (eager, eager_grad), (step, grad) = make(), make()
+    compiled = opreg.compile(step)
+    x = np.arange(12.0).reshape(4, 3)
+    for i in range(6):
+        g[...] = 1.0 if i < 2 else float(i)  # the same for the two recordings, then changing
+        eager(x, g.copy())
+        compiled(x, g.copy())
+        got, want = (grad, eager_grad) if style == "tape" else (grad.grad, eager_grad.grad)
+        assert np.array_equal(got, want), (i, got, want)
+    if REPLAYS:
+        assert compiled.replays == 4

@@ -64,14 +64,48 @@ def test_ufuncs_functions_methods_and_operators_are_written_down_with_their_argu
         np.copyto(out, 0.0, where=x < 0)
 
     x, y = np.ones((2, 3)), np.ones((3, 2))
-    assert _trace(form, np.empty((2, 3)), x, y) == [
+    constants: dict = {}
+    assert _trace(form, np.empty((2, 3)), x, y, constants=constants) == [
         "t0 = a2.T",
         "np.multiply(a1, t0, out=a0)",
         "t1 = np.add.reduce(a1, axis=0, keepdims=True)",
         "np.add(a0, t1, out=a0)",
-        "t2 = np.less(a1, 0)",
+        "t2 = np.less(a1, k0)",  # the number 0 as the 0-d float64 array NumPy converts it to
         "np.copyto(a0, 0.0, where=t2)",
     ]
+    assert constants["k0"].shape == () and constants["k0"].dtype == np.float64 and constants["k0"] == 0
+
+
+@pytest.mark.parametrize(
+    ("x", "number", "written"),
+    [
+        (np.linspace(-1, 1, 6, dtype=np.float32), 0.1, "k0"),  # NEP 50: 0.1 becomes float32, as the array is
+        (np.arange(6, dtype=np.int8), 3, "k0"),
+        (np.arange(6, dtype=np.int64), 0.5, "0.5"),  # a float meets integers: float64, not the array's dtype
+        (np.arange(6, dtype=np.uint8), -1, "-1"),  # a number uint8 cannot hold: left to NumPy's own rules
+        (np.arange(6, dtype=np.uint8), 300, "300"),
+    ],
+)
+def test_a_number_becomes_a_0d_array_only_where_numpy_converts_it_to_the_arrays_dtype(x, number, written):
+    """A Python number among a ufunc's operands costs a conversion per call; where NumPy converts it to the
+    arrays' dtype (NEP 50) it is written as a 0-d array of that dtype, which gives the same bits (here compared
+    on every traced line's value), and elsewhere left as the number."""
+    constants: dict = {}
+    for ufunc in (np.add, np.maximum, np.greater, np.multiply):
+
+        def form(x, ufunc=ufunc):
+            return ufunc(x, number)
+
+        constants.clear()
+        try:
+            want = ufunc(x, number)
+        except OverflowError:  # NumPy's error for a number the dtype cannot hold, which tracing must not hide
+            assert "OverflowError" in _trace(form, x, constants=constants)
+            continue
+        lines = _trace(form, x, constants=constants)
+        assert lines == [f"t0 = np.{ufunc.__name__}(a0, {written})"]
+        got = eval(lines[0].split(" = ")[1], {"np": np, "a0": x, **constants})
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
 
 
 @pytest.mark.parametrize(
@@ -246,6 +280,59 @@ def test_a_value_changed_in_place_between_two_equal_expressions_is_computed_agai
     if REPLAYS:
         assert compiled.replays == 3
         assert compiled.code.count("np.sin(p") == 2
+
+
+def test_what_the_seed_alone_gives_is_computed_once_at_recording():
+    """A mean's backward divides the seed (ones) by n: the same every replay, so the program computes it once,
+    as a read-only constant, and each replay still equals the eager step bit for bit."""
+
+    def make():
+        w = Tensor(np.linspace(-1, 1, 6).reshape(3, 2), requires_grad=True)
+
+        def step(x):
+            w.grad = None
+            loss = opreg.ops.mean(opreg.ops.mul(w, x))
+            loss.backward()
+            return loss
+
+        return step, w
+
+    (eager, w_eager), (step, w) = make(), make()
+    compiled = opreg.compile(step)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        x = rng.standard_normal((3, 2))
+        assert np.array_equal(eager(x).data, compiled(x).data)
+        assert w.grad.tobytes() == w_eager.grad.tobytes()
+    if REPLAYS:
+        assert compiled.replays == 2
+        assert ".copy()" not in compiled.code  # the seed's copy, and the expand_dims of it, are constants now
+        assert "np.expand_dims(" not in compiled.code
+        program = next(iter(compiled._programs.values()))
+        seed = re.search(r"np\.divide\((k\d+), ", compiled.code)
+        assert seed is not None and not program.constants[seed.group(1)].flags.writeable
+
+
+def test_a_seed_a_called_backward_may_hand_on_is_a_new_array_each_replay(install_ops):
+    """A backward called whole (no out form) may return its gradient itself, which then becomes a leaf's
+    ``.grad``, the user's to change: that seed is never made a constant shared by every replay."""
+    install_ops({"name": "my_identity", "inputs": ("x",), "forward": lambda x: x.copy(), "backward": lambda g, x: (g,)})
+    w = Tensor(np.array(2.0), requires_grad=True)
+
+    def step():
+        w.grad = None
+        opreg.ops.my_identity(w).backward()
+
+    compiled = opreg.compile(step)
+    grads = []
+    for _ in range(4):
+        compiled()
+        grads.append(w.grad)
+        assert w.grad.flags.writeable and w.grad == 1.0
+        w.grad += 5.0  # the user's to change: the next replay starts from the seed again
+    assert len({id(g) for g in grads}) == len(grads)
+    if REPLAYS:
+        assert compiled.replays == 2
 
 
 def test_a_backward_out_writing_through_a_view_of_its_array_is_replayed(install_ops):
