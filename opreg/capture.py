@@ -265,11 +265,14 @@ class Recorder:
         gets 0.0 added in place, as the landing would have added the gradient to 0.0 (turning a -0.0 into +0.0),
         inline; the call is left the other gradients and zeroed arrays, if any remain."""
         pairs, arrays = self.land_calls[function]
-        lines, written, zeros = [], set(), {}
+        lines, written = [], set()
+        zeros: dict[np.dtype, str] = {}  # a 0-d zero of each dtype: a number would be converted at every call
         for target, name in pairs:
             if landing.get(name) == target:
                 dtype = self.allocations[name][1]
-                zero = zeros.get(dtype) or zeros.setdefault(dtype, self.constant(np.zeros((), dtype), static=True))
+                if dtype not in zeros:
+                    zeros[dtype] = self.constant(np.zeros((), dtype), static=True)
+                zero = zeros[dtype]
                 lines.append(f"np.add({target}, {zero}, out={target})")
                 written.add(target)
         rest = [(target, name) for target, name in pairs if landing.get(name) != target]
