@@ -767,3 +767,22 @@ def test_sgd_updates_a_large_parameter_a_piece_at_a_time_with_the_same_bits(dtyp
         tracemalloc.stop()
     assert p.data.tobytes() == expected.tobytes()
     assert peak < data.nbytes / 2
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_plain_sgd_updates_by_numpys_own_product_with_the_python_float(dtype):
+    """Plain SGD multiplies by lr given once per step as an array of the gradients' dtype: bit for bit what
+    ``data -= lr * grad`` gives with the Python float (NEP 50 converts it to that dtype), in a group whose
+    parameters have two dtypes."""
+    rng = np.random.default_rng(0)
+    params = [opreg.Tensor(rng.standard_normal(5).astype(dtype), requires_grad=True) for _ in range(2)]
+    params.insert(1, opreg.Tensor(rng.standard_normal(3), requires_grad=True))  # float64 between them
+    grads = [rng.standard_normal(p.shape).astype(p.dtype) * 100 for p in params]
+    expected = [p.data.copy() for p in params]
+    for data, grad in zip(expected, grads, strict=True):
+        data -= 0.0123 * grad
+    for p, grad in zip(params, grads, strict=True):
+        p.grad = grad.copy()
+    SGD(params, lr=0.0123).step()
+    for p, want in zip(params, expected, strict=True):
+        assert p.data.dtype == want.dtype and p.data.tobytes() == want.tobytes()
