@@ -2,7 +2,7 @@
 
 While a step runs under a :class:`Recorder`, the engine reports what it does, at the places where it does it:
 each op's forward (:func:`forward`, from both front ends), the backward pass (:func:`seed`, :func:`backward`,
-:func:`total`, :func:`land`, :func:`leaf`, from :mod:`opreg.backprop` and the Tensor front end), and the library
+:func:`total`, :func:`landings`, :func:`leaf`, from :mod:`opreg.backprop` and the Tensor front end), and the library
 calls that change state outside ops, such as an optimizer's step (methods decorated :func:`replayed`). Every
 array is named by identity as it appears: an argument of the step (``a0``), a value the step computed (``v3``), or
 something that was there before it (``k2``: a parameter Tensor, a tape's ``dW``, an op, a constant). The result
@@ -12,7 +12,9 @@ the per-op bookkeeping: no Tensors, no graph, no topological sort, no checks tha
 An op's forward and its out forms are written down as the NumPy calls they make (:mod:`opreg.tracing`), each
 checked against the eager step's values. Then the program is tidied as a compiler would, on what is known of each
 line's effects: a computation whose result nothing reads is left out (the loss of a step that returns none), and
-one made twice from values nothing changed in between is made once (a loss's softmax, in its forward and backward).
+one made twice from values nothing changed in between is made once (a loss's softmax, in its forward and backward),
+and one made from Python numbers alone is made at recording, a read-only constant (a mean's seed divided by n).
+A seed made from the caller's array (``backward(g)``) is made from it again in every replay (:func:`seeded`).
 
 Whatever the engine cannot see, it cannot replay, so the recorder notes what would make a replay differ
 (:attr:`Recorder.problem`): a value the step computed read into Python (``float(loss)``, ``if t > 0``), an array
