@@ -9,8 +9,9 @@ step, bit for bit.
 
 When a replay would be wrong, the step runs eagerly instead:
 
-* **Guards.** A replay needs the arguments' structure, shapes, dtypes and ``requires_grad`` of the recording, the
-  same Python values among them (numbers, strings, flags: part of the key), grad mode, the training flag of each
+* **Guards.** A replay needs the arguments' structure, shapes, dtypes and ``requires_grad`` of the recording,
+  the same arguments being one array (``step(x, x)``), the same Python values among them (numbers, strings, flags:
+  part of the key), grad mode, the training flag of each
   module whose flag the step read (``train()``/``eval()``: a program for each), no checking or anomaly mode,
   and no change since the recording to module attributes (``train()``/``eval()``, a new layer), to which array a
   Tensor holds, or to ``requires_grad`` (:data:`opreg.capture.epoch`). Otherwise the step is recorded again: one
@@ -148,15 +149,20 @@ class CompiledStep:
     def _key(self, leaves: list[Any], spec: TreeSpec | None) -> tuple[Any, ...]:
         parts: list[Any] = [spec, _grad_mode.enabled, *[read() for read in self._watched]]
         parts.extend(module.training for module in self._modes.values())
+        arrays = []
         for x in leaves:
             if type(x) is np.ndarray:
                 parts.append((x.shape, x.dtype))
+                arrays.append(x)
             elif isinstance(x, Tensor):
                 parts.append((x.shape, x.dtype, x.requires_grad, x.is_leaf))
+                arrays.append(x._data)
             elif _by_identity(x):
                 parts.append((type(x), id(x)))
             else:
                 parts.append((type(x), x))
+        if len(set(map(id, arrays))) < len(arrays):  # one array given twice: see _aliases
+            parts.append(_aliases(arrays))
         return tuple(parts)
 
     def _eager(
@@ -230,6 +236,13 @@ class CompiledStep:
             self._warned.add(why)
             name = getattr(self.step, "__qualname__", repr(self.step))
             warnings.warn(f"opreg.compile({name}) runs the step eagerly: {why}", CaptureWarning, stacklevel=4)
+
+
+def _aliases(arrays: list[np.ndarray]) -> tuple[int, ...]:
+    """For each array argument, the position of the first that is the same array: ``step(x, x)`` names one array
+    twice, and its program reads one name for both, so it is keyed apart from ``step(a, b)``."""
+    first: dict[int, int] = {}
+    return tuple(first.setdefault(id(x), i) for i, x in enumerate(arrays))
 
 
 def _by_identity(x: Any) -> bool:

@@ -567,3 +567,28 @@ def test_a_gradient_array_given_to_backward_is_read_at_every_replay(style: str, 
         assert np.array_equal(got, want), (i, got, want)
     if REPLAYS:
         assert compiled.replays == 4
+
+
+@pytest.mark.parametrize("kind", ["array", "tensor"])
+def test_one_array_given_as_two_arguments_is_a_program_of_its_own(kind: str) -> None:
+    """``step(x, x)`` (an autoencoder's input as its own target) names one array twice: a program recorded so must
+    not replay ``step(a, b)`` reading one of them for both, nor the other way round."""
+    w = opreg.Tensor(np.linspace(-1.0, 1.0, 3), requires_grad=True)
+
+    def step(x: Any, y: Any) -> Any:
+        w.grad = None
+        loss = opreg.ops.sum(opreg.ops.mul(opreg.ops.mul(w, x), y))
+        loss.backward()
+        return loss
+
+    def wrap(array: np.ndarray) -> Any:
+        return opreg.Tensor(array) if kind == "tensor" else array
+
+    compiled = opreg.compile(step)
+    x, a, b = wrap(np.arange(3.0)), wrap(np.arange(3.0)), wrap(np.full(3, 10.0))
+    for args in [(x, x)] * 3 + [(a, b)] * 3 + [(x, x), (b, b), (a, b)]:
+        got = compiled(*args).data
+        grad = w.grad.copy()
+        assert got == step(*args).data and np.array_equal(grad, w.grad)
+    if REPLAYS:
+        assert compiled.replays == 5  # each pattern recorded twice; (x, x) and (b, b) one pattern
