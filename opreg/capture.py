@@ -106,6 +106,7 @@ class Recorder:
         self.effects: dict[int, tuple[AbstractSet[str], AbstractSet[str]]] = {}
         self.suspended = 0
         self.modes: dict[int, Any] = {}  # id -> a module whose training flag the step read
+        self.made: set[int] = set()  # ids of the Tensors the step constructed (Tensor(x)), kept in alive
         self.preamble: list[str] = []
         self.values = 0
         for position, x in enumerate(arguments):
@@ -144,6 +145,17 @@ class Recorder:
         """How the generated code reads array ``x`` (``tensor`` is the Tensor it came from, if any)."""
         name = self.names.get(id(x))
         if name is not None:
+            if (
+                tensor is not None
+                and name[0] == "a"
+                and not self.names.get(id(tensor), "").startswith("A[")  # an argument Tensor: A[i], its array a{i}
+                and id(tensor) not in self.made  # Tensor(x) in the step wraps each call's argument
+            ):
+                self.refuse(
+                    f"its argument {name[1:]} is the array of a Tensor the step also reaches otherwise (a "
+                    f"parameter of shape {tensor.shape}): a replay would read the next call's argument for both; "
+                    "pass a copy, or the Tensor itself"
+                )
             return name
         if id(x) in self.seeds:  # a backward pass's seed: a fresh copy each run, as the eager pass makes one
             source = self.constant(np.array(self.seeds.pop(id(x)), copy=True), static=True)
@@ -621,6 +633,14 @@ def read(x: Any, how: str) -> None:
             f"it reads a value it computed into Python ({how} on a {x.dtype} Tensor of shape {x.shape}), and a "
             "replay runs no Python of the step: return the Tensor and read it after the call"
         )
+
+
+def made(tensor: Any) -> None:
+    """The step constructed ``tensor`` (``Tensor(x)``): a new object each run, so its array may be an argument's."""
+    recorder = current()
+    if recorder is not None:
+        recorder.made.add(id(tensor))
+        recorder.alive.append(tensor)
 
 
 def mode(module: Any) -> None:

@@ -198,6 +198,8 @@ class Tensor:
         self._data: np.ndarray = np.asarray(data._data if isinstance(data, Tensor) else data, dtype=dtype)
         self.requires_grad = requires_grad
         self._grad = None  # not the setter: a new Tensor has nothing a compiled step need write down
+        if capture.active:
+            capture.made(self)
 
     @property
     def data(self) -> np.ndarray:

@@ -592,3 +592,21 @@ def test_one_array_given_as_two_arguments_is_a_program_of_its_own(kind: str) -> 
         assert got == step(*args).data and np.array_equal(grad, w.grad)
     if REPLAYS:
         assert compiled.replays == 5  # each pattern recorded twice; (x, x) and (b, b) one pattern
+
+
+def test_an_argument_that_is_a_parameters_own_array_runs_eagerly() -> None:
+    """``step(w.data)`` with ``w`` a parameter the step also uses: its program would read the argument for both, so
+    that ``step(other)`` would multiply ``other`` by itself. The step runs eagerly, and says why."""
+    w = opreg.Tensor(np.linspace(-1.0, 1.0, 3), requires_grad=True)
+
+    def step(x: np.ndarray) -> Any:
+        w.grad = None
+        loss = opreg.ops.sum(opreg.ops.mul(w, x))
+        loss.backward()
+        return loss
+
+    compiled = opreg.compile(step)
+    with pytest.warns(opreg.CaptureWarning, match="argument 0 is the array of a Tensor the step also reaches"):
+        for x in [w.data] * 3 + [np.full(3, 10.0)] * 3:
+            assert compiled(x).data == step(x).data
+    assert compiled.replays == 0
