@@ -20,7 +20,7 @@ When a replay would be wrong, the step runs eagerly instead:
   objects: an array the step makes outside ops (``x / 255`` in NumPy, a mask drawn in Python) is a new object
   each run, and a replay would reuse the first. Until two runs agree the step runs eagerly, recording.
 * **What a replay cannot do.** A step that reads a value it computed into Python (``float(loss)``, ``if loss >
-  1``), edits arrays in place outside an optimizer, assigns module attributes, records with ``add_operation``,
+  1``), edits arrays in place outside an optimizer (its arguments are compared before and after), assigns module attributes, records with ``add_operation``,
   takes second derivatives, or returns a Tensor that still needs a backward pass, always runs eagerly; a
   :class:`CaptureWarning` says why, once.
 
@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from opreg import capture, observe
+from opreg.outforms import bit_differences
 from opreg.func.pytree import TreeSpec, tree_flatten, tree_unflatten
 from opreg.tensor import Node, Tensor, _grad_mode
 
@@ -174,6 +175,7 @@ class CompiledStep:
         if why is not None:
             return self._plain(why, args, kwargs)
         arrays = [x if type(x) is np.ndarray or isinstance(x, Tensor) else None for x in leaves]
+        before = [None if x is None else np.array(_array(x), copy=True) for x in arrays]
         recorder = capture.Recorder(arrays)
         capture.start(recorder)
         try:
@@ -181,6 +183,7 @@ class CompiledStep:
         finally:
             capture.stop()
         self.recordings += 1
+        _check_arguments_unchanged(recorder, arrays, before)
         if recorder.modes.keys() - self._modes.keys():  # the step reads these modules' modes: keyed from now on
             self._modes.update(recorder.modes)
             key = self._key(leaves, spec)
@@ -236,6 +239,25 @@ class CompiledStep:
             self._warned.add(why)
             name = getattr(self.step, "__qualname__", repr(self.step))
             warnings.warn(f"opreg.compile({name}) runs the step eagerly: {why}", CaptureWarning, stacklevel=4)
+
+
+def _array(x: np.ndarray | Tensor) -> np.ndarray:
+    return x._data if isinstance(x, Tensor) else x
+
+
+def _check_arguments_unchanged(
+    recorder: capture.Recorder, arrays: list[np.ndarray | Tensor | None], before: list[np.ndarray | None]
+) -> None:
+    """Refuse the recording if the step changed an argument's values in place (``x /= 255`` in NumPy): no op saw
+    it, so a replay would use the values undivided, and leave the caller's array as it was."""
+    for i, (x, old) in enumerate(zip(arrays, before, strict=True)):
+        if x is not None and old is not None:
+            now = _array(x)
+            if now.shape != old.shape or bit_differences(now, old).any():
+                recorder.refuse(
+                    f"it changes its argument {i} in place ({_describe(now)}), which no op records and a replay "
+                    "would not do: compute on a new array (x = x / 255), or do it before the call"
+                )
 
 
 def _aliases(arrays: list[np.ndarray]) -> tuple[int, ...]:

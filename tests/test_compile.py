@@ -610,3 +610,30 @@ def test_an_argument_that_is_a_parameters_own_array_runs_eagerly() -> None:
         for x in [w.data] * 3 + [np.full(3, 10.0)] * 3:
             assert compiled(x).data == step(x).data
     assert compiled.replays == 0
+
+
+@pytest.mark.parametrize("kind", ["array", "tensor"])
+def test_a_step_that_changes_its_argument_in_place_runs_eagerly(kind: str) -> None:
+    """``x /= 2`` on the argument, in NumPy: no op sees it, and a replay would use ``x`` undivided (and leave the
+    caller's array as it was). The recording compares the arguments before and after, and refuses."""
+    w = opreg.Tensor(np.linspace(-1.0, 2.0, 3), requires_grad=True)
+
+    def step(x: Any) -> Any:
+        data = x.data if kind == "tensor" else x
+        data /= 2
+        w.grad = None
+        loss = opreg.ops.sum(opreg.ops.mul(w, x))
+        loss.backward()
+        return loss
+
+    compiled = opreg.compile(step)
+    with pytest.warns(opreg.CaptureWarning, match="changes its argument 0 in place"):
+        for _ in range(4):
+            a, b = np.full(3, 4.0), np.full(3, 4.0)
+            if kind == "tensor":
+                a, b = opreg.Tensor(a), opreg.Tensor(b)
+            got = compiled(a).data
+            grad = w.grad.copy()
+            assert got == step(b).data and np.array_equal(grad, w.grad)
+            assert np.array_equal(getattr(a, "data", a), getattr(b, "data", b))
+    assert compiled.replays == 0
