@@ -20,9 +20,9 @@ When a replay would be wrong, the step runs eagerly instead:
   objects: an array the step makes outside ops (``x / 255`` in NumPy, a mask drawn in Python) is a new object
   each run, and a replay would reuse the first. Until two runs agree the step runs eagerly, recording.
 * **What a replay cannot do.** A step that reads a value it computed into Python (``float(loss)``, ``if loss >
-  1``), edits arrays in place outside an optimizer (its arguments are compared before and after), assigns module attributes, records with ``add_operation``,
-  takes second derivatives, or returns a Tensor that still needs a backward pass, always runs eagerly; a
-  :class:`CaptureWarning` says why, once.
+  1``), edits arrays in place outside an optimizer (its arguments are compared before and after), assigns module
+  attributes, records with ``add_operation``, takes second derivatives, or returns a Tensor that still needs a
+  backward pass, always runs eagerly; a :class:`CaptureWarning` says why, once.
 
 What a replay does not run: the step's own Python between opreg calls. Python values the step reads from
 elsewhere (a global learning rate multiplied in, a counter) are frozen at recording: pass what changes as an
@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 
 from opreg import capture, observe
-from opreg.outforms import bit_differences
 from opreg.func.pytree import TreeSpec, tree_flatten, tree_unflatten
+from opreg.outforms import bit_differences
 from opreg.tensor import Node, Tensor, _grad_mode
 
 __all__ = ["CaptureWarning", "CompiledStep", "compile"]
