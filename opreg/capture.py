@@ -73,6 +73,11 @@ _count = 0  # recorders open in any thread
 _lock = threading.Lock()
 
 
+def recording() -> bool:
+    """Whether a step is being recorded in this thread (a compiled function it calls is then part of it)."""
+    return _thread.recorder is not None
+
+
 def current() -> Recorder | None:
     """The recorder of this thread, unless it is inside a replayed call (whose inner workings are not recorded)."""
     recorder = _thread.recorder

@@ -24,6 +24,10 @@ When a replay would be wrong, the step runs eagerly instead:
   attributes, records with ``add_operation``, takes second derivatives, or returns a Tensor that still needs a
   backward pass, always runs eagerly; a :class:`CaptureWarning` says why, once.
 
+A compiled function that the step calls runs as plain code while the step records, so that its ops are part of
+the step's program. One replay runs at a time (a program's memory holds one run's values): another thread calling
+the step meanwhile runs it eagerly.
+
 What a replay does not run: the step's own Python between opreg calls. Python values the step reads from
 elsewhere (a global learning rate multiplied in, a counter) are frozen at recording: pass what changes as an
 argument. An optimizer's hyperparameters are read by its step, which is replayed: schedulers work. A replay
@@ -34,6 +38,7 @@ them.
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -132,8 +137,11 @@ class CompiledStep:
         self._warned: set[str] = set()
         self._watched = _watched(step)
         self._modes: dict[int, Any] = {}  # id -> a module whose training flag a recording read: part of the key
+        self._replaying = threading.Lock()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if capture.active and capture.recording():  # inside a step being recorded: its ops are that step's
+            return self.step(*args, **kwargs)
         if kwargs or any(type(x) is not np.ndarray for x in args):
             leaves, spec = tree_flatten((args, kwargs))
         else:  # arrays only, the usual training step: no tree to walk
@@ -141,10 +149,17 @@ class CompiledStep:
         key = self._key(leaves, spec)
         program = self._programs.get(key)
         if program is not None and program.verified and program.epoch == capture.epoch and not observe.active:
-            self.replays += 1
-            self.reason = None
-            function = program.function or program.compiled()
-            return tree_unflatten(program.outputs, program.results(function(leaves)))
+            # One replay at a time: a program's memory holds one run's values. Another thread meanwhile runs the
+            # step eagerly, as it would run uncompiled.
+            if not self._replaying.acquire(blocking=False):
+                return self.step(*args, **kwargs)
+            try:
+                self.replays += 1
+                self.reason = None
+                function = program.function or program.compiled()
+                return tree_unflatten(program.outputs, program.results(function(leaves)))
+            finally:
+                self._replaying.release()
         return self._eager(key, args, kwargs, leaves, spec, program)
 
     def _key(self, leaves: list[Any], spec: TreeSpec | None) -> tuple[Any, ...]:

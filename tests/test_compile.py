@@ -637,3 +637,32 @@ def test_a_step_that_changes_its_argument_in_place_runs_eagerly(kind: str) -> No
             assert got == step(b).data and np.array_equal(grad, w.grad)
             assert np.array_equal(getattr(a, "data", a), getattr(b, "data", b))
     assert compiled.replays == 0
+
+
+def test_a_compiled_function_called_by_a_step_being_recorded_is_recorded_as_part_of_it() -> None:
+    """A compiled ``update()`` inside a compiled step: while the step records, the inner call runs as plain code,
+    its ops recorded into the step's program (a program of its own, or a replay, would leave them out of it, and
+    the step's replays would never update the weights)."""
+    w = opreg.Tensor(np.linspace(-1.0, 2.0, 3), requires_grad=True)
+    w_eager = opreg.Tensor(w.data.copy(), requires_grad=True)
+
+    def make(weight: opreg.Tensor, compile_inner: bool) -> Callable[[np.ndarray], Any]:
+        optimizer = SGD([weight], lr=0.1)
+        update = opreg.compile(optimizer.step) if compile_inner else optimizer.step
+
+        def step(x: np.ndarray) -> Any:
+            optimizer.zero_grad()
+            loss = opreg.ops.sum(opreg.ops.mul(weight, x))
+            loss.backward()
+            update()
+            return loss
+
+        return step
+
+    compiled, eager = opreg.compile(make(w, True)), make(w_eager, False)
+    for i in range(6):
+        x = np.full(3, float(i))
+        assert compiled(x).data == eager(x).data
+        assert np.array_equal(w.data, w_eager.data), i
+    if REPLAYS:
+        assert compiled.replays == 4

@@ -172,3 +172,28 @@ def test_threads_using_opreg_first_build_one_plugin_manager(monkeypatch, eager_s
         assert managers[0] is managers[1]
     monkeypatch.undo()
     opreg.reload_plugins()
+
+
+def test_one_compiled_step_called_from_threads_at_once_gives_each_its_own_numbers():
+    """A program's memory holds one run's values: a second thread replaying it at the same time would write its
+    values over the first's. While one thread replays, another runs the step eagerly; every result is right."""
+    rng = np.random.default_rng(0)
+    w = opreg.Tensor(rng.standard_normal((128, 128)), requires_grad=True)
+
+    def step(x):
+        h = opreg.ops.relu(opreg.ops.matmul(x, w))
+        return opreg.ops.sum(opreg.ops.mul(h, h)).detach()
+
+    compiled = opreg.compile(step)
+    xs = [rng.standard_normal((32, 128)) for _ in range(4)]
+    want = [step(x).data for x in xs]
+    for x in xs[:3]:
+        compiled(x)
+
+    def work(k: int) -> None:
+        for i in range(200):
+            j = (k + i) % len(xs)
+            assert compiled(xs[j]).data == want[j], (k, i)
+
+    run_together(work)
+    assert compiled.replays >= 200 or opreg.observe.active
