@@ -11,7 +11,8 @@ When a replay would be wrong, the step runs eagerly instead:
 
 * **Guards.** A replay needs the arguments' structure, shapes, dtypes and ``requires_grad`` of the recording,
   the same arguments being one array (``step(x, x)``), the same Python values among them (numbers, strings, flags:
-  part of the key), grad mode, the training flag of each
+  part of the key), the same numbers, arrays and Tensors in the variables its own code reads from its closure and
+  module globals (arrays by identity), grad mode, the training flag of each
   module whose flag the step read (``train()``/``eval()``: a program for each), no checking or anomaly mode,
   and no change since the recording to module attributes (``train()``/``eval()``, a new layer), to which array a
   Tensor holds, or to ``requires_grad`` (:data:`opreg.capture.epoch`). Otherwise the step is recorded again: one
@@ -28,17 +29,20 @@ A compiled function that the step calls runs as plain code while the step record
 the step's program. One replay runs at a time (a program's memory holds one run's values): another thread calling
 the step meanwhile runs it eagerly.
 
-What a replay does not run: the step's own Python between opreg calls. Python values the step reads from
-elsewhere (a global learning rate multiplied in, a counter) are frozen at recording: pass what changes as an
-argument. An optimizer's hyperparameters are read by its step, which is replayed: schedulers work. A replay
-returns copies of the step's results; ``.grad`` arrays and tape ``dW`` arrays are written as the eager step writes
-them.
+What a replay does not run: the step's own Python between opreg calls. Python values the step reads through
+objects or in the functions it calls (``config.scale`` multiplied in, a counter) are frozen at recording: pass what
+changes as an argument. An optimizer's hyperparameters are read by its step, which is replayed: schedulers work.
+A replay returns copies of the step's results; ``.grad`` arrays and tape ``dW`` arrays are written as the eager
+step writes them.
 """
 
 from __future__ import annotations
 
+import builtins
+import dis
 import functools
 import threading
+import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -240,8 +244,9 @@ class CompiledStep:
     def _why_not(self, key: Any) -> str | None:
         if key not in self._programs and len(self._programs) >= self.max_programs:
             return (
-                f"the step was recorded for {self.max_programs} different argument shapes or values already "
-                "(max_programs): pad the batches to one shape, or pass compile(..., max_programs=more)"
+                f"the step was recorded for {self.max_programs} different argument shapes or values, or arrays "
+                "it reads from its closure or globals, already (max_programs): pass the batch as an argument, pad "
+                "the batches to one shape, or pass compile(..., max_programs=more)"
             )
         return None
 
@@ -288,36 +293,61 @@ def _by_identity(x: Any) -> bool:
 
 
 def _watched(step: Callable[..., Any]) -> list[Callable[[], Any]]:
-    """Readers of the Python numbers, strings and flags the step's own code reads from its closure and its
-    module's globals: they become part of the key, so that a change re-records rather than replaying a frozen
-    value. (Values read deeper down, in functions it calls, are not watched: pass them as arguments.)"""
+    """Readers of what the step's own code reads from its closure and its module's globals that a replay would
+    freeze: Python numbers, strings and flags, by value, and arrays and Tensors, by identity (a batch the training
+    loop rebinds). They become part of the key, so that a change re-records rather than replaying a frozen value.
+    Globals are the names the step's code loads as globals (its nested functions' too), watched if they hold such
+    a value when ``compile`` is called or are unbound then (assigned later, as a loop's batch). (Values read deeper
+    down, in functions it calls or through objects, are not watched: pass them as arguments.)"""
     code = getattr(step, "__code__", None)
     if code is None:
         return []
     readers: list[Callable[[], Any]] = []
     for cell in getattr(step, "__closure__", None) or ():
-        readers.append(functools.partial(_scalar_in_cell, cell))
+        readers.append(functools.partial(_watched_in_cell, cell))
     namespace = getattr(step, "__globals__", {})
-    for name in code.co_names:
-        if name in namespace and type(namespace[name]) in _SCALARS:
-            readers.append(functools.partial(_scalar_in, namespace, name))
+    for name in sorted(_globals_loaded(code)):
+        value = namespace.get(name, _UNBOUND)
+        if value is _UNBOUND and name in vars(builtins):
+            continue
+        if value is _UNBOUND or _watched_value(value) is not None:
+            readers.append(functools.partial(_watched_in, namespace, name))
     return readers
 
 
+def _globals_loaded(code: types.CodeType) -> set[str]:
+    names = {each.argval for each in dis.get_instructions(code) if each.opname == "LOAD_GLOBAL"}
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):  # a nested function or comprehension
+            names |= _globals_loaded(constant)
+    return names
+
+
 _SCALARS = (bool, int, float, str, complex)
+_UNBOUND = object()
 
 
-def _scalar_in_cell(cell: Any) -> Any:
+def _watched_value(value: Any) -> Any:
+    """A watched value's part of the key: a number's value, an array's or Tensor's identity, or ``None``. (A
+    program holds the arrays its ops read, so no other array takes their ids; one they do not read cannot change
+    what a replay computes.)"""
+    if type(value) in _SCALARS:
+        return (type(value), value)
+    if type(value) is np.ndarray or isinstance(value, Tensor):
+        return (type(value), id(value))
+    return None
+
+
+def _watched_in_cell(cell: Any) -> Any:
     try:
         value = cell.cell_contents
     except ValueError:  # not yet filled
         return None
-    return (type(value), value) if type(value) in _SCALARS else None
+    return _watched_value(value)
 
 
-def _scalar_in(namespace: dict[str, Any], name: str) -> Any:
-    value = namespace.get(name)
-    return (type(value), value) if type(value) in _SCALARS else None
+def _watched_in(namespace: dict[str, Any], name: str) -> Any:
+    return _watched_value(namespace.get(name))
 
 
 def _returned(recorder: capture.Recorder, x: Any) -> tuple[str, type | None]:

@@ -666,3 +666,41 @@ def test_a_compiled_function_called_by_a_step_being_recorded_is_recorded_as_part
         assert np.array_equal(w.data, w_eager.data), i
     if REPLAYS:
         assert compiled.replays == 4
+
+
+BATCH = np.ones(3)  # a global the step below reads: rebound between calls, as a training loop would
+
+
+@pytest.mark.parametrize("where", ["closure", "global"])
+def test_an_array_the_step_reads_from_its_closure_or_globals_is_watched(where: str) -> None:
+    """A step that reads its batch from a global or closure variable, rebound by the loop: a program recorded on
+    one array never replays on another (it named the first), however many calls used the first."""
+    global BATCH
+    w = opreg.Tensor(np.linspace(-1.0, 2.0, 3), requires_grad=True)
+    batch = np.ones(3)
+
+    def closure_step() -> Any:
+        w.grad = None
+        loss = opreg.ops.sum(opreg.ops.mul(w, batch))
+        loss.backward()
+        return loss
+
+    def global_step() -> Any:
+        w.grad = None
+        loss = opreg.ops.sum(opreg.ops.mul(w, BATCH))
+        loss.backward()
+        return loss
+
+    step = closure_step if where == "closure" else global_step
+    compiled = opreg.compile(step)
+    for i in range(8):
+        if i in (3, 6):  # a new array after two runs agreed and one replayed
+            batch = BATCH = np.full(3, float(i))
+        assert compiled().data == step().data, i
+    if REPLAYS:
+        assert compiled.replays == 2  # calls 2 and 5; the others record (two per array)
+    for i in range(10):  # a new array every call: recorded until max_programs, then eager, and the reason says so
+        batch = BATCH = np.full(3, float(i))
+        assert compiled().data == step().data, i
+    if REPLAYS:
+        assert compiled.replays == 2 and "closure or globals" in (compiled.reason or "")
