@@ -11,10 +11,10 @@ When a replay would be wrong, the step runs eagerly instead:
 
 * **Guards.** A replay needs the arguments' structure, shapes, dtypes and ``requires_grad`` of the recording,
   the same arguments being one array (``step(x, x)``), the same Python values among them (numbers, strings, flags:
-  part of the key), the same numbers, arrays and Tensors in the variables its own code reads from its closure and
-  module globals (arrays by identity), grad mode, the training flag of each
-  module whose flag the step read (``train()``/``eval()``: a program for each), no checking or anomaly mode,
-  and no change since the recording to module attributes (``train()``/``eval()``, a new layer), to which array a
+  part of the key), the same values in the variables its own code reads from its closure and module globals
+  (numbers by value, other objects by identity: a rebound batch, an optimizer made again), grad mode, the training
+  flag of each module whose flag the step read (``train()``/``eval()``: a program for each), no checking or anomaly
+  mode, and no change since the recording to module attributes (``train()``/``eval()``, a new layer), to which array a
   Tensor holds, or to ``requires_grad`` (:data:`opreg.capture.epoch`). Otherwise the step is recorded again: one
   program per key, up to ``max_programs``.
 * **Two runs agree.** A program is used once two consecutive eager runs recorded the same calls on the same
@@ -139,7 +139,7 @@ class CompiledStep:
         self.reason: str | None = None
         self.code: str | None = None
         self._warned: set[str] = set()
-        self._watched = _watched(step)
+        self._watched, self._watched_objects = _watched(step)
         self._modes: dict[int, Any] = {}  # id -> a module whose training flag a recording read: part of the key
         self._replaying = threading.Lock()
 
@@ -193,6 +193,7 @@ class CompiledStep:
         why = refused[0] if refused is not None and refused[1] == capture.epoch else self._why_not(key)
         if why is not None:
             return self._plain(why, args, kwargs)
+        watched = [get() for get in self._watched_objects]  # as the key saw them: held by the program
         arrays = [x if type(x) is np.ndarray or isinstance(x, Tensor) else None for x in leaves]
         before = [None if x is None else np.array(_array(x), copy=True) for x in arrays]
         recorder = capture.Recorder(arrays)
@@ -215,8 +216,9 @@ class CompiledStep:
             self.reason = recorder.problem
             return result
         program = _Program(recorder, out_spec, returns)
-        # Other objects among the arguments are keyed by identity: held, so that no new object takes their id
-        program.held = [x for x in leaves if _by_identity(x)]
+        # Other objects among the arguments, and watched variables, are keyed by identity: held, so that no new
+        # object takes their id
+        program.held = [x for x in leaves if _by_identity(x)] + watched
         difference = "it was recorded once" if previous is None else previous.difference(program)
         if previous is not None and difference is None:
             previous.epoch = program.epoch
@@ -292,27 +294,28 @@ def _by_identity(x: Any) -> bool:
     return not (x is None or type(x) in (bool, int, float, str, np.ndarray) or isinstance(x, Tensor))
 
 
-def _watched(step: Callable[..., Any]) -> list[Callable[[], Any]]:
-    """Readers of what the step's own code reads from its closure and its module's globals that a replay would
-    freeze: Python numbers, strings and flags, by value, and arrays and Tensors, by identity (a batch the training
-    loop rebinds). They become part of the key, so that a change re-records rather than replaying a frozen value.
-    Globals are the names the step's code loads as globals (its nested functions' too), watched if they hold such
-    a value when ``compile`` is called or are unbound then (assigned later, as a loop's batch). (Values read deeper
-    down, in functions it calls or through objects, are not watched: pass them as arguments.)"""
+def _watched(step: Callable[..., Any]) -> tuple[list[Callable[[], Any]], list[Callable[[], Any]]]:
+    """What the step's own code reads from its closure and its module's globals, which a replay would freeze: as
+    readers of each variable's part of the key (:func:`_watched_value`), and getters of its value (which a program
+    holds, so that no other object takes an id in its key). A change re-records rather than replaying the frozen
+    value: another number, another batch array the loop rebinds, another optimizer or loss function made in its
+    place. Globals are the names the step's code loads as globals (its nested functions' too), but modules, and
+    builtins not shadowed; one unbound when ``compile`` is called (assigned later) is watched too. (Values read
+    deeper down, in functions it calls or through objects, are not watched: pass them as arguments.)"""
     code = getattr(step, "__code__", None)
     if code is None:
-        return []
-    readers: list[Callable[[], Any]] = []
+        return [], []
+    getters: list[Callable[[], Any]] = []
     for cell in getattr(step, "__closure__", None) or ():
-        readers.append(functools.partial(_watched_in_cell, cell))
+        getters.append(functools.partial(_cell_contents, cell))
     namespace = getattr(step, "__globals__", {})
     for name in sorted(_globals_loaded(code)):
         value = namespace.get(name, _UNBOUND)
-        if value is _UNBOUND and name in vars(builtins):
+        if (value is _UNBOUND and name in vars(builtins)) or isinstance(value, types.ModuleType):
             continue
-        if value is _UNBOUND or _watched_value(value) is not None:
-            readers.append(functools.partial(_watched_in, namespace, name))
-    return readers
+        getters.append(functools.partial(namespace.get, name))
+    readers: list[Callable[[], Any]] = [functools.partial(_watched_value_of, get) for get in getters]
+    return readers, getters
 
 
 def _globals_loaded(code: types.CodeType) -> set[str]:
@@ -327,27 +330,21 @@ _SCALARS = (bool, int, float, str, complex)
 _UNBOUND = object()
 
 
-def _watched_value(value: Any) -> Any:
-    """A watched value's part of the key: a number's value, an array's or Tensor's identity, or ``None``. (A
-    program holds the arrays its ops read, so no other array takes their ids; one they do not read cannot change
-    what a replay computes.)"""
-    if type(value) in _SCALARS:
-        return (type(value), value)
-    if type(value) is np.ndarray or isinstance(value, Tensor):
-        return (type(value), id(value))
-    return None
+def _watched_value_of(get: Callable[[], Any]) -> Any:
+    """A watched variable's part of the key: a number's, string's or flag's value; any other object's identity
+    (an array, a model, an optimizer, a function); ``None`` where it is unbound or holds ``None``."""
+    value = get()
+    kind = type(value)
+    if kind in _SCALARS:
+        return (kind, value)
+    return None if value is None else (kind, id(value))
 
 
-def _watched_in_cell(cell: Any) -> Any:
+def _cell_contents(cell: Any) -> Any:
     try:
-        value = cell.cell_contents
+        return cell.cell_contents
     except ValueError:  # not yet filled
         return None
-    return _watched_value(value)
-
-
-def _watched_in(namespace: dict[str, Any], name: str) -> Any:
-    return _watched_value(namespace.get(name))
 
 
 def _returned(recorder: capture.Recorder, x: Any) -> tuple[str, type | None]:

@@ -704,3 +704,36 @@ def test_an_array_the_step_reads_from_its_closure_or_globals_is_watched(where: s
         assert compiled().data == step().data, i
     if REPLAYS:
         assert compiled.replays == 2 and "closure or globals" in (compiled.reason or "")
+
+
+def test_an_optimizer_or_loss_made_again_in_the_steps_variable_is_used() -> None:
+    """A notebook cell run again makes a new optimizer (another learning rate) and a new loss function in the
+    variables the step reads: the step uses them, as the uncompiled step would, rather than replaying the old."""
+    model = Linear(3, 2, rng=np.random.default_rng(0))
+    optimizer = SGD(model.parameters(), lr=0.01)
+
+    def loss_of(out: Any) -> Any:
+        return opreg.ops.sum(out)
+
+    def step(x: np.ndarray) -> Any:
+        optimizer.zero_grad()
+        loss = loss_of(model(opreg.Tensor(x)))
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    compiled = opreg.compile(step)
+    x = np.ones((4, 3))
+    for _ in range(3):
+        compiled(x)
+    optimizer = SGD(model.parameters(), lr=1.0)
+    before = model.W.data.copy()
+    compiled(x)
+    np.testing.assert_allclose(model.W.data - before, -4.0)  # lr 1, each weight's gradient the batch size
+
+    def loss_of(out: Any) -> Any:  # noqa: F811 - the cell defining it, run again
+        return opreg.ops.sum(opreg.ops.mul(out, out))
+
+    for _ in range(3):
+        want = loss_of(model(opreg.Tensor(x))).data
+        assert compiled(x).data == want
