@@ -139,7 +139,7 @@ class CompiledStep:
         self.reason: str | None = None
         self.code: str | None = None
         self._warned: set[str] = set()
-        self._watched, self._watched_objects = _watched(step)
+        self._watched = _Watched(step)
         self._modes: dict[int, Any] = {}  # id -> a module whose training flag a recording read: part of the key
         self._replaying = threading.Lock()
 
@@ -167,7 +167,7 @@ class CompiledStep:
         return self._eager(key, args, kwargs, leaves, spec, program)
 
     def _key(self, leaves: list[Any], spec: TreeSpec | None) -> tuple[Any, ...]:
-        parts: list[Any] = [spec, _grad_mode.enabled, *[read() for read in self._watched]]
+        parts: list[Any] = [spec, _grad_mode.enabled, *self._watched.key()]
         parts.extend(module.training for module in self._modes.values())
         arrays = []
         for x in leaves:
@@ -193,7 +193,7 @@ class CompiledStep:
         why = refused[0] if refused is not None and refused[1] == capture.epoch else self._why_not(key)
         if why is not None:
             return self._plain(why, args, kwargs)
-        watched = [get() for get in self._watched_objects]  # as the key saw them: held by the program
+        watched = self._watched.values()  # as the key saw them: held by the program
         arrays = [x if type(x) is np.ndarray or isinstance(x, Tensor) else None for x in leaves]
         before = [None if x is None else np.array(_array(x), copy=True) for x in arrays]
         recorder = capture.Recorder(arrays)
@@ -294,28 +294,48 @@ def _by_identity(x: Any) -> bool:
     return not (x is None or type(x) in (bool, int, float, str, np.ndarray) or isinstance(x, Tensor))
 
 
-def _watched(step: Callable[..., Any]) -> tuple[list[Callable[[], Any]], list[Callable[[], Any]]]:
-    """What the step's own code reads from its closure and its module's globals, which a replay would freeze: as
-    readers of each variable's part of the key (:func:`_watched_value`), and getters of its value (which a program
-    holds, so that no other object takes an id in its key). A change re-records rather than replaying the frozen
-    value: another number, another batch array the loop rebinds, another optimizer or loss function made in its
-    place. Globals are the names the step's code loads as globals (its nested functions' too), but modules, and
-    builtins not shadowed; one unbound when ``compile`` is called (assigned later) is watched too. (Values read
-    deeper down, in functions it calls or through objects, are not watched: pass them as arguments.)"""
-    code = getattr(step, "__code__", None)
-    if code is None:
-        return [], []
-    getters: list[Callable[[], Any]] = []
-    for cell in getattr(step, "__closure__", None) or ():
-        getters.append(functools.partial(_cell_contents, cell))
-    namespace = getattr(step, "__globals__", {})
-    for name in sorted(_globals_loaded(code)):
-        value = namespace.get(name, _UNBOUND)
-        if (value is _UNBOUND and name in vars(builtins)) or isinstance(value, types.ModuleType):
-            continue
-        getters.append(functools.partial(namespace.get, name))
-    readers: list[Callable[[], Any]] = [functools.partial(_watched_value_of, get) for get in getters]
-    return readers, getters
+class _Watched:
+    """What the step's own code reads from its closure and its module's globals, which a replay would freeze: a
+    change re-records rather than replaying the frozen value (another number, another batch array the loop rebinds,
+    another optimizer or loss function made in its place). Globals are the names the step's code loads as globals
+    (its nested functions' too), but modules, and builtins not shadowed; one unbound when ``compile`` is called
+    (assigned later) is watched too. Values read deeper down, in functions it calls or through objects, are not
+    watched: pass them as arguments."""
+
+    __slots__ = ("cells", "names", "namespace")
+
+    def __init__(self, step: Callable[..., Any]) -> None:
+        code = getattr(step, "__code__", None)
+        self.cells: tuple[Any, ...] = (getattr(step, "__closure__", None) or ()) if code is not None else ()
+        self.namespace: dict[str, Any] = getattr(step, "__globals__", {})
+        self.names: list[str] = []
+        for name in sorted(_globals_loaded(code)) if code is not None else ():
+            value = self.namespace.get(name, _UNBOUND)
+            if not ((value is _UNBOUND and name in vars(builtins)) or isinstance(value, types.ModuleType)):
+                self.names.append(name)
+
+    def values(self) -> list[Any]:
+        """The variables' values (``None`` for one unbound): a program holds them, so that no other object takes
+        an id in its key."""
+        try:
+            values = [cell.cell_contents for cell in self.cells]
+        except ValueError:  # a cell not yet filled (a variable the step's function assigns after its definition)
+            values = [_contents(cell) for cell in self.cells]
+        if self.names:
+            values.extend(map(self.namespace.get, self.names))
+        return values
+
+    def key(self) -> list[Any]:
+        """Each variable's part of the key: a number's, string's or flag's type and value, any other object's
+        identity (an int: never equal to a number's part)."""
+        return [(type(value), value) if type(value) in _SCALARS else id(value) for value in self.values()]
+
+
+def _contents(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return None
 
 
 def _globals_loaded(code: types.CodeType) -> set[str]:
@@ -328,23 +348,6 @@ def _globals_loaded(code: types.CodeType) -> set[str]:
 
 _SCALARS = (bool, int, float, str, complex)
 _UNBOUND = object()
-
-
-def _watched_value_of(get: Callable[[], Any]) -> Any:
-    """A watched variable's part of the key: a number's, string's or flag's value; any other object's identity
-    (an array, a model, an optimizer, a function); ``None`` where it is unbound or holds ``None``."""
-    value = get()
-    kind = type(value)
-    if kind in _SCALARS:
-        return (kind, value)
-    return None if value is None else (kind, id(value))
-
-
-def _cell_contents(cell: Any) -> Any:
-    try:
-        return cell.cell_contents
-    except ValueError:  # not yet filled
-        return None
 
 
 def _returned(recorder: capture.Recorder, x: Any) -> tuple[str, type | None]:
