@@ -82,6 +82,14 @@ def assert_same(a: list[np.ndarray], b: list[np.ndarray]) -> None:
         assert np.array_equal(x, y), np.max(np.abs(x - y))
 
 
+def weighted_sum(w: opreg.Tensor, x: Any) -> Any:
+    """``sum(w * x)``, differentiated into ``w.grad`` (set to None first): the smallest step with a gradient."""
+    w.grad = None
+    loss = opreg.ops.sum(opreg.ops.mul(w, x))
+    loss.backward()
+    return loss
+
+
 @pytest.mark.parametrize("style", ["tape", "tensor"])
 @pytest.mark.parametrize(("optimizer", "dtype"), [("sgd", np.float64), ("adam", np.float32)])
 def test_replay_is_bit_for_bit_the_eager_step(style: str, optimizer: str, dtype: Any) -> None:
@@ -600,10 +608,7 @@ def test_an_argument_that_is_a_parameters_own_array_runs_eagerly() -> None:
     w = opreg.Tensor(np.linspace(-1.0, 1.0, 3), requires_grad=True)
 
     def step(x: np.ndarray) -> Any:
-        w.grad = None
-        loss = opreg.ops.sum(opreg.ops.mul(w, x))
-        loss.backward()
-        return loss
+        return weighted_sum(w, x)
 
     compiled = opreg.compile(step)
     with pytest.warns(opreg.CaptureWarning, match="argument 0 is the array of a Tensor the step also reaches"):
@@ -621,10 +626,7 @@ def test_a_step_that_changes_its_argument_in_place_runs_eagerly(kind: str) -> No
     def step(x: Any) -> Any:
         data = x.data if kind == "tensor" else x
         data /= 2
-        w.grad = None
-        loss = opreg.ops.sum(opreg.ops.mul(w, x))
-        loss.backward()
-        return loss
+        return weighted_sum(w, x)
 
     compiled = opreg.compile(step)
     with pytest.warns(opreg.CaptureWarning, match="changes its argument 0 in place"):
@@ -680,16 +682,10 @@ def test_an_array_the_step_reads_from_its_closure_or_globals_is_watched(where: s
     batch = np.ones(3)
 
     def closure_step() -> Any:
-        w.grad = None
-        loss = opreg.ops.sum(opreg.ops.mul(w, batch))
-        loss.backward()
-        return loss
+        return weighted_sum(w, batch)
 
     def global_step() -> Any:
-        w.grad = None
-        loss = opreg.ops.sum(opreg.ops.mul(w, BATCH))
-        loss.backward()
-        return loss
+        return weighted_sum(w, BATCH)
 
     step = closure_step if where == "closure" else global_step
     compiled = opreg.compile(step)
