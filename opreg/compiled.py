@@ -167,22 +167,27 @@ class CompiledStep:
         return self._eager(key, args, kwargs, leaves, spec, program)
 
     def _key(self, leaves: list[Any], spec: TreeSpec | None) -> tuple[Any, ...]:
-        parts: list[Any] = [spec, _grad_mode.enabled, *self._watched.key()]
-        parts.extend(module.training for module in self._modes.values())
-        arrays = []
+        parts = self._watched.key()
+        parts.append(spec)
+        parts.append(_grad_mode.enabled)
+        if self._modes:
+            parts.extend(module.training for module in self._modes.values())
         for x in leaves:
             if type(x) is np.ndarray:
                 parts.append((x.shape, x.dtype))
-                arrays.append(x)
             elif isinstance(x, Tensor):
                 parts.append((x.shape, x.dtype, x.requires_grad, x.is_leaf))
-                arrays.append(x._data)
             elif _by_identity(x):
                 parts.append((type(x), id(x)))
             else:
                 parts.append((type(x), x))
-        if len(set(map(id, arrays))) < len(arrays):  # one array given twice: see _aliases
-            parts.append(_aliases(arrays))
+        if len(leaves) > 1:  # one array given twice: see _aliases
+            if spec is None:  # arrays only
+                arrays = leaves
+            else:
+                arrays = [_array(x) for x in leaves if type(x) is np.ndarray or isinstance(x, Tensor)]
+            if len(set(map(id, arrays))) < len(arrays):
+                parts.append(_aliases(arrays))
         return tuple(parts)
 
     def _eager(
@@ -327,8 +332,15 @@ class _Watched:
 
     def key(self) -> list[Any]:
         """Each variable's part of the key: a number's, string's or flag's type and value, any other object's
-        identity (an int: never equal to a number's part)."""
-        return [(type(value), value) if type(value) in _SCALARS else id(value) for value in self.values()]
+        identity (an int: never equal to a number's part). A new list, for the caller to extend."""
+        try:
+            values = [cell.cell_contents for cell in self.cells]
+        except ValueError:
+            values = self.values()
+        else:
+            if self.names:
+                values.extend(map(self.namespace.get, self.names))
+        return [(type(value), value) if type(value) in _SCALARS else id(value) for value in values]
 
 
 def _contents(cell: Any) -> Any:

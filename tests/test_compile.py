@@ -577,7 +577,7 @@ def test_a_gradient_array_given_to_backward_is_read_at_every_replay(style: str, 
         assert compiled.replays == 4
 
 
-@pytest.mark.parametrize("kind", ["array", "tensor"])
+@pytest.mark.parametrize("kind", ["array", "tensor", "two tensors"])
 def test_one_array_given_as_two_arguments_is_a_program_of_its_own(kind: str) -> None:
     """``step(x, x)`` (an autoencoder's input as its own target) names one array twice: a program recorded so must
     not replay ``step(a, b)`` reading one of them for both, nor the other way round."""
@@ -590,11 +590,14 @@ def test_one_array_given_as_two_arguments_is_a_program_of_its_own(kind: str) -> 
         return loss
 
     def wrap(array: np.ndarray) -> Any:
-        return opreg.Tensor(array) if kind == "tensor" else array
+        return array if kind == "array" else opreg.Tensor(array)
+
+    def twice(x: Any) -> tuple[Any, Any]:  # one array twice: one object, or two Tensors of it (t, t.detach())
+        return (x, wrap(x.data)) if kind == "two tensors" else (x, x)
 
     compiled = opreg.compile(step)
     x, a, b = wrap(np.arange(3.0)), wrap(np.arange(3.0)), wrap(np.full(3, 10.0))
-    for args in [(x, x)] * 3 + [(a, b)] * 3 + [(x, x), (b, b), (a, b)]:
+    for args in [twice(x)] * 3 + [(a, b)] * 3 + [twice(x), twice(b), (a, b)]:
         got = compiled(*args).data
         grad = w.grad.copy()
         assert got == step(*args).data and np.array_equal(grad, w.grad)
