@@ -939,7 +939,8 @@ def assigned_grad(tensor: Any, value: np.ndarray | None) -> None:
 
 
 def replayed(method: F) -> F:
-    """A library method that changes state outside ops (an optimizer's step, ``zero_grad``): recorded as one call,
+    """A library method that changes state outside ops (an optimizer's step, ``zero_grad``; or a function, its
+    first argument taking the place of ``self``: gradient clipping): recorded as one call,
     to be made again in every replay, with what happens inside it left unrecorded. The arrays the step computed
     that it is given escape (:meth:`Recorder.shared`): it may keep them, and a later replay must not write over
     them."""
@@ -984,6 +985,9 @@ def _host_call(
 
 
 def _argument(recorder: Recorder, x: Any, keeps: bool) -> str:
+    if type(x) in (tuple, list):  # named item by item: a new tuple each run of the same objects is the same
+        inner = ", ".join(_argument(recorder, each, keeps) for each in x)
+        return f"({inner}{',' if len(x) == 1 else ''})" if type(x) is tuple else f"[{inner}]"
     if _is_tensor(x):
         return recorder.names.get(id(x)) or _tensor_of(recorder, x, keeps)
     if type(x) is np.ndarray:

@@ -41,8 +41,11 @@ def mlp_step(
     return training_step(model, criterion, opt), model
 
 
-def training_step(model: Any, criterion: Any, opt: Any) -> Callable[..., Any]:
-    """``step(x, y)``: zero the gradients, forward, loss, backward, update; returns the loss."""
+def training_step(
+    model: Any, criterion: Any, opt: Any, before_update: Callable[[], Any] | None = None
+) -> Callable[..., Any]:
+    """``step(x, y)``: zero the gradients, forward, loss, backward, ``before_update()`` if given, update; returns
+    the loss."""
     engine = model.autograd_engine if isinstance(model.autograd_engine, opreg.Autograd) else None
 
     def step(x: np.ndarray, y: np.ndarray) -> Any:
@@ -54,6 +57,8 @@ def training_step(model: Any, criterion: Any, opt: Any) -> Callable[..., Any]:
         else:
             loss = criterion(y, model(x))
             loss.backward()
+        if before_update is not None:
+            before_update()
         opt.step()
         return loss
 
@@ -736,3 +741,30 @@ def test_an_optimizer_or_loss_made_again_in_the_steps_variable_is_used() -> None
     for _ in range(3):
         want = loss_of(model(opreg.Tensor(x))).data
         assert compiled(x).data == want
+
+
+@pytest.mark.parametrize("style", ["tape", "tensor"])
+@pytest.mark.parametrize("clip", ["norm", "value"])
+def test_gradient_clipping_in_a_step_is_replayed(style: str, clip: str) -> None:
+    """``clip_grad_norm_`` and ``clip_grad_value_`` change the gradients in place, in NumPy, between backward and
+    the optimizer's step: a replay makes the call again (it clipped nothing before, silently)."""
+    from opreg.nn.utils import clip_grad_norm_, clip_grad_value_
+
+    def make() -> tuple[Callable[..., Any], MLP]:
+        _, model = mlp_step(style)
+
+        def clipping() -> None:
+            if clip == "norm":
+                clip_grad_norm_(model.parameters(), 0.05)
+            else:
+                clip_grad_value_(model.parameters(), 0.01)
+
+        opt = SGD(model.parameters(), lr=0.5)
+        return training_step(model, SoftmaxCrossEntropy(model.autograd_engine), opt, clipping), model
+
+    data = batches(6)
+    (eager, eager_model), (plain, model) = make(), make()
+    compiled = opreg.compile(plain)
+    assert_same(run(eager, data), run(compiled, data))
+    assert_same(weights(eager_model), weights(model))
+    assert compiled.replays == (4 if REPLAYS else 0)

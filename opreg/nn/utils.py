@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from opreg import capture
 from opreg.errors import OpregError
 from opreg.nn.module import BoundParameter, Parameter
 from opreg.tensor import Tensor
@@ -40,6 +41,18 @@ def _norm(array: np.ndarray, norm_type: float) -> Any:
     return np.linalg.norm(array.ravel(), ord=norm_type)
 
 
+def _held(parameters: Parameter | Iterable[Parameter]) -> tuple[Any, ...]:
+    """The parameters as a tuple a compiled step can name in its replay: a Tensor itself, a tape parameter as its
+    module and attribute names (``parameters()`` makes a new BoundParameter at each call)."""
+    if isinstance(parameters, (Tensor, BoundParameter)):
+        parameters = [parameters]
+    return tuple((p.module, p.name, p.grad_name) if isinstance(p, BoundParameter) else p for p in parameters)
+
+
+def _bound(held: tuple[Any, ...]) -> list[Parameter]:
+    return [BoundParameter(*p) if isinstance(p, tuple) else p for p in held]
+
+
 def clip_grad_norm_(
     parameters: Parameter | Iterable[Parameter],
     max_norm: float,
@@ -53,10 +66,16 @@ def clip_grad_norm_(
     norms; every gradient is multiplied by ``min(max_norm / (norm + 1e-6), 1)``. A NaN or infinite norm turns the
     gradients into NaN (as torch's), or with ``error_if_nonfinite=True`` raises :class:`NonFiniteNormError`
     naming the first parameter whose gradient is not finite, changing nothing. No gradient at all: 0.
+    In a compiled step the call is replayed (:func:`opreg.capture.replayed`), as an optimizer's step is.
     """
-    norm_type = float(norm_type)
-    max_norm = float(max_norm)
-    gradients = _gradients(parameters)
+    return _clip_grad_norm(_held(parameters), float(max_norm), float(norm_type), error_if_nonfinite)
+
+
+@capture.replayed
+def _clip_grad_norm(
+    held: tuple[Any, ...], max_norm: float, norm_type: float, error_if_nonfinite: bool
+) -> np.floating[Any]:
+    gradients = _gradients(_bound(held))
     if not gradients:
         return np.float64(0.0)
     norms = np.stack([np.asarray(_norm(g, norm_type)) for _, g in gradients])
@@ -76,7 +95,12 @@ def clip_grad_norm_(
 
 
 def clip_grad_value_(parameters: Parameter | Iterable[Parameter], clip_value: float) -> None:
-    """Clip every gradient element into ``[-clip_value, clip_value]``, in place, as torch's."""
-    clip_value = float(clip_value)
-    for _, grad in _gradients(parameters):
+    """Clip every gradient element into ``[-clip_value, clip_value]``, in place, as torch's (replayed in a compiled
+    step)."""
+    _clip_grad_value(_held(parameters), float(clip_value))
+
+
+@capture.replayed
+def _clip_grad_value(held: tuple[Any, ...], clip_value: float) -> None:
+    for _, grad in _gradients(_bound(held)):
         np.clip(grad, -clip_value, clip_value, out=grad)
