@@ -16,16 +16,18 @@ from typing import Any
 
 import numpy as np
 
+from opreg import capture
 from opreg.errors import OpUsageError
 
 _default: np.random.Generator | None = None
 
 
+@capture.replayed
 def manual_seed(seed: int | np.integer[Any]) -> np.random.Generator:
     """Seed the generator that every default initialisation draws from (see :func:`generator`); returns it.
 
     ``seed`` is a whole number of at least 0 (as NumPy's seeds). NumPy's own global ``np.random`` state is left
-    alone, as PyTorch leaves it."""
+    alone, as PyTorch leaves it. Called in a compiled step, it is called again in every replay."""
     global _default
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
         raise OpUsageError(f"manual_seed takes a whole number of at least 0, got {seed!r}")

@@ -258,6 +258,22 @@ def test_a_replay_draws_from_the_default_generator_manual_seed_put_in_place() ->
     assert compiled.replays == (10 if REPLAYS else 0)
 
 
+def test_manual_seed_called_in_a_step_is_replayed() -> None:
+    """A step that seeds the default generator itself (the same masks every step): a replay seeds it again, as the
+    eager step does, rather than drawing on from where the last eager run left it."""
+    data = batches(6)
+    results = []
+    for compile_it in (False, True):
+        opreg.manual_seed(5)
+        _, model = dropout_step("tensor", None)
+        opt = SGD(model.parameters(), lr=0.1)
+        step = training_step(model, SoftmaxCrossEntropy(), opt, before_update=lambda: opreg.manual_seed(11))
+        compiled = opreg.compile(step) if compile_it else step
+        results.append((run(compiled, data), weights(model), opreg.random.default_generator().random(3)))
+    assert_same_runs(*results)
+    assert compiled.replays == (4 if REPLAYS else 0)
+
+
 def _after_an_unread_dropout(step: Callable[..., Any], dropout: Dropout) -> Callable[..., Any]:
     def both(x: np.ndarray, y: np.ndarray) -> Any:
         dropout(opreg.Tensor(x))
