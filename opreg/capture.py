@@ -631,12 +631,22 @@ def refuse(why: str) -> None:
 
 
 def read(x: Any, how: str) -> None:
-    """A Tensor's values were read into Python (``how``: ``float()``, ``.item()``, ...)."""
+    """A Tensor's values were read into Python (``how``: ``float()``, ``.item()``, ...): unless they were made from
+    Python numbers (the same every run), a replay would keep the values of its recording."""
     recorder = current()
-    if recorder is not None and recorder.names.get(id(x._data), "").startswith("v"):  # a value the step computed
+    if recorder is None:
+        return
+    name = recorder.names.get(id(x._data), "")
+    if name.startswith("v"):  # a value the step computed
         recorder.refuse(
             f"it reads a value it computed into Python ({how} on a {x.dtype} Tensor of shape {x.shape}), and a "
             "replay runs no Python of the step: return the Tensor and read it after the call"
+        )
+    elif name not in recorder.static:  # an argument, a parameter the step updates, any array from outside
+        recorder.refuse(
+            f"it reads a value into Python from a Tensor it did not compute ({how} on a {x.dtype} Tensor of shape "
+            f"{x.shape}: an argument, or a parameter), and a replay would keep the value of its recording: compute "
+            "with the Tensor itself, or pass the number as an argument"
         )
 
 

@@ -20,10 +20,10 @@ When a replay would be wrong, the step runs eagerly instead:
 * **Two runs agree.** A program is used once two consecutive eager runs recorded the same calls on the same
   objects: an array the step makes outside ops (``x / 255`` in NumPy, a mask drawn in Python) is a new object
   each run, and a replay would reuse the first. Until two runs agree the step runs eagerly, recording.
-* **What a replay cannot do.** A step that reads a value it computed into Python (``float(loss)``, ``if loss >
-  1``), edits arrays in place outside an optimizer (its arguments are compared before and after), assigns module
-  attributes, records with ``add_operation``, takes second derivatives, or returns a Tensor that still needs a
-  backward pass, always runs eagerly; a :class:`CaptureWarning` says why, once.
+* **What a replay cannot do.** A step that reads a Tensor's value into Python (``float(loss)``, ``if loss >
+  1``, ``x.item()`` on an argument), edits arrays in place outside an optimizer (its arguments are compared before
+  and after), assigns module attributes, records with ``add_operation``, takes second derivatives, or returns a
+  Tensor that still needs a backward pass, always runs eagerly; a :class:`CaptureWarning` says why, once.
 
 A compiled function that the step calls runs as plain code while the step records, so that its ops are part of
 the step's program. One replay runs at a time (a program's memory holds one run's values): another thread calling

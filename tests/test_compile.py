@@ -784,3 +784,42 @@ def test_gradient_clipping_in_a_step_is_replayed(style: str, clip: str) -> None:
     assert_same(run(eager, data), run(compiled, data))
     assert_same(weights(eager_model), weights(model))
     assert compiled.replays == (4 if REPLAYS else 0)
+
+
+@pytest.mark.parametrize("what", ["argument", "parameter"])
+def test_a_value_read_into_python_from_an_argument_or_a_parameter_makes_the_step_run_eagerly(what: str) -> None:
+    """``x.item()`` on an argument, or ``t.item()`` on a learned scalar the step updates: a number in Python, which
+    a replay would keep from its recording once two calls read the same value. The step runs eagerly."""
+    t = opreg.Tensor(np.array(0.5), requires_grad=True)
+    w = opreg.Tensor(np.linspace(-1.0, 2.0, 3), requires_grad=True)
+    optimizer = SGD([t, w], lr=0.25)
+
+    def step(x: Any) -> Any:
+        optimizer.zero_grad()
+        number = x.item() if what == "argument" else t.item()
+        loss = opreg.ops.sum(opreg.ops.mul(opreg.ops.mul(w, number), t))
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    def eager_twin() -> Callable[[Any], Any]:
+        t2, w2 = opreg.Tensor(t.data.copy(), requires_grad=True), opreg.Tensor(w.data.copy(), requires_grad=True)
+        opt2 = SGD([t2, w2], lr=0.25)
+
+        def twin(x: Any) -> Any:
+            opt2.zero_grad()
+            number = x.item() if what == "argument" else t2.item()
+            loss = opreg.ops.sum(opreg.ops.mul(opreg.ops.mul(w2, number), t2))
+            loss.backward()
+            opt2.step()
+            return loss
+
+        return twin
+
+    eager = eager_twin()
+    compiled = opreg.compile(step)
+    with pytest.warns(opreg.CaptureWarning, match="reads a value"):
+        for i in range(6):
+            x = opreg.Tensor(np.array(1.0 if i < 3 else float(i)))
+            assert compiled(x).data == eager(x).data, i
+    assert compiled.replays == 0
