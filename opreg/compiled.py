@@ -11,8 +11,8 @@ When a replay would be wrong, the step runs eagerly instead:
 
 * **Guards.** A replay needs the arguments' structure, shapes, dtypes and ``requires_grad`` of the recording,
   the same arguments being one array (``step(x, x)``), the same Python values among them (numbers, strings, flags:
-  part of the key), the same values in the variables its own code reads from its closure and module globals
-  (numbers by value, other objects by identity: a rebound batch, an optimizer made again), grad mode, the training
+  part of the key), the same values in the variables its own code reads from its closure, module globals and
+  ``self`` (numbers by value, other objects by identity: a rebound batch, an optimizer made again), grad mode, the training
   flag of each module whose flag the step read (``train()``/``eval()``: a program for each), no checking or anomaly
   mode, and no change since the recording to module attributes (``train()``/``eval()``, a new layer), to which array a
   Tensor holds, or to ``requires_grad`` (:data:`opreg.capture.epoch`). Otherwise the step is recorded again: one
@@ -41,6 +41,7 @@ from __future__ import annotations
 import builtins
 import dis
 import functools
+import itertools
 import threading
 import types
 import warnings
@@ -300,14 +301,16 @@ def _by_identity(x: Any) -> bool:
 
 
 class _Watched:
-    """What the step's own code reads from its closure and its module's globals, which a replay would freeze: a
-    change re-records rather than replaying the frozen value (another number, another batch array the loop rebinds,
-    another optimizer or loss function made in its place). Globals are the names the step's code loads as globals
-    (its nested functions' too), but modules, and builtins not shadowed; one unbound when ``compile`` is called
-    (assigned later) is watched too. Values read deeper down, in functions it calls or through objects, are not
-    watched: pass them as arguments."""
+    """What the step's own code reads from its closure, its module's globals and, for a bound method, its instance's
+    attributes, which a replay would freeze: a change re-records rather than replaying the frozen value (another
+    number, another batch array the loop rebinds, another optimizer or loss function made in its place,
+    ``trainer.optimizer = ...``). Globals are the names the step's code loads as globals (its nested functions'
+    too), but modules, and builtins not shadowed; one unbound when ``compile`` is called (assigned later) is watched
+    too. An instance's attributes are those its code reads from ``self`` (``self.optimizer.step()``), looked up in
+    the instance's ``__dict__`` (methods are the class's). Values read deeper down, in functions it calls or through
+    other objects, are not watched: pass them as arguments."""
 
-    __slots__ = ("cells", "names", "namespace")
+    __slots__ = ("attributes", "cells", "instance", "names", "namespace")
 
     def __init__(self, step: Callable[..., Any]) -> None:
         code = getattr(step, "__code__", None)
@@ -318,6 +321,9 @@ class _Watched:
             value = self.namespace.get(name, _UNBOUND)
             if not ((value is _UNBOUND and name in vars(builtins)) or isinstance(value, types.ModuleType)):
                 self.names.append(name)
+        owner = getattr(step, "__self__", None)
+        self.instance: dict[str, Any] = getattr(owner, "__dict__", {}) if isinstance(step, types.MethodType) else {}
+        self.attributes = sorted(_attributes_of_self(code)) if self.instance and code is not None else []
 
     def values(self) -> list[Any]:
         """The variables' values (``None`` for one unbound): a program holds them, so that no other object takes
@@ -328,19 +334,27 @@ class _Watched:
             values = [_contents(cell) for cell in self.cells]
         if self.names:
             values.extend(map(self.namespace.get, self.names))
+        if self.attributes:
+            values.extend(map(self.instance.get, self.attributes))
         return values
 
     def key(self) -> list[Any]:
         """Each variable's part of the key: a number's, string's or flag's type and value, any other object's
         identity (an int: never equal to a number's part). A new list, for the caller to extend."""
-        try:
-            values = [cell.cell_contents for cell in self.cells]
-        except ValueError:
-            values = self.values()
-        else:
-            if self.names:
-                values.extend(map(self.namespace.get, self.names))
-        return [(type(value), value) if type(value) in _SCALARS else id(value) for value in values]
+        return [(type(value), value) if type(value) in _SCALARS else id(value) for value in self.values()]
+
+
+def _attributes_of_self(code: types.CodeType) -> set[str]:
+    """The attributes a method's code reads from its first argument, ``self.name``."""
+    if not code.co_argcount:
+        return set()
+    this = code.co_varnames[0]
+    instructions = list(dis.get_instructions(code))
+    return {
+        each.argval
+        for previous, each in itertools.pairwise(instructions)
+        if previous.opname == "LOAD_FAST" and previous.argval == this and each.opname in ("LOAD_ATTR", "LOAD_METHOD")
+    }
 
 
 def _contents(cell: Any) -> Any:

@@ -823,3 +823,35 @@ def test_a_value_read_into_python_from_an_argument_or_a_parameter_makes_the_step
             x = opreg.Tensor(np.array(1.0 if i < 3 else float(i)))
             assert compiled(x).data == eager(x).data, i
     assert compiled.replays == 0
+
+
+class _Trainer:
+    """A training loop's object: its compiled bound method reads the model and optimizer through ``self``."""
+
+    def __init__(self) -> None:
+        self.model = Linear(3, 2, rng=np.random.default_rng(0))
+        self.optimizer = SGD(self.model.parameters(), lr=0.01)
+
+    def step(self, x: np.ndarray) -> Any:
+        self.optimizer.zero_grad()
+        loss = opreg.ops.sum(self.model(opreg.Tensor(x)))
+        loss.backward()
+        self.optimizer.step()
+        return loss
+
+
+def test_an_attribute_a_compiled_method_reads_from_self_is_watched() -> None:
+    """``trainer.optimizer = SGD(..., lr=1.0)`` between calls of ``opreg.compile(trainer.step)``: the step uses the
+    new optimizer (it replayed the old one, silently)."""
+    trainer = _Trainer()
+    compiled = opreg.compile(trainer.step)
+    x = np.ones((4, 3))
+    for _ in range(3):
+        compiled(x)
+    trainer.optimizer = SGD(trainer.model.parameters(), lr=1.0)
+    before = trainer.model.W.data.copy()
+    compiled(x)
+    np.testing.assert_allclose(trainer.model.W.data - before, -4.0)  # lr 1, each weight's gradient the batch size
+    for _ in range(3):
+        compiled(x)
+    assert compiled.replays == (3 if REPLAYS else 0)  # once before the new optimizer, twice after
