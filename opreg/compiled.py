@@ -14,9 +14,9 @@ When a replay would be wrong, the step runs eagerly instead:
   part of the key), the same values in the variables its own code reads from its closure, module globals and
   ``self`` (numbers by value, other objects by identity: a rebound batch, an optimizer made again), grad mode, the
   training flag of each module whose flag the step read (``train()``/``eval()``: a program for each), no checking
-  or anomaly mode, and no change since the recording to module attributes (``train()``/``eval()``, a new layer), to which array a
-  Tensor holds, or to ``requires_grad`` (:data:`opreg.capture.epoch`). Otherwise the step is recorded again: one
-  program per key, up to ``max_programs``.
+  or anomaly mode, and no change since the recording to module attributes (``train()``/``eval()``, a new layer),
+  to which array a Tensor holds, or to ``requires_grad`` (:data:`opreg.capture.epoch`). Otherwise the step is
+  recorded again: one program per key, up to ``max_programs``.
 * **Two runs agree.** A program is used once two consecutive eager runs recorded the same calls on the same
   objects: an array the step makes outside ops (``x / 255`` in NumPy, a mask drawn in Python) is a new object
   each run, and a replay would reuse the first. Until two runs agree the step runs eagerly, recording.
