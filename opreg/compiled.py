@@ -313,6 +313,10 @@ class _Watched:
     __slots__ = ("attributes", "cells", "instance", "names", "namespace")
 
     def __init__(self, step: Callable[..., Any]) -> None:
+        while isinstance(step, functools.partial):  # its own arguments are fixed: watch what its function reads
+            step = step.func
+        if not isinstance(step, types.FunctionType | types.MethodType | types.BuiltinFunctionType):
+            step = type(step).__call__.__get__(step)  # an object called as a function: its __call__ reads self
         code = getattr(step, "__code__", None)
         self.cells: tuple[Any, ...] = (getattr(step, "__closure__", None) or ()) if code is not None else ()
         self.namespace: dict[str, Any] = getattr(step, "__globals__", {})

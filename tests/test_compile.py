@@ -855,3 +855,32 @@ def test_an_attribute_a_compiled_method_reads_from_self_is_watched() -> None:
     for _ in range(3):
         compiled(x)
     assert compiled.replays == (3 if REPLAYS else 0)  # once before the new optimizer, twice after
+
+
+@pytest.mark.parametrize("wrap", ["partial", "callable object"])
+def test_what_a_partial_or_a_callable_objects_code_reads_is_watched(wrap: str) -> None:
+    """``opreg.compile(functools.partial(train, model))`` or of an object with ``__call__``: the globals the
+    function reads, and the attributes ``__call__`` reads from ``self``, are watched as a plain step's are."""
+    import functools
+
+    global BATCH
+    BATCH = np.ones(3)
+    w = opreg.Tensor(np.linspace(-1.0, 2.0, 3), requires_grad=True)
+
+    class Step:
+        def __init__(self) -> None:
+            self.batch = np.ones(3)
+
+        def __call__(self) -> Any:
+            return weighted_sum(w, self.batch)
+
+    def reads_global(weight: opreg.Tensor) -> Any:
+        return weighted_sum(weight, BATCH)
+
+    obj = Step()
+    step = functools.partial(reads_global, w) if wrap == "partial" else obj
+    compiled = opreg.compile(step)
+    for i in range(6):
+        if i == 3:
+            BATCH = obj.batch = np.full(3, 5.0)
+        assert compiled().data == step().data, i
