@@ -305,10 +305,11 @@ class _Watched:
     attributes, which a replay would freeze: a change re-records rather than replaying the frozen value (another
     number, another batch array the loop rebinds, another optimizer or loss function made in its place,
     ``trainer.optimizer = ...``). Globals are the names the step's code loads as globals (its nested functions'
-    too), but modules, and builtins not shadowed; one unbound when ``compile`` is called (assigned later) is watched
-    too. An instance's attributes are those its code reads from ``self`` (``self.optimizer.step()``), looked up in
-    the instance's ``__dict__`` (methods are the class's). Values read deeper down, in functions it calls or through
-    other objects, are not watched: pass them as arguments."""
+    too, and the functions of its own module it calls: a helper that reads the batch), but modules, and builtins
+    not shadowed; one unbound when ``compile`` is called (assigned later) is watched too. An instance's attributes
+    are those its code reads from ``self`` (``self.optimizer.step()``), looked up in the instance's ``__dict__``
+    (methods are the class's). Values read deeper down, in other modules' functions or through other objects, are
+    not watched: pass them as arguments."""
 
     __slots__ = ("attributes", "cells", "instance", "names", "namespace")
 
@@ -321,7 +322,7 @@ class _Watched:
         self.cells: tuple[Any, ...] = (getattr(step, "__closure__", None) or ()) if code is not None else ()
         self.namespace: dict[str, Any] = getattr(step, "__globals__", {})
         self.names: list[str] = []
-        for name in sorted(_globals_loaded(code)) if code is not None else ():
+        for name in sorted(_globals_read(code, self.namespace)) if code is not None else ():
             value = self.namespace.get(name, _UNBOUND)
             if not ((value is _UNBOUND and name in vars(builtins)) or isinstance(value, types.ModuleType)):
                 self.names.append(name)
@@ -366,6 +367,25 @@ def _contents(cell: Any) -> Any:
         return cell.cell_contents
     except ValueError:
         return None
+
+
+def _globals_read(code: types.CodeType, namespace: dict[str, Any]) -> set[str]:
+    """The globals ``code`` loads, and those loaded by the functions of the same module it calls through them (a
+    helper beside the step that reads the loop's batch), transitively."""
+    names: set[str] = set()
+    todo, seen = [code], set()
+    while todo:
+        each = todo.pop()
+        if each in seen:
+            continue
+        seen.add(each)
+        found = _globals_loaded(each)
+        names |= found
+        for name in found:
+            value = namespace.get(name)
+            if isinstance(value, types.FunctionType) and value.__globals__ is namespace:
+                todo.append(value.__code__)
+    return names
 
 
 def _globals_loaded(code: types.CodeType) -> set[str]:

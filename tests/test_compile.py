@@ -884,3 +884,25 @@ def test_what_a_partial_or_a_callable_objects_code_reads_is_watched(wrap: str) -
         if i == 3:
             BATCH = obj.batch = np.full(3, 5.0)
         assert compiled().data == step().data, i
+
+
+def _loss_of_the_batch(w: opreg.Tensor) -> Any:
+    """A helper beside the step that reads the loop's batch from this module's globals."""
+    return weighted_sum(w, BATCH)
+
+
+def test_a_global_that_a_helper_of_the_same_module_reads_is_watched() -> None:
+    global BATCH
+    BATCH = np.ones(3)
+    w = opreg.Tensor(np.linspace(-1.0, 2.0, 3), requires_grad=True)
+
+    def step() -> Any:
+        return _loss_of_the_batch(w)
+
+    compiled = opreg.compile(step)
+    for i in range(6):
+        if i == 3:
+            BATCH = np.full(3, 5.0)
+        assert compiled().data == step().data, i
+    if REPLAYS:
+        assert compiled.replays == 2
