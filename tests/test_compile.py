@@ -87,6 +87,17 @@ def assert_same(a: list[np.ndarray], b: list[np.ndarray]) -> None:
         assert np.array_equal(x, y), np.max(np.abs(x - y))
 
 
+def assert_compiled_equals_eager(
+    eager: tuple[Callable[..., Any], MLP], plain: tuple[Callable[..., Any], MLP], data: list[Any], replays: int
+) -> None:
+    """``plain``'s step compiled and ``eager``'s step run over ``data``: the same losses and weights, bit for bit,
+    after ``replays`` replays (none in checking mode)."""
+    compiled = opreg.compile(plain[0])
+    assert_same(run(eager[0], data), run(compiled, data))
+    assert_same(weights(eager[1]), weights(plain[1]))
+    assert compiled.replays == (replays if REPLAYS else 0)
+
+
 def weighted_sum(w: opreg.Tensor, x: Any) -> Any:
     """``sum(w * x)``, differentiated into ``w.grad`` (set to None first): the smallest step with a gradient."""
     w.grad = None
@@ -114,11 +125,8 @@ def test_replay_is_bit_for_bit_the_eager_step(style: str, optimizer: str, dtype:
 def test_replay_of_layers_past_the_out_forms_small_array_paths_is_bit_for_bit(style: str, dtype: Any) -> None:
     """32 rows of 64 hidden units: relu's backward_out takes its integer-mask path (512 elements and more)."""
     data = batches(8, rows=32, features=20, classes=4, dtype=dtype)
-    (eager, eager_model), (plain, compiled_model) = (mlp_step(style, "sgd", dtype, (20, 64, 64, 4)) for _ in "ab")
-    compiled = opreg.compile(plain)
-    assert_same(run(eager, data), run(compiled, data))
-    assert_same(weights(eager_model), weights(compiled_model))
-    assert compiled.replays == (6 if REPLAYS else 0)
+    eager, plain = (mlp_step(style, "sgd", dtype, (20, 64, 64, 4)) for _ in "ab")
+    assert_compiled_equals_eager(eager, plain, data, replays=6)
 
 
 @pytest.mark.parametrize("style", ["tape", "tensor"])
@@ -778,46 +786,30 @@ def test_gradient_clipping_in_a_step_is_replayed(style: str, clip: str) -> None:
         opt = SGD(model.parameters(), lr=0.5)
         return training_step(model, SoftmaxCrossEntropy(model.autograd_engine), opt, clipping), model
 
-    data = batches(6)
-    (eager, eager_model), (plain, model) = make(), make()
-    compiled = opreg.compile(plain)
-    assert_same(run(eager, data), run(compiled, data))
-    assert_same(weights(eager_model), weights(model))
-    assert compiled.replays == (4 if REPLAYS else 0)
+    assert_compiled_equals_eager(make(), make(), batches(6), replays=4)
 
 
 @pytest.mark.parametrize("what", ["argument", "parameter"])
 def test_a_value_read_into_python_from_an_argument_or_a_parameter_makes_the_step_run_eagerly(what: str) -> None:
     """``x.item()`` on an argument, or ``t.item()`` on a learned scalar the step updates: a number in Python, which
     a replay would keep from its recording once two calls read the same value. The step runs eagerly."""
-    t = opreg.Tensor(np.array(0.5), requires_grad=True)
-    w = opreg.Tensor(np.linspace(-1.0, 2.0, 3), requires_grad=True)
-    optimizer = SGD([t, w], lr=0.25)
 
-    def step(x: Any) -> Any:
-        optimizer.zero_grad()
-        number = x.item() if what == "argument" else t.item()
-        loss = opreg.ops.sum(opreg.ops.mul(opreg.ops.mul(w, number), t))
-        loss.backward()
-        optimizer.step()
-        return loss
+    def make() -> Callable[[Any], Any]:
+        t = opreg.Tensor(np.array(0.5), requires_grad=True)
+        w = opreg.Tensor(np.linspace(-1.0, 2.0, 3), requires_grad=True)
+        optimizer = SGD([t, w], lr=0.25)
 
-    def eager_twin() -> Callable[[Any], Any]:
-        t2, w2 = opreg.Tensor(t.data.copy(), requires_grad=True), opreg.Tensor(w.data.copy(), requires_grad=True)
-        opt2 = SGD([t2, w2], lr=0.25)
-
-        def twin(x: Any) -> Any:
-            opt2.zero_grad()
-            number = x.item() if what == "argument" else t2.item()
-            loss = opreg.ops.sum(opreg.ops.mul(opreg.ops.mul(w2, number), t2))
+        def step(x: Any) -> Any:
+            optimizer.zero_grad()
+            number = x.item() if what == "argument" else t.item()
+            loss = opreg.ops.sum(opreg.ops.mul(opreg.ops.mul(w, number), t))
             loss.backward()
-            opt2.step()
+            optimizer.step()
             return loss
 
-        return twin
+        return step
 
-    eager = eager_twin()
-    compiled = opreg.compile(step)
+    eager, compiled = make(), opreg.compile(make())
     with pytest.warns(opreg.CaptureWarning, match="reads a value"):
         for i in range(6):
             x = opreg.Tensor(np.array(1.0 if i < 3 else float(i)))
