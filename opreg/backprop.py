@@ -150,6 +150,8 @@ def backpropagate(
         capture.landings(land, landings, zeroed)
     if landings or zeroed:  # a Tensor's backward has neither
         land(landings, zeroed)
+        if capture.active:
+            capture.landed(landings, zeroed)
     if landed is not None:
         landed[:] = landings
         if capture.active:

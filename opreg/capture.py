@@ -112,6 +112,7 @@ class Recorder:
         self.suspended = 0
         self.modes: dict[int, Any] = {}  # id -> a module whose training flag the step read
         self.made: set[int] = set()  # ids of the Tensors the step constructed (Tensor(x)), kept in alive
+        self.guarded: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id -> (array, its values): see guard()
         self.preamble: list[str] = []
         self.values = 0
         for position, x in enumerate(arguments):
@@ -174,6 +175,26 @@ class Recorder:
             self.preamble.append(f"p{len(self.preamble)} = {name}")
             return self._name(x, f"p{len(self.preamble) - 1}")
         return self._name(x, self.constant(x))
+
+    def guard(self, arrays: Iterable[np.ndarray] | None = None) -> None:
+        """``arrays`` (those an earlier recording of the step used) must change only through what the recording
+        sees: ops, the engine's landings, library calls. The step's own NumPy writing into one (the handout's
+        ``dW.fill(0)``, ``stats[...] = x.mean(0)``) is seen by nobody, and a replay would not do it; their values
+        are compared before each library call and landing, and at the end (:meth:`check_guarded`), and taken
+        anew after (``None``: every guarded array's, after a library call, which may change any)."""
+        for array in [array for array, _ in self.guarded.values()] if arrays is None else arrays:
+            self.guarded[id(array)] = (array, array.copy())
+
+    def check_guarded(self) -> None:
+        """Refuse if a guarded array changed since the last library call or landing."""
+        for array, values in self.guarded.values():
+            if bit_differences(array, values).any():
+                self.refuse(
+                    f"it changes an array it uses ({array.dtype} {array.shape}) in place with NumPy (dW.fill(0), "
+                    "a[...] = ...), which no op records and a replay would not do: zero gradients with "
+                    "optimizer.zero_grad() or backward(zero_grad=...), or compute a new array with ops"
+                )
+                break
 
     def refuse(self, why: str) -> None:
         if self.problem is None:
@@ -886,6 +907,8 @@ def landings(
     pairs = [(recorder.ref(target), recorder.ref(grad)) for target, grad in landings]
     arrays = [recorder.ref(array) for array in zeroed]
     function = recorder.constant(land, static=True)  # a name of this line's alone
+    if recorder.guarded:  # what the step did to them before the landing, seen now
+        recorder.check_guarded()
     pending = {id(array) for array in zeroed}
     for (target, _), (_, name) in zip(landings, pairs, strict=True):
         if id(target) in pending:  # the first gradient to land in a zeroed array: written there (Recorder.source)
@@ -893,6 +916,14 @@ def landings(
             recorder.landing[name] = (target, function)
     recorder.land_calls[function] = (pairs, arrays)
     recorder.lines.append(_land_call(function, pairs, arrays))
+
+
+def landed(landings: Sequence[tuple[np.ndarray, Any]], zeroed: Iterable[np.ndarray]) -> None:
+    """The gradients were landed: the arrays they changed have their new values (:meth:`Recorder.guard`)."""
+    recorder = current()
+    if recorder is not None and recorder.guarded:
+        arrays = [target for target, _ in landings] + list(zeroed)
+        recorder.guard(array for array in arrays if id(array) in recorder.guarded)
 
 
 def _land_call(function: str, pairs: Sequence[tuple[str, str]], arrays: Sequence[str]) -> str:
@@ -972,11 +1003,15 @@ def _replayed(method: F, keeps: bool) -> F:
         call = _host_call(recorder, method, self, args, kwargs, keeps)
         if call is not None:
             recorder.lines.append(call)
+        if recorder.guarded:
+            recorder.check_guarded()
         recorder.suspended += 1
         try:
             return method(self, *args, **kwargs)
         finally:
             recorder.suspended -= 1
+            if recorder.guarded:
+                recorder.guard()
 
     return wrapper  # type: ignore[return-value]
 

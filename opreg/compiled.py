@@ -21,9 +21,10 @@ When a replay would be wrong, the step runs eagerly instead:
   objects: an array the step makes outside ops (``x / 255`` in NumPy, a mask drawn in Python) is a new object
   each run, and a replay would reuse the first. Until two runs agree the step runs eagerly, recording.
 * **What a replay cannot do.** A step that reads a Tensor's value into Python (``float(loss)``, ``if loss >
-  1``, ``x.item()`` on an argument), edits arrays in place outside an optimizer (its arguments are compared before
-  and after), assigns module attributes, records with ``add_operation``, takes second derivatives, or returns a
-  Tensor that still needs a backward pass, always runs eagerly; a :class:`CaptureWarning` says why, once.
+  1``, ``x.item()`` on an argument), edits arrays in place outside an optimizer (its arguments, and the arrays a
+  first recording used, are compared before and after), assigns module attributes, records with
+  ``add_operation``, takes second derivatives, or returns a Tensor that still needs a backward pass, always runs
+  eagerly; a :class:`CaptureWarning` says why, once.
 
 A compiled function that the step calls runs as plain code while the step records, so that its ops are part of
 the step's program. One replay runs at a time (a program's memory holds one run's values): another thread calling
@@ -203,6 +204,8 @@ class CompiledStep:
         arrays = [x if type(x) is np.ndarray or isinstance(x, Tensor) else None for x in leaves]
         before = [None if x is None else np.array(_array(x), copy=True) for x in arrays]
         recorder = capture.Recorder(arrays)
+        if previous is not None:  # the verifying recording: what the first one used must not change unseen
+            recorder.guard(_arrays_used(previous))
         capture.start(recorder)
         try:
             result = self.step(*args, **kwargs)
@@ -210,6 +213,8 @@ class CompiledStep:
             capture.stop()
         self.recordings += 1
         _check_arguments_unchanged(recorder, arrays, before)
+        if recorder.guarded:
+            recorder.check_guarded()
         if recorder.modes.keys() - self._modes.keys():  # the step reads these modules' modes: keyed from now on
             self._modes.update(recorder.modes)
             key = self._key(leaves, spec)
@@ -286,6 +291,20 @@ def _check_arguments_unchanged(
                     f"it changes its argument {i} in place ({_describe(now)}), which no op records and a replay "
                     "would not do: compute on a new array (x = x / 255), or do it before the call"
                 )
+
+
+def _arrays_used(program: _Program) -> list[np.ndarray]:
+    """The arrays from outside the step that ``program`` reads by identity: a ``dW``, a label array in a closure, a
+    parameter Tensor's values (not the constants it made from Python numbers, which nothing else can reach)."""
+    arrays = []
+    for name, value in program.constants.items():
+        if name in program.static:
+            continue
+        if type(value) is np.ndarray:
+            arrays.append(value)
+        elif isinstance(value, Tensor) and type(value._data) is np.ndarray:
+            arrays.append(value._data)
+    return arrays
 
 
 def _aliases(arrays: list[np.ndarray]) -> tuple[int, ...]:

@@ -898,3 +898,34 @@ def test_a_global_that_a_helper_of_the_same_module_reads_is_watched() -> None:
         assert compiled().data == step().data, i
     if REPLAYS:
         assert compiled.replays == 2
+
+
+@pytest.mark.parametrize("edit", ["dW.fill(0) first", "dW.fill(0) last", "offset in place"])
+def test_an_array_the_step_changes_with_numpy_makes_it_run_eagerly(edit: str) -> None:
+    """The handout zeroes ``dW`` with ``dW.fill(0)``; a step may keep a statistic in an array it updates with NumPy.
+    No op sees either, and a replay would not do it: its gradients would add up across replays, its offset would
+    stay the first one. The verifying recording compares the arrays the first one used at each library call and at
+    the end, against what they held at the last one, and refuses."""
+    engine = opreg.Autograd()
+    criterion = SoftmaxCrossEntropy(engine)
+    rng = np.random.default_rng(0)
+    W, dW, b = rng.normal(size=(3, 4)), np.zeros((3, 4)), np.zeros(3)
+    y, offset = np.eye(3)[[0, 1, 2, 1]], np.zeros(4)
+
+    def step(x: np.ndarray) -> None:
+        if edit == "dW.fill(0) first":
+            dW.fill(0)
+        elif edit == "offset in place":
+            offset[...] = x.mean(axis=0)
+        engine.zero_grad()
+        centred = engine.apply("sub", x, offset)
+        criterion(y, engine.apply("linear", centred, W, b, gradients_to_update=[None, dW, None]))
+        engine.backward(1.0)
+        if edit == "dW.fill(0) last":
+            dW.fill(0)
+
+    compiled = opreg.compile(step)
+    with pytest.warns(opreg.CaptureWarning, match="with NumPy"):
+        for _ in range(4):
+            compiled(rng.normal(size=(4, 4)))
+    assert compiled.replays == 0
