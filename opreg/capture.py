@@ -1,9 +1,10 @@
 """Recording a training step as straight-line Python, for :func:`opreg.compile` to replay.
 
 While a step runs under a :class:`Recorder`, the engine reports what it does, at the places where it does it:
-each op's forward (:func:`forward`, from both front ends), the backward pass (:func:`seed`, :func:`backward`,
-:func:`total`, :func:`landings`, :func:`leaf`, from :mod:`opreg.backprop` and the Tensor front end), and the library
-calls that change state outside ops, such as an optimizer's step (methods decorated :func:`replayed`). Every
+each op's forward (:func:`forward`, from both front ends), the backward pass (:func:`seed`, :func:`seeded`,
+:func:`backward`, :func:`total`, :func:`landings`, :func:`landed`, :func:`leaf`, from :mod:`opreg.backprop` and the
+Tensor front end), Tensors the step makes or reads (:func:`made`, :func:`read`), and the library calls that change
+state outside ops, such as an optimizer's step or gradient clipping (decorated :func:`replayed`). Every
 array is named by identity as it appears: an argument of the step (``a0``), a value the step computed (``v3``), or
 something that was there before it (``k2``: a parameter Tensor, a tape's ``dW``, an op, a constant). The result
 is the source of a function that makes the same calls in the same order, on the same kinds of values, with none of
