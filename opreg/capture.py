@@ -104,9 +104,8 @@ class Recorder:
         self.escaping: set[str] = set()
         self.views: list[tuple[str, str]] = []  # (a value, a value whose memory it may view), in the order made
         self.holders: list[list[Any]] = []  # lists the eager step keeps arrays in: see held()
-        # value -> the zeroed array it lands in, and the name of the land function of that landing's line
-        self.landing: dict[str, tuple[np.ndarray, str]] = {}
-        self.land_calls: dict[str, tuple[list[tuple[str, str]], list[str]]] = {}  # land function -> its arguments
+        # land function (a name of its line's alone) -> its (target, gradient) pairs and zeroed arrays, by name
+        self.land_calls: dict[str, tuple[list[tuple[str, str]], list[str]]] = {}
         # line -> (the names it assigns, the names whose values it may change), for lines known to change nothing
         # else (traced NumPy calls, forwards): what nothing reads is left out, what was computed already is reused
         self.effects: dict[int, tuple[AbstractSet[str], AbstractSet[str]]] = {}
@@ -333,10 +332,10 @@ class Recorder:
         arrays = {name: x for name, x in self.constants.items() if type(x) is np.ndarray}
         arrays.update((self.names[id(x)], x) for x in self.alive if type(x) is np.ndarray and id(x) in self.names)
         viewed = {base for _, base in self.views}
-        functions = {function for _, function in self.landing.values()}  # each names one landing's line
-        lands = {word: number for number, line in enumerate(body) for word in _words(line) if word in functions}
+        lands = {word: number for number, line in enumerate(body) for word in _words(line) if word in self.land_calls}
         result = {}
-        for name, (target, function) in self.landing.items():
+        for name, target_name, function in self._first_landings():
+            target = arrays.get(target_name)
             landing = lands.get(function, -1)
             if name not in self.allocations or name in escaping or name in viewed or last.get(name) != landing:
                 continue
@@ -355,8 +354,18 @@ class Recorder:
             made = body.index(f"{name} = <alloc>")
             between = {word for line in body[made + 1 : landing] for word in _words(line)} - {name}
             if not any(np.may_share_memory(arrays[word], target) for word in between if word in arrays):
-                result[name] = self.names[id(target)]
+                result[name] = target_name
         return result
+
+    def _first_landings(self) -> Iterator[tuple[str, str, str]]:
+        """``(gradient, zeroed array, land function)`` for the first gradient to land in each zeroed array of a
+        landing (:func:`opreg.landing.land` writes it there rather than adding it): by name."""
+        for function, (pairs, zeroed) in self.land_calls.items():
+            pending = set(zeroed)
+            for target, name in pairs:
+                if target in pending:
+                    pending.discard(target)
+                    yield name, target, function
 
 
 #: Each value's offset in the slab is a multiple of this: a cache line, at least the alignment malloc gives.
@@ -910,12 +919,7 @@ def landings(
     function = recorder.constant(land, static=True)  # a name of this line's alone
     if recorder.guarded:  # what the step did to them before the landing, seen now
         recorder.check_guarded()
-    pending = {id(array) for array in zeroed}
-    for (target, _), (_, name) in zip(landings, pairs, strict=True):
-        if id(target) in pending:  # the first gradient to land in a zeroed array: written there (Recorder.source)
-            pending.discard(id(target))
-            recorder.landing[name] = (target, function)
-    recorder.land_calls[function] = (pairs, arrays)
+    recorder.land_calls[function] = (pairs, arrays)  # a first gradient may be written in place (Recorder.source)
     recorder.lines.append(_land_call(function, pairs, arrays))
 
 
