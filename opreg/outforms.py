@@ -22,7 +22,7 @@ step equals the eager one exactly. :func:`check_out_forms`, run by :func:`opreg.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -50,27 +50,36 @@ def check_out_forms(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping
     :class:`OpContractError` unless each writes, bit for bit, what ``forward`` or ``backward`` (fitted) gives:
     naming the form, the input, the first differing index and both values there. Returns what was checked."""
     rng = np.random.default_rng(seed)
-    for dtype in (np.float64, np.float32):  # float32: a Python or NumPy scalar that promotes shows there
+    # float32: a Python or NumPy scalar that promotes shows there; and arrays in Fortran order, as a caller's dW
+    # may be laid out (a form must not assume a C-contiguous out)
+    orders: tuple[tuple[type, Literal["C", "F"]], ...] = ((np.float64, "C"), (np.float32, "F"))
+    for dtype, order in orders:
         arrays = [x.astype(dtype) if x.dtype.kind == "f" else x for x in inputs]
         if op.forward_out is not None:
-            _check_forward_out(op, arrays, attributes)
+            _check_forward_out(op, arrays, attributes, order)
         if op.backward_out is not None:
-            _check_backward_out(op, arrays, attributes, rng)
+            _check_backward_out(op, arrays, attributes, rng, order)
     forms = " and ".join(f for f in ("forward_out", "backward_out") if getattr(op, f) is not None)
-    return f"{forms}: bit for bit as forward and backward, every element written (float64 and float32)"
+    return f"{forms}: bit for bit as forward and backward, every element written (float64; float32, Fortran order)"
 
 
-def _check_forward_out(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any]) -> None:
+def _check_forward_out(
+    op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], order: Literal["C", "F"]
+) -> None:
     assert op.forward_out is not None
     expected = run_forward(op, inputs, attributes)[0]
-    out = np.full(expected.shape, np.nan, expected.dtype)
+    out = np.full(expected.shape, np.nan, expected.dtype, order=order)
     names = [f"forward_out: {op.describe_input(i)}" for i in range(len(inputs))]
     _call(op, "forward_out", op.forward_out, (out, *inputs), attributes, inputs, names)
     _compare(op, "forward_out", "forward", "the output", out, expected)
 
 
 def _check_backward_out(
-    op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], rng: np.random.Generator
+    op: OpDef,
+    inputs: Sequence[np.ndarray],
+    attributes: Mapping[str, Any],
+    rng: np.random.Generator,
+    order: Literal["C", "F"],
 ) -> None:
     """Every differentiable input's gradient wanted, then (with several) each alone: a backward_out that reads
     ``outs`` or ``needs_grad`` wrongly shows in one of them."""
@@ -82,7 +91,10 @@ def _check_backward_out(
     for wanted in selections:
         needed = [x if i in wanted else None for i, x in enumerate(inputs)]
         expected = input_gradients(op, g, inputs, output, attributes, needed=needed, saved=saved)
-        outs = tuple(np.full(x.shape, np.nan, gradient_dtype(x)) if i in wanted else None for i, x in enumerate(inputs))
+        outs = tuple(
+            np.full(x.shape, np.nan, gradient_dtype(x), order=order) if i in wanted else None
+            for i, x in enumerate(inputs)
+        )
         keywords = backward_out_keywords(op, attributes, output, outs)
         names = ["backward_out: g", *(f"backward_out: {op.describe_input(i)}" for i in range(len(inputs)))]
         _call(op, "backward_out", op.backward_out, (outs, g, *inputs), keywords, [g, *inputs], names)

@@ -266,6 +266,7 @@ class Traced(NDArrayOperatorsMixin):
     ndim = property(lambda self: self.array.ndim)
     size = property(lambda self: self.array.size)
     itemsize = property(lambda self: self.array.itemsize)
+    flags = property(lambda self: self.array.flags)  # layout: a given array's (a buffer, dW) is its own for good
     T = property(lambda self: self.trace.attribute_view(self, "T"))
     mT = property(lambda self: self.trace.attribute_view(self, "mT"))
 

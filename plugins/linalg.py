@@ -33,18 +33,40 @@ def _matmul_backward(g: Any, a: Any, b: Any, *, needs_grad: tuple[bool, bool]) -
     return grad_a, grad_b
 
 
+#: The dtypes whose matrix products :func:`_matrix_product` takes with ``np.dot``: BLAS's real floating ones.
+_BLAS_FLOATS = frozenset({np.dtype(np.float32), np.dtype(np.float64)})
+
+
+def _dot_fits(a: Any, b: Any) -> bool:
+    """Whether the product of ``a`` and ``b`` is ``np.dot``'s: two matrices of one of :data:`_BLAS_FLOATS`."""
+    return a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype and a.dtype in _BLAS_FLOATS
+
+
+def _matrix_product(a: Any, b: Any) -> Any:
+    """``a @ b``; of two matrices of one BLAS float dtype, ``np.dot(a, b)``: the same BLAS product, for about 0.4 us
+    less per call (``@`` is a generalized ufunc, and pays for its machinery), a tenth of the tiny step in bench/.
+    The two agree on nearly every layout, but not on all (a last bit on some 1 x 1 products), so every product of
+    this module, computed or written into an array (:func:`_matmul_into`), makes the same choice: an eager step
+    and its replay make the same calls, bit for bit."""
+    if type(a) is np.ndarray and type(b) is np.ndarray and _dot_fits(a, b):
+        return np.dot(a, b)
+    return a @ b
+
+
 def _matmul_into(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
-    """``fit_into(out, a @ b)``, the product written straight into ``out`` when it has ``out``'s shape and dtype."""
+    """``fit_into(out, a @ b)`` as :func:`_matrix_product` computes it, written straight into ``out`` when that has
+    the product's shape, dtype and layout (C order: NumPy writes a product into another layout by other loops,
+    whose last bits may differ, and ``np.dot`` into none)."""
     if a.ndim == 2 and b.ndim == 2:  # a training step's case, decided without broadcast_shapes
-        if a.dtype == b.dtype == out.dtype and out.shape == (a.shape[0], b.shape[1]):
-            np.matmul(a, b, out=out)
-            return
-    elif a.ndim >= 2 and b.ndim >= 2 and np.result_type(a, b) == out.dtype:
-        shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
-        if shape == out.shape:
-            np.matmul(a, b, out=out)
-            return
-    fit_into(out, a @ b)
+        fits = a.dtype == b.dtype == out.dtype and out.shape == (a.shape[0], b.shape[1])
+    else:
+        fits = a.ndim >= 2 and b.ndim >= 2 and np.result_type(a, b) == out.dtype
+        fits = fits and out.shape == (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
+    product = np.dot if _dot_fits(a, b) else np.matmul
+    if fits and out.flags.c_contiguous:
+        product(a, b, out=out)
+    else:
+        fit_into(out, product(a, b))
 
 
 def _matmul_backward_out(
@@ -72,7 +94,7 @@ def _product(a: Any, b: Any) -> Any:
     matrix-vector product's matrix gradient). NumPy's ``@`` takes 3-5x as long there (418 us against 87 for a
     784x512 float32 weight's gradient); each element is one product either way, so the values are the same (a
     zero may differ in sign: ``@`` adds the product to +0.0, which ``+=`` into a zeroed ``dW`` does too)."""
-    return a * b if a.shape[-1] == 1 else a @ b
+    return a * b if a.shape[-1] == 1 else _matrix_product(a, b)
 
 
 def _product_into(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
@@ -89,7 +111,7 @@ def _product_into(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
 def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     if weight.ndim != 2:
         raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {weight.shape}")
-    product = x @ weight.T
+    product = _matrix_product(x, weight.T)
     output: np.ndarray = product + bias
     if output.shape != product.shape:  # a bias that widened the output would leave backward's g @ W meaningless
         raise ValueError(f"bias of shape {bias.shape} does not broadcast to x @ weight.T's shape {product.shape}")
@@ -105,11 +127,11 @@ def _linear_backward(
     (out, in) layout, where the three-op version computes x.T @ g and copies it into that layout, and x's gradient
     is skipped when x needs none (a network's input: a quarter of an MLP's backward FLOPs).
     """
-    grad_x = g @ weight if needs_grad[0] else None
+    grad_x = _matrix_product(g, weight) if needs_grad[0] else None
     grad_weight = None
     if needs_grad[1]:
         if g.ndim == 2:  # a batch, the hot case: .T is a view of an array, the transpose op on a Tensor
-            grad_weight = g.T @ x if g.shape[0] != 1 else _product(g.T, x)  # a batch of one: see _product
+            grad_weight = _product(g.T, x)  # a batch of one: a broadcast multiply (see _product)
         elif x.ndim == 1:
             grad_weight = onp.expand_dims(g, -1) * x
         else:
@@ -130,7 +152,7 @@ def _linear_out(out: np.ndarray, x: np.ndarray, weight: np.ndarray, bias: np.nda
     if np.result_type(x, weight) != out.dtype:
         np.copyto(out, _linear(x, weight, bias))
         return
-    np.matmul(x, weight.T, out=out)
+    _matmul_into(out, x, weight.T)
     np.add(out, bias, out=out)
 
 
@@ -145,7 +167,7 @@ def _linear_backward_out(
 ) -> None:
     """:func:`_linear_backward` in NumPy, each gradient into its array."""
     if outs[0] is not None:
-        _matmul_into(outs[0], g, weight) if g.ndim >= 2 else fit_into(outs[0], g @ weight)
+        _matmul_into(outs[0], g, weight) if g.ndim >= 2 else fit_into(outs[0], _matrix_product(g, weight))
     if outs[1] is not None:
         if g.ndim == 2:
             _product_into(outs[1], g.T, x)
@@ -209,9 +231,9 @@ def opreg_register_ops(register: Register) -> None:
     register(
         name="matmul",
         inputs=("a", "b"),
-        forward=np.matmul,
+        forward=_matrix_product,
         backward=_matmul_backward,
-        forward_out=lambda out, a, b: np.matmul(a, b, out=out),
+        forward_out=_matmul_into,
         backward_out=_matmul_backward_out,
         jvp=lambda t, a, b: t[0] @ b + a @ t[1],
         sample_inputs=lambda rng: [
