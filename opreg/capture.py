@@ -301,25 +301,14 @@ class Recorder:
         return self.constant(value, static=True)
 
     def _landed_in_place(self, function: str, landing: Mapping[str, str]) -> list[str]:
-        """The lines of the land call made by ``function``, for gradients ``landing`` in place: each such array
-        gets 0.0 added in place, as the landing would have added the gradient to 0.0 (turning a -0.0 into +0.0),
-        inline; the call is left the other gradients and zeroed arrays, if any remain."""
+        """The lines of the land call made by ``function``, for gradients ``landing`` in place: those are in
+        their arrays already, as the landing would have written them (:func:`opreg.landing.land`), so the call is
+        left the other gradients and zeroed arrays, if any remain."""
         pairs, arrays = self.land_calls[function]
-        lines, written = [], set()
-        zeros: dict[np.dtype, str] = {}  # a 0-d zero of each dtype: a number would be converted at every call
-        for target, name in pairs:
-            if landing.get(name) == target:
-                dtype = self.allocations[name][1]
-                if dtype not in zeros:
-                    zeros[dtype] = self.constant(np.zeros((), dtype), static=True)
-                zero = zeros[dtype]
-                lines.append(f"np.add({target}, {zero}, out={target})")
-                written.add(target)
+        written = {target for target, name in pairs if landing.get(name) == target}
         rest = [(target, name) for target, name in pairs if landing.get(name) != target]
         zeroed = [array for array in arrays if array not in written]
-        if rest or zeroed:
-            lines.append(_land_call(function, rest, zeroed))
-        return lines
+        return [_land_call(function, rest, zeroed)] if rest or zeroed else []
 
     def _landing_in_place(self, body: Sequence[str], last: Mapping[str, int], escaping: set[str]) -> dict[str, str]:
         """The values written straight into the zeroed array they land in (value -> the array's name), rather

@@ -314,9 +314,11 @@ class Autograd:
         (``1.0`` for a scalar loss). Operations whose output does not reach the last output contribute nothing.
 
         ``zero_grad`` (gradient arrays, or tape parameters such as ``optimizer.parameters`` or
-        ``model.parameters()``) zeroes their gradient arrays as the gradients land, the same numbers as calling
+        ``model.parameters()``) zeroes their gradient arrays as the gradients land, the same values as calling
         ``optimizer.zero_grad()`` just before: the first gradient to reach each array is written into it rather
         than added to zeros, and an array none reaches is filled, which saves writing every ``dW`` twice per step.
+        Written as it is, a -0.0 stays -0.0 (the bits a Tensor's ``.grad`` gets, and PyTorch's), where a fill then
+        an addition would make it +0.0.
         It is an argument here, not a promise that ``zero_grad()`` could take: between ``zero_grad()`` and
         ``backward()`` the caller's code may read or add into ``dW``, and must find zeros there. If a backward
         raises, nothing is zeroed, as nothing lands.

@@ -43,10 +43,11 @@ def land(landings: list[tuple[np.ndarray, Any]], zeroed: Iterable[np.ndarray] = 
     """Add each ``(target, gradient)`` into its target in place, holding the target's lock.
 
     ``zeroed`` arrays (the caller's gradient arrays, given to ``Autograd.backward(zero_grad=...)``) count as
-    zeros here, though nobody has filled them: the first gradient to land in one is written into it, as the sum
-    ``0.0 + gradient`` that filling and then adding computes (bit for bit, a zero's sign included), and one that no
-    gradient reaches is filled with zeros. One pass over its memory instead of two: the fill costs as much as the
-    addition (both write the whole array), and the addition reading zeros back is not cheaper than a write. On
+    zeros here, though nobody has filled them: the first gradient to land in one is written into it as it is (a
+    -0.0 stays -0.0, as a Tensor's ``.grad`` and PyTorch's keep it; a fill then an addition would make it +0.0),
+    and one that no gradient reaches is filled with zeros. One pass over its memory instead of two: the fill costs
+    as much as the addition (both write the whole array), and the addition reading zeros back is not cheaper than
+    a write. A compiled step writes such a gradient straight into the array, with no pass of its own at all. On
     small arrays (a few dozen elements) the two ways cost the same, which is why the bookkeeping here is kept to
     one dict lookup per landing.
     """
@@ -54,7 +55,7 @@ def land(landings: list[tuple[np.ndarray, Any]], zeroed: Iterable[np.ndarray] = 
     for target, grad in landings:
         with array_lock(target):  # another thread's backward may land in the same dW
             if pending and pending.pop(id(target), None) is not None:
-                np.add(grad, 0.0, out=target)
+                np.copyto(target, grad)
             else:
                 target += grad
     if pending:

@@ -1,6 +1,7 @@
 """``Autograd.backward(..., zero_grad=params)``: the parameters' gradient arrays zeroed as the gradients land (the
-first written, not added to a fill of zeros), giving bit for bit what ``optimizer.zero_grad()`` then ``backward()``
-gives; ``zero_grad()`` itself still fills, since the caller may read ``dW`` before ``backward``."""
+first written, not added to a fill of zeros), giving the values ``optimizer.zero_grad()`` then ``backward()`` gives,
+and the bits a Tensor's ``.grad`` gets (a -0.0 stays -0.0, as in PyTorch); ``zero_grad()`` itself still fills,
+since the caller may read ``dW`` before ``backward``."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ def _trainer(dtype, keep_gradients, seed=0):
 
 @pytest.mark.parametrize("keep_gradients", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_zeroing_as_the_gradients_land_gives_the_bits_of_zero_grad_then_backward(dtype, keep_gradients):
-    """Over several SGD steps (ReLU makes -0.0 products, which a fill then += turns into +0.0), weights and
-    gradients agree bit for bit with the handout's loop."""
+def test_zeroing_as_the_gradients_land_gives_the_values_of_zero_grad_then_backward(dtype, keep_gradients):
+    """Over several SGD steps, gradients agree in value with the handout's loop (ReLU makes -0.0 products, which a
+    fill then += turns into +0.0, and a write keeps), and weights bit for bit."""
     rng = np.random.default_rng(1)
     handout, fused = _trainer(dtype, keep_gradients), _trainer(dtype, keep_gradients)
     for _ in range(4):
@@ -43,8 +44,39 @@ def test_zeroing_as_the_gradients_land_gives_the_bits_of_zero_grad_then_backward
         optimizer.step()
         engine.zero_grad()
         for a, b in zip(handout[1].parameters(), fused[1].parameters(), strict=True):
-            assert a.grad.tobytes() == b.grad.tobytes()
+            np.testing.assert_array_equal(a.grad, b.grad)
             assert a.data.tobytes() == b.data.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_first_gradient_is_written_as_it_is_the_bits_a_tensors_grad_gets(dtype):
+    """A batch of one makes dW an outer product, -0.0 where the gradient is negative and the input 0: written into
+    dW as it is, as the Tensor front end (and PyTorch, whose zero_grad sets .grad to None) hands it to .grad. The
+    tape and Tensors then give one model the same gradients and weights bit for bit, step after step."""
+    rng = np.random.default_rng(3)
+    engine = opreg.Autograd(keep_gradients=False)
+    tape = MLP([6, 5, 3], engine, output_activation=Identity, rng=np.random.default_rng(0), dtype=dtype)
+    tensors = MLP([6, 5, 3], None, output_activation=Identity, rng=np.random.default_rng(0), dtype=dtype)
+    tape_opt, tensor_opt = SGD(tape.parameters(), lr=0.5), SGD(tensors.parameters(), lr=0.5)
+    tape_loss, tensor_loss = SoftmaxCrossEntropy(engine), SoftmaxCrossEntropy(None)
+    negative_zeros = 0
+    for _ in range(4):
+        x = rng.standard_normal((1, 6)).astype(dtype)
+        x[:, :3] = 0.0
+        y = np.eye(3, dtype=dtype)[rng.integers(0, 3, 1)]
+        tape_loss(y, tape(x))
+        engine.backward(1.0, zero_grad=tape_opt.parameters)
+        tensor_opt.zero_grad()
+        tensor_loss(y, tensors(Tensor(x))).backward()
+        for a, b in zip(tape.parameters(), tensors.parameters(), strict=True):
+            assert a.grad.tobytes() == b.grad.tobytes()
+            negative_zeros += int(np.signbit(a.grad[a.grad == 0]).sum())
+        tape_opt.step()
+        tensor_opt.step()
+        engine.zero_grad()
+        for a, b in zip(tape.parameters(), tensors.parameters(), strict=True):
+            assert a.data.tobytes() == b.data.tobytes()
+    assert negative_zeros  # the case the test is about arose
 
 
 def test_without_zero_grad_gradients_still_accumulate_and_unreached_arrays_are_filled():
