@@ -72,12 +72,15 @@ def compile(step: Callable[..., Any], *, max_programs: int = 8) -> CompiledStep:
 class _Program:
     """One recording of the step: the generated function, and what two recordings must agree on."""
 
-    __slots__ = ("buffers", "code", "constants", "epoch", "function", "held", "kinds", "outputs", "static", "verified")
+    __slots__ = (
+        "buffers", "code", "constants", "copies", "epoch", "function", "held", "kinds", "outputs", "static", "verified"
+    )  # fmt: skip
 
     def __init__(self, recorder: capture.Recorder, outputs: TreeSpec, returns: list[tuple[str, type | None]]) -> None:
         names = [name for name, _ in returns]
         self.code, buffers = recorder.source(f"({', '.join(names)}{',' if len(names) == 1 else ''})")
         self.kinds = [kind for _, kind in returns]
+        self.copies = any(kind is Tensor or kind is np.ndarray for kind in self.kinds)
         self.constants = recorder.constants
         self.static = recorder.static
         self.outputs = outputs
@@ -117,6 +120,8 @@ class _Program:
     def results(self, values: tuple[Any, ...]) -> list[Any]:
         """The replay's results as the step returned them: copies, since the next replay writes new arrays over
         nothing a caller holds."""
+        if not self.copies:  # numbers, None: as they are
+            return list(values)
         return [
             Tensor(value.copy()) if kind is Tensor else value.copy() if kind is np.ndarray else value
             for value, kind in zip(values, self.kinds, strict=True)
@@ -365,7 +370,10 @@ class _Watched:
     def key(self) -> list[Any]:
         """Each variable's part of the key: a number's, string's or flag's type and value, any other object's
         identity (an int: never equal to a number's part). A new list, for the caller to extend."""
-        return [(type(value), value) if type(value) in _SCALARS else id(value) for value in self.values()]
+        values = self.values()
+        if _SCALARS.isdisjoint(map(type, values)):  # objects alone, the usual case: their ids, in one C loop
+            return list(map(id, values))
+        return [(type(value), value) if type(value) in _SCALARS else id(value) for value in values]
 
 
 def _attributes_of_self(code: types.CodeType) -> set[str]:
@@ -415,7 +423,7 @@ def _globals_loaded(code: types.CodeType) -> set[str]:
     return names
 
 
-_SCALARS = (bool, int, float, str, complex)
+_SCALARS = frozenset({bool, int, float, str, complex})
 _UNBOUND = object()
 
 

@@ -144,7 +144,10 @@ class SGD(_Stepping):
                         scale = np.asarray(lr, dtype) if type(lr) is float and dtype.kind == "f" else lr
                     data = p.data
                     updated.append(data)
-                    _subtract_scaled(data, scale, grad)
+                    if data.size <= PIECE:  # _subtract_scaled's own first case, without the call (0.1 us each)
+                        data -= scale * grad
+                    else:
+                        _subtract_scaled(data, scale, grad)
             return
         for data, grad, state in self._with_gradients(group, updated):
             if maximize:
