@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ import trainers
 from numpy_reference import init_params
 from report import Row, add_ratios, plot, table, write_json
 from timing import compare
+
+import opreg
 
 LR = 0.01
 TOLERANCE = {"float64": 1e-6, "float32": 1e-3}
@@ -353,6 +356,8 @@ def main(argv: list[str] | None = None) -> None:
         f"section they disturbed (up to {ATTEMPTS} attempts)",
     )
     args = parser.parse_args(argv)
+    # A compiled row that runs eagerly would be timed as compiled: stop instead, with opreg's reason.
+    warnings.simplefilter("error", opreg.CaptureWarning)
     settings = QUICK if args.quick else FULL
     mode = "quick" if args.quick else "full"
 
