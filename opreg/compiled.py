@@ -21,8 +21,9 @@ When a replay would be wrong, the step runs eagerly instead:
   objects: an array the step makes outside ops (``x / 255`` in NumPy, a mask drawn in Python) is a new object
   each run, and a replay would reuse the first. Until two runs agree the step runs eagerly, recording.
 * **What a replay cannot do.** A step that reads a Tensor's value into Python (``float(loss)``, ``if loss >
-  1``, ``x.item()`` on an argument), edits arrays in place outside an optimizer (its arguments, and the arrays a
-  first recording used, are compared before and after), assigns module attributes, records with
+  1``, ``x.item()`` on an argument), edits arrays in place outside an optimizer (its arguments, the arrays a
+  first recording used, and those held in the variables it reads, are compared before and after), assigns module
+  attributes, records with
   ``add_operation``, takes second derivatives, or returns a Tensor that still needs a backward pass, always runs
   eagerly; a :class:`CaptureWarning` says why, once.
 
@@ -210,7 +211,7 @@ class CompiledStep:
         before = [None if x is None else np.array(_array(x), copy=True) for x in arrays]
         recorder = capture.Recorder(arrays)
         if previous is not None:  # the verifying recording: what the first one used must not change unseen
-            recorder.guard(_arrays_used(previous))
+            recorder.guard(_arrays_used(previous) + _arrays_held(watched))
         capture.start(recorder)
         try:
             result = self.step(*args, **kwargs)
@@ -309,6 +310,21 @@ def _arrays_used(program: _Program) -> list[np.ndarray]:
             arrays.append(value)
         elif isinstance(value, Tensor) and type(value._data) is np.ndarray:
             arrays.append(value._data)
+    return arrays
+
+
+def _arrays_held(values: list[Any]) -> list[np.ndarray]:
+    """The arrays in the variables the step reads (:class:`_Watched`), and one level into a list, tuple or dict
+    there, a Tensor's values included: what a step may keep for its caller with NumPy (a running mean, a history),
+    which no op reads, and a replay would not write."""
+    arrays = []
+    for value in values:
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else (value,)
+        for x in items:
+            if type(x) is np.ndarray:
+                arrays.append(x)
+            elif isinstance(x, Tensor) and type(x._data) is np.ndarray:
+                arrays.append(x._data)
     return arrays
 
 

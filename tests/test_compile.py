@@ -929,3 +929,59 @@ def test_an_array_the_step_changes_with_numpy_makes_it_run_eagerly(edit: str) ->
         for _ in range(4):
             compiled(rng.normal(size=(4, 4)))
     assert compiled.replays == 0
+
+
+@pytest.mark.parametrize("where", ["closure", "global", "in a dict", "attribute of self"])
+def test_an_array_the_step_writes_with_numpy_and_no_op_reads_makes_it_run_eagerly(where: str) -> None:
+    """A history or a running statistic the step keeps for its caller in an array of its own, written with NumPy
+    and read by no op: a replay would skip the write, and the caller would read the first call's values for ever.
+    The arrays in the variables the step reads (closure, globals, ``self``'s attributes, and one level into a list,
+    tuple or dict there) are compared across the verifying recording too."""
+    global _RUNNING
+    model = MLP([4, 3], None, output_activation=Identity, rng=np.random.default_rng(0))
+    criterion = SoftmaxCrossEntropy(None)
+    optimizer = SGD(model.parameters(), lr=0.1)
+    y = np.eye(3)[[0, 1, 2, 1]]
+    running = np.zeros(4)
+    _RUNNING = np.zeros(4)
+    kept = {"mean": np.zeros(4)}
+
+    class Trainer:
+        def __init__(self) -> None:
+            self.running = np.zeros(4)
+
+        def step(self, x: np.ndarray) -> None:
+            self.running[...] = x.mean(axis=0)
+            train(x)
+
+    def train(x: np.ndarray) -> None:
+        optimizer.zero_grad()
+        criterion(y, model(opreg.Tensor(x))).backward()
+        optimizer.step()
+
+    def in_closure(x: np.ndarray) -> None:
+        running[...] = x.mean(axis=0)
+        train(x)
+
+    def in_global(x: np.ndarray) -> None:
+        _RUNNING[...] = x.mean(axis=0)
+        train(x)
+
+    def in_dict(x: np.ndarray) -> None:
+        kept["mean"][...] = x.mean(axis=0)
+        train(x)
+
+    trainer = Trainer()
+    step = {"closure": in_closure, "global": in_global, "in a dict": in_dict, "attribute of self": trainer.step}
+    compiled = opreg.compile(step[where])
+    rng = np.random.default_rng(1)
+    with pytest.warns(opreg.CaptureWarning, match="with NumPy"):
+        for _ in range(4):
+            x = rng.normal(size=(4, 4))
+            compiled(x)
+    assert compiled.replays == 0
+    written = {"closure": running, "global": _RUNNING, "in a dict": kept["mean"], "attribute of self": trainer.running}
+    np.testing.assert_array_equal(written[where], x.mean(axis=0))
+
+
+_RUNNING = np.zeros(4)
