@@ -9,7 +9,10 @@ accumulated by the input's key. What is left in the dict afterwards, the front e
 
 Nothing lands in a caller's array until every backward has returned, so a backward that raises leaves each ``dW``
 as it was, never one updated and the next not (:class:`opreg.BackwardError` says so); the front ends hand out the
-dict only after the pass, too. Landing takes the array's lock (:mod:`opreg.landing`): threads may share a ``dW``.
+dict only after the pass, too. The one exception is a large ``dW`` the caller has the pass zero
+(``backward(zero_grad=...)``): its first gradient is written into it as the op's backward computes it, which spares
+a copy of every weight's gradient; if a backward raises, such arrays are left zeroed, as asked. Landing takes the
+array's lock (:mod:`opreg.landing`): threads may share a ``dW``.
 
 A record is anything with ``op``, ``datas`` (the input arrays), ``output_data``, ``attributes``, ``saved``,
 ``observers``, ``sources`` (per input, the object its gradient is keyed by, ``None`` for one nobody reads) and
@@ -20,16 +23,16 @@ are what :mod:`opreg.versions` checks before the pass.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from opreg import capture
-from opreg.calls import input_gradients
+from opreg.calls import gradients_into, input_gradients
 from opreg.errors import OpUsageError
 from opreg.fit import gradient_dtype
-from opreg.landing import land
+from opreg.landing import array_lock, land
 from opreg.opdef import OpDef
 
 
@@ -67,7 +70,8 @@ def backpropagate(
     *,
     keep: bool | Container[int] = False,
     graph_inputs: Callable[[R], list[Any]] | None = None,
-    zeroed: Iterable[np.ndarray] = (),
+    zeroed: Sequence[np.ndarray] = (),
+    written: dict[int, np.ndarray] | None = None,
     landed: list[tuple[Any, Any]] | None = None,
 ) -> dict[int, Any]:
     """Walk ``records`` (``(output, record)`` pairs, last recorded first), starting from the gradients in
@@ -76,7 +80,10 @@ def backpropagate(
     ``keep`` keeps every output's gradient in ``grads`` after use (``True``) or those whose keys it holds;
     others are dropped once passed on, so memory peaks lower. With ``graph_inputs`` (``create_graph``), each
     backward runs on the Tensors it returns for a record and on ``output`` itself, so it is recorded. ``zeroed``
-    arrays are zeroed as the gradients land (:func:`opreg.landing.land`).
+    arrays are zeroed as the gradients land (:func:`opreg.landing.land`); those of them in ``written``
+    (:func:`opreg.landing.written_in_place`) get their first gradient written as it is computed, by an op whose
+    backward computes only the gradients asked for (``needs_grad``) and that has a ``backward_out``. If a backward
+    raises, no gradient lands, and the ``zeroed`` arrays are zeroed (a write may have reached one).
 
     ``landed``, where given, receives the ``(target, gradient)`` pairs that landed in the caller's arrays, in place
     of what it held: the tape keeps the gradients until its next pass has landed its own. They are the last large
@@ -91,60 +98,73 @@ def backpropagate(
     grads_in: list[Any] | None  # None between records (see the end of the loop)
     if capture.active:
         capture.seed(grads)
-    for output, record in records:
-        key = id(output)
-        grad_output = grads.get(key) if keep_all or key in kept else grads.pop(key, None)
-        if grad_output is None:  # the output does not reach the root, or the op has several (output is their tuple)
-            if not record.op.multi:
-                continue
-            grad_output = gather(output, record, grads, keep_all, kept)
-            if grad_output is None:
-                continue
-        sources = record.sources
-        if graph_inputs is None:
-            grads_in = input_gradients(
-                record.op,
-                grad_output,
-                record.datas,
-                record.output_data,
-                record.attributes,
-                sources,
-                record.saved,
-                record.observers,
-            )
-            if capture.active:
-                capture.backward(
-                    record.op, grad_output, record.datas, record.output_data, record.attributes, sources,
-                    record.saved, grads_in,
+    done: list[np.ndarray] = []  # the zeroed arrays whose first gradient was written as it was computed
+    try:
+        for output, record in records:
+            key = id(output)
+            grad_output = grads.get(key) if keep_all or key in kept else grads.pop(key, None)
+            if grad_output is None:  # the output does not reach the root, or the op has several (output is their tuple)
+                if not record.op.multi:
+                    continue
+                grad_output = gather(output, record, grads, keep_all, kept)
+                if grad_output is None:
+                    continue
+            sources = record.sources
+            if graph_inputs is None:
+                needed = _write_in_place(record, grad_output, written, done) if written and record.targets else sources
+                grads_in = (
+                    input_gradients(
+                        record.op,
+                        grad_output,
+                        record.datas,
+                        record.output_data,
+                        record.attributes,
+                        needed,
+                        record.saved,
+                        record.observers,
+                    )
+                    if needed is not None
+                    else [None] * len(sources)
+                )
+                if capture.active:
+                    capture.backward(
+                        record.op, grad_output, record.datas, record.output_data, record.attributes, sources,
+                        record.saved, grads_in,
+                    )  # fmt: skip
+            else:
+                if capture.active:
+                    capture.refuse("it records a backward pass (create_graph: second derivatives)")
+                grads_in = input_gradients(
+                    record.op, grad_output, graph_inputs(record), output, record.attributes, sources, None,
+                    record.observers, recorded=True,
                 )  # fmt: skip
-        else:
-            if capture.active:
-                capture.refuse("it records a backward pass (create_graph: second derivatives)")
-            grads_in = input_gradients(
-                record.op, grad_output, graph_inputs(record), output, record.attributes, sources, None,
-                record.observers, recorded=True,
-            )  # fmt: skip
-        targets = record.targets
-        if targets is None:  # every gradient goes to the dict (a Node's always do)
-            # strict=False: input_gradients checked the count, and strict costs on every op
-            for source, grad in zip(sources, grads_in, strict=False):
-                if grad is not None:
+            targets = record.targets
+            if targets is None:  # every gradient goes to the dict (a Node's always do)
+                # strict=False: input_gradients checked the count, and strict costs on every op
+                for source, grad in zip(sources, grads_in, strict=False):
+                    if grad is not None:
+                        current = grads.get(id(source))
+                        grads[id(source)] = grad if current is None else total(current, grad)
+                        if capture.active and current is not None:
+                            capture.total(total, grads[id(source)], current, grad)
+            else:
+                for source, grad, target in zip(sources, grads_in, targets, strict=False):
+                    if grad is None:
+                        continue
+                    if target is not None:  # the caller's array (dW), which receives the gradient in place, at the end
+                        landings.append((target, grad))
+                        continue
                     current = grads.get(id(source))
                     grads[id(source)] = grad if current is None else total(current, grad)
                     if capture.active and current is not None:
                         capture.total(total, grads[id(source)], current, grad)
-        else:
-            for source, grad, target in zip(sources, grads_in, targets, strict=False):
-                if grad is None:
-                    continue
-                if target is not None:  # the caller's array (dW), which receives the gradient in place, at the end
-                    landings.append((target, grad))
-                    continue
-                current = grads.get(id(source))
-                grads[id(source)] = grad if current is None else total(current, grad)
-                if capture.active and current is not None:
-                    capture.total(total, grads[id(source)], current, grad)
-        grads_in = grad = None  # so that the gradients count as the dict's alone (a leaf's .grad may take them)
+            grads_in = grad = None  # so that the gradients count as the dict's alone (a leaf's .grad may take them)
+    except BaseException:  # nothing lands; what was to be zeroed is, written in place or not
+        if zeroed:
+            land([], zeroed)
+        raise
+    if done:  # written already: a later gradient reaching one adds to it
+        zeroed = [array for array in zeroed if not any(array is each for each in done)]
     if capture.active:
         zeroed = tuple(zeroed)
         capture.landings(land, landings, zeroed)
@@ -157,6 +177,43 @@ def backpropagate(
         if capture.active:
             capture.held(landed)
     return grads
+
+
+def _write_in_place(
+    record: Record, grad_output: Any, written: dict[int, np.ndarray], done: list[np.ndarray]
+) -> Sequence[Any] | None:
+    """Write the gradients of ``record``'s inputs whose targets are in ``written`` (each the first to reach it) into
+    those arrays with the op's ``backward_out``, under their locks, and take them out of ``written`` into ``done``;
+    return what the op's backward must still compute (``record.sources`` with those inputs dropped; ``None`` if
+    nothing)."""
+    op, targets = record.op, record.targets
+    sources: Sequence[Any] = record.sources
+    if op.backward_out is None or "needs_grad" not in op.wants or record.observers:
+        return sources  # an op whose backward would compute the gradient anyway, or an observed one: landed later
+    outs: list[np.ndarray | None] | None = None
+    for position, target in enumerate(targets):
+        if (
+            target is not None
+            and id(target) in written
+            and sources[position] is not None
+            and target.dtype == gradient_dtype(record.datas[position])
+        ):
+            outs = outs or [None] * len(targets)
+            outs[position] = written.pop(id(target))
+    if outs is None:
+        return sources
+    arrays = [out for out in outs if out is not None]
+    locks = sorted({id(lock): lock for lock in map(array_lock, arrays)}.items())  # one order: no deadlock
+    for _, lock in locks:
+        lock.acquire()
+    try:
+        gradients_into(op, tuple(outs), grad_output, record.datas, record.output_data, record.attributes)
+    finally:
+        for _, lock in locks:
+            lock.release()
+        done.extend(arrays)  # written in part, if the form raised: zeroed again with the rest
+    needed = [None if out is not None else source for out, source in zip(outs, sources, strict=True)]
+    return needed if any(source is not None for source in needed) else None
 
 
 def gather(

@@ -7,7 +7,7 @@ fitting each gradient to its input live here, so that no derivative and no gradi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -156,12 +156,8 @@ def input_gradients(
             grads = op.backward(grad_output, *inputs)
         else:  # matmul's needs_grad, a loss's saved: what the backward asks for
             grads = op.backward(grad_output, *inputs, **backward_keywords(op, attributes, output, needed, saved))
-    except OpregError as exc:
-        if not isinstance(exc, OpUsageError) or isinstance(exc, NotComposableError):
-            raise  # checking and anomaly modes' findings, NotComposableError: each names this op already
-        raise backward_error(op, exc, grad_output, inputs) from exc  # a registered op it misused names only itself
     except Exception as exc:
-        raise backward_error(op, exc, grad_output, inputs) from exc
+        _raise_from_backward(op, exc, grad_output, inputs)
     if (type(grads) is not tuple and type(grads) is not list) or len(grads) != len(inputs):
         raise gradient_count_error(op, grads)  # an array's rows would pass for gradients: refused by type
     fitted = list(grads)
@@ -217,7 +213,8 @@ def backward_error(op: OpDef, exc: Exception, grad_output: Any, inputs: Sequence
     )
     return BackwardError(
         f"{op.describe()}: backward raised {type(exc).__name__}: {exc}, given {given}. No gradient was applied: the "
-        "gradients_to_update arrays and every .grad are as they were before backward(). Once the op is fixed, "
+        "gradients_to_update arrays and every .grad are as they were before backward() (those given to "
+        "backward(zero_grad=...) are zeroed). Once the op is fixed, "
         "call zero_grad() and record the step again (Tensors: run the forward again)"
     )
 
@@ -242,6 +239,43 @@ def backward_keywords(
     if "saved" in wants:
         keywords["saved"] = saved
     return keywords
+
+
+def backward_out_keywords(
+    op: OpDef, attributes: Mapping[str, Any], output: Any, outs: Sequence[np.ndarray | None]
+) -> dict[str, Any]:
+    """The keywords ``op.backward_out`` is called with: what its backward asks for (the attributes it names,
+    ``output=``, ``needs_grad=``: True where ``outs`` has an array), never ``saved``."""
+    keywords = backward_keywords(op, attributes, output, outs)
+    keywords.pop("saved", None)
+    return keywords
+
+
+def gradients_into(
+    op: OpDef,
+    outs: tuple[np.ndarray | None, ...],
+    grad_output: Any,
+    inputs: Sequence[Any],
+    output: Any,
+    attributes: Mapping[str, Any],
+) -> None:
+    """The gradients of the inputs ``outs`` has an array for written straight into those arrays by the op's
+    ``backward_out`` (:mod:`opreg.outforms`: backward's values, fitted, bit for bit), where a backward pass writes a
+    weight's gradient into its zeroed ``dW``; what it raises, raised as :func:`input_gradients` raises it."""
+    assert op.backward_out is not None
+    try:
+        op.backward_out(outs, grad_output, *inputs, **backward_out_keywords(op, attributes, output, outs))
+    except Exception as exc:
+        _raise_from_backward(op, exc, grad_output, inputs)
+
+
+def _raise_from_backward(op: OpDef, exc: Exception, grad_output: Any, inputs: Sequence[Any]) -> NoReturn:
+    """What a backward that raised ``exc`` raises: checking and anomaly modes' findings and
+    :class:`NotComposableError` as they are (each names this op already); anything else, a registered op it misused
+    included (which names only itself), as the :func:`backward_error` naming this op."""
+    if isinstance(exc, OpregError) and (not isinstance(exc, OpUsageError) or isinstance(exc, NotComposableError)):
+        raise exc
+    raise backward_error(op, exc, grad_output, inputs) from exc
 
 
 def not_composable(op: OpDef, why: str) -> NotComposableError:

@@ -41,9 +41,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from opreg import tracing
-from opreg.calls import backward_keywords, input_gradients
+from opreg.calls import backward_keywords, backward_out_keywords, input_gradients
 from opreg.opdef import OpDef
-from opreg.outforms import backward_out_keywords, bit_differences
+from opreg.outforms import bit_differences
 
 F = TypeVar("F", bound=Callable[..., Any])
 

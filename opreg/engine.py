@@ -29,6 +29,7 @@ from opreg.calls import arity_error, as_arrays, complex_error, run_forward
 from opreg.contract import describe_array
 from opreg.errors import EngineStateError, OpUsageError
 from opreg.fit import gradient_dtype
+from opreg.landing import written_in_place
 from opreg.opdef import OpDef
 from opreg.registry import op_table, unknown_op_error
 from opreg.tensor import Tensor
@@ -171,6 +172,7 @@ class Autograd:
         self._backward_done = False
         self._added: dict[int, Any] = {}  # add_operation's outputs by id: an output recorded twice is refused
         self._landed: list[tuple[Any, Any]] = []  # the last pass's (dW, gradient) pairs, kept until the next
+        self._view_targets = False  # whether a gradients_to_update array of the tape is a view (dW.T, a row)
 
     def apply(
         self,
@@ -295,6 +297,8 @@ class Autograd:
                     f"{op.describe()}: gradients_to_update[{position}] is {describe_array(target)} but "
                     f"{op.describe_input(position)} is {describe_array(x)}; they must have one shape"
                 )
+            elif target.base is not None:
+                self._view_targets = True
         if not keep:  # the slot that tells later ops this array is an intermediate
             if n != op.arity and op.multi:  # several outputs: a slot for each
                 for each in output:
@@ -320,8 +324,10 @@ class Autograd:
         Written as it is, a -0.0 stays -0.0 (the bits a Tensor's ``.grad`` gets, and PyTorch's), where a fill then
         an addition would make it +0.0.
         It is an argument here, not a promise that ``zero_grad()`` could take: between ``zero_grad()`` and
-        ``backward()`` the caller's code may read or add into ``dW``, and must find zeros there. If a backward
-        raises, nothing is zeroed, as nothing lands.
+        ``backward()`` the caller's code may read or add into ``dW``, and must find zeros there. A large ``dW``
+        (:data:`opreg.landing.WRITTEN_FROM` elements) whose op can write its gradient (``backward_out``) gets it
+        written as the op's backward computes it, with no copy. If a backward raises, no gradient lands and these
+        arrays are zeroed.
         """
         zeroed = () if zero_grad is NOTHING else _gradient_arrays(zero_grad)
         if self._backward_done:
@@ -346,14 +352,23 @@ class Autograd:
                 scalar_fills=True,
             )
         self._backward_done = True
+        written = (
+            written_in_place(zeroed, self.operation_list)
+            if zeroed and not (self._view_targets or capture.active or observe.active)
+            else None
+        )
         paused = gcpause.pause(len(self.operation_list))  # a large tape: no automatic collection meanwhile
         try:
             if self.keep_gradients:
                 records = ((record.output, record) for record in reversed(self.operation_list))
-                backpropagate(records, memory, keep=True, zeroed=zeroed, landed=self._landed)
+                backpropagate(records, memory, keep=True, zeroed=zeroed, written=written, landed=self._landed)
             else:
                 backpropagate(
-                    _popping(self.operation_list, self.gradient_buffer), memory, zeroed=zeroed, landed=self._landed
+                    _popping(self.operation_list, self.gradient_buffer),
+                    memory,
+                    zeroed=zeroed,
+                    written=written,
+                    landed=self._landed,
                 )
         finally:
             if paused is not None:
@@ -366,6 +381,7 @@ class Autograd:
         self.operation_list = []
         self._added = {}
         self._backward_done = False
+        self._view_targets = False
 
 
 def _gradient_arrays(zero_grad: Iterable[Any]) -> list[np.ndarray]:

@@ -2,16 +2,19 @@
 
 A captured step's replay runs each op into buffers planned once and reused every step; an op that declares these
 forms is run into them, one that does not is run as in eager mode, with an allocation where it runs. Eager mode
-never reads them: the composable ``forward`` and ``backward`` stay the definition, and these are faster spellings
-of the same numbers. The contract, for an op with one output whose forward returns it alone (no ``saved``):
+calls one only to write a large weight's gradient straight into the ``dW`` that ``backward(zero_grad=...)``
+zeroes (:func:`opreg.landing.written_in_place`). The composable ``forward`` and ``backward`` stay the
+definition, and these are faster spellings of the same numbers. The contract, for an op with one output whose
+forward returns it alone (no ``saved``):
 
 - ``forward_out(out, *inputs, **attributes) -> None`` writes ``forward(*inputs, **attributes)`` into ``out``, an
   array of the output's shape and dtype that aliases no input, on inputs forward accepts.
 - ``backward_out(outs, g, *inputs, **keywords) -> None``: ``outs`` holds one entry per input, an array of the
   input's shape and gradient dtype (:func:`opreg.fit.gradient_dtype`) or ``None`` where that gradient is not
-  wanted (a non-differentiable input, or one nobody reads); ``keywords`` (:func:`backward_out_keywords`) are what
-  the op's backward asks for, except ``saved``. Each wanted entry gets what the engine would get from backward:
-  its gradient fitted to the input (:func:`opreg.fit.fit_into`), zeros where backward returns ``None``.
+  wanted (a non-differentiable input, or one nobody reads); ``keywords``
+  (:func:`opreg.calls.backward_out_keywords`) are what the op's backward asks for, except ``saved``. Each wanted
+  entry gets what the engine would get from backward: its gradient fitted to the input
+  (:func:`opreg.fit.fit_into`), zeros where backward returns ``None``.
   The arrays of ``outs`` alias no input, no other entry, neither ``g`` nor ``output`` (a backward_out may write
   one before it has read the others: relu's fills zeros first). Plain NumPy; it is never differentiated again.
 
@@ -26,23 +29,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from opreg.calls import backward_keywords, input_gradients, run_forward
+from opreg.calls import backward_out_keywords, input_gradients, run_forward
 from opreg.contract import check_unchanged, describe_array
 from opreg.errors import OpContractError
 from opreg.fit import gradient_dtype
 from opreg.opdef import OpDef
 
-__all__ = ["backward_out_keywords", "bit_differences", "check_out_forms"]
-
-
-def backward_out_keywords(
-    op: OpDef, attributes: Mapping[str, Any], output: np.ndarray, outs: Sequence[np.ndarray | None]
-) -> dict[str, Any]:
-    """The keywords ``op.backward_out`` is called with: what its backward asks for (the attributes it names,
-    ``output=``, ``needs_grad=``: True where ``outs`` has an array), never ``saved``."""
-    keywords = backward_keywords(op, attributes, output, outs)
-    keywords.pop("saved", None)
-    return keywords
+__all__ = ["bit_differences", "check_out_forms"]
 
 
 def check_out_forms(op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any], seed: int = 0) -> str:

@@ -646,8 +646,10 @@ class Builder:
         if op in ("var", "std") and n >= 2 and self.draw(st.booleans()):
             attributes["ddof"] = 1
         spread = (x.hi - x.lo) ** 2 * max(n, 1) / max(n - attributes.get("ddof", 0), 1)
+        # prod's only where it is drawn: its input is shrunk to [-1, 1] then, another's bound to a power may overflow
+        power = x.bound ** max(n, 1) if op == "prod" else 0.0
         lo, hi = {
-            "prod": (-(x.bound ** max(n, 1)), x.bound ** max(n, 1)),
+            "prod": (-power, power),
             "max": (x.lo, x.hi),
             "min": (x.lo, x.hi),
             "ptp": (0.0, x.hi - x.lo),

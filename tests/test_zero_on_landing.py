@@ -11,6 +11,7 @@ from test_threads import run_together
 
 import opreg
 from opreg import OpUsageError, Tensor
+from opreg.landing import WRITTEN_FROM
 from opreg.nn import MLP, Identity, SoftmaxCrossEntropy
 from opreg.optim import SGD
 
@@ -102,15 +103,21 @@ def test_zero_grad_still_fills_so_that_dw_reads_as_zeros_before_backward():
     assert all(not p.grad.any() for p in optimizer.parameters)
 
 
-def test_a_failed_backward_zeroes_nothing(install_ops):
-    install_ops({"name": "broken", "inputs": ("x",), "forward": lambda x: x * 2, "backward": lambda g, x: (g[100],)})
+@pytest.mark.parametrize("size", [3, WRITTEN_FROM])
+def test_a_failed_backward_lands_nothing_and_zeroes_what_it_was_given(install_ops, size):
+    """A backward raising after a large dW got its gradient written (the linear below the broken op) leaves no
+    part of a gradient anywhere: every array given to zero_grad= is zeros, as asked, every other as it was."""
+    install_ops({"name": "broken", "inputs": ("x",), "forward": lambda x: x * 2, "backward": lambda g, x: (g[10**9],)})
     engine = opreg.Autograd()
-    W, dW = np.ones(3), np.full(3, 5.0)
-    h = engine.apply("mul", np.ones(3), W, gradients_to_update=[None, dW])
-    engine.apply("broken", h)
-    with pytest.raises(opreg.BackwardError):
-        engine.backward(1.0, zero_grad=[dW])
-    np.testing.assert_array_equal(dW, np.full(3, 5.0))
+    x, W, b = np.ones((2, size)), np.ones((1, size)), np.ones(1)
+    dW, db, other = np.full((1, size), 5.0), np.full(1, 5.0), np.full((1, size), 7.0)
+    k = engine.apply("broken", engine.apply("linear", x, W, b, gradients_to_update=[None, other, None]))
+    h = engine.apply("linear", x, W, b, gradients_to_update=[None, dW, db])  # its backward runs before broken's
+    engine.apply("add", engine.apply("sum", h), engine.apply("sum", k))
+    with pytest.raises(opreg.BackwardError, match="those given to backward\\(zero_grad=...\\) are zeroed"):
+        engine.backward(1.0, zero_grad=[dW, db])
+    assert not dW.any() and not db.any()
+    np.testing.assert_array_equal(other, np.full((1, size), 7.0))
 
 
 def test_views_of_one_memory_land_as_a_fill_then_additions():
@@ -164,3 +171,74 @@ def test_threads_zeroing_their_own_arrays_lose_no_addition_to_a_shared_one():
     run_together(train, threads)
     assert np.array_equal(shared, np.full(size, float(threads * steps)))
     assert all(np.array_equal(dw, np.ones(size)) for dw in own)
+
+
+def _big_trainers(dtype, keep_gradients):
+    """A tape model whose first weight (100 x 200) is large enough to be written in place, and its Tensor twin."""
+    engine = opreg.Autograd(keep_gradients=keep_gradients)
+    tape = MLP([200, 100, 3], engine, output_activation=Identity, rng=np.random.default_rng(0), dtype=dtype)
+    tensors = MLP([200, 100, 3], None, output_activation=Identity, rng=np.random.default_rng(0), dtype=dtype)
+    assert tape.parameters()[0].grad.size >= WRITTEN_FROM > tape.parameters()[2].grad.size
+    return engine, tape, tensors
+
+
+@pytest.mark.parametrize("keep_gradients", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_large_dw_gets_its_gradient_written_in_place_with_a_tensors_bits(dtype, keep_gradients):
+    """The first weight's gradient is written into dW by linear's backward itself (no gradient array of its own
+    lands there afterwards), the small ones are copied in: every gradient and weight has the bits the Tensor front
+    end gives, step after step."""
+    rng = np.random.default_rng(4)
+    engine, tape, tensors = _big_trainers(dtype, keep_gradients)
+    tape_opt, tensor_opt = SGD(tape.parameters(), lr=0.5), SGD(tensors.parameters(), lr=0.5)
+    tape_loss, tensor_loss = SoftmaxCrossEntropy(engine), SoftmaxCrossEntropy(None)
+    for _ in range(3):
+        x = rng.standard_normal((5, 200)).astype(dtype)
+        y = np.eye(3, dtype=dtype)[rng.integers(0, 3, 5)]
+        tape_loss(y, tape(x))
+        engine.backward(1.0, zero_grad=tape_opt.parameters)
+        landed = [id(target) for target, _ in engine._landed]
+        assert id(tape.parameters()[0].grad) not in landed and id(tape.parameters()[2].grad) in landed
+        tensor_opt.zero_grad()
+        tensor_loss(y, tensors(Tensor(x))).backward()
+        for a, b in zip(tape.parameters(), tensors.parameters(), strict=True):
+            assert a.grad.tobytes() == b.grad.tobytes()
+        tape_opt.step()
+        tensor_opt.step()
+        engine.zero_grad()
+    for a, b in zip(tape.parameters(), tensors.parameters(), strict=True):
+        assert a.data.tobytes() == b.data.tobytes()
+
+
+def test_a_large_dw_reached_twice_holds_both_gradients():
+    """One weight in two layers: the first gradient is written, the second added when the pass ends."""
+    rng = np.random.default_rng(5)
+    x, W, b = rng.standard_normal((4, 200)), rng.standard_normal((200, 200)), np.zeros(200)
+    sums = []
+    for zero_grad in (False, True):
+        engine = opreg.Autograd(keep_gradients=False)
+        dW = np.full_like(W, 3.0)
+        if not zero_grad:
+            dW.fill(0)
+        h = engine.apply("linear", x, W, b, gradients_to_update=[None, dW, None])
+        h = engine.apply("linear", engine.apply("tanh", h), W, b, gradients_to_update=[None, dW, None])
+        engine.apply("sum", engine.apply("square", h))
+        engine.backward(1.0, zero_grad=[dW] if zero_grad else ())
+        sums.append(dW)
+    np.testing.assert_array_equal(sums[1], sums[0])
+
+
+def test_a_large_dw_an_op_reads_is_not_written_before_that_op_has_read_it():
+    """An op recorded before the linear layer reads dW's values (their gradient, dc, is dW as it was): the pass
+    reaches that op's backward after linear's, so dW must not have its new gradient yet."""
+    rng = np.random.default_rng(6)
+    x, W, b = rng.standard_normal((4, 150)), rng.standard_normal((120, 150)), np.zeros(120)
+    dW, c, dc = rng.standard_normal((120, 150)), np.ones((120, 150)), np.zeros((120, 150))
+    before = dW.copy()
+    engine = opreg.Autograd(keep_gradients=False)
+    k = engine.apply("mul", dW, c, gradients_to_update=[None, dc])
+    h = engine.apply("linear", x, W, b, gradients_to_update=[None, dW, None])
+    engine.apply("add", engine.apply("sum", k), engine.apply("sum", h))
+    engine.backward(1.0, zero_grad=[dW])
+    np.testing.assert_array_equal(dc, before)
+    np.testing.assert_array_equal(dW, np.ones((4, 120)).T @ x)
