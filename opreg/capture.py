@@ -190,9 +190,10 @@ class Recorder:
         for array, values in self.guarded.values():
             if bit_differences(array, values).any():
                 self.refuse(
-                    f"it changes an array it uses ({array.dtype} {array.shape}) in place with NumPy (dW.fill(0), "
-                    "a[...] = ...), which no op records and a replay would not do: zero gradients with "
-                    "optimizer.zero_grad() or backward(zero_grad=...), or compute a new array with ops"
+                    f"it changes an array it uses or keeps ({array.dtype} {array.shape}) in place with NumPy "
+                    "(dW.fill(0), stats[...] = ...), which no op records and a replay would not do: zero gradients "
+                    "with optimizer.zero_grad() or backward(zero_grad=...); keep a statistic outside the step, or "
+                    "compute it with ops and return it"
                 )
                 break
 
