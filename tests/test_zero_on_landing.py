@@ -198,7 +198,8 @@ def test_a_large_dw_gets_its_gradient_written_in_place_with_a_tensors_bits(dtype
         tape_loss(y, tape(x))
         engine.backward(1.0, zero_grad=tape_opt.parameters)
         landed = [id(target) for target, _ in engine._landed]
-        assert id(tape.parameters()[0].grad) not in landed and id(tape.parameters()[2].grad) in landed
+        if not opreg.observe.active:  # checking mode watches every backward call: each gradient lands as computed
+            assert id(tape.parameters()[0].grad) not in landed and id(tape.parameters()[2].grad) in landed
         tensor_opt.zero_grad()
         tensor_loss(y, tensors(Tensor(x))).backward()
         for a, b in zip(tape.parameters(), tensors.parameters(), strict=True):
