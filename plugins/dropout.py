@@ -41,8 +41,7 @@ def _mask(x: np.ndarray, *, p: float = 0.5, rng: Any = None) -> np.ndarray:
     if p == 0 or p == 1:
         return np.full(x.shape, 1 - p, dtype)
     keep = _generator(rng).random(x.shape) >= p
-    mask: np.ndarray = keep.astype(dtype) * np.asarray(1 / (1 - p), dtype=dtype)
-    return mask
+    return np.asarray(keep.astype(dtype) * np.asarray(1 / (1 - p), dtype=dtype))  # 0-d x: a NumPy scalar otherwise
 
 
 def _generator(rng: Any) -> np.random.Generator:

@@ -176,3 +176,10 @@ def test_p_1_gives_x_times_0_and_a_zero_gradient():
 def test_attributes_out_of_range(attributes, message):
     with pytest.raises(OpUsageError, match=message):
         opreg.ops.dropout_mask(opreg.Tensor(np.ones(3)), **attributes)
+
+
+def test_the_mask_of_a_0d_input_is_an_array_as_forward_declares():
+    """NumPy's arithmetic on 0-d values gives a NumPy scalar; forward is declared to return an array (typeguard,
+    which CI runs over random programs, holds it to that)."""
+    mask = opreg.get_registry()["dropout_mask"].forward(np.array(0.0), p=0.25, rng=0)
+    assert type(mask) is np.ndarray and mask.shape == ()
