@@ -31,11 +31,11 @@ A compiled function that the step calls runs as plain code while the step record
 the step's program. One replay runs at a time (a program's memory holds one run's values): another thread calling
 the step meanwhile runs it eagerly.
 
-What a replay does not run: the step's own Python between opreg calls. Python values the step reads through
-objects or in the functions it calls (``config.scale`` multiplied in, a counter) are frozen at recording: pass what
-changes as an argument. An optimizer's hyperparameters are read by its step, which is replayed: schedulers work.
-A replay returns copies of the step's results; ``.grad`` arrays and tape ``dW`` arrays are written as the eager
-step writes them.
+What a replay does not run: the step's own Python between opreg calls. Python values the step reads deeper than
+an attribute of a variable it reads (``config.optim.lr``), or in the functions of other modules it calls (a
+counter), are frozen at recording: pass what changes as an argument. An optimizer's hyperparameters are read by
+its step, which is replayed: schedulers work. A replay returns copies of the step's results; ``.grad`` arrays
+and tape ``dW`` arrays are written as the eager step writes them.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import builtins
 import dis
 import functools
 import itertools
+import sys
 import threading
 import types
 import warnings
@@ -348,10 +349,11 @@ class _Watched:
     too, and the functions of its own module it calls: a helper that reads the batch), but modules, and builtins
     not shadowed; one unbound when ``compile`` is called (assigned later) is watched too. An instance's attributes
     are those its code reads from ``self`` (``self.optimizer.step()``), looked up in the instance's ``__dict__``
-    (methods are the class's). Values read deeper down, in other modules' functions or through other objects, are
-    not watched: pass them as arguments."""
+    (methods are the class's). So are the attributes the step's own code reads from any of these (``cfg.weight``,
+    ``self.cfg.weight``), in that object's ``__dict__``. Values read deeper down (``cfg.optim.lr``) or in other
+    modules' functions are not watched: pass them as arguments."""
 
-    __slots__ = ("attributes", "cells", "instance", "names", "namespace")
+    __slots__ = ("attributes", "cells", "chains", "instance", "names", "namespace")
 
     def __init__(self, step: Callable[..., Any]) -> None:
         while isinstance(step, functools.partial):  # its own arguments are fixed: watch what its function reads
@@ -369,6 +371,7 @@ class _Watched:
         owner = getattr(step, "__self__", None)
         self.instance: dict[str, Any] = getattr(owner, "__dict__", {}) if isinstance(step, types.MethodType) else {}
         self.attributes = sorted(_attributes_of_self(code)) if self.instance and code is not None else []
+        self.chains = _chains(code, self.cells, self.names, self.attributes) if code is not None else []
 
     def values(self) -> list[Any]:
         """The variables' values (``None`` for one unbound): a program holds them, so that no other object takes
@@ -381,6 +384,9 @@ class _Watched:
             values.extend(map(self.namespace.get, self.names))
         if self.attributes:
             values.extend(map(self.instance.get, self.attributes))
+        for index, attribute in self.chains:  # cfg.weight: found in cfg's own __dict__ (no property, no method)
+            namespace = getattr(values[index], "__dict__", None)
+            values.append(namespace.get(attribute) if type(namespace) is dict else None)
         return values
 
     def key(self) -> list[Any]:
@@ -403,6 +409,35 @@ def _attributes_of_self(code: types.CodeType) -> set[str]:
         for previous, each in itertools.pairwise(instructions)
         if previous.opname == "LOAD_FAST" and previous.argval == this and each.opname in ("LOAD_ATTR", "LOAD_METHOD")
     }
+
+
+def _chains(
+    code: types.CodeType, cells: tuple[Any, ...], names: list[str], attributes: list[str]
+) -> list[tuple[int, str]]:
+    """The attributes the step's own code reads from a variable it reads (``cfg.weight``, ``self.cfg.weight``): each
+    as the position of the variable among :meth:`_Watched.values` and the attribute's name. Methods called on one
+    (``optimizer.step()``) are not reads of a value."""
+    slots = {("cell", name): i for i, name in enumerate(code.co_freevars[: len(cells)])}
+    slots.update((("global", name), len(cells) + i) for i, name in enumerate(names))
+    slots.update((("self", name), len(cells) + len(names) + i) for i, name in enumerate(attributes))
+    this = code.co_varnames[0] if code.co_argcount else None
+    chains: dict[tuple[int, str], None] = {}
+    instructions = list(dis.get_instructions(code))
+    for i, each in enumerate(instructions[1:], 1):
+        if each.opname != "LOAD_ATTR" or (sys.version_info >= (3, 12) and each.arg is not None and each.arg & 1):
+            continue  # 3.12 loads a method to call with LOAD_ATTR, its low bit set
+        source = instructions[i - 1]
+        if source.opname == "LOAD_DEREF":
+            slot = slots.get(("cell", source.argval))
+        elif source.opname == "LOAD_GLOBAL":
+            slot = slots.get(("global", source.argval))
+        elif source.opname == "LOAD_ATTR" and i >= 2 and instructions[i - 2].opname == "LOAD_FAST":
+            slot = slots.get(("self", source.argval)) if instructions[i - 2].argval == this else None
+        else:
+            slot = None
+        if slot is not None:
+            chains[(slot, each.argval)] = None
+    return list(chains)
 
 
 def _contents(cell: Any) -> Any:

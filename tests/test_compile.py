@@ -985,3 +985,52 @@ def test_an_array_the_step_writes_with_numpy_and_no_op_reads_makes_it_run_eagerl
 
 
 _RUNNING = np.zeros(4)
+
+
+class _Config:
+    def __init__(self) -> None:
+        self.weight = 1.0
+
+
+_CONFIG = _Config()
+
+
+@pytest.mark.parametrize("where", ["global", "closure", "attribute of self"])
+def test_a_number_read_through_an_object_the_step_reads_is_watched(where: str) -> None:
+    """``cfg.weight`` multiplied into the loss, ``cfg`` a global, a closure variable or ``self.cfg``: a number
+    the replay would freeze once two calls agreed. Changing it must change the result, as it does eagerly."""
+    config = _Config()
+    w = opreg.Tensor(np.ones(3), requires_grad=True)
+
+    def loss_of(x: np.ndarray, weight: float) -> opreg.Tensor:
+        w.grad = None
+        loss = (w * x).sum() * weight
+        loss.backward()
+        return loss
+
+    def in_global(x: np.ndarray) -> opreg.Tensor:
+        return loss_of(x, _CONFIG.weight)
+
+    def in_closure(x: np.ndarray) -> opreg.Tensor:
+        return loss_of(x, config.weight)
+
+    class Trainer:
+        def __init__(self) -> None:
+            self.cfg = config
+
+        def step(self, x: np.ndarray) -> opreg.Tensor:
+            return loss_of(x, self.cfg.weight)
+
+    step = {"global": in_global, "closure": in_closure, "attribute of self": Trainer().step}[where]
+    compiled = opreg.compile(step)
+    target = _CONFIG if where == "global" else config
+    x = np.arange(3.0)
+    try:
+        for weight in (1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0):
+            target.weight = weight
+            assert compiled(x).item() == 3.0 * weight
+            np.testing.assert_array_equal(w.grad, x * weight)
+    finally:
+        _CONFIG.weight = 1.0
+    if REPLAYS:
+        assert compiled.replays >= 2
