@@ -48,7 +48,7 @@ import sys
 import threading
 import types
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -303,30 +303,27 @@ def _check_arguments_unchanged(
 def _arrays_used(program: _Program) -> list[np.ndarray]:
     """The arrays from outside the step that ``program`` reads by identity: a ``dW``, a label array in a closure, a
     parameter Tensor's values (not the constants it made from Python numbers, which nothing else can reach)."""
-    arrays = []
-    for name, value in program.constants.items():
-        if name in program.static:
-            continue
-        if type(value) is np.ndarray:
-            arrays.append(value)
-        elif isinstance(value, Tensor) and type(value._data) is np.ndarray:
-            arrays.append(value._data)
-    return arrays
+    return _arrays_in(value for name, value in program.constants.items() if name not in program.static)
 
 
 def _arrays_held(values: list[Any]) -> list[np.ndarray]:
     """The arrays in the variables the step reads (:class:`_Watched`), and one level into a list, tuple or dict
     there, a Tensor's values included: what a step may keep for its caller with NumPy (a running mean, a history),
     which no op reads, and a replay would not write."""
-    arrays = []
-    for value in values:
-        items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else (value,)
-        for x in items:
-            if type(x) is np.ndarray:
-                arrays.append(x)
-            elif isinstance(x, Tensor) and type(x._data) is np.ndarray:
-                arrays.append(x._data)
-    return arrays
+    return _arrays_in(
+        x
+        for value in values
+        for x in (value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else (value,))
+    )
+
+
+def _arrays_in(values: Iterable[Any]) -> list[np.ndarray]:
+    """The arrays among ``values``: each array, and each Tensor's array."""
+    return [
+        x._data if isinstance(x, Tensor) else x
+        for x in values
+        if type(x) is np.ndarray or (isinstance(x, Tensor) and type(x._data) is np.ndarray)
+    ]
 
 
 def _aliases(arrays: list[np.ndarray]) -> tuple[int, ...]:
