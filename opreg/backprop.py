@@ -34,6 +34,7 @@ from opreg.errors import OpUsageError
 from opreg.fit import gradient_dtype
 from opreg.landing import array_lock, land
 from opreg.opdef import OpDef
+from opreg.reuse import REUSED_FROM, Spares
 
 
 class Record(Protocol):
@@ -72,7 +73,7 @@ def backpropagate(
     graph_inputs: Callable[[R], list[Any]] | None = None,
     zeroed: Sequence[np.ndarray] = (),
     written: dict[int, np.ndarray] | None = None,
-    landed: list[tuple[Any, Any]] | None = None,
+    spares: Spares | None = None,
 ) -> dict[int, Any]:
     """Walk ``records`` (``(output, record)`` pairs, last recorded first), starting from the gradients in
     ``grads`` (keyed by ``id`` of the object), and return ``grads`` holding what reached the inputs.
@@ -85,12 +86,8 @@ def backpropagate(
     backward computes only the gradients asked for (``needs_grad``) and that has a ``backward_out``. If a backward
     raises, no gradient lands, and the ``zeroed`` arrays are zeroed (a write may have reached one).
 
-    ``landed``, where given, receives the ``(target, gradient)`` pairs that landed in the caller's arrays, in place
-    of what it held: the tape keeps the gradients until its next pass has landed its own. They are the last large
-    arrays a step makes, high on malloc's heap; freed with the step's other arrays, all of that memory would be free
-    at the top of the heap, which glibc's malloc returns to the kernel past a threshold, and the next step would
-    fault it in again a page at a time (bench/README.md, "Page faults"). The pairs as they are, not the gradients
-    picked out of them: a list made per step costs more than holding the targets, which their model holds anyway.
+    ``spares`` (the tape's, :mod:`opreg.reuse`): large gradients that an op with a ``backward_out`` computes are
+    written into spare arrays of the input's shape and gradient dtype, rather than into memory of their own.
     """
     keep_all = keep is True
     kept: Container[int] = () if isinstance(keep, bool) else keep
@@ -111,7 +108,10 @@ def backpropagate(
                     continue
             sources = record.sources
             if graph_inputs is None:
-                needed = _write_in_place(record, grad_output, written, done) if written and record.targets else sources
+                outs = None
+                if (written or spares is not None) and record.op.backward_out is not None and not record.observers:
+                    outs = _outs(record, written, done, spares)
+                needed = sources if outs is None else _write_into(record, outs, grad_output, done)
                 grads_in = (
                     input_gradients(
                         record.op,
@@ -126,6 +126,10 @@ def backpropagate(
                     if needed is not None
                     else [None] * len(sources)
                 )
+                if outs is not None:  # the gradients written into spare arrays go on as computed ones do
+                    for position, out in enumerate(outs):
+                        if out is not None and not any(out is each for each in done):
+                            grads_in[position] = out
                 if capture.active:
                     capture.backward(
                         record.op, grad_output, record.datas, record.output_data, record.attributes, sources,
@@ -172,47 +176,59 @@ def backpropagate(
         land(landings, zeroed)
         if capture.active:
             capture.landed(landings, zeroed)
-    if landed is not None:
-        landed[:] = landings
-        if capture.active:
-            capture.held(landed)
     return grads
 
 
-def _write_in_place(
-    record: Record, grad_output: Any, written: dict[int, np.ndarray], done: list[np.ndarray]
-) -> Sequence[Any] | None:
-    """Write the gradients of ``record``'s inputs whose targets are in ``written`` (each the first to reach it) into
-    those arrays with the op's ``backward_out``, under their locks, and take them out of ``written`` into ``done``;
-    return what the op's backward must still compute (``record.sources`` with those inputs dropped; ``None`` if
-    nothing)."""
-    op, targets = record.op, record.targets
-    sources: Sequence[Any] = record.sources
-    if op.backward_out is None or "needs_grad" not in op.wants or record.observers:
-        return sources  # an op whose backward would compute the gradient anyway, or an observed one: landed later
+def _outs(
+    record: Record, written: dict[int, np.ndarray] | None, done: list[np.ndarray], spares: Spares | None
+) -> list[np.ndarray | None] | None:
+    """Where ``record``'s op (which has a ``backward_out``) is to write its input gradients, or ``None`` for its
+    backward to compute them all: per input, the zeroed target in ``written`` (each taken out of it into ``done``:
+    the first gradient to reach it), a spare array for a large gradient, or ``None`` (not needed, or computed by
+    backward).
+
+    An op whose backward computes every gradient whatever is asked (no ``needs_grad``) either writes every gradient
+    it must give or none, so that no gradient is computed twice: small ones, if it writes any, into new arrays."""
+    op, targets, sources, datas = record.op, record.targets, record.sources, record.datas
     outs: list[np.ndarray | None] | None = None
-    for position, target in enumerate(targets):
-        if (
-            target is not None
-            and id(target) in written
-            and sources[position] is not None
-            and target.dtype == gradient_dtype(record.datas[position])
-        ):
-            outs = outs or [None] * len(targets)
+    for position, source in enumerate(sources):
+        if source is None:
+            continue
+        target = None if targets is None else targets[position]
+        x = datas[position]
+        dtype = gradient_dtype(x)
+        if target is not None and written and id(target) in written and target.dtype == dtype:
+            outs = outs or [None] * len(sources)
             outs[position] = written.pop(id(target))
-    if outs is None:
-        return sources
-    arrays = [out for out in outs if out is not None]
-    locks = sorted({id(lock): lock for lock in map(array_lock, arrays)}.items())  # one order: no deadlock
+            done.append(target)  # written, in part if the form raises: zeroed again with the rest
+        elif spares is not None and x.size * dtype.itemsize >= REUSED_FROM:
+            outs = outs or [None] * len(sources)
+            outs[position] = spares.take(x.shape, dtype)
+    if outs is None or "needs_grad" in op.wants:
+        return outs
+    for position, source in enumerate(sources):
+        if source is not None and outs[position] is None:
+            x = datas[position]
+            outs[position] = np.empty(x.shape, gradient_dtype(x))
+    return outs
+
+
+def _write_into(
+    record: Record, outs: list[np.ndarray | None], grad_output: Any, done: list[np.ndarray]
+) -> Sequence[Any] | None:
+    """Write the gradients of ``record``'s inputs that ``outs`` has an array for with the op's ``backward_out``,
+    the caller's zeroed arrays (those in ``done`` after :func:`_outs`) under their locks; return what the op's
+    backward must still compute (``record.sources`` with those inputs dropped; ``None`` if nothing)."""
+    targets = [out for out in outs if out is not None and any(out is each for each in done)]
+    locks = sorted({id(lock): lock for lock in map(array_lock, targets)}.items())  # one order: no deadlock
     for _, lock in locks:
         lock.acquire()
     try:
-        gradients_into(op, tuple(outs), grad_output, record.datas, record.output_data, record.attributes)
+        gradients_into(record.op, tuple(outs), grad_output, record.datas, record.output_data, record.attributes)
     finally:
         for _, lock in locks:
             lock.release()
-        done.extend(arrays)  # written in part, if the form raised: zeroed again with the rest
-    needed = [None if out is not None else source for out, source in zip(outs, sources, strict=True)]
+    needed = [None if out is not None else source for out, source in zip(outs, record.sources, strict=True)]
     return needed if any(source is not None for source in needed) else None
 
 

@@ -75,9 +75,7 @@ def run_forward(
     except OpregError:  # checking or anomaly mode found the op at fault, not the call
         raise
     except Exception as exc:
-        named = zip(op.input_names(len(inputs)), inputs, strict=True)
-        shapes = ", ".join(f"{n}: {describe_array(x)}" for n, x in named) or "no inputs"
-        raise OpUsageError(f"{op.describe()}: forward failed on {shapes}: {exc}") from exc
+        raise forward_error(op, inputs, exc) from exc
     if type(output) is not np.ndarray or general:
         if op.multi:
             if not several:
@@ -93,6 +91,13 @@ def run_forward(
         if output is x:
             return output.view(), saved
     return output, saved
+
+
+def forward_error(op: OpDef, inputs: Sequence[Any], exc: Exception) -> OpUsageError:
+    """The error for a forward (or its ``forward_out``) that raised ``exc``: the op and what it was given."""
+    named = zip(op.input_names(len(inputs)), inputs, strict=True)
+    shapes = ", ".join(f"{n}: {describe_array(x)}" for n, x in named) or "no inputs"
+    return OpUsageError(f"{op.describe()}: forward failed on {shapes}: {exc}")
 
 
 def several_outputs(op: OpDef, output: Any, inputs: Sequence[Any]) -> tuple[np.ndarray, ...]:

@@ -32,6 +32,7 @@ from opreg.fit import gradient_dtype
 from opreg.landing import written_in_place
 from opreg.opdef import OpDef
 from opreg.registry import op_table, unknown_op_error
+from opreg.reuse import REUSED_FROM, Planned, Spares, forward_into, planned
 from opreg.tensor import Tensor
 from opreg.versions import numbers
 
@@ -162,6 +163,10 @@ class Autograd:
     ``gradients_to_update`` arrays (``dW``, ``db``) receive. The gradient of an array no recorded op produced (the
     batch) is then not computed (for an MLP that skips the first layer's input gradient, a quarter of its backward
     FLOPs), and an intermediate's gradient is dropped as soon as backward has passed it on, so memory peaks lower.
+
+    Between steps (:meth:`zero_grad`) the engine keeps the memory of its large arrays, and the next step writes its
+    own into it (:mod:`opreg.reuse`): a steady step allocates nothing large, whatever malloc would do with it. An
+    array the caller still holds (an output, a view of one) is never written.
     """
 
     def __init__(self, keep_gradients: bool = True) -> None:
@@ -171,7 +176,9 @@ class Autograd:
         self._ops = op_table()
         self._backward_done = False
         self._added: dict[int, Any] = {}  # add_operation's outputs by id: an output recorded twice is refused
-        self._landed: list[tuple[Any, Any]] = []  # the last pass's (dW, gradient) pairs, kept until the next
+        self._spares = Spares()  # the large arrays this tape's steps write again (opreg.reuse)
+        self._plan: list[Planned | None] = []  # per tape position, what the last step's op there made, if large
+        self._large = False  # whether a step made a large array or has a large dW: until then spares cost time alone
         self._view_targets = False  # whether a gradients_to_update array of the tape is a view (dW.T, a row)
 
     def apply(
@@ -202,7 +209,20 @@ class Autograd:
                 inputs = as_arrays(inputs)
                 break
         observers = observe.current() if observe.active else ()
-        output, saved = run_forward(op, inputs, attributes, observers)
+        plan = self._plan  # empty until a step makes a large array (opreg.reuse)
+        output = None
+        if plan and not (observers or capture.active):
+            position = len(self.operation_list)
+            if position < len(plan) and plan[position] is not None:
+                output = forward_into(self._spares, plan[position], op, inputs, attributes)  # type: ignore[arg-type]
+        if output is None:
+            output, saved = run_forward(op, inputs, attributes, observers)
+            # an op with a forward_out has one output, an array
+            if op.forward_out is not None and output.nbytes >= REUSED_FROM and not (observers or capture.active):
+                position = len(self.operation_list)
+                self._large = planned(plan, position, op, inputs, attributes, output) or self._large
+        else:
+            saved = None
         if capture.active:
             capture.forward(op, inputs, inputs, attributes, output, saved)
         if type(output) is np.ndarray and output.dtype.kind == "c":
@@ -299,6 +319,8 @@ class Autograd:
                 )
             elif target.base is not None:
                 self._view_targets = True
+            elif target.nbytes >= REUSED_FROM:
+                self._large = True
         if not keep:  # the slot that tells later ops this array is an intermediate
             if n != op.arity and op.multi:  # several outputs: a slot for each
                 for each in output:
@@ -352,23 +374,21 @@ class Autograd:
                 scalar_fills=True,
             )
         self._backward_done = True
-        written = (
-            written_in_place(zeroed, self.operation_list)
-            if zeroed and not (self._view_targets or capture.active or observe.active)
-            else None
-        )
+        eager = not (capture.active or observe.active)  # a recording, checking and anomaly modes see every call
+        written = written_in_place(zeroed, self.operation_list) if zeroed and eager and not self._view_targets else None
+        spares = self._spares if eager and self._large else None
         paused = gcpause.pause(len(self.operation_list))  # a large tape: no automatic collection meanwhile
         try:
             if self.keep_gradients:
                 records = ((record.output, record) for record in reversed(self.operation_list))
-                backpropagate(records, memory, keep=True, zeroed=zeroed, written=written, landed=self._landed)
+                backpropagate(records, memory, keep=True, zeroed=zeroed, written=written, spares=spares)
             else:
                 backpropagate(
                     _popping(self.operation_list, self.gradient_buffer),
                     memory,
                     zeroed=zeroed,
                     written=written,
-                    landed=self._landed,
+                    spares=spares,
                 )
         finally:
             if paused is not None:
@@ -382,6 +402,8 @@ class Autograd:
         self._added = {}
         self._backward_done = False
         self._view_targets = False
+        if self._large:
+            self._spares.end_step()
 
 
 def _gradient_arrays(zero_grad: Iterable[Any]) -> list[np.ndarray]:

@@ -1,9 +1,10 @@
 """The forms of an op that write into given arrays (``register(forward_out=, backward_out=)``), and their check.
 
 A captured step's replay runs each op into buffers planned once and reused every step; an op that declares these
-forms is run into them, one that does not is run as in eager mode, with an allocation where it runs. Eager mode
-calls one only to write a large weight's gradient straight into the ``dW`` that ``backward(zero_grad=...)``
-zeroes (:func:`opreg.landing.written_in_place`). The composable ``forward`` and ``backward`` stay the
+forms is run into them, one that does not is run as in eager mode, with an allocation where it runs. An eager
+tape step runs them for large arrays: into the memory of the last step's (:mod:`opreg.reuse`), and a large
+weight's gradient straight into the ``dW`` that ``backward(zero_grad=...)`` zeroes
+(:func:`opreg.landing.written_in_place`). The composable ``forward`` and ``backward`` stay the
 definition, and these are faster spellings of the same numbers. The contract, for an op with one output whose
 forward returns it alone (no ``saved``):
 

@@ -1,0 +1,121 @@
+"""An eager tape step writes its large arrays into the memory of the last step's (opreg.reuse): the same numbers as
+fresh arrays, no large allocation once steady, and never an array the caller still holds."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from test_zero_on_landing import finish_like_tensors
+
+import opreg
+from opreg.nn import MLP, Identity, SoftmaxCrossEntropy
+from opreg.optim import SGD
+from opreg.reuse import REUSED_FROM
+
+SIZES = [300, 200, 10]
+BATCH = 512  # the first layer's output, its ReLU's and their gradients: 400 KB in float32, so each is reused
+
+
+def _batch(rng: np.random.Generator, dtype: type, batch: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
+    x = rng.standard_normal((batch, SIZES[0])).astype(dtype)
+    return x, np.eye(SIZES[-1], dtype=dtype)[rng.integers(0, SIZES[-1], batch)]
+
+
+def _address(x: np.ndarray) -> int:
+    return int(x.__array_interface__["data"][0])
+
+
+@pytest.mark.parametrize("zero_grad", ["handout", "backward"])
+@pytest.mark.parametrize("keep_gradients", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_steps_give_the_tensor_front_ends_bits_in_reused_memory(dtype, keep_gradients, zero_grad):
+    """Tape and Tensor models from the same weights take steps on batches of two sizes: every gradient and weight
+    has the same bits after every step (the Tensor front end makes fresh arrays), and at a second step in a row of
+    one size, the tape's first layer writes its output where it wrote it at the first."""
+    assert BATCH * SIZES[1] * np.dtype(dtype).itemsize >= REUSED_FROM
+    rng = np.random.default_rng(0)
+    engine = opreg.Autograd(keep_gradients=keep_gradients)
+    tape = MLP(SIZES, engine, output_activation=Identity, rng=np.random.default_rng(1), dtype=dtype)
+    tensors = MLP(SIZES, None, output_activation=Identity, rng=np.random.default_rng(1), dtype=dtype)
+    tape_opt, tensor_opt = SGD(tape.parameters(), lr=0.1), SGD(tensors.parameters(), lr=0.1)
+    tape_loss, tensor_loss = SoftmaxCrossEntropy(engine), SoftmaxCrossEntropy(None)
+    addresses: dict[int, list[int]] = {BATCH: [], 400: []}
+    for batch in [BATCH] * 3 + [400] * 3 + [BATCH] * 2:
+        x, y = _batch(rng, dtype, batch)
+        if zero_grad == "handout":
+            tape_opt.zero_grad()
+        tape_loss(y, tape(x))
+        addresses[batch].append(_address(engine.operation_list[0].output))
+        engine.backward(1.0, **({} if zero_grad == "handout" else {"zero_grad": tape_opt.parameters}))
+        finish_like_tensors(engine, tape, tape_opt, tensors, tensor_opt, tensor_loss, x, y)
+    if not opreg.observe.active:  # checking mode runs every op as defined, into fresh arrays
+        # each size's second and third steps in a row: the first of them takes spare memory, the second the same
+        assert addresses[BATCH][1] == addresses[BATCH][2] and addresses[400][1] == addresses[400][2]
+
+
+@pytest.mark.skipif("opreg.observe.active", reason="checking mode runs every op as defined, into fresh arrays")
+@pytest.mark.parametrize("keep_gradients", [True, False])
+def test_a_steady_step_makes_no_large_array(keep_gradients):
+    """From the third step on, the tape's forward and backward (the handout's, gradients added into zeroed dW)
+    allocate nothing as large as the arrays they reuse: what they hold at most at once besides is less than one of
+    them (it was 3.6-5.1 MB). The optimizer's update is not the tape's: SGD takes its own temporary."""
+    rng = np.random.default_rng(0)
+    engine = opreg.Autograd(keep_gradients=keep_gradients)
+    model = MLP(SIZES, engine, output_activation=Identity, rng=rng)
+    criterion, optimizer = SoftmaxCrossEntropy(engine), SGD(model.parameters(), lr=0.1)
+    x, y = _batch(rng, np.float64)
+    for step in range(3):
+        optimizer.zero_grad()
+        if step == 2:
+            tracemalloc.start()
+        try:
+            criterion(y, model(x))
+            engine.backward(1.0)
+            transient = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        optimizer.step()
+        engine.zero_grad()
+    assert transient < BATCH * SIZES[1] * 8, f"the step held {transient} bytes more at once"
+
+
+@pytest.mark.parametrize("keep_gradients", [True, False])
+def test_arrays_the_caller_still_holds_are_never_written(keep_gradients):
+    """An output kept from a step (a view of one too) and a gradient taken from the buffer keep their values through
+    the next steps, which reuse the memory of everything else; dropped, that memory is written again."""
+    rng = np.random.default_rng(0)
+    engine = opreg.Autograd(keep_gradients=keep_gradients)
+    w0, b0 = rng.standard_normal((200, 300)) * 0.05, np.zeros(200)
+    w1, b1 = rng.standard_normal((10, 200)) * 0.05, np.zeros(10)
+    grads = [np.zeros_like(p) for p in (w0, b0, w1, b1)]
+
+    def step() -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        x, y = _batch(rng, np.float64)
+        for g in grads:
+            g.fill(0)
+        h = engine.apply("linear", x, w0, b0, gradients_to_update=[None, grads[0], grads[1]])
+        a = engine.apply("relu", h)
+        z = engine.apply("linear", a, w1, b1, gradients_to_update=[None, grads[2], grads[3]])
+        engine.apply("softmax_cross_entropy", z, y)
+        engine.backward(1.0)
+        gradient = engine.gradient_buffer.memory[id(a)] if keep_gradients else None
+        engine.zero_grad()
+        return h, a, gradient
+
+    step()
+    h, a, gradient = step()
+    kept = {"h": h, "a view of a": a[:, 3:7], "a's gradient": gradient}
+    copies = {name: None if x is None else x.copy() for name, x in kept.items()}
+    addresses = {_address(h), _address(a)}
+    del h, a, gradient
+    for _ in range(3):
+        again = step()
+    for name, x in kept.items():
+        assert x is None or x.tobytes() == copies[name].tobytes(), f"{name} was written by a later step"
+    if not opreg.observe.active:
+        assert _address(again[0]) not in addresses and _address(again[1]) not in addresses
+        h_address = _address(again[0])
+        del again
+        assert _address(step()[0]) == h_address  # let go of, the last step's output is written again
