@@ -109,9 +109,11 @@ def backpropagate(
             sources = record.sources
             if graph_inputs is None:
                 outs = None
+                first = len(done)  # done[first:]: the zeroed arrays this record's outs are (taken by _outs)
                 if (written or spares is not None) and record.op.backward_out is not None and not record.observers:
                     outs = _outs(record, written, done, spares)
-                needed = sources if outs is None else _write_into(record, outs, grad_output, done)
+                targets_written = done[first:]
+                needed = sources if outs is None else _write_into(record, outs, grad_output, targets_written)
                 grads_in = (
                     input_gradients(
                         record.op,
@@ -128,7 +130,7 @@ def backpropagate(
                 )
                 if outs is not None:  # the gradients written into spare arrays go on as computed ones do
                     for position, out in enumerate(outs):
-                        if out is not None and not any(out is each for each in done):
+                        if out is not None and not any(out is each for each in targets_written):
                             grads_in[position] = out
                 if capture.active:
                     capture.backward(
@@ -214,12 +216,11 @@ def _outs(
 
 
 def _write_into(
-    record: Record, outs: list[np.ndarray | None], grad_output: Any, done: list[np.ndarray]
+    record: Record, outs: list[np.ndarray | None], grad_output: Any, targets: list[np.ndarray]
 ) -> Sequence[Any] | None:
     """Write the gradients of ``record``'s inputs that ``outs`` has an array for with the op's ``backward_out``,
-    the caller's zeroed arrays (those in ``done`` after :func:`_outs`) under their locks; return what the op's
-    backward must still compute (``record.sources`` with those inputs dropped; ``None`` if nothing)."""
-    targets = [out for out in outs if out is not None and any(out is each for each in done)]
+    the caller's zeroed arrays among them (``targets``) under their locks; return what the op's backward must
+    still compute (``record.sources`` with those inputs dropped; ``None`` if nothing)."""
     locks = sorted({id(lock): lock for lock in map(array_lock, targets)}.items())  # one order: no deadlock
     for _, lock in locks:
         lock.acquire()
