@@ -192,9 +192,10 @@ def _outs(
     An op whose backward computes every gradient whatever is asked (no ``needs_grad``) either writes every gradient
     it must give or none, so that no gradient is computed twice: small ones, if it writes any, into new arrays."""
     op, targets, sources, datas = record.op, record.targets, record.sources, record.datas
+    differentiable = op.differentiable
     outs: list[np.ndarray | None] | None = None
     for position, source in enumerate(sources):
-        if source is None:
+        if source is None or not differentiable[position]:  # a label's: no gradient at all, not a spare's garbage
             continue
         target = None if targets is None else targets[position]
         x = datas[position]
@@ -209,7 +210,7 @@ def _outs(
     if outs is None or "needs_grad" in op.wants:
         return outs
     for position, source in enumerate(sources):
-        if source is not None and outs[position] is None:
+        if source is not None and outs[position] is None and differentiable[position]:
             x = datas[position]
             outs[position] = np.empty(x.shape, gradient_dtype(x))
     return outs

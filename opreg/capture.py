@@ -103,7 +103,6 @@ class Recorder:
         self.allocations: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # values out forms write
         self.escaping: set[str] = set()
         self.views: list[tuple[str, str]] = []  # (a value, a value whose memory it may view), in the order made
-        self.holders: list[list[Any]] = []  # lists the eager step keeps arrays in: see held()
         # land function (a name of its line's alone) -> its (target, gradient) pairs and zeroed arrays, by name
         self.land_calls: dict[str, tuple[list[tuple[str, str]], list[str]]] = {}
         # line -> (the names it assigns, the names whose values it may change), for lines known to change nothing
@@ -200,12 +199,6 @@ class Recorder:
     def refuse(self, why: str) -> None:
         if self.problem is None:
             self.problem = why
-
-    def release(self) -> None:
-        """Empty the lists in which the recorded (eager) run holds arrays against page faults (:func:`held`): its
-        step is replayed from now on, and a replay holds nothing."""
-        for holder in self.holders:
-            holder.clear()
 
     # --- the generated function --------------------------------------------------------------------------------
 
@@ -925,24 +918,6 @@ def _land_call(function: str, pairs: Sequence[tuple[str, str]], arrays: Sequence
     """The line that lands ``(target, gradient)`` ``pairs`` and zeroes ``arrays`` with the land ``function``."""
     landings = ", ".join(f"({target}, {grad})" for target, grad in pairs)
     return f"{function}([{landings}], ({', '.join(arrays)}{',' if len(arrays) == 1 else ''}))"
-
-
-def held(holder: list[Any]) -> None:
-    """The eager step keeps arrays in ``holder`` until its next step (the tape's landed gradients, the gradients
-    ``zero_grad`` released): freed at the end of the step, with its other arrays, that memory would be given back
-    to the kernel and faulted in again at the next (bench/README.md, "Page faults"). A replay writes into memory it
-    keeps, so it holds nothing: ``holder`` is emptied where the eager step fills it, and at its start (of what an
-    eager step left there; :meth:`Recorder.release` empties it once the recording is to be replayed). Called inside
-    replayed methods too (``zero_grad``), whose own calls are not recorded."""
-    recorder = _thread.recorder
-    if recorder is None:
-        return
-    name = recorder.names.get(id(holder))
-    if name is None:
-        name = recorder._name(holder, recorder.constant(holder))
-        recorder.preamble.append(f"{name}.clear()")
-        recorder.holders.append(holder)
-    recorder.lines.append(f"{name}.clear()")
 
 
 def leaf(lock: Callable[[Any], Any], tensor: Any, arrived: Any) -> None:

@@ -242,7 +242,6 @@ class CompiledStep:
             previous.epoch = program.epoch
             previous.verified = True
             program = previous
-            recorder.release()
         elif previous is not None:
             count, epoch = self._disagreements.get(key, (0, capture.epoch))
             count = count + 1 if epoch == capture.epoch else 1

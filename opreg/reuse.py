@@ -1,29 +1,35 @@
-"""The large arrays an eager tape step writes, kept and written again by the next steps.
+"""The large arrays an eager step writes, kept and written again by the next steps: the tape's and the Tensors'.
 
 A float64 MNIST-sized step makes and frees megabytes of arrays: activations in forward, gradients in backward.
 Left to glibc's malloc, that memory goes back to the kernel whenever more than its trim threshold is free at the
 top of the heap, or (an array as large as the largest ever freed) is mapped afresh; either way the next step
-faults it in again a page at a time. Whether that happens depended on the heap's layout: 0 faults per step in one
-process, 609 in the next with nothing changed but which modules had bytecode caches (bench/README.md, "Page
-faults"). So the tape keeps the memory itself, as a captured step does (:mod:`opreg.capture`), and nothing a
-steady step makes is large and new:
+faults it in again a page at a time. Whether that happens depended on the heap's layout and on the user's habits:
+0 faults per step in one process, 609 in the next with nothing changed but which modules had bytecode caches, and
+2,000 in a Tensor step whose loop cleared ``.grad`` with ``model.zero_grad()`` rather than the optimizer's
+(bench/README.md, "Page faults"). So each front end keeps the memory itself, as a captured step does
+(:mod:`opreg.capture`), and nothing a steady step makes is large and new:
 
-- forward: where a tape position ran the same op on inputs of the same shapes and dtypes at the last step, and its
-  output was large, the op's ``forward_out`` writes into a spare array of that output's shape and dtype;
+- forward: where a position of the step ran the same op on inputs of the same shapes and dtypes at the last step,
+  and its output was large, the op's ``forward_out`` writes into a spare array of that output's shape and dtype
+  (a position: the tape's index; for Tensors, the count of ops recorded since the last ``backward()``:
+  :class:`TensorSteps`);
 - backward: a large gradient that an op with ``backward_out`` computes (one that asks for ``needs_grad``) is
-  written into a spare array of the input's shape and gradient dtype.
+  written into a spare array of the input's shape and gradient dtype; for Tensors it may become a leaf's
+  ``.grad``, memory the next step takes again once ``.grad`` is cleared.
 
 An array is spare when nothing but :class:`Spares` holds it, which its reference count tells exactly: an output
-the caller kept (``h = model(x)``), a view of one, a gradient kept in a ``GradientBuffer`` are held, and are
-never written. Within a step that makes an array spare as soon as the pass has dropped it (a gradient can take the
-memory of the activation backward has just finished with), and across steps it keeps the memory that the next
-step writes again. Out forms give forward's and backward's values bit for bit (:mod:`opreg.outforms`), so
-results are the same as with fresh arrays.
+the caller kept (``h = model(x)``), a view of one, a gradient kept in a ``GradientBuffer`` or taken from ``.grad``
+are held, and are never written. Within a step that makes an array spare as soon as the pass has dropped it (a
+gradient can take the memory of the activation backward has just finished with), and across steps it keeps the
+memory that the next step writes again. Out forms give forward's and backward's values bit for bit
+(:mod:`opreg.outforms`), so results are the same as with fresh arrays. (The optimizers' updates make no
+parameter-sized temporaries either: :func:`opreg.optim.optimizers.in_pieces`.)
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -80,6 +86,10 @@ class Spares:
         array = np.empty(shape, dtype)
         now.append(array)
         return array
+
+    def holds(self, array: np.ndarray) -> bool:
+        """Whether ``array`` is one this step handed out (a gradient written into a spare, reaching a leaf)."""
+        return any(array is each for each in self._now.get((array.shape, array.dtype), ()))
 
     def end_step(self) -> None:
         """The step is over: what it took is kept for the next; what the last step had and this one did not take
@@ -153,3 +163,27 @@ def forward_into(
     except Exception as exc:
         raise forward_error(op, inputs, exc) from exc
     return out
+
+
+class TensorSteps(threading.local):
+    """The Tensor front end's reuse, per thread (a graph is recorded by one thread): a tape has no steps of its own
+    to number positions by, so a position is the number of ops recorded since the last ``backward()``, and a step
+    ends at each ``backward()``.
+
+    Nothing is counted until the thread has recorded a large output (``large``), so small models pay one attribute
+    read per op; from the next ``backward()`` on, ``counting`` numbers the ops. An op recorded out of step (a
+    forward pass without backward, another thread's graph) only finds the plan not matching, which costs the reuse
+    of a step, never a wrong value: :func:`forward_into` compares the op, attributes, shapes and dtypes in full."""
+
+    def __init__(self) -> None:
+        self.spares = Spares()
+        self.plan: list[Planned | None] = []
+        self.position = 0
+        self.large = False
+        self.counting = False
+
+    def backward_done(self) -> None:
+        """A ``backward()`` ended a step: positions count from 0 again, and the spares keep what this step took."""
+        self.counting = True
+        self.position = 0
+        self.spares.end_step()

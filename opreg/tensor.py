@@ -31,6 +31,7 @@ from opreg.nondifferentiable import NON_DIFFERENTIABLE
 from opreg.numpy_arguments import numpy_arguments
 from opreg.opdef import OpDef
 from opreg.registry import TABLE, numpy_op, op_table, unknown_op_error
+from opreg.reuse import REUSED_FROM, Spares, TensorSteps, forward_into, planned
 from opreg.versions import numbers
 
 
@@ -41,6 +42,9 @@ class _GradMode(threading.local):
 
 
 _grad_mode = _GradMode()
+
+#: Each thread's reuse of the memory of its steps' large arrays (:mod:`opreg.reuse`).
+_steps = TensorSteps()
 
 
 class no_grad:
@@ -896,11 +900,15 @@ def _backpropagate(
         keep: bool | set[int] = wanted or ({id(t) for t in retained} if retained else False)
         if capture.active and (wanted is not None or create_graph or retained):
             capture.refuse("it asks for gradients as values (opreg.grad, opreg.func, retain_grad or create_graph)")
+        # A large model's gradients are written into the last step's memory (opreg.reuse); not those asked for as
+        # values (opreg.grad), nor a recorded backward's (create_graph).
+        spares = _steps.spares if _steps.large and wanted is None and not (create_graph or capture.active) else None
         grads = backpropagate(
             _releasing(made, retain_graph),
             {id(root): seed},
             keep=keep,
             graph_inputs=Node.graph_inputs if create_graph else None,
+            spares=spares,
         )
     finally:
         if paused is not None:
@@ -918,8 +926,10 @@ def _backpropagate(
             if capture.active:
                 capture.leaf(object_lock, leaf, arrived)
             with object_lock(leaf):  # another thread's backward may reach the same leaf
-                leaf._grad = _leaf_gradient(leaf._grad, arrived)
+                leaf._grad = _leaf_gradient(leaf._grad, arrived, spares)
             arrived = None
+    if spares is not None:
+        _steps.backward_done()
     return {}
 
 
@@ -938,19 +948,35 @@ def _releasing(made: list[Any], retain_graph: bool) -> Iterator[tuple[Any, Node]
         yield tensor, node
 
 
-def _leaf_gradient(current: np.ndarray | None, arrived: np.ndarray) -> np.ndarray:
+def _leaf_gradient(current: np.ndarray | None, arrived: np.ndarray, spares: Spares | None = None) -> np.ndarray:
     """A leaf's ``.grad`` after ``arrived`` reaches it: an array no one else can see, as the user may change it.
 
     One gradient array may reach several leaves (add passes its gradient to both inputs), so the first arrival is
-    copied, unless nothing but this call refers to it and it is no view: PyTorch's AccumulateGrad makes the same
-    reference-count test. That spares copying every weight's gradient on every step.
+    copied, unless nothing but this call refers to it (and ``spares``, which wrote it: :mod:`opreg.reuse`) and it
+    is no view: PyTorch's AccumulateGrad makes the same reference-count test. That spares copying every weight's
+    gradient on every step. A later arrival is added in place into a ``.grad`` that nothing else refers to either
+    (the numbers of ``current + arrived``, in memory that stays the leaf's: ``zero_grad(set_to_none=False)``
+    then backward makes no new array), and out of place otherwise.
     """
+    # References: the caller's variable, this parameter and getrefcount's argument.
     if current is not None:
+        if (
+            type(current) is np.ndarray
+            and type(arrived) is np.ndarray
+            and current.base is None
+            and current.shape == arrived.shape
+            and current.flags.writeable
+            and np.result_type(current, arrived) == current.dtype
+            and sys.getrefcount(current) <= 3
+        ):
+            np.add(current, arrived, out=current)
+            return current
         summed: np.ndarray = total(current, arrived)
         return summed
-    # References: the caller's variable, this parameter and getrefcount's argument.
-    if isinstance(arrived, np.ndarray) and arrived.base is None and sys.getrefcount(arrived) <= 3:
-        return arrived
+    if isinstance(arrived, np.ndarray) and arrived.base is None:
+        references = sys.getrefcount(arrived)
+        if references <= 3 or (references == 4 and spares is not None and spares.holds(arrived)):
+            return arrived
     return arrived.copy()
 
 
@@ -1051,7 +1077,23 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
         datas = list(as_arrays(datas))
     observers = observe.current() if observe.active else ()
     result = Tensor.__new__(Tensor)  # without __init__'s conversions and checks: this is the hot path
-    data, saved = run_forward(op, datas, attributes, observers, False)  # False: one output (call_op: several)
+    data = None
+    position = -1
+    if record and _steps.counting and _grad_mode.enabled and not (observers or capture.active):
+        position = _steps.position  # a large model's: write into the last step's memory (opreg.reuse)
+        _steps.position = position + 1
+        plan = _steps.plan
+        if position < len(plan) and plan[position] is not None:
+            data = forward_into(_steps.spares, plan[position], op, datas, attributes)  # type: ignore[arg-type]
+            saved = None
+    if data is None:
+        data, saved = run_forward(op, datas, attributes, observers, False)  # False: one output (call_op: several)
+        # an op with a forward_out has one output, an array
+        if op.forward_out is not None and record and data.nbytes >= REUSED_FROM and not capture.active:
+            if position >= 0:
+                planned(_steps.plan, position, op, datas, attributes, data)
+            elif _grad_mode.enabled and not observers:
+                _steps.large = True  # positions are counted from the next backward() on
     if capture.active:
         capture.forward(op, args, datas, attributes, data, saved)
     result._data = data

@@ -786,3 +786,52 @@ def test_plain_sgd_updates_by_numpys_own_product_with_the_python_float(dtype):
     SGD(params, lr=0.0123).step()
     for p, want in zip(params, expected, strict=True):
         assert p.data.dtype == want.dtype and p.data.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "settings"),
+    [
+        (SGD, {"momentum": 0.9, "weight_decay": 0.01}),
+        (SGD, {"momentum": 0.9, "nesterov": True, "maximize": True}),
+        (Adam, {"weight_decay": 0.01}),
+        (Adam, {"amsgrad": True, "maximize": True}),
+        (AdamW, {}),
+        (RMSprop, {"momentum": 0.5, "centered": True, "weight_decay": 0.01}),
+        (RMSprop, {}),
+        (Adagrad, {"lr_decay": 0.1, "weight_decay": 0.01}),
+    ],
+)
+def test_every_update_of_a_large_parameter_is_made_in_pieces_with_the_same_bits(optimizer, settings, monkeypatch):
+    """Every optimizer updates a large parameter a piece at a time: the bits of the update made whole, over steps
+    (state buffers included), with temporaries of a piece rather than of the parameter. Whole, Adam's made four
+    parameter-sized arrays per step, memory malloc gave back and faulted in again at every step."""
+    import tracemalloc
+
+    from opreg.optim import optimizers
+
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((3 * optimizers.PIECE // 8 + 1, 8)).astype(np.float32)  # 3 pieces and a part
+    grads = [rng.standard_normal(data.shape).astype(np.float32) for _ in range(3)]
+
+    def run(piece: int) -> tuple[bytes, int]:
+        monkeypatch.setattr(optimizers, "PIECE", piece)
+        p = opreg.Tensor(data.copy(), requires_grad=True)
+        stepper = optimizer([p], lr=0.01, **settings)
+        peak = 0
+        for step, grad in enumerate(grads):
+            p.grad = grad.copy()
+            tracemalloc.start()
+            try:
+                stepper.step()
+                if step:  # the first step's state buffers are made whole: not counted
+                    peak = max(peak, tracemalloc.get_traced_memory()[1])
+            finally:
+                tracemalloc.stop()
+        return p.data.tobytes(), peak
+
+    piece = optimizers.PIECE
+    whole, whole_peak = run(1 << 62)
+    pieces, peak = run(piece)
+    assert pieces == whole
+    assert peak <= 4 * piece * data.itemsize + 65536  # a few temporaries of a piece (RMSprop centered: four)
+    assert 2 * peak < whole_peak

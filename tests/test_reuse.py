@@ -1,8 +1,9 @@
-"""An eager tape step writes its large arrays into the memory of the last step's (opreg.reuse): the same numbers as
-fresh arrays, no large allocation once steady, and never an array the caller still holds."""
+"""An eager step, tape or Tensors, writes its large arrays into the memory of the last step's (opreg.reuse): the same
+numbers as fresh arrays, no large allocation once steady, and never an array the caller still holds."""
 
 from __future__ import annotations
 
+import itertools
 import tracemalloc
 
 import numpy as np
@@ -12,7 +13,7 @@ from test_zero_on_landing import finish_like_tensors
 import opreg
 from opreg.nn import MLP, Identity, SoftmaxCrossEntropy
 from opreg.optim import SGD
-from opreg.reuse import REUSED_FROM
+from opreg.reuse import REUSED_FROM, TensorSteps
 
 SIZES = [300, 200, 10]
 BATCH = 512  # the first layer's output, its ReLU's and their gradients: 400 KB in float32, so each is reused
@@ -32,8 +33,8 @@ def _address(x: np.ndarray) -> int:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_steps_give_the_tensor_front_ends_bits_in_reused_memory(dtype, keep_gradients, zero_grad):
     """Tape and Tensor models from the same weights take steps on batches of two sizes: every gradient and weight
-    has the same bits after every step (the Tensor front end makes fresh arrays), and at a second step in a row of
-    one size, the tape's first layer writes its output where it wrote it at the first."""
+    has the same bits after every step (both reuse memory: the Tensor front end's own test is below), and at a
+    second step in a row of one size, the tape's first layer writes its output where it wrote it at the first."""
     assert BATCH * SIZES[1] * np.dtype(dtype).itemsize >= REUSED_FROM
     rng = np.random.default_rng(0)
     engine = opreg.Autograd(keep_gradients=keep_gradients)
@@ -119,3 +120,103 @@ def test_arrays_the_caller_still_holds_are_never_written(keep_gradients):
         h_address = _address(again[0])
         del again
         assert _address(step()[0]) == h_address  # let go of, the last step's output is written again
+
+
+# --- the Tensor front end ---------------------------------------------------------------------------------------
+
+
+def _tensor_steps(dtype: type, habit: str, reuse: bool, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Steps of a Tensor MLP on batches of two sizes, clearing gradients by ``habit``; the bytes of every gradient
+    and weight after each step, and whether the first layer wrote its output where it did a step before. With
+    ``reuse`` off (a threshold no array reaches, in a thread state of its own) every array is new."""
+    with monkeypatch.context() as patch:
+        patch.setattr(opreg.tensor, "_steps", TensorSteps())
+        if not reuse:
+            patch.setattr(opreg.tensor, "REUSED_FROM", 1 << 62)
+        rng = np.random.default_rng(0)
+        model = MLP(SIZES, None, output_activation=Identity, rng=np.random.default_rng(1), dtype=dtype)
+        optimizer = SGD(model.parameters(), lr=0.1)
+        criterion = SoftmaxCrossEntropy(None)
+        results: list[bytes] = []
+        addresses = []
+        for batch in [BATCH] * 4 + [400] * 2 + [BATCH] * 3:
+            x, y = _batch(rng, dtype, batch)
+            if habit == "module":
+                model.zero_grad()
+            else:
+                optimizer.zero_grad(set_to_none=habit != "zeros")
+            hidden = model.layers[0](opreg.Tensor(x))
+            addresses.append(_address(hidden.data))
+            for layer in model.layers[1:]:
+                hidden = layer(hidden)
+            criterion(y, hidden).backward()
+            del hidden
+            results += [p.grad.tobytes() for p in model.parameters()]
+            optimizer.step()
+            results += [p.data.tobytes() for p in model.parameters()]
+        # The first step that makes a large array starts the counting of positions, the second plans them, the
+        # third takes spare memory and the fourth the same; after a change of size, the second and third do.
+        reused = addresses[2] == addresses[3] and addresses[-2] == addresses[-1]
+        return [*results, str(reused).encode()]
+
+
+@pytest.mark.parametrize("habit", ["optimizer", "module", "zeros"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tensor_steps_in_reused_memory_give_fresh_arrays_bits(dtype, habit, monkeypatch):
+    """A Tensor model's steps write their large arrays (outputs, gradients, ``.grad``) into the last step's memory:
+    every gradient and weight has the bits of steps that make every array new, over batches of two sizes and
+    whichever way the gradients are cleared, and the memory was reused."""
+    reused = _tensor_steps(dtype, habit, True, monkeypatch)
+    fresh = _tensor_steps(dtype, habit, False, monkeypatch)
+    assert reused[:-1] == fresh[:-1]
+    assert fresh[-1] == b"False"
+    if not opreg.observe.active:  # checking mode runs every op as defined, into fresh arrays
+        assert reused[-1] == b"True"
+
+
+@pytest.mark.parametrize("front_end", ["tape", "tensor"])
+def test_a_large_input_that_is_not_differentiable_gets_no_gradient(front_end):
+    """softmax_cross_entropy's labels take no gradient. Large, they must not be given a spare array (whose values
+    are the last step's leftovers) as their gradient, which would flow on into whatever computed them: here
+    ``scale``, whose gradient must stay 0."""
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((512, 128))  # 512 KB
+    labels = np.eye(128)[rng.integers(0, 128, 512)]
+    engine = opreg.Autograd() if front_end == "tape" else None
+    for _ in range(3):  # from the second step on, spare arrays hold the last step's values
+        if engine is not None:
+            d_scale, d_logits = np.zeros(1), np.zeros_like(logits)
+            y = engine.apply("mul", labels, np.ones(1), gradients_to_update=[None, d_scale])
+            engine.apply(
+                "softmax_cross_entropy", engine.apply("add", logits, 0.0, gradients_to_update=[d_logits, None]), y
+            )
+            engine.backward(1.0)
+            engine.zero_grad()
+            assert d_scale[0] == 0.0 and d_logits.any()
+        else:
+            scale = opreg.Tensor(np.ones(1), requires_grad=True)
+            x = opreg.Tensor(logits, requires_grad=True)
+            opreg.tensor.apply("softmax_cross_entropy", x + 0.0, opreg.Tensor(labels) * scale).backward()
+            assert scale.grad is None or scale.grad[0] == 0.0
+            assert x.grad.any()
+
+
+def test_a_tensor_gradient_the_caller_holds_keeps_its_values():
+    """A ``.grad`` the caller took is never written by later steps: not reused as a spare once ``.grad`` is
+    cleared, and not added into in place when backward accumulates (a new array then)."""
+    rng = np.random.default_rng(2)
+    model = MLP(SIZES, None, output_activation=Identity, rng=np.random.default_rng(1))
+    optimizer = SGD(model.parameters(), lr=0.1)
+    criterion = SoftmaxCrossEntropy(None)
+    kept = []
+    for step in range(4):
+        x, y = _batch(rng, np.float64)
+        if step % 2 == 0:
+            model.zero_grad()  # accumulates over odd steps
+        criterion(y, model(opreg.Tensor(x))).backward()
+        grad = model.layers[0].W.grad
+        kept.append((grad, grad.copy()))
+        optimizer.step()
+    for grad, values in kept:
+        assert grad.tobytes() == values.tobytes()
+    assert not any(a is b for (a, _), (b, _) in itertools.pairwise(kept))

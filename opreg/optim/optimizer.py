@@ -64,7 +64,6 @@ class Optimizer:
         self.state: dict[Parameter, dict[str, Any]] = {}
         self.param_groups: list[dict[str, Any]] = []
         self._stepped = False  # for the schedulers' warning when they step before the optimizer
-        self._released: list[np.ndarray] = []  # the gradients zero_grad set to None, until step: see zero_grad
         groups = list(params)
         if not groups:
             raise ValueError(EMPTY.format(type(self).__name__))
@@ -157,21 +156,13 @@ class Optimizer:
         """Forget the gradients: a Tensor's ``.grad`` becomes ``None`` (zeros with ``set_to_none=False``), as in
         torch. A tape parameter's gradient (``dW``) is filled with zeros in place either way: the engine writes
         into that very array, so it cannot be ``None``. A gradient that cannot be written (a read-only or broadcast
-        array a user assigned) is replaced by a new array of zeros, a Tensor's ``.grad`` or the module's attribute.
-
-        The arrays set to ``None`` are kept until the next :meth:`step`, when backward has given the new ones:
-        freed now, they would be memory at the top of the heap that glibc's malloc returns to the kernel along
-        with the step's other arrays, to be faulted in again a page at a time at every step (bench/README.md,
-        "Page faults"); kept, they hold that memory until the new gradients have taken memory of their own."""
-        released = self._released
-        released.clear()
+        array a user assigned) is replaced by a new array of zeros, a Tensor's ``.grad`` or the module's attribute."""
         for group in self.param_groups:
             for p in group["params"]:
                 grad = p.grad
                 if grad is None:
                     continue
                 if isinstance(p, Tensor) and set_to_none:
-                    released.append(grad)
                     p.grad = None
                 elif grad.flags.writeable:
                     grad.fill(0)
@@ -179,8 +170,6 @@ class Optimizer:
                     p.grad = np.zeros_like(grad)
                 else:  # a BoundParameter reads its module's attribute, and has no setter
                     setattr(p.module, p.grad_name, np.zeros_like(grad))
-        if capture.active:
-            capture.held(released)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         raise NotImplementedError

@@ -21,27 +21,40 @@ from opreg import capture
 from opreg.optim.optimizer import Optimizer
 from opreg.versions import edited
 
-#: Elements per piece of an update made a piece at a time (:func:`_subtract_scaled`): 256 KiB of float32.
+#: Elements per piece of an update made a piece at a time (:func:`in_pieces`): 256 KiB of float32.
 PIECE = 1 << 16
 
 
-def _subtract_scaled(data: np.ndarray, scale: Any, grad: np.ndarray | np.generic) -> None:
-    """``data -= scale * grad``, a piece of :data:`PIECE` elements at a time where both are C-contiguous arrays of
-    one shape that share no memory. The same numbers (each element is the same product, then the same difference),
-    but a temporary of one piece rather than of the whole parameter: that one comes on top of everything a step
-    holds at its end (the weights, their gradients, a compiled step's kept memory), adding the largest
-    parameter's size to the step's peak. The pieces take no longer: their temporary stays in cache."""
-    if (
-        data.size <= PIECE
-        or data.shape != grad.shape
-        or not (data.flags.c_contiguous and grad.flags.c_contiguous)
-        or np.may_share_memory(data, grad)
-    ):
-        data -= scale * grad
+def in_pieces(update: Callable[..., None], *arrays: np.ndarray) -> None:
+    """``update(*arrays)``, an elementwise update in place, made a piece of :data:`PIECE` elements at a time where
+    the arrays are C-contiguous arrays of one shape that share no memory. The same numbers (each element's
+    arithmetic is its own), but the update's temporaries are of one piece rather than of the whole parameter:
+    made whole, they would add the largest parameter's size (a few of them, for Adam) to the step's peak on top of
+    everything it holds at its end, and as memory malloc takes and gives back at every step they would be faulted
+    in again a page at a time at every step (bench/README.md, "Page faults"). The pieces take no longer: their
+    temporaries stay in cache."""
+    first = arrays[0]
+    if first.size <= PIECE or not _pieceable(arrays):
+        update(*arrays)
         return
-    flat_data, flat_grad = data.reshape(-1), grad.reshape(-1)
-    for start in range(0, data.size, PIECE):
-        flat_data[start : start + PIECE] -= scale * flat_grad[start : start + PIECE]
+    flats = [array.reshape(-1) for array in arrays]
+    for start in range(0, first.size, PIECE):
+        update(*[flat[start : start + PIECE] for flat in flats])
+
+
+def _pieceable(arrays: tuple[np.ndarray, ...]) -> bool:
+    shape = arrays[0].shape
+    for i, array in enumerate(arrays):
+        if type(array) is not np.ndarray or array.shape != shape or not array.flags.c_contiguous:
+            return False
+        if any(np.may_share_memory(array, other) for other in arrays[:i]):
+            return False
+    return True
+
+
+def _subtract_scaled(data: np.ndarray, scale: Any, grad: np.ndarray | np.generic) -> None:
+    """``data -= scale * grad``, in pieces (:func:`in_pieces`)."""
+    in_pieces(lambda d, g: np.subtract(d, scale * g, out=d), data, grad)  # type: ignore[arg-type]
 
 
 def _check_betas(name: str, betas: Any) -> None:
@@ -76,7 +89,6 @@ class _Stepping(Optimizer):
         when given, and its value returned, as torch's."""
         loss = closure() if closure is not None else None
         self._stepped = True
-        self._released.clear()  # backward has given the new gradients: see zero_grad
         updated: list[np.ndarray] = []
         try:
             for group in self.param_groups:
@@ -150,19 +162,28 @@ class SGD(_Stepping):
                         _subtract_scaled(data, scale, grad)
             return
         for data, grad, state in self._with_gradients(group, updated):
-            if maximize:
-                grad = -grad
-            if weight_decay:
-                grad = grad + weight_decay * data
-            if momentum:
-                buffer = state.get("momentum_buffer")
-                if buffer is None:
-                    buffer = state["momentum_buffer"] = np.array(grad, copy=True)
-                else:
-                    buffer *= momentum
-                    buffer += (1 - dampening) * grad
-                grad = grad + momentum * buffer if nesterov else buffer
-            _subtract_scaled(data, lr, grad)
+            buffer = state.get("momentum_buffer") if momentum else None
+            first = bool(momentum) and buffer is None
+            if first:  # the first step's buffer is the gradient itself (with weight decay, maximize)
+                dtype = np.result_type(grad, data) if weight_decay else grad.dtype
+                buffer = state["momentum_buffer"] = np.empty(np.shape(grad), dtype)
+
+            def update(data: np.ndarray, grad: Any, *buffers: np.ndarray, first: bool = first) -> None:
+                if maximize:
+                    grad = -grad
+                if weight_decay:
+                    grad = grad + weight_decay * data
+                if buffers:
+                    (buffer,) = buffers
+                    if first:
+                        np.copyto(buffer, grad)
+                    else:
+                        buffer *= momentum
+                        buffer += (1 - dampening) * grad
+                    grad = grad + momentum * buffer if nesterov else buffer
+                data -= lr * grad
+
+            in_pieces(update, data, grad, *(() if buffer is None else (buffer,)))
 
 
 class Adam(_Stepping):
@@ -204,34 +225,48 @@ class Adam(_Stepping):
         weight_decay, amsgrad, maximize = group["weight_decay"], group["amsgrad"], group["maximize"]
         decoupled = group["decoupled_weight_decay"]
         for data, grad, state in self._with_gradients(group, updated):
-            if maximize:
-                grad = -grad
             if not state:
                 state.update(step=0, exp_avg=np.zeros_like(data), exp_avg_sq=np.zeros_like(data))
                 if amsgrad:
                     state["max_exp_avg_sq"] = np.zeros_like(data)
             state["step"] += 1
-            if weight_decay:
-                if decoupled:
-                    data *= 1 - lr * weight_decay
-                else:
-                    grad = grad + weight_decay * data
-            exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-            exp_avg *= beta1
-            exp_avg += (1 - beta1) * grad
-            exp_avg_sq *= beta2
-            exp_avg_sq += (1 - beta2) * grad * grad
             bias_correction1 = 1 - beta1 ** state["step"]
-            bias_correction2 = 1 - beta2 ** state["step"]
+            root2 = math.sqrt(1 - beta2 ** state["step"])
+            arrays = [data, grad, state["exp_avg"], state["exp_avg_sq"]]
             if amsgrad:
-                second = state.get("max_exp_avg_sq")
-                if second is None:  # amsgrad switched on after steps without it: torch starts it from zero too
-                    second = state["max_exp_avg_sq"] = np.zeros_like(data)
-                np.maximum(second, exp_avg_sq, out=second)
-            else:
+                most = state.get("max_exp_avg_sq")
+                if most is None:  # amsgrad switched on after steps without it: torch starts it from zero too
+                    most = state["max_exp_avg_sq"] = np.zeros_like(data)
+                arrays.append(most)
+
+            def update(
+                data: np.ndarray,
+                grad: Any,
+                exp_avg: np.ndarray,
+                exp_avg_sq: np.ndarray,
+                *most: np.ndarray,
+                root2: float = root2,
+                bias_correction1: float = bias_correction1,
+            ) -> None:
+                if maximize:
+                    grad = -grad
+                if weight_decay:
+                    if decoupled:
+                        data *= 1 - lr * weight_decay
+                    else:
+                        grad = grad + weight_decay * data
+                exp_avg *= beta1
+                exp_avg += (1 - beta1) * grad
+                exp_avg_sq *= beta2
+                exp_avg_sq += (1 - beta2) * grad * grad
                 second = exp_avg_sq
-            denominator = np.sqrt(second) / math.sqrt(bias_correction2) + eps
-            data -= (lr / bias_correction1) * exp_avg / denominator
+                if most:  # amsgrad: the largest second moment seen so far
+                    (second,) = most
+                    np.maximum(second, exp_avg_sq, out=second)
+                denominator = np.sqrt(second) / root2 + eps
+                data -= (lr / bias_correction1) * exp_avg / denominator
+
+            in_pieces(update, *arrays)
 
 
 class AdamW(Adam):
@@ -296,8 +331,6 @@ class RMSprop(_Stepping):
         lr, alpha, eps, momentum = group["lr"], group["alpha"], group["eps"], group["momentum"]
         weight_decay, centered, maximize = group["weight_decay"], group["centered"], group["maximize"]
         for data, grad, state in self._with_gradients(group, updated):
-            if maximize:
-                grad = -grad
             if not state:
                 state.update(step=0, square_avg=np.zeros_like(data))
                 if momentum > 0:
@@ -305,26 +338,37 @@ class RMSprop(_Stepping):
                 if centered:
                     state["grad_avg"] = np.zeros_like(data)
             state["step"] += 1
-            if weight_decay:
-                grad = grad + weight_decay * data
-            square_avg = state["square_avg"]
-            square_avg *= alpha
-            square_avg += (1 - alpha) * grad * grad
+            arrays = [data, grad, state["square_avg"]]
             if centered:
-                grad_avg = state.setdefault("grad_avg", np.zeros_like(data))
-                grad_avg *= alpha
-                grad_avg += (1 - alpha) * grad
-                average = np.sqrt(square_avg - grad_avg * grad_avg)
-            else:
-                average = np.sqrt(square_avg)
-            average += eps
+                arrays.append(state.setdefault("grad_avg", np.zeros_like(data)))
             if momentum > 0:
-                buffer = state.setdefault("momentum_buffer", np.zeros_like(data))
-                buffer *= momentum
-                buffer += grad / average
-                data -= lr * buffer
-            else:
-                data -= lr * grad / average
+                arrays.append(state.setdefault("momentum_buffer", np.zeros_like(data)))
+
+            def update(data: np.ndarray, grad: Any, square_avg: np.ndarray, *more: np.ndarray) -> None:
+                # more: grad_avg if centered, then the momentum buffer if momentum
+                if maximize:
+                    grad = -grad
+                if weight_decay:
+                    grad = grad + weight_decay * data
+                square_avg *= alpha
+                square_avg += (1 - alpha) * grad * grad
+                if centered:
+                    grad_avg = more[0]
+                    grad_avg *= alpha
+                    grad_avg += (1 - alpha) * grad
+                    average = np.sqrt(square_avg - grad_avg * grad_avg)
+                else:
+                    average = np.sqrt(square_avg)
+                average += eps
+                if momentum > 0:
+                    buffer = more[-1]
+                    buffer *= momentum
+                    buffer += grad / average
+                    data -= lr * buffer
+                else:
+                    data -= lr * grad / average
+
+            in_pieces(update, *arrays)
 
 
 class Adagrad(_Stepping):
@@ -372,14 +416,17 @@ class Adagrad(_Stepping):
         lr, lr_decay, eps = group["lr"], group["lr_decay"], group["eps"]
         weight_decay, maximize = group["weight_decay"], group["maximize"]
         for data, grad, state in self._with_gradients(group, updated):
-            if maximize:
-                grad = -grad
             if not state:  # a state dict loaded without this parameter's entry
                 state.update(step=0, sum=np.full_like(data, group["initial_accumulator_value"]))
             state["step"] += 1
-            if weight_decay:
-                grad = grad + weight_decay * data
             clr = lr / (1 + (state["step"] - 1) * lr_decay)
-            total = state["sum"]
-            total += grad * grad
-            data -= clr * grad / (np.sqrt(total) + eps)
+
+            def update(data: np.ndarray, grad: Any, total: np.ndarray, clr: float = clr) -> None:
+                if maximize:
+                    grad = -grad
+                if weight_decay:
+                    grad = grad + weight_decay * data
+                total += grad * grad
+                data -= clr * grad / (np.sqrt(total) + eps)
+
+            in_pieces(update, data, grad, state["sum"])
