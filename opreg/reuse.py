@@ -44,6 +44,10 @@ REUSED_FROM = 1 << 18
 
 Key = tuple[tuple[int, ...], np.dtype]
 
+#: Positions of a Tensor step that are planned: forward passes recorded again and again without a ``backward()``
+#: (a loop evaluating with gradients on) count on past any step, and must not grow the plan with them.
+PLANNED_OPS = 1 << 16
+
 
 def _references(arrays: list[np.ndarray], i: int) -> int:
     return sys.getrefcount(arrays[i])

@@ -31,7 +31,7 @@ from opreg.nondifferentiable import NON_DIFFERENTIABLE
 from opreg.numpy_arguments import numpy_arguments
 from opreg.opdef import OpDef
 from opreg.registry import TABLE, numpy_op, op_table, unknown_op_error
-from opreg.reuse import REUSED_FROM, Spares, TensorSteps, forward_into, planned
+from opreg.reuse import PLANNED_OPS, REUSED_FROM, Spares, TensorSteps, forward_into, planned
 from opreg.versions import numbers
 
 
@@ -1090,10 +1090,11 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
         data, saved = run_forward(op, datas, attributes, observers, False)  # False: one output (call_op: several)
         # an op with a forward_out has one output, an array
         if op.forward_out is not None and record and data.nbytes >= REUSED_FROM and not capture.active:
-            if position >= 0:
+            if position < 0:
+                if _grad_mode.enabled and not observers:
+                    _steps.large = True  # positions are counted from the next backward() on
+            elif position < PLANNED_OPS:
                 planned(_steps.plan, position, op, datas, attributes, data)
-            elif _grad_mode.enabled and not observers:
-                _steps.large = True  # positions are counted from the next backward() on
     if capture.active:
         capture.forward(op, args, datas, attributes, data, saved)
     result._data = data

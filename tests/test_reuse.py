@@ -220,3 +220,22 @@ def test_a_tensor_gradient_the_caller_holds_keeps_its_values():
     for grad, values in kept:
         assert grad.tobytes() == values.tobytes()
     assert not any(a is b for (a, _), (b, _) in itertools.pairwise(kept))
+
+
+def test_forward_passes_without_backward_do_not_grow_the_plan(monkeypatch):
+    """Positions count on while a loop records forward passes without ``backward()`` (evaluating with gradients
+    on): the plan stays within its bound, and the next step after a backward() is planned from position 0."""
+    monkeypatch.setattr(opreg.tensor, "_steps", TensorSteps())
+    monkeypatch.setattr(opreg.tensor, "PLANNED_OPS", 8)
+    rng = np.random.default_rng(3)
+    model = MLP(SIZES, None, output_activation=Identity, rng=np.random.default_rng(1))
+    criterion = SoftmaxCrossEntropy(None)
+    x, y = _batch(rng, np.float64)
+    for _ in range(2):  # the first makes a large array, the second counts from position 0
+        criterion(y, model(opreg.Tensor(x))).backward()
+    for _ in range(20):
+        criterion(y, model(opreg.Tensor(x)))
+    steps = opreg.tensor._steps
+    assert steps.position > 8 and len(steps.plan) <= 8
+    criterion(y, model(opreg.Tensor(x))).backward()
+    assert steps.position == 0 and steps.plan[0] is not None
