@@ -94,11 +94,16 @@ def _take_turns(
     numbers = {name: calibrate(fn, batch_seconds, warmup_seconds) for name, fn in candidates.items()}
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     faults = dict.fromkeys(candidates, 0)
+    names = list(candidates)
     gc.collect()
     gc.freeze()
     try:
-        for _ in range(repetitions):
-            for name, fn in candidates.items():
+        for repetition in range(repetitions):
+            # The order turns by one each repetition, so that each candidate follows each other one equally often:
+            # what ran just before (its memory, the caches it left) moved an MNIST step by several percent.
+            turn = repetition % len(names)
+            for name in names[turn:] + names[:turn]:
+                fn = candidates[name]
                 seconds, batch_faults = time_batch(fn, numbers[name])
                 samples[name].append(seconds)
                 faults[name] += batch_faults
