@@ -174,10 +174,12 @@ class TensorSteps(threading.local):
     to number positions by, so a position is the number of ops recorded since the last ``backward()``, and a step
     ends at each ``backward()``.
 
-    Nothing is counted until the thread has recorded a large output (``large``), so small models pay one attribute
-    read per op; from the next ``backward()`` on, ``counting`` numbers the ops. An op recorded out of step (a
-    forward pass without backward, another thread's graph) only finds the plan not matching, which costs the reuse
-    of a step, never a wrong value: :func:`forward_into` compares the op, attributes, shapes and dtypes in full."""
+    ``large`` says that the step being recorded has made a large array. Its ``backward()`` then writes large
+    gradients into spares, and positions are counted from there on (``counting``). A step that makes none stops
+    the counting: small graphs pay one attribute read per op, even in a thread that trained a large model before.
+    An op recorded out of step (a forward pass without backward, another graph) only finds the plan not matching,
+    which costs the reuse of a step, never a wrong value: :func:`forward_into` compares the op, attributes, shapes
+    and dtypes in full."""
 
     def __init__(self) -> None:
         self.spares = Spares()
@@ -186,8 +188,11 @@ class TensorSteps(threading.local):
         self.large = False
         self.counting = False
 
-    def backward_done(self) -> None:
-        """A ``backward()`` ended a step: positions count from 0 again, and the spares keep what this step took."""
-        self.counting = True
+    def backward_done(self, reused: bool) -> None:
+        """A ``backward()`` ended a step, which ``reused`` memory if it made a large array: positions count from 0
+        again, or not at all after a step without a large array; the spares keep what a reusing step took."""
+        self.counting = reused
         self.position = 0
-        self.spares.end_step()
+        if reused:
+            self.spares.end_step()
+        self.large = False

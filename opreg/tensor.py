@@ -902,7 +902,8 @@ def _backpropagate(
             capture.refuse("it asks for gradients as values (opreg.grad, opreg.func, retain_grad or create_graph)")
         # A large model's gradients are written into the last step's memory (opreg.reuse); not those asked for as
         # values (opreg.grad), nor a recorded backward's (create_graph).
-        spares = _steps.spares if _steps.large and wanted is None and not (create_graph or capture.active) else None
+        reusing = _steps.large and wanted is None and not (create_graph or capture.active)
+        spares = _steps.spares if reusing else None
         grads = backpropagate(
             _releasing(made, retain_graph),
             {id(root): seed},
@@ -914,6 +915,7 @@ def _backpropagate(
         if paused is not None:
             gcpause.resume(paused)
     if wanted is not None:
+        _steps.backward_done(False)
         return {key: grads[key] for key in wanted if key in grads}
     for tensor in retained:  # retain_grad(): a non-leaf's gradient, kept as a leaf's is
         arrived = grads.pop(id(tensor), None)
@@ -928,8 +930,7 @@ def _backpropagate(
             with object_lock(leaf):  # another thread's backward may reach the same leaf
                 leaf._grad = _leaf_gradient(leaf._grad, arrived, spares)
             arrived = None
-    if spares is not None:
-        _steps.backward_done()
+    _steps.backward_done(reusing)
     return {}
 
 
@@ -1086,14 +1087,19 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
         if position < len(plan) and plan[position] is not None:
             data = forward_into(_steps.spares, plan[position], op, datas, attributes)  # type: ignore[arg-type]
             saved = None
+            _steps.large = data is not None or _steps.large
     if data is None:
         data, saved = run_forward(op, datas, attributes, observers, False)  # False: one output (call_op: several)
         # an op with a forward_out has one output, an array
-        if op.forward_out is not None and record and data.nbytes >= REUSED_FROM and not capture.active:
-            if position < 0:
-                if _grad_mode.enabled and not observers:
-                    _steps.large = True  # positions are counted from the next backward() on
-            elif position < PLANNED_OPS:
+        if (
+            op.forward_out is not None
+            and record
+            and data.nbytes >= REUSED_FROM
+            and _grad_mode.enabled
+            and not (observers or capture.active)
+        ):
+            _steps.large = True  # this step's backward reuses memory, and positions count from it on
+            if 0 <= position < PLANNED_OPS:
                 planned(_steps.plan, position, op, datas, attributes, data)
     if capture.active:
         capture.forward(op, args, datas, attributes, data, saved)

@@ -240,3 +240,24 @@ def test_forward_passes_without_backward_do_not_grow_the_plan(monkeypatch):
     assert steps.position > 8 and len(steps.plan) <= 8
     criterion(y, model(opreg.Tensor(x))).backward()
     assert steps.position == 0 and steps.plan[0] is not None
+
+
+@pytest.mark.skipif("opreg.observe.active", reason="checking mode runs every op as defined: nothing is planned")
+def test_a_small_graph_after_a_large_model_pays_for_no_reuse(monkeypatch):
+    """A thread that trained a large model stops counting positions and giving spares at the first backward() of a
+    step that made no large array: small graphs after it cost what they cost before (bench/ times tiny steps in a
+    process that has run an MNIST-sized one)."""
+    monkeypatch.setattr(opreg.tensor, "_steps", TensorSteps())
+    steps = opreg.tensor._steps
+    rng = np.random.default_rng(4)
+    large = MLP(SIZES, None, output_activation=Identity, rng=np.random.default_rng(1))
+    criterion = SoftmaxCrossEntropy(None)
+    x, y = _batch(rng, np.float64)
+    for _ in range(2):
+        criterion(y, large(opreg.Tensor(x))).backward()
+    assert steps.counting
+    small = MLP([3, 4, 2], None, output_activation=Identity, rng=np.random.default_rng(1))
+    criterion(np.eye(2)[[0, 1]], small(opreg.Tensor(np.ones((2, 3))))).backward()
+    assert not steps.counting and not steps.large
+    criterion(y, large(opreg.Tensor(x))).backward()  # a large step again: counting from its backward on
+    assert steps.counting
