@@ -31,12 +31,13 @@ SCRIPT = """
 import resource, sys
 import numpy as np
 import opreg
-from opreg.nn import MLP, Identity, SoftmaxCrossEntropy
+from opreg.nn import CNN, MLP, Identity, SoftmaxCrossEntropy
 from opreg.optim import SGD, Adam
 
 style, numpy_first, steps, habit = sys.argv[1], sys.argv[2] == "numpy-first", int(sys.argv[3]), sys.argv[4]
+cnn = sys.argv[5] == "cnn"
 rng = np.random.default_rng(0)
-sizes, batch = [784, 512, 256, 10], 256
+sizes, batch = [784, 512, 256, 10], 64 if cnn else 256
 x = rng.standard_normal((batch, sizes[0]))
 y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], batch)]
 
@@ -57,7 +58,10 @@ if numpy_first:  # one step of the hand-written NumPy MLP, as bench/numpy_refere
     del weights, inputs, grads, dz, z
 
 engine = opreg.Autograd(keep_gradients=False) if style.startswith("tape") else None
-model = MLP(sizes, engine, output_activation=Identity, rng=rng)
+if cnn:  # MNIST-sized images, 28x28
+    model = CNN(784, 10, autograd_engine=engine, rng=rng)
+else:
+    model = MLP(sizes, engine, output_activation=Identity, rng=rng)
 criterion = SoftmaxCrossEntropy(engine)
 optimizer = (Adam if habit == "adam" else SGD)(model.parameters(), lr=0.01)
 parameters = list(model.parameters())
@@ -107,6 +111,14 @@ CASES = [
     ("tape-compiled", "fresh", "adam"),
 ]
 
+#: The CNN (``opreg train --model cnn``) on 28x28 images, batch 64: its convolutions have no out forms and make
+#: their columns (im2col) and padded copies anew at every call, megabytes each, so its steps still fault (about
+#: 2,300 per step on Tensors, 6,300 compiled). Known, and left for the convolutions' own out forms.
+CNN_CASES = [("tensor", "fresh", "optimizer"), ("tensor-compiled", "fresh", "optimizer")]
+CNN_FAULTS = pytest.mark.xfail(
+    strict=True, reason="convolutions make their large temporaries anew at every call (no out forms yet)"
+)
+
 #: How modules are imported: from source (this suite's CI sets PYTHONDONTWRITEBYTECODE), or from bytecode caches
 #: (as most users' installs do). That alone moved the eager tape step from 0 faults per step to 609, once: what
 #: was on malloc's heap decided, until the tape kept its arrays itself (opreg.reuse).
@@ -114,7 +126,7 @@ IMPORTS = ("source", "cached")
 
 
 @pytest.fixture(scope="module")
-def faults_per_step(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str, str], float]:
+def faults_per_step(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str, str, str], float]:
     """Each case's faults per step, the processes run side by side (each is mostly importing opreg)."""
     # The normal path, whatever mode the suite runs in: checking mode keeps copies that change what is allocated.
     environment = {k: v for k, v in os.environ.items() if k not in ("OPREG_CHECK", "PYTHONDONTWRITEBYTECODE")}
@@ -123,21 +135,22 @@ def faults_per_step(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str,
         "cached": {**environment, "PYTHONPYCACHEPREFIX": str(tmp_path_factory.mktemp("pycache"))},
     }
     warm_up = subprocess.run(  # writes the caches of every module the script imports
-        [sys.executable, "-c", SCRIPT, "tape", "fresh", "1", "optimizer"],
+        [sys.executable, "-c", SCRIPT, "tape", "fresh", "1", "optimizer", "mlp"],
         capture_output=True,
         text=True,
         env=environments["cached"],
     )
     assert warm_up.returncode == 0, warm_up.stderr
     processes = {
-        (*case, imports): subprocess.Popen(
-            [sys.executable, "-c", SCRIPT, case[0], case[1], str(STEPS), case[2]],
+        (*case, model, imports): subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, case[0], case[1], str(STEPS), case[2], model],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=environments[imports],
         )
-        for case in CASES
+        for model, cases in (("mlp", CASES), ("cnn", CNN_CASES))
+        for case in cases
         for imports in IMPORTS
     }
     results = {}
@@ -151,9 +164,19 @@ def faults_per_step(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str,
 @pytest.mark.parametrize("imports", IMPORTS)
 @pytest.mark.parametrize(("style", "history", "habit"), CASES)
 def test_mnist_float64_step_does_not_fault(
-    faults_per_step: dict[tuple[str, str, str, str], float], style: str, history: str, habit: str, imports: str
+    faults_per_step: dict[tuple[str, str, str, str, str], float], style: str, history: str, habit: str, imports: str
 ) -> None:
-    faults = faults_per_step[style, history, habit, imports]
+    faults = faults_per_step[style, history, habit, "mlp", imports]
     assert faults < BOUND, (
         f"{style} step ({history}, {habit}, imported from {imports}): {faults:.0f} minor page faults per step"
     )
+
+
+@CNN_FAULTS
+@pytest.mark.parametrize("imports", IMPORTS)
+@pytest.mark.parametrize(("style", "history", "habit"), CNN_CASES)
+def test_cnn_float64_step_does_not_fault(
+    faults_per_step: dict[tuple[str, str, str, str, str], float], style: str, history: str, habit: str, imports: str
+) -> None:
+    faults = faults_per_step[style, history, habit, "cnn", imports]
+    assert faults < BOUND, f"CNN {style} step (imported from {imports}): {faults:.0f} minor page faults per step"
