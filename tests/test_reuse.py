@@ -261,3 +261,37 @@ def test_a_small_graph_after_a_large_model_pays_for_no_reuse(monkeypatch):
     assert not steps.counting and not steps.large
     criterion(y, large(opreg.Tensor(x))).backward()  # a large step again: counting from its backward on
     assert steps.counting
+
+
+def test_tensor_outputs_the_caller_still_holds_are_never_written(monkeypatch):
+    """A Tensor step's output kept from a step (its array, a view of it, the Tensor itself) keeps its values
+    through the next steps, which reuse the memory of everything else."""
+    monkeypatch.setattr(opreg.tensor, "_steps", TensorSteps())
+    rng = np.random.default_rng(6)
+    model = MLP(SIZES, None, output_activation=Identity, rng=np.random.default_rng(1))
+    optimizer = SGD(model.parameters(), lr=0.1)
+    criterion = SoftmaxCrossEntropy(None)
+
+    def step() -> opreg.Tensor:
+        x, y = _batch(rng, np.float64)
+        optimizer.zero_grad()
+        hidden = model.layers[0](opreg.Tensor(x))
+        out = hidden
+        for layer in model.layers[1:]:
+            out = layer(out)
+        criterion(y, out).backward()
+        optimizer.step()
+        return hidden
+
+    for _ in range(3):  # counting, planned, reused
+        step()
+    hidden = step()
+    kept = {"the Tensor": hidden, "its array": hidden.data, "a view": hidden.data[5:9, 2:]}
+    values = {name: x.data if isinstance(x, opreg.Tensor) else x for name, x in kept.items()}
+    copies = {name: x.copy() for name, x in values.items()}
+    del hidden, values
+    for _ in range(3):
+        step()
+    for name, x in kept.items():
+        array = x.data if isinstance(x, opreg.Tensor) else x
+        assert array.tobytes() == copies[name].tobytes(), f"{name} was written by a later step"
