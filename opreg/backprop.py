@@ -86,8 +86,9 @@ def backpropagate(
     backward computes only the gradients asked for (``needs_grad``) and that has a ``backward_out``. If a backward
     raises, no gradient lands, and the ``zeroed`` arrays are zeroed (a write may have reached one).
 
-    ``spares`` (the tape's, :mod:`opreg.reuse`): large gradients that an op with a ``backward_out`` computes are
-    written into spare arrays of the input's shape and gradient dtype, rather than into memory of their own.
+    ``spares`` (a tape's, or the Tensor front end's: :mod:`opreg.reuse`): large gradients that an op with a
+    ``backward_out`` computes are written into spare arrays of the input's shape and gradient dtype, rather than
+    into memory of their own.
     """
     keep_all = keep is True
     kept: Container[int] = () if isinstance(keep, bool) else keep

@@ -212,9 +212,7 @@ class Autograd:
         plan = self._plan  # empty until a step makes a large array (opreg.reuse)
         output = None
         if plan and not (observers or capture.active):
-            position = len(self.operation_list)
-            if position < len(plan) and plan[position] is not None:
-                output = forward_into(self._spares, plan[position], op, inputs, attributes)  # type: ignore[arg-type]
+            output = forward_into(self._spares, plan, len(self.operation_list), op, inputs, attributes)
         if output is None:
             output, saved = run_forward(op, inputs, attributes, observers)
             # an op with a forward_out has one output, an array

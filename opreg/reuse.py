@@ -148,10 +148,19 @@ def planned(
 
 
 def forward_into(
-    spares: Spares, entry: Planned, op: OpDef, inputs: Sequence[np.ndarray], attributes: Mapping[str, Any]
+    spares: Spares,
+    plan: list[Planned | None],
+    position: int,
+    op: OpDef,
+    inputs: Sequence[np.ndarray],
+    attributes: Mapping[str, Any],
 ) -> np.ndarray | None:
-    """The op's output written into a spare array by its ``forward_out``, if this call is what ``entry`` planned
-    (the same op, attributes, input shapes and dtypes, so the same output shape and dtype); else ``None``."""
+    """The op's output written into a spare array by its ``forward_out``, if this call is what ``plan`` holds for
+    ``position`` (the same op, attributes, input shapes and dtypes, so the same output shape and dtype); else
+    ``None``."""
+    entry = plan[position] if position < len(plan) else None
+    if entry is None:
+        return None
     planned_op, key, specs, shape, dtype = entry
     if planned_op is not op or len(specs) != len(inputs):
         return None

@@ -1083,11 +1083,10 @@ def apply_op(op: OpDef, args: Sequence[Any], attributes: Mapping[str, Any]) -> T
     if record and _steps.counting and _grad_mode.enabled and not (observers or capture.active):
         position = _steps.position  # a large model's: write into the last step's memory (opreg.reuse)
         _steps.position = position + 1
-        plan = _steps.plan
-        if position < len(plan) and plan[position] is not None:
-            data = forward_into(_steps.spares, plan[position], op, datas, attributes)  # type: ignore[arg-type]
+        data = forward_into(_steps.spares, _steps.plan, position, op, datas, attributes)
+        if data is not None:
             saved = None
-            _steps.large = data is not None or _steps.large
+            _steps.large = True
     if data is None:
         data, saved = run_forward(op, datas, attributes, observers, False)  # False: one output (call_op: several)
         # an op with a forward_out has one output, an array
