@@ -156,7 +156,7 @@ class SGD(_Stepping):
                         scale = np.asarray(lr, dtype) if type(lr) is float and dtype.kind == "f" else lr
                     data = p.data
                     updated.append(data)
-                    if data.size <= PIECE:  # _subtract_scaled's own first case, without the call (0.1 us each)
+                    if data.size <= PIECE:  # in_pieces' own first case, without the calls (0.1 us each)
                         data -= scale * grad
                     else:
                         _subtract_scaled(data, scale, grad)
@@ -333,16 +333,18 @@ class RMSprop(_Stepping):
         for data, grad, state in self._with_gradients(group, updated):
             if not state:
                 state.update(step=0, square_avg=np.zeros_like(data))
-                if momentum > 0:
-                    state["momentum_buffer"] = np.zeros_like(data)
-                if centered:
-                    state["grad_avg"] = np.zeros_like(data)
+            # from zeros at the first step, or when switched on later, as torch's (made only then: not a
+            # parameter-sized array per step for setdefault to throw away)
+            if momentum > 0 and "momentum_buffer" not in state:
+                state["momentum_buffer"] = np.zeros_like(data)
+            if centered and "grad_avg" not in state:
+                state["grad_avg"] = np.zeros_like(data)
             state["step"] += 1
             arrays = [data, grad, state["square_avg"]]
             if centered:
-                arrays.append(state.setdefault("grad_avg", np.zeros_like(data)))
+                arrays.append(state["grad_avg"])
             if momentum > 0:
-                arrays.append(state.setdefault("momentum_buffer", np.zeros_like(data)))
+                arrays.append(state["momentum_buffer"])
 
             def update(data: np.ndarray, grad: Any, square_avg: np.ndarray, *more: np.ndarray) -> None:
                 # more: grad_avg if centered, then the momentum buffer if momentum
